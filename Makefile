@@ -1,0 +1,47 @@
+# scalpel: `make` builds, `make test` runs the suite, `make demo` runs the main job.
+# Missing Debian packages are installed with apt-get (through sudo when not root).
+BUILD      ?= build
+BUILD_TYPE ?= Release
+JOBS       ?= $(shell nproc)
+PACKAGES   := cmake make g++ pkg-config libeigen3-dev libstb-dev libfmt-dev libgtest-dev \
+              libbenchmark-dev libcpp-httplib-dev
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps configure build test test-asan demo bench clean fixtures
+
+all: build
+
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS) >/dev/null
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The same suite under AddressSanitizer and UBSan, in its own build folder.
+test-asan:
+	$(MAKE) test BUILD=build-asan BUILD_TYPE=Debug CMAKE_ARGS="-DSCALPEL_SANITIZE=ON -DSCALPEL_CUDA=OFF -DSCALPEL_BUILD_BENCH=OFF"
+
+demo: build
+	$(BUILD)/bin/scalpel demo
+
+bench: build
+	@for b in $(BUILD)/bin/bench_*; do echo "== $$b"; $$b; done
+
+# Regenerates tests/fixtures with Debian's python3-torch (not needed by CI).
+fixtures:
+	/usr/bin/python3 scripts/make_fixtures.py
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,18 @@
+#pragma once
+// NumPy .npy files: versions 1.0, 2.0 and 3.0 read, 1.0 written (2.0 when the header needs it).
+// dtypes float32, float64, int64, uint8; little-endian; C order (Fortran order is rejected).
+// Malformed or truncated files throw Error naming the file and what is wrong.
+#include <string>
+
+#include "tensor/tensor.h"
+
+namespace scalpel {
+
+Tensor load_npy(const std::string& path);
+// Writes through a temporary file and a rename, so a failed write leaves no partial file.
+void save_npy(const std::string& path, const Tensor& tensor);
+// In-memory variants (used by the readers and the fuzz harnesses).
+Tensor parse_npy(const std::string& bytes, const std::string& name = "<memory>");
+std::string serialize_npy(const Tensor& tensor);
+
+}  // namespace scalpel

@@ -1,0 +1,47 @@
+#pragma once
+// Reference-counted, 64-byte aligned memory owned by one allocator on one device.
+// Tensors share a Storage through std::shared_ptr; views never copy it.
+#include <cstddef>
+#include <memory>
+
+#include "tensor/device.h"
+
+namespace scalpel {
+
+// An allocator hands out device memory. The CPU allocator is built in; the CUDA backend
+// registers its caching allocators (real and emulated) with register_allocator().
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes) = 0;
+  virtual Device device() const = 0;
+};
+
+Allocator* cpu_allocator();
+// The allocator for a device; throws Error when no backend for it is linked in or available.
+Allocator* allocator_for(Device device);
+void register_allocator(DeviceType type, Allocator* allocator);
+
+class Storage {
+ public:
+  Storage(size_t nbytes, Allocator* allocator);
+  // Wraps memory owned elsewhere (e.g. an mmapped file); `keep_alive` holds the owner.
+  Storage(void* data, size_t nbytes, Device device, std::shared_ptr<void> keep_alive);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+  Allocator* allocator_ = nullptr;  // null when the memory is borrowed
+  std::shared_ptr<void> keep_alive_;
+};
+
+}  // namespace scalpel
