@@ -1,19 +1,54 @@
-// CPU GEMM. See tensor/gemm.h for the contract.
+// CPU GEMM. See tensor/gemm.h for the contract and tensor/gemm_internal.h for the kernels.
+//
+// How the float path is organised (GotoBLAS / BLIS style), for learners
+// ----------------------------------------------------------------------
+// C[M,N] += op(A)[M,K] * op(B)[K,N] is cut into blocks so that each level of the loop nest
+// works on data that sits in one level of the cache:
+//
+//   for ic in M step MC:              A block  MC x KC, packed once, lives in L3
+//     for pc in K step KC:
+//       pack A[ic:+MC, pc:+KC] -> Ap  (row panels of MR rows, k-major, alpha folded in)
+//       for jc in N step NC:
+//         pack B[pc:+KC, jc:+NC] -> Bp  B block KC x NC lives in L2 (~1 MiB)
+//         for ir in MC step MR:         one A micro-panel (MR x KC) stays in L1 ...
+//           for jr in NC step NR:       ... while the B micro-panels stream from L2
+//             micro-kernel: C[ir:+MR, jr:+NR] (+)= Ap[ir] * Bp[jr]   (registers)
+//
+// Packing copies each block into the exact order the micro-kernel reads it (contiguous,
+// aligned, zero-padded to whole MR x NR tiles), so the kernel never sees strides,
+// transposes or ragged edges: one packing routine per operand absorbs trans_a/trans_b and
+// lda/ldb. The micro-kernel keeps an MR x NR tile of C in vector registers and, per k, does
+// MR broadcasts of A, NR/width vector loads of B and MR*NR/width FMAs (8 x 48 on AVX-512:
+// 24 FMAs for 11 loads). Partial tiles at the right/bottom edge are computed into a scratch
+// tile and copied out. The first K block applies beta (beta == 0: C is write-only); later K
+// blocks accumulate (beta = 1).
+//
+// Threads split C into a grid of rectangles (e.g. 2 threads: top/bottom or left/right,
+// whichever wastes less padding), and each thread runs the loop nest above on its own
+// rectangle with its own packing buffers. The packing of the shared operand is then done
+// once per thread instead of once, which costs little (packing is O(MK + KN), the product is
+// O(MNK)) and keeps threads free of barriers.
+//
+// The block sizes (MC, KC, NC) come with each micro-kernel (KernelInfo); they were tuned on
+// the development machine (Xeon Sapphire Rapids: 48 KiB L1d, 2 MiB L2 per core) with
+// bench/bench_gemm.cpp. Double precision goes through Eigen: it is only used by gradient
+// checks.
 #include "tensor/gemm.h"
 
+#include <omp.h>
+
 #include <Eigen/Core>
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <new>
 
 #include "tensor/error.h"
+#include "tensor/gemm_internal.h"
+#include "tensor/parallel.h"
 
 namespace scalpel {
 namespace {
-
-template <typename T>
-using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using ConstMap = Eigen::Map<const RowMajor<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
-template <typename T>
-using Map = Eigen::Map<RowMajor<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
 void check_args(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda,
                 int64_t ldb, int64_t ldc) {
@@ -26,18 +61,245 @@ void check_args(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int
   SCALPEL_CHECK(ldc >= std::max<int64_t>(N, 1), "gemm: ldc={} < N={}", ldc, N);
 }
 
-// Simple version through Eigen's GEMM.
+// C = beta * C over M x N, with beta == 0 writing zeros (old NaNs included).
 template <typename T>
-void gemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
-                const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  Map<T> c(C, M, N, Eigen::OuterStride<>(ldc));
-  if (beta == T(0))
-    c.setZero();
-  else if (beta != T(1))
-    c *= beta;
-  if (K == 0 || alpha == T(0)) return;
-  ConstMap<T> a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
-  ConstMap<T> b(B, trans_b ? N : K, trans_b ? K : N, Eigen::OuterStride<>(ldb));
+void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    T* row = C + i * ldc;
+    if (beta == T(0))
+      std::fill(row, row + N, T(0));
+    else if (beta != T(1))
+      for (int64_t j = 0; j < N; ++j) row[j] *= beta;
+  }
+}
+
+}  // namespace
+
+namespace gemm_detail {
+namespace {
+
+// ---- packing -------------------------------------------------------------------------------
+
+// Ap <- alpha * op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/mr) panels; panel p holds
+// Ap[p*mr*kc + k*mr + i] = alpha * op(A)[i0 + p*mr + i][p0 + k], rows past mc are zero.
+void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+            int64_t kc, float alpha, int mr, float* Ap) {
+  for (int64_t ip = 0; ip < mc; ip += mr) {
+    const int64_t rows = std::min<int64_t>(mr, mc - ip);
+    for (int64_t k = 0; k < kc; ++k) {
+      float* dst = Ap + k * mr;
+      if (trans_a) {  // op(A)[i][k] = A[k][i]: the panel's rows are contiguous in A
+        const float* src = A + (p0 + k) * lda + i0 + ip;
+        for (int64_t i = 0; i < rows; ++i) dst[i] = alpha * src[i];
+      } else {
+        const float* src = A + (i0 + ip) * lda + p0 + k;
+        for (int64_t i = 0; i < rows; ++i) dst[i] = alpha * src[i * lda];
+      }
+      for (int64_t i = rows; i < mr; ++i) dst[i] = 0.0f;
+    }
+    Ap += mr * kc;
+  }
+}
+
+// Bp <- op(B)[p0 : p0+kc, j0 : j0+nc] as ceil(nc/nr) panels; panel p holds
+// Bp[p*nr*kc + k*nr + j] = op(B)[p0 + k][j0 + p*nr + j], columns past nc are zero.
+void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
+            int64_t nc, int nr, float* Bp) {
+  for (int64_t jp = 0; jp < nc; jp += nr) {
+    const int64_t cols = std::min<int64_t>(nr, nc - jp);
+    for (int64_t k = 0; k < kc; ++k) {
+      float* dst = Bp + k * nr;
+      if (trans_b) {  // op(B)[k][j] = B[j][k]
+        const float* src = B + (j0 + jp) * ldb + p0 + k;
+        for (int64_t j = 0; j < cols; ++j) dst[j] = src[j * ldb];
+      } else {
+        const float* src = B + (p0 + k) * ldb + j0 + jp;
+        std::copy(src, src + cols, dst);
+      }
+      std::fill(dst + cols, dst + nr, 0.0f);
+    }
+    Bp += nr * kc;
+  }
+}
+
+// ---- per-thread buffers --------------------------------------------------------------------
+
+// Packing buffers are kept per thread and only grow, so steady-state calls do not allocate
+// (and do not page-fault fresh memory). 64-byte alignment lets kernels use aligned loads.
+class Buffer {
+ public:
+  float* get(int64_t n) {
+    if (n > size_) {
+      data_.reset(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64))));
+      size_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<float[], Free> data_;
+  int64_t size_ = 0;
+};
+
+// ---- the blocked loop nest on one thread's rectangle of C ----------------------------------
+
+struct Problem {
+  bool trans_a, trans_b;
+  int64_t K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+};
+
+constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+void gemm_block(const KernelInfo& ki, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
+                int64_t n1) {
+  thread_local Buffer a_buffer, b_buffer;
+  const int64_t mr = ki.mr, nr = ki.nr;
+  float* Ap = a_buffer.get(round_up(std::min(ki.mc, m1 - m0), mr) * ki.kc);
+  float* Bp = b_buffer.get(round_up(std::min(ki.nc, n1 - n0), nr) * ki.kc);
+  alignas(64) float tile[kMaxTile];  // scratch for edge tiles
+  for (int64_t ic = m0; ic < m1; ic += ki.mc) {
+    const int64_t mc = std::min(ki.mc, m1 - ic);
+    for (int64_t pc = 0; pc < p.K; pc += ki.kc) {
+      const int64_t kc = std::min(ki.kc, p.K - pc);
+      const float beta = pc == 0 ? p.beta : 1.0f;
+      pack_a(p.trans_a, p.A, p.lda, ic, mc, pc, kc, p.alpha, ki.mr, Ap);
+      for (int64_t jc = n0; jc < n1; jc += ki.nc) {
+        const int64_t nc = std::min(ki.nc, n1 - jc);
+        pack_b(p.trans_b, p.B, p.ldb, pc, kc, jc, nc, ki.nr, Bp);
+        for (int64_t ir = 0; ir < mc; ir += mr) {
+          const int64_t rows = std::min(mr, mc - ir);
+          const float* ap = Ap + ir * kc;
+          for (int64_t jr = 0; jr < nc; jr += nr) {
+            const int64_t cols = std::min(nr, nc - jr);
+            const float* bp = Bp + jr * kc;
+            float* c = p.C + (ic + ir) * p.ldc + jc + jr;
+            if (rows == mr && cols == nr) {
+              ki.fn(kc, ap, bp, c, p.ldc, beta);
+              continue;
+            }
+            ki.fn(kc, ap, bp, tile, nr, 0.0f);
+            for (int64_t i = 0; i < rows; ++i)
+              for (int64_t j = 0; j < cols; ++j) {
+                float& out = c[i * p.ldc + j];
+                out = tile[i * nr + j] + (beta == 0.0f ? 0.0f : beta * out);
+              }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Below this many multiply-adds per thread, waking another thread costs more than it saves.
+constexpr int64_t kMinMacsPerThread = int64_t(1) << 18;
+
+}  // namespace
+
+bool cpu_supports(Kernel k) {
+  switch (k) {
+    case Kernel::generic:
+      return true;
+    case Kernel::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Kernel::avx512:
+      return __builtin_cpu_supports("avx512f");
+  }
+  return false;
+}
+
+KernelInfo kernel_info(Kernel k) {
+  switch (k) {
+    case Kernel::generic:
+      return generic_kernel();
+    case Kernel::avx2:
+      return avx2_kernel();
+    case Kernel::avx512:
+      return avx512_kernel();
+  }
+  fail("gemm: unknown kernel {}", static_cast<int>(k));
+}
+
+Kernel best_kernel() {
+  static const Kernel best = cpu_supports(Kernel::avx512) ? Kernel::avx512
+                             : cpu_supports(Kernel::avx2) ? Kernel::avx2
+                                                          : Kernel::generic;
+  return best;
+}
+
+void gemm_with_kernel(Kernel kernel, int threads, bool trans_a, bool trans_b, int64_t M,
+                      int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  SCALPEL_CHECK(cpu_supports(kernel), "gemm: this CPU cannot run the {} kernel",
+                kernel_info(kernel).name);
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
+
+  const KernelInfo ki = kernel_info(kernel);
+  SCALPEL_CHECK(ki.mr * ki.nr <= kMaxTile, "gemm: {} tile exceeds the edge scratch", ki.name);
+  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
+
+  if (threads <= 0) threads = num_threads();
+  if (omp_in_parallel()) threads = 1;
+  threads = static_cast<int>(std::clamp<int64_t>(M * N * K / kMinMacsPerThread, 1, threads));
+
+  // Thread grid tm x tn: the factorisation whose largest rectangle, padded to whole tiles,
+  // is smallest. Rectangles are cut on tile boundaries.
+  const int64_t m_tiles = (M + ki.mr - 1) / ki.mr, n_tiles = (N + ki.nr - 1) / ki.nr;
+  int tm = 1, tn = threads;
+  int64_t best_cost = -1;
+  for (int f = 1; f <= threads; ++f) {
+    if (threads % f != 0) continue;
+    const int64_t cost = (m_tiles + f - 1) / f * ((n_tiles + threads / f - 1) / (threads / f));
+    if (best_cost < 0 || cost < best_cost) best_cost = cost, tm = f, tn = threads / f;
+  }
+  const int64_t m_step = (m_tiles + tm - 1) / tm * ki.mr;
+  const int64_t n_step = (n_tiles + tn - 1) / tn * ki.nr;
+
+  auto run = [&](int t) {
+    const int64_t m0 = (t / tn) * m_step, n0 = (t % tn) * n_step;
+    if (m0 < M && n0 < N) gemm_block(ki, p, m0, std::min(M, m0 + m_step), n0, std::min(N, n0 + n_step));
+  };
+  if (threads == 1) return run(0);
+#pragma omp parallel num_threads(threads)
+  run(omp_get_thread_num());
+}
+
+}  // namespace gemm_detail
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+          int64_t ldc) {
+  gemm_detail::gemm_with_kernel(gemm_detail::best_kernel(), 0, trans_a, trans_b, M, N, K,
+                                alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+          const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
+          int64_t ldc) {
+  check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0) return scale_c(M, N, beta, C, ldc);
+  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using ConstMap = Eigen::Map<const Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+  Eigen::Map<Matrix, Eigen::Unaligned, Eigen::OuterStride<>> c(C, M, N,
+                                                               Eigen::OuterStride<>(ldc));
+  ConstMap a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
+  ConstMap b(B, trans_b ? N : K, trans_b ? K : N, Eigen::OuterStride<>(ldb));
+  scale_c(M, N, beta, C, ldc);
   if (trans_a && trans_b)
     c.noalias() += alpha * a.transpose() * b.transpose();
   else if (trans_a)
@@ -46,24 +308,6 @@ void gemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T a
     c.noalias() += alpha * a * b.transpose();
   else
     c.noalias() += alpha * a * b;
-}
-
-}  // namespace
-
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-          int64_t ldc) {
-  check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
-  if (M == 0 || N == 0) return;
-  gemm_eigen(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
-          const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
-          int64_t ldc) {
-  check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
-  if (M == 0 || N == 0) return;
-  gemm_eigen(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace scalpel

@@ -1,0 +1,242 @@
+// The packed float GEMM (every micro-kernel this CPU runs, several thread counts) and the
+// double GEMM against gemm_reference, over edge-heavy shapes, transposes, strides, alpha/beta.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tensor/error.h"
+#include "tensor/gemm.h"
+#include "tensor/gemm_internal.h"
+
+namespace scalpel {
+namespace {
+
+using gemm_detail::Kernel;
+
+}  // namespace
+namespace gemm_detail {
+// Names kernels in gtest's messages.
+void PrintTo(Kernel k, std::ostream* os) { *os << kernel_info(k).name; }
+}  // namespace gemm_detail
+namespace {
+
+struct Case {
+  int64_t M, N, K;
+  bool ta, tb;
+  float alpha, beta;
+  int64_t pad = 0;  // extra elements per row of A, B and C (strided lda/ldb/ldc)
+};
+
+std::string describe(const Case& c) {
+  return fmt::format("M={} N={} K={} ta={} tb={} alpha={} beta={} pad={}", c.M, c.N, c.K, c.ta,
+                     c.tb, c.alpha, c.beta, c.pad);
+}
+
+// A float GEMM computed as gemm_reference<double> on the same inputs; `bound` is a rigorous
+// error bound for float accumulation, (K + 2) * eps * (|alpha| * sum_k |a||b| + |beta * c|).
+struct Expected {
+  std::vector<double> value, bound;
+};
+
+// The sentinel stored outside the M x N window of C (in the ldc padding), which gemm must keep.
+constexpr float kSentinel = -12345.0f;
+
+struct Operands {
+  int64_t lda, ldb, ldc;
+  std::vector<float> A, B, C;
+};
+
+Operands make_operands(const Case& c, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  Operands o;
+  o.lda = (c.ta ? c.M : c.K) + c.pad;
+  o.ldb = (c.tb ? c.K : c.N) + c.pad;
+  o.ldc = c.N + c.pad;
+  o.A.resize((c.ta ? c.K : c.M) * o.lda + 1);
+  o.B.resize((c.tb ? c.N : c.K) * o.ldb + 1);
+  o.C.assign(c.M * o.ldc, kSentinel);
+  for (float& x : o.A) x = u(rng);
+  for (float& x : o.B) x = u(rng);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) o.C[i * o.ldc + j] = c.beta == 0.0f ? nan : u(rng);
+  return o;
+}
+
+Expected expected(const Case& c, const Operands& o) {
+  auto to_double = [](const std::vector<float>& v, bool absolute) {
+    std::vector<double> d(v.size());
+    for (size_t i = 0; i < v.size(); ++i) d[i] = absolute ? std::fabs(v[i]) : v[i];
+    return d;
+  };
+  std::vector<double> A = to_double(o.A, false), B = to_double(o.B, false);
+  std::vector<double> absA = to_double(o.A, true), absB = to_double(o.B, true);
+  Expected e;
+  e.value = to_double(o.C, false);
+  e.bound.assign(o.C.size(), 0.0);
+  gemm_reference<double>(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), o.lda, B.data(), o.ldb,
+                         c.beta, e.value.data(), o.ldc);
+  gemm_reference<double>(c.ta, c.tb, c.M, c.N, c.K, std::fabs(c.alpha), absA.data(), o.lda,
+                         absB.data(), o.ldb, 0.0, e.bound.data(), o.ldc);
+  const double eps = std::numeric_limits<float>::epsilon();
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      const int64_t at = i * o.ldc + j;
+      const double old_c = c.beta == 0.0f ? 0.0 : std::fabs(c.beta * o.C[at]);
+      e.bound[at] = (c.K + 2) * eps * (e.bound[at] + old_c) + 1e-30;
+    }
+  return e;
+}
+
+// Checks C against the expectation inside the window and against the sentinel outside it;
+// reports the first few mismatches.
+void expect_matches(const Case& c, const Operands& o, const std::vector<float>& C,
+                    const Expected& e, const std::string& what) {
+  int failures = 0;
+  for (int64_t i = 0; i < c.M && failures < 5; ++i)
+    for (int64_t j = 0; j < o.ldc && failures < 5; ++j) {
+      const int64_t at = i * o.ldc + j;
+      if (j >= c.N) {
+        if (C[at] != kSentinel) {
+          ++failures;
+          ADD_FAILURE() << what << ": wrote C[" << i << "][" << j << "] outside N";
+        }
+      } else if (!(std::fabs(C[at] - e.value[at]) <= e.bound[at])) {
+        ++failures;
+        ADD_FAILURE() << what << ": C[" << i << "][" << j << "] = " << C[at] << ", expected "
+                      << e.value[at] << " +- " << e.bound[at];
+      }
+    }
+}
+
+std::vector<Case> edge_cases() {
+  std::vector<Case> cases;
+  // Sizes around the tile widths of all kernels (4/6/8 rows, 16/48 columns), plus 1.
+  const int64_t ms[] = {1, 3, 7, 8, 9, 13, 17, 33};
+  const int64_t ns[] = {1, 5, 16, 17, 47, 48, 49, 100};
+  const int64_t ks[] = {1, 2, 31};
+  for (int64_t M : ms)
+    for (int64_t N : ns)
+      for (int64_t K : ks) {
+        const int variant = static_cast<int>(M + N + K);  // vary flags without a 4x blow-up
+        const bool ta = variant % 2, tb = (variant / 2) % 2;
+        cases.push_back({M, N, K, ta, tb, 1.0f, 0.0f});
+        cases.push_back({M, N, K, !ta, !tb, -0.5f, 0.75f, 3});
+      }
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      cases.push_back({37, 61, 19, ta, tb, 2.0f, 1.0f, 5});
+      cases.push_back({64, 96, 64, ta, tb, 1.0f, 0.0f, 0});
+    }
+  return cases;
+}
+
+// Shapes larger than one cache block of the kernel in each direction (several K blocks
+// accumulate into C; several row/column blocks and threads share the work).
+std::vector<Case> blocked_cases(const gemm_detail::KernelInfo& ki) {
+  return {
+      {ki.mc + 37, 50, ki.kc * 2 + 9, false, true, 1.0f, 0.5f, 1},
+      {70, ki.nc * 2 + 11, ki.kc + 100, true, false, 1.5f, 0.0f, 0},
+      {129, 250, 300, false, false, 1.0f, 1.0f, 2},
+  };
+}
+
+class GemmKernel : public testing::TestWithParam<Kernel> {
+ protected:
+  void SetUp() override {
+    if (!gemm_detail::cpu_supports(GetParam()))
+      GTEST_SKIP() << "this CPU cannot run " << gemm_detail::kernel_info(GetParam()).name;
+  }
+
+  void check(const std::vector<Case>& cases, std::initializer_list<int> thread_counts) {
+    std::mt19937 rng(7);
+    for (const Case& c : cases) {
+      const Operands o = make_operands(c, rng);
+      const Expected e = expected(c, o);
+      for (int threads : thread_counts) {
+        std::vector<float> C = o.C;
+        gemm_detail::gemm_with_kernel(GetParam(), threads, c.ta, c.tb, c.M, c.N, c.K, c.alpha,
+                                      o.A.data(), o.lda, o.B.data(), o.ldb, c.beta, C.data(),
+                                      o.ldc);
+        expect_matches(c, o, C, e,
+                       fmt::format("{} threads={} {}", gemm_detail::kernel_info(GetParam()).name,
+                                   threads, describe(c)));
+      }
+    }
+  }
+};
+
+TEST_P(GemmKernel, EdgeShapes) { check(edge_cases(), {1, 2}); }
+
+TEST_P(GemmKernel, SeveralCacheBlocksAndThreads) {
+  check(blocked_cases(gemm_detail::kernel_info(GetParam())), {1, 2, 3});
+}
+
+INSTANTIATE_TEST_SUITE_P(, GemmKernel,
+                         testing::Values(Kernel::generic, Kernel::avx2, Kernel::avx512),
+                         [](const testing::TestParamInfo<Kernel>& info) {
+                           return std::string(gemm_detail::kernel_info(info.param).name);
+                         });
+
+TEST(Gemm, PublicFloatEntryPoint) {
+  std::mt19937 rng(3);
+  for (const Case& c : {Case{33, 70, 129, false, false, 1.0f, 0.0f},
+                        Case{5, 300, 2, true, true, -1.0f, 2.0f, 4}}) {
+    const Operands o = make_operands(c, rng);
+    const Expected e = expected(c, o);
+    std::vector<float> C = o.C;
+    gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda, o.B.data(), o.ldb, c.beta,
+         C.data(), o.ldc);
+    expect_matches(c, o, C, e, describe(c));
+  }
+}
+
+TEST(Gemm, ZeroKOrAlphaOnlyScalesC) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float A[4] = {nan, nan, nan, nan}, B[4] = {nan, nan, nan, nan};
+  float C[4] = {nan, nan, nan, nan};
+  gemm(false, false, 2, 2, 0, 1.0f, A, 1, B, 2, 0.0f, C, 2);  // K = 0, beta = 0: zeros
+  for (float x : C) EXPECT_EQ(x, 0.0f);
+  float D[4] = {1, 2, 3, 4};
+  gemm(false, false, 2, 2, 2, 0.0f, A, 2, B, 2, 3.0f, D, 2);  // alpha = 0: A, B unread
+  EXPECT_EQ(D[0], 3.0f);
+  EXPECT_EQ(D[3], 12.0f);
+}
+
+TEST(Gemm, DoubleMatchesReference) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (double beta : {0.0, 0.5}) {
+        const int64_t M = 13, N = 29, K = 17, lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 1,
+                      ldc = N + 3;
+        std::vector<double> A((ta ? K : M) * lda), B((tb ? N : K) * ldb), C(M * ldc);
+        for (double& x : A) x = u(rng);
+        for (double& x : B) x = u(rng);
+        for (double& x : C) x = beta == 0.0 ? std::nan("") : u(rng);
+        std::vector<double> R = C;
+        gemm(ta, tb, M, N, K, 1.25, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+        gemm_reference<double>(ta, tb, M, N, K, 1.25, A.data(), lda, B.data(), ldb, beta,
+                               R.data(), ldc);
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j)
+            ASSERT_NEAR(C[i * ldc + j], R[i * ldc + j], 1e-12)
+                << "ta=" << ta << " tb=" << tb << " beta=" << beta << " at " << i << "," << j;
+      }
+}
+
+TEST(Gemm, RejectsBadStridesAndSizes) {
+  float A[16] = {}, B[16] = {}, C[16] = {};
+  EXPECT_THROW(gemm(false, false, 2, 2, 3, 1.0f, A, 2, B, 2, 0.0f, C, 2), Error);  // lda < K
+  EXPECT_THROW(gemm(false, true, 2, 2, 3, 1.0f, A, 3, B, 2, 0.0f, C, 2), Error);   // ldb < K
+  EXPECT_THROW(gemm(false, false, 2, 4, 2, 1.0f, A, 2, B, 4, 0.0f, C, 3), Error);  // ldc < N
+  EXPECT_THROW(gemm(false, false, -1, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2), Error);
+}
+
+}  // namespace
+}  // namespace scalpel
