@@ -23,6 +23,13 @@ Allocator* cpu_allocator();
 Allocator* allocator_for(Device device);
 void register_allocator(DeviceType type, Allocator* allocator);
 
+// Copies nbytes between two devices. Backends register how for their device type (and count
+// every host<->device transfer so benchmarks can show them); CPU<->CPU is a memcpy.
+using DeviceCopyFn = void (*)(void* dst, Device dst_device, const void* src, Device src_device,
+                              size_t nbytes);
+void register_device_copy(DeviceType type, DeviceCopyFn fn);
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
+
 class Storage {
  public:
   Storage(size_t nbytes, Allocator* allocator);
