@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fixtures import blocks, common, counts, losses, models, ops, optim, schedules  # noqa: E402
+from fixtures import blocks, common, counts, losses, models, ops, optim, readme, schedules  # noqa: E402
 
 COMMITTED = {
     "ops": (ops.GROUP, ops.SUBSET, ops.generate),
@@ -42,13 +42,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     choices = list(COMMITTED) + ["counts", "models"]
-    parser.add_argument("subsets", nargs="*", choices=choices,
-                        help="subsets to write (default: every committed one)")
+    # No argparse `choices` here: with nargs="*" it rejects the empty (default) list.
+    parser.add_argument("subsets", nargs="*", metavar="SUBSET",
+                        help=f"one of {', '.join(choices)} (default: every committed one)")
     parser.add_argument("--model-dir", default="/tmp/scalpel-model-fixtures",
                         help="output folder of the 'models' subset")
     parser.add_argument("--models", default=",".join(models.MODELS),
                         help="comma-separated names for the 'models' subset")
     args = parser.parse_args()
+    unknown = [s for s in args.subsets if s not in choices]
+    if unknown:
+        parser.error(f"unknown subset(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
     subsets = args.subsets or list(COMMITTED) + ["counts"]
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -66,6 +70,8 @@ def main():
             names = [m for m in args.models.split(",") if m]
             what = models.generate(args.model_dir, names)
         print(f"{subset}: {what} ({time.time() - start:.1f} s)")
+    if any(s != "models" for s in subsets):
+        readme.generate()
 
 
 if __name__ == "__main__":
