@@ -9,7 +9,8 @@ namespace scalpel::nn {
 namespace {
 
 std::string join(const std::string& prefix, const std::string& name) {
-  return prefix.empty() ? name : prefix + "." + name;
+  if (prefix.empty()) return name;
+  return name.empty() ? prefix : prefix + "." + name;
 }
 
 // "a, b, c" with at most `limit` items, then "and N more" (a wrong checkpoint can miss hundreds).
