@@ -1,0 +1,198 @@
+// Batch normalization: reference per-channel loops and the autograd wrapper batch_norm().
+#include "layers/ops/batch_norm.h"
+
+#include <cmath>
+
+#include "layers/functional.h"
+#include "tensor/ops.h"
+#include "tensor/parallel.h"
+
+namespace scalpel::ops {
+namespace {
+
+// x viewed as [N, C, S]: channel c of sample n is the S contiguous elements at (n * C + c) * S.
+struct ChannelLayout {
+  int64_t n, c, s;
+  explicit ChannelLayout(const Tensor& x) : n(x.size(0)), c(x.size(1)), s(x.numel() / std::max<int64_t>(x.size(0) * x.size(1), 1)) {}
+  int64_t per_channel() const { return n * s; }
+  int64_t at(int64_t sample, int64_t channel) const { return (sample * c + channel) * s; }
+};
+
+// Pointer to a per-channel tensor's data, or nullptr when undefined (made contiguous in `keep`).
+template <typename T> const T* channel_data(const Tensor& t, Tensor& keep) {
+  if (!t.defined()) return nullptr;
+  keep = t.contiguous();
+  return keep.data<T>();
+}
+
+}  // namespace
+
+BatchNormStats batch_norm_stats(const Tensor& x_in) {
+  require_cpu("batch_norm", x_in);
+  const Tensor x = x_in.contiguous();
+  const ChannelLayout L(x);
+  return dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    BatchNormStats stats{Tensor::empty({L.c}, x.dtype()), Tensor::empty({L.c}, x.dtype())};
+    const T* px = x.data<T>();
+    T* mean = stats.mean.data<T>();
+    T* var = stats.var.data<T>();
+    parallel_for(L.c, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double sum = 0;  // accumulate in double: M can be millions of float32 values
+        for (int64_t n = 0; n < L.n; ++n)
+          for (int64_t i = 0; i < L.s; ++i) sum += px[L.at(n, c) + i];
+        const double m = sum / static_cast<double>(L.per_channel());
+        double sq = 0;
+        for (int64_t n = 0; n < L.n; ++n)
+          for (int64_t i = 0; i < L.s; ++i) {
+            const double d = px[L.at(n, c) + i] - m;
+            sq += d * d;
+          }
+        mean[c] = static_cast<T>(m);
+        var[c] = static_cast<T>(sq / static_cast<double>(L.per_channel()));
+      }
+    });
+    return stats;
+  });
+}
+
+Tensor batch_norm_forward(const Tensor& x_in, const Tensor& mean_in, const Tensor& invstd_in, const Tensor& weight_in,
+                          const Tensor& bias_in) {
+  require_cpu("batch_norm", x_in);
+  const Tensor x = x_in.contiguous();
+  const ChannelLayout L(x);
+  return dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor keep[4];
+    const T* mean = channel_data<T>(mean_in, keep[0]);
+    const T* invstd = channel_data<T>(invstd_in, keep[1]);
+    const T* weight = channel_data<T>(weight_in, keep[2]);
+    const T* bias = channel_data<T>(bias_in, keep[3]);
+    Tensor y = Tensor::empty(x.shape(), x.dtype());
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    // One (sample, channel) plane per work item: y = x * scale + shift.
+    parallel_for(L.n * L.c, std::max<int64_t>(1, 4096 / std::max<int64_t>(L.s, 1)), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t c = p % L.c;
+        const T scale = invstd[c] * (weight ? weight[c] : T(1));
+        const T shift = (bias ? bias[c] : T(0)) - mean[c] * scale;
+        const T* xs = px + p * L.s;
+        T* ys = py + p * L.s;
+        for (int64_t i = 0; i < L.s; ++i) ys[i] = xs[i] * scale + shift;
+      }
+    });
+    return y;
+  });
+}
+
+BatchNormGrads batch_norm_backward(const Tensor& gy_in, const Tensor& x_in, const Tensor& mean_in,
+                                   const Tensor& invstd_in, const Tensor& weight_in, bool training) {
+  require_cpu("batch_norm backward", x_in);
+  SCALPEL_CHECK(gy_in.shape() == x_in.shape() && gy_in.dtype() == x_in.dtype(),
+                "batch_norm backward: gradient {} does not match input {}", gy_in.str(), x_in.str());
+  const Tensor x = x_in.contiguous();
+  const Tensor gy = gy_in.contiguous();
+  const ChannelLayout L(x);
+  return dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor keep[3];
+    const T* mean = channel_data<T>(mean_in, keep[0]);
+    const T* invstd = channel_data<T>(invstd_in, keep[1]);
+    const T* weight = channel_data<T>(weight_in, keep[2]);
+    BatchNormGrads g{Tensor::empty(x.shape(), x.dtype()), Tensor::empty({L.c}, x.dtype()),
+                     Tensor::empty({L.c}, x.dtype())};
+    const T* px = x.data<T>();
+    const T* pg = gy.data<T>();
+    T* gx = g.x.data<T>();
+    T* gw = g.weight.data<T>();
+    T* gb = g.bias.data<T>();
+    const double M = static_cast<double>(L.per_channel());
+    parallel_for(L.c, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double sum_g = 0, sum_g_xhat = 0;
+        for (int64_t n = 0; n < L.n; ++n)
+          for (int64_t i = 0; i < L.s; ++i) {
+            const int64_t k = L.at(n, c) + i;
+            sum_g += pg[k];
+            sum_g_xhat += pg[k] * (px[k] - mean[c]) * invstd[c];
+          }
+        gb[c] = static_cast<T>(sum_g);
+        gw[c] = static_cast<T>(sum_g_xhat);
+        const double scale = static_cast<double>(invstd[c]) * (weight ? weight[c] : 1.0);
+        for (int64_t n = 0; n < L.n; ++n)
+          for (int64_t i = 0; i < L.s; ++i) {
+            const int64_t k = L.at(n, c) + i;
+            if (training) {
+              const double xhat = (px[k] - mean[c]) * static_cast<double>(invstd[c]);
+              gx[k] = static_cast<T>(scale * (pg[k] - sum_g / M - xhat * sum_g_xhat / M));
+            } else {
+              gx[k] = static_cast<T>(scale * pg[k]);
+            }
+          }
+      }
+    });
+    return g;
+  });
+}
+
+}  // namespace scalpel::ops
+
+namespace scalpel::nn {
+namespace {
+
+void check_channel_tensor(const std::string& name, const char* what, const Tensor& t, const Tensor& x) {
+  if (!t.defined()) return;
+  SCALPEL_CHECK(t.dim() == 1 && t.size(0) == x.size(1), "{}: {} has shape {} but the input {} has {} channels",
+                name, what, shape_str(t.shape()), shape_str(x.shape()), x.size(1));
+  SCALPEL_CHECK(t.dtype() == x.dtype(), "{}: {} is {} but the input is {}", name, what, dtype_name(t.dtype()),
+                dtype_name(x.dtype()));
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight, const Tensor& bias,
+                  bool training, double momentum, double eps, const std::string& name) {
+  SCALPEL_CHECK(x.defined() && x.dim() >= 2, "{}: expected an input [N, C, ...], got {}", name,
+                x.defined() ? shape_str(x.shape()) : "an undefined tensor");
+  SCALPEL_CHECK(is_floating(x.dtype()), "{}: input must be float32 or float64, got {}", name, dtype_name(x.dtype()));
+  SCALPEL_CHECK(eps > 0, "{}: eps must be positive, got {}", name, eps);
+  check_channel_tensor(name, "running_mean", running_mean, x);
+  check_channel_tensor(name, "running_var", running_var, x);
+  check_channel_tensor(name, "weight", weight, x);
+  check_channel_tensor(name, "bias", bias, x);
+  SCALPEL_CHECK(running_mean.defined() == running_var.defined(), "{}: give both running_mean and running_var, or neither",
+                name);
+
+  Tensor mean, invstd;
+  if (training) {
+    const int64_t per_channel = x.numel() / std::max<int64_t>(x.size(1), 1);
+    SCALPEL_CHECK(per_channel > 1, "{}: expected more than 1 value per channel when training, got input {}", name,
+                  shape_str(x.shape()));
+    ops::BatchNormStats stats = ops::batch_norm_stats(x);
+    mean = stats.mean;
+    invstd = ops::pow_scalar(ops::add_scalar(stats.var, eps), -0.5);
+    if (running_mean.defined()) {
+      // PyTorch: running = (1 - momentum) * running + momentum * batch, with the unbiased variance.
+      const double unbias = static_cast<double>(per_channel) / static_cast<double>(per_channel - 1);
+      running_mean.copy_(ops::add(ops::mul_scalar(running_mean, 1 - momentum), ops::mul_scalar(stats.mean, momentum)));
+      running_var.copy_(
+          ops::add(ops::mul_scalar(running_var, 1 - momentum), ops::mul_scalar(stats.var, momentum * unbias)));
+    }
+  } else {
+    SCALPEL_CHECK(running_mean.defined(), "{}: evaluation mode needs running statistics", name);
+    mean = running_mean.clone();  // a copy: the buffers may be updated before backward runs
+    invstd = ops::pow_scalar(ops::add_scalar(running_var, eps), -0.5);
+  }
+  Tensor y = ops::batch_norm_forward(x, mean, invstd, weight, bias);
+  return record("batch_norm", y, {x, weight, bias},
+                [x = x.detach(), mean, invstd, weight = weight.defined() ? weight.detach() : Tensor(),
+                 has_bias = bias.defined(), training](const Tensor& gy) {
+                  ops::BatchNormGrads g = ops::batch_norm_backward(gy, x, mean, invstd, weight, training);
+                  return std::vector<Tensor>{g.x, weight.defined() ? g.weight : Tensor(),
+                                             has_bias ? g.bias : Tensor()};
+                });
+}
+
+}  // namespace scalpel::nn

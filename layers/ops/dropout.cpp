@@ -1,0 +1,40 @@
+// Dropout and stochastic depth: a seeded mask and a differentiable multiplication.
+#include "layers/ops/dropout.h"
+
+#include "layers/functional.h"
+
+namespace scalpel::ops {
+
+Tensor dropout_mask(const Shape& shape, double p, DType dtype, Generator& gen) {
+  SCALPEL_CHECK(p >= 0 && p <= 1, "dropout: probability must be in [0, 1], got {}", p);
+  return dispatch_floating(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    Tensor mask = Tensor::empty(shape, dtype);
+    T* m = mask.data<T>();
+    const T keep = p < 1 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
+    // Sequential on purpose: the mask depends only on the generator's state, not on threads.
+    for (int64_t i = 0; i < mask.numel(); ++i) m[i] = gen.uniform() < p ? T(0) : keep;
+    return mask;
+  });
+}
+
+}  // namespace scalpel::ops
+
+namespace scalpel::nn {
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  SCALPEL_CHECK(p >= 0 && p <= 1, "dropout: probability must be in [0, 1], got {}", p);
+  if (!training || p == 0) return x;
+  return mul(x, ops::dropout_mask(x.shape(), p, x.dtype(), gen));
+}
+
+Tensor drop_path(const Tensor& x, double p, bool training, Generator& gen) {
+  SCALPEL_CHECK(p >= 0 && p <= 1, "drop_path: probability must be in [0, 1], got {}", p);
+  SCALPEL_CHECK(x.dim() >= 1, "drop_path: expected an input [N, ...], got {}", shape_str(x.shape()));
+  if (!training || p == 0) return x;
+  Shape mask_shape(x.dim(), 1);  // one draw per sample, broadcast over the rest
+  mask_shape[0] = x.size(0);
+  return mul(x, ops::dropout_mask(mask_shape, p, x.dtype(), gen));
+}
+
+}  // namespace scalpel::nn

@@ -1,0 +1,288 @@
+// Pooling: reference loops over (sample, channel) planes, parallel across planes, and the
+// autograd wrappers of layers/functional.h.
+#include "layers/ops/pooling.h"
+
+#include <cmath>
+#include <limits>
+
+#include "tensor/ops.h"
+#include "tensor/parallel.h"
+
+namespace scalpel::ops {
+namespace {
+
+void check_nchw(const Tensor& x, const std::string& name) {
+  SCALPEL_CHECK(x.defined() && x.dim() == 4, "{}: expected an input [N, C, H, W], got {}", name,
+                x.defined() ? shape_str(x.shape()) : "an undefined tensor");
+  SCALPEL_CHECK(is_floating(x.dtype()), "{}: input must be float32 or float64, got {}", name, dtype_name(x.dtype()));
+  require_cpu(name.c_str(), x);
+}
+
+// PyTorch's pooling_output_shape_pad_lr (dilation 1).
+int64_t pooled_size(int64_t in, int64_t kernel, int64_t before, int64_t after, int64_t stride, bool ceil_mode) {
+  const int64_t span = in + before + after - kernel;
+  int64_t out = (ceil_mode ? (span + stride - 1) : span);
+  out = (out >= 0 ? out / stride : -((-out + stride - 1) / stride)) + 1;  // floor division
+  if (ceil_mode && (out - 1) * stride >= in + before) --out;
+  return out;
+}
+
+// Runs body(plane) for every (n, c) plane of a [N, C, ...] tensor, in parallel.
+template <typename Body> void for_each_plane(int64_t planes, int64_t work_per_plane, Body&& body) {
+  parallel_for(planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(work_per_plane, 1)), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) body(p);
+  });
+}
+
+// Window of output (oh, ow) as PyTorch's avg pool computes it: [h0, h1) x [w0, w1) clipped
+// to the input, and the size of the window clipped to the padded input (`padded_size`).
+struct AvgWindow {
+  int64_t h0, h1, w0, w1, padded_size;
+  AvgWindow(const Pool2dGeometry& g, int64_t oh, int64_t ow) {
+    h0 = oh * g.stride_h - g.pad.top;
+    w0 = ow * g.stride_w - g.pad.left;
+    h1 = std::min(h0 + g.kernel_h, g.in_h + g.pad.bottom);
+    w1 = std::min(w0 + g.kernel_w, g.in_w + g.pad.right);
+    padded_size = (h1 - h0) * (w1 - w0);
+    h0 = std::max<int64_t>(h0, 0);
+    w0 = std::max<int64_t>(w0, 0);
+    h1 = std::min(h1, g.in_h);
+    w1 = std::min(w1, g.in_w);
+  }
+  bool empty() const { return h0 >= h1 || w0 >= w1; }
+  int64_t divisor(bool count_include_pad) const { return count_include_pad ? padded_size : (h1 - h0) * (w1 - w0); }
+};
+
+Shape out_shape(const Shape& in, int64_t h, int64_t w) { return {in[0], in[1], h, w}; }
+
+}  // namespace
+
+Pool2dGeometry pool2d_geometry(const Tensor& x, const nn::Pool2dOptions& o, const std::string& name) {
+  check_nchw(x, name);
+  Pool2dGeometry g;
+  g.in_h = x.size(2);
+  g.in_w = x.size(3);
+  g.kernel_h = o.kernel[0];
+  g.kernel_w = o.kernel[1];
+  g.stride_h = o.stride[0] == 0 ? o.kernel[0] : o.stride[0];
+  g.stride_w = o.stride[1] == 0 ? o.kernel[1] : o.stride[1];
+  g.pad = o.padding;
+  SCALPEL_CHECK(g.kernel_h > 0 && g.kernel_w > 0, "{}: kernel must be positive, got {}x{}", name, g.kernel_h, g.kernel_w);
+  SCALPEL_CHECK(g.stride_h > 0 && g.stride_w > 0, "{}: stride must be positive, got {}x{}", name, o.stride[0],
+                o.stride[1]);
+  const nn::Padding2d& p = g.pad;
+  SCALPEL_CHECK(p.top >= 0 && p.bottom >= 0 && p.left >= 0 && p.right >= 0 && p.top <= g.kernel_h / 2 &&
+                    p.bottom <= g.kernel_h / 2 && p.left <= g.kernel_w / 2 && p.right <= g.kernel_w / 2,
+                "{}: padding (top {}, bottom {}, left {}, right {}) must be between 0 and half the kernel {}x{}", name,
+                p.top, p.bottom, p.left, p.right, g.kernel_h, g.kernel_w);
+  g.out_h = pooled_size(g.in_h, g.kernel_h, p.top, p.bottom, g.stride_h, o.ceil_mode);
+  g.out_w = pooled_size(g.in_w, g.kernel_w, p.left, p.right, g.stride_w, o.ceil_mode);
+  SCALPEL_CHECK(g.out_h >= 1 && g.out_w >= 1,
+                "{}: kernel {}x{} is larger than the padded input {} (padding top {}, bottom {}, left {}, right {})",
+                name, g.kernel_h, g.kernel_w, shape_str(x.shape()), p.top, p.bottom, p.left, p.right);
+  return g;
+}
+
+// ---------------------------------------------------------------- max pool
+
+MaxPoolResult max_pool2d_forward(const Tensor& x_in, const Pool2dGeometry& g) {
+  const Tensor x = x_in.contiguous();
+  const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  return dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    MaxPoolResult r{Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype()),
+                    Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), DType::I64)};
+    const T* px = x.data<T>();
+    T* py = r.y.data<T>();
+    int64_t* pi = r.argmax.data<int64_t>();
+    for_each_plane(planes, out_plane * g.kernel_h * g.kernel_w, [&](int64_t plane) {
+      const T* in = px + plane * in_plane;
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const int64_t h0 = std::max<int64_t>(oh * g.stride_h - g.pad.top, 0);
+          const int64_t w0 = std::max<int64_t>(ow * g.stride_w - g.pad.left, 0);
+          const int64_t h1 = std::min(oh * g.stride_h - g.pad.top + g.kernel_h, g.in_h);
+          const int64_t w1 = std::min(ow * g.stride_w - g.pad.left + g.kernel_w, g.in_w);
+          T best = -std::numeric_limits<T>::infinity();
+          int64_t best_index = h0 * g.in_w + w0;
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) {
+              const T v = in[h * g.in_w + w];
+              if (v > best || std::isnan(v)) {
+                best = v;
+                best_index = h * g.in_w + w;
+              }
+            }
+          py[plane * out_plane + oh * g.out_w + ow] = best;
+          pi[plane * out_plane + oh * g.out_w + ow] = best_index;
+        }
+    });
+    return r;
+  });
+}
+
+Tensor max_pool2d_backward(const Tensor& gy_in, const Tensor& argmax_in, const Pool2dGeometry& g) {
+  const Tensor gy = gy_in.contiguous();
+  const Tensor argmax = argmax_in.contiguous();
+  SCALPEL_CHECK(gy.shape() == argmax.shape(), "max_pool2d backward: gradient {} does not match indices {}",
+                shape_str(gy.shape()), shape_str(argmax.shape()));
+  const int64_t planes = gy.size(0) * gy.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  return dispatch_floating(gy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor gx = Tensor::zeros(out_shape(gy.shape(), g.in_h, g.in_w), gy.dtype());
+    const T* pg = gy.data<T>();
+    const int64_t* pi = argmax.data<int64_t>();
+    T* out = gx.data<T>();
+    for_each_plane(planes, out_plane, [&](int64_t plane) {
+      for (int64_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o) out[plane * in_plane + pi[o]] += pg[o];
+    });
+    return gx;
+  });
+}
+
+// ---------------------------------------------------------------- average pool
+
+Tensor avg_pool2d_forward(const Tensor& x_in, const Pool2dGeometry& g, bool count_include_pad) {
+  const Tensor x = x_in.contiguous();
+  const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  return dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor y = Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype());
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    for_each_plane(planes, out_plane * g.kernel_h * g.kernel_w, [&](int64_t plane) {
+      const T* in = px + plane * in_plane;
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const AvgWindow win(g, oh, ow);
+          T sum = 0;
+          for (int64_t h = win.h0; h < win.h1; ++h)
+            for (int64_t w = win.w0; w < win.w1; ++w) sum += in[h * g.in_w + w];
+          py[plane * out_plane + oh * g.out_w + ow] = win.empty() ? T(0) : sum / T(win.divisor(count_include_pad));
+        }
+    });
+    return y;
+  });
+}
+
+Tensor avg_pool2d_backward(const Tensor& gy_in, const Pool2dGeometry& g, bool count_include_pad) {
+  const Tensor gy = gy_in.contiguous();
+  const int64_t planes = gy.size(0) * gy.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  return dispatch_floating(gy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor gx = Tensor::zeros(out_shape(gy.shape(), g.in_h, g.in_w), gy.dtype());
+    const T* pg = gy.data<T>();
+    T* out = gx.data<T>();
+    for_each_plane(planes, out_plane * g.kernel_h * g.kernel_w, [&](int64_t plane) {
+      T* gin = out + plane * in_plane;
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const AvgWindow win(g, oh, ow);
+          if (win.empty()) continue;
+          const T share = pg[plane * out_plane + oh * g.out_w + ow] / T(win.divisor(count_include_pad));
+          for (int64_t h = win.h0; h < win.h1; ++h)
+            for (int64_t w = win.w0; w < win.w1; ++w) gin[h * g.in_w + w] += share;
+        }
+    });
+    return gx;
+  });
+}
+
+// ---------------------------------------------------------------- adaptive average pool
+
+namespace {
+int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
+int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+}  // namespace
+
+Tensor adaptive_avg_pool2d_forward(const Tensor& x_in, int64_t out_h, int64_t out_w) {
+  const Tensor x = x_in.contiguous();
+  const int64_t in_h = x.size(2), in_w = x.size(3);
+  const int64_t planes = x.size(0) * x.size(1), in_plane = in_h * in_w, out_plane = out_h * out_w;
+  return dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor y = Tensor::empty(out_shape(x.shape(), out_h, out_w), x.dtype());
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    for_each_plane(planes, std::max(in_plane, out_plane), [&](int64_t plane) {
+      const T* in = px + plane * in_plane;
+      for (int64_t oh = 0; oh < out_h; ++oh) {
+        const int64_t h0 = adaptive_start(oh, in_h, out_h), h1 = adaptive_end(oh, in_h, out_h);
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          const int64_t w0 = adaptive_start(ow, in_w, out_w), w1 = adaptive_end(ow, in_w, out_w);
+          T sum = 0;
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) sum += in[h * in_w + w];
+          py[plane * out_plane + oh * out_w + ow] = sum / T((h1 - h0) * (w1 - w0));
+        }
+      }
+    });
+    return y;
+  });
+}
+
+Tensor adaptive_avg_pool2d_backward(const Tensor& gy_in, int64_t in_h, int64_t in_w) {
+  const Tensor gy = gy_in.contiguous();
+  const int64_t out_h = gy.size(2), out_w = gy.size(3);
+  const int64_t planes = gy.size(0) * gy.size(1), in_plane = in_h * in_w, out_plane = out_h * out_w;
+  return dispatch_floating(gy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor gx = Tensor::zeros(out_shape(gy.shape(), in_h, in_w), gy.dtype());
+    const T* pg = gy.data<T>();
+    T* out = gx.data<T>();
+    for_each_plane(planes, std::max(in_plane, out_plane), [&](int64_t plane) {
+      T* gin = out + plane * in_plane;
+      for (int64_t oh = 0; oh < out_h; ++oh) {
+        const int64_t h0 = adaptive_start(oh, in_h, out_h), h1 = adaptive_end(oh, in_h, out_h);
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          const int64_t w0 = adaptive_start(ow, in_w, out_w), w1 = adaptive_end(ow, in_w, out_w);
+          const T share = pg[plane * out_plane + oh * out_w + ow] / T((h1 - h0) * (w1 - w0));
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) gin[h * in_w + w] += share;
+        }
+      }
+    });
+    return gx;
+  });
+}
+
+}  // namespace scalpel::ops
+
+namespace scalpel::nn {
+
+using V = std::vector<Tensor>;
+
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options, const std::string& name) {
+  const ops::Pool2dGeometry g = ops::pool2d_geometry(x, options, name);
+  ops::MaxPoolResult r = ops::max_pool2d_forward(x, g);
+  return record("max_pool2d", r.y, {x}, [argmax = r.argmax, g](const Tensor& gy) {
+    return V{ops::max_pool2d_backward(gy, argmax, g)};
+  });
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options, const std::string& name) {
+  const ops::Pool2dGeometry g = ops::pool2d_geometry(x, options, name);
+  const bool include = options.count_include_pad;
+  return record("avg_pool2d", ops::avg_pool2d_forward(x, g, include), {x}, [g, include](const Tensor& gy) {
+    return V{ops::avg_pool2d_backward(gy, g, include)};
+  });
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
+  SCALPEL_CHECK(x.defined() && x.dim() == 4 && is_floating(x.dtype()),
+                "adaptive_avg_pool2d: expected a float input [N, C, H, W], got {}", x.defined() ? x.str() : "undefined");
+  SCALPEL_CHECK(out_h > 0 && out_w > 0, "adaptive_avg_pool2d: output size must be positive, got {}x{}", out_h, out_w);
+  SCALPEL_CHECK(x.size(2) > 0 && x.size(3) > 0, "adaptive_avg_pool2d: input {} has an empty plane",
+                shape_str(x.shape()));
+  const int64_t in_h = x.size(2), in_w = x.size(3);
+  return record("adaptive_avg_pool2d", ops::adaptive_avg_pool2d_forward(x, out_h, out_w), {x},
+                [in_h, in_w](const Tensor& gy) { return V{ops::adaptive_avg_pool2d_backward(gy, in_h, in_w)}; });
+}
+
+Tensor global_avg_pool(const Tensor& x) {
+  SCALPEL_CHECK(x.defined() && x.dim() == 4, "global_avg_pool: expected an input [N, C, H, W], got {}",
+                x.defined() ? shape_str(x.shape()) : "an undefined tensor");
+  return reshape(adaptive_avg_pool2d(x, 1, 1), {x.size(0), x.size(1)});
+}
+
+}  // namespace scalpel::nn
