@@ -1,0 +1,115 @@
+// Batch normalization over N, H, W for each channel of NCHW data. Training kernels give one
+// block per channel: block reductions produce the statistics, then the same block normalizes.
+#include "cuda/kernels/block_reduce.cuh"
+
+namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// Visits the channel's n * hw elements (index into the NCHW tensor) spread over the block.
+#define SCALPEL_FOR_CHANNEL(idx)                                       \
+  for (int64_t b = 0; b < n; ++b)                                      \
+    for (int64_t j = threadIdx.x, idx = (b * c + ch) * hw + j; j < hw; \
+         j += blockDim.x, idx += blockDim.x)
+
+__global__ void bn_train_forward_kernel(const float* x, const float* gamma, const float* beta,
+                                        float* y, float* running_mean, float* running_var,
+                                        float* save_mean, float* save_invstd, int64_t n,
+                                        int64_t c, int64_t hw, float momentum, float eps) {
+  const float count = static_cast<float>(n * hw);
+  for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
+    float sum = 0.0f;
+    SCALPEL_FOR_CHANNEL(i) sum += x[i];
+    const float mean = block_sum(sum) / count;
+    float sq = 0.0f;  // two passes: sum of squared deviations, no cancellation
+    SCALPEL_FOR_CHANNEL(i) sq += (x[i] - mean) * (x[i] - mean);
+    const float var = block_sum(sq) / count;
+    const float invstd = rsqrtf(var + eps);
+    const float scale = gamma ? gamma[ch] * invstd : invstd;
+    const float shift = (beta ? beta[ch] : 0.0f) - mean * scale;
+    SCALPEL_FOR_CHANNEL(i) y[i] = fmaf(x[i], scale, shift);
+    if (threadIdx.x == 0) {
+      save_mean[ch] = mean;
+      save_invstd[ch] = invstd;
+      if (running_mean) running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * mean;
+      if (running_var) {
+        const float unbiased = count > 1.0f ? var * count / (count - 1.0f) : var;
+        running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * unbiased;
+      }
+    }
+  }
+}
+
+__global__ void bn_eval_forward_kernel(const float* x, const float* gamma, const float* beta,
+                                       const float* running_mean, const float* running_var,
+                                       float* y, int64_t n, int64_t c, int64_t hw, float eps) {
+  const int64_t total = n * c * hw;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t ch = i / hw % c;
+    const float scale = (gamma ? gamma[ch] : 1.0f) * rsqrtf(running_var[ch] + eps);
+    y[i] = (x[i] - running_mean[ch]) * scale + (beta ? beta[ch] : 0.0f);
+  }
+}
+
+// dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)); dgamma = sum(dy * xhat);
+// dbeta = sum(dy).
+__global__ void bn_backward_kernel(const float* x, const float* dy, const float* gamma,
+                                   const float* save_mean, const float* save_invstd, float* dx,
+                                   float* dgamma, float* dbeta, int64_t n, int64_t c, int64_t hw) {
+  const float count = static_cast<float>(n * hw);
+  for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
+    const float mean = save_mean[ch], invstd = save_invstd[ch];
+    float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
+    SCALPEL_FOR_CHANNEL(i) {
+      sum_dy += dy[i];
+      sum_dy_xhat += dy[i] * (x[i] - mean) * invstd;
+    }
+    sum_dy = block_sum(sum_dy);
+    sum_dy_xhat = block_sum(sum_dy_xhat);
+    const float g = (gamma ? gamma[ch] : 1.0f) * invstd;
+    SCALPEL_FOR_CHANNEL(i) {
+      const float xhat = (x[i] - mean) * invstd;
+      dx[i] = g * (dy[i] - sum_dy / count - xhat * sum_dy_xhat / count);
+    }
+    if (threadIdx.x == 0) {
+      if (dgamma) dgamma[ch] = sum_dy_xhat;
+      if (dbeta) dbeta[ch] = sum_dy;
+    }
+  }
+}
+
+#undef SCALPEL_FOR_CHANNEL
+
+}  // namespace
+
+void batch_norm_train_forward(const Stream& s, const float* x, const float* gamma,
+                              const float* beta, float* y, float* running_mean,
+                              float* running_var, float* save_mean, float* save_invstd,
+                              int64_t n, int64_t c, int64_t hw, float momentum, float eps) {
+  if (c > 0)
+    SCALPEL_LAUNCH(bn_train_forward_kernel, grid_for(c, 1, 65535), kThreads, 0, s, x, gamma, beta,
+                   y, running_mean, running_var, save_mean, save_invstd, n, c, hw, momentum, eps);
+}
+
+void batch_norm_eval_forward(const Stream& s, const float* x, const float* gamma,
+                             const float* beta, const float* running_mean,
+                             const float* running_var, float* y, int64_t n, int64_t c,
+                             int64_t hw, float eps) {
+  const int64_t total = n * c * hw;
+  if (total > 0)
+    SCALPEL_LAUNCH(bn_eval_forward_kernel, grid_for(total, kThreads), kThreads, 0, s, x, gamma,
+                   beta, running_mean, running_var, y, n, c, hw, eps);
+}
+
+void batch_norm_backward(const Stream& s, const float* x, const float* dy, const float* gamma,
+                         const float* save_mean, const float* save_invstd, float* dx,
+                         float* dgamma, float* dbeta, int64_t n, int64_t c, int64_t hw) {
+  if (c > 0)
+    SCALPEL_LAUNCH(bn_backward_kernel, grid_for(c, 1, 65535), kThreads, 0, s, x, dy, gamma,
+                   save_mean, save_invstd, dx, dgamma, dbeta, n, c, hw);
+}
+
+}  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
