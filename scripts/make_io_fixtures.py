@@ -11,13 +11,16 @@ Everything is small (a few KB) and deterministic, and is committed.
   empty tensor. tiny_expected/<name>.npy holds each tensor as scalpel loads it (float32 or
   int64) and tiny_expected/names.txt the names in order, prefixes stripped.
 - tiny_bare.pt: a bare state dict (no wrapper, no prefix), zip format.
-- tiny_missing_entry.pt: tiny_zip.pt without one storage entry.
+- tiny_missing_entry.pt: tiny_zip.pt without the storage entry of "conv.weight".
 - evil_zip.pt / evil_legacy.pt: checkpoints whose state dict holds an object that reduces to
   os.system("touch /tmp/scalpel_pickle_pwned"); loading must refuse them and run nothing.
 - module_legacy.pt: a whole pickled nn.Module (torch.save(model)), which is refused.
 - tiny.safetensors: written by hand (struct + json; the safetensors package is not in Debian)
   with F32, F16, BF16, F64, I64, I32, U8 and BOOL tensors, header order differing from data
   order, and __metadata__; its expected values are safetensors_expected/<name>.npy.
+- deflated.zip: a zip with a compressed entry (refused: torch.save writes stored entries).
+- zip64.zip: one stored entry whose sizes and offset live in ZIP64 extra fields, with ZIP64
+  end records, as PyTorch writes for archives beyond 4 GB (built by hand).
 - pickle_values_p{2,4,5}.pkl: plain Python values pickled with protocols 2, 4 and 5, covering
   the opcodes the unpickler accepts (checked value by value in test_pickle.cpp).
 """
@@ -28,6 +31,7 @@ import pathlib
 import pickle
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 import torch
@@ -57,7 +61,7 @@ def tiny_state_dict():
 def expected_array(t):
     t = t.detach()
     t = t.float() if t.is_floating_point() else t.long()
-    return np.ascontiguousarray(t.numpy())  # C order: scalpel's .npy reader refuses Fortran
+    return t.numpy().copy(order="C")  # scalpel's .npy reader refuses Fortran order
 
 
 class Evil:
@@ -89,10 +93,8 @@ def write_tiny_checkpoints():
     # The same zip without the storage of "conv.weight".
     with zipfile.ZipFile(OUT / "tiny_zip.pt") as src, \
             zipfile.ZipFile(OUT / "tiny_missing_entry.pt", "w", zipfile.ZIP_STORED) as dst:
-        storages = [n for n in src.namelist() if "/data/" in n]
-        dropped = storages[0]
         for name in src.namelist():
-            if name != dropped:
+            if not name.endswith("/data/1"):
                 dst.writestr(name, src.read(name))
 
     evil = {"state_dict": {"weight": Evil()}}
@@ -162,11 +164,32 @@ def write_pickles():
         (OUT / f"pickle_values_p{protocol}.pkl").write_bytes(pickle.dumps(values, protocol))
 
 
+def write_zips():
+    with zipfile.ZipFile(OUT / "deflated.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"compressible " * 20)
+
+    name, data = b"big/data.txt", b"zip64 entry contents"
+    crc = zlib.crc32(data)
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+                        len(name), 20) + name + struct.pack("<HHQQ", 1, 16, len(data), len(data))
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF,
+                          0xFFFFFFFF, len(name), 28, 0, 0, 0, 0, 0xFFFFFFFF)
+    central += name + struct.pack("<HHQQQ", 1, 24, len(data), len(data), 0)
+    directory_offset = len(local) + len(data)
+    zip64_end_offset = directory_offset + len(central)
+    zip64_end = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, 1, 1, len(central),
+                            directory_offset)
+    locator = struct.pack("<IIQI", 0x07064B50, 0, zip64_end_offset, 1)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    (OUT / "zip64.zip").write_bytes(local + data + central + zip64_end + locator + end)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     write_tiny_checkpoints()
     write_safetensors()
     write_pickles()
+    write_zips()
     print(f"wrote {len(list(OUT.rglob('*')))} files to {OUT}")
 
 

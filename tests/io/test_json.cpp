@@ -7,22 +7,12 @@
 #include <limits>
 #include <random>
 
-#include "tensor/error.h"
+#include "io/io_test_util.h"
 
 namespace scalpel {
 namespace {
 
-// The message of the Error thrown by fn (fails the test when nothing is thrown).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return "";
-}
+using io_test::error_of;
 
 TEST(Json, ParsesEveryType) {
   const Json j = Json::parse(R"( {"a": null, "b": [true, false], "c": -12.5e1, "d": "x\ty",
