@@ -79,12 +79,13 @@ CrossEntropyRows cross_entropy_rows(const Tensor& x, const Tensor& target, const
         for (int64_t c = 0; c < R.c; ++c) max = std::max(max, row[c * R.s]);
         T sum = 0;
         for (int64_t c = 0; c < R.c; ++c) sum += std::exp(row[c * R.s] - max);
-        const T lse = max + std::log(sum);  // -log p_c = lse - x_c
+        // -log p_c = log(sum) - (x_c - max), grouped so that large logits keep their digits.
+        const T log_sum = std::log(sum);
         T smooth = 0;
         if (eps > 0)
-          for (int64_t c = 0; c < R.c; ++c) smooth += (pw ? pw[c] : T(1)) * (lse - row[c * R.s]);
+          for (int64_t c = 0; c < R.c; ++c) smooth += (pw ? pw[c] : T(1)) * (log_sum - (row[c * R.s] - max));
         const T wt = pw ? pw[t] : T(1);
-        pl[r] = T(1 - eps) * wt * (lse - row[t * R.s]) + T(eps / R.c) * smooth;
+        pl[r] = T(1 - eps) * wt * (log_sum - (row[t * R.s] - max)) + T(eps / R.c) * smooth;
       }
     });
     return out;

@@ -72,15 +72,16 @@ Tensor batch_norm_forward(const Tensor& x_in, const Tensor& mean_in, const Tenso
     Tensor y = Tensor::empty(x.shape(), x.dtype());
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    // One (sample, channel) plane per work item: y = x * scale + shift.
+    // One (sample, channel) plane per work item. (x - mean) first: folding the mean into a
+    // shift (x * scale + shift) cancels catastrophically when |mean| >> std in float32.
     parallel_for(L.n * L.c, std::max<int64_t>(1, 4096 / std::max<int64_t>(L.s, 1)), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t c = p % L.c;
         const T scale = invstd[c] * (weight ? weight[c] : T(1));
-        const T shift = (bias ? bias[c] : T(0)) - mean[c] * scale;
+        const T shift = bias ? bias[c] : T(0);
         const T* xs = px + p * L.s;
         T* ys = py + p * L.s;
-        for (int64_t i = 0; i < L.s; ++i) ys[i] = xs[i] * scale + shift;
+        for (int64_t i = 0; i < L.s; ++i) ys[i] = (xs[i] - mean[c]) * scale + shift;
       }
     });
     return y;

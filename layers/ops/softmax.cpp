@@ -48,8 +48,10 @@ Tensor softmax_forward(const Tensor& x_in, int64_t axis, bool log) {
         T sum = 0;
         for (int64_t i = 0; i < rows.n; ++i) sum += std::exp(px[base + i * step] - max);
         if (log) {
-          const T log_sum = max + std::log(sum);
-          for (int64_t i = 0; i < rows.n; ++i) py[base + i * step] = px[base + i * step] - log_sum;
+          // (x - max) - log(sum): subtracting max + log(sum) in one go would round away
+          // digits when the logits are large (float32 ulp at 1000 is 6e-5).
+          const T log_sum = std::log(sum);
+          for (int64_t i = 0; i < rows.n; ++i) py[base + i * step] = (px[base + i * step] - max) - log_sum;
         } else {
           for (int64_t i = 0; i < rows.n; ++i) py[base + i * step] = std::exp(px[base + i * step] - max) / sum;
         }

@@ -1,0 +1,194 @@
+// Pooling: output sizes (ceil_mode and its last-window rule), hand values, tie handling,
+// gradient checks (odd sizes, stride 2, ceil_mode, count_include_pad, asymmetric padding),
+// PyTorch parity, errors.
+#include <gtest/gtest.h>
+
+#include "layer_ops/op_fixture.h"
+#include "layers/functional.h"
+#include "layers/ops/pooling.h"
+
+namespace scalpel {
+namespace {
+
+using testing::expect_gradcheck;
+using testing::expect_parity;
+using testing::random_leaf;
+
+nn::Pool2dOptions pool(int64_t k, int64_t s, int64_t p = 0, bool ceil_mode = false, bool include_pad = true) {
+  nn::Pool2dOptions o;
+  o.kernel = {k, k};
+  o.stride = {s, s};
+  o.padding = nn::Padding2d::symmetric(p);
+  o.ceil_mode = ceil_mode;
+  o.count_include_pad = include_pad;
+  return o;
+}
+
+Shape pooled_shape(const Shape& in, const nn::Pool2dOptions& o) {
+  return nn::max_pool2d(Tensor::zeros(in, DType::F64), o).shape();
+}
+
+TEST(Pooling, OutputSizes) {
+  EXPECT_EQ(pooled_shape({1, 1, 7, 6}, pool(2, 2)), (Shape{1, 1, 3, 3}));
+  EXPECT_EQ(pooled_shape({1, 1, 7, 6}, pool(2, 2, 0, true)), (Shape{1, 1, 4, 3}));
+  EXPECT_EQ(pooled_shape({1, 1, 112, 112}, pool(3, 2, 1)), (Shape{1, 1, 56, 56}));  // ResNet stem
+  // ceil_mode with padding: a window starting in the bottom padding is dropped (H = 5 -> 3),
+  // one starting inside the input is kept (W = 6 -> 4).
+  EXPECT_EQ(pooled_shape({1, 1, 5, 6}, pool(2, 2, 1, true)), (Shape{1, 1, 3, 4}));
+  // Stride defaults to the kernel.
+  nn::Pool2dOptions o;
+  o.kernel = {3, 2};
+  EXPECT_EQ(pooled_shape({1, 1, 7, 7}, o), (Shape{1, 1, 2, 3}));
+}
+
+TEST(Pooling, MaxHandValues) {
+  Tensor x = Tensor::arange(0, 16, 1, DType::F64).reshape({1, 1, 4, 4});
+  EXPECT_EQ(nn::max_pool2d(x, pool(2, 2)).to_vector(), (std::vector<double>{5, 7, 13, 15}));
+  // Padding is -inf: windows of negative values touching the padding do not return 0.
+  Tensor neg = ops::mul_scalar(x, -1);
+  EXPECT_EQ(nn::max_pool2d(neg, pool(3, 2, 1)).to_vector(), (std::vector<double>{0, -1, -4, -5}));
+}
+
+TEST(Pooling, MaxGradientGoesToTheFirstMaximumOnTies) {
+  Tensor x = Tensor::zeros({1, 1, 3, 3}, DType::F64);
+  x.set_requires_grad(true);
+  // k2 s1: four overlapping windows of equal values; each sends its gradient to its top-left.
+  Tensor gx = grad(sum(nn::max_pool2d(x, pool(2, 1))), {x})[0];
+  EXPECT_EQ(gx.to_vector(), (std::vector<double>{1, 1, 0, 1, 1, 0, 0, 0, 0}));
+}
+
+TEST(Pooling, AvgCountIncludePadAndCeilWindows) {
+  // One row [1, 2, 3, 4], kernel 1x3, stride 2, padding 1 left/right, ceil_mode: three windows
+  // [pad 1 2], [2 3 4], [4 pad | outside]. The last one is clipped to the padded input, so its
+  // divisor is 2 with count_include_pad and 1 without (values checked against PyTorch).
+  Tensor x = Tensor::from_vector({1, 2, 3, 4}, {1, 1, 1, 4}, DType::F64);
+  nn::Pool2dOptions o;
+  o.kernel = {1, 3};
+  o.stride = {1, 2};
+  o.padding = {0, 0, 1, 1};
+  o.ceil_mode = true;
+  EXPECT_EQ(nn::avg_pool2d(x, o).to_vector(), (std::vector<double>{1, 3, 2}));
+  o.count_include_pad = false;
+  EXPECT_EQ(nn::avg_pool2d(x, o).to_vector(), (std::vector<double>{1.5, 3, 4}));
+}
+
+TEST(Pooling, AdaptiveAndGlobalHandValues) {
+  Tensor x = Tensor::arange(0, 10, 1, DType::F64).reshape({1, 1, 2, 5});
+  // Rows [0, 5) and [5, 10); columns of 5 into 3 bins: [0, 2), [1, 4), [3, 5).
+  EXPECT_EQ(nn::adaptive_avg_pool2d(x, 1, 3).to_vector(), (std::vector<double>{(0 + 1 + 5 + 6) / 4.0,
+                                                                                (1 + 2 + 3 + 6 + 7 + 8) / 6.0,
+                                                                                (3 + 4 + 8 + 9) / 4.0}));
+  Tensor g = nn::global_avg_pool(x);
+  EXPECT_EQ(g.shape(), (Shape{1, 1}));
+  EXPECT_DOUBLE_EQ(g.item(), 4.5);
+  // Output larger than the input (VGG's 7x7 pool on a 1x1 map): every cell copies the pixel.
+  Tensor one = Tensor::full({1, 2, 1, 1}, 3.0, DType::F64);
+  EXPECT_EQ(nn::adaptive_avg_pool2d(one, 7, 7).to_vector(), std::vector<double>(98, 3.0));
+}
+
+struct PoolConfig {
+  const char* what;
+  Shape shape;
+  nn::Pool2dOptions options;
+};
+
+std::vector<PoolConfig> gradcheck_configs() {
+  nn::Pool2dOptions asym = pool(3, 2);
+  asym.padding = {0, 1, 1, 0};  // TF "SAME"-style: extra pixel bottom / left
+  nn::Pool2dOptions rect = pool(3, 1, 0, true);
+  rect.kernel = {2, 3};
+  rect.stride = {2, 1};
+  rect.padding = {1, 1, 0, 1};
+  return {
+      {"k2 s2 odd input", {2, 2, 7, 5}, pool(2, 2)},
+      {"k3 s2 p1 odd input", {1, 3, 9, 7}, pool(3, 2, 1)},
+      {"k3 s2 ceil", {2, 2, 8, 7}, pool(3, 2, 0, true)},
+      {"k2 s2 p1 ceil (last window dropped)", {1, 2, 5, 6}, pool(2, 2, 1, true)},
+      {"k3 s2 p1 ceil exclude pad", {1, 2, 8, 7}, pool(3, 2, 1, true, false)},
+      {"k3 s2 p1 exclude pad", {1, 2, 7, 9}, pool(3, 2, 1, false, false)},
+      {"asymmetric padding", {1, 2, 6, 7}, asym},
+      {"rectangular kernel, asymmetric padding, ceil", {1, 2, 7, 6}, rect},
+  };
+}
+
+TEST(Pooling, GradcheckMax) {
+  for (const PoolConfig& c : gradcheck_configs()) {
+    SCOPED_TRACE(c.what);
+    expect_gradcheck([&](const std::vector<Tensor>& in) { return nn::max_pool2d(in[0], c.options); },
+                     {random_leaf(c.shape, 21)});
+  }
+}
+
+TEST(Pooling, GradcheckAvg) {
+  for (const PoolConfig& c : gradcheck_configs()) {
+    for (bool include : {true, false}) {
+      SCOPED_TRACE(std::string(c.what) + (include ? " include pad" : " exclude pad"));
+      nn::Pool2dOptions o = c.options;
+      o.count_include_pad = include;
+      expect_gradcheck([&](const std::vector<Tensor>& in) { return nn::avg_pool2d(in[0], o); },
+                       {random_leaf(c.shape, 22)});
+    }
+  }
+}
+
+TEST(Pooling, GradcheckAdaptiveAndGlobal) {
+  for (auto [h, w, oh, ow] : {std::array<int64_t, 4>{7, 5, 3, 2}, {5, 7, 1, 1}, {2, 3, 7, 7}, {6, 6, 4, 4}}) {
+    SCOPED_TRACE(fmt::format("{}x{} -> {}x{}", h, w, oh, ow));
+    expect_gradcheck([&](const std::vector<Tensor>& in) { return nn::adaptive_avg_pool2d(in[0], oh, ow); },
+                     {random_leaf({2, 2, h, w}, 23)});
+  }
+  expect_gradcheck([](const std::vector<Tensor>& in) { return nn::global_avg_pool(in[0]); },
+                   {random_leaf({2, 3, 3, 5}, 24)});
+}
+
+TEST(Pooling, PyTorchParity) {
+  for (DType dtype : {DType::F32, DType::F64}) {
+    for (const char* name : {"max_pool2d_k3_s2_p1", "max_pool2d_k3_s2_ceil", "max_pool2d_k2_s2_p1_ceil", "max_pool2d_k2_s2",
+                             "avg_pool2d_k3_s2_p1_include_pad", "avg_pool2d_k3_s2_p1_exclude_pad",
+                             "avg_pool2d_k3_s2_p1_ceil_include_pad", "avg_pool2d_k3_s2_p1_ceil_exclude_pad",
+                             "avg_pool2d_k2_s2_ceil", "avg_pool2d_k2_s2"}) {
+      expect_parity(name, dtype, [](const testing::OpCase& c, const auto& in, DType) {
+        const Json& m = c.meta();
+        nn::Pool2dOptions o;
+        o.kernel = {m.at("kernel").as_array()[0].as_int(), m.at("kernel").as_array()[1].as_int()};
+        o.stride = {m.at("stride").as_array()[0].as_int(), m.at("stride").as_array()[1].as_int()};
+        o.padding = nn::Padding2d::symmetric(m.at("padding").as_array()[0].as_int(), m.at("padding").as_array()[1].as_int());
+        o.ceil_mode = m.at("ceil_mode").as_bool();
+        if (m.at("op").as_string() == "max_pool2d") return nn::max_pool2d(in.at("x"), o);
+        o.count_include_pad = m.at("count_include_pad").as_bool();
+        return nn::avg_pool2d(in.at("x"), o);
+      });
+    }
+    for (const char* name : {"adaptive_avg_pool2d_1x1", "adaptive_avg_pool2d_3x2", "adaptive_avg_pool2d_1x1_to_7x7",
+                             "adaptive_avg_pool2d_2x3_to_7x7"}) {
+      expect_parity(name, dtype, [](const testing::OpCase& c, const auto& in, DType) {
+        const Json::Array& size = c.meta().at("output_size").as_array();
+        return nn::adaptive_avg_pool2d(in.at("x"), size[0].as_int(), size[1].as_int());
+      });
+    }
+  }
+}
+
+void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+TEST(Pooling, Errors) {
+  Tensor small = Tensor::zeros({1, 2, 2, 2});
+  expect_error([&] { nn::max_pool2d(small, pool(3, 1), "features.pool4"); },
+               {"features.pool4", "larger than the padded input", "[1, 2, 2, 2]"});
+  expect_error([&] { nn::avg_pool2d(small, pool(3, 1), "avgpool"); }, {"avgpool", "3x3", "[1, 2, 2, 2]"});
+  expect_error([&] { nn::max_pool2d(small, pool(2, 2, 2), "pool"); }, {"pool", "half the kernel"});
+  expect_error([&] { nn::max_pool2d(Tensor::zeros({2, 4, 4}), pool(2, 2), "pool"); }, {"pool", "[2, 4, 4]"});
+  expect_error([&] { nn::max_pool2d(small, pool(0, 1), "pool"); }, {"pool", "kernel must be positive"});
+  expect_error([&] { nn::adaptive_avg_pool2d(small, 0, 2); }, {"adaptive_avg_pool2d", "0x2"});
+  expect_error([&] { nn::global_avg_pool(Tensor::zeros({2, 4})); }, {"global_avg_pool", "[2, 4]"});
+}
+
+}  // namespace
+}  // namespace scalpel
