@@ -1,10 +1,8 @@
 #include "data/csv.h"
 
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
 namespace scalpel::data {
@@ -96,12 +94,7 @@ CsvTable parse_csv(const std::string& text, const std::string& source) {
   return table;
 }
 
-CsvTable read_csv(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  SCALPEL_CHECK(in.good(), "cannot open CSV file '{}'", path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_csv(text, path);
-}
+CsvTable read_csv(const std::string& path) { return parse_csv(read_file(path), path); }
 
 std::string csv_escape(const std::string& field) {
   if (field.find_first_of(",\"\r\n") == std::string::npos) return field;
@@ -126,16 +119,7 @@ void write_csv(const std::string& path, const std::vector<std::string>& header,
                   path, row.size(), header.size());
     write_row(row);
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    SCALPEL_CHECK(out.good(), "cannot write CSV file '{}'", path);
-    out << text.str();
-    SCALPEL_CHECK(out.good(), "cannot write CSV file '{}'", path);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  SCALPEL_CHECK(!ec, "cannot write CSV file '{}': {}", path, ec.message());
+  write_file_atomic(path, text.str());
 }
 
 }  // namespace scalpel::data

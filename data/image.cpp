@@ -8,6 +8,7 @@
 #include <iterator>
 #include <memory>
 
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
 // stb is compiled here with static linkage so that no other library in the program can
@@ -199,16 +200,7 @@ void save_image(const std::string& path, const Image& image, int jpeg_quality) {
   else if (ext == ".jpg" || ext == ".jpeg") bytes = encode_jpeg(image, jpeg_quality);
   else if (ext == ".bmp") bytes = encode_bmp(image);
   else fail("cannot write image '{}': unknown extension (use .png, .jpg or .bmp)", path);
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    SCALPEL_CHECK(out.good(), "cannot write image '{}'", path);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    SCALPEL_CHECK(out.good(), "cannot write image '{}'", path);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  SCALPEL_CHECK(!ec, "cannot write image '{}': {}", path, ec.message());
+  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 template <typename T>

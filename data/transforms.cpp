@@ -138,7 +138,8 @@ ImageT<T> resize(const ImageT<T>& image, int width, int height, Interp interp, b
       for (int c = 0; c < C; ++c) {
         float acc = 0;
         for (int k = 0; k < ax.count[x]; ++k) acc += w[k] * static_cast<float>(src[k * C + c]);
-        trow[x * C + c] = acc;
+        // uint8 images keep a uint8 intermediate, as PIL does (bicubic overshoot is clipped).
+        trow[x * C + c] = std::is_same_v<T, uint8_t> ? static_cast<float>(store<T>(acc)) : acc;
       }
     }
   }

@@ -22,8 +22,9 @@ namespace scalpel::data {
 // [floor(i * in / out), ceil((i + 1) * in / out)), torch's interpolate(mode="area")
 // (adaptive average pooling); `antialias` does not apply.
 // nearest: input pixel floor((i + 0.5) * in / out) (PIL's NEAREST), for masks.
-// uint8 output is rounded and clamped from a float computation (PIL rounds an intermediate
-// after the horizontal pass, so uint8 results can differ from PIL's by 1).
+// The horizontal pass runs first, then the vertical one. For uint8 images the intermediate
+// is rounded and clamped to uint8 as in PIL (PIL's fixed-point weights can still make a
+// result differ by 1); float images stay float throughout (torchvision on float tensors).
 enum class Interp { nearest, bilinear, bicubic, area };
 Interp parse_interp(const std::string& name);  // "nearest", "bilinear", "bicubic", "area"
 
