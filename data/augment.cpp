@@ -140,15 +140,21 @@ ImageT<T> warp(const ImageT<T>& image, const Geometry& g, bool nearest, bool fil
   const double cs = std::cos(rad), sn = std::sin(rad);
   const double cx = W / 2.0, cy = H / 2.0;
   ImageT<T> out(W, H, C);
-  // Reads input (x, y) with out-of-range handling; returns false for a zero fill.
+  // Reads input (x, y) into v; outside the image v keeps its 0, or reads the nearest edge.
   auto fetch = [&](int x, int y, int c, float& v) {
     if (x < 0 || x >= W || y < 0 || y >= H) {
-      if (!fill_edge) return false;
+      if (!fill_edge) return;
       x = std::clamp(x, 0, W - 1);
       y = std::clamp(y, 0, H - 1);
     }
     v = static_cast<float>(image.at(y, x, c));
-    return true;
+  };
+  auto put = [&](int y, int x, int c, float v) {
+    if constexpr (std::is_same_v<T, uint8_t>) {
+      out.at(y, x, c) = static_cast<uint8_t>(std::clamp(v, 0.0f, 255.0f) + 0.5f);
+    } else {
+      out.at(y, x, c) = v;
+    }
   };
   for (int y = 0; y < H; ++y) {
     for (int x = 0; x < W; ++x) {
@@ -158,27 +164,33 @@ ImageT<T> warp(const ImageT<T>& image, const Geometry& g, bool nearest, bool fil
       if (g.hflip) su = -su;
       if (g.vflip) sv = -sv;
       const double sx = su + cx - 0.5, sy = sv + cy - 0.5;
+      if (nearest) {
+        const int ix = static_cast<int>(std::floor(sx + 0.5)), iy = static_cast<int>(std::floor(sy + 0.5));
+        for (int c = 0; c < C; ++c) {
+          float p = 0;
+          fetch(ix, iy, c, p);
+          put(y, x, c, p);
+        }
+        continue;
+      }
+      const int x0 = static_cast<int>(std::floor(sx)), y0 = static_cast<int>(std::floor(sy));
+      const float fx = static_cast<float>(sx - x0), fy = static_cast<float>(sy - y0);
+      const float w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
+      if (x0 >= 0 && y0 >= 0 && x0 + 1 < W && y0 + 1 < H) {  // all four taps inside: no checks
+        const T* p0 = &image.pixels[image.index(y0, x0)];
+        const T* p1 = &image.pixels[image.index(y0 + 1, x0)];
+        for (int c = 0; c < C; ++c)
+          put(y, x, c, w00 * static_cast<float>(p0[c]) + w01 * static_cast<float>(p0[C + c]) +
+                           w10 * static_cast<float>(p1[c]) + w11 * static_cast<float>(p1[C + c]));
+        continue;
+      }
       for (int c = 0; c < C; ++c) {
-        float result = 0;
-        if (nearest) {
-          float p;
-          if (fetch(static_cast<int>(std::floor(sx + 0.5)), static_cast<int>(std::floor(sy + 0.5)), c, p))
-            result = p;
-        } else {
-          const int x0 = static_cast<int>(std::floor(sx)), y0 = static_cast<int>(std::floor(sy));
-          const float fx = static_cast<float>(sx - x0), fy = static_cast<float>(sy - y0);
-          float p00 = 0, p01 = 0, p10 = 0, p11 = 0;
-          fetch(x0, y0, c, p00);
-          fetch(x0 + 1, y0, c, p01);
-          fetch(x0, y0 + 1, c, p10);
-          fetch(x0 + 1, y0 + 1, c, p11);
-          result = (1 - fy) * ((1 - fx) * p00 + fx * p01) + fy * ((1 - fx) * p10 + fx * p11);
-        }
-        if constexpr (std::is_same_v<T, uint8_t>) {
-          out.at(y, x, c) = static_cast<uint8_t>(std::clamp(std::round(result), 0.0f, 255.0f));
-        } else {
-          out.at(y, x, c) = result;
-        }
+        float p00 = 0, p01 = 0, p10 = 0, p11 = 0;
+        fetch(x0, y0, c, p00);
+        fetch(x0 + 1, y0, c, p01);
+        fetch(x0, y0 + 1, c, p10);
+        fetch(x0 + 1, y0 + 1, c, p11);
+        put(y, x, c, w00 * p00 + w01 * p01 + w10 * p10 + w11 * p11);
       }
     }
   }

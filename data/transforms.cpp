@@ -110,10 +110,38 @@ AxisWeights axis_weights(int in, int out, Interp interp, bool antialias) {
 template <typename T>
 T store(float v) {
   if constexpr (std::is_same_v<T, uint8_t>) {
-    return static_cast<uint8_t>(std::clamp(std::round(v), 0.0f, 255.0f));
+    // Round half away from zero (values are >= 0 after the clamp).
+    return static_cast<uint8_t>(std::clamp(v, 0.0f, 255.0f) + 0.5f);
   } else {
     return v;
   }
+}
+
+}  // namespace
+
+namespace {
+
+// One output row of the horizontal pass for C channels: src is one input row in float.
+template <int C>
+void resample_row(const float* src, const AxisWeights& ax, int width, float* dst) {
+  for (int x = 0; x < width; ++x) {
+    const float* w = &ax.w[static_cast<size_t>(x) * ax.ksize];
+    const float* s = src + static_cast<size_t>(ax.start[x]) * C;
+    float acc[C] = {};
+    for (int k = 0; k < ax.count[x]; ++k)
+      for (int c = 0; c < C; ++c) acc[c] += w[k] * s[k * C + c];
+    for (int c = 0; c < C; ++c) dst[x * C + c] = acc[c];
+  }
+}
+
+void resample_row(const float* src, const AxisWeights& ax, int width, int channels, float* dst) {
+  switch (channels) {
+    case 1: return resample_row<1>(src, ax, width, dst);
+    case 2: return resample_row<2>(src, ax, width, dst);
+    case 3: return resample_row<3>(src, ax, width, dst);
+    case 4: return resample_row<4>(src, ax, width, dst);
+  }
+  fail("resize: {} channels (1..4 supported)", channels);
 }
 
 }  // namespace
@@ -129,19 +157,14 @@ ImageT<T> resize(const ImageT<T>& image, int width, int height, Interp interp, b
   // Horizontal pass into a float buffer [H, width, C], then the vertical pass: separable, so
   // the cost is H*width*kx + height*width*ky instead of height*width*kx*ky.
   std::vector<float> tmp(static_cast<size_t>(H) * width * C);
+  std::vector<float> row(static_cast<size_t>(W) * C);
   for (int y = 0; y < H; ++y) {
-    const T* row = &image.pixels[image.index(y, 0)];
+    std::copy_n(&image.pixels[image.index(y, 0)], row.size(), row.begin());
     float* trow = &tmp[static_cast<size_t>(y) * width * C];
-    for (int x = 0; x < width; ++x) {
-      const float* w = &ax.w[static_cast<size_t>(x) * ax.ksize];
-      const T* src = row + static_cast<size_t>(ax.start[x]) * C;
-      for (int c = 0; c < C; ++c) {
-        float acc = 0;
-        for (int k = 0; k < ax.count[x]; ++k) acc += w[k] * static_cast<float>(src[k * C + c]);
-        // uint8 images keep a uint8 intermediate, as PIL does (bicubic overshoot is clipped).
-        trow[x * C + c] = std::is_same_v<T, uint8_t> ? static_cast<float>(store<T>(acc)) : acc;
-      }
-    }
+    resample_row(row.data(), ax, width, C, trow);
+    // uint8 images keep a uint8 intermediate, as PIL does (bicubic overshoot is clipped).
+    if constexpr (std::is_same_v<T, uint8_t>)
+      for (int i = 0; i < width * C; ++i) trow[i] = static_cast<float>(store<T>(trow[i]));
   }
   ImageT<T> out(width, height, C);
   std::vector<float> acc(static_cast<size_t>(width) * C);
