@@ -105,20 +105,26 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, i
 // Bp[p*nr*kc + k*nr + j] = op(B)[p0 + k][j0 + p*nr + j], columns past nc are zero.
 void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
             int64_t nc, int nr, float* Bp) {
-  for (int64_t jp = 0; jp < nc; jp += nr) {
-    const int64_t cols = std::min<int64_t>(nr, nc - jp);
-    for (int64_t k = 0; k < kc; ++k) {
-      float* dst = Bp + k * nr;
-      if (trans_b) {  // op(B)[k][j] = B[j][k]
-        const float* src = B + (j0 + jp) * ldb + p0 + k;
-        for (int64_t j = 0; j < cols; ++j) dst[j] = src[j * ldb];
-      } else {
-        const float* src = B + (p0 + k) * ldb + j0 + jp;
-        std::copy(src, src + cols, dst);
+  if (trans_b) {  // op(B)[k][j] = B[j][k]: walk each column j of the panel along k
+    for (int64_t jp = 0; jp < nc; jp += nr, Bp += nr * kc) {
+      const int64_t cols = std::min<int64_t>(nr, nc - jp);
+      for (int64_t j = 0; j < cols; ++j) {
+        const float* src = B + (j0 + jp + j) * ldb + p0;
+        for (int64_t k = 0; k < kc; ++k) Bp[k * nr + j] = src[k];
       }
+      for (int64_t k = 0; k < kc; ++k) std::fill(Bp + k * nr + cols, Bp + (k + 1) * nr, 0.0f);
+    }
+    return;
+  }
+  // Row by row, so B is read sequentially whatever its row stride.
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* src = B + (p0 + k) * ldb + j0;
+    float* dst = Bp + k * nr;
+    for (int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
+      const int64_t cols = std::min<int64_t>(nr, nc - jp);
+      std::copy(src + jp, src + jp + cols, dst);
       std::fill(dst + cols, dst + nr, 0.0f);
     }
-    Bp += nr * kc;
   }
 }
 

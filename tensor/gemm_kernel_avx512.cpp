@@ -21,9 +21,12 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, const
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
 
-  // Bring the C tile towards L1 while the k loop runs.
+  // Bring the C tile (one 64-byte line per vector) towards L1 while the k loop runs.
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + j * 16), _MM_HINT_T0);
 
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
@@ -60,7 +63,7 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, const
 }  // namespace
 
 KernelInfo avx512_kernel() {
-  return {"avx512_8x48", 8, 48, 512, 1024, 480, &kernel<8, 3>};
+  return {"avx512_8x48", 8, 48, 512, 4096, 480, &kernel<8, 3>};
 }
 
 }  // namespace scalpel::gemm_detail

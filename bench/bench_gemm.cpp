@@ -1,0 +1,254 @@
+// SGEMM benchmarks: our packed GEMM (each micro-kernel), Eigen, and PyTorch's torch.mm, on
+// 2048^3 and on the convolutions of resnet50 / mobilenet_v2 written as GEMMs
+// (M = output channels, N = output pixels, K = input channels * kernel area; batch 1, 224x224).
+// Every GEMM row reports GFLOP/s of its best iteration and that as a percentage of the FMA
+// peak measured by the probe below at the same thread count (the machine is shared, so best
+// of N is the stable figure; the mean time is Google Benchmark's usual column).
+//
+//   build-*/bin/bench_gemm --benchmark_filter='2048'        # the headline number
+//   SCALPEL_BENCH_TORCH=0 build-*/bin/bench_gemm            # skip the PyTorch rows
+//
+// Eigen here is built with the project's flags (baseline x86-64: SSE2 only), which is what
+// scalpel would get from it; PyTorch rows run /usr/bin/python3 once per shape and report
+// torch.mm's best-of-N time with torch.set_num_threads(threads).
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <immintrin.h>
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tensor/gemm.h"
+#include "tensor/gemm_internal.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using scalpel::gemm_detail::Kernel;
+
+// ---- FMA peak probe ------------------------------------------------------------------------
+
+// 16 independent FMA chains per thread: more than latency (4) x FMA ports (2) needs, so the
+// loop runs at the FMA throughput limit. Returns a value so the work is not optimised away.
+__attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iters) {
+  __m512 acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-6f);
+  for (int64_t n = 0; n < iters; ++n)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+  for (int i = 1; i < 16; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
+  return _mm512_reduce_add_ps(acc[0]);
+}
+
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iters) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-6f);
+  for (int64_t n = 0; n < iters; ++n)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+  for (int i = 1; i < 12; ++i) acc[0] = _mm256_add_ps(acc[0], acc[i]);
+  alignas(32) float out[8];
+  _mm256_store_ps(out, acc[0]);
+  return out[0];
+}
+
+// Seconds for `iters` probe iterations on each of `threads` threads, and the flops done.
+struct ProbeRun {
+  double seconds, flops;
+};
+
+ProbeRun fma_probe(int threads, int64_t iters) {
+  const bool wide = __builtin_cpu_supports("avx512f");
+  float sink = 0;
+  const auto start = Clock::now();
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+  sink += wide ? fma_chains_avx512(iters) : fma_chains_avx2(iters);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  benchmark::DoNotOptimize(sink);
+  const double flops_per_iter = wide ? 16 * 16 * 2 : 12 * 8 * 2;
+  return {seconds, flops_per_iter * static_cast<double>(iters) * threads};
+}
+
+// Best-of-N FMA GFLOP/s for a thread count, measured once per process.
+double peak_gflops(int threads) {
+  static std::map<int, double> cache;
+  if (auto it = cache.find(threads); it != cache.end()) return it->second;
+  double best = 0;
+  for (int rep = 0; rep < 20; ++rep) {
+    const ProbeRun r = fma_probe(threads, 2'000'000);
+    best = std::max(best, r.flops / r.seconds / 1e9);
+  }
+  return cache[threads] = best;
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  double best = 0;
+  for (auto _ : state) {
+    const ProbeRun r = fma_probe(threads, 2'000'000);
+    state.SetIterationTime(r.seconds);
+    best = std::max(best, r.flops / r.seconds / 1e9);
+  }
+  state.counters["GFLOPs_best"] = best;
+  state.SetLabel(__builtin_cpu_supports("avx512f") ? "avx512 fma" : "avx2 fma");
+}
+BENCHMARK(BM_FmaPeak)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// ---- GEMM shapes ---------------------------------------------------------------------------
+
+struct Shape {
+  const char* name;
+  int64_t M, N, K;
+};
+
+// C[Cout, pixels] = W[Cout, Cin*kh*kw] * cols[Cin*kh*kw, pixels]
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape> list = {
+      {"square_2048", 2048, 2048, 2048},
+      {"resnet50_conv1_7x7s2", 64, 12544, 147},
+      {"resnet50_l1_1x1_64", 64, 3136, 64},
+      {"resnet50_l1_3x3_64", 64, 3136, 576},
+      {"resnet50_l1_1x1_256", 256, 3136, 64},
+      {"resnet50_l2_3x3_128", 128, 784, 1152},
+      {"resnet50_l3_3x3_256", 256, 196, 2304},
+      {"resnet50_l3_1x1_1024", 1024, 196, 256},
+      {"resnet50_l4_3x3_512", 512, 49, 4608},
+      {"resnet50_l4_1x1_2048", 2048, 49, 512},
+      {"resnet50_fc_b8", 8, 1000, 2048},
+      {"mobilenet_v2_conv1_3x3s2", 32, 12544, 27},
+      {"mobilenet_v2_expand_96", 96, 12544, 16},
+      {"mobilenet_v2_project_24", 24, 3136, 144},
+      {"mobilenet_v2_expand_192", 192, 784, 32},
+      {"mobilenet_v2_expand_576", 576, 196, 96},
+      {"mobilenet_v2_project_160", 160, 49, 960},
+      {"mobilenet_v2_last_1280", 1280, 49, 320},
+  };
+  return list;
+}
+
+struct Operands {
+  std::vector<float> A, B, C;
+  explicit Operands(const Shape& s) : A(s.M * s.K), B(s.K * s.N), C(s.M * s.N) {
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& x : A) x = u(rng);
+    for (float& x : B) x = u(rng);
+  }
+};
+
+// Times fn() per iteration, reports best-iteration GFLOP/s and % of the measured peak.
+template <typename Fn>
+void time_gemm(benchmark::State& state, const Shape& s, int threads, Fn&& fn) {
+  const double flops = 2.0 * s.M * s.N * s.K;
+  const double peak = peak_gflops(threads);
+  fn();  // warm-up: packing buffers, thread pool, caches
+  double best = 1e30;
+  for (auto _ : state) {
+    const auto start = Clock::now();
+    fn();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    state.SetIterationTime(seconds);
+    best = std::min(best, seconds);
+  }
+  state.counters["GFLOPs_best"] = flops / best / 1e9;
+  state.counters["pct_peak"] = 100.0 * flops / best / 1e9 / peak;
+  state.counters["peak_GFLOPs"] = peak;
+}
+
+void BM_Scalpel(benchmark::State& state, Shape s, Kernel kernel) {
+  if (!scalpel::gemm_detail::cpu_supports(kernel)) {
+    state.SkipWithError("kernel not supported by this CPU");
+    return;
+  }
+  const int threads = static_cast<int>(state.range(0));
+  Operands o(s);
+  time_gemm(state, s, threads, [&] {
+    scalpel::gemm_detail::gemm_with_kernel(kernel, threads, false, false, s.M, s.N, s.K, 1.0f,
+                                           o.A.data(), s.K, o.B.data(), s.N, 0.0f, o.C.data(),
+                                           s.N);
+  });
+  state.SetLabel(scalpel::gemm_detail::kernel_info(kernel).name);
+}
+
+void BM_Eigen(benchmark::State& state, Shape s) {
+  const int threads = static_cast<int>(state.range(0));
+  Operands o(s);
+  using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Eigen::Map<const Matrix> a(o.A.data(), s.M, s.K), b(o.B.data(), s.K, s.N);
+  Eigen::Map<Matrix> c(o.C.data(), s.M, s.N);
+  Eigen::setNbThreads(threads);
+  time_gemm(state, s, threads, [&] { c.noalias() = a * b; });
+  state.SetLabel(Eigen::SimdInstructionSetsInUse());
+}
+
+// Runs torch.mm in a Python subprocess and returns its best-of-N seconds (< 0 on failure).
+double torch_mm_seconds(const Shape& s, int threads) {
+  const std::string script = fmt::format(
+      "import time, torch\n"
+      "torch.set_num_threads({})\n"
+      "a = torch.randn({}, {}); b = torch.randn({}, {}); c = torch.empty({}, {})\n"
+      "torch.mm(a, b, out=c)\n"
+      "best = 1e30\n"
+      "for _ in range({}):\n"
+      "    t = time.perf_counter(); torch.mm(a, b, out=c); best = min(best, time.perf_counter() - t)\n"
+      "print(best)\n",
+      threads, s.M, s.K, s.K, s.N, s.M, s.N, s.M * s.N * s.K > 1'000'000'000 ? 10 : 50);
+  const std::string command = "/usr/bin/python3 -c '" + script + "' 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return -1;
+  double seconds = -1;
+  if (std::fscanf(pipe, "%lf", &seconds) != 1) seconds = -1;
+  pclose(pipe);
+  return seconds;
+}
+
+void BM_Torch(benchmark::State& state, Shape s) {
+  const char* enabled = std::getenv("SCALPEL_BENCH_TORCH");
+  if (enabled && std::string(enabled) == "0") {
+    state.SkipWithError("SCALPEL_BENCH_TORCH=0");
+    return;
+  }
+  const int threads = static_cast<int>(state.range(0));
+  const double best = torch_mm_seconds(s, threads);
+  if (best <= 0) {
+    state.SkipWithError("could not run torch.mm through /usr/bin/python3");
+    return;
+  }
+  for (auto _ : state) state.SetIterationTime(best);
+  const double flops = 2.0 * s.M * s.N * s.K;
+  state.counters["GFLOPs_best"] = flops / best / 1e9;
+  state.counters["pct_peak"] = 100.0 * flops / best / 1e9 / peak_gflops(threads);
+  state.SetLabel("torch.mm best of N");
+}
+
+// Every shape at 2 threads; 2048^3 also at 1 thread and with the AVX2 kernel.
+const bool registered = [] {
+  for (const Shape& s : shapes()) {
+    const bool square = s.M == 2048 && s.N == 2048;
+    auto reg = [&](const std::string& name, auto fn, auto... args) {
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, s, args...);
+      b->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond);
+      if (square) b->Arg(1)->Iterations(5);
+      return b;
+    };
+    reg(std::string("scalpel/") + s.name, BM_Scalpel, scalpel::gemm_detail::best_kernel());
+    if (square) reg(std::string("scalpel_avx2/") + s.name, BM_Scalpel, Kernel::avx2);
+    reg(std::string("eigen/") + s.name, BM_Eigen);
+    reg(std::string("torch/") + s.name, BM_Torch)->Iterations(1);
+  }
+  return true;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();
