@@ -195,8 +195,16 @@ Module::LoadReport Module::load_state_dict(const std::vector<NamedTensor>& state
     message.pop_back();
     throw Error(message);
   }
-  // Copy only after the checks, so a strict failure leaves the module untouched.
-  for (auto& [dst, src] : copies) dst.copy_(*src);
+  // Copy only after the checks, so a strict failure leaves the module untouched. Values may
+  // come from another device (a file read on the CPU into a model on a GPU): convert on the
+  // host, then copy across.
+  for (auto& [dst, src] : copies) {
+    if (dst.device() == src->device()) {
+      dst.copy_(*src);
+    } else {
+      dst.copy_(src->to(Device::cpu()).to(dst.dtype()).contiguous().to(dst.device()));
+    }
+  }
   return report;
 }
 

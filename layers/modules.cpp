@@ -152,7 +152,12 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   SCALPEL_CHECK((x.dim() == 4 || x.dim() == 2) && x.size(1) == num_features,
                 "{} (BatchNorm2d {}): expected {} channels in an NCHW or NC input, got input {}", label(), describe(),
                 num_features, shape_str(x.shape()));
-  if (training_) num_batches_tracked.data<int64_t>()[0] += 1;
+  if (training_) {
+    // A host-side counter, wherever the module lives (to(cpu) is the tensor itself on the CPU).
+    Tensor count = num_batches_tracked.to(Device::cpu());
+    count.data<int64_t>()[0] += 1;
+    if (!num_batches_tracked.device().is_cpu()) num_batches_tracked.copy_(count.to(num_batches_tracked.device()));
+  }
   return batch_norm(x, running_mean, running_var, weight, bias, training_, momentum, eps, label());
 }
 

@@ -7,6 +7,7 @@
 #include "autograd/autograd.h"
 #include "layers/module.h"
 #include "tensor/error.h"
+#include "tensor/storage.h"
 
 namespace scalpel::nn {
 namespace {
@@ -217,6 +218,24 @@ TEST(Module, ToDtypeConvertsInPlaceAndKeepsFlags) {
   EXPECT_EQ(y.dtype(), DType::F64);
   EXPECT_NEAR(y.at({0, 0}), 0.5 * 4 * (0.5 * 4 * 1.5), 1e-12);  // 3 * 0.5 = 1.5, then x2 per layer
   EXPECT_THROW(net.to(DType::I64), Error);
+}
+
+TEST(Module, ToDeviceAndLoadingAcrossDevices) {
+  const Device emu{DeviceType::CUDAEmu, 0};
+  try {
+    allocator_for(emu);
+  } catch (const Error&) {
+    GTEST_SKIP() << "no cuda-emu backend linked into this test binary";
+  }
+  Tiny net, reference;
+  const auto state = filled_state(reference, 3);
+  net.to(emu);
+  for (const auto& nt : net.state_dict()) EXPECT_EQ(nt.tensor.device(), emu) << nt.name;
+  EXPECT_TRUE(net.fc1->weight.requires_grad());
+  net.load_state_dict(state);  // CPU values into a module on the device
+  net.to(Device::cpu());
+  const auto loaded = net.state_dict();
+  for (size_t i = 0; i < state.size(); ++i) EXPECT_EQ(ops::max_abs_diff(loaded[i].tensor, state[i].tensor), 0) << state[i].name;
 }
 
 TEST(Module, RegistrationRejectsBadNames) {
