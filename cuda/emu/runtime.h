@@ -17,7 +17,9 @@
 //   operation must be reached by every lane of its mask. Violations throw scalpel::Error naming
 //   the kernel and the threads involved, instead of hanging.
 // - A block whose first thread finishes without any barrier runs its other threads as plain
-//   function calls (no fiber switch), which keeps elementwise kernels cheap.
+//   function calls (no fiber switch), which keeps elementwise kernels cheap. The price: when
+//   one thread of a block exits early, no other may use a barrier or a warp operation (write
+//   warp code so that every thread takes part, each with the mask of its group).
 // - __shared__ is `thread_local` (static storage per OS thread: one block at a time per OS
 //   thread shares it). Dynamic shared memory is declared with SCALPEL_DYNAMIC_SHARED (see
 //   cuda/compat.cuh) and is a per-block buffer filled with 0xFF bytes (NaN for floats) before

@@ -89,9 +89,14 @@ struct Thread {
   void* fake_stack = nullptr;  // AddressSanitizer's bookkeeping for this fiber
 };
 
-struct Warp {
+// Lanes waiting in one warp operation. A warp may have several at once when disjoint groups
+// of lanes (e.g. its two halves) synchronize separately.
+struct WarpGroup {
   unsigned mask = 0, arrived = 0;
   const char* op = nullptr;
+};
+struct Warp {
+  std::vector<WarpGroup> groups;
 };
 
 // The state of the block being run on this OS thread. Kept between launches so that thread
@@ -191,7 +196,8 @@ void fiber_entry() {
 
 [[noreturn]] void fail_exited_early(const Block& b, const char* what) {
   fail("cuda-emu: kernel {}: thread {} of block {} reached {}, but thread {} had already exited "
-       "without reaching it (every thread of a block must reach a barrier)",
+       "without any barrier or warp operation (the emulation requires every thread of a block "
+       "to take part in __syncthreads, and, when any thread uses one, in warp operations too)",
        b.config->kernel, str(b.threads[b.current].idx), block_str(), what,
        str(b.threads[b.order[0]].idx));
 }
@@ -238,7 +244,7 @@ void rethrow_error(Block& b) {
 void run_block(Block& b) {
   const int n = static_cast<int>(b.threads.size());
   for (Thread& th : b.threads) th.state = State::NotStarted;
-  for (Warp& w : b.warps) w = Warp{};
+  for (Warp& w : b.warps) w.groups.clear();
   b.at_barrier = b.done = 0;
   b.fibers = true;
   b.synced = false;
@@ -314,21 +320,25 @@ uint64_t warp_op(const WarpOp& op, unsigned mask, uint64_t bits) {
            op.name, l, mask);
   }
   Warp& w = b.warps[base / warpSize];
-  if (w.arrived == 0) {
-    w.mask = mask;
-    w.op = op.name;
-  } else if (w.mask != mask || std::strcmp(w.op, op.name) != 0) {
-    fail("cuda-emu: {} reached {} with mask 0x{:08x} while other lanes of its warp wait in {} with "
-         "mask 0x{:08x}", culprit(), op.name, mask, w.op, w.mask);
+  WarpGroup* group = nullptr;
+  for (WarpGroup& g : w.groups) {
+    if (g.mask == mask && std::strcmp(g.op, op.name) == 0) {
+      group = &g;
+    } else if ((g.mask & mask) != 0) {
+      fail("cuda-emu: {} reached {} with mask 0x{:08x} while lanes of its warp wait in {} with "
+           "the overlapping mask 0x{:08x}", culprit(), op.name, mask, g.op, g.mask);
+    }
   }
+  if (group == nullptr) group = &w.groups.emplace_back(WarpGroup{mask, 0, op.name});
   th.op = op;
   th.bits = bits;
-  w.arrived |= 1u << lane;
-  if (w.arrived != w.mask) {
+  group->arrived |= 1u << lane;
+  if (group->arrived != group->mask) {
     th.state = State::AtWarp;
     suspend(b, th);
     return th.result;
   }
+  w.groups.erase(w.groups.begin() + (group - w.groups.data()));
 
   unsigned ballot = 0;
   for (int l = 0; l < lanes; ++l)
@@ -353,7 +363,6 @@ uint64_t warp_op(const WarpOp& op, unsigned mask, uint64_t bits) {
     }
     if (base + l != t) x.state = State::Ready;
   }
-  w.arrived = 0;
   return th.result;
 }
 
