@@ -15,6 +15,8 @@ struct ChannelLayout {
   int64_t n, c, s;
   explicit ChannelLayout(const Tensor& x) : n(x.size(0)), c(x.size(1)), s(x.numel() / std::max<int64_t>(x.size(0) * x.size(1), 1)) {}
   int64_t per_channel() const { return n * s; }
+  // Channels per thread chunk: small tensors stay serial (a parallel region costs more).
+  int64_t channel_grain() const { return std::max<int64_t>(1, 16384 / std::max<int64_t>(per_channel(), 1)); }
   int64_t at(int64_t sample, int64_t channel) const { return (sample * c + channel) * s; }
 };
 
@@ -37,7 +39,7 @@ BatchNormStats batch_norm_stats(const Tensor& x_in) {
     const T* px = x.data<T>();
     T* mean = stats.mean.data<T>();
     T* var = stats.var.data<T>();
-    parallel_for(L.c, 1, [&](int64_t c0, int64_t c1) {
+    parallel_for(L.c, L.channel_grain(), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         double sum = 0;  // accumulate in double: M can be millions of float32 values
         for (int64_t n = 0; n < L.n; ++n)
@@ -110,7 +112,7 @@ BatchNormGrads batch_norm_backward(const Tensor& gy_in, const Tensor& x_in, cons
     T* gw = g.weight.data<T>();
     T* gb = g.bias.data<T>();
     const double M = static_cast<double>(L.per_channel());
-    parallel_for(L.c, 1, [&](int64_t c0, int64_t c1) {
+    parallel_for(L.c, L.channel_grain(), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         double sum_g = 0, sum_g_xhat = 0;
         for (int64_t n = 0; n < L.n; ++n)
