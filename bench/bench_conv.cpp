@@ -1,0 +1,116 @@
+// conv2d engines on representative ResNet-50 and MobileNetV2 / EfficientNet layers, float32,
+// for the forward pass and both backward passes. Counters: FLOP/s (2 * MACs per pass) and,
+// for the memory-bound depthwise layers, B/s (input + output + weight bytes touched once).
+//   build-*/bin/bench_conv --benchmark_filter='r50_l1_3x3'
+// The reference engine is timed too (one short run per case): the yardstick for speed-ups.
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <vector>
+
+#include "layers/ops/conv2d.h"
+#include "tensor/random.h"
+
+namespace {
+
+using scalpel::ops::Conv2dGeometry;
+using scalpel::ops::ConvEngine;
+
+struct Layer {
+  const char* name;
+  int64_t batch, in_channels, size, out_channels, kernel, stride, groups;
+};
+
+// Square inputs, padding (kernel - 1) / 2 as torchvision.
+const std::vector<Layer> kLayers = {
+    {"r50_conv1_7x7s2", 1, 3, 224, 64, 7, 2, 1},
+    {"r50_l1_3x3", 1, 64, 56, 64, 3, 1, 1},
+    {"r50_l1_3x3_batch8", 8, 64, 56, 64, 3, 1, 1},
+    {"r50_l1_1x1_expand", 1, 64, 56, 256, 1, 1, 1},
+    {"r50_l1_1x1_reduce", 1, 256, 56, 64, 1, 1, 1},
+    {"r50_l2_3x3s2", 1, 128, 56, 128, 3, 2, 1},
+    {"r50_l2_down_1x1s2", 1, 256, 56, 512, 1, 2, 1},
+    {"r50_l3_3x3", 1, 256, 14, 256, 3, 1, 1},
+    {"r50_l4_3x3", 1, 512, 7, 512, 3, 1, 1},
+    {"mv2_dw3x3_32_112", 1, 32, 112, 32, 3, 1, 32},
+    {"mv2_dw3x3s2_144_56", 1, 144, 56, 144, 3, 2, 144},
+    {"mv2_dw3x3_960_7", 1, 960, 7, 960, 3, 1, 960},
+    {"mv2_pw_96_24_56", 1, 96, 56, 24, 1, 1, 1},
+    {"effb0_dw5x5s2_240_28", 1, 240, 28, 240, 5, 2, 240},
+};
+
+Conv2dGeometry geometry(const Layer& l) {
+  Conv2dGeometry g;
+  g.batch = l.batch;
+  g.in_channels = l.in_channels;
+  g.in_h = g.in_w = l.size;
+  g.out_channels = l.out_channels;
+  g.kernel_h = g.kernel_w = l.kernel;
+  g.stride_h = g.stride_w = l.stride;
+  g.pad_top = g.pad_left = (l.kernel - 1) / 2;
+  g.groups = l.groups;
+  const int64_t pad = (l.kernel - 1) / 2;
+  g.out_h = g.out_w = scalpel::ops::conv2d_output_size(l.size, l.kernel, l.stride, pad, pad, 1);
+  return g;
+}
+
+enum class Pass { Forward, BackwardInput, BackwardWeight };
+
+void run(benchmark::State& state, const Layer& layer, ConvEngine engine, Pass pass) {
+  const Conv2dGeometry g = geometry(layer);
+  scalpel::Generator gen(1);
+  const auto x = scalpel::randn({g.batch, g.in_channels, g.in_h, g.in_w}, gen);
+  const auto w = scalpel::randn({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, gen);
+  const auto b = scalpel::randn({g.out_channels}, gen);
+  auto y = scalpel::randn({g.batch, g.out_channels, g.out_h, g.out_w}, gen);
+  auto gx = scalpel::Tensor::empty(x.shape());
+  auto gw = scalpel::Tensor::empty(w.shape());
+  for (auto _ : state) {
+    switch (pass) {
+      case Pass::Forward:
+        scalpel::ops::conv2d_forward(engine, g, x.data<float>(), w.data<float>(), b.data<float>(),
+                                     y.data<float>());
+        break;
+      case Pass::BackwardInput:
+        scalpel::ops::conv2d_backward_input(engine, g, y.data<float>(), w.data<float>(),
+                                            gx.data<float>());
+        break;
+      case Pass::BackwardWeight:
+        scalpel::ops::conv2d_backward_weight(engine, g, x.data<float>(), y.data<float>(),
+                                             gw.data<float>());
+        break;
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * double(g.macs()),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+  if (g.is_depthwise()) {
+    const double bytes = 4.0 * double(x.numel() + y.numel() + w.numel());
+    state.counters["B/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  }
+}
+
+const int kRegistered = [] {
+  const std::pair<Pass, const char*> passes[] = {
+      {Pass::Forward, "fwd"}, {Pass::BackwardInput, "bwd_input"}, {Pass::BackwardWeight, "bwd_weight"}};
+  for (const Layer& layer : kLayers) {
+    const Conv2dGeometry g = geometry(layer);
+    for (ConvEngine engine : {ConvEngine::Im2colGemm, ConvEngine::Depthwise, ConvEngine::Reference}) {
+      if (!scalpel::ops::conv_engine_supports(engine, g)) continue;
+      for (const auto& [pass, pass_name] : passes) {
+        const std::string name = std::string(layer.name) + "/" + pass_name + "/" +
+                                 std::string(scalpel::ops::conv_engine_name(engine));
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+          run(s, layer, engine, pass);
+        });
+        b->Unit(benchmark::kMillisecond)->UseRealTime();
+        if (engine == ConvEngine::Reference) b->Iterations(1);
+      }
+    }
+  }
+  return 0;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();

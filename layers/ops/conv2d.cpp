@@ -1,0 +1,341 @@
+// conv2d: the reference loops, the engine dispatch and the autograd wrapper nn::conv2d.
+// The fast engines live beside this file: conv2d_im2col.cpp and conv2d_depthwise.cpp.
+#include "layers/ops/conv2d.h"
+
+#include <atomic>
+
+#include "layers/functional.h"
+#include "layers/ops/conv2d_depthwise.h"
+#include "tensor/error.h"
+
+namespace scalpel::ops {
+
+int64_t conv2d_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
+                           int64_t pad_after, int64_t dilation) {
+  const int64_t span = dilation * (kernel - 1) + 1;  // input extent one output pixel reads
+  const int64_t padded = in + pad_before + pad_after;
+  if (padded < span) return 0;
+  return (padded - span) / stride + 1;
+}
+
+Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Conv2dOptions& o,
+                               const std::string& name) {
+  SCALPEL_CHECK(x.size() == 4, "{}: input must be 4-D [N, C, H, W], got {}", name, shape_str(x));
+  SCALPEL_CHECK(weight.size() == 4, "{}: weight must be 4-D [C_out, C_in/groups, kH, kW], got {}",
+                name, shape_str(weight));
+  for (int64_t s : x)
+    SCALPEL_CHECK(s > 0, "{}: input {} has an empty or negative size", name, shape_str(x));
+  for (int64_t s : weight)
+    SCALPEL_CHECK(s > 0, "{}: weight {} has an empty or negative size", name, shape_str(weight));
+  SCALPEL_CHECK(o.groups >= 1, "{}: groups must be >= 1, got {}", name, o.groups);
+  SCALPEL_CHECK(o.stride[0] >= 1 && o.stride[1] >= 1, "{}: stride must be >= 1, got [{}, {}]",
+                name, o.stride[0], o.stride[1]);
+  SCALPEL_CHECK(o.dilation[0] >= 1 && o.dilation[1] >= 1,
+                "{}: dilation must be >= 1, got [{}, {}]", name, o.dilation[0], o.dilation[1]);
+
+  Conv2dGeometry g;
+  g.batch = x[0];
+  g.in_channels = x[1];
+  g.in_h = x[2];
+  g.in_w = x[3];
+  g.out_channels = weight[0];
+  g.kernel_h = weight[2];
+  g.kernel_w = weight[3];
+  g.stride_h = o.stride[0];
+  g.stride_w = o.stride[1];
+  g.dilation_h = o.dilation[0];
+  g.dilation_w = o.dilation[1];
+  g.groups = o.groups;
+  SCALPEL_CHECK(g.in_channels % g.groups == 0 && g.out_channels % g.groups == 0,
+                "{}: groups {} must divide input channels {} and output channels {} (input {}, "
+                "weight {})",
+                name, g.groups, g.in_channels, g.out_channels, shape_str(x), shape_str(weight));
+  SCALPEL_CHECK(weight[1] == g.in_per_group(),
+                "{}: input {} has {} channels, so weight {} with groups {} needs {} input "
+                "channels per group, not {}",
+                name, shape_str(x), g.in_channels, shape_str(weight), g.groups, g.in_per_group(),
+                weight[1]);
+
+  const nn::Padding2d pad =
+      o.same ? nn::same_padding(g.in_h, g.in_w, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w,
+                                g.dilation_h, g.dilation_w)
+             : o.padding;
+  SCALPEL_CHECK(pad.top >= 0 && pad.bottom >= 0 && pad.left >= 0 && pad.right >= 0,
+                "{}: padding must be >= 0, got top {} bottom {} left {} right {}", name, pad.top,
+                pad.bottom, pad.left, pad.right);
+  g.pad_top = pad.top;
+  g.pad_left = pad.left;
+  g.out_h = conv2d_output_size(g.in_h, g.kernel_h, g.stride_h, pad.top, pad.bottom, g.dilation_h);
+  g.out_w = conv2d_output_size(g.in_w, g.kernel_w, g.stride_w, pad.left, pad.right, g.dilation_w);
+  SCALPEL_CHECK(g.out_h > 0 && g.out_w > 0,
+                "{}: kernel {}x{} (dilation [{}, {}]) is larger than the padded input {}x{} "
+                "(input {}, padding top {} bottom {} left {} right {})",
+                name, g.kernel_h, g.kernel_w, g.dilation_h, g.dilation_w,
+                g.in_h + pad.top + pad.bottom, g.in_w + pad.left + pad.right, shape_str(x),
+                pad.top, pad.bottom, pad.left, pad.right);
+  return g;
+}
+
+// ---------------------------------------------------------------- engine choice
+
+namespace {
+std::atomic<ConvEngine> g_engine{ConvEngine::Auto};
+std::atomic<int64_t> g_fallbacks{0};
+}  // namespace
+
+std::string_view conv_engine_name(ConvEngine engine) {
+  switch (engine) {
+    case ConvEngine::Auto: return "auto";
+    case ConvEngine::Reference: return "reference";
+    case ConvEngine::Im2colGemm: return "im2col_gemm";
+    case ConvEngine::Depthwise: return "depthwise";
+  }
+  return "?";
+}
+
+bool conv_engine_supports(ConvEngine engine, const Conv2dGeometry& g) {
+  switch (engine) {
+    case ConvEngine::Auto:
+    case ConvEngine::Reference:
+    case ConvEngine::Im2colGemm: return true;
+    case ConvEngine::Depthwise: return g.is_depthwise();
+  }
+  return false;
+}
+
+ConvEngine choose_conv_engine(const Conv2dGeometry& g) {
+  // Depthwise as GEMMs would be one tiny GEMM per channel (BVLC/caffe#5649): never.
+  return g.is_depthwise() ? ConvEngine::Depthwise : ConvEngine::Im2colGemm;
+}
+
+void set_conv_engine(ConvEngine engine) { g_engine = engine; }
+ConvEngine conv_engine() { return g_engine; }
+int64_t conv_engine_fallbacks() { return g_fallbacks; }
+
+ConvEngine resolve_conv_engine(const Conv2dGeometry& g) {
+  const ConvEngine forced = g_engine;
+  if (forced == ConvEngine::Auto) return choose_conv_engine(g);
+  if (conv_engine_supports(forced, g)) return forced;
+  ++g_fallbacks;
+  return choose_conv_engine(g);
+}
+
+// ---------------------------------------------------------------- reference loops
+
+template <typename T>
+void conv2d_forward_reference(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                              T* y) {
+  const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t oc = 0; oc < g.out_channels; ++oc) {
+      const int64_t group = oc / opg;
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          T acc = bias ? bias[oc] : T(0);
+          for (int64_t icg = 0; icg < ipg; ++icg) {
+            const int64_t ic = group * ipg + icg;
+            for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+              const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+              if (ih < 0 || ih >= g.in_h) continue;  // zero padding
+              for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+                const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+                if (iw < 0 || iw >= g.in_w) continue;
+                acc += x[((n * g.in_channels + ic) * g.in_h + ih) * g.in_w + iw] *
+                       weight[((oc * ipg + icg) * g.kernel_h + kh) * g.kernel_w + kw];
+              }
+            }
+          }
+          y[((n * g.out_channels + oc) * g.out_h + oh) * g.out_w + ow] = acc;
+        }
+    }
+}
+
+// The same loops, scattering each output gradient back to the inputs it read.
+template <typename T>
+void conv2d_backward_input_reference(const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                                     T* grad_x) {
+  const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
+  std::fill(grad_x, grad_x + g.batch * g.in_channels * g.in_h * g.in_w, T(0));
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t oc = 0; oc < g.out_channels; ++oc) {
+      const int64_t group = oc / opg;
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const T gy = grad_y[((n * g.out_channels + oc) * g.out_h + oh) * g.out_w + ow];
+          for (int64_t icg = 0; icg < ipg; ++icg) {
+            const int64_t ic = group * ipg + icg;
+            for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+              const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+              if (ih < 0 || ih >= g.in_h) continue;
+              for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+                const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+                if (iw < 0 || iw >= g.in_w) continue;
+                grad_x[((n * g.in_channels + ic) * g.in_h + ih) * g.in_w + iw] +=
+                    gy * weight[((oc * ipg + icg) * g.kernel_h + kh) * g.kernel_w + kw];
+              }
+            }
+          }
+        }
+    }
+}
+
+template <typename T>
+void conv2d_backward_weight_reference(const Conv2dGeometry& g, const T* x, const T* grad_y,
+                                      T* grad_weight) {
+  const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
+  std::fill(grad_weight, grad_weight + g.out_channels * ipg * g.kernel_h * g.kernel_w, T(0));
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t oc = 0; oc < g.out_channels; ++oc) {
+      const int64_t group = oc / opg;
+      for (int64_t oh = 0; oh < g.out_h; ++oh)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const T gy = grad_y[((n * g.out_channels + oc) * g.out_h + oh) * g.out_w + ow];
+          for (int64_t icg = 0; icg < ipg; ++icg) {
+            const int64_t ic = group * ipg + icg;
+            for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+              const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+              if (ih < 0 || ih >= g.in_h) continue;
+              for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+                const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+                if (iw < 0 || iw >= g.in_w) continue;
+                grad_weight[((oc * ipg + icg) * g.kernel_h + kh) * g.kernel_w + kw] +=
+                    gy * x[((n * g.in_channels + ic) * g.in_h + ih) * g.in_w + iw];
+              }
+            }
+          }
+        }
+    }
+}
+
+template <typename T>
+void conv2d_backward_bias(int64_t batch, int64_t channels, int64_t plane, const T* grad_y,
+                          T* grad_bias) {
+  for (int64_t c = 0; c < channels; ++c) {
+    T acc = 0;
+    for (int64_t n = 0; n < batch; ++n) {
+      const T* p = grad_y + (n * channels + c) * plane;
+      for (int64_t i = 0; i < plane; ++i) acc += p[i];
+    }
+    grad_bias[c] = acc;
+  }
+}
+
+// ---------------------------------------------------------------- dispatch
+
+namespace {
+ConvEngine check_engine(ConvEngine engine, const Conv2dGeometry& g) {
+  if (engine == ConvEngine::Auto) return choose_conv_engine(g);
+  SCALPEL_CHECK(conv_engine_supports(engine, g),
+                "conv engine {} cannot run this convolution (C_in {}, C_out {}, groups {})",
+                conv_engine_name(engine), g.in_channels, g.out_channels, g.groups);
+  return engine;
+}
+}  // namespace
+
+template <typename T>
+void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, const T* weight,
+                    const T* bias, T* y) {
+  switch (check_engine(engine, g)) {
+    case ConvEngine::Reference: return conv2d_forward_reference(g, x, weight, bias, y);
+    case ConvEngine::Depthwise: return conv2d_forward_depthwise(g, x, weight, bias, y);
+    default: return conv2d_forward_im2col(g, x, weight, bias, y);
+  }
+}
+
+template <typename T>
+void conv2d_backward_input(ConvEngine engine, const Conv2dGeometry& g, const T* grad_y,
+                           const T* weight, T* grad_x) {
+  switch (check_engine(engine, g)) {
+    case ConvEngine::Reference: return conv2d_backward_input_reference(g, grad_y, weight, grad_x);
+    case ConvEngine::Depthwise: return conv2d_backward_input_depthwise(g, grad_y, weight, grad_x);
+    default: return conv2d_backward_input_im2col(g, grad_y, weight, grad_x);
+  }
+}
+
+template <typename T>
+void conv2d_backward_weight(ConvEngine engine, const Conv2dGeometry& g, const T* x,
+                            const T* grad_y, T* grad_weight) {
+  switch (check_engine(engine, g)) {
+    case ConvEngine::Reference: return conv2d_backward_weight_reference(g, x, grad_y, grad_weight);
+    case ConvEngine::Depthwise: return conv2d_backward_weight_depthwise(g, x, grad_y, grad_weight);
+    default: return conv2d_backward_weight_im2col(g, x, grad_y, grad_weight);
+  }
+}
+
+#define SCALPEL_CONV2D_INSTANTIATE(T)                                                           \
+  template void conv2d_forward_reference<T>(const Conv2dGeometry&, const T*, const T*,         \
+                                            const T*, T*);                                     \
+  template void conv2d_backward_input_reference<T>(const Conv2dGeometry&, const T*, const T*,  \
+                                                   T*);                                        \
+  template void conv2d_backward_weight_reference<T>(const Conv2dGeometry&, const T*, const T*, \
+                                                    T*);                                       \
+  template void conv2d_backward_bias<T>(int64_t, int64_t, int64_t, const T*, T*);              \
+  template void conv2d_forward<T>(ConvEngine, const Conv2dGeometry&, const T*, const T*,       \
+                                  const T*, T*);                                               \
+  template void conv2d_backward_input<T>(ConvEngine, const Conv2dGeometry&, const T*,          \
+                                         const T*, T*);                                        \
+  template void conv2d_backward_weight<T>(ConvEngine, const Conv2dGeometry&, const T*,         \
+                                          const T*, T*);
+SCALPEL_CONV2D_INSTANTIATE(float)
+SCALPEL_CONV2D_INSTANTIATE(double)
+#undef SCALPEL_CONV2D_INSTANTIATE
+
+}  // namespace scalpel::ops
+
+// ---------------------------------------------------------------- autograd wrapper
+
+namespace scalpel::nn {
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
+              const std::string& name) {
+  const ops::Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
+  SCALPEL_CHECK(is_floating(x.dtype()) && weight.dtype() == x.dtype() &&
+                    (!bias.defined() || bias.dtype() == x.dtype()),
+                "{}: input, weight and bias must share one float dtype, got {} and {}{}", name,
+                dtype_name(x.dtype()), dtype_name(weight.dtype()),
+                bias.defined() ? fmt::format(" and {}", dtype_name(bias.dtype())) : "");
+  SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
+                    (!bias.defined() || bias.device().is_cpu()),
+                "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,
+                x.device().str(), weight.device().str());
+  SCALPEL_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == g.out_channels),
+                "{}: bias must be [{}] for weight {}, got {}", name, g.out_channels,
+                shape_str(weight.shape()), bias.defined() ? shape_str(bias.shape()) : "");
+  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
+  dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    ops::conv2d_forward<T>(ops::resolve_conv_engine(g), g, xc.data<T>(), wc.data<T>(),
+                           bc.defined() ? bc.data<T>() : nullptr, y.data<T>());
+  });
+  // Which gradients are wanted is known now; the closure skips the others.
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  return record("conv2d", y, {x, weight, bias},
+                [g, need_x, need_w, need_b, xs = need_w ? xc.detach() : Tensor(),
+                 ws = need_x ? wc.detach() : Tensor()](const Tensor& gy_in) {
+                  const Tensor gy = gy_in.contiguous();
+                  Tensor gx, gw, gb;
+                  dispatch_floating(gy.dtype(), [&](auto tag) {
+                    using T = decltype(tag);
+                    const ops::ConvEngine engine = ops::resolve_conv_engine(g);
+                    if (need_x) {
+                      gx = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w}, gy.dtype());
+                      ops::conv2d_backward_input<T>(engine, g, gy.data<T>(), ws.data<T>(), gx.data<T>());
+                    }
+                    if (need_w) {
+                      gw = Tensor::empty({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, gy.dtype());
+                      ops::conv2d_backward_weight<T>(engine, g, xs.data<T>(), gy.data<T>(), gw.data<T>());
+                    }
+                    if (need_b) {
+                      gb = Tensor::empty({g.out_channels}, gy.dtype());
+                      ops::conv2d_backward_bias<T>(g.batch, g.out_channels, g.out_h * g.out_w,
+                                                   gy.data<T>(), gb.data<T>());
+                    }
+                  });
+                  return std::vector<Tensor>{gx, gw, gb};
+                });
+}
+
+}  // namespace scalpel::nn

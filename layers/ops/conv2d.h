@@ -1,0 +1,130 @@
+#pragma once
+// conv2d raw kernels (no autograd): the reference loops, the fast CPU engines, and the
+// run-time engine choice. The differentiable wrapper is nn::conv2d (layers/functional.h).
+//
+// Layout: x [N, C_in, H, W], weight [C_out, C_in/groups, kH, kW], y [N, C_out, OH, OW], all
+// contiguous row-major, float or double. Output pixel (oh, ow) reads input rows
+//   ih = oh * stride_h - pad_top + kh * dilation_h   (and likewise for columns),
+// positions outside [0, H) x [0, W) read zero. Bottom/right padding only enters through the
+// output size, so asymmetric and TF "SAME" padding need nothing special in the kernels.
+//
+// Engines (all compute the same function and are tested against the reference):
+//   Reference   explicit loops over n, oc, oh, ow, ic, kh, kw; single-threaded, for reading.
+//   Im2colGemm  per sample and group, unfold the input into columns [C_in/g*kH*kW, OH*OW] and
+//               multiply by the weight matrix (tensor/gemm.h); a 1x1 stride-1 unpadded conv
+//               is a direct GEMM on the input, without the unfold. Input grads fold back with
+//               col2im. Any shape.
+//   Depthwise   groups == C_in (channel multiplier C_out/C_in >= 1): direct loops per
+//               channel, see layers/ops/conv2d_depthwise.h.
+// `Auto` picks Depthwise when it applies, Im2colGemm otherwise.
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "layers/functional.h"
+
+namespace scalpel::ops {
+
+// Sizes of one convolution. out_h/out_w are normally conv2d_output_size(); conv_transpose2d
+// sets them directly (its output_padding makes the matching conv's input larger).
+struct Conv2dGeometry {
+  int64_t batch = 1, in_channels = 1, in_h = 1, in_w = 1;
+  int64_t out_channels = 1, kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
+  int64_t out_h = 1, out_w = 1;
+
+  int64_t in_per_group() const { return in_channels / groups; }
+  int64_t out_per_group() const { return out_channels / groups; }
+  bool is_depthwise() const { return groups == in_channels && out_channels % in_channels == 0; }
+  // 1x1, stride 1, no padding: the input already is the im2col matrix.
+  bool is_pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 &&
+           pad_left == 0 && out_h == in_h && out_w == in_w;
+  }
+  // Multiply-adds of the forward pass (backward input and backward weight cost the same).
+  int64_t macs() const {
+    return batch * out_channels * out_h * out_w * in_per_group() * kernel_h * kernel_w;
+  }
+};
+
+// Validates shapes and options (errors name the layer `name` and the shapes: ranks, sizes,
+// channels vs groups, kernel larger than the padded input) and resolves padding (TF SAME too).
+Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Conv2dOptions& options,
+                               const std::string& name);
+
+// floor((in + pad_before + pad_after - dilation*(kernel-1) - 1) / stride) + 1; may be <= 0
+// when the kernel does not fit (callers check).
+int64_t conv2d_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
+                           int64_t pad_after, int64_t dilation);
+
+// The output positions o in [lo, hi) whose input position o * stride + offset lies in
+// [0, in): the fast kernels run their inner loops over this range without bounds checks.
+struct ConvRange {
+  int64_t lo, hi;
+};
+inline ConvRange conv_valid_range(int64_t out, int64_t in, int64_t stride, int64_t offset) {
+  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t hi = in - 1 - offset < 0 ? 0 : std::min(out, (in - 1 - offset) / stride + 1);
+  return {std::min(lo, hi), hi};
+}
+
+enum class ConvEngine { Auto, Reference, Im2colGemm, Depthwise };
+std::string_view conv_engine_name(ConvEngine engine);
+bool conv_engine_supports(ConvEngine engine, const Conv2dGeometry& g);
+// The engine `Auto` resolves to for this shape (never Auto).
+ConvEngine choose_conv_engine(const Conv2dGeometry& g);
+
+// Process-wide engine override for nn::conv2d / nn::conv_transpose2d (default Auto), used by
+// tests and benchmarks. When the forced engine cannot run a shape, the automatic choice runs
+// instead and conv_engine_fallbacks() counts it (a loud fallback, never a silent one).
+void set_conv_engine(ConvEngine engine);
+ConvEngine conv_engine();
+int64_t conv_engine_fallbacks();
+// The engine that will run `g`: the override when it supports g, else the automatic choice.
+ConvEngine resolve_conv_engine(const Conv2dGeometry& g);
+
+// ---- kernels; T is float or double. Outputs are overwritten (never accumulated into). ----
+// y = conv(x, weight) + bias; bias may be null.
+template <typename T>
+void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, const T* weight,
+                    const T* bias, T* y);
+// grad_x [N, C_in, H, W] = conv2d's adjoint applied to grad_y (also conv_transpose2d's forward).
+template <typename T>
+void conv2d_backward_input(ConvEngine engine, const Conv2dGeometry& g, const T* grad_y,
+                           const T* weight, T* grad_x);
+// grad_weight [C_out, C_in/g, kH, kW] = sum over n, oh, ow of grad_y * x.
+template <typename T>
+void conv2d_backward_weight(ConvEngine engine, const Conv2dGeometry& g, const T* x,
+                            const T* grad_y, T* grad_weight);
+// grad_bias [C] = sum over n, h, w of grad_y [N, C, H, W] (conv2d and conv_transpose2d).
+template <typename T>
+void conv2d_backward_bias(int64_t batch, int64_t channels, int64_t plane, const T* grad_y,
+                          T* grad_bias);
+
+// The reference engine, callable directly.
+template <typename T>
+void conv2d_forward_reference(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                              T* y);
+template <typename T>
+void conv2d_backward_input_reference(const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                                     T* grad_x);
+template <typename T>
+void conv2d_backward_weight_reference(const Conv2dGeometry& g, const T* x, const T* grad_y,
+                                      T* grad_weight);
+
+// The im2col + GEMM engine (layers/ops/conv2d_im2col.cpp), any shape.
+template <typename T>
+void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                           T* y);
+template <typename T>
+void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                                  T* grad_x);
+template <typename T>
+void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T* grad_y,
+                                   T* grad_weight);
+
+}  // namespace scalpel::ops

@@ -1,0 +1,22 @@
+#pragma once
+// Depthwise conv2d engine: groups == C_in, C_out = C_in * multiplier (multiplier >= 1), so
+// output channel oc reads only input channel oc / multiplier. Run as direct loops per channel
+// plane, never as per-channel GEMMs: each output row accumulates kH*kW shifted, scaled input
+// rows (contiguous and vectorizable when stride_w == 1). Parallel over (sample, channel) planes.
+// Same contracts as the kernels in layers/ops/conv2d.h (outputs overwritten; requires
+// g.is_depthwise()).
+#include "layers/ops/conv2d.h"
+
+namespace scalpel::ops {
+
+template <typename T>
+void conv2d_forward_depthwise(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                              T* y);
+template <typename T>
+void conv2d_backward_input_depthwise(const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                                     T* grad_x);
+template <typename T>
+void conv2d_backward_weight_depthwise(const Conv2dGeometry& g, const T* x, const T* grad_y,
+                                      T* grad_weight);
+
+}  // namespace scalpel::ops

@@ -1,0 +1,181 @@
+// conv2d as im2col + GEMM (see layers/ops/conv2d.h). Per sample n and group gi, with
+// K = C_in/g * kH * kW and P = OH * OW:
+//   forward         y[n, gi]  [C_out/g, P] = W_gi [C_out/g, K] * col [K, P]
+//   backward input  col = W_gi^T * gy[n, gi], then col2im adds col back into grad_x
+//   backward weight gW_gi    += gy[n, gi] * col^T
+// where col = im2col(x[n, gi]); a pointwise (1x1, stride 1, unpadded) conv uses x itself.
+#include <memory>
+#include <mutex>
+
+#include "layers/ops/conv2d.h"
+#include "tensor/gemm.h"
+#include "tensor/parallel.h"
+
+namespace scalpel::ops {
+
+namespace {
+
+// col [(icg * kH + kh) * kW + kw, oh * OW + ow] = xg[icg, ih, iw], zero outside the input.
+template <typename T>
+void im2col(const Conv2dGeometry& g, const T* xg, T* col) {
+  const int64_t plane = g.out_h * g.out_w;
+  for (int64_t icg = 0; icg < g.in_per_group(); ++icg)
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        T* dst = col + ((icg * g.kernel_h + kh) * g.kernel_w + kw) * plane;
+        const int64_t off = kw * g.dilation_w - g.pad_left;
+        const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
+        for (int64_t oh = 0; oh < g.out_h; ++oh) {
+          T* d = dst + oh * g.out_w;
+          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+          if (ih < 0 || ih >= g.in_h) {
+            std::fill(d, d + g.out_w, T(0));
+            continue;
+          }
+          const T* src = xg + (icg * g.in_h + ih) * g.in_w + off;
+          std::fill(d, d + lo, T(0));
+          if (g.stride_w == 1) {
+            std::copy(src + lo, src + hi, d + lo);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * g.stride_w];
+          }
+          std::fill(d + hi, d + g.out_w, T(0));
+        }
+      }
+}
+
+// The adjoint of im2col: gxg[icg, ih, iw] += every col entry that was copied from there.
+template <typename T>
+void col2im(const Conv2dGeometry& g, const T* col, T* gxg) {
+  const int64_t plane = g.out_h * g.out_w;
+  for (int64_t icg = 0; icg < g.in_per_group(); ++icg)
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        const T* srcc = col + ((icg * g.kernel_h + kh) * g.kernel_w + kw) * plane;
+        const int64_t off = kw * g.dilation_w - g.pad_left;
+        const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
+        for (int64_t oh = 0; oh < g.out_h; ++oh) {
+          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+          if (ih < 0 || ih >= g.in_h) continue;
+          const T* s = srcc + oh * g.out_w;
+          T* d = gxg + (icg * g.in_h + ih) * g.in_w + off;
+          for (int64_t ow = lo; ow < hi; ++ow) d[ow * g.stride_w] += s[ow];
+        }
+      }
+}
+
+// True when samples are spread over threads: there are at least as many as threads and
+// enough work that starting threads pays (tiny convs, as in gradient checks, stay serial).
+// Each GEMM then runs single-threaded, as gemm() does inside a parallel region; otherwise
+// samples run one after another and each GEMM may use all threads.
+bool parallel_over_samples(const Conv2dGeometry& g) {
+  constexpr int64_t kMinMacsPerThread = 1 << 18;
+  return num_threads() > 1 && g.batch >= num_threads() && g.macs() >= kMinMacsPerThread * num_threads();
+}
+
+// fn(begin, end, col) gets a scratch buffer of `scratch` elements per chunk of samples
+// (never per pixel).
+template <typename T, typename Fn>
+void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
+  auto chunk = [&](int64_t begin, int64_t end) {
+    std::unique_ptr<T[]> col(scratch > 0 ? new T[scratch] : nullptr);
+    fn(begin, end, col.get());
+  };
+  if (parallel_over_samples(g)) {
+    parallel_for(g.batch, 1, chunk);
+  } else {
+    chunk(0, g.batch);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                           T* y) {
+  const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
+  const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
+  const bool direct = g.is_pointwise();
+  for_sample_chunks<T>(g, direct ? 0 : K * P, [&](int64_t begin, int64_t end, T* col) {
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
+        if (!direct) im2col(g, xg, col);
+        gemm(false, false, opg, P, K, T(1), weight + gi * opg * K, K, direct ? xg : col, P, T(0),
+             y + (n * g.out_channels + gi * opg) * P, P);
+      }
+      if (bias) {
+        for (int64_t oc = 0; oc < g.out_channels; ++oc) {
+          T* yp = y + (n * g.out_channels + oc) * P;
+          for (int64_t i = 0; i < P; ++i) yp[i] += bias[oc];
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                                  T* grad_x) {
+  const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
+  const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
+  const int64_t in_plane = g.in_h * g.in_w;
+  const bool direct = g.is_pointwise();
+  for_sample_chunks<T>(g, direct ? 0 : K * P, [&](int64_t begin, int64_t end, T* col) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const T* gyg = grad_y + (n * g.out_channels + gi * opg) * P;
+        const T* wg = weight + gi * opg * K;
+        T* gxg = grad_x + (n * g.in_channels + gi * ipg) * in_plane;
+        if (direct) {
+          gemm(true, false, K, P, opg, T(1), wg, K, gyg, P, T(0), gxg, P);
+        } else {
+          gemm(true, false, K, P, opg, T(1), wg, K, gyg, P, T(0), col, P);
+          std::fill(gxg, gxg + ipg * in_plane, T(0));
+          col2im(g, col, gxg);
+        }
+      }
+  });
+}
+
+template <typename T>
+void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T* grad_y,
+                                   T* grad_weight) {
+  const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
+  const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
+  const int64_t wsize = g.out_channels * K;
+  const bool direct = g.is_pointwise();
+  std::fill(grad_weight, grad_weight + wsize, T(0));
+  // Chunks of samples running in parallel sum into their own copy of grad_weight, added to
+  // the result under a lock at the end; a single chunk sums straight into the result.
+  const bool parallel = parallel_over_samples(g);
+  std::mutex mutex;
+  for_sample_chunks<T>(g, direct ? 0 : K * P, [&](int64_t begin, int64_t end, T* col) {
+    std::unique_ptr<T[]> local(parallel ? new T[wsize]() : nullptr);
+    T* gw = parallel ? local.get() : grad_weight;
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
+        if (!direct) im2col(g, xg, col);
+        gemm(false, true, opg, K, P, T(1), grad_y + (n * g.out_channels + gi * opg) * P, P,
+             direct ? xg : col, P, T(1), gw + gi * opg * K, K);
+      }
+    if (parallel) {
+      std::lock_guard<std::mutex> lock(mutex);
+      for (int64_t i = 0; i < wsize; ++i) grad_weight[i] += gw[i];
+    }
+  });
+}
+
+#define SCALPEL_IM2COL_INSTANTIATE(T)                                                        \
+  template void conv2d_forward_im2col<T>(const Conv2dGeometry&, const T*, const T*, const T*, \
+                                         T*);                                                \
+  template void conv2d_backward_input_im2col<T>(const Conv2dGeometry&, const T*, const T*,    \
+                                                T*);                                         \
+  template void conv2d_backward_weight_im2col<T>(const Conv2dGeometry&, const T*, const T*,   \
+                                                 T*);
+SCALPEL_IM2COL_INSTANTIATE(float)
+SCALPEL_IM2COL_INSTANTIATE(double)
+#undef SCALPEL_IM2COL_INSTANTIATE
+
+}  // namespace scalpel::ops

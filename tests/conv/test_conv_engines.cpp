@@ -1,0 +1,190 @@
+// Every conv engine against the reference loops, on the raw kernels: forward, input grad and
+// weight grad, float64 (tight) and float32, on the case table and on random shapes. Outputs
+// start as NaN sentinels, so a kernel that leaves an element unwritten fails.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "conv/conv_cases.h"
+#include "layers/ops/conv2d.h"
+#include "tensor/parallel.h"
+
+namespace scalpel {
+namespace {
+
+using ops::ConvEngine;
+using ops::Conv2dGeometry;
+using testing_conv::ConvCase;
+
+template <typename T>
+std::vector<T> random_values(int64_t n, Generator& gen) {
+  std::vector<T> v(n);
+  for (T& e : v) e = static_cast<T>(gen.uniform(-1, 1));
+  return v;
+}
+
+template <typename T>
+std::vector<T> sentinel(int64_t n) {
+  return std::vector<T>(n, std::numeric_limits<T>::quiet_NaN());
+}
+
+// max |a - ref| <= tol * max(1, max |ref|): the error scale of a sum of many products.
+template <typename T>
+void expect_close(const std::vector<T>& a, const std::vector<T>& ref, double tol,
+                  const std::string& what) {
+  ASSERT_EQ(a.size(), ref.size()) << what;
+  double scale = 1, worst = 0;
+  int64_t worst_at = 0;
+  for (size_t i = 0; i < ref.size(); ++i) scale = std::max(scale, std::abs(double(ref[i])));
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = std::abs(double(a[i]) - double(ref[i]));
+    if (!(d <= worst)) {  // also catches NaN
+      worst = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
+      worst_at = static_cast<int64_t>(i);
+    }
+  }
+  EXPECT_LE(worst, tol * scale) << what << ": element " << worst_at << " is " << a[worst_at]
+                                << ", reference " << ref[worst_at];
+}
+
+std::string geometry_str(const Conv2dGeometry& g) {
+  return fmt::format("x [{}, {}, {}, {}] -> [{}, {}, {}, {}], k {}x{}, s [{}, {}], pad top {} left {}, "
+                     "d [{}, {}], groups {}",
+                     g.batch, g.in_channels, g.in_h, g.in_w, g.batch, g.out_channels, g.out_h, g.out_w,
+                     g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.dilation_h,
+                     g.dilation_w, g.groups);
+}
+
+// Runs every engine that supports g and compares it with the reference; returns how many ran.
+template <typename T>
+int compare_engines(const Conv2dGeometry& g, bool with_bias, uint64_t seed, double tol) {
+  Generator gen(seed);
+  const int64_t nx = g.batch * g.in_channels * g.in_h * g.in_w;
+  const int64_t nw = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
+  const int64_t ny = g.batch * g.out_channels * g.out_h * g.out_w;
+  const auto x = random_values<T>(nx, gen), w = random_values<T>(nw, gen);
+  const auto b = random_values<T>(g.out_channels, gen), gy = random_values<T>(ny, gen);
+  const T* bias = with_bias ? b.data() : nullptr;
+
+  auto ref_y = sentinel<T>(ny), ref_gx = sentinel<T>(nx), ref_gw = sentinel<T>(nw);
+  ops::conv2d_forward_reference(g, x.data(), w.data(), bias, ref_y.data());
+  ops::conv2d_backward_input_reference(g, gy.data(), w.data(), ref_gx.data());
+  ops::conv2d_backward_weight_reference(g, x.data(), gy.data(), ref_gw.data());
+
+  int ran = 0;
+  for (ConvEngine engine : testing_conv::fast_engines()) {
+    if (!ops::conv_engine_supports(engine, g)) continue;
+    ++ran;
+    const std::string what = fmt::format("{} {} ({})", ops::conv_engine_name(engine), geometry_str(g),
+                                         sizeof(T) == 4 ? "float32" : "float64");
+    auto y = sentinel<T>(ny), gx = sentinel<T>(nx), gw = sentinel<T>(nw);
+    ops::conv2d_forward(engine, g, x.data(), w.data(), bias, y.data());
+    ops::conv2d_backward_input(engine, g, gy.data(), w.data(), gx.data());
+    ops::conv2d_backward_weight(engine, g, x.data(), gy.data(), gw.data());
+    expect_close(y, ref_y, tol, what + " forward");
+    expect_close(gx, ref_gx, tol, what + " grad_x");
+    expect_close(gw, ref_gw, tol, what + " grad_weight");
+  }
+  return ran;
+}
+
+TEST(ConvEngines, CaseTableMatchesReference) {
+  for (const ConvCase& c : testing_conv::conv_cases()) {
+    SCOPED_TRACE(c.name);
+    const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+    EXPECT_GE(compare_engines<double>(g, c.bias, 1, 1e-12), 1);
+    compare_engines<float>(g, c.bias, 2, 1e-5);
+  }
+}
+
+// Random geometries: odd and tiny sizes, every stride/dilation/padding mix, groups and
+// depthwise multipliers; shapes where the kernel does not fit are redrawn.
+TEST(ConvEngines, RandomShapesMatchReference) {
+  Generator gen(2024);
+  int depthwise = 0, tested = 0;
+  while (tested < 60) {
+    Conv2dGeometry g;
+    g.batch = 1 + gen.below(3);
+    g.groups = 1 + gen.below(3);
+    g.in_channels = g.groups * (1 + gen.below(3));
+    if (gen.below(3) == 0) g.groups = g.in_channels;  // depthwise
+    g.out_channels = g.groups * (1 + gen.below(3));
+    g.in_h = 1 + gen.below(12);
+    g.in_w = 1 + gen.below(12);
+    g.kernel_h = 1 + gen.below(5);
+    g.kernel_w = 1 + gen.below(5);
+    g.stride_h = 1 + gen.below(3);
+    g.stride_w = 1 + gen.below(3);
+    g.dilation_h = 1 + gen.below(2);
+    g.dilation_w = 1 + gen.below(2);
+    g.pad_top = gen.below(3);
+    g.pad_left = gen.below(3);
+    const int64_t pad_bottom = gen.below(3), pad_right = gen.below(3);
+    g.out_h = ops::conv2d_output_size(g.in_h, g.kernel_h, g.stride_h, g.pad_top, pad_bottom, g.dilation_h);
+    g.out_w = ops::conv2d_output_size(g.in_w, g.kernel_w, g.stride_w, g.pad_left, pad_right, g.dilation_w);
+    if (g.out_h <= 0 || g.out_w <= 0) continue;
+    ++tested;
+    depthwise += g.is_depthwise();
+    SCOPED_TRACE(geometry_str(g));
+    compare_engines<double>(g, gen.below(2) == 0, 100 + tested, 1e-12);
+    compare_engines<float>(g, true, 200 + tested, 1e-5);
+  }
+  EXPECT_GE(depthwise, 5) << "the random draw should cover the depthwise engine";
+}
+
+// With 3 threads, a batch of 4 takes the parallel-over-samples path of the GEMM engine (the
+// shapes are above its work threshold, layers/ops/conv2d_im2col.cpp); a batch of one takes
+// the threaded-GEMM path; depthwise splits planes. All must agree with the reference.
+TEST(ConvEngines, ThreadedPathsMatchReference) {
+  for (int threads : {1, 3}) {
+    set_num_threads(threads);
+    for (int64_t batch : {1, 4}) {
+      for (int64_t groups : {1, 4, 32}) {
+        Conv2dGeometry g;
+        g.batch = batch;
+        g.in_channels = 32;
+        g.out_channels = 32;
+        g.groups = groups;
+        g.in_h = 13;
+        g.in_w = 11;
+        g.kernel_h = g.kernel_w = 3;
+        g.pad_top = g.pad_left = 1;
+        g.out_h = 13;
+        g.out_w = 11;
+        SCOPED_TRACE(fmt::format("threads {}, {}", threads, geometry_str(g)));
+        compare_engines<float>(g, true, 7, 1e-5);
+      }
+    }
+  }
+  set_num_threads(0);
+}
+
+TEST(ConvEngines, AutoPicksDepthwiseOnlyForDepthwise) {
+  for (const ConvCase& c : testing_conv::conv_cases()) {
+    const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+    const bool depthwise = c.options.groups == c.x[1];
+    EXPECT_EQ(ops::choose_conv_engine(g), depthwise ? ConvEngine::Depthwise : ConvEngine::Im2colGemm)
+        << c.name;
+  }
+}
+
+TEST(ConvEngines, ForcedEngineFallsBackLoudly) {
+  const ConvCase c = testing_conv::conv_cases().front();  // not depthwise
+  const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+  std::vector<float> x(c.x[0] * c.x[1] * c.x[2] * c.x[3]), w(shape_numel(c.weight()));
+  std::vector<float> y(g.batch * g.out_channels * g.out_h * g.out_w);
+  // Asking a kernel directly for an engine that cannot run the shape is an error ...
+  EXPECT_THROW(ops::conv2d_forward<float>(ConvEngine::Depthwise, g, x.data(), w.data(), nullptr, y.data()),
+               Error);
+  // ... while the process-wide override falls back to the automatic choice and counts it.
+  testing_conv::EngineGuard guard(ConvEngine::Depthwise);
+  const int64_t before = ops::conv_engine_fallbacks();
+  EXPECT_EQ(ops::resolve_conv_engine(g), ConvEngine::Im2colGemm);
+  EXPECT_EQ(ops::conv_engine_fallbacks(), before + 1);
+  nn::conv2d(Tensor::zeros(c.x), Tensor::zeros(c.weight()), Tensor(), c.options);
+  EXPECT_EQ(ops::conv_engine_fallbacks(), before + 2);
+}
+
+}  // namespace
+}  // namespace scalpel
