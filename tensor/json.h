@@ -73,8 +73,10 @@ class Json {
   Object& as_object();
 
   // Objects. operator[] inserts a null member when `key` is absent (a null Json becomes an
-  // empty object first); at() throws Error naming the missing key; find() returns null.
+  // empty object first); on a const Json it is at(). at() throws Error naming the missing key;
+  // find() returns null.
   Json& operator[](std::string_view key);
+  const Json& operator[](std::string_view key) const { return at(key); }
   const Json& at(std::string_view key) const;
   Json& at(std::string_view key);
   const Json* find(std::string_view key) const;

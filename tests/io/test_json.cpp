@@ -107,6 +107,8 @@ TEST(Json, IntegersAreChecked) {
 TEST(Json, AccessErrorsNameTheProblem) {
   const Json j = Json::parse(R"({"present": 1, "list": [1]})");
   EXPECT_EQ(error_of([&] { j.at("absent"); }), "JSON: missing key \"absent\"");
+  EXPECT_EQ(error_of([&] { j["absent"]; }), "JSON: missing key \"absent\"");  // const: no insert
+  EXPECT_EQ(j["present"].as_int(), 1);
   EXPECT_EQ(error_of([&] { j.at("present").as_string(); }), "JSON: expected string, got number");
   EXPECT_EQ(error_of([&] { j.at("list").at(3); }), "JSON: index 3 out of range for an array of 1");
   EXPECT_EQ(error_of([&] { j.at("list").at("x"); }), "JSON: expected object, got array");
