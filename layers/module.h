@@ -59,7 +59,9 @@ class Module {
     add_child(name, module);
     return module;
   }
-  // Replaces a direct child (e.g. a classifier head) by name; Error when absent.
+  // Replaces a direct child (e.g. a classifier head) by name; Error when absent. Only
+  // forwards that reach the child through the tree (Sequential, child(name)) see the new one;
+  // a shared_ptr member a module kept still points to the old child.
   void replace_module(const std::string& name, ModulePtr module);
 
   std::vector<NamedTensor> named_parameters(bool recurse = true) const;  // dotted names
