@@ -51,8 +51,7 @@ CsvTable parse_csv(const std::string& text, const std::string& source) {
 
   while (i < text.size()) {
     char ch = text[i];
-    if (ch == '"') {
-      SCALPEL_CHECK(field.empty(), "CSV '{}' line {}: quote inside an unquoted field", source, line);
+    if (ch == '"' && field.empty()) {
       record_has_content = true;
       ++i;
       for (;;) {

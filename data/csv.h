@@ -1,7 +1,8 @@
 #pragma once
 // A small RFC 4180 CSV reader and writer: comma separated, fields optionally in double
 // quotes ("" is a literal quote; quoted fields may hold commas and line breaks), LF or CRLF
-// line ends, an optional UTF-8 byte-order mark. The first record is the header.
+// line ends, an optional UTF-8 byte-order mark. The first record is the header. Leniency: a
+// quote inside an unquoted field (5'3") is kept as a literal character.
 #include <string>
 #include <vector>
 

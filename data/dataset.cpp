@@ -102,7 +102,8 @@ std::vector<std::string> image_files(const fs::path& dir, bool recursive, Warnin
     found.emplace_back(p.parent_path().string(), p.filename().string());
   };
   if (recursive) {
-    for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+    for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink);
+         it != fs::recursive_directory_iterator(); ++it) {
       if (hidden(it->path())) {
         if (it->is_directory()) it.disable_recursion_pending();
         continue;
@@ -281,7 +282,8 @@ struct FileIndex {
   explicit FileIndex(const std::vector<std::string>& image_dirs) : dirs(image_dirs) {
     for (const auto& d : image_dirs) {
       require_dir(d);
-      for (auto it = fs::recursive_directory_iterator(d); it != fs::recursive_directory_iterator(); ++it) {
+      for (auto it = fs::recursive_directory_iterator(d, fs::directory_options::follow_directory_symlink);
+           it != fs::recursive_directory_iterator(); ++it) {
         if (hidden(it->path())) {
           if (it->is_directory()) it.disable_recursion_pending();
           continue;
@@ -467,7 +469,8 @@ std::string detect_layout(const std::string& root) {
   return "image_folder";
 }
 
-Dataset load_dataset(const std::string& root, Warnings& warnings, const LoadOptions& options) {
+namespace {
+Dataset load_detected(const std::string& root, Warnings& warnings, const LoadOptions& options) {
   const std::string layout = detect_layout(root);
   Dataset d;
   if (layout == "ham10000") {
@@ -487,6 +490,16 @@ Dataset load_dataset(const std::string& root, Warnings& warnings, const LoadOpti
   d.root = root;
   d.layout = layout;
   return d;
+}
+}  // namespace
+
+Dataset load_dataset(const std::string& root, Warnings& warnings, const LoadOptions& options) {
+  try {
+    return load_detected(root, warnings, options);
+  } catch (const fs::filesystem_error& e) {
+    // e.g. a folder without read permission: report it as a user error naming the path.
+    fail("cannot read dataset '{}': {}", root, e.what());
+  }
 }
 
 }  // namespace scalpel::data

@@ -36,8 +36,9 @@ DataLoader::DataLoader(Dataset dataset, LoaderConfig config, Warnings& warnings)
     : dataset_(std::move(dataset)), config_(std::move(config)), warnings_(warnings) {
   SCALPEL_CHECK(!dataset_.samples.empty(), "data loader: dataset '{}' has no samples", dataset_.root);
   SCALPEL_CHECK(config_.batch_size > 0, "data loader: batch size {} must be positive", config_.batch_size);
-  SCALPEL_CHECK(config_.workers >= 0 && config_.prefetch >= 1, "data loader: workers {} / prefetch {}",
-                config_.workers, config_.prefetch);
+  SCALPEL_CHECK(config_.workers >= 0 && config_.prefetch >= 1,
+                "data loader: workers must be >= 0 and prefetch >= 1 (got {} and {})", config_.workers,
+                config_.prefetch);
   if (config_.sampling == Sampling::weighted) {
     if (config_.sample_weights.empty()) {
       std::vector<int64_t> labels;

@@ -152,6 +152,14 @@ std::vector<ImageSummary> summarize_dataset(const Dataset& dataset, Warnings& wa
   return out;
 }
 
+std::vector<size_t> blurry_samples(const std::vector<ImageSummary>& summaries, const std::vector<bool>& ok,
+                                   double threshold) {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < summaries.size(); ++i)
+    if (ok[i] && summaries[i].blur < threshold) out.push_back(i);
+  return out;
+}
+
 std::vector<DuplicatePair> find_duplicates(const Dataset& dataset, const std::vector<ImageSummary>& summaries,
                                            const std::vector<bool>& ok, const DuplicateOptions& options) {
   const size_t n = summaries.size();

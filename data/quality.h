@@ -39,6 +39,11 @@ ImageSummary summarize_image(const Image& image);
 std::vector<ImageSummary> summarize_dataset(const Dataset& dataset, Warnings& warnings,
                                             std::vector<bool>& ok);
 
+// Indices of the usable samples whose blur score is below `threshold`, for the optional
+// "drop blurry images" filter (use Dataset::subset with the complement).
+std::vector<size_t> blurry_samples(const std::vector<ImageSummary>& summaries, const std::vector<bool>& ok,
+                                   double threshold);
+
 struct DuplicateOptions {
   bool use_phash = true;   // else dHash
   int max_distance = 6;    // Hamming distance for a candidate pair

@@ -36,6 +36,7 @@ TEST(Csv, ErrorsNameFileAndLine) {
   EXPECT_NE(message("a,b\n1,2\n3\n").find("bad.csv' line 3"), std::string::npos);
   EXPECT_NE(message("a,b\n1,\"open\n").find("unterminated"), std::string::npos);
   EXPECT_NE(message("a,b\n1,\"x\"y\n").find("after a closing quote"), std::string::npos);
+  EXPECT_EQ(parse_csv("h\n5'3\"\n").rows[0][0], "5'3\"");  // lenient: literal quote
   EXPECT_NE(message("").find("empty"), std::string::npos);
 }
 

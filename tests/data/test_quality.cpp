@@ -55,6 +55,11 @@ TEST(Quality, BlurScoreByHand) {
   ImageF blurred = sharp;
   gaussian_blur(blurred, 2.0);
   EXPECT_LT(blur_score(to_uint8(blurred)), blur_score(to_uint8(sharp)) / 4);
+  std::vector<ImageSummary> sums = {summarize_image(to_uint8(sharp)), summarize_image(to_uint8(blurred)),
+                                    summarize_image(to_uint8(blurred))};
+  EXPECT_EQ(sums[0].blur, blur_score(to_uint8(sharp)));
+  const double threshold = (sums[0].blur + sums[1].blur) / 2;
+  EXPECT_EQ(blurry_samples(sums, {true, true, false}, threshold), (std::vector<size_t>{1}));
 }
 
 TEST(Quality, DuplicatesWithinAndAcrossSplitsAndStats) {
