@@ -7,6 +7,7 @@
 #include "tensor/error.h"
 #include "tensor/io/byte_reader.h"
 #include "tensor/io/element_convert.h"
+#include "tensor/io/mapped_file.h"
 #include "tensor/json.h"
 
 namespace scalpel {
@@ -169,7 +170,8 @@ SafetensorsContents parse_safetensors(std::string_view bytes, const std::string&
 }
 
 SafetensorsContents read_safetensors(const std::string& path) {
-  return parse_safetensors(read_file(path), path);
+  const MappedFile file(path);
+  return parse_safetensors(file.bytes(), path);
 }
 
 std::string serialize_safetensors(const NamedTensors& tensors, const StringMap& metadata) {

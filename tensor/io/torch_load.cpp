@@ -4,10 +4,10 @@
 #include <map>
 #include <unordered_set>
 
-#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/io/byte_reader.h"
 #include "tensor/io/element_convert.h"
+#include "tensor/io/mapped_file.h"
 #include "tensor/io/pickle.h"
 #include "tensor/io/zip.h"
 
@@ -211,6 +211,9 @@ NamedTensors parse_torch(std::string_view bytes, const std::string& source) {
   return format == WeightsFormat::TorchZip ? parse_zip(bytes, source) : parse_legacy(bytes, source);
 }
 
-NamedTensors load_torch(const std::string& path) { return parse_torch(read_file(path), path); }
+NamedTensors load_torch(const std::string& path) {
+  const MappedFile file(path);
+  return parse_torch(file.bytes(), path);
+}
 
 }  // namespace scalpel

@@ -1,9 +1,9 @@
 #include "tensor/io/weights.h"
 
 #include <cmath>
-#include <fstream>
 
 #include "tensor/error.h"
+#include "tensor/io/mapped_file.h"
 #include "tensor/io/safetensors.h"
 #include "tensor/io/torch_load.h"
 
@@ -23,14 +23,11 @@ WeightsFormat sniff_weights_format(std::string_view head, const std::string& sou
 }
 
 NamedTensors load_weights_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  SCALPEL_CHECK(in.good(), "cannot open weights file {}", path);
-  char head[16] = {};
-  in.read(head, sizeof head);
-  const auto head_size = static_cast<size_t>(in.gcount());
-  const WeightsFormat format = sniff_weights_format(std::string_view(head, head_size), path);
-  NamedTensors tensors = format == WeightsFormat::Safetensors ? read_safetensors(path).tensors
-                                                              : load_torch(path);
+  const MappedFile file(path);
+  const WeightsFormat format = sniff_weights_format(file.bytes().substr(0, 16), path);
+  NamedTensors tensors = format == WeightsFormat::Safetensors
+                             ? parse_safetensors(file.bytes(), path).tensors
+                             : parse_torch(file.bytes(), path);
   for (auto& [name, tensor] : tensors) {
     if (tensor.dtype() == DType::F64) tensor = tensor.to(DType::F32);
     if (tensor.dtype() != DType::F32) continue;

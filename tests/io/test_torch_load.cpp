@@ -73,6 +73,13 @@ TEST(TorchLoad, LoadWeightsFileSniffsTorchFormats) {
   }
 }
 
+TEST(TorchLoad, UnreadableFiles) {
+  EXPECT_EQ(error_of([] { load_weights_file("/nonexistent/w.pt"); }),
+            "cannot open /nonexistent/w.pt: No such file or directory");
+  EXPECT_EQ(error_of([] { load_torch(SCALPEL_FIXTURES); }),
+            std::string("cannot read ") + SCALPEL_FIXTURES + ": not a regular file");
+}
+
 TEST(TorchLoad, MissingZipEntry) {
   const std::string path = fixture("tiny_missing_entry.pt");
   EXPECT_EQ(error_of([&] { load_torch(path); }),

@@ -12,6 +12,9 @@ using io_test::error_of;
 TEST(Zip, Crc32KnownValues) {
   EXPECT_EQ(crc32(""), 0u);
   EXPECT_EQ(crc32("123456789"), 0xCBF43926u);  // the CRC-32 check value
+  std::string long_input;
+  for (int i = 0; i < 1024; ++i) long_input += static_cast<char>(i % 256);
+  EXPECT_EQ(crc32(long_input + "tail"), 0x361FCFFFu);  // Python: zlib.crc32(bytes(range(256))*4+b"tail")
 }
 
 TEST(Zip, ListsAndReadsTorchArchive) {
