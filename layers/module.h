@@ -43,7 +43,7 @@ class Module {
   virtual std::string describe() const { return ""; }
   // Multiply-accumulates of the last forward (for `summary`); 0 for cheap layers. Counts
   // only the module's own work: composite modules leave their children's MACs to them.
-  virtual int64_t macs(const Shape& input_shape, const Shape& output_shape) const { return 0; }
+  virtual int64_t macs(const Shape& /*input_shape*/, const Shape& /*output_shape*/) const { return 0; }
 
   // ---- parameters, buffers, children ----
   // Registration keeps insertion order (= definition order, used by --weights-map order).

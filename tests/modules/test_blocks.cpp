@@ -396,7 +396,9 @@ TEST(BlockErrors, BadConfigurationsAreRejected) {
   EXPECT_THROW(InvertedResidual(8, 8, 1, 0), Error);
   EXPECT_THROW(PreActBottleneck(64, 64, 1, false), Error);  // identity shortcut needs 256 channels
   EXPECT_THROW(Up(7, 4), Error);
-  EXPECT_THROW(BasicBlock(64, 64, 1, ResNetBlockOptions{.groups = 2}), Error);
+  ResNetBlockOptions grouped;
+  grouped.groups = 2;
+  EXPECT_THROW(BasicBlock(64, 64, 1, grouped), Error);
 }
 
 TEST(BlockHelpers, MakeDivisibleAsTorchvision) {

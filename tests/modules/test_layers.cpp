@@ -45,7 +45,9 @@ void expect_default_init(const Tensor& weight, const Tensor& bias, int64_t fan_i
   EXPECT_LE(max_abs(weight), bound);
   EXPECT_GT(max_abs(weight), 0.9 * bound);                    // uses the whole range
   EXPECT_NEAR(std_dev(weight), bound / std::sqrt(3.0), 0.05 * bound);  // uniform, not normal
-  if (bias.defined()) EXPECT_LE(max_abs(bias), bound);
+  if (bias.defined()) {
+    EXPECT_LE(max_abs(bias), bound);
+  }
 }
 
 TEST(Layers, Conv2dShapesNamesAndInit) {
@@ -125,7 +127,9 @@ TEST(Layers, DropoutIsIdentityInEvalOnly) {
   int64_t zeros = 0;
   for (double v : y.to_vector()) {
     zeros += v == 0;
-    if (v != 0) EXPECT_DOUBLE_EQ(v, 2.0);  // survivors scaled by 1 / (1 - p)
+    if (v != 0) {
+      EXPECT_DOUBLE_EQ(v, 2.0);  // survivors scaled by 1 / (1 - p)
+    }
   }
   EXPECT_GT(zeros, 400);
   EXPECT_LT(zeros, 600);
@@ -170,7 +174,9 @@ TEST(Layers, BadInputNamesTheLayer) {
   EXPECT_NE(message.find("bn (BatchNorm2d"), std::string::npos) << message;
   message = error_of([&] { (*net.child("fc"))(Tensor::zeros({1, 7})); });
   EXPECT_NE(message.find("fc (Linear 8->2): expected 8 input features"), std::string::npos) << message;
-  EXPECT_NE(error_of([] { Conv2d(6, 4, 3, Conv2dOptions{.groups = 4}); }).find("groups 4 must divide"),
+  Conv2dOptions grouped;
+  grouped.groups = 4;
+  EXPECT_NE(error_of([&] { Conv2d(6, 4, 3, grouped); }).find("groups 4 must divide"),
             std::string::npos);
 }
 
