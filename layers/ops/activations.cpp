@@ -17,66 +17,68 @@ template <typename T> T stable_sigmoid(T x) {
   return e / (T(1) + e);
 }
 
-// Each activation: value(x) and grad(x) = f'(x). `s` is LeakyReLU's negative slope.
+// Each activation: value(x) = f(x) and backward(x, g) = g * f'(x). `s` is LeakyReLU's
+// negative slope. Piecewise ones select g or 0 rather than multiply by a 0/1 derivative:
+// a select compiles to a branch-free blend (a data-dependent branch mispredicts on half of
+// the elements), and a zero derivative gives 0 even for a non-finite g, as PyTorch.
 struct ReLU {
   template <typename T> static T value(T x, T) { return x > 0 ? x : T(0); }
-  template <typename T> static T grad(T x, T) { return x > 0 ? T(1) : T(0); }
+  template <typename T> static T backward(T x, T g, T) { return x > 0 ? g : T(0); }
 };
 struct ReLU6 {
   template <typename T> static T value(T x, T) { return std::min(std::max(x, T(0)), T(6)); }
-  template <typename T> static T grad(T x, T) { return (x > 0 && x < 6) ? T(1) : T(0); }
+  template <typename T> static T backward(T x, T g, T) { return (x > 0 && x < 6) ? g : T(0); }
 };
 struct LeakyReLU {
   template <typename T> static T value(T x, T s) { return x > 0 ? x : x * s; }
-  template <typename T> static T grad(T x, T s) { return x > 0 ? T(1) : s; }
+  template <typename T> static T backward(T x, T g, T s) { return x > 0 ? g : g * s; }
 };
 struct Sigmoid {
   template <typename T> static T value(T x, T) { return stable_sigmoid(x); }
-  template <typename T> static T grad(T x, T) {
+  template <typename T> static T backward(T x, T g, T) {
     const T s = stable_sigmoid(x);
-    return s * (T(1) - s);
+    return g * s * (T(1) - s);
   }
 };
 struct SiLU {
   template <typename T> static T value(T x, T) { return x * stable_sigmoid(x); }
-  template <typename T> static T grad(T x, T) {
+  template <typename T> static T backward(T x, T g, T) {
     const T s = stable_sigmoid(x);
-    return s * (T(1) + x * (T(1) - s));
+    return g * s * (T(1) + x * (T(1) - s));
   }
 };
 struct Tanh {
   template <typename T> static T value(T x, T) { return std::tanh(x); }
-  template <typename T> static T grad(T x, T) {
+  template <typename T> static T backward(T x, T g, T) {
     const T t = std::tanh(x);
-    return T(1) - t * t;
+    return g * (T(1) - t * t);
   }
 };
 struct HardSwish {  // x * relu6(x + 3) / 6
   template <typename T> static T value(T x, T) { return x * std::min(std::max(x + T(3), T(0)), T(6)) / T(6); }
-  template <typename T> static T grad(T x, T) {
-    if (x < -3) return T(0);
-    if (x <= 3) return x / T(3) + T(0.5);
-    return T(1);
+  template <typename T> static T backward(T x, T g, T) {
+    const T inner = x <= 3 ? g * (x / T(3) + T(0.5)) : g;
+    return x < -3 ? T(0) : inner;
   }
 };
 struct HardSigmoid {  // relu6(x + 3) / 6
   template <typename T> static T value(T x, T) { return std::min(std::max(x + T(3), T(0)), T(6)) / T(6); }
-  template <typename T> static T grad(T x, T) { return (x > -3 && x < 3) ? T(1) / T(6) : T(0); }
+  template <typename T> static T backward(T x, T g, T) { return (x > -3 && x < 3) ? g / T(6) : T(0); }
 };
 struct GELU {  // x * Phi(x), Phi the standard normal CDF
   template <typename T> static T value(T x, T) { return x * T(0.5) * (T(1) + std::erf(x * T(M_SQRT1_2))); }
-  template <typename T> static T grad(T x, T) {
+  template <typename T> static T backward(T x, T g, T) {
     const T cdf = T(0.5) * (T(1) + std::erf(x * T(M_SQRT1_2)));
     const T pdf = std::exp(T(-0.5) * x * x) * T(0.5 * M_2_SQRTPI * M_SQRT1_2);  // 1/sqrt(2 pi)
-    return cdf + x * pdf;
+    return g * (cdf + x * pdf);
   }
 };
 struct GELUTanh {  // 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2/pi)
   static constexpr double k = M_SQRT2 * M_2_SQRTPI * 0.5, c = 0.044715;
   template <typename T> static T value(T x, T) { return T(0.5) * x * (T(1) + std::tanh(T(k) * (x + T(c) * x * x * x))); }
-  template <typename T> static T grad(T x, T) {
+  template <typename T> static T backward(T x, T g, T) {
     const T t = std::tanh(T(k) * (x + T(c) * x * x * x));
-    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(k) * (T(1) + T(3 * c) * x * x);
+    return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * T(k) * (T(1) + T(3 * c) * x * x));
   }
 };
 
@@ -136,7 +138,7 @@ Tensor activation_backward(ActivationKind kind, const Tensor& gy_in, const Tenso
     with_activation(kind, [&](auto f) {
       using F = decltype(f);
       parallel_for(x.numel(), kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) out[i] = pg[i] * F::grad(px[i], s);
+        for (int64_t i = begin; i < end; ++i) out[i] = F::backward(px[i], pg[i], s);
       });
     });
     return gx;
