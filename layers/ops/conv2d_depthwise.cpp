@@ -27,113 +27,192 @@ int64_t plane_grain(const Conv2dGeometry& g) {
   return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, g.out_h * g.out_w * g.kernel_h * g.kernel_w));
 }
 
-}  // namespace
+// A task's share of one kernel: planes [begin, end) (forward: output planes n*C_out + oc;
+// input grad: input planes n*C_in + ic) or output channels [begin, end) (weight grad).
+// `a` and `b` are the kernel's two inputs in the order of its public signature.
+template <typename T>
+struct Args {
+  const Conv2dGeometry& g;
+  const ColumnPlan& cols;
+  const T* a;
+  const T* b;
+  const T* bias;
+  T* out;
+};
 
 template <typename T>
-void conv2d_forward_depthwise(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
-                              T* y) {
+[[gnu::always_inline]] inline void forward_planes(const Args<T>& args, int64_t begin, int64_t end) {
+  const Conv2dGeometry& g = args.g;
   const int64_t mult = g.out_channels / g.in_channels;
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
-  const ColumnPlan cols(g);
-  parallel_for(g.batch * g.out_channels, plane_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const int64_t n = plane / g.out_channels, oc = plane % g.out_channels;
-      const T* xp = x + (n * g.in_channels + oc / mult) * in_plane;
-      const T* wp = weight + oc * g.kernel_h * g.kernel_w;
-      T* yp = y + plane * out_plane;
-      const T b = bias ? bias[oc] : T(0);
-      for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        T* yrow = yp + oh * g.out_w;
-        std::fill(yrow, yrow + g.out_w, b);
-        for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-          if (ih < 0 || ih >= g.in_h) continue;
-          const T* xrow = xp + ih * g.in_w;
-          for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-            const T w = wp[kh * g.kernel_w + kw];
-            const auto [lo, hi] = cols.range[kw];
-            const int64_t off = cols.offset[kw];
-            if (g.stride_w == 1) {
-              for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += w * xrow[ow + off];
-            } else {
-              for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += w * xrow[ow * g.stride_w + off];
-            }
+  for (int64_t plane = begin; plane < end; ++plane) {
+    const int64_t n = plane / g.out_channels, oc = plane % g.out_channels;
+    const T* xp = args.a + (n * g.in_channels + oc / mult) * in_plane;
+    const T* wp = args.b + oc * g.kernel_h * g.kernel_w;
+    T* yp = args.out + plane * out_plane;
+    const T bias = args.bias ? args.bias[oc] : T(0);
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      T* yrow = yp + oh * g.out_w;
+      std::fill(yrow, yrow + g.out_w, bias);
+      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+        if (ih < 0 || ih >= g.in_h) continue;
+        const T* xrow = xp + ih * g.in_w;
+        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+          const T w = wp[kh * g.kernel_w + kw];
+          const auto [lo, hi] = args.cols.range[kw];
+          const int64_t off = args.cols.offset[kw];
+          if (g.stride_w == 1) {
+            for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += w * xrow[ow + off];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += w * xrow[ow * g.stride_w + off];
           }
         }
       }
     }
-  });
+  }
 }
 
 // Each task owns whole input planes (all `mult` output channels that read them): no races.
 template <typename T>
-void conv2d_backward_input_depthwise(const Conv2dGeometry& g, const T* grad_y, const T* weight,
-                                     T* grad_x) {
+[[gnu::always_inline]] inline void input_grad_planes(const Args<T>& args, int64_t begin, int64_t end) {
+  const Conv2dGeometry& g = args.g;
   const int64_t mult = g.out_channels / g.in_channels;
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
-  const ColumnPlan cols(g);
-  parallel_for(g.batch * g.in_channels, plane_grain(g), [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const int64_t n = plane / g.in_channels, ic = plane % g.in_channels;
-      T* gxp = grad_x + plane * in_plane;
-      std::fill(gxp, gxp + in_plane, T(0));
-      for (int64_t m = 0; m < mult; ++m) {
-        const int64_t oc = ic * mult + m;
-        const T* gyp = grad_y + (n * g.out_channels + oc) * out_plane;
-        const T* wp = weight + oc * g.kernel_h * g.kernel_w;
-        for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          const T* gyrow = gyp + oh * g.out_w;
-          for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-            if (ih < 0 || ih >= g.in_h) continue;
-            T* gxrow = gxp + ih * g.in_w;
-            for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-              const T w = wp[kh * g.kernel_w + kw];
-              const auto [lo, hi] = cols.range[kw];
-              const int64_t off = cols.offset[kw];
+  for (int64_t plane = begin; plane < end; ++plane) {
+    const int64_t n = plane / g.in_channels, ic = plane % g.in_channels;
+    T* gxp = args.out + plane * in_plane;
+    std::fill(gxp, gxp + in_plane, T(0));
+    for (int64_t m = 0; m < mult; ++m) {
+      const int64_t oc = ic * mult + m;
+      const T* gyp = args.a + (n * g.out_channels + oc) * out_plane;
+      const T* wp = args.b + oc * g.kernel_h * g.kernel_w;
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        const T* gyrow = gyp + oh * g.out_w;
+        for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+          if (ih < 0 || ih >= g.in_h) continue;
+          T* gxrow = gxp + ih * g.in_w;
+          for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+            const T w = wp[kh * g.kernel_w + kw];
+            const auto [lo, hi] = args.cols.range[kw];
+            const int64_t off = args.cols.offset[kw];
+            if (g.stride_w == 1) {
+              for (int64_t ow = lo; ow < hi; ++ow) gxrow[ow + off] += w * gyrow[ow];
+            } else {
               for (int64_t ow = lo; ow < hi; ++ow) gxrow[ow * g.stride_w + off] += w * gyrow[ow];
             }
           }
         }
       }
     }
-  });
+  }
 }
 
-// Each task owns whole output channels and sums over the batch itself: no races.
+// Each task owns whole output channels and sums over the batch itself: no races. Products
+// are summed per tap and output column first (a vectorizable elementwise update; a running
+// scalar sum would pin the loop to one lane) and the row of partial sums is added up last.
 template <typename T>
-void conv2d_backward_weight_depthwise(const Conv2dGeometry& g, const T* x, const T* grad_y,
-                                      T* grad_weight) {
+[[gnu::always_inline]] inline void weight_grad_channels(const Args<T>& args, int64_t begin, int64_t end) {
+  const Conv2dGeometry& g = args.g;
   const int64_t mult = g.out_channels / g.in_channels;
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   const int64_t taps = g.kernel_h * g.kernel_w;
-  const ColumnPlan cols(g);
-  const int64_t grain = std::max<int64_t>(1, plane_grain(g) / std::max<int64_t>(1, g.batch));
-  parallel_for(g.out_channels, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t oc = begin; oc < end; ++oc) {
-      T* gwp = grad_weight + oc * taps;
-      std::fill(gwp, gwp + taps, T(0));
-      for (int64_t n = 0; n < g.batch; ++n) {
-        const T* xp = x + (n * g.in_channels + oc / mult) * in_plane;
-        const T* gyp = grad_y + (n * g.out_channels + oc) * out_plane;
-        for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          const T* gyrow = gyp + oh * g.out_w;
-          for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-            if (ih < 0 || ih >= g.in_h) continue;
-            const T* xrow = xp + ih * g.in_w;
-            for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-              const auto [lo, hi] = cols.range[kw];
-              const int64_t off = cols.offset[kw];
-              T acc = 0;
-              for (int64_t ow = lo; ow < hi; ++ow) acc += gyrow[ow] * xrow[ow * g.stride_w + off];
-              gwp[kh * g.kernel_w + kw] += acc;
+  std::vector<T> partial(taps * g.out_w);
+  for (int64_t oc = begin; oc < end; ++oc) {
+    std::fill(partial.begin(), partial.end(), T(0));
+    for (int64_t n = 0; n < g.batch; ++n) {
+      const T* xp = args.a + (n * g.in_channels + oc / mult) * in_plane;
+      const T* gyp = args.b + (n * g.out_channels + oc) * out_plane;
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        const T* gyrow = gyp + oh * g.out_w;
+        for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+          if (ih < 0 || ih >= g.in_h) continue;
+          const T* xrow = xp + ih * g.in_w;
+          for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+            const auto [lo, hi] = args.cols.range[kw];
+            const int64_t off = args.cols.offset[kw];
+            T* acc = partial.data() + (kh * g.kernel_w + kw) * g.out_w;
+            if (g.stride_w == 1) {
+              for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += gyrow[ow] * xrow[ow + off];
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += gyrow[ow] * xrow[ow * g.stride_w + off];
             }
           }
         }
       }
     }
-  });
+    for (int64_t t = 0; t < taps; ++t) {
+      const T* acc = partial.data() + t * g.out_w;
+      T sum = 0;
+      for (int64_t ow = 0; ow < g.out_w; ++ow) sum += acc[ow];
+      args.out[oc * taps + t] = sum;
+    }
+  }
+}
+
+// The loops above compiled for AVX-512 and for AVX2 besides the baseline build; the widest
+// the CPU supports runs (chosen once, as tensor/gemm.cpp chooses its micro-kernel). Only
+// vector width changes: the arithmetic (no FMA contraction in ISO C++ mode) is the same.
+template <typename T>
+using RangeFn = void (*)(const Args<T>&, int64_t, int64_t);
+
+#define SCALPEL_DEPTHWISE_ISA_VARIANTS(fn)                                                       \
+  template <typename T>                                                                          \
+  [[gnu::target("avx512f")]] void fn##_avx512(const Args<T>& a, int64_t begin, int64_t end) {    \
+    fn(a, begin, end);                                                                           \
+  }                                                                                              \
+  template <typename T>                                                                          \
+  [[gnu::target("avx2")]] void fn##_avx2(const Args<T>& a, int64_t begin, int64_t end) {         \
+    fn(a, begin, end);                                                                           \
+  }                                                                                              \
+  template <typename T>                                                                          \
+  void fn##_baseline(const Args<T>& a, int64_t begin, int64_t end) {                             \
+    fn(a, begin, end);                                                                           \
+  }                                                                                              \
+  template <typename T>                                                                          \
+  RangeFn<T> fn##_best() {                                                                       \
+    static const RangeFn<T> best = __builtin_cpu_supports("avx512f") ? fn##_avx512<T>            \
+                                   : __builtin_cpu_supports("avx2")  ? fn##_avx2<T>              \
+                                                                     : fn##_baseline<T>;         \
+    return best;                                                                                 \
+  }
+SCALPEL_DEPTHWISE_ISA_VARIANTS(forward_planes)
+SCALPEL_DEPTHWISE_ISA_VARIANTS(input_grad_planes)
+SCALPEL_DEPTHWISE_ISA_VARIANTS(weight_grad_channels)
+#undef SCALPEL_DEPTHWISE_ISA_VARIANTS
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward_depthwise(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                              T* y) {
+  const ColumnPlan cols(g);
+  const Args<T> args{g, cols, x, weight, bias, y};
+  const RangeFn<T> fn = forward_planes_best<T>();
+  parallel_for(g.batch * g.out_channels, plane_grain(g),
+               [&](int64_t begin, int64_t end) { fn(args, begin, end); });
+}
+
+template <typename T>
+void conv2d_backward_input_depthwise(const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                                     T* grad_x) {
+  const ColumnPlan cols(g);
+  const Args<T> args{g, cols, grad_y, weight, nullptr, grad_x};
+  const RangeFn<T> fn = input_grad_planes_best<T>();
+  parallel_for(g.batch * g.in_channels, plane_grain(g),
+               [&](int64_t begin, int64_t end) { fn(args, begin, end); });
+}
+
+template <typename T>
+void conv2d_backward_weight_depthwise(const Conv2dGeometry& g, const T* x, const T* grad_y,
+                                      T* grad_weight) {
+  const ColumnPlan cols(g);
+  const Args<T> args{g, cols, x, grad_y, nullptr, grad_weight};
+  const RangeFn<T> fn = weight_grad_channels_best<T>();
+  const int64_t grain = std::max<int64_t>(1, plane_grain(g) / std::max<int64_t>(1, g.batch));
+  parallel_for(g.out_channels, grain, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
 }
 
 #define SCALPEL_DEPTHWISE_INSTANTIATE(T)                                                        \
