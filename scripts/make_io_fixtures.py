@@ -21,6 +21,8 @@ Everything is small (a few KB) and deterministic, and is committed.
 - deflated.zip: a zip with a compressed entry (refused: torch.save writes stored entries).
 - zip64.zip: one stored entry whose sizes and offset live in ZIP64 extra fields, with ZIP64
   end records, as PyTorch writes for archives beyond 4 GB (built by hand).
+- huge_numel.pt: a zip checkpoint whose persistent id claims 2**62 + 1 float elements for a
+  4-byte storage entry (numel * 4 wraps around 2**64 to 4); refused.
 - pickle_values_p{2,4,5}.pkl: plain Python values pickled with protocols 2, 4 and 5, covering
   the opcodes the unpickler accepts (checked value by value in test_pickle.cpp).
 """
@@ -182,6 +184,15 @@ def write_zips():
     locator = struct.pack("<IIQI", 0x07064B50, 0, zip64_end_offset, 1)
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
     (OUT / "zip64.zip").write_bytes(local + data + central + zip64_end + locator + end)
+
+    # {"w": _rebuild_tensor_v2(storage '0' claiming 2**62 + 1 floats, 0, (1,), (1,), False, {})}
+    numel = pickle.dumps(2**62 + 1, 2)[2:-1]  # the LONG1 opcode and its bytes
+    pkl = (b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n("
+           b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000"
+           b"X\x03\x00\x00\x00cpu" + numel + b"tQK\x00K\x01\x85K\x01\x85\x89}tRs.")
+    with zipfile.ZipFile(OUT / "huge_numel.pt", "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/data/0", b"\x00" * 4)
 
 
 def main():

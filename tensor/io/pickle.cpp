@@ -215,8 +215,8 @@ Value* Unpickler::reduce(const Value& callable, const Value& args, size_t op_pos
     Value* tensor = make(Value::Kind::Tensor);
     tensor->items = {a[0]};
     tensor->integer = a[1]->integer;
-    // The tensor must lie inside its storage: offset + sum((size-1)*stride) < numel. Sizes and
-    // strides are bounded so that this sum cannot overflow.
+    // The tensor must lie inside its storage: offset + sum((size-1)*stride) < numel. Offset,
+    // sizes, strides and the element count are bounded so that no product can overflow.
     constexpr int64_t kLimit = int64_t{1} << 40;
     bool ok = tensor->integer >= 0 && tensor->integer < kLimit;
     int64_t last = tensor->integer, numel = 1;
@@ -230,11 +230,13 @@ Value* Unpickler::reduce(const Value& callable, const Value& args, size_t op_pos
       tensor->stride.push_back(st->integer);
       numel = s->integer == 0 ? 0 : numel;
       if (s->integer > 0) {
-        ok = (s->integer - 1) <= (kLimit - last) / std::max<int64_t>(st->integer, 1);
+        ok = numel <= kLimit / s->integer &&
+             (s->integer - 1) <= (kLimit - last) / std::max<int64_t>(st->integer, 1);
+        numel *= s->integer;
         last += (s->integer - 1) * st->integer;
       }
     }
-    if (!ok) fail_args("non-negative offset, sizes and strides below 2^40");
+    if (!ok) fail_args("non-negative offset, sizes and strides, and at most 2^40 elements");
     SCALPEL_CHECK(numel == 0 || last < a[0]->integer,
                   "{}: tensor at byte {} (offset {}, size {}, stride {}) reaches element {} of "
                   "storage '{}', which has {}",

@@ -100,11 +100,11 @@ NamedTensors build_tensors(const Value& root,
     auto it = converted.find(storage.text);
     if (it == converted.end()) {
       const std::string_view raw = raw_storage(storage.text);
-      const uint64_t expected =
-          static_cast<uint64_t>(storage.integer) * pickle::storage_element_size(storage.storage_type);
-      SCALPEL_CHECK(raw.size() == expected,
-                    "{}: storage '{}' has {} bytes, expected {} ({} x {})", source, storage.text,
-                    raw.size(), expected, storage.integer,
+      const size_t element_size = pickle::storage_element_size(storage.storage_type);
+      SCALPEL_CHECK(raw.size() % element_size == 0 &&
+                        raw.size() / element_size == static_cast<uint64_t>(storage.integer),
+                    "{}: storage '{}' has {} bytes, expected {} elements of {}", source,
+                    storage.text, raw.size(), storage.integer,
                     pickle::storage_type_name(storage.storage_type));
       it = converted.emplace(storage.text,
                              convert_storage(raw, storage.storage_type, storage.integer)).first;

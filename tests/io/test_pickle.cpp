@@ -142,20 +142,28 @@ TEST(Pickle, MalformedStreamsAreErrors) {
   }
 }
 
-// A _rebuild_tensor_v2 call on a FloatStorage of `numel` elements with one dimension.
-std::string tensor_pickle(int numel, int size, int stride, int offset) {
+// An int as LONG1 with 8 bytes.
+std::string long1(int64_t value) {
+  std::string p = "\x8a\x08";
+  for (int i = 0; i < 8; ++i) p += static_cast<char>((static_cast<uint64_t>(value) >> (8 * i)) & 0xFF);
+  return p;
+}
+
+// A _rebuild_tensor_v2 call on a FloatStorage of `numel` elements.
+std::string tensor_pickle(int64_t numel, const std::vector<int64_t>& size,
+                          const std::vector<int64_t>& stride, int64_t offset) {
   std::string p = "\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n("s;
   p += "(X\x07\0\0\0storage" "ctorch\nFloatStorage\n" "X\x01\0\0\0" "0" "X\x03\0\0\0cpu"s;
-  p += "K"s + static_cast<char>(numel) + "tQ";
-  p += "K"s + static_cast<char>(offset);
-  p += "K"s + static_cast<char>(size) + "\x85";
-  p += "K"s + static_cast<char>(stride) + "\x85";
-  p += "\x89" "ccollections\nOrderedDict\n)RtR."s;
+  p += long1(numel) + "tQ" + long1(offset) + "(";
+  for (const int64_t s : size) p += long1(s);
+  p += "t(";
+  for (const int64_t s : stride) p += long1(s);
+  p += "t\x89" "ccollections\nOrderedDict\n)RtR."s;
   return p;
 }
 
 TEST(Pickle, RebuildsTensorReferences) {
-  const std::string bytes = tensor_pickle(10, 3, 2, 4);
+  const std::string bytes = tensor_pickle(10, {3}, {2}, 4);
   Unpickler unpickler(bytes, "t.pkl");
   const Value& t = unpickler.load();
   ASSERT_EQ(t.kind, Kind::Tensor);
@@ -172,11 +180,28 @@ TEST(Pickle, RebuildsTensorReferences) {
 TEST(Pickle, TensorsMustLieInsideTheirStorage) {
   // offset 4 + (3-1)*3 = 10 is one past the last of 10 elements.
   const std::string message =
-      error_of([] { Unpickler(tensor_pickle(10, 3, 3, 4), "t.pkl").load(); });
+      error_of([] { Unpickler(tensor_pickle(10, {3}, {3}, 4), "t.pkl").load(); });
   EXPECT_NE(message.find("reaches element 10 of storage '0', which has 10"), std::string::npos)
       << message;
-  EXPECT_NO_THROW(Unpickler(tensor_pickle(10, 3, 3, 3), "t.pkl").load());
-  EXPECT_NO_THROW(Unpickler(tensor_pickle(0, 0, 1, 0), "t.pkl").load());  // empty tensor
+  EXPECT_NO_THROW(Unpickler(tensor_pickle(10, {3}, {3}, 3), "t.pkl").load());
+  EXPECT_NO_THROW(Unpickler(tensor_pickle(0, {0}, {1}, 0), "t.pkl").load());  // empty tensor
+  EXPECT_NO_THROW(Unpickler(tensor_pickle(1, {5, 4}, {0, 0}, 0), "t.pkl").load());  // expanded
+}
+
+TEST(Pickle, TensorSizesAreBounded) {
+  const std::string expected = "expected non-negative offset, sizes and strides, and at most 2^40";
+  // Zero strides keep the first inside a one-element storage; its 2^60 elements are refused.
+  const std::vector<std::string> cases = {
+      tensor_pickle(1, {int64_t{1} << 30, int64_t{1} << 30}, {0, 0}, 0),
+      tensor_pickle(10, {-1}, {1}, 0),
+      tensor_pickle(10, {1}, {-1}, 0),
+      tensor_pickle(10, {1}, {1}, -1),
+      tensor_pickle(int64_t{1} << 62, {int64_t{1} << 41}, {1}, 0),
+  };
+  for (const std::string& bytes : cases) {
+    const std::string message = error_of([&] { Unpickler(bytes, "t.pkl").load(); });
+    EXPECT_NE(message.find(expected), std::string::npos) << message;
+  }
 }
 
 }  // namespace

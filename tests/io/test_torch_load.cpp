@@ -86,6 +86,14 @@ TEST(TorchLoad, MissingZipEntry) {
             path + ": missing entry 'tiny_zip/data/1' for storage '1'");
 }
 
+TEST(TorchLoad, StorageSizeMustMatchItsEntry) {
+  // 2**62 + 1 floats would be 4 bytes if the size computation wrapped around.
+  const std::string path = fixture("huge_numel.pt");
+  EXPECT_EQ(error_of([&] { load_torch(path); }),
+            path + ": storage '0' has 4 bytes, expected 4611686018427387905 elements of "
+                   "FloatStorage");
+}
+
 TEST(TorchLoad, RefusesCodeExecution) {
   const std::string marker = "/tmp/scalpel_pickle_pwned";  // what the evil pickle would create
   std::filesystem::remove(marker);
