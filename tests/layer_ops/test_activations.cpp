@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
@@ -64,6 +65,11 @@ TEST(Activations, GradientsAtKinksFollowPyTorch) {
   expect_values(grad_of_sum(nn::hardswish, {-3, 3, 0, 6}), {-0.5, 1.5, 0.5, 1});
   expect_values(grad_of_sum(nn::hardsigmoid, {-3, 3, 0, 6}), {0, 0, 1.0 / 6, 0});
   expect_values(grad_of_sum([](const Tensor& x) { return nn::leaky_relu(x, 0.1); }, {-1, 0, 2}), {0.1, 0.1, 1});
+  // Where the derivative is 0 the gradient is 0 even for an infinite upstream gradient.
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(ops::activation_backward(ops::ActivationKind::ReLU, vec({inf, inf}), vec({-1, 1})).to_vector(),
+            (std::vector<double>{0, inf}));
+  expect_values(ops::activation_backward(ops::ActivationKind::HardSigmoid, vec({inf}), vec({4})), {0});
 }
 
 TEST(Activations, Gradcheck) {
