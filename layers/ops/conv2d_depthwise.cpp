@@ -1,8 +1,10 @@
 // Depthwise conv2d: direct loops over channel planes (see conv2d_depthwise.h).
 #include "layers/ops/conv2d_depthwise.h"
 
+#include <atomic>
 #include <vector>
 
+#include "tensor/error.h"
 #include "tensor/parallel.h"
 
 namespace scalpel::ops {
@@ -153,10 +155,27 @@ template <typename T>
 }
 
 // The loops above compiled for AVX-512 and for AVX2 besides the baseline build; the widest
-// the CPU supports runs (chosen once, as tensor/gemm.cpp chooses its micro-kernel). Only
-// vector width changes: the arithmetic (no FMA contraction in ISO C++ mode) is the same.
+// the CPU supports runs unless a test forces another. Only vector width changes: the
+// arithmetic (no FMA contraction in ISO C++ mode) is the same.
 template <typename T>
 using RangeFn = void (*)(const Args<T>&, int64_t, int64_t);
+
+bool cpu_has(DepthwiseSimd level) {
+  switch (level) {
+    case DepthwiseSimd::Avx512: return __builtin_cpu_supports("avx512f");
+    case DepthwiseSimd::Avx2: return __builtin_cpu_supports("avx2");
+    case DepthwiseSimd::Baseline: return true;
+  }
+  return false;
+}
+
+DepthwiseSimd widest_simd() {
+  return cpu_has(DepthwiseSimd::Avx512) ? DepthwiseSimd::Avx512
+         : cpu_has(DepthwiseSimd::Avx2) ? DepthwiseSimd::Avx2
+                                        : DepthwiseSimd::Baseline;
+}
+
+std::atomic<DepthwiseSimd> g_simd{widest_simd()};
 
 #define SCALPEL_DEPTHWISE_ISA_VARIANTS(fn)                                                       \
   template <typename T>                                                                          \
@@ -172,11 +191,12 @@ using RangeFn = void (*)(const Args<T>&, int64_t, int64_t);
     fn(a, begin, end);                                                                           \
   }                                                                                              \
   template <typename T>                                                                          \
-  RangeFn<T> fn##_best() {                                                                       \
-    static const RangeFn<T> best = __builtin_cpu_supports("avx512f") ? fn##_avx512<T>            \
-                                   : __builtin_cpu_supports("avx2")  ? fn##_avx2<T>              \
-                                                                     : fn##_baseline<T>;         \
-    return best;                                                                                 \
+  RangeFn<T> fn##_variant() {                                                                    \
+    switch (g_simd.load()) {                                                                     \
+      case DepthwiseSimd::Avx512: return fn##_avx512<T>;                                         \
+      case DepthwiseSimd::Avx2: return fn##_avx2<T>;                                             \
+      default: return fn##_baseline<T>;                                                          \
+    }                                                                                            \
   }
 SCALPEL_DEPTHWISE_ISA_VARIANTS(forward_planes)
 SCALPEL_DEPTHWISE_ISA_VARIANTS(input_grad_planes)
@@ -185,12 +205,32 @@ SCALPEL_DEPTHWISE_ISA_VARIANTS(weight_grad_channels)
 
 }  // namespace
 
+std::string_view depthwise_simd_name(DepthwiseSimd level) {
+  switch (level) {
+    case DepthwiseSimd::Baseline: return "baseline";
+    case DepthwiseSimd::Avx2: return "avx2";
+    case DepthwiseSimd::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool depthwise_simd_available(DepthwiseSimd level) { return cpu_has(level); }
+DepthwiseSimd depthwise_simd() { return g_simd; }
+
+void set_depthwise_simd(DepthwiseSimd level) {
+  SCALPEL_CHECK(cpu_has(level), "depthwise conv: this CPU cannot run the {} variant",
+                depthwise_simd_name(level));
+  g_simd = level;
+}
+
+void reset_depthwise_simd() { g_simd = widest_simd(); }
+
 template <typename T>
 void conv2d_forward_depthwise(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                               T* y) {
   const ColumnPlan cols(g);
   const Args<T> args{g, cols, x, weight, bias, y};
-  const RangeFn<T> fn = forward_planes_best<T>();
+  const RangeFn<T> fn = forward_planes_variant<T>();
   parallel_for(g.batch * g.out_channels, plane_grain(g),
                [&](int64_t begin, int64_t end) { fn(args, begin, end); });
 }
@@ -200,7 +240,7 @@ void conv2d_backward_input_depthwise(const Conv2dGeometry& g, const T* grad_y, c
                                      T* grad_x) {
   const ColumnPlan cols(g);
   const Args<T> args{g, cols, grad_y, weight, nullptr, grad_x};
-  const RangeFn<T> fn = input_grad_planes_best<T>();
+  const RangeFn<T> fn = input_grad_planes_variant<T>();
   parallel_for(g.batch * g.in_channels, plane_grain(g),
                [&](int64_t begin, int64_t end) { fn(args, begin, end); });
 }
@@ -210,7 +250,7 @@ void conv2d_backward_weight_depthwise(const Conv2dGeometry& g, const T* x, const
                                       T* grad_weight) {
   const ColumnPlan cols(g);
   const Args<T> args{g, cols, x, grad_y, nullptr, grad_weight};
-  const RangeFn<T> fn = weight_grad_channels_best<T>();
+  const RangeFn<T> fn = weight_grad_channels_variant<T>();
   const int64_t grain = std::max<int64_t>(1, plane_grain(g) / std::max<int64_t>(1, g.batch));
   parallel_for(g.out_channels, grain, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
 }

@@ -4,12 +4,22 @@
 // plane, never as per-channel GEMMs: each output row accumulates kH*kW shifted, scaled input
 // rows (contiguous and vectorizable when stride_w == 1). Parallel over (sample, channel) planes
 // (weight grad: over output channels). The loops are compiled for AVX-512, AVX2 and the
-// baseline; the widest the CPU supports runs.
+// baseline; the widest the CPU supports runs unless set_depthwise_simd() forces one.
 // Same contracts as the kernels in layers/ops/conv2d.h (outputs overwritten; requires
 // g.is_depthwise()).
+#include <string_view>
+
 #include "layers/ops/conv2d.h"
 
 namespace scalpel::ops {
+
+// Which compiled variant of the loops runs (process-wide). Tests run each one the CPU has.
+enum class DepthwiseSimd { Baseline, Avx2, Avx512 };
+std::string_view depthwise_simd_name(DepthwiseSimd level);
+bool depthwise_simd_available(DepthwiseSimd level);
+DepthwiseSimd depthwise_simd();
+void set_depthwise_simd(DepthwiseSimd level);  // Error when the CPU lacks it
+void reset_depthwise_simd();                   // back to the widest available
 
 template <typename T>
 void conv2d_forward_depthwise(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,

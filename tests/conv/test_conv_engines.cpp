@@ -8,6 +8,7 @@
 
 #include "conv/conv_cases.h"
 #include "layers/ops/conv2d.h"
+#include "layers/ops/conv2d_depthwise.h"
 #include "tensor/parallel.h"
 
 namespace scalpel {
@@ -100,10 +101,10 @@ TEST(ConvEngines, CaseTableMatchesReference) {
 
 // Random geometries: odd and tiny sizes, every stride/dilation/padding mix, groups and
 // depthwise multipliers; shapes where the kernel does not fit are redrawn.
-TEST(ConvEngines, RandomShapesMatchReference) {
-  Generator gen(2024);
-  int depthwise = 0, tested = 0;
-  while (tested < 60) {
+std::vector<Conv2dGeometry> random_geometries(int count, uint64_t seed) {
+  Generator gen(seed);
+  std::vector<Conv2dGeometry> out;
+  while (static_cast<int>(out.size()) < count) {
     Conv2dGeometry g;
     g.batch = 1 + gen.below(3);
     g.groups = 1 + gen.below(3);
@@ -123,14 +124,45 @@ TEST(ConvEngines, RandomShapesMatchReference) {
     const int64_t pad_bottom = gen.below(3), pad_right = gen.below(3);
     g.out_h = ops::conv2d_output_size(g.in_h, g.kernel_h, g.stride_h, g.pad_top, pad_bottom, g.dilation_h);
     g.out_w = ops::conv2d_output_size(g.in_w, g.kernel_w, g.stride_w, g.pad_left, pad_right, g.dilation_w);
-    if (g.out_h <= 0 || g.out_w <= 0) continue;
-    ++tested;
+    if (g.out_h > 0 && g.out_w > 0) out.push_back(g);
+  }
+  return out;
+}
+
+TEST(ConvEngines, RandomShapesMatchReference) {
+  int depthwise = 0, i = 0;
+  for (const Conv2dGeometry& g : random_geometries(60, 2024)) {
+    ++i;
     depthwise += g.is_depthwise();
     SCOPED_TRACE(geometry_str(g));
-    compare_engines<double>(g, gen.below(2) == 0, 100 + tested, 1e-12);
-    compare_engines<float>(g, true, 200 + tested, 1e-5);
+    compare_engines<double>(g, i % 2 == 0, 100 + i, 1e-12);
+    compare_engines<float>(g, true, 200 + i, 1e-5);
   }
   EXPECT_GE(depthwise, 5) << "the random draw should cover the depthwise engine";
+}
+
+// The depthwise loops are compiled per SIMD level; the default run only covers the widest
+// this CPU has, so run the others too.
+TEST(ConvEngines, DepthwiseEverySimdVariantMatchesReference) {
+  std::vector<Conv2dGeometry> shapes;
+  for (const ConvCase& c : testing_conv::conv_cases())
+    shapes.push_back(ops::conv2d_geometry(c.x, c.weight(), c.options, c.name));
+  for (const Conv2dGeometry& g : random_geometries(60, 77)) shapes.push_back(g);
+  for (ops::DepthwiseSimd level : {ops::DepthwiseSimd::Baseline, ops::DepthwiseSimd::Avx2,
+                                   ops::DepthwiseSimd::Avx512}) {
+    if (!ops::depthwise_simd_available(level)) {
+      EXPECT_THROW(ops::set_depthwise_simd(level), Error);
+      continue;
+    }
+    ops::set_depthwise_simd(level);
+    for (const Conv2dGeometry& g : shapes) {
+      if (!g.is_depthwise()) continue;
+      SCOPED_TRACE(fmt::format("{}: {}", ops::depthwise_simd_name(level), geometry_str(g)));
+      compare_engines<double>(g, true, 300, 1e-12);
+      compare_engines<float>(g, true, 301, 1e-5);
+    }
+  }
+  ops::reset_depthwise_simd();
 }
 
 // With 3 threads, a batch of 4 takes the parallel-over-samples path of the GEMM engine (the
