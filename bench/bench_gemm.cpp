@@ -33,6 +33,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using scalpel::gemm_detail::Kernel;
+using scalpel::gemm_detail::Packing;
 
 // ---- FMA peak probe ------------------------------------------------------------------------
 
@@ -173,9 +174,9 @@ void BM_Scalpel(benchmark::State& state, Shape s, Kernel kernel) {
   const int threads = static_cast<int>(state.range(0));
   Operands o(s);
   time_gemm(state, s, threads, [&] {
-    scalpel::gemm_detail::gemm_with_kernel(kernel, threads, false, false, s.M, s.N, s.K, 1.0f,
-                                           o.A.data(), s.K, o.B.data(), s.N, 0.0f, o.C.data(),
-                                           s.N);
+    scalpel::gemm_detail::gemm_with_kernel(kernel, threads, Packing::automatic, false, false, s.M,
+                                           s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(), s.N,
+                                           0.0f, o.C.data(), s.N);
   });
   state.SetLabel(scalpel::gemm_detail::kernel_info(kernel).name);
 }

@@ -80,24 +80,23 @@ namespace {
 
 // ---- packing -------------------------------------------------------------------------------
 
-// Ap <- alpha * op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/mr) panels; panel p holds
-// Ap[p*mr*kc + k*mr + i] = alpha * op(A)[i0 + p*mr + i][p0 + k], rows past mc are zero.
+// Ap <- op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/mr) panels; panel p holds
+// Ap[p*mr*kc + k*mr + i] = op(A)[i0 + p*mr + i][p0 + k], rows past mc are zero.
 void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
-            int64_t kc, float alpha, int mr, float* Ap) {
-  for (int64_t ip = 0; ip < mc; ip += mr) {
+            int64_t kc, int mr, float* Ap) {
+  for (int64_t ip = 0; ip < mc; ip += mr, Ap += mr * kc) {
     const int64_t rows = std::min<int64_t>(mr, mc - ip);
     for (int64_t k = 0; k < kc; ++k) {
       float* dst = Ap + k * mr;
       if (trans_a) {  // op(A)[i][k] = A[k][i]: the panel's rows are contiguous in A
         const float* src = A + (p0 + k) * lda + i0 + ip;
-        for (int64_t i = 0; i < rows; ++i) dst[i] = alpha * src[i];
+        std::copy(src, src + rows, dst);
       } else {
         const float* src = A + (i0 + ip) * lda + p0 + k;
-        for (int64_t i = 0; i < rows; ++i) dst[i] = alpha * src[i * lda];
+        for (int64_t i = 0; i < rows; ++i) dst[i] = src[i * lda];
       }
-      for (int64_t i = rows; i < mr; ++i) dst[i] = 0.0f;
+      std::fill(dst + rows, dst + mr, 0.0f);
     }
-    Ap += mr * kc;
   }
 }
 
@@ -131,7 +130,7 @@ void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, i
 // ---- per-thread buffers --------------------------------------------------------------------
 
 // Packing buffers are kept per thread and only grow, so steady-state calls do not allocate
-// (and do not page-fault fresh memory). 64-byte alignment lets kernels use aligned loads.
+// (and do not page-fault fresh memory). 64-byte alignment keeps packed rows on cache lines.
 class Buffer {
  public:
   float* get(int64_t n) {
@@ -165,42 +164,90 @@ struct Problem {
   int64_t ldc;
 };
 
+// Where a kernel reads an MR-row panel of A or a column panel of B (see MicroKernel).
+struct PanelA {
+  const float* p;
+  int64_t step;
+  bool row_major;
+};
+struct PanelB {
+  const float* p;
+  int64_t step;
+};
+
 constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
+
+// Packing B pays when its block is reused by many row panels; below this many rows of C a
+// thread reads B in place. (Measured with bench_gemm on the conv shapes.)
+constexpr int64_t kPackBMinRows = 64;
+// Packing A pays when its panels are reused by several column blocks.
+constexpr int64_t kPackAMinCols = 1024;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-void gemm_block(const KernelInfo& ki, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
-                int64_t n1) {
-  thread_local Buffer a_buffer, b_buffer;
-  const int64_t mr = ki.mr, nr = ki.nr;
-  float* Ap = a_buffer.get(round_up(std::min(ki.mc, m1 - m0), mr) * ki.kc);
-  float* Bp = b_buffer.get(round_up(std::min(ki.nc, n1 - n0), nr) * ki.kc);
-  alignas(64) float tile[kMaxTile];  // scratch for edge tiles
+void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t m0, int64_t m1,
+                int64_t n0, int64_t n1) {
+  const int64_t mr = ki.mr, nr = ki.nr(), vec = ki.vec;
+  const bool pack_all = packing == Packing::always, pack_none = packing == Packing::never;
+  const bool packed_a = pack_all || (!pack_none && n1 - n0 >= kPackAMinCols);
+  const bool packed_b = p.trans_b || pack_all || (!pack_none && m1 - m0 >= kPackBMinRows);
+
+  thread_local Buffer a_buffer, b_buffer, a_edge_buffer, b_edge_buffer;
+  float* Ap = packed_a ? a_buffer.get(round_up(std::min(ki.mc, m1 - m0), mr) * ki.kc) : nullptr;
+  float* Bp = packed_b ? b_buffer.get(round_up(std::min(ki.nc, n1 - n0), nr) * ki.kc) : nullptr;
+  float* a_edge = a_edge_buffer.get(mr * ki.kc);  // a ragged row panel, packed
+  float* b_edge = b_edge_buffer.get(nr * ki.kc);  // a ragged column panel, packed
+  alignas(64) float tile[kMaxTile];               // scratch for ragged tiles of C
+
   for (int64_t ic = m0; ic < m1; ic += ki.mc) {
     const int64_t mc = std::min(ki.mc, m1 - ic);
     for (int64_t pc = 0; pc < p.K; pc += ki.kc) {
       const int64_t kc = std::min(ki.kc, p.K - pc);
-      const float beta = pc == 0 ? p.beta : 1.0f;
-      pack_a(p.trans_a, p.A, p.lda, ic, mc, pc, kc, p.alpha, ki.mr, Ap);
+      const float beta = pc == 0 ? p.beta : 1.0f;  // later K blocks accumulate
+      // Read in place, A still needs its ragged last row panel packed (zero-padded).
+      const int64_t ragged_rows = mc % mr;
+      if (packed_a)
+        pack_a(p.trans_a, p.A, p.lda, ic, mc, pc, kc, mr, Ap);
+      else if (ragged_rows)
+        pack_a(p.trans_a, p.A, p.lda, ic + mc - ragged_rows, ragged_rows, pc, kc, mr, a_edge);
+
       for (int64_t jc = n0; jc < n1; jc += ki.nc) {
         const int64_t nc = std::min(ki.nc, n1 - jc);
-        pack_b(p.trans_b, p.B, p.ldb, pc, kc, jc, nc, ki.nr, Bp);
+        // Read in place, B still needs its last column panel packed when that panel does not
+        // fill whole vectors (the kernel would read past the end of B's rows).
+        const int64_t last_panel = (nc - 1) / nr * nr;
+        if (packed_b)
+          pack_b(p.trans_b, p.B, p.ldb, pc, kc, jc, nc, nr, Bp);
+        else if (nc % vec)
+          pack_b(false, p.B, p.ldb, pc, kc, jc + last_panel, nc - last_panel, nr, b_edge);
+
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int64_t rows = std::min(mr, mc - ir);
-          const float* ap = Ap + ir * kc;
+          PanelA a;
+          if (packed_a) a = {Ap + ir * kc, mr, false};
+          else if (rows < mr) a = {a_edge, mr, false};
+          else if (p.trans_a) a = {p.A + pc * p.lda + ic + ir, p.lda, false};
+          else a = {p.A + (ic + ir) * p.lda + pc, p.lda, true};
+          const MicroKernel* kernels = a.row_major ? ki.row_major : ki.k_major;
+
           for (int64_t jr = 0; jr < nc; jr += nr) {
             const int64_t cols = std::min(nr, nc - jr);
-            const float* bp = Bp + jr * kc;
+            const int64_t width = round_up(cols, vec);  // a whole number of vectors
+            PanelB b;
+            if (packed_b) b = {Bp + jr * kc, nr};
+            else if (cols < width) b = {b_edge, nr};
+            else b = {p.B + pc * p.ldb + jc + jr, p.ldb};
+            const MicroKernel fn = kernels[width / vec - 1];
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
-            if (rows == mr && cols == nr) {
-              ki.fn(kc, ap, bp, c, p.ldc, beta);
+            if (rows == mr && cols == width) {
+              fn(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta);
               continue;
             }
-            ki.fn(kc, ap, bp, tile, nr, 0.0f);
+            fn(kc, a.p, a.step, b.p, b.step, tile, width, p.alpha, 0.0f);
             for (int64_t i = 0; i < rows; ++i)
               for (int64_t j = 0; j < cols; ++j) {
                 float& out = c[i * p.ldc + j];
-                out = tile[i * nr + j] + (beta == 0.0f ? 0.0f : beta * out);
+                out = tile[i * width + j] + (beta == 0.0f ? 0.0f : beta * out);
               }
           }
         }
@@ -245,9 +292,10 @@ Kernel best_kernel() {
   return best;
 }
 
-void gemm_with_kernel(Kernel kernel, int threads, bool trans_a, bool trans_b, int64_t M,
-                      int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void gemm_with_kernel(Kernel kernel, int threads, Packing packing, bool trans_a, bool trans_b,
+                      int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                      int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                      int64_t ldc) {
   check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
   SCALPEL_CHECK(cpu_supports(kernel), "gemm: this CPU cannot run the {} kernel",
                 kernel_info(kernel).name);
@@ -255,7 +303,7 @@ void gemm_with_kernel(Kernel kernel, int threads, bool trans_a, bool trans_b, in
   if (K == 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
 
   const KernelInfo ki = kernel_info(kernel);
-  SCALPEL_CHECK(ki.mr * ki.nr <= kMaxTile, "gemm: {} tile exceeds the edge scratch", ki.name);
+  SCALPEL_CHECK(ki.mr * ki.nr() <= kMaxTile, "gemm: {} tile exceeds the edge scratch", ki.name);
   const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
 
   if (threads <= 0) threads = num_threads();
@@ -264,7 +312,7 @@ void gemm_with_kernel(Kernel kernel, int threads, bool trans_a, bool trans_b, in
 
   // Thread grid tm x tn: the factorisation whose largest rectangle, padded to whole tiles,
   // is smallest. Rectangles are cut on tile boundaries.
-  const int64_t m_tiles = (M + ki.mr - 1) / ki.mr, n_tiles = (N + ki.nr - 1) / ki.nr;
+  const int64_t m_tiles = (M + ki.mr - 1) / ki.mr, n_tiles = (N + ki.nr() - 1) / ki.nr();
   int tm = 1, tn = threads;
   int64_t best_cost = -1;
   for (int f = 1; f <= threads; ++f) {
@@ -273,11 +321,12 @@ void gemm_with_kernel(Kernel kernel, int threads, bool trans_a, bool trans_b, in
     if (best_cost < 0 || cost < best_cost) best_cost = cost, tm = f, tn = threads / f;
   }
   const int64_t m_step = (m_tiles + tm - 1) / tm * ki.mr;
-  const int64_t n_step = (n_tiles + tn - 1) / tn * ki.nr;
+  const int64_t n_step = (n_tiles + tn - 1) / tn * ki.nr();
 
   auto run = [&](int t) {
     const int64_t m0 = (t / tn) * m_step, n0 = (t % tn) * n_step;
-    if (m0 < M && n0 < N) gemm_block(ki, p, m0, std::min(M, m0 + m_step), n0, std::min(N, n0 + n_step));
+    if (m0 < M && n0 < N)
+      gemm_block(ki, packing, p, m0, std::min(M, m0 + m_step), n0, std::min(N, n0 + n_step));
   };
   if (threads == 1) return run(0);
 #pragma omp parallel num_threads(threads)
@@ -289,8 +338,8 @@ void gemm_with_kernel(Kernel kernel, int threads, bool trans_a, bool trans_b, in
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc) {
-  gemm_detail::gemm_with_kernel(gemm_detail::best_kernel(), 0, trans_a, trans_b, M, N, K,
-                                alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_detail::gemm_with_kernel(gemm_detail::best_kernel(), 0, gemm_detail::Packing::automatic,
+                                trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
