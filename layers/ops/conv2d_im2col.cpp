@@ -15,53 +15,64 @@ namespace scalpel::ops {
 
 namespace {
 
+// Input channels per task for im2col/col2im: about 64K column entries, so that threads only
+// start for large layers (and parallel_for stays serial inside the parallel-over-samples path).
+int64_t channel_grain(const Conv2dGeometry& g) {
+  return std::max<int64_t>(1, (int64_t{1} << 16) / (g.kernel_h * g.kernel_w * g.out_h * g.out_w));
+}
+
 // col [(icg * kH + kh) * kW + kw, oh * OW + ow] = xg[icg, ih, iw], zero outside the input.
 template <typename T>
 void im2col(const Conv2dGeometry& g, const T* xg, T* col) {
   const int64_t plane = g.out_h * g.out_w;
-  for (int64_t icg = 0; icg < g.in_per_group(); ++icg)
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh)
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        T* dst = col + ((icg * g.kernel_h + kh) * g.kernel_w + kw) * plane;
-        const int64_t off = kw * g.dilation_w - g.pad_left;
-        const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
-        for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          T* d = dst + oh * g.out_w;
-          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-          if (ih < 0 || ih >= g.in_h) {
-            std::fill(d, d + g.out_w, T(0));
-            continue;
+  parallel_for(g.in_per_group(), channel_grain(g), [&](int64_t begin, int64_t end) {
+    for (int64_t icg = begin; icg < end; ++icg)
+      for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+          T* dst = col + ((icg * g.kernel_h + kh) * g.kernel_w + kw) * plane;
+          const int64_t off = kw * g.dilation_w - g.pad_left;
+          const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
+          for (int64_t oh = 0; oh < g.out_h; ++oh) {
+            T* d = dst + oh * g.out_w;
+            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+            if (ih < 0 || ih >= g.in_h) {
+              std::fill(d, d + g.out_w, T(0));
+              continue;
+            }
+            const T* src = xg + (icg * g.in_h + ih) * g.in_w + off;
+            std::fill(d, d + lo, T(0));
+            if (g.stride_w == 1) {
+              std::copy(src + lo, src + hi, d + lo);
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * g.stride_w];
+            }
+            std::fill(d + hi, d + g.out_w, T(0));
           }
-          const T* src = xg + (icg * g.in_h + ih) * g.in_w + off;
-          std::fill(d, d + lo, T(0));
-          if (g.stride_w == 1) {
-            std::copy(src + lo, src + hi, d + lo);
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * g.stride_w];
-          }
-          std::fill(d + hi, d + g.out_w, T(0));
         }
-      }
+  });
 }
 
 // The adjoint of im2col: gxg[icg, ih, iw] += every col entry that was copied from there.
+// Tasks own whole input channels, so their writes never overlap.
 template <typename T>
 void col2im(const Conv2dGeometry& g, const T* col, T* gxg) {
   const int64_t plane = g.out_h * g.out_w;
-  for (int64_t icg = 0; icg < g.in_per_group(); ++icg)
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh)
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        const T* srcc = col + ((icg * g.kernel_h + kh) * g.kernel_w + kw) * plane;
-        const int64_t off = kw * g.dilation_w - g.pad_left;
-        const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
-        for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-          if (ih < 0 || ih >= g.in_h) continue;
-          const T* s = srcc + oh * g.out_w;
-          T* d = gxg + (icg * g.in_h + ih) * g.in_w + off;
-          for (int64_t ow = lo; ow < hi; ++ow) d[ow * g.stride_w] += s[ow];
+  parallel_for(g.in_per_group(), channel_grain(g), [&](int64_t begin, int64_t end) {
+    for (int64_t icg = begin; icg < end; ++icg)
+      for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+          const T* srcc = col + ((icg * g.kernel_h + kh) * g.kernel_w + kw) * plane;
+          const int64_t off = kw * g.dilation_w - g.pad_left;
+          const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
+          for (int64_t oh = 0; oh < g.out_h; ++oh) {
+            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+            if (ih < 0 || ih >= g.in_h) continue;
+            const T* s = srcc + oh * g.out_w;
+            T* d = gxg + (icg * g.in_h + ih) * g.in_w + off;
+            for (int64_t ow = lo; ow < hi; ++ow) d[ow * g.stride_w] += s[ow];
+          }
         }
-      }
+  });
 }
 
 // True when samples are spread over threads: there are at least as many as threads and

@@ -166,8 +166,9 @@ TEST(ConvEngines, DepthwiseEverySimdVariantMatchesReference) {
 }
 
 // With 3 threads, a batch of 4 takes the parallel-over-samples path of the GEMM engine (the
-// shapes are above its work threshold, layers/ops/conv2d_im2col.cpp); a batch of one takes
-// the threaded-GEMM path; depthwise splits planes. All must agree with the reference.
+// shapes are above its work thresholds, layers/ops/conv2d_im2col.cpp); a batch of one takes
+// the threaded im2col/col2im and GEMM path; depthwise splits planes. All must agree with the
+// reference.
 TEST(ConvEngines, ThreadedPathsMatchReference) {
   for (int threads : {1, 3}) {
     set_num_threads(threads);
@@ -178,12 +179,10 @@ TEST(ConvEngines, ThreadedPathsMatchReference) {
         g.in_channels = 32;
         g.out_channels = 32;
         g.groups = groups;
-        g.in_h = 13;
-        g.in_w = 11;
+        g.in_h = g.out_h = 23;
+        g.in_w = g.out_w = 21;
         g.kernel_h = g.kernel_w = 3;
         g.pad_top = g.pad_left = 1;
-        g.out_h = 13;
-        g.out_w = 11;
         SCOPED_TRACE(fmt::format("threads {}, {}", threads, geometry_str(g)));
         compare_engines<float>(g, true, 7, 1e-5);
       }
