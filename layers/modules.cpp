@@ -27,7 +27,16 @@ void check_channels(const Module& layer, const Tensor& x, int64_t channels, cons
 
 }  // namespace
 
+namespace {
+thread_local bool skip_init = false;
+}  // namespace
+
+SkipInitGuard::SkipInitGuard() : previous_(skip_init) { skip_init = true; }
+SkipInitGuard::~SkipInitGuard() { skip_init = previous_; }
+bool init_skipped() { return skip_init; }
+
 void reset_default_parameters(Tensor& weight, Tensor& bias) {
+  if (skip_init) return;
   kaiming_uniform_(weight, kDefaultInitGain);
   if (bias.defined()) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in(weight.shape())));

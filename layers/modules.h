@@ -19,7 +19,24 @@ inline constexpr double kDefaultInitGain = 0.5773502691896257;  // sqrt(2 / (1 +
 
 // PyTorch's default layer init: weight kaiming_uniform_(a=sqrt(5)), bias U(-1/sqrt(fan_in),
 // 1/sqrt(fan_in)) with fan_in taken from the weight. Draws from the default generator.
+// Does nothing while a SkipInitGuard is alive on this thread.
 void reset_default_parameters(Tensor& weight, Tensor& bias);
+
+// While alive, layers built on this thread skip their random initialization: parameters hold
+// uninitialized memory (BatchNorm still starts at 1/0) until weights are loaded into them.
+// For counting parameters and for building a model whose weights are loaded next (as
+// torch.nn.utils.skip_init); building VGG16 draws 138 M random numbers otherwise. Guards nest.
+class SkipInitGuard {
+ public:
+  SkipInitGuard();
+  ~SkipInitGuard();
+  SkipInitGuard(const SkipInitGuard&) = delete;
+  SkipInitGuard& operator=(const SkipInitGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+bool init_skipped();  // true while a SkipInitGuard is alive on this thread
 
 // x [N, in, H, W] -> [N, out, H', W']; weight [out, in/groups, kH, kW], bias [out].
 class Conv2d : public Module {
