@@ -1,0 +1,23 @@
+#pragma once
+// Weight initialisation of the zoo, as the reference implementations do it after building
+// (layers start with PyTorch's per-layer defaults, see layers/modules.h). Only matters when
+// training from scratch; loaded checkpoints overwrite it. BatchNorm keeps weight 1, bias 0.
+// Both do nothing under nn::SkipInitGuard, as the layers' own defaults.
+#include "layers/module.h"
+
+namespace scalpel::models {
+
+enum class LinearInit {
+  Default,        // keep PyTorch's default (torchvision ResNet)
+  Normal001,      // normal(0, 0.01), bias 0 (torchvision VGG, MobileNetV2)
+  UniformFanOut,  // uniform(-1/sqrt(out), 1/sqrt(out)), bias 0 (torchvision EfficientNet)
+};
+
+// torchvision: every Conv2d kaiming_normal_(mode="fan_out", gain sqrt(2)), bias 0.
+void init_torchvision(nn::Module& model, LinearInit linear);
+
+// Keras defaults: Conv2d and Linear glorot_uniform (fans computed as PyTorch does for the
+// PyTorch weight layout), biases 0.
+void init_keras(nn::Module& model);
+
+}  // namespace scalpel::models
