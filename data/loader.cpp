@@ -204,6 +204,7 @@ Batch DataLoader::build_batch(int64_t b) {
   const int64_t image_numel = plane * p.channels;
   std::vector<float> pixels;
   std::vector<int64_t> labels, masks;
+  pixels.reserve(static_cast<size_t>((end - begin) * image_numel));
   Batch batch;
   for (int64_t pos = begin; pos < end; ++pos) {
     const size_t index = order_[pos];

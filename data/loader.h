@@ -57,7 +57,7 @@ struct Batch {
   Tensor images;                 // float32 [N, C, H, W], normalized
   Tensor labels;                 // int64 [N] (class index, -1 when unlabelled)
   Tensor masks;                  // int64 [N, H, W] when load_masks, else undefined
-  std::vector<size_t> indices;   // dataset index of each of the N samples (path, metadata)
+  std::vector<size_t> indices;   // index into loader.dataset().samples of each of the N samples
   int64_t size() const { return static_cast<int64_t>(indices.size()); }
 };
 
