@@ -4,6 +4,9 @@
 //   backward input  col = W_gi^T * gy[n, gi], then col2im adds col back into grad_x
 //   backward weight gW_gi    += gy[n, gi] * col^T
 // where col = im2col(x[n, gi]); a pointwise (1x1, stride 1, unpadded) conv uses x itself.
+// col is built for a block of output rows at a time (a bounded buffer, see rows_per_block);
+// each block is a column slice of y / gy, so the GEMMs use ld = P.
+#include <algorithm>
 #include <memory>
 #include <mutex>
 
@@ -21,10 +24,11 @@ int64_t channel_grain(const Conv2dGeometry& g) {
   return std::max<int64_t>(1, (int64_t{1} << 16) / (g.kernel_h * g.kernel_w * g.out_h * g.out_w));
 }
 
-// col [(icg * kH + kh) * kW + kw, oh * OW + ow] = xg[icg, ih, iw], zero outside the input.
+// Output rows [oh0, oh1) of the column matrix:
+// col [(icg * kH + kh) * kW + kw, (oh - oh0) * OW + ow] = xg[icg, ih, iw], zero outside the input.
 template <typename T>
-void im2col(const Conv2dGeometry& g, const T* xg, T* col) {
-  const int64_t plane = g.out_h * g.out_w;
+void im2col(const Conv2dGeometry& g, const T* xg, int64_t oh0, int64_t oh1, T* col) {
+  const int64_t plane = (oh1 - oh0) * g.out_w;
   parallel_for(g.in_per_group(), channel_grain(g), [&](int64_t begin, int64_t end) {
     for (int64_t icg = begin; icg < end; ++icg)
       for (int64_t kh = 0; kh < g.kernel_h; ++kh)
@@ -32,8 +36,8 @@ void im2col(const Conv2dGeometry& g, const T* xg, T* col) {
           T* dst = col + ((icg * g.kernel_h + kh) * g.kernel_w + kw) * plane;
           const int64_t off = kw * g.dilation_w - g.pad_left;
           const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
-          for (int64_t oh = 0; oh < g.out_h; ++oh) {
-            T* d = dst + oh * g.out_w;
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
+            T* d = dst + (oh - oh0) * g.out_w;
             const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
             if (ih < 0 || ih >= g.in_h) {
               std::fill(d, d + g.out_w, T(0));
@@ -52,11 +56,11 @@ void im2col(const Conv2dGeometry& g, const T* xg, T* col) {
   });
 }
 
-// The adjoint of im2col: gxg[icg, ih, iw] += every col entry that was copied from there.
+// The adjoint of im2col (same rows): gxg[icg, ih, iw] += every col entry copied from there.
 // Tasks own whole input channels, so their writes never overlap.
 template <typename T>
-void col2im(const Conv2dGeometry& g, const T* col, T* gxg) {
-  const int64_t plane = g.out_h * g.out_w;
+void col2im(const Conv2dGeometry& g, const T* col, int64_t oh0, int64_t oh1, T* gxg) {
+  const int64_t plane = (oh1 - oh0) * g.out_w;
   parallel_for(g.in_per_group(), channel_grain(g), [&](int64_t begin, int64_t end) {
     for (int64_t icg = begin; icg < end; ++icg)
       for (int64_t kh = 0; kh < g.kernel_h; ++kh)
@@ -64,15 +68,30 @@ void col2im(const Conv2dGeometry& g, const T* col, T* gxg) {
           const T* srcc = col + ((icg * g.kernel_h + kh) * g.kernel_w + kw) * plane;
           const int64_t off = kw * g.dilation_w - g.pad_left;
           const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
-          for (int64_t oh = 0; oh < g.out_h; ++oh) {
+          for (int64_t oh = oh0; oh < oh1; ++oh) {
             const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
             if (ih < 0 || ih >= g.in_h) continue;
-            const T* s = srcc + oh * g.out_w;
+            const T* s = srcc + (oh - oh0) * g.out_w;
             T* d = gxg + (icg * g.in_h + ih) * g.in_w + off;
             for (int64_t ow = lo; ow < hi; ++ow) d[ow * g.stride_w] += s[ow];
           }
         }
   });
+}
+
+// Output rows per block of the column matrix: its buffer stays under kColumnBudget entries
+// however large the image (a 3x3, 64-channel layer on 512x512 would need 151M otherwise),
+// while blocks stay wide enough (>= 2^21 / K columns) for the GEMM to run at full speed.
+constexpr int64_t kColumnBudget = int64_t{1} << 21;
+int64_t rows_per_block(const Conv2dGeometry& g) {
+  const int64_t K = g.in_per_group() * g.kernel_h * g.kernel_w;
+  return std::clamp<int64_t>(kColumnBudget / (K * g.out_w), 1, g.out_h);
+}
+
+// Calls fn(oh0, oh1) for consecutive blocks of `rows` output rows.
+template <typename Fn>
+void for_row_blocks(const Conv2dGeometry& g, int64_t rows, Fn&& fn) {
+  for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += rows) fn(oh0, std::min(g.out_h, oh0 + rows));
 }
 
 // True when samples are spread over threads: there are at least as many as threads and
@@ -107,13 +126,22 @@ void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight,
   const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
   const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
   const bool direct = g.is_pointwise();
-  for_sample_chunks<T>(g, direct ? 0 : K * P, [&](int64_t begin, int64_t end, T* col) {
+  const int64_t rows = rows_per_block(g);
+  for_sample_chunks<T>(g, direct ? 0 : K * rows * g.out_w, [&](int64_t begin, int64_t end, T* col) {
     for (int64_t n = begin; n < end; ++n) {
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
-        if (!direct) im2col(g, xg, col);
-        gemm(false, false, opg, P, K, T(1), weight + gi * opg * K, K, direct ? xg : col, P, T(0),
-             y + (n * g.out_channels + gi * opg) * P, P);
+        const T* wg = weight + gi * opg * K;
+        T* yg = y + (n * g.out_channels + gi * opg) * P;
+        if (direct) {
+          gemm(false, false, opg, P, K, T(1), wg, K, xg, P, T(0), yg, P);
+          continue;
+        }
+        for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
+          const int64_t cols = (oh1 - oh0) * g.out_w;
+          im2col(g, xg, oh0, oh1, col);
+          gemm(false, false, opg, cols, K, T(1), wg, K, col, cols, T(0), yg + oh0 * g.out_w, P);
+        });
       }
       if (bias) {
         for (int64_t oc = 0; oc < g.out_channels; ++oc) {
@@ -132,7 +160,8 @@ void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, cons
   const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
   const int64_t in_plane = g.in_h * g.in_w;
   const bool direct = g.is_pointwise();
-  for_sample_chunks<T>(g, direct ? 0 : K * P, [&](int64_t begin, int64_t end, T* col) {
+  const int64_t rows = rows_per_block(g);
+  for_sample_chunks<T>(g, direct ? 0 : K * rows * g.out_w, [&](int64_t begin, int64_t end, T* col) {
     for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const T* gyg = grad_y + (n * g.out_channels + gi * opg) * P;
@@ -140,11 +169,14 @@ void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, cons
         T* gxg = grad_x + (n * g.in_channels + gi * ipg) * in_plane;
         if (direct) {
           gemm(true, false, K, P, opg, T(1), wg, K, gyg, P, T(0), gxg, P);
-        } else {
-          gemm(true, false, K, P, opg, T(1), wg, K, gyg, P, T(0), col, P);
-          std::fill(gxg, gxg + ipg * in_plane, T(0));
-          col2im(g, col, gxg);
+          continue;
         }
+        std::fill(gxg, gxg + ipg * in_plane, T(0));
+        for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
+          const int64_t cols = (oh1 - oh0) * g.out_w;
+          gemm(true, false, K, cols, opg, T(1), wg, K, gyg + oh0 * g.out_w, P, T(0), col, cols);
+          col2im(g, col, oh0, oh1, gxg);
+        });
       }
   });
 }
@@ -156,20 +188,29 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
   const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
   const int64_t wsize = g.out_channels * K;
   const bool direct = g.is_pointwise();
+  const int64_t rows = rows_per_block(g);
   std::fill(grad_weight, grad_weight + wsize, T(0));
   // Chunks of samples running in parallel sum into their own copy of grad_weight, added to
   // the result under a lock at the end; a single chunk sums straight into the result.
   const bool parallel = parallel_over_samples(g);
   std::mutex mutex;
-  for_sample_chunks<T>(g, direct ? 0 : K * P, [&](int64_t begin, int64_t end, T* col) {
+  for_sample_chunks<T>(g, direct ? 0 : K * rows * g.out_w, [&](int64_t begin, int64_t end, T* col) {
     std::unique_ptr<T[]> local(parallel ? new T[wsize]() : nullptr);
     T* gw = parallel ? local.get() : grad_weight;
     for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
-        if (!direct) im2col(g, xg, col);
-        gemm(false, true, opg, K, P, T(1), grad_y + (n * g.out_channels + gi * opg) * P, P,
-             direct ? xg : col, P, T(1), gw + gi * opg * K, K);
+        const T* gyg = grad_y + (n * g.out_channels + gi * opg) * P;
+        T* gwg = gw + gi * opg * K;
+        if (direct) {
+          gemm(false, true, opg, K, P, T(1), gyg, P, xg, P, T(1), gwg, K);
+          continue;
+        }
+        for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
+          const int64_t cols = (oh1 - oh0) * g.out_w;
+          im2col(g, xg, oh0, oh1, col);
+          gemm(false, true, opg, K, cols, T(1), gyg + oh0 * g.out_w, P, col, cols, T(1), gwg, K);
+        });
       }
     if (parallel) {
       std::lock_guard<std::mutex> lock(mutex);

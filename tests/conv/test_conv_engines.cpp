@@ -191,6 +191,28 @@ TEST(ConvEngines, ThreadedPathsMatchReference) {
   set_num_threads(0);
 }
 
+// Large images are unfolded a block of output rows at a time (a bounded column buffer of
+// 2^21 entries): with K = 64 * 9 these outputs take two blocks, the second one partial.
+TEST(ConvEngines, LargeImagesRunInRowBlocks) {
+  for (const auto& [in_h, in_w, dilation, pad_top, pad_bottom, pad_side] :
+       std::vector<std::array<int64_t, 6>>{{70, 70, 1, 1, 1, 1}, {75, 66, 2, 1, 3, 2}}) {
+    Conv2dGeometry g;
+    g.in_channels = 64;
+    g.out_channels = 4;
+    g.in_h = in_h;
+    g.in_w = in_w;
+    g.kernel_h = g.kernel_w = 3;
+    g.dilation_h = g.dilation_w = dilation;
+    g.pad_top = pad_top;
+    g.pad_left = pad_side;
+    g.out_h = ops::conv2d_output_size(in_h, 3, 1, pad_top, pad_bottom, dilation);
+    g.out_w = ops::conv2d_output_size(in_w, 3, 1, pad_side, pad_side, dilation);
+    ASSERT_GT(64 * 9 * g.out_h * g.out_w, int64_t{1} << 21);
+    SCOPED_TRACE(geometry_str(g));
+    compare_engines<float>(g, true, 5, 1e-5);
+  }
+}
+
 TEST(ConvEngines, AutoPicksDepthwiseOnlyForDepthwise) {
   for (const ConvCase& c : testing_conv::conv_cases()) {
     const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
@@ -210,6 +232,7 @@ TEST(ConvEngines, ForcedEngineFallsBackLoudly) {
                Error);
   // ... while the process-wide override falls back to the automatic choice and counts it.
   testing_conv::EngineGuard guard(ConvEngine::Depthwise);
+  EXPECT_EQ(ops::conv_engine(), ConvEngine::Depthwise);
   const int64_t before = ops::conv_engine_fallbacks();
   EXPECT_EQ(ops::resolve_conv_engine(g), ConvEngine::Im2colGemm);
   EXPECT_EQ(ops::conv_engine_fallbacks(), before + 1);
