@@ -15,6 +15,8 @@ Everything is small (a few KB) and deterministic, and is committed.
 - evil_zip.pt / evil_legacy.pt: checkpoints whose state dict holds an object that reduces to
   os.system("touch /tmp/scalpel_pickle_pwned"); loading must refuse them and run nothing.
 - module_legacy.pt: a whole pickled nn.Module (torch.save(model)), which is refused.
+- not_state_dict.pt, list.pt, duplicate_names.pt: wrong contents (a dict with a non-tensor
+  entry, a list, names equal after stripping "module.").
 - tiny.safetensors: written by hand (struct + json; the safetensors package is not in Debian)
   with F32, F16, BF16, F64, I64, I32, U8 and BOOL tensors, header order differing from data
   order, and __metadata__; its expected values are safetensors_expected/<name>.npy.
@@ -104,6 +106,11 @@ def write_tiny_checkpoints():
     torch.save(evil, OUT / "evil_legacy.pt", _use_new_zipfile_serialization=False)
     torch.save(torch.nn.Linear(2, 2), OUT / "module_legacy.pt",
                _use_new_zipfile_serialization=False)
+
+    t = torch.zeros(2)
+    torch.save({"epoch": 3, "weights": {"w": t}}, OUT / "not_state_dict.pt")
+    torch.save([t], OUT / "list.pt")
+    torch.save({"module.w": t, "w": t}, OUT / "duplicate_names.pt")
 
 
 def write_safetensors():

@@ -113,6 +113,16 @@ TEST(TorchLoad, RefusesPickledModules) {
 }
 
 TEST(TorchLoad, WrongContents) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"not_state_dict.pt",
+       ": entry 'epoch' is a int, not a tensor; expected a state dict (or a dict holding one "
+       "under 'state_dict', 'model' or 'net')"},
+      {"list.pt", ": holds a list, not a state dict (a dict of tensors)"},
+      {"duplicate_names.pt", ": duplicate tensor name 'w'"},
+  };
+  for (const auto& [name, expected] : cases) {
+    EXPECT_EQ(error_of([&] { load_torch(fixture(name)); }), fixture(name) + expected);
+  }
   EXPECT_NE(error_of([] { load_torch(fixture("tiny.safetensors")); })
                 .find("is a safetensors file, not a torch.save file"),
             std::string::npos);
