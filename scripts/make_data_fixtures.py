@@ -10,6 +10,8 @@ Files (HWC layout, .npy):
   tv_bilinear_noaa_<W>x<H>.npy float32, torch interpolate bilinear, align_corners=False
   torch_area_<W>x<H>.npy     float32, torch interpolate mode="area"
   gray16.png / gray16.npy    16-bit grayscale PNG and its values (uint16 stored as float64)
+  tv_preprocess_crop14.npy   float32 [1,3,14,14]: Resize(16), CenterCrop(14), ToTensor,
+                             Normalize(ImageNet) on input.png (the eval/predict pipeline)
 """
 import os
 
@@ -45,6 +47,11 @@ def main():
         np.save(os.path.join(OUT, f"tv_bilinear_noaa_{ow}x{oh}.npy"), noaa.permute(1, 2, 0).numpy())
         area = F.interpolate(tensor[None], size=(oh, ow), mode="area")[0]
         np.save(os.path.join(OUT, f"torch_area_{ow}x{oh}.npy"), area.permute(1, 2, 0).numpy())
+
+    import torchvision.transforms as T
+    pipeline = T.Compose([T.Resize(16), T.CenterCrop(14), T.ToTensor(),
+                          T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    np.save(os.path.join(OUT, "tv_preprocess_crop14.npy"), pipeline(pil)[None].numpy())
 
     g16 = (np.mgrid[0:7, 0:9].sum(axis=0) * 4099 + 17).astype(np.uint16)
     Image.fromarray(g16.astype(np.int32), "I").convert("I;16").save(os.path.join(OUT, "gray16.png"))

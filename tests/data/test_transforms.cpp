@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "data/preprocess.h"
 #include "data/transforms.h"
 #include "data_test_util.h"
 #include "tensor/error.h"
@@ -158,6 +159,54 @@ TEST(Normalize, PresetsOnHandComputedPixels) {
   const Tensor t = to_tensor(two, normalization_preset("none"));
   EXPECT_EQ(t.shape(), (Shape{1, 3, 1, 2}));
   EXPECT_EQ(t.to_vector(), (std::vector<double>{0, 30, 10, 40, 20, 50}));
+}
+
+}  // namespace
+}  // namespace scalpel::data
+
+namespace scalpel::data {
+namespace {
+
+TEST(Preprocess, MatchesTorchvisionEvalPipeline) {
+  // Resize(16) + CenterCrop(14) + ToTensor + Normalize(ImageNet) on a PIL image.
+  Preprocess p;
+  p.width = p.height = 14;
+  p.fit = Fit::crop;
+  p.crop_fraction = 0.875;  // round(14 / 0.875) = 16
+  const Tensor ours = preprocess_file(kFixtures + "input.png", p);
+  const Tensor ref = load_npy(kFixtures + "tv_preprocess_crop14.npy");
+  ASSERT_EQ(ours.shape(), ref.shape());
+  const auto a = ours.to_vector(), b = ref.to_vector();
+  double err = 0;
+  for (size_t i = 0; i < a.size(); ++i) err = std::max(err, std::abs(a[i] - b[i]));
+  EXPECT_LT(err, 1.5 / 255 / 0.224);  // PIL's uint8 resize may differ by one level
+}
+
+TEST(Preprocess, FitModesAndChannels) {
+  const Image im = testing::pattern_image(30, 20, 1, 4);
+  Preprocess p;
+  p.width = 12;
+  p.height = 12;
+  p.fit = Fit::stretch;
+  EXPECT_EQ(fit_image(im, p).pixels, convert_channels(resize(im, 12, 12), 3).pixels);
+  p.fit = Fit::crop;
+  p.crop_fraction = 0.75;  // short side 16, then a 12x12 centre crop
+  EXPECT_EQ(fit_image(im, p).pixels, convert_channels(center_crop(resize(im, 24, 16), 12, 12), 3).pixels);
+  p.fit = Fit::letterbox;
+  const Image lb = fit_image(im, p);
+  EXPECT_EQ(lb.at(0, 5, 0), 0);  // 30x20 -> 12x8 with 2 black rows above and below
+  EXPECT_EQ(lb.at(2, 5, 0), resize(im, 12, 8).at(0, 5));
+  p.channels = 1;
+  EXPECT_EQ(fit_image(im, p).channels, 1);
+  // A mask of another size is first brought to its image's size with nearest.
+  Image mask(15, 10, 1, 0);
+  for (int y = 0; y < 10; ++y) mask.at(y, 0) = 255;
+  p.fit = Fit::stretch;
+  const Image m = fit_mask(mask, 30, 20, p);
+  EXPECT_EQ(m.width, 12);
+  EXPECT_EQ(m.at(6, 0), 255);
+  EXPECT_EQ(m.at(6, 1), 0);
+  EXPECT_THROW(parse_fit("zoom"), Error);
 }
 
 }  // namespace
