@@ -1,5 +1,6 @@
 #pragma once
-// PyTorch parity cases from tests/fixtures/ops/<case>/ (written by scripts/make_fixtures.py):
+// PyTorch parity cases from tests/fixtures/ops/<case>/ (written by scripts/make_fixtures.py)
+// and tests/fixtures/ops_extra/<case>/ (scripts/make_op_extra_fixtures.py):
 // meta.json plus float64 .npy files for inputs, constants, outputs y, the upstream gradient gy
 // and the input gradients grad_<input>. Also shared by tests/loss.
 //
@@ -27,7 +28,10 @@ namespace scalpel::testing {
 
 class OpCase {
  public:
-  explicit OpCase(const std::string& name) : name_(name), dir_(std::string(SCALPEL_FIXTURES) + "/ops/" + name) {
+  // `name` is a case of tests/fixtures/ops, or "<group>/<case>" for another group (ops_extra).
+  explicit OpCase(const std::string& name)
+      : name_(name),
+        dir_(std::string(SCALPEL_FIXTURES) + (name.find('/') == std::string::npos ? "/ops/" : "/") + name) {
     std::ifstream in(dir_ + "/meta.json");
     std::stringstream text;
     text << in.rdbuf();

@@ -182,6 +182,15 @@ TEST(Softmax, PyTorchParity) {
     }
 }
 
+TEST(Softmax, PyTorchParityOtherAxes) {
+  for (DType dtype : {DType::F32, DType::F64}) {
+    expect_parity("ops_extra/softmax_4d_dim3", dtype,
+                  [](const auto&, const auto& in, DType) { return nn::softmax(in.at("x"), 3); });
+    expect_parity("ops_extra/log_softmax_4d_dim0", dtype,
+                  [](const auto&, const auto& in, DType) { return nn::log_softmax(in.at("x"), 0); });
+  }
+}
+
 TEST(Softmax, BadAxis) { EXPECT_THROW(nn::softmax(Tensor::zeros({2, 3}), 2), Error); }
 
 }  // namespace

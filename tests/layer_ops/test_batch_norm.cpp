@@ -103,7 +103,7 @@ TEST(BatchNorm, FrozenWeightGetsNoGradient) {
 }
 
 TEST(BatchNorm, PyTorchParity) {
-  const char* cases[] = {"batch_norm2d_train_eps1e-5", "batch_norm2d_train_eps1e-3",
+  const char* cases[] = {"ops_extra/batch_norm1d_train", "batch_norm2d_train_eps1e-5", "batch_norm2d_train_eps1e-3",
                          "batch_norm2d_train_eps1.001e-5_momentum0.01", "batch_norm2d_train_offset",
                          "batch_norm2d_eval_eps1e-5", "batch_norm2d_eval_eps1e-3", "batch_norm2d_eval_eps1.001e-5"};
   for (const char* name : cases)

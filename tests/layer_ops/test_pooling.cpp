@@ -146,7 +146,7 @@ TEST(Pooling, PyTorchParity) {
     for (const char* name : {"max_pool2d_k3_s2_p1", "max_pool2d_k3_s2_ceil", "max_pool2d_k2_s2_p1_ceil", "max_pool2d_k2_s2",
                              "avg_pool2d_k3_s2_p1_include_pad", "avg_pool2d_k3_s2_p1_exclude_pad",
                              "avg_pool2d_k3_s2_p1_ceil_include_pad", "avg_pool2d_k3_s2_p1_ceil_exclude_pad",
-                             "avg_pool2d_k2_s2_ceil", "avg_pool2d_k2_s2"}) {
+                             "avg_pool2d_k2_s2_ceil", "avg_pool2d_k2_s2", "ops_extra/max_pool2d_ties_k2_s1"}) {
       expect_parity(name, dtype, [](const testing::OpCase& c, const auto& in, DType) {
         const Json& m = c.meta();
         nn::Pool2dOptions o;
@@ -160,7 +160,7 @@ TEST(Pooling, PyTorchParity) {
       });
     }
     for (const char* name : {"adaptive_avg_pool2d_1x1", "adaptive_avg_pool2d_3x2", "adaptive_avg_pool2d_1x1_to_7x7",
-                             "adaptive_avg_pool2d_2x3_to_7x7"}) {
+                             "adaptive_avg_pool2d_2x3_to_7x7", "ops_extra/adaptive_avg_pool2d_5x7_to_3x4"}) {
       expect_parity(name, dtype, [](const testing::OpCase& c, const auto& in, DType) {
         const Json::Array& size = c.meta().at("output_size").as_array();
         return nn::adaptive_avg_pool2d(in.at("x"), size[0].as_int(), size[1].as_int());

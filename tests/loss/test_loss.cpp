@@ -83,6 +83,8 @@ TEST(Loss, PyTorchParity) {
   ASSERT_GE(cases.size(), 25u);
   for (const Json& name : cases)
     for (DType dtype : {DType::F32, DType::F64}) expect_parity(name.as_string(), dtype, run_loss_case);
+  for (DType dtype : {DType::F32, DType::F64})
+    expect_parity("ops_extra/cross_entropy_2d_weight_ignore_smoothing_sum", dtype, run_loss_case);
 }
 
 // ---------------------------------------------------------------- hand values
