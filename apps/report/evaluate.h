@@ -1,0 +1,66 @@
+#pragma once
+// Evaluation of a classifier on a dataset and the report folder it leaves:
+//
+//   EvalResult r = report::evaluate(model, dataset, preprocess, {.device = dev});
+//   report::write_eval_report(r, "out/report", {.model = &model, .preprocess = preprocess});
+//
+// writes out/report/metrics.json, predictions.csv and report.html (see ../shared/interface.md
+// and html_report.h). Used by `scalpel eval` and at the end of `scalpel demo`.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "apps/report/metrics.h"
+#include "data/dataset.h"
+#include "data/preprocess.h"
+#include "models/model.h"
+#include "tensor/device.h"
+
+namespace scalpel::report {
+
+struct EvalOptions {
+  int64_t batch = 16;
+  Device device;                         // where the model runs (it must already live there)
+  std::vector<int64_t> top_k = {2, 3, 5};  // top-k accuracies (k >= classes are left out)
+};
+
+struct EvalResult {
+  std::string model_name;
+  std::vector<std::string> classes;
+  std::vector<std::string> paths;            // per sample, dataset order
+  std::vector<int64_t> labels, preds;        // per sample
+  std::vector<std::vector<double>> probs;    // per sample, softmax over classes
+  Metrics metrics;
+};
+
+// Runs `model` in evaluation mode (restores its previous mode), no autograd, over every sample
+// of `dataset` (decoded and preprocessed with `p`), softmax of the logits. Error when the model's
+// class count differs from the dataset's, when the dataset is empty, or for an unreadable image
+// (naming the file).
+EvalResult evaluate(models::Model& model, const data::Dataset& dataset, const data::Preprocess& p,
+                    const EvalOptions& options = {});
+
+struct ReportOptions {
+  std::string title = "scalpel evaluation";
+  // Grad-CAM gallery of the most confident errors: needs the model (on `device`) and the
+  // preprocessing used for evaluation; no gallery when model is null or gallery_size is 0.
+  models::Model* model = nullptr;
+  data::Preprocess preprocess;
+  Device device;
+  int gallery_size = 6;
+  // Training history to plot (history.json / history.csv written by training); empty: none.
+  std::string history_path;
+};
+
+// Writes out_dir/metrics.json, out_dir/predictions.csv (header path,label,pred,p_<class>...,
+// class names for label and pred) and out_dir/report.html, each through a temporary file and
+// a rename; creates out_dir.
+void write_eval_report(const EvalResult& result, const std::string& out_dir, const ReportOptions& options = {});
+
+// predictions.csv text (RFC 4180 quoting of paths and names that need it).
+std::string predictions_csv(const EvalResult& result);
+
+// history.json or history.csv beside a weights file, or "" when there is none.
+std::string find_history(const std::string& weights_path);
+
+}  // namespace scalpel::report
