@@ -43,6 +43,8 @@
 #include <memory>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "tensor/error.h"
 #include "tensor/gemm_internal.h"
 #include "tensor/parallel.h"
@@ -129,21 +131,34 @@ void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, i
 
 // ---- per-thread buffers --------------------------------------------------------------------
 
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+
 // Packing buffers are kept per thread and only grow, so steady-state calls do not allocate
 // (and do not page-fault fresh memory). 64-byte alignment keeps packed rows on cache lines.
+// Buffers of 1 MiB or more are 2 MiB aligned and asked to be backed by huge pages, so that
+// streaming a packed block through the kernel does not walk a new 4 KiB page every few rows.
 class Buffer {
  public:
   float* get(int64_t n) {
     if (n > size_) {
-      data_.reset(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64))));
+      size_t bytes = n * sizeof(float);
+      const size_t align = bytes >= kHugePage / 2 ? kHugePage : 64;
+      bytes = round_up(bytes, align);
+      data_ = {static_cast<float*>(::operator new[](bytes, std::align_val_t(align))), Free{align}};
+#ifdef MADV_HUGEPAGE
+      if (align == kHugePage) madvise(data_.get(), bytes, MADV_HUGEPAGE);  // a hint only
+#endif
       size_ = n;
     }
     return data_.get();
   }
 
  private:
+  static constexpr size_t kHugePage = size_t(2) << 20;
   struct Free {
-    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+    size_t align;
+    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(align)); }
   };
   std::unique_ptr<float[], Free> data_;
   int64_t size_ = 0;
@@ -182,8 +197,6 @@ constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
 constexpr int64_t kPackBMinRows = 64;
 // Packing A pays when its panels are reused by several column blocks.
 constexpr int64_t kPackAMinCols = 1024;
-
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t m0, int64_t m1,
                 int64_t n0, int64_t n1) {
