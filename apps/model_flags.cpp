@@ -1,0 +1,150 @@
+#include "apps/model_flags.h"
+
+#include <cstdio>
+
+#include "layers/modules.h"
+#include "models/weights.h"
+#include "tensor/error.h"
+
+namespace scalpel::cli {
+
+void add_model_flags(Args& args, bool with_weights) {
+  args.option("model", "network name (scalpel models lists them)")
+      .option("classes", "classifier outputs (default 1000, or the checkpoint's)")
+      .option("width", "mobilenet_v1: 0.25|0.5|0.75|1.0; mobilenet_v2: width multiplier")
+      .option("activation", "mobilenet_v1: relu6|relu|leaky_relu:<slope>")
+      .option("padding", "mobilenet_v1: keras|torch")
+      .option("in-channels", "input image channels (default 3)")
+      .option("base-width", "unet: channels of the first level (default 64)");
+  if (with_weights) {
+    args.option("weights", "weights file: torch.save (.pt/.pth/.tar), .safetensors or a scalpel checkpoint")
+        .option("weights-map", "names: by name (torchvision 1:1, timm via a table); order: by position and shape",
+                "names");
+  }
+  args.option("device", "cpu|cuda|cuda-emu", "cpu");
+}
+
+models::ModelOptions model_options_from_flags(const Args& args, models::ModelOptions base) {
+  if (args.has("classes")) base.classes = args.get_int("classes");
+  if (args.has("in-channels")) base.in_channels = args.get_int("in-channels");
+  if (args.has("width")) base.width = args.get_double("width");
+  if (args.has("activation")) base.activation = args.get("activation");
+  if (args.has("padding")) base.padding = args.get("padding");
+  if (args.has("base-width")) base.base_width = args.get_int("base-width");
+  return base;
+}
+
+ModelSetup load_model_from_flags(const Args& args) {
+  const std::string weights = args.get("weights");
+  const models::WeightsMap map = models::parse_weights_map(args.get("weights-map"));
+  ModelSetup s;
+  s.device = parse_device(args.get("device"));
+  std::optional<models::Checkpoint> checkpoint;
+  if (!weights.empty()) checkpoint = models::read_checkpoint(weights);
+
+  std::string name;
+  if (checkpoint) {
+    name = args.has("model") ? args.get("model") : checkpoint->info.model;
+    SCALPEL_CHECK(name == checkpoint->info.model, "--model {}: the checkpoint {} holds a {}", name, weights,
+                  checkpoint->info.model);
+  } else {
+    name = args.require("model");
+  }
+  const models::ModelOptions options =
+      model_options_from_flags(args, checkpoint ? checkpoint->info.options : models::ModelOptions{});
+  {
+    // Weights overwrite the random initialization: skip it (seconds for the VGGs).
+    std::optional<nn::SkipInitGuard> skip_init;
+    if (!weights.empty()) skip_init.emplace();
+    s.model = models::create_model(name, options);
+  }
+  s.info = models::model_info(name, options);
+
+  if (!weights.empty()) {
+    const NamedTensors tensors = checkpoint ? std::move(checkpoint->model) : load_weights_file(weights);
+    const models::LoadResult r = models::load_weights(*s.model, tensors, weights, map);
+    if (r.naming == "order") {
+      std::fprintf(stderr, "--weights-map order: %zu tensors of %s loaded by position:\n", r.mapping.size(),
+                   weights.c_str());
+      for (const auto& [from, to] : r.mapping) std::fprintf(stderr, "  %s -> %s\n", from.c_str(), to.c_str());
+    } else if (r.naming == "timm") {
+      std::fprintf(stderr, "note: %s has timm names; mapped %zu tensors onto %s (see models/weights.h)\n",
+                   weights.c_str(), r.mapping.size(), name.c_str());
+    }
+    if (r.head_replaced) {
+      const std::string from = r.file_classes ? fmt::format("a {}-class head", r.file_classes) : "no head";
+      std::fprintf(stderr,
+                   "note: %s has %s; every layer but the head '%s' loaded, the head is freshly initialized for "
+                   "%lld classes\n",
+                   weights.c_str(), from.c_str(), s.model->head_name().c_str(),
+                   static_cast<long long>(options.classes));
+    }
+    if (checkpoint) {
+      if (!r.head_replaced) s.class_names = checkpoint->info.class_names;
+      s.preprocess = checkpoint->info.preprocess;
+      s.training = std::move(checkpoint->training);
+    }
+  }
+  if (!s.device.is_cpu()) s.model->to(s.device);
+  return s;
+}
+
+namespace {
+
+const char* interp_name(data::Interp interp) {
+  switch (interp) {
+    case data::Interp::nearest: return "nearest";
+    case data::Interp::bilinear: return "bilinear";
+    case data::Interp::bicubic: return "bicubic";
+    case data::Interp::area: return "area";
+  }
+  return "bilinear";
+}
+
+const char* fit_name(data::Fit fit) {
+  switch (fit) {
+    case data::Fit::stretch: return "stretch";
+    case data::Fit::crop: return "crop";
+    case data::Fit::letterbox: return "letterbox";
+  }
+  return "stretch";
+}
+
+}  // namespace
+
+Json preprocess_to_json(const data::Preprocess& p) {
+  Json j = Json::object();
+  j["width"] = p.width;
+  j["height"] = p.height;
+  j["channels"] = p.channels;
+  j["fit"] = fit_name(p.fit);
+  j["crop_fraction"] = p.crop_fraction;
+  j["interp"] = interp_name(p.interp);
+  j["normalize"] = p.norm.name;
+  return j;
+}
+
+data::Preprocess preprocess_from_json(const Json& j) {
+  data::Preprocess p;
+  p.width = static_cast<int>(j.at("width").as_int());
+  p.height = static_cast<int>(j.at("height").as_int());
+  p.channels = static_cast<int>(j.at("channels").as_int());
+  p.fit = data::parse_fit(j.at("fit").as_string());
+  p.crop_fraction = j.at("crop_fraction").as_number();
+  p.interp = data::parse_interp(j.at("interp").as_string());
+  p.norm = data::normalization_preset(j.at("normalize").as_string());
+  return p;
+}
+
+data::Preprocess default_preprocess(const models::ModelInfo& info, int64_t in_channels) {
+  data::Preprocess p;
+  p.width = p.height = static_cast<int>(info.input_size);
+  p.channels = static_cast<int>(in_channels);
+  p.fit = data::Fit::crop;
+  p.crop_fraction = static_cast<double>(info.input_size) / static_cast<double>(info.resize_size);
+  p.interp = data::parse_interp(info.interpolation);
+  p.norm = data::normalization_preset(info.preprocess);
+  return p;
+}
+
+}  // namespace scalpel::cli

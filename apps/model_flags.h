@@ -1,0 +1,60 @@
+#pragma once
+// The model flags every command that runs a model shares, and the one function that turns
+// them into a ready model:
+//   --model M  --classes N  --width W  --activation A  --padding P  --in-channels C
+//   --base-width B  --weights FILE  --weights-map names|order  --device cpu|cuda|cuda-emu
+//
+//   Args args("predict", "--model M --weights W ...");
+//   add_model_flags(args);
+//   ... command flags ...
+//   if (!args.parse(argv)) return 0;
+//   ModelSetup s = load_model_from_flags(args);   // built, weights loaded, on its device
+//
+// A scalpel checkpoint (models/checkpoint.h) as --weights supplies the model name, its options
+// and class names, so `--model` and `--classes` may be left out; flags given explicitly win
+// (--classes 4 on a 1000-class checkpoint replaces the head, see models/weights.h). Notes about
+// the load (a replaced head, the --weights-map order mapping) go to stderr.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "apps/args.h"
+#include "data/preprocess.h"
+#include "models/checkpoint.h"
+#include "models/registry.h"
+#include "tensor/device.h"
+
+namespace scalpel::cli {
+
+// Declares the model flags; `with_weights` adds --weights and --weights-map (summary and
+// bench build untrained models and leave them out).
+void add_model_flags(Args& args, bool with_weights = true);
+
+struct ModelSetup {
+  std::shared_ptr<models::Model> model;  // training mode, as create_model leaves it
+  models::ModelInfo info;
+  Device device;
+  // From a scalpel checkpoint (empty / null / nullopt otherwise).
+  std::vector<std::string> class_names;
+  Json preprocess;
+  std::optional<models::TrainingState> training;
+};
+
+// The options the flags give on top of `base` (a checkpoint's, or the defaults).
+models::ModelOptions model_options_from_flags(const Args& args, models::ModelOptions base = {});
+
+// Builds the model (without random initialization when weights follow), loads --weights when
+// given and moves the model to --device.
+ModelSetup load_model_from_flags(const Args& args);
+
+// Preprocessing as a checkpoint stores it: {"width", "height", "channels", "fit",
+// "crop_fraction", "interp", "normalize"} (normalize = a preset name of data/transforms.h).
+Json preprocess_to_json(const data::Preprocess& p);
+data::Preprocess preprocess_from_json(const Json& json);
+// The model's reference evaluation preprocessing (models/registry.h ModelInfo): short side to
+// resize_size, centre crop input_size, its interpolation and normalization; gray images are
+// replicated to `in_channels` = 3.
+data::Preprocess default_preprocess(const models::ModelInfo& info, int64_t in_channels);
+
+}  // namespace scalpel::cli

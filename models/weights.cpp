@@ -1,0 +1,233 @@
+#include "models/weights.h"
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <set>
+#include <string_view>
+
+#include "layers/modules.h"
+#include "tensor/error.h"
+
+namespace scalpel::models {
+
+WeightsMap parse_weights_map(const std::string& text) {
+  if (text == "names") return WeightsMap::names;
+  if (text == "order") return WeightsMap::order;
+  fail("--weights-map: unknown value '{}' (expected names or order)", text);
+}
+
+namespace {
+
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+bool is_batch_counter(const std::string& name) {
+  constexpr std::string_view kCounter = "num_batches_tracked";
+  return name.size() >= kCounter.size() && name.compare(name.size() - kCounter.size(), kCounter.size(), kCounter) == 0;
+}
+
+// An integer scalar of a file (num_batches_tracked under any name): skipped by --weights-map order.
+bool is_file_counter(const Tensor& t) { return !is_floating(t.dtype()) && t.numel() == 1; }
+
+// "a, b, c, ... (12 more)"
+std::string list_some(const std::vector<std::string>& items, size_t shown = 8) {
+  std::string out;
+  for (size_t i = 0; i < items.size() && i < shown; ++i) out += (i ? ", " : "") + items[i];
+  if (items.size() > shown) out += fmt::format(", ... ({} more)", items.size() - shown);
+  return out;
+}
+
+// One rule of the timm table: timm sub-module -> ours, matched on a whole dotted prefix.
+struct Rule {
+  std::string_view from, to;
+};
+
+// Replaces the longest rule prefix of `rest` ("conv_dw.weight" -> "0.0.weight"); false when no
+// rule matches.
+bool apply_rules(const std::vector<Rule>& rules, std::string_view rest, std::string& out) {
+  const Rule* best = nullptr;
+  for (const Rule& r : rules)
+    if (starts_with(rest, r.from) && rest.size() > r.from.size() && rest[r.from.size()] == '.' &&
+        (!best || r.from.size() > best->from.size()))
+      best = &r;
+  if (!best) return false;
+  out = std::string(best->to) + std::string(rest.substr(best->from.size()));
+  return true;
+}
+
+// "blocks.3.5.conv_dw.weight" -> (3, 5, "conv_dw.weight"); false for other names.
+bool split_block(const std::string& name, int64_t& stage, int64_t& index, std::string& rest) {
+  if (!starts_with(name, "blocks.")) return false;
+  size_t a = name.find('.', 7);
+  if (a == std::string::npos) return false;
+  size_t b = name.find('.', a + 1);
+  if (b == std::string::npos) return false;
+  try {
+    stage = std::stoll(name.substr(7, a - 7));
+    index = std::stoll(name.substr(a + 1, b - a - 1));
+  } catch (const std::exception&) {
+    return false;
+  }
+  rest = name.substr(b + 1);
+  return stage >= 0 && index >= 0;
+}
+
+std::string rename_timm_efficientnet(const std::string& name) {
+  // torchvision's EfficientNet: features.0 stem, features.1..7 stages, features.8 head conv.
+  static const std::vector<Rule> top = {{"conv_stem", "features.0.0"}, {"bn1", "features.0.1"},
+                                        {"conv_head", "features.8.0"}, {"bn2", "features.8.1"},
+                                        {"classifier", "classifier.1"}};
+  static const std::vector<Rule> depthwise_separable = {{"conv_dw", "0.0"},        {"bn1", "0.1"},
+                                                        {"se.conv_reduce", "1.fc1"}, {"se.conv_expand", "1.fc2"},
+                                                        {"conv_pw", "2.0"},        {"bn2", "2.1"}};
+  static const std::vector<Rule> inverted_residual = {
+      {"conv_pw", "0.0"},         {"bn1", "0.1"},           {"conv_dw", "1.0"},  {"bn2", "1.1"},
+      {"se.conv_reduce", "2.fc1"}, {"se.conv_expand", "2.fc2"}, {"conv_pwl", "3.0"}, {"bn3", "3.1"}};
+  int64_t stage = 0, index = 0;
+  std::string rest, out;
+  if (split_block(name, stage, index, rest)) {
+    if (apply_rules(stage == 0 ? depthwise_separable : inverted_residual, rest, out))
+      return fmt::format("features.{}.{}.block.{}", stage + 1, index, out);
+    return "";
+  }
+  return apply_rules(top, name, out) ? out : "";
+}
+
+std::string rename_timm_mobilenet_v1(const std::string& name) {
+  static const std::vector<Rule> top = {{"conv_stem", "stage1.0.0"}, {"bn1", "stage1.0.1"}, {"classifier", "fc"}};
+  static const std::vector<Rule> block = {{"conv_dw", "0"}, {"bn1", "1"}, {"conv_pw", "3"}, {"bn2", "4"}};
+  // timm's stages hold 1, 2, 2, 6, 2 blocks; ours (the PyTorch port's) 5 (+ stem), 6, 2.
+  static constexpr std::array<int64_t, 5> kStageStart = {0, 1, 3, 5, 11};
+  static constexpr std::array<int64_t, 5> kStageBlocks = {1, 2, 2, 6, 2};
+  int64_t stage = 0, index = 0;
+  std::string rest, out;
+  if (split_block(name, stage, index, rest)) {
+    if (stage >= 5 || index >= kStageBlocks[stage] || !apply_rules(block, rest, out)) return "";
+    const int64_t k = kStageStart[stage] + index;
+    if (k < 5) return fmt::format("stage1.{}.{}", k + 1, out);
+    if (k < 11) return fmt::format("stage2.{}.{}", k - 5, out);
+    return fmt::format("stage3.{}.{}", k - 11, out);
+  }
+  return apply_rules(top, name, out) ? out : "";
+}
+
+bool has_timm_names(const NamedTensors& tensors) {
+  return std::any_of(tensors.begin(), tensors.end(), [](const auto& t) { return t.first == "conv_stem.weight"; });
+}
+
+// File tensors paired with model entries by position (see WeightsMap::order).
+NamedTensors pair_by_order(const Model& model, const NamedTensors& tensors, const std::string& source) {
+  std::vector<std::string> targets;
+  for (const auto& nt : model.state_dict())
+    if (!is_batch_counter(nt.name)) targets.push_back(nt.name);
+  NamedTensors inputs;
+  for (const auto& [name, t] : tensors)
+    if (!is_file_counter(t)) inputs.push_back({name, t});
+  SCALPEL_CHECK(inputs.size() == targets.size(),
+                "--weights-map order: {} holds {} tensors but {} has {} parameters and buffers (without "
+                "num_batches_tracked); the networks differ",
+                source, inputs.size(), model.name(), targets.size());
+  NamedTensors out;
+  for (size_t i = 0; i < inputs.size(); ++i) out.push_back({targets[i], inputs[i].second});
+  return out;
+}
+
+}  // namespace
+
+NamedTensors rename_timm(const std::string& model_name, const NamedTensors& tensors, const std::string& source) {
+  const bool efficientnet = starts_with(model_name, "efficientnet_b");
+  SCALPEL_CHECK(efficientnet || model_name == "mobilenet_v1",
+                "{} holds timm names (conv_stem, blocks.*), which are mapped only for efficientnet_b0..b7 and "
+                "mobilenet_v1, not {} (try --weights-map order)",
+                source, model_name);
+  NamedTensors out;
+  for (const auto& [name, t] : tensors) {
+    const std::string ours = efficientnet ? rename_timm_efficientnet(name) : rename_timm_mobilenet_v1(name);
+    SCALPEL_CHECK(!ours.empty(), "{}: timm tensor '{}' has no counterpart in {} (see models/weights.h)", source, name,
+                  model_name);
+    out.push_back({ours, t});
+  }
+  return out;
+}
+
+LoadResult load_weights(Model& model, const NamedTensors& tensors, const std::string& source, WeightsMap map) {
+  LoadResult result;
+  NamedTensors named;
+  if (map == WeightsMap::order) {
+    result.naming = "order";
+    named = pair_by_order(model, tensors, source);
+  } else if (has_timm_names(tensors)) {
+    result.naming = "timm";
+    named = rename_timm(model.name(), tensors, source);
+  } else {
+    result.naming = "torchvision";
+    named = tensors;
+  }
+  if (result.naming != "torchvision") {
+    size_t i = 0;
+    for (const auto& [name, t] : tensors) {
+      if (map == WeightsMap::order && is_file_counter(t)) continue;
+      result.mapping.push_back({name, named[i++].first});
+    }
+  }
+
+  // Check everything before anything is written.
+  std::map<std::string, Tensor> given;
+  for (const auto& [name, t] : named)
+    SCALPEL_CHECK(given.emplace(name, t).second, "{}: two tensors map to '{}'", source, name);
+  std::vector<std::string> missing, unexpected, mismatched;
+  std::map<std::string, Tensor> ours;
+  for (const auto& nt : model.state_dict()) {
+    ours[nt.name] = nt.tensor;
+    auto it = given.find(nt.name);
+    if (it == given.end()) {
+      if (!is_batch_counter(nt.name)) missing.push_back(nt.name);
+    } else if (it->second.shape() != nt.tensor.shape()) {
+      mismatched.push_back(fmt::format("{}: model {}, file {}", nt.name, shape_str(nt.tensor.shape()),
+                                       shape_str(it->second.shape())));
+    }
+  }
+  for (const auto& [name, t] : named)
+    if (!ours.count(name)) unexpected.push_back(name);
+
+  // Transfer learning: only the head differs (other classes) or is absent (a headless file).
+  const std::vector<std::string> head = model.head_parameter_names();
+  const std::set<std::string> head_set(head.begin(), head.end());
+  auto in_head = [&](const std::string& entry) { return head_set.count(entry.substr(0, entry.find(':'))) > 0; };
+  const bool head_only = unexpected.empty() && !(missing.empty() && mismatched.empty()) &&
+                         std::all_of(missing.begin(), missing.end(), in_head) &&
+                         std::all_of(mismatched.begin(), mismatched.end(), in_head);
+  if (!head_only && !(missing.empty() && unexpected.empty() && mismatched.empty())) {
+    std::string message = fmt::format("{} does not fit {} (--classes {}):", source, model.name(), model.options().classes);
+    if (!missing.empty()) message += fmt::format(" {} missing key(s): {};", missing.size(), list_some(missing));
+    if (!unexpected.empty())
+      message += fmt::format(" {} unexpected key(s): {};", unexpected.size(), list_some(unexpected));
+    if (!mismatched.empty())
+      message += fmt::format(" {} shape mismatch(es): {};", mismatched.size(), list_some(mismatched));
+    if (unexpected.size() == named.size())
+      message += " no name matches: is --model right? (--weights-map order matches tensors by position);";
+    message.pop_back();
+    throw Error(message);
+  }
+
+  std::vector<nn::NamedTensor> state;
+  for (const auto& [name, t] : named)
+    if (!head_only || !head_set.count(name)) state.push_back({name, t});
+  if (head_only) {
+    SCALPEL_CHECK(!nn::init_skipped(), "load_weights: called under SkipInitGuard, the new head of {} would stay "
+                                       "uninitialized", model.name());
+    result.head_replaced = true;
+    const std::string weight = model.head_name() + ".weight", bias = model.head_name() + ".bias";
+    if (given.count(weight)) result.file_classes = given.at(weight).shape().at(0);
+    // A fresh nn.Linear / nn.Conv2d of the head's shape, as a PyTorch user replacing the head gets.
+    Tensor w = Tensor::empty(ours.at(weight).shape()), b;
+    if (ours.count(bias)) b = Tensor::empty(ours.at(bias).shape());
+    nn::reset_default_parameters(w, b);
+    state.push_back({weight, w});
+    if (b.defined()) state.push_back({bias, b});
+  }
+  model.load_state_dict(state, /*strict=*/true);
+  return result;
+}
+
+}  // namespace scalpel::models
