@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Side-by-side CPU timings: scalpel vs PyTorch (Debian's 1.13) vs ONNX Runtime 1.20.1 (npm),
+# in one run, 2 threads each, best of N. Prints a table of ms and ratios (ours / best peer).
+#
+#   bench/compare.sh [--models resnet50,mobilenet_v2,efficientnet_b0] [--batches 1,8]
+#                    [--size 224] [--iters 5] [--train] [--build build-perf]
+# Ours: `<build>/bin/scalpel bench --model M --batch N --size H W --iters K [--train] --json`
+# when that command exists, else <build>/bin/bench_models (bench/bench_models.cpp, BN folded).
+# Raw JSON lines are kept in $OUT_DIR (default: a temporary folder, printed at the end).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+models=resnet50,mobilenet_v2,efficientnet_b0 batches=1,8 size=224 iters=5 train="" build="$root/build-perf"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --models) models="$2"; shift 2 ;;
+    --batches) batches="$2"; shift 2 ;;
+    --size) size="$2"; shift 2 ;;
+    --iters) iters="$2"; shift 2 ;;
+    --train) train=1; shift ;;
+    --build) build="$(cd "$2" && pwd)"; shift 2 ;;
+    *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
+  esac
+done
+out="${OUT_DIR:-$(mktemp -d /tmp/scalpel-compare.XXXXXX)}"
+mkdir -p "$out/onnx"
+results="$out/results.jsonl"
+: > "$results"
+export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+
+echo "== ours" >&2
+if "$build/bin/scalpel" bench --help > /dev/null 2>&1; then
+  for m in ${models//,/ }; do
+    for b in ${batches//,/ }; do
+      "$build/bin/scalpel" bench --model "$m" --batch "$b" --size "$size" "$size" --iters "$iters" --json |
+        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=int(sys.argv[2]), mode="inference"); d.setdefault("ms", d.get("best_ms", d.get("median_ms"))); print(json.dumps(d))' "$m" "$b" >> "$results"
+    done
+    if [[ -n "$train" ]]; then
+      "$build/bin/scalpel" bench --model "$m" --batch 8 --size "$size" "$size" --iters "$iters" --train --json |
+        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=8, mode="train"); d.setdefault("ms", d.get("best_ms", d.get("median_ms"))); print(json.dumps(d))' "$m" >> "$results"
+    fi
+  done
+elif [[ -x "$build/bin/bench_models" ]]; then
+  "$build/bin/bench_models" --models "$models" --batches "$batches" --size "$size" --iters "$iters" \
+    ${train:+--train} >> "$results"
+else
+  echo "compare.sh: neither $build/bin/scalpel bench nor $build/bin/bench_models; build one with" >&2
+  echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release -DSCALPEL_BUILD_BENCH=ON && cmake --build $build -j2 --target bench_models" >&2
+  exit 1
+fi
+
+echo "== pytorch (also exports the ONNX models)" >&2
+/usr/bin/python3 "$here/peers/torch_bench.py" --models "$models" --batches "$batches" --size "$size" \
+  --iters "$iters" ${train:+--train} --export "$out/onnx" 2> "$out/torch.log" >> "$results"
+
+echo "== onnxruntime" >&2
+if [[ ! -d "$here/peers/node_modules/onnxruntime-node" ]]; then
+  (cd "$here/peers" && npm install --ignore-scripts --no-save --no-audit --no-fund onnxruntime-node@1.20.1 >&2)
+fi
+node "$here/peers/ort_bench.js" "$out/onnx" "$models" "$batches" "$size" "$iters" >> "$results"
+
+/usr/bin/python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+keys = sorted({(r["model"], r["mode"], r["batch"]) for r in rows}, key=lambda k: (k[1] != "inference", k[0], k[2]))
+def get(peer, k):
+    return next((r for r in rows if (r["model"], r["mode"], r["batch"]) == k and r["peer"] == peer), None)
+print("| model | mode | batch | scalpel ms | PyTorch ms | ONNX Runtime ms | ratio (ours / best peer) | RSS MB ours / torch / ort |")
+print("|---|---|---|---|---|---|---|---|")
+for k in keys:
+    ours, pt, ort = (get(p, k) for p in ("scalpel", "pytorch", "onnxruntime"))
+    peers = [r["ms"] for r in (pt, ort) if r]
+    fmt = lambda r: f"{r['ms']:.1f}" if r else "-"
+    ratio = f"{ours['ms'] / min(peers):.2f}" if ours and peers else "-"
+    rss = " / ".join(f"{r['rss_mb']:.0f}" if r and r.get("rss_mb") else "-" for r in (ours, pt, ort))
+    print(f"| {k[0]} | {k[1]} | {k[2]} | {fmt(ours)} | {fmt(pt)} | {fmt(ort)} | {ratio} | {rss} |")
+PY
+echo "raw results: $results" >&2
