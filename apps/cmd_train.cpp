@@ -1,0 +1,124 @@
+// scalpel train: trains a classifier on an image dataset (apps/train/trainer.h).
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "apps/cli.h"
+#include "apps/model_flags.h"
+#include "apps/train/trainer.h"
+#include "data/split.h"
+#include "tensor/error.h"
+#include "tensor/random.h"
+
+namespace scalpel::cli {
+namespace {
+
+int run_train(const std::vector<std::string>& argv) {
+  Args args("train", "--model M --data DIR --out DIR [--weights W] [--classes N] [--epochs E] ...");
+  add_model_flags(args);
+  args.option("data", "dataset folder (ImageFolder, train/val/test folders, HAM10000, ... see data/dataset.h)")
+      .option("out", "output folder: best/last checkpoints, history.csv/json, split.csv")
+      .option("epochs", "epochs", "10")
+      .option("batch", "batch size", "32")
+      .option("optimizer", "sgd | adam | adamw | rmsprop", "adam")
+      .option("lr", "learning rate", "0.001")
+      .option("head-lr", "learning rate of the classifier head (default: --lr)", "0")
+      .option("momentum", "SGD momentum", "0.9")
+      .option("weight-decay", "weight decay (decoupled for adamw)", "0")
+      .option("schedule", "LR schedule per step, e.g. constant, cosine, step:500:0.1 (layers/schedule.h)", "constant")
+      .option("clip-grad-norm", "clip the gradients' total 2-norm to this (0 = off)", "0")
+      .option("label-smoothing", "label smoothing of the cross entropy", "0")
+      .option("class-weights", "balanced | NAME=W,... | W1,W2,... (default: none)")
+      .flag("no-shuffle", "keep dataset order (ImageFolder order) every epoch")
+      .option("augment", "augmentation of the training split: none | xray | dermoscopy[,key=value...]", "dermoscopy")
+      .flag("no-augment", "same as --augment none")
+      .option("size", "input height and width (default: the model's input size)", "", 2)
+      .option("normalize", "normalization preset: imagenet | tf | unit | caffe | none", "imagenet")
+      .option("split", "train/val/test percentages when the data has no fixed splits, e.g. 70/15/15 "
+                       "(default: train on every sample, no validation)")
+      .option("seed", "seed of the initialization, sample order and augmentation", "0")
+      .option("workers", "data loader threads", "2")
+      .flag("freeze-backbone", "train only the classifier head")
+      .option("unfreeze-last", "with --freeze-backbone: also train the backbone's last N layers", "0")
+      .option("patience", "stop after this many epochs without improvement of --monitor (0 = off)", "0")
+      .option("monitor", "val_loss | val_accuracy | val_macro_f1", "val_loss")
+      .flag("resume", "continue from OUT/last.safetensors")
+      .option("log-json", "write one JSON object per optimizer step to this file");
+  if (!args.parse(argv)) return 0;
+
+  const std::string data_dir = args.require("data");
+  train::TrainConfig config;
+  config.out_dir = args.require("out");
+  config.seed = static_cast<uint64_t>(args.get_int("seed"));
+  // Before the model is built: its random initialization draws from the default generator.
+  manual_seed(config.seed);
+  ModelSetup setup = load_model_from_flags(args);
+
+  data::Warnings warnings;
+  data::Dataset dataset = data::load_dataset(data_dir, warnings);
+  data::check_classification(dataset);
+  std::cerr << warnings.report();
+  if (!dataset.has_fixed_splits()) {
+    if (args.has("split")) {
+      data::assign_splits(dataset, data::parse_split_ratios(args.get("split")), config.seed);
+    } else {
+      for (auto& s : dataset.samples) s.split = "train";
+    }
+  }
+
+  config.log_json = args.get("log-json");
+  config.epochs = args.get_int("epochs");
+  config.batch_size = static_cast<int>(args.get_int("batch"));
+  config.optimizer = args.get("optimizer");
+  config.lr = args.get_double("lr");
+  config.head_lr = args.get_double("head-lr");
+  config.momentum = args.get_double("momentum");
+  config.weight_decay = args.get_double("weight-decay");
+  config.schedule = args.get("schedule");
+  config.clip_grad_norm = args.get_double("clip-grad-norm");
+  config.label_smoothing = args.get_double("label-smoothing");
+  config.class_weights = args.get("class-weights");
+  config.shuffle = !args.has("no-shuffle");
+  config.augment = args.has("no-augment") ? "none" : args.get("augment");
+  config.workers = static_cast<int>(args.get_int("workers"));
+  config.freeze_backbone = args.has("freeze-backbone");
+  config.unfreeze_last = args.get_int("unfreeze-last");
+  config.patience = args.get_int("patience");
+  config.monitor = args.get("monitor");
+  config.resume = args.has("resume");
+
+  data::Preprocess& p = config.preprocess;
+  p.width = p.height = static_cast<int>(setup.info.input_size);
+  if (args.has("size")) {
+    const auto hw = args.get_all("size");
+    char *end_h = nullptr, *end_w = nullptr;
+    p.height = static_cast<int>(std::strtol(hw.at(0).c_str(), &end_h, 10));
+    p.width = static_cast<int>(std::strtol(hw.at(1).c_str(), &end_w, 10));
+    SCALPEL_CHECK(*end_h == '\0' && *end_w == '\0' && p.height > 0 && p.width > 0,
+                  "--size expects two positive integers H W, got {} {}", hw.at(0), hw.at(1));
+  }
+  p.fit = data::Fit::stretch;
+  p.norm = data::normalization_preset(args.get("normalize"));
+  p.channels = setup.model->in_channels() == 1 ? 1 : 3;
+
+  models::CheckpointInfo info;
+  info.model = setup.info.name;
+  info.options = setup.model->options();
+  info.class_names = dataset.classes;
+  info.preprocess = preprocess_to_json(p);
+
+  std::filesystem::create_directories(config.out_dir);
+  data::write_split_manifest(config.out_dir + "/split.csv", dataset);
+  const train::TrainResult r = train::train_classifier(*setup.model, dataset, info, config, std::cout);
+  std::cout << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch,
+                           r.history.empty() || !r.history.back().has_val ? "train_loss" : config.monitor,
+                           r.best_metric, r.best_path, r.last_path);
+  return 0;
+}
+
+SCALPEL_REGISTER_COMMAND(Command{"train", "train a classifier on an image folder", run_train});
+
+}  // namespace
+}  // namespace scalpel::cli

@@ -1,0 +1,374 @@
+#include "apps/train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <ostream>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "autograd/autograd.h"
+#include "data/augment.h"
+#include "data/loader.h"
+#include "layers/loss.h"
+#include "layers/optim.h"
+#include "layers/schedule.h"
+#include "tensor/atomic_file.h"
+#include "tensor/error.h"
+#include "tensor/ops.h"
+#include "tensor/random.h"
+
+namespace scalpel::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_head_param(const std::string& name, const std::string& head) {
+  return name.size() > head.size() && name.compare(0, head.size(), head) == 0 && name[head.size()] == '.';
+}
+
+// Freezes the backbone (all but the head) and unfreezes its last `unfreeze_last` layers,
+// a layer being the module owning a parameter (its name up to the last dot).
+void apply_freezing(models::Model& model, const TrainConfig& config) {
+  if (!config.freeze_backbone && config.unfreeze_last == 0) return;
+  const auto params = model.named_parameters();
+  std::vector<std::string> layers;  // backbone layers in definition order
+  for (const auto& p : params) {
+    if (is_head_param(p.name, model.head_name())) continue;
+    const std::string layer = p.name.substr(0, p.name.rfind('.'));
+    if (layers.empty() || layers.back() != layer) layers.push_back(layer);
+  }
+  const size_t keep = static_cast<size_t>(std::min<int64_t>(config.unfreeze_last, static_cast<int64_t>(layers.size())));
+  const std::set<std::string> trainable(layers.end() - static_cast<std::ptrdiff_t>(keep), layers.end());
+  for (auto p : params) {
+    if (is_head_param(p.name, model.head_name())) continue;
+    p.tensor.set_requires_grad(trainable.count(p.name.substr(0, p.name.rfind('.'))) > 0);
+  }
+}
+
+std::vector<nn::ParamGroup> make_groups(const models::Model& model, const TrainConfig& config) {
+  if (config.head_lr <= 0) return nn::trainable_groups(model, config.lr, config.weight_decay);
+  nn::ParamGroup backbone{.params = {}, .lr = config.lr, .weight_decay = config.weight_decay};
+  nn::ParamGroup head{.params = {}, .lr = config.head_lr, .weight_decay = config.weight_decay};
+  for (const auto& p : model.named_parameters()) {
+    if (!p.tensor.requires_grad()) continue;
+    (is_head_param(p.name, model.head_name()) ? head : backbone).params.push_back(p.tensor);
+  }
+  std::vector<nn::ParamGroup> groups;
+  if (!backbone.params.empty()) groups.push_back(std::move(backbone));
+  groups.push_back(std::move(head));
+  return groups;
+}
+
+std::unique_ptr<nn::Optimizer> make_optimizer(const std::string& name, std::vector<nn::ParamGroup> groups,
+                                              double momentum) {
+  if (name == "sgd") return std::make_unique<nn::SGD>(std::move(groups), nn::SGDOptions{.momentum = momentum});
+  if (name == "adam") return std::make_unique<nn::Adam>(std::move(groups));
+  if (name == "adamw") {
+    return std::make_unique<nn::Adam>(std::move(groups), nn::AdamOptions{.decoupled_weight_decay = true});
+  }
+  if (name == "rmsprop") return std::make_unique<nn::RMSprop>(std::move(groups));
+  fail("--optimizer: unknown optimizer '{}' (sgd, adam, adamw, rmsprop)", name);
+}
+
+bool all_finite(const models::Model& model) {
+  for (const auto& p : model.parameters()) {
+    const std::vector<float> v = p.to(Device::cpu()).values<float>();
+    for (float x : v) {
+      if (!std::isfinite(x)) return false;
+    }
+  }
+  return true;
+}
+
+struct EvalStats {
+  double loss = 0, accuracy = 0, macro_f1 = 0;
+};
+
+EvalStats evaluate(models::Model& model, data::DataLoader& loader, const nn::CrossEntropyOptions& loss_options,
+                   int64_t num_classes, Device device) {
+  NoGradGuard no_grad;
+  model.eval();
+  std::vector<int64_t> labels, preds;
+  double loss_sum = 0;
+  loader.start_epoch(0);
+  for (data::Batch b; loader.next(b);) {
+    const Tensor logits = model.forward(b.images.to(device));
+    const Tensor target = b.labels.to(device);
+    loss_sum += nn::cross_entropy(logits, target, loss_options).item() * static_cast<double>(b.size());
+    const auto p = argmax(logits, 1).to(Device::cpu()).values<int64_t>();
+    const auto l = b.labels.values<int64_t>();
+    preds.insert(preds.end(), p.begin(), p.end());
+    labels.insert(labels.end(), l.begin(), l.end());
+  }
+  model.train();
+  EvalStats s;
+  if (labels.empty()) return s;
+  int64_t correct = 0;
+  for (size_t i = 0; i < labels.size(); ++i) correct += labels[i] == preds[i];
+  s.loss = loss_sum / static_cast<double>(labels.size());
+  s.accuracy = static_cast<double>(correct) / static_cast<double>(labels.size());
+  s.macro_f1 = macro_f1(labels, preds, num_classes);
+  return s;
+}
+
+double monitored(const EpochStats& e, const std::string& monitor) {
+  if (!e.has_val) return e.train_loss;
+  if (monitor == "val_loss") return e.val_loss;
+  if (monitor == "val_accuracy") return e.val_accuracy;
+  return e.val_macro_f1;
+}
+bool lower_is_better(const std::string& monitor, bool has_val) { return !has_val || monitor == "val_loss"; }
+
+Json epoch_to_json(const EpochStats& e) {
+  Json j = Json::object();
+  j["epoch"] = e.epoch;
+  j["train_loss"] = e.train_loss;
+  j["train_accuracy"] = e.train_accuracy;
+  if (e.has_val) {
+    j["val_loss"] = e.val_loss;
+    j["val_accuracy"] = e.val_accuracy;
+    j["val_macro_f1"] = e.val_macro_f1;
+  }
+  j["lr"] = e.lr;
+  j["seconds"] = e.seconds;
+  j["images_per_s"] = e.images_per_s;
+  return j;
+}
+
+EpochStats epoch_from_json(const Json& j) {
+  EpochStats e;
+  e.epoch = j.at("epoch").as_int();
+  e.train_loss = j.at("train_loss").as_number();
+  e.train_accuracy = j.at("train_accuracy").as_number();
+  e.has_val = j.contains("val_loss");
+  if (e.has_val) {
+    e.val_loss = j.at("val_loss").as_number();
+    e.val_accuracy = j.at("val_accuracy").as_number();
+    e.val_macro_f1 = j.at("val_macro_f1").as_number();
+  }
+  e.lr = j.at("lr").as_number();
+  e.seconds = j.at("seconds").as_number();
+  e.images_per_s = j.at("images_per_s").as_number();
+  return e;
+}
+
+void write_history(const std::string& out_dir, const std::vector<EpochStats>& history) {
+  Json all = Json::array();
+  std::string csv = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,lr,seconds,images_per_s\n";
+  for (const auto& e : history) {
+    all.push_back(epoch_to_json(e));
+    csv += fmt::format("{},{:.9g},{:.9g},{},{},{},{:.9g},{:.3f},{:.1f}\n", e.epoch, e.train_loss, e.train_accuracy,
+                       e.has_val ? fmt::format("{:.9g}", e.val_loss) : "",
+                       e.has_val ? fmt::format("{:.9g}", e.val_accuracy) : "",
+                       e.has_val ? fmt::format("{:.9g}", e.val_macro_f1) : "", e.lr, e.seconds, e.images_per_s);
+  }
+  write_file_atomic(out_dir + "/history.json", all.dump(2) + "\n");
+  write_file_atomic(out_dir + "/history.csv", csv);
+}
+
+}  // namespace
+
+double macro_f1(const std::vector<int64_t>& labels, const std::vector<int64_t>& preds, int64_t num_classes) {
+  std::vector<double> tp(num_classes), fp(num_classes), fn(num_classes);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] == preds[i]) {
+      tp[labels[i]] += 1;
+    } else {
+      fp[preds[i]] += 1;
+      fn[labels[i]] += 1;
+    }
+  }
+  double sum = 0;
+  for (int64_t c = 0; c < num_classes; ++c) {
+    const double denom = 2 * tp[c] + fp[c] + fn[c];
+    sum += denom > 0 ? 2 * tp[c] / denom : 0;
+  }
+  return num_classes > 0 ? sum / static_cast<double>(num_classes) : 0;
+}
+
+TrainResult train_classifier(models::Model& model, const data::Dataset& dataset, const models::CheckpointInfo& info,
+                             const TrainConfig& config, std::ostream& log) {
+  SCALPEL_CHECK(!config.out_dir.empty(), "--out is required");
+  SCALPEL_CHECK(config.epochs > 0, "--epochs must be positive, got {}", config.epochs);
+  SCALPEL_CHECK(config.batch_size > 0, "--batch must be positive, got {}", config.batch_size);
+  SCALPEL_CHECK(config.lr > 0 && std::isfinite(config.lr), "--lr must be a positive number, got {}", config.lr);
+  SCALPEL_CHECK(config.monitor == "val_loss" || config.monitor == "val_accuracy" || config.monitor == "val_macro_f1",
+                "--monitor: unknown metric '{}' (val_loss, val_accuracy, val_macro_f1)", config.monitor);
+  const int64_t num_classes = static_cast<int64_t>(dataset.classes.size());
+  SCALPEL_CHECK(num_classes == model.options().classes,
+                "the data in {} has {} classes but the model has --classes {}", dataset.root, num_classes,
+                model.options().classes);
+  fs::create_directories(config.out_dir);
+  const Device device = model.parameters().front().device();
+
+  data::Warnings warnings;
+  const data::Dataset train_set = dataset.split_part("train");
+  const data::Dataset val_set = dataset.split_part("val");
+  SCALPEL_CHECK(!train_set.samples.empty(), "{}: no training samples", dataset.root);
+  data::LoaderConfig train_cfg;
+  train_cfg.preprocess = config.preprocess;
+  train_cfg.augment = data::parse_augment(config.augment);
+  train_cfg.sampling = config.shuffle ? data::Sampling::shuffle : data::Sampling::sequential;
+  train_cfg.batch_size = config.batch_size;
+  train_cfg.seed = config.seed;
+  train_cfg.workers = config.workers;
+  data::DataLoader train_loader(train_set, train_cfg, warnings);
+  data::LoaderConfig val_cfg = train_cfg;
+  val_cfg.augment = data::parse_augment("none");
+  val_cfg.sampling = data::Sampling::sequential;
+  std::unique_ptr<data::DataLoader> val_loader;
+  if (!val_set.samples.empty()) val_loader = std::make_unique<data::DataLoader>(val_set, val_cfg, warnings);
+  const bool has_val = val_loader != nullptr;
+
+  nn::CrossEntropyOptions loss_options;
+  loss_options.label_smoothing = config.label_smoothing;
+  if (!config.class_weights.empty()) {
+    const auto w = nn::parse_class_weights(config.class_weights, dataset.classes, train_set.class_counts());
+    loss_options.weight = Tensor::from_vector(w, {num_classes}).to(device);
+  }
+
+  apply_freezing(model, config);
+  auto optimizer = make_optimizer(config.optimizer, make_groups(model, config), config.momentum);
+  const int64_t steps_per_epoch = train_loader.batches_per_epoch();
+  const auto schedule = nn::parse_schedule(config.schedule, steps_per_epoch * config.epochs);
+
+  TrainResult result;
+  result.last_path = config.out_dir + "/last.safetensors";
+  result.best_path = config.out_dir + "/best.safetensors";
+  const bool lower_better = lower_is_better(config.monitor, has_val);
+  int64_t step = 0, start_epoch = 0, epochs_without_improvement = 0;
+  bool have_best = false;
+  if (config.resume) {
+    SCALPEL_CHECK(fs::exists(result.last_path), "--resume: no checkpoint {}", result.last_path);
+    const auto ckpt = models::read_checkpoint(result.last_path);
+    SCALPEL_CHECK(ckpt && ckpt->training, "--resume: {} holds no training state", result.last_path);
+    model.load_state_dict(ckpt->model);
+    const models::TrainingState& ts = *ckpt->training;
+    SCALPEL_CHECK(ts.optimizer == optimizer->name(), "--resume: {} was trained with --optimizer {}, not {}",
+                  result.last_path, ts.optimizer, optimizer->name());
+    optimizer->load_state_dict(ts.optimizer_state);
+    default_generator().set_state(ts.rng);
+    step = ts.step;
+    start_epoch = ts.epoch;
+    for (const auto& e : ts.extra.at("history").as_array()) result.history.push_back(epoch_from_json(e));
+    have_best = ts.extra.at("have_best").as_bool();
+    result.best_metric = ts.extra.at("best_metric").as_number();
+    result.best_epoch = ts.extra.at("best_epoch").as_int();
+    epochs_without_improvement = ts.extra.at("epochs_without_improvement").as_int();
+    log << fmt::format("resuming from {} after epoch {} (step {})\n", result.last_path, start_epoch, step);
+  }
+  std::ofstream step_log;
+  if (!config.log_json.empty()) {
+    step_log.open(config.log_json, config.resume ? std::ios::app : std::ios::trunc);
+    SCALPEL_CHECK(step_log.good(), "--log-json: cannot write {}", config.log_json);
+  }
+
+  for (int64_t epoch = start_epoch; epoch < config.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double loss_sum = 0;
+    int64_t seen = 0, correct = 0;
+    train_loader.start_epoch(epoch);
+    for (data::Batch b; train_loader.next(b); ++step) {
+      schedule->apply(*optimizer, step);
+      const Tensor images = b.images.to(device), labels = b.labels.to(device);
+      const Tensor logits = model.forward(images);
+      const Tensor loss = nn::cross_entropy(logits, labels, loss_options);
+      const double loss_value = loss.item();
+      if (!std::isfinite(loss_value)) {
+        fail("training diverged: loss is {} at step {} (epoch {}); the last good checkpoint is kept in {}",
+             loss_value, step, epoch + 1, config.out_dir);
+      }
+      if (step_log.is_open()) {
+        step_log << fmt::format("{{\"step\":{},\"epoch\":{},\"loss\":{:.9g},\"lr\":{:.9g}}}\n", step, epoch + 1,
+                                loss_value, optimizer->groups().front().lr);
+        step_log.flush();
+      }
+      optimizer->zero_grad();
+      backward(loss);
+      if (config.clip_grad_norm > 0) nn::clip_grad_norm(model.parameters(), config.clip_grad_norm);
+      optimizer->step();
+      const auto p = argmax(logits.detach(), 1).to(Device::cpu()).values<int64_t>();
+      const auto l = b.labels.values<int64_t>();
+      for (size_t i = 0; i < l.size(); ++i) correct += p[i] == l[i];
+      loss_sum += loss_value * static_cast<double>(b.size());
+      seen += b.size();
+    }
+    EpochStats e;
+    e.epoch = epoch + 1;
+    e.train_loss = seen > 0 ? loss_sum / static_cast<double>(seen) : 0;
+    e.train_accuracy = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen) : 0;
+    e.lr = optimizer->groups().front().lr;
+    if (has_val) {
+      const EvalStats v = evaluate(model, *val_loader, loss_options, num_classes, device);
+      e.has_val = true;
+      e.val_loss = v.loss;
+      e.val_accuracy = v.accuracy;
+      e.val_macro_f1 = v.macro_f1;
+    }
+    // A step can turn the weights non-finite without a non-finite loss yet; never save those.
+    SCALPEL_CHECK(all_finite(model) && std::isfinite(e.val_loss),
+                  "training diverged: non-finite weights after step {} (epoch {}); the last good checkpoint is kept in {}",
+                  step - 1, epoch + 1, config.out_dir);
+    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+    e.seconds = dt.count();
+    e.images_per_s = e.seconds > 0 ? static_cast<double>(seen) / e.seconds : 0;
+    result.history.push_back(e);
+
+    const double metric = monitored(e, config.monitor);
+    const bool improved = !have_best || (lower_better ? metric < result.best_metric : metric > result.best_metric);
+    if (improved) {
+      have_best = true;
+      result.best_metric = metric;
+      result.best_epoch = e.epoch;
+      epochs_without_improvement = 0;
+      models::save_checkpoint(result.best_path, model, info);
+    } else {
+      ++epochs_without_improvement;
+    }
+    models::TrainingState ts;
+    ts.step = step;
+    ts.epoch = epoch + 1;
+    ts.optimizer = optimizer->name();
+    ts.optimizer_state = optimizer->state_dict();
+    ts.scheduler = config.schedule;
+    ts.rng = default_generator().get_state();
+    Json history = Json::array();
+    for (const auto& h : result.history) history.push_back(epoch_to_json(h));
+    ts.extra["history"] = history;
+    ts.extra["have_best"] = have_best;
+    ts.extra["best_metric"] = result.best_metric;
+    ts.extra["best_epoch"] = result.best_epoch;
+    ts.extra["epochs_without_improvement"] = epochs_without_improvement;
+    models::save_checkpoint(result.last_path, model, info, &ts);
+    write_history(config.out_dir, result.history);
+
+    if (!config.quiet) {
+      std::string line = fmt::format("epoch {}/{}  loss {:.4f}  acc {:.4f}", e.epoch, config.epochs, e.train_loss,
+                                     e.train_accuracy);
+      if (e.has_val) {
+        line += fmt::format("  val_loss {:.4f}  val_acc {:.4f}  val_f1 {:.4f}", e.val_loss, e.val_accuracy,
+                            e.val_macro_f1);
+      }
+      line += fmt::format("  lr {:.3g}  {:.0f} img/s  {:.1f}s{}\n", e.lr, e.images_per_s, e.seconds,
+                          improved ? "  *best" : "");
+      log << line << std::flush;
+    }
+    if (config.patience > 0 && epochs_without_improvement >= config.patience) {
+      result.stopped_early = true;
+      log << fmt::format("early stopping: no improvement of {} for {} epochs\n",
+                         has_val ? config.monitor : "train_loss", config.patience);
+      break;
+    }
+  }
+  result.steps = step;
+  const std::string report = warnings.report();
+  if (!report.empty()) log << report;
+  return result;
+}
+
+}  // namespace scalpel::train
