@@ -1,0 +1,90 @@
+// scalpel eval: metrics, predictions and an HTML report of a classifier on a labelled
+// dataset (see ../shared/interface.md and apps/report/evaluate.h).
+#include <cstdio>
+#include <cstdlib>
+
+#include "apps/cli.h"
+#include "apps/model_flags.h"
+#include "apps/report/evaluate.h"
+#include "data/dataset.h"
+#include "tensor/error.h"
+
+namespace scalpel::cli {
+namespace {
+
+// The samples to evaluate: --split when given, else the layout's test split when it has one,
+// else every sample.
+data::Dataset pick_split(const data::Dataset& all, const std::string& split) {
+  if (split == "all") return all;
+  if (!split.empty()) {
+    data::Dataset part = all.split_part(split);
+    SCALPEL_CHECK(!part.samples.empty(), "--split {}: {} has no such split", split, all.root);
+    return part;
+  }
+  if (all.has_fixed_splits()) {
+    data::Dataset test = all.split_part("test");
+    if (!test.samples.empty()) return test;
+  }
+  return all;
+}
+
+int run_eval(const std::vector<std::string>& argv) {
+  Args args("eval", "--model M --weights W --data DIR --report OUT [--split test|val|train|all] [--size H W]");
+  add_model_flags(args);
+  args.option("data", "labelled images (any layout of data/dataset.h, e.g. DIR/<class>/<image>)")
+      .option("report", "output folder: metrics.json, predictions.csv, report.html")
+      .option("split", "which split to evaluate (default: test when the layout has one, else all)")
+      .option("size", "input height and width (default: the checkpoint's or the model's preprocessing)", "", 2)
+      .option("batch", "images per forward pass", "16")
+      .option("gallery", "Grad-CAM images of the most confident errors in the report", "6");
+  if (!args.parse(argv)) return 0;
+  const std::string data_dir = args.require("data"), out = args.require("report");
+  SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel eval' (see scalpel eval --help)");
+
+  data::Warnings warnings;
+  const data::Dataset dataset = pick_split(data::load_dataset(data_dir, warnings), args.get("split"));
+  if (warnings.count() > 0) std::fprintf(stderr, "%s", warnings.report().c_str());
+  data::check_classification(dataset);
+
+  ModelSetup s = load_model_from_flags(args);
+  SCALPEL_CHECK(s.info.task == "classification", "eval: {} is a {} model; eval needs a classifier", s.info.name,
+                s.info.task);
+  SCALPEL_CHECK(s.class_names.empty() || s.class_names == dataset.classes,
+                "eval: the classes of --weights {} ({}) differ from those of --data {} ({})", args.get("weights"),
+                fmt::join(s.class_names, ", "), data_dir, fmt::join(dataset.classes, ", "));
+  data::Preprocess p = s.preprocess.is_null() ? default_preprocess(s.info, s.model->in_channels())
+                                              : preprocess_from_json(s.preprocess);
+  if (args.has("size")) {
+    const auto hw = args.get_all("size");
+    char *end_h = nullptr, *end_w = nullptr;
+    p.height = static_cast<int>(std::strtol(hw.at(0).c_str(), &end_h, 10));
+    p.width = static_cast<int>(std::strtol(hw.at(1).c_str(), &end_w, 10));
+    SCALPEL_CHECK(*end_h == '\0' && *end_w == '\0' && p.height > 0 && p.width > 0,
+                  "--size expects two positive integers H W, got {} {}", hw.at(0), hw.at(1));
+  }
+
+  report::EvalOptions eo;
+  eo.batch = args.get_int("batch");
+  eo.device = s.device;
+  const report::EvalResult result = report::evaluate(*s.model, dataset, p, eo);
+
+  report::ReportOptions ro;
+  ro.title = "scalpel eval: " + s.model->name() + " on " + data_dir;
+  ro.model = s.model.get();
+  ro.preprocess = p;
+  ro.device = s.device;
+  ro.gallery_size = static_cast<int>(args.get_int("gallery"));
+  ro.history_path = report::find_history(args.get("weights"));
+  report::write_eval_report(result, out, ro);
+
+  const report::Metrics& m = result.metrics;
+  std::printf("%lld images, accuracy %.4f, balanced accuracy %.4f, macro F1 %.4f, macro AUC %.4f\n",
+              static_cast<long long>(m.samples), m.accuracy, m.balanced_accuracy, m.macro_f1, m.macro_auc);
+  std::printf("report: %s/report.html\n", out.c_str());
+  return 0;
+}
+
+SCALPEL_REGISTER_COMMAND({"eval", "metrics, predictions.csv and an HTML report on a labelled dataset", run_eval});
+
+}  // namespace
+}  // namespace scalpel::cli

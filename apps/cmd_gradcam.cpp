@@ -1,0 +1,49 @@
+// scalpel gradcam: a Grad-CAM heatmap of one image written as a PNG overlay (apps/gradcam.h).
+#include <cstdio>
+
+#include "apps/cli.h"
+#include "apps/gradcam.h"
+#include "apps/model_flags.h"
+#include "tensor/error.h"
+#include "tensor/npy.h"
+
+namespace scalpel::cli {
+namespace {
+
+int run_gradcam(const std::vector<std::string>& argv) {
+  Args args("gradcam", "--model M --weights W --image F --out PNG [--class K] [--layer NAME] [--npy RAW.npy]");
+  add_model_flags(args);
+  args.option("image", "image file to explain")
+      .option("out", "PNG to write: the heatmap blended over the preprocessed image")
+      .option("class", "class index to explain (default: the predicted class)", "-1")
+      .option("layer", "module whose activation is used (default: the model's last feature map)")
+      .option("npy", "also write the heatmap as float32 [H, W] .npy")
+      .option("alpha", "weight of the heatmap colours in the overlay", "0.45");
+  if (!args.parse(argv)) return 0;
+  const std::string image_path = args.require("image"), out = args.require("out");
+  SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel gradcam' (see scalpel gradcam --help)");
+  SCALPEL_CHECK(out.ends_with(".png") || out.ends_with(".PNG"), "--out {}: expected a .png path", out);
+
+  ModelSetup s = load_model_from_flags(args);
+  SCALPEL_CHECK(s.info.task == "classification", "gradcam: {} is a {} model; Grad-CAM needs a classifier",
+                s.info.name, s.info.task);
+  const data::Preprocess p = s.preprocess.is_null() ? default_preprocess(s.info, s.model->in_channels())
+                                                    : preprocess_from_json(s.preprocess);
+  const data::Image image = data::load_image(image_path);
+  const GradCamResult cam = gradcam(*s.model, data::preprocess(image, p).to(s.device), args.get_int("class"),
+                                    args.get("layer"));
+  data::save_image(out, gradcam_overlay(data::fit_image(image, p), cam, args.get_double("alpha")));
+  if (args.has("npy")) {
+    std::vector<double> v(cam.heatmap.begin(), cam.heatmap.end());
+    save_npy(args.get("npy"), Tensor::from_vector(v, {cam.height, cam.width}));
+  }
+  const std::string name = s.class_names.empty() ? std::to_string(cam.class_index) : s.class_names[cam.class_index];
+  std::printf("class %lld (%s, p = %.4f), layer %s -> %s\n", static_cast<long long>(cam.class_index), name.c_str(),
+              cam.probability, cam.layer.c_str(), out.c_str());
+  return 0;
+}
+
+SCALPEL_REGISTER_COMMAND({"gradcam", "Grad-CAM heatmap of an image as a PNG overlay", run_gradcam});
+
+}  // namespace
+}  // namespace scalpel::cli

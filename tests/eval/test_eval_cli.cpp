@@ -1,0 +1,181 @@
+// scalpel eval / gradcam / bench / data stats end to end through the CLI binary, on a tiny
+// generated image folder and a small random-weight checkpoint.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "apps/report/metrics.h"
+#include "data/image.h"
+#include "models/checkpoint.h"
+#include "models/registry.h"
+#include "support/cli_runner.h"
+#include "tensor/json.h"
+#include "tensor/npy.h"
+
+namespace scalpel {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_cli;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A temporary folder with data/<class>/<i>.png (3 classes x 4 images, 32x32, a class-dependent
+// colour plus noise), a 3-class mobilenet_v2 (width 0.25) checkpoint and a history.json beside it.
+class EvalCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new fs::path(fs::temp_directory_path() / ("scalpel-eval-test-" + std::to_string(::getpid())));
+    fs::create_directories(*root_);
+    const char* classes[] = {"cyst", "normal", "tumor"};
+    uint32_t seed = 1;
+    for (int c = 0; c < 3; ++c) {
+      fs::create_directories(*root_ / "data" / classes[c]);
+      for (int i = 0; i < 4; ++i) {
+        data::Image im(32, 32, 3);
+        for (size_t k = 0; k < im.pixels.size(); ++k) {
+          seed = seed * 1664525u + 1013904223u;
+          im.pixels[k] = static_cast<uint8_t>((k % 3 == static_cast<size_t>(c) ? 160 : 40) + (seed >> 27));
+        }
+        data::save_image((*root_ / "data" / classes[c] / (std::to_string(i) + ".png")).string(), im);
+      }
+    }
+    models::ModelOptions o;
+    o.classes = 3;
+    o.width = 0.25;
+    const auto model = models::create_model("mobilenet_v2", o);
+    models::save_checkpoint(weights(), *model, {"mobilenet_v2", o, {"cyst", "normal", "tumor"}, Json()});
+    std::ofstream(*root_ / "history.json") << R"([{"epoch": 1, "train_loss": 1.2, "val_accuracy": 0.4},
+                                                 {"epoch": 2, "train_loss": 0.9, "val_accuracy": 0.5}])";
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*root_);
+    delete root_;
+  }
+  static std::string weights() { return (*root_ / "model.safetensors").string(); }
+  static std::string data_dir() { return (*root_ / "data").string(); }
+  static std::string path(const std::string& name) { return (*root_ / name).string(); }
+  static void expect_error(const test::CliResult& r, const std::string& mentions) {
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_TRUE(r.first_err_line().starts_with("error: ")) << r.err;
+    EXPECT_NE(r.first_err_line().find(mentions), std::string::npos) << r.err;
+  }
+  static fs::path* root_;
+};
+fs::path* EvalCli::root_ = nullptr;
+
+TEST_F(EvalCli, EvalWritesMetricsPredictionsAndReport) {
+  const std::string out = path("report");
+  const auto r = run_cli({"eval", "--weights", weights(), "--data", data_dir(), "--report", out, "--size", "32", "32",
+                          "--gallery", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  const Json m = Json::parse(slurp(fs::path(out) / "metrics.json"));
+  ASSERT_EQ(m.at("classes").size(), 3u);
+  EXPECT_EQ(m.at("classes")[2].as_string(), "tumor");
+  int64_t total = 0;
+  for (const Json& row : m.at("confusion_matrix").as_array())
+    for (const Json& v : row.as_array()) total += v.as_int();
+  EXPECT_EQ(total, 12);
+  for (const char* key : {"precision", "recall", "specificity", "f1", "support", "auc"})
+    EXPECT_TRUE(m.at("per_class").at("normal").contains(key)) << key;
+  EXPECT_EQ(m.at("per_class").at("normal").at("support").as_int(), 4);
+
+  // predictions.csv agrees with metrics.json.
+  std::istringstream csv(slurp(fs::path(out) / "predictions.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "path,label,pred,p_cyst,p_normal,p_tumor");
+  int rows = 0, correct = 0;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> cells;
+    std::stringstream s(line);
+    for (std::string cell; std::getline(s, cell, ',');) cells.push_back(cell);
+    ASSERT_EQ(cells.size(), 6u) << line;
+    correct += cells[1] == cells[2];
+    const double sum = std::stod(cells[3]) + std::stod(cells[4]) + std::stod(cells[5]);
+    EXPECT_NEAR(sum, 1.0, 1e-4);
+    ++rows;
+  }
+  EXPECT_EQ(rows, 12);
+  EXPECT_NEAR(m.at("accuracy").as_number(), correct / 12.0, 1e-12);
+
+  const std::string html = slurp(fs::path(out) / "report.html");
+  EXPECT_EQ(html.find("http://"), std::string::npos);
+  EXPECT_EQ(html.find("https://"), std::string::npos);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find("ROC curves"), std::string::npos);
+  EXPECT_NE(html.find("Training curves"), std::string::npos);  // history.json beside the weights
+  if (correct < 12) {
+    EXPECT_NE(html.find("data:image/png;base64,"), std::string::npos);  // the error gallery
+  }
+}
+
+TEST_F(EvalCli, EvalBadInputIsOneErrorLine) {
+  expect_error(run_cli({"eval", "--weights", weights(), "--data", path("absent"), "--report", path("r1")}), "absent");
+  expect_error(run_cli({"eval", "--weights", path("absent.pt"), "--data", data_dir(), "--report", path("r2")}),
+               "absent.pt");
+  expect_error(run_cli({"eval", "--weights", weights(), "--data", data_dir(), "--report", path("r3"), "--bogus"}),
+               "--bogus");
+  // A 2-class model on 3-class data.
+  expect_error(run_cli({"eval", "--weights", weights(), "--classes", "2", "--data", data_dir(), "--report",
+                        path("r4"), "--size", "32", "32"}),
+               "classes");
+  EXPECT_FALSE(fs::exists(path("r4") + "/metrics.json"));
+}
+
+TEST_F(EvalCli, GradcamWritesOverlayAndRawMap) {
+  const std::string png = path("cam.png"), npy = path("cam.npy");
+  const std::string image = data_dir() + "/tumor/0.png";
+  const auto r = run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--npy", npy,
+                          "--class", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const data::Image im = data::load_image(png);
+  const Tensor heat = load_npy(npy);
+  ASSERT_EQ(heat.dim(), 2);
+  EXPECT_EQ(heat.size(0), im.height);
+  EXPECT_EQ(heat.size(1), im.width);
+  EXPECT_EQ(im.channels, 3);
+
+  std::ofstream(path("broken.png")) << "not an image";
+  expect_error(run_cli({"gradcam", "--weights", weights(), "--image", path("broken.png"), "--out", png}), "broken.png");
+  expect_error(run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--layer", "nope"}), "nope");
+  expect_error(run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--class", "7"}), "7");
+}
+
+TEST_F(EvalCli, BenchPrintsOneJsonObject) {
+  for (bool train : {false, true}) {
+    std::vector<std::string> argv = {"bench", "--model", "mobilenet_v2", "--width", "0.25", "--classes", "3",
+                                     "--batch", "2", "--size", "32", "32", "--iters", "2", "--warmup", "1", "--json"};
+    if (train) argv.push_back("--train");
+    const auto r = run_cli(argv);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Json j = Json::parse(r.out);
+    EXPECT_EQ(j.at("model").as_string(), "mobilenet_v2");
+    EXPECT_EQ(j.at("batch").as_int(), 2);
+    EXPECT_EQ(j.at("mode").as_string(), train ? "train" : "eval");
+    EXPECT_LE(j.at("ms_min").as_number(), j.at("ms_median").as_number());
+    EXPECT_GT(j.at("images_per_s").as_number(), 0);
+    EXPECT_GT(j.at("peak_rss_mib").as_number(), 0);
+  }
+  expect_error(run_cli({"bench", "--model", "nonet", "--json"}), "nonet");
+  expect_error(run_cli({"bench", "--model", "resnet18", "--iters", "0"}), "--iters");
+}
+
+TEST_F(EvalCli, DataStats) {
+  const auto r = run_cli({"data", "stats", data_dir(), "--no-duplicates"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("tumor"), std::string::npos) << r.out;
+  expect_error(run_cli({"data", "stats", path("absent")}), "absent");
+  expect_error(run_cli({"data", "nope"}), "nope");
+}
+
+}  // namespace
+}  // namespace scalpel
