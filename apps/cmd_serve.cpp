@@ -1,0 +1,98 @@
+// scalpel serve: the web page and JSON API of apps/serve/server.h for one or more models.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "apps/cli.h"
+#include "apps/model_flags.h"
+#include "apps/serve/server.h"
+#include "tensor/error.h"
+#include "tensor/json.h"
+
+namespace scalpel::cli {
+namespace {
+
+serve::Server* g_server = nullptr;  // for the signal handler: Ctrl-C stops serving cleanly
+
+// --config FILE: a JSON list of models, each an object of model flags without the dashes
+// plus an optional "name", e.g. [{"name": "chest", "model": "resnet18", "weights": "a.st"}].
+std::vector<std::shared_ptr<serve::ServedModel>> models_from_config(const std::string& path) {
+  std::ifstream in(path);
+  SCALPEL_CHECK(in.good(), "--config {}: cannot open", path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const Json config = Json::parse(text.str(), path);
+  SCALPEL_CHECK(config.is_array(), "--config {}: expected a JSON list of models", path);
+  std::vector<std::shared_ptr<serve::ServedModel>> out;
+  for (const Json& entry : config.as_array()) {
+    SCALPEL_CHECK(entry.is_object(), "--config {}: each model must be a JSON object", path);
+    std::vector<std::string> argv;
+    std::string name;
+    for (const auto& [key, value] : entry.as_object()) {
+      const std::string v = value.is_string() ? value.as_string() : value.dump();
+      if (key == "name") {
+        name = v;
+      } else {
+        argv.push_back("--" + key);
+        argv.push_back(v);
+      }
+    }
+    Args args("serve", "(config entry)");
+    add_model_flags(args);
+    args.parse(argv);
+    out.push_back(serve::load_served_model(args, name));
+  }
+  return out;
+}
+
+int run_serve(const std::vector<std::string>& argv) {
+  Args args("serve",
+            "--model M --weights W [--port P] [--host H] [--name N] [--config MODELS.json] [--reports DIR] ...");
+  add_model_flags(args);
+  args.option("port", "TCP port (0: any free port)", "8080")
+      .option("host", "address to listen on (default loopback only; 0.0.0.0 exposes the server)", "127.0.0.1")
+      .option("name", "name of the --model on the page and in the API (default: the model name)")
+      .option("config", "JSON list of further models: [{\"name\": N, \"model\": M, \"weights\": W, ...}]")
+      .option("reports", "folder whose report.html files (scalpel eval) the /reports page lists")
+      .option("max-upload-mb", "largest accepted upload in MB", "20")
+      .option("threads", "connection worker threads", "4")
+      .option("queue", "inference requests admitted at once; more get HTTP 503", "8")
+      .option("timeout", "socket read/write timeout in seconds", "30");
+  if (!args.parse(argv)) return 0;
+
+  std::vector<std::shared_ptr<serve::ServedModel>> models;
+  if (args.has("model") || args.has("weights")) models.push_back(serve::load_served_model(args, args.get("name")));
+  if (args.has("config"))
+    for (auto& m : models_from_config(args.get("config"))) models.push_back(std::move(m));
+  SCALPEL_CHECK(!models.empty(), "serve: give --model M --weights W or --config MODELS.json");
+
+  serve::ServeOptions o;
+  o.host = args.get("host");
+  o.port = static_cast<int>(args.get_int("port"));
+  SCALPEL_CHECK(o.port >= 0 && o.port <= 65535, "--port {}: expected 0..65535", o.port);
+  const double mb = args.get_double("max-upload-mb");
+  SCALPEL_CHECK(mb > 0, "--max-upload-mb {}: must be positive", mb);
+  o.max_upload_bytes = static_cast<size_t>(mb * 1024 * 1024);
+  o.threads = static_cast<int>(args.get_int("threads"));
+  o.queue = static_cast<int>(args.get_int("queue"));
+  o.timeout_s = static_cast<int>(args.get_int("timeout"));
+  SCALPEL_CHECK(o.timeout_s > 0, "--timeout {}: must be positive", o.timeout_s);
+  o.reports_dir = args.get("reports");
+
+  serve::Server server(models, o);
+  const int port = server.bind();
+  std::printf("serving %zu model(s) on http://%s:%d/ (Ctrl-C to stop)\n", models.size(), o.host.c_str(), port);
+  std::fflush(stdout);
+  g_server = &server;
+  std::signal(SIGINT, [](int) { g_server->stop(); });
+  std::signal(SIGTERM, [](int) { g_server->stop(); });
+  server.run();
+  g_server = nullptr;
+  return 0;
+}
+
+SCALPEL_REGISTER_COMMAND({"serve", "web page and JSON API for predictions and Grad-CAM", run_serve});
+
+}  // namespace
+}  // namespace scalpel::cli

@@ -1,0 +1,107 @@
+// The page `scalpel serve` answers at `/`: one self-contained file (inline CSS and script,
+// no CDN, no web fonts) so it works on an offline hospital network.
+#include "apps/serve/server.h"
+
+namespace scalpel::serve {
+
+const char* page_html() {
+  return R"PAGE(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>scalpel</title>
+<style>
+ body{font-family:system-ui,sans-serif;margin:0;background:#f4f6f8;color:#1d2630}
+ header{background:#1d3557;color:#fff;padding:12px 20px;display:flex;gap:20px;align-items:center}
+ header h1{font-size:20px;margin:0} header a{color:#cfe3ff}
+ main{max-width:1100px;margin:0 auto;padding:16px}
+ .notice{background:#fff4d6;border:1px solid #e0b84a;padding:10px 14px;border-radius:6px;font-weight:600}
+ #drop{border:2px dashed #7a8a9a;border-radius:8px;padding:28px;text-align:center;background:#fff;margin:14px 0;cursor:pointer}
+ #drop.over{background:#e3f0ff}
+ .card{background:#fff;border-radius:8px;padding:14px;margin:12px 0;box-shadow:0 1px 3px #0002}
+ .imgs{display:flex;gap:16px;flex-wrap:wrap}
+ .imgs figure{margin:0} .imgs img{max-width:320px;max-height:320px;display:block}
+ .stack{position:relative} .stack img.heat{position:absolute;left:0;top:0;width:100%;height:100%}
+ .bar{display:flex;align-items:center;gap:8px;margin:3px 0;font-size:14px}
+ .bar .label{width:160px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+ .bar .track{flex:1;background:#e6eaee;height:14px;border-radius:3px}
+ .bar .fill{background:#457b9d;height:100%;border-radius:3px}
+ .top{font-size:18px;margin:6px 0} .err{color:#b00020;font-weight:600}
+</style></head><body>
+<header><h1>scalpel</h1><label>Model <select id="model"></select></label><a href="/reports">Reports</a></header>
+<main>
+<p class="notice">Decision aid, not a diagnosis. Results must be reviewed by a qualified clinician.</p>
+<div id="drop">Drop image(s) here or click to choose<input id="file" type="file" accept="image/*" multiple hidden></div>
+<label>Grad-CAM opacity <input id="alpha" type="range" min="0" max="100" value="45"></label>
+<div id="results"></div>
+</main>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
+
+async function loadModels() {
+  const r = await fetch("/api/models");
+  for (const m of await r.json()) {
+    const o = el("option", "", m.name + " (" + m.classes.length + " classes)");
+    o.value = m.name; $("model").appendChild(o);
+  }
+}
+
+function form(file, alpha) {
+  const f = new FormData();
+  f.append("image", file); f.append("model", $("model").value);
+  if (alpha !== undefined) f.append("alpha", alpha);
+  return f;
+}
+
+async function analyse(file) {
+  const card = el("div", "card");
+  card.appendChild(el("h3", "", file.name));
+  $("results").prepend(card);
+  const imgs = el("div", "imgs");
+  const orig = el("figure"); const oi = el("img"); oi.src = URL.createObjectURL(file); oi.alt = "original";
+  orig.append(oi, el("figcaption", "", "original"));
+  imgs.appendChild(orig); card.appendChild(imgs);
+  try {
+    const r = await fetch("/api/predict", {method: "POST", body: form(file)});
+    const j = await r.json();
+    if (!r.ok) throw new Error(j.error || r.statusText);
+    const best = j.top[0];
+    card.appendChild(el("p", "top", "Top class: " + best.class + " (" + (100 * best.p).toFixed(1) + "% confidence)"));
+    const names = Object.keys(j.probs).sort((a, b) => j.probs[b] - j.probs[a]);
+    for (const n of names) {
+      const bar = el("div", "bar"); const track = el("div", "track"); const fill = el("div", "fill");
+      fill.style.width = (100 * j.probs[n]).toFixed(1) + "%"; track.appendChild(fill);
+      bar.append(el("span", "label", n), track, el("span", "", (100 * j.probs[n]).toFixed(1) + "%"));
+      card.appendChild(bar);
+    }
+    // alpha 1: the heatmap colours alone; alpha 0: the model's view of the image (same size).
+    const [g, v] = await Promise.all([fetch("/api/gradcam", {method: "POST", body: form(file, 1)}),
+                                      fetch("/api/gradcam", {method: "POST", body: form(file, 0)})]);
+    if (!g.ok) throw new Error("Grad-CAM: " + ((await g.json()).error || g.statusText));
+    if (!v.ok) throw new Error("Grad-CAM: " + ((await v.json()).error || v.statusText));
+    const fig = el("figure"); const stack = el("div", "stack");
+    const base = el("img"); const heat = el("img", "heat");
+    heat.src = URL.createObjectURL(await g.blob()); heat.alt = "Grad-CAM";
+    base.src = URL.createObjectURL(await v.blob()); base.alt = "model input";
+    heat.style.opacity = $("alpha").value / 100;
+    stack.append(base, heat);
+    fig.append(stack, el("figcaption", "", "Grad-CAM (" + (g.headers.get("X-Class") || "") + ")"));
+    imgs.appendChild(fig);
+  } catch (e) {
+    card.appendChild(el("p", "err", "Error: " + e.message));
+  }
+}
+
+function handle(files) { for (const f of files) analyse(f); }
+$("drop").onclick = () => $("file").click();
+$("file").onchange = (e) => handle(e.target.files);
+$("drop").ondragover = (e) => { e.preventDefault(); $("drop").classList.add("over"); };
+$("drop").ondragleave = () => $("drop").classList.remove("over");
+$("drop").ondrop = (e) => { e.preventDefault(); $("drop").classList.remove("over"); handle(e.dataTransfer.files); };
+$("alpha").oninput = () => { for (const h of document.querySelectorAll("img.heat")) h.style.opacity = $("alpha").value / 100; };
+loadModels();
+</script></body></html>
+)PAGE";
+}
+
+}  // namespace scalpel::serve

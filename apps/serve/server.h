@@ -1,0 +1,80 @@
+#pragma once
+// The `scalpel serve` web server: an offline single-page UI at `/` and a JSON API
+// (../shared/interface.md):
+//   GET  /api/models   [{"name", "classes": [names]}, ...]
+//   POST /api/predict  multipart, file field `image`, optional field `model`
+//                      -> {"model", "top": [{"class", "p"}...], "probs": {name: p}}
+//   POST /api/gradcam  same form, optional `class` (index, default the top class) and `alpha`
+//                      (heatmap weight, default 0.45) -> image/png overlay at the model's input
+//                      size (X-Class header names the class); alpha 0 returns the model's view
+//                      of the image without running Grad-CAM
+//   GET  /reports      (with reports_dir) links to every report.html under it;
+//   GET  /reports/<relative path>  one file under reports_dir (no `..`, no symlink escape).
+// Errors are JSON {"error": "..."}: 400 bad upload, 404 unknown model/route, 413 too large,
+// 503 when the inference queue is full. Any scalpel::Error raised by a request answers 400;
+// no request can stop the server.
+//
+// Concurrency: httplib serves connections on `threads` workers; at most `queue` predict /
+// gradcam requests are admitted at once (the rest get 503), and inference on one model is
+// serialized by its mutex because modules are not thread-safe.
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "apps/args.h"
+#include "data/preprocess.h"
+#include "models/model.h"
+#include "tensor/device.h"
+
+namespace scalpel::serve {
+
+struct ServedModel {
+  std::string name;                      // what the page and the `model` field use
+  std::shared_ptr<models::Model> model;  // put in evaluation mode by the server
+  Device device;
+  data::Preprocess preprocess;
+  std::vector<std::string> class_names;  // one per output; indices when the weights name none
+  std::mutex mutex;                      // serializes inference on `model`
+};
+
+// The model the shared model flags (apps/model_flags.h) describe, ready to serve: its
+// checkpoint's preprocessing and class names, else the model's defaults and indices.
+// Error when it is not a classifier.
+std::shared_ptr<ServedModel> load_served_model(const cli::Args& args, const std::string& name = "");
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";  // loopback unless asked otherwise
+  int port = 8080;                 // 0: any free port (see Server::port)
+  size_t max_upload_bytes = 20u << 20;
+  int threads = 4;                 // connection workers
+  int queue = 8;                   // admitted inference requests (running + waiting)
+  int timeout_s = 30;              // socket read/write timeout
+  std::string reports_dir;         // empty: no /reports pages
+};
+
+class Server {
+ public:
+  // Error when `models` is empty, a name repeats, or reports_dir is not a directory.
+  Server(std::vector<std::shared_ptr<ServedModel>> models, ServeOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds host:port (Error naming them on failure); returns the bound port.
+  int bind();
+  // Serves until stop(); call after bind(), from any one thread.
+  void run();
+  void stop();  // thread-safe; run() returns soon after
+  int port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The embedded page (apps/serve/page.cpp): self-contained HTML, no external resources.
+const char* page_html();
+
+}  // namespace scalpel::serve
