@@ -161,6 +161,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   SCALPEL_CHECK((x.dim() == 4 || x.dim() == 2) && x.size(1) == num_features,
                 "{} (BatchNorm2d {}): expected {} channels in an NCHW or NC input, got input {}", label(), describe(),
                 num_features, shape_str(x.shape()));
+  if (folded && !training_) return x;  // already applied by the preceding conv (models/fuse.h)
   if (training_) {
     // A host-side counter, wherever the module lives (to(cpu) is the tensor itself on the CPU).
     Tensor count = num_batches_tracked.to(Device::cpu());

@@ -97,6 +97,9 @@ class BatchNorm2d : public Module {
   const int64_t num_features;
   const double eps, momentum;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+  // Set by models::fuse_batchnorm (models/fuse.h) once this layer's eval transform is folded
+  // into the preceding conv: forward in eval mode then returns its input unchanged.
+  bool folded = false;
 };
 
 class MaxPool2d : public Module {

@@ -1,0 +1,161 @@
+// Whole-model timings for bench/compare.sh (used while `scalpel bench` is not built): best-of-N
+// milliseconds of model zoo networks, one JSON object per line in the format of
+// bench/peers/torch_bench.py. Not a Google Benchmark binary: the comparison needs one number
+// per (model, batch, mode) in the same format as the peers.
+//
+//   bench_models [--models a,b] [--batches 1,8] [--size 224] [--iters 5] [--threads 2]
+//                [--train] [--no-fuse] [--profile]
+// --profile adds, per inference run, the time by layer type measured with a forward hook
+// (the time since the previous module call ends; composite modules get the functional ops of
+// their forward: residual adds, activations called as functions).
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "layers/loss.h"
+#include "layers/modules.h"
+#include "layers/optim.h"
+#include "models/fuse.h"
+#include "models/registry.h"
+#include "tensor/parallel.h"
+#include "tensor/random.h"
+
+namespace {
+
+using namespace scalpel;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+double best_ms(const std::function<void()>& fn, int iters, int warmup = 2) {
+  for (int i = 0; i < warmup; ++i) fn();
+  double best = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < iters; ++i) {
+    const auto t0 = Clock::now();
+    fn();
+    best = std::min(best, ms_since(t0));
+  }
+  return best;
+}
+
+double rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');) out.push_back(item);
+  return out;
+}
+
+// Per leaf-module type: a Conv2d is "Conv2d 1x1", "Conv2d 3x3", "Conv2d dw3x3", ...
+std::string layer_kind(nn::Module& m) {
+  if (auto* conv = dynamic_cast<nn::Conv2d*>(&m)) {
+    const std::string k = std::to_string(conv->kernel[0]) + "x" + std::to_string(conv->kernel[1]);
+    const bool depthwise = conv->options.groups == conv->in_channels && conv->in_channels > 1;
+    return "Conv2d " + std::string(depthwise ? "dw" : "") + k;
+  }
+  return m.named_children().empty() ? m.type() : "functional ops in " + m.type() + "::forward";
+}
+
+std::string profile_json(nn::Module& model, const Tensor& x) {
+  std::map<std::string, double> ms;
+  auto last = Clock::now();
+  {
+    nn::ForwardHookGuard hook([&](nn::Module& m, const Tensor&, const Tensor&) {
+      ms[layer_kind(m)] += ms_since(last);
+      last = Clock::now();
+    });
+    last = Clock::now();
+    model(x);
+  }
+  std::string out = "{";
+  for (const auto& [kind, t] : ms) out += (out.size() > 1 ? ", \"" : "\"") + kind + "\": " + std::to_string(t);
+  return out + "}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string models = "resnet50,mobilenet_v2,efficientnet_b0", batches = "1,8";
+  int64_t size = 224;
+  int iters = 5, threads = 2;
+  bool train = false, fuse = true, profile = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_models: %s needs a value\n", a.c_str());
+        std::exit(1);
+      }
+      return argv[++i];
+    };
+    if (a == "--models") models = value();
+    else if (a == "--batches") batches = value();
+    else if (a == "--size") size = std::stoll(value());
+    else if (a == "--iters") iters = std::stoi(value());
+    else if (a == "--threads") threads = std::stoi(value());
+    else if (a == "--train") train = true;
+    else if (a == "--no-fuse") fuse = false;
+    else if (a == "--profile") profile = true;
+    else {
+      std::fprintf(stderr, "bench_models: unknown argument %s\n", a.c_str());
+      return 1;
+    }
+  }
+  try {
+    set_num_threads(threads);
+    for (const std::string& name : split(models)) {
+      auto model = models::create_model(name);
+      model->eval();
+      if (fuse) models::fuse_batchnorm(*model, {1, 3, size, size});
+      for (const std::string& b : split(batches)) {
+        const int64_t batch = std::stoll(b);
+        const Tensor x = randn({batch, 3, size, size});
+        NoGradGuard no_grad;
+        const double ms = best_ms([&] { (*model)(x); }, iters);
+        std::printf("{\"peer\": \"scalpel\", \"model\": \"%s\", \"batch\": %lld, \"mode\": \"inference\", \"ms\": %.3f, "
+                    "\"variant\": \"%s\", \"rss_mb\": %.1f%s%s}\n",
+                    name.c_str(), static_cast<long long>(batch), ms, fuse ? "bn folded" : "unfused", rss_mb(),
+                    profile ? ", \"profile_ms\": " : "", profile ? profile_json(*model, x).c_str() : "");
+        std::fflush(stdout);
+      }
+      if (train) {
+        auto trainee = models::create_model(name);  // unfused: training needs the real BN layers
+        trainee->train();
+        nn::SGD sgd({nn::ParamGroup{trainee->parameters(), 0.01}}, nn::SGDOptions{.momentum = 0.9});
+        const Tensor x = randn({8, 3, size, size});
+        std::vector<double> labels;
+        for (int i = 0; i < 8; ++i) labels.push_back(i * 97 % 1000);
+        const Tensor y = Tensor::from_vector(labels, {8}, DType::I64);
+        const double ms = best_ms(
+            [&] {
+              sgd.zero_grad();
+              backward(nn::cross_entropy((*trainee)(x), y));
+              sgd.step();
+            },
+            std::max(2, iters / 2), 1);
+        std::printf("{\"peer\": \"scalpel\", \"model\": \"%s\", \"batch\": 8, \"mode\": \"train\", \"ms\": %.3f, "
+                    "\"variant\": \"sgd momentum 0.9\", \"rss_mb\": %.1f}\n",
+                    name.c_str(), ms, rss_mb());
+        std::fflush(stdout);
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,29 @@
+#pragma once
+// Inference fusion: fold each eval-mode BatchNorm2d into the Conv2d that feeds it.
+//
+// BN(conv(x)) = s * (W x + b - mean) + beta with s = gamma / sqrt(var + eps), per output
+// channel, is the conv with W' = s W and b' = s (b - mean) + beta. The pass rewrites the conv's
+// weight (and bias, created when the conv had none) in place and marks the BatchNorm2d
+// `folded`, so its eval forward returns its input: one elementwise pass over every conv output
+// less, the same logits up to float rounding.
+#include <cstdint>
+
+#include "layers/module.h"
+
+namespace scalpel::models {
+
+struct FuseReport {
+  int64_t batchnorms = 0;  // BatchNorm2d layers called in the probe forward
+  int64_t folded = 0;      // of those, folded into their conv
+};
+
+// Folds, in place, every BatchNorm2d whose input is the output of a Conv2d and of nothing
+// else's input among the module calls of one probe forward on zeros of `input_shape` (pairs
+// are found from the data flow, not from names or registration order). A conv whose output
+// also feeds another module, a module called more than once per forward, a non-float32 or
+// non-CPU parameter leave the pair unfused. Inference only: `model` must be in eval mode
+// (Error otherwise), and a fused model must not be trained (its BN layers then no longer see
+// the raw conv output). Running it twice folds nothing the second time.
+FuseReport fuse_batchnorm(nn::Module& model, const Shape& input_shape);
+
+}  // namespace scalpel::models

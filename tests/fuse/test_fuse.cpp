@@ -1,0 +1,98 @@
+// BatchNorm folding (models/fuse.h): same logits as the unfused model in eval mode.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/autograd.h"
+#include "layers/modules.h"
+#include "models/fuse.h"
+#include "models/registry.h"
+#include "tensor/error.h"
+#include "tensor/random.h"
+
+namespace scalpel::models {
+namespace {
+
+// Random running statistics and affine parameters, so folding has something to fold.
+void randomize_batchnorms(nn::Module& model, Generator& gen) {
+  for (auto& [name, m] : model.named_modules()) {
+    auto* bn = dynamic_cast<nn::BatchNorm2d*>(m);
+    if (!bn) continue;
+    uniform_(bn->running_mean, -0.5, 0.5, gen);
+    uniform_(bn->running_var, 0.5, 2.0, gen);
+    if (bn->weight.defined()) uniform_(bn->weight, 0.5, 1.5, gen);
+    if (bn->bias.defined()) uniform_(bn->bias, -0.5, 0.5, gen);
+  }
+}
+
+int64_t count_batchnorms(nn::Module& model) {
+  int64_t n = 0;
+  for (auto& [name, m] : model.named_modules()) n += dynamic_cast<nn::BatchNorm2d*>(m) != nullptr;
+  return n;
+}
+
+// max |a - b| / max |a|
+double relative_diff(const Tensor& a, const Tensor& b) {
+  const Tensor ac = a.contiguous(), bc = b.contiguous();
+  const float* pa = ac.data<float>();
+  const float* pb = bc.data<float>();
+  double diff = 0, scale = 0;
+  for (int64_t i = 0; i < ac.numel(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(pa[i]) - pb[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(pa[i])));
+  }
+  return diff / scale;
+}
+
+class FuseModel : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(FuseModel, FoldsEveryBatchNormAndKeepsTheLogits) {
+  Generator gen(7);
+  auto model = create_model(GetParam());
+  randomize_batchnorms(*model, gen);
+  model->eval();
+  const Shape shape{2, 3, 96, 96};
+  const Tensor x = randn(shape, gen);
+  NoGradGuard no_grad;
+  const Tensor expected = (*model)(x);
+
+  const FuseReport report = fuse_batchnorm(*model, shape);
+  EXPECT_EQ(report.batchnorms, count_batchnorms(*model));
+  EXPECT_EQ(report.folded, report.batchnorms);  // every BN of these nets follows a conv
+  const Tensor fused = (*model)(x);
+  ASSERT_EQ(fused.shape(), expected.shape());
+  EXPECT_LE(relative_diff(expected, fused), 1e-4);
+
+  EXPECT_EQ(fuse_batchnorm(*model, shape).folded, 0);  // already folded
+  EXPECT_LE(relative_diff(expected, (*model)(x)), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, FuseModel, ::testing::Values("resnet18", "mobilenet_v2", "efficientnet_b0"));
+
+TEST(Fuse, RefusesTrainingMode) {
+  auto model = create_model("resnet18");
+  EXPECT_THROW(fuse_batchnorm(*model, {1, 3, 64, 64}), Error);
+}
+
+// A BN that reads something other than a lone conv output stays as it is.
+TEST(Fuse, LeavesBatchNormWithoutConvProducer) {
+  nn::Sequential net;
+  net.register_module("bn0", std::make_shared<nn::BatchNorm2d>(3));
+  net.register_module("conv", std::make_shared<nn::Conv2d>(3, 4, 3));
+  net.register_module("pool", std::make_shared<nn::MaxPool2d>(nn::Pool2dOptions{.kernel = {2, 2}}));
+  net.register_module("bn1", std::make_shared<nn::BatchNorm2d>(4));
+  Generator gen(3);
+  randomize_batchnorms(net, gen);
+  net.eval();
+  const Tensor x = randn({1, 3, 8, 8}, gen);
+  NoGradGuard no_grad;
+  const Tensor expected = net(x);
+  const FuseReport report = fuse_batchnorm(net, {1, 3, 8, 8});
+  EXPECT_EQ(report.batchnorms, 2);
+  EXPECT_EQ(report.folded, 0);
+  EXPECT_EQ(relative_diff(expected, net(x)), 0.0);
+}
+
+}  // namespace
+}  // namespace scalpel::models
