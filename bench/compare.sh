@@ -3,14 +3,16 @@
 # in one run, 2 threads each, best of N. Prints a table of ms and ratios (ours / best peer).
 #
 #   bench/compare.sh [--models resnet50,mobilenet_v2,efficientnet_b0] [--batches 1,8]
-#                    [--size 224] [--iters 5] [--train] [--build build-perf]
+#                    [--size 224] [--iters 5] [--train] [--build build-perf] [--ours auto|cli|fused]
 # Ours: `<build>/bin/scalpel bench --model M --batch N --size H W --iters K [--train] --json`
-# when that command exists, else <build>/bin/bench_models (bench/bench_models.cpp, BN folded).
+# (--ours cli; its ms_min, as the peers report their best), or <build>/bin/bench_models
+# (--ours fused: bench/bench_models.cpp, BatchNorm folded by models/fuse.h). auto: cli when
+# that command exists, else fused.
 # Raw JSON lines are kept in $OUT_DIR (default: a temporary folder, printed at the end).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-models=resnet50,mobilenet_v2,efficientnet_b0 batches=1,8 size=224 iters=5 train="" build="$root/build-perf"
+models=resnet50,mobilenet_v2,efficientnet_b0 batches=1,8 size=224 iters=5 train="" build="$root/build-perf" ours=auto
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --models) models="$2"; shift 2 ;;
@@ -19,6 +21,7 @@ while [[ $# -gt 0 ]]; do
     --iters) iters="$2"; shift 2 ;;
     --train) train=1; shift ;;
     --build) build="$(cd "$2" && pwd)"; shift 2 ;;
+    --ours) ours="$2"; shift 2 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
   esac
 done
@@ -29,22 +32,25 @@ results="$out/results.jsonl"
 export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
 
 echo "== ours" >&2
-if "$build/bin/scalpel" bench --help > /dev/null 2>&1; then
+if [[ "$ours" == auto ]]; then
+  if "$build/bin/scalpel" bench --help > /dev/null 2>&1; then ours=cli; else ours=fused; fi
+fi
+if [[ "$ours" == cli ]]; then
   for m in ${models//,/ }; do
     for b in ${batches//,/ }; do
-      "$build/bin/scalpel" bench --model "$m" --batch "$b" --size "$size" "$size" --iters "$iters" --json |
-        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=int(sys.argv[2]), mode="inference"); d.setdefault("ms", d.get("best_ms", d.get("median_ms"))); print(json.dumps(d))' "$m" "$b" >> "$results"
+      "$build/bin/scalpel" bench --model "$m" --batch "$b" --size "$size" "$size" --iters "$iters" --threads 2 --json |
+        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=int(sys.argv[2]), mode="inference"); d.update(ms=d["ms_min"], rss_mb=d["peak_rss_mib"], variant="scalpel bench (unfused)"); print(json.dumps(d))' "$m" "$b" >> "$results"
     done
     if [[ -n "$train" ]]; then
-      "$build/bin/scalpel" bench --model "$m" --batch 8 --size "$size" "$size" --iters "$iters" --train --json |
-        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=8, mode="train"); d.setdefault("ms", d.get("best_ms", d.get("median_ms"))); print(json.dumps(d))' "$m" >> "$results"
+      "$build/bin/scalpel" bench --model "$m" --batch 8 --size "$size" "$size" --iters "$iters" --threads 2 --train --json |
+        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=8, mode="train"); d.update(ms=d["ms_min"], rss_mb=d["peak_rss_mib"], variant="scalpel bench (unfused)"); print(json.dumps(d))' "$m" >> "$results"
     fi
   done
-elif [[ -x "$build/bin/bench_models" ]]; then
+elif [[ "$ours" == fused && -x "$build/bin/bench_models" ]]; then
   "$build/bin/bench_models" --models "$models" --batches "$batches" --size "$size" --iters "$iters" \
     ${train:+--train} >> "$results"
 else
-  echo "compare.sh: neither $build/bin/scalpel bench nor $build/bin/bench_models; build one with" >&2
+  echo "compare.sh: no $build/bin/bench_models (--ours $ours); build it with" >&2
   echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release -DSCALPEL_BUILD_BENCH=ON && cmake --build $build -j2 --target bench_models" >&2
   exit 1
 fi
