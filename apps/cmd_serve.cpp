@@ -61,12 +61,7 @@ int run_serve(const std::vector<std::string>& argv) {
       .option("timeout", "socket read/write timeout in seconds", "30");
   if (!args.parse(argv)) return 0;
 
-  std::vector<std::shared_ptr<serve::ServedModel>> models;
-  if (args.has("model") || args.has("weights")) models.push_back(serve::load_served_model(args, args.get("name")));
-  if (args.has("config"))
-    for (auto& m : models_from_config(args.get("config"))) models.push_back(std::move(m));
-  SCALPEL_CHECK(!models.empty(), "serve: give --model M --weights W or --config MODELS.json");
-
+  // Options are checked before the (slow) model loading.
   serve::ServeOptions o;
   o.host = args.get("host");
   o.port = static_cast<int>(args.get_int("port"));
@@ -79,6 +74,12 @@ int run_serve(const std::vector<std::string>& argv) {
   o.timeout_s = static_cast<int>(args.get_int("timeout"));
   SCALPEL_CHECK(o.timeout_s > 0, "--timeout {}: must be positive", o.timeout_s);
   o.reports_dir = args.get("reports");
+
+  std::vector<std::shared_ptr<serve::ServedModel>> models;
+  if (args.has("model") || args.has("weights")) models.push_back(serve::load_served_model(args, args.get("name")));
+  if (args.has("config"))
+    for (auto& m : models_from_config(args.get("config"))) models.push_back(std::move(m));
+  SCALPEL_CHECK(!models.empty(), "serve: give --model M --weights W or --config MODELS.json");
 
   serve::Server server(models, o);
   const int port = server.bind();
