@@ -54,8 +54,7 @@ class ServeTest : public ::testing::Test {
     cli::Args args("serve", "");
     cli::add_model_flags(args);
     args.parse({"--weights", weights});
-    std::vector<std::shared_ptr<serve::ServedModel>> served = {serve::load_served_model(args, "tiny"),
-                                                               serve::load_served_model(args, "tiny2")};
+    served_ = {serve::load_served_model(args, "tiny"), serve::load_served_model(args, "tiny2")};
     serve::ServeOptions o;
     o.port = 0;
     o.max_upload_bytes = kMaxUpload;
@@ -63,7 +62,7 @@ class ServeTest : public ::testing::Test {
     o.queue = 3;
     o.timeout_s = 10;
     o.reports_dir = (root_ / "reports").string();
-    server_ = new serve::Server(served, o);
+    server_ = new serve::Server(served_, o);
     port_ = server_->bind();
     thread_ = new std::thread([] { server_->run(); });
   }
@@ -73,6 +72,7 @@ class ServeTest : public ::testing::Test {
     thread_->join();
     delete thread_;
     delete server_;
+    served_.clear();
     fs::remove_all(root_);
   }
 
@@ -97,6 +97,7 @@ class ServeTest : public ::testing::Test {
   }
 
   static inline fs::path root_;
+  static inline std::vector<std::shared_ptr<serve::ServedModel>> served_;
   static inline serve::Server* server_ = nullptr;
   static inline std::thread* thread_ = nullptr;
   static inline int port_ = 0;
@@ -202,6 +203,41 @@ TEST_F(ServeTest, BurstIsServedOrRefusedAndServerSurvives) {
   auto after = post("/api/predict", png);
   ASSERT_TRUE(after);
   EXPECT_EQ(after->status, 200);
+}
+
+TEST_F(ServeTest, FullQueueAnswers503) {
+  // A second server admitting one request: while the model's mutex is held, one of two
+  // concurrent requests waits (admitted) and the other must be refused at once.
+  serve::ServeOptions o;
+  o.port = 0;
+  o.queue = 1;
+  serve::Server server(served_, o);
+  const int port = server.bind();
+  std::thread runner([&] { server.run(); });
+  const std::string png = test_png();
+  std::atomic<int> first{0};
+  std::vector<int> status(2, 0);
+  std::vector<std::thread> requests;
+  {
+    std::unique_lock<std::mutex> hold(served_[0]->mutex);
+    for (int i = 0; i < 2; ++i)
+      requests.emplace_back([&, i] {
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(30, 0);
+        auto r = c.Post("/api/predict", httplib::MultipartFormDataItems{{"image", png, "x.png", "image/png"}});
+        status[i] = r ? r->status : -1;
+        int expected = 0;
+        first.compare_exchange_strong(expected, status[i]);
+      });
+    for (int waited = 0; first.load() == 0 && waited < 1000; ++waited)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(first.load(), 503);  // answered while the other still waits for the model
+  }
+  for (auto& t : requests) t.join();
+  std::sort(status.begin(), status.end());
+  EXPECT_EQ(status, (std::vector<int>{200, 503}));
+  server.stop();
+  runner.join();
 }
 
 }  // namespace
