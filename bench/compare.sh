@@ -30,6 +30,8 @@ mkdir -p "$out/onnx"
 results="$out/results.jsonl"
 : > "$results"
 export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+# On a shared, loaded machine libgomp's default spin-waiting makes PyTorch (and our OpenMP
+# loops) 10-60x slower; run with OMP_WAIT_POLICY=PASSIVE there (ONNX Runtime has its own pool).
 
 echo "== ours" >&2
 if [[ "$ours" == auto ]]; then

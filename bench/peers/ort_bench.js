@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // ONNX Runtime peer for bench/compare.sh: best-of-N inference times (ms) of the ONNX models
 // torch_bench.py --export wrote. Usage: node ort_bench.js DIR models batches size iters
-// Prints one JSON object per line, as torch_bench.py.
+// Prints one JSON object per line, as torch_bench.py. ORT_SPIN=0 turns off the spinning of
+// ORT's thread pool (what OMP_WAIT_POLICY=PASSIVE does for OpenMP): fairer on a loaded machine.
 'use strict';
 const ort = require('onnxruntime-node');
 
@@ -18,6 +19,7 @@ async function main() {
   for (const model of models.split(',')) {
     const session = await ort.InferenceSession.create(`${dir}/${model}.onnx`, {
       intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential',
+      ...(process.env.ORT_SPIN === '0' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
     });
     for (const batch of batches.split(',').map(Number)) {
       const feeds = { input: randomInput(batch, Number(size)) };
@@ -29,7 +31,7 @@ async function main() {
         best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
       }
       console.log(JSON.stringify({
-        peer: 'onnxruntime', model, batch, mode: 'inference', ms: best, variant: `ort ${ort.env.versions.common}`,
+        peer: 'onnxruntime', model, batch, mode: 'inference', ms: best, variant: `ort ${ort.env.versions.common}${process.env.ORT_SPIN === '0' ? ' no spinning' : ''}`,
         rss_mb: process.memoryUsage().rss / 1048576,
       }));
     }
