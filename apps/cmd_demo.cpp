@@ -91,7 +91,7 @@ int run_demo(const std::vector<std::string>& argv) {
   // Evaluate the best epoch's weights on the held-out test split.
   const auto best = models::read_checkpoint(trained.best_path);
   SCALPEL_CHECK(best.has_value(), "{}: not a scalpel checkpoint", trained.best_path);
-  model->load_state_dict(best->model);
+  train::load_checkpoint_state(*model, best->model);
   data::Dataset test = dataset.split_part("test");
   if (test.samples.empty()) test = dataset.split_part("val");
   const report::EvalResult result = report::evaluate(*model, test, config.preprocess);

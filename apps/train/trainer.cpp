@@ -100,7 +100,7 @@ EvalStats evaluate(models::Model& model, data::DataLoader& loader, const nn::Cro
     const Tensor logits = model.forward(b.images.to(device));
     const Tensor target = b.labels.to(device);
     loss_sum += nn::cross_entropy(logits, target, loss_options).item() * static_cast<double>(b.size());
-    const auto p = argmax(logits, 1).to(Device::cpu()).values<int64_t>();
+    const auto p = ops::argmax(logits, 1).to(Device::cpu()).values<int64_t>();
     const auto l = b.labels.values<int64_t>();
     preds.insert(preds.end(), p.begin(), p.end());
     labels.insert(labels.end(), l.begin(), l.end());
@@ -172,6 +172,13 @@ void write_history(const std::string& out_dir, const std::vector<EpochStats>& hi
 }
 
 }  // namespace
+
+void load_checkpoint_state(models::Model& model, const NamedTensors& state) {
+  std::vector<nn::NamedTensor> named;
+  named.reserve(state.size());
+  for (const auto& [name, tensor] : state) named.push_back({name, tensor});
+  model.load_state_dict(named);
+}
 
 double macro_f1(const std::vector<int64_t>& labels, const std::vector<int64_t>& preds, int64_t num_classes) {
   std::vector<double> tp(num_classes), fp(num_classes), fn(num_classes);
@@ -247,7 +254,7 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
     SCALPEL_CHECK(fs::exists(result.last_path), "--resume: no checkpoint {}", result.last_path);
     const auto ckpt = models::read_checkpoint(result.last_path);
     SCALPEL_CHECK(ckpt && ckpt->training, "--resume: {} holds no training state", result.last_path);
-    model.load_state_dict(ckpt->model);
+    load_checkpoint_state(model, ckpt->model);
     const models::TrainingState& ts = *ckpt->training;
     SCALPEL_CHECK(ts.optimizer == optimizer->name(), "--resume: {} was trained with --optimizer {}, not {}",
                   result.last_path, ts.optimizer, optimizer->name());
@@ -292,7 +299,7 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
       backward(loss);
       if (config.clip_grad_norm > 0) nn::clip_grad_norm(model.parameters(), config.clip_grad_norm);
       optimizer->step();
-      const auto p = argmax(logits.detach(), 1).to(Device::cpu()).values<int64_t>();
+      const auto p = ops::argmax(logits.detach(), 1).to(Device::cpu()).values<int64_t>();
       const auto l = b.labels.values<int64_t>();
       for (size_t i = 0; i < l.size(); ++i) correct += p[i] == l[i];
       loss_sum += loss_value * static_cast<double>(b.size());

@@ -75,6 +75,9 @@ struct TrainResult {
 TrainResult train_classifier(models::Model& model, const data::Dataset& data, const models::CheckpointInfo& info,
                              const TrainConfig& config, std::ostream& log);
 
+// Loads a checkpoint's state dict (models::Checkpoint::model) into `model`, strictly.
+void load_checkpoint_state(models::Model& model, const NamedTensors& state);
+
 // Macro F1 over `num_classes` classes from predictions and labels (classes with no support
 // and no predictions count 0, as sklearn's zero_division=0).
 double macro_f1(const std::vector<int64_t>& labels, const std::vector<int64_t>& preds, int64_t num_classes);

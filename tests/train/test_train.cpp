@@ -110,7 +110,7 @@ TEST_F(TrainTest, ResumeEqualsUninterrupted) {
   ASSERT_TRUE(a && b);
   ASSERT_EQ(a->model.size(), b->model.size());
   for (size_t i = 0; i < a->model.size(); ++i) {
-    EXPECT_EQ(a->model[i].tensor.to_vector(), b->model[i].tensor.to_vector()) << a->model[i].name;
+    EXPECT_EQ(a->model[i].second.to_vector(), b->model[i].second.to_vector()) << a->model[i].first;
   }
   EXPECT_EQ(a->training->step, 6);
   // The resumed run's history holds the epoch before the interruption too.
