@@ -57,8 +57,18 @@ static void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, Fn fn) {
                               [&](const std::array<int64_t, 2>& o) { y[i++] = static_cast<Out>(fn(x0[o[0]], x1[o[1]])); });
 }
 
+static DeviceArithmeticFn g_device_arithmetic[3] = {};
+
+void register_device_arithmetic(DeviceType type, DeviceArithmeticFn fn) {
+  g_device_arithmetic[static_cast<size_t>(type)] = fn;
+}
+
 template <typename Fn>
 static Tensor arithmetic(const char* op, const Tensor& a, const Tensor& b, Fn fn) {
+  if (a.defined() && !a.device().is_cpu()) {
+    DeviceArithmeticFn device_fn = g_device_arithmetic[static_cast<size_t>(a.device().type)];
+    if (device_fn != nullptr) return device_fn(op, a, b);
+  }
   require_cpu(op, a);
   require_cpu(op, b);
   require_same_dtype(op, a, b);

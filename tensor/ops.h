@@ -10,6 +10,13 @@
 
 namespace scalpel::ops {
 
+// ---- device backends ----
+// A backend (the CUDA one, which links against this library and not the reverse) registers
+// its elementwise binary ops here; add/sub/mul/div/pow/maximum/minimum on a tensor of that
+// device type go to it. `op` is the op's name ("add", ...). Without one they throw.
+using DeviceArithmeticFn = Tensor (*)(const char* op, const Tensor& a, const Tensor& b);
+void register_device_arithmetic(DeviceType type, DeviceArithmeticFn fn);
+
 // ---- broadcasting ----
 Shape broadcast_shapes(const Shape& a, const Shape& b);  // throws naming both shapes
 // Sums `t` over broadcast axes so the result has `shape` (the reverse of broadcasting).

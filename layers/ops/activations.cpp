@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "cuda/tensor_ops.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -150,7 +151,29 @@ Tensor activation_backward(ActivationKind kind, const Tensor& gy_in, const Tenso
 namespace scalpel::nn {
 namespace {
 
+// The CUDA kernel of an activation; GELU's tanh form has none.
+cuda::UnaryOp cuda_unary(const char* name, ops::ActivationKind kind, Device device) {
+  switch (kind) {
+    case ops::ActivationKind::ReLU: return cuda::UnaryOp::Relu;
+    case ops::ActivationKind::ReLU6: return cuda::UnaryOp::Relu6;
+    case ops::ActivationKind::LeakyReLU: return cuda::UnaryOp::LeakyRelu;
+    case ops::ActivationKind::SiLU: return cuda::UnaryOp::Silu;
+    case ops::ActivationKind::Sigmoid: return cuda::UnaryOp::Sigmoid;
+    case ops::ActivationKind::Tanh: return cuda::UnaryOp::Tanh;
+    case ops::ActivationKind::HardSwish: return cuda::UnaryOp::HardSwish;
+    case ops::ActivationKind::HardSigmoid: return cuda::UnaryOp::HardSigmoid;
+    case ops::ActivationKind::GELU: return cuda::UnaryOp::Gelu;
+    default: cuda::not_wired(name, device);
+  }
+}
+
 Tensor activate(const char* name, ops::ActivationKind kind, const Tensor& x, double slope = 0.0) {
+  if (x.defined() && !x.device().is_cpu()) {  // CUDA device branch (forward only so far)
+    Tensor y = cuda::unary(cuda_unary(name, kind, x.device()), x, slope);
+    return record(name, y, {x}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
+      cuda::not_wired(std::string(name) + " backward", device);
+    });
+  }
   return record(name, ops::activation_forward(kind, x, slope), {x}, [kind, slope, x = x.detach()](const Tensor& gy) {
     return std::vector<Tensor>{ops::activation_backward(kind, gy, x, slope)};
   });

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "cuda/tensor_ops.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -168,6 +169,13 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
   SCALPEL_CHECK(running_mean.defined() == running_var.defined(), "{}: give both running_mean and running_var, or neither",
                 name);
 
+  if (!x.device().is_cpu()) {  // CUDA device branch: evaluation forward only so far
+    if (training) cuda::not_wired(name + " (training mode)", x.device());
+    Tensor y = cuda::batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
+    return record("batch_norm", y, {x, weight, bias}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
+      cuda::not_wired(name + " backward", device);
+    });
+  }
   Tensor mean, invstd;
   if (training) {
     const int64_t per_channel = x.numel() / std::max<int64_t>(x.size(1), 1);

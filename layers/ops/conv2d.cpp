@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "cuda/tensor_ops.h"
 #include "layers/functional.h"
 #include "layers/ops/conv2d_depthwise.h"
 #include "tensor/error.h"
@@ -286,6 +287,26 @@ SCALPEL_CONV2D_INSTANTIATE(double)
 
 namespace scalpel::nn {
 
+// The CUDA device branch: the same geometry through cuda/tensor_ops (forward only).
+static Tensor cuda_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                          const ops::Conv2dGeometry& g, const Conv2dOptions& options,
+                          const std::string& name) {
+  const Padding2d p = options.same ? same_padding(g.in_h, g.in_w, g.kernel_h, g.kernel_w, g.stride_h,
+                                                  g.stride_w, g.dilation_h, g.dilation_w)
+                                   : options.padding;
+  // The kernels take symmetric padding; TF "SAME" with odd totals pads one more at the end.
+  if (p.top != p.bottom || p.left != p.right) cuda::not_wired(name + " with asymmetric padding", x.device());
+  cuda::Conv2dShape s;
+  s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
+  s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
+  s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = p.top, s.pad_w = p.left;
+  s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
+  Tensor y = cuda::conv2d(x, weight, bias, s);
+  return record("conv2d", y, {x, weight, bias}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
+    cuda::not_wired(name + " backward", device);
+  });
+}
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
               const std::string& name) {
   const ops::Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
@@ -294,6 +315,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                 "{}: input, weight and bias must share one float dtype, got {} and {}{}", name,
                 dtype_name(x.dtype()), dtype_name(weight.dtype()),
                 bias.defined() ? fmt::format(" and {}", dtype_name(bias.dtype())) : "");
+  if (!x.device().is_cpu()) return cuda_conv2d(x, weight, bias, g, options, name);
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,

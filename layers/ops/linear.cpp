@@ -2,6 +2,7 @@
 // x [..., in] is viewed as [M, in]; weight [out, in]; bias [out] or undefined.
 //   grad_x = grad_y W     grad_W = grad_y^T x     grad_b = column sums of grad_y
 #include "layers/functional.h"
+#include "cuda/tensor_ops.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
 
@@ -21,6 +22,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const s
                     (!bias.defined() || bias.dtype() == x.dtype()),
                 "{}: input, weight and bias must share one float dtype, got {} and {}", name,
                 dtype_name(x.dtype()), dtype_name(weight.dtype()));
+  if (!x.device().is_cpu()) {  // CUDA device branch (forward only so far)
+    Tensor y = cuda::linear(x, weight, bias);
+    return record("linear", y, {x, weight, bias}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
+      cuda::not_wired(name + " backward", device);
+    });
+  }
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,

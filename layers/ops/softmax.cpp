@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "cuda/tensor_ops.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -98,6 +99,15 @@ Tensor softmax_backward(const Tensor& gy_in, const Tensor& y_in, int64_t axis, b
 namespace scalpel::nn {
 
 static Tensor softmax_impl(const char* name, const Tensor& x, int64_t axis, bool log) {
+  if (x.defined() && !x.device().is_cpu()) {  // CUDA device branch (forward only so far)
+    SCALPEL_CHECK(x.dim() > 0 && axis >= -x.dim() && axis < x.dim(), "{}: axis {} out of range for {}", name,
+                  axis, shape_str(x.shape()));
+    if (axis != -1 && axis != x.dim() - 1) cuda::not_wired(fmt::format("{} over axis {} of {}", name, axis, x.dim()), x.device());
+    Tensor y = cuda::softmax_last(x, log);
+    return record(name, y, {x}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
+      cuda::not_wired(std::string(name) + " backward", device);
+    });
+  }
   Tensor y = ops::softmax_forward(x, axis, log);
   return record(name, y, {x}, [y = y.detach(), axis, log](const Tensor& gy) {
     return std::vector<Tensor>{ops::softmax_backward(gy, y, axis, log)};
