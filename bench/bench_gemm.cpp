@@ -13,7 +13,7 @@
 //
 // Eigen here is built with the project's flags (baseline x86-64: SSE2 only), which is what
 // scalpel would get from it; PyTorch rows run /usr/bin/python3 once per shape and report
-// torch.mm's best-of-N time with torch.set_num_threads(threads).
+// best-of-N times with torch.set_num_threads(threads) (see torch_mm_seconds).
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <immintrin.h>
@@ -219,18 +219,25 @@ void BM_Eigen(benchmark::State& state, Shape s) {
 struct TorchRun {
   double seconds = -1, cpu_seconds = -1;
 };
-TorchRun torch_mm_seconds(const Shape& s, int threads) {
+// torch.mm goes to the system BLAS (Debian: reference netlib BLAS); with `onednn` the same
+// product runs as oneDNN's inner product (mkldnn_linear with B given as [N, K]), which is
+// what PyTorch's own convolutions use here.
+TorchRun torch_mm_seconds(const Shape& s, int threads, bool onednn) {
+  const std::string call = onednn ? "torch._C._nn.mkldnn_linear(am, wm, None)"
+                                  : "torch.mm(a, b, out=c)";
   const std::string script = fmt::format(
       "import time, torch\n"
       "torch.set_num_threads({})\n"
       "a = torch.randn({}, {}); b = torch.randn({}, {}); c = torch.empty({}, {})\n"
-      "torch.mm(a, b, out=c)\n"
+      "am = a.to_mkldnn(); wm = b.t().contiguous().to_mkldnn()\n"
+      "{}\n"
       "best = cpu = 1e30\n"
       "for _ in range({}):\n"
-      "    t = time.perf_counter(); u = time.thread_time(); torch.mm(a, b, out=c)\n"
+      "    t = time.perf_counter(); u = time.thread_time(); {}\n"
       "    best = min(best, time.perf_counter() - t); cpu = min(cpu, time.thread_time() - u)\n"
       "print(best, cpu)\n",
-      threads, s.M, s.K, s.K, s.N, s.M, s.N, s.M * s.N * s.K > 1'000'000'000 ? 5 : 30);
+      threads, s.M, s.K, s.K, s.N, s.M, s.N, call,
+      s.M * s.N * s.K > 1'000'000'000 ? (onednn ? 10 : 2) : 30, call);
   const std::string command = "/usr/bin/python3 -c '" + script + "' 2>/dev/null";
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return {};
@@ -240,14 +247,14 @@ TorchRun torch_mm_seconds(const Shape& s, int threads) {
   return run;
 }
 
-void BM_Torch(benchmark::State& state, Shape s) {
+void BM_Torch(benchmark::State& state, Shape s, bool onednn) {
   const char* enabled = std::getenv("SCALPEL_BENCH_TORCH");
   if (enabled && std::string(enabled) == "0") {
     state.SkipWithError("SCALPEL_BENCH_TORCH=0");
     return;
   }
   const int threads = static_cast<int>(state.range(0));
-  const TorchRun best = torch_mm_seconds(s, threads);
+  const TorchRun best = torch_mm_seconds(s, threads, onednn);
   if (best.seconds <= 0 || best.cpu_seconds <= 0) {
     state.SkipWithError("could not run torch.mm through /usr/bin/python3");
     return;
@@ -259,7 +266,7 @@ void BM_Torch(benchmark::State& state, Shape s) {
   state.counters["pct_peak"] = 100.0 * flops / best.seconds / 1e9 / peak.wall;
   state.counters["GFLOPs_cpu"] = flops / best.cpu_seconds / 1e9;
   state.counters["pct_peak_cpu"] = 100.0 * flops / best.cpu_seconds / 1e9 / peak.cpu;
-  state.SetLabel("torch.mm best of N");
+  state.SetLabel(onednn ? "oneDNN inner product, best of N" : "torch.mm (system BLAS), best of N");
 }
 
 // Every shape at 2 threads; 2048^3 also at 1 thread and with the AVX2 kernel.
@@ -275,7 +282,8 @@ const bool registered = [] {
     reg(std::string("scalpel/") + s.name, BM_Scalpel, scalpel::gemm_detail::best_kernel());
     if (square) reg(std::string("scalpel_avx2/") + s.name, BM_Scalpel, Kernel::avx2);
     reg(std::string("eigen/") + s.name, BM_Eigen);
-    reg(std::string("torch/") + s.name, BM_Torch)->Iterations(1);
+    reg(std::string("torch_onednn/") + s.name, BM_Torch, true)->Iterations(1);
+    reg(std::string("torch_mm/") + s.name, BM_Torch, false)->Iterations(1);
   }
   return true;
 }();
