@@ -17,7 +17,8 @@ struct SummaryRow {
   std::string type;         // Module::type() ("Conv2d")
   std::string description;  // Module::describe() ("64->64, k3x3, s1x1, p1")
   int depth = 0;            // number of dots + 1
-  Shape output;             // output of the module's last call; empty when it was not called
+  Shape output;             // output of the last call; empty when not called through operator()
+                            // (U-Net's two-input Up blocks: their children have rows)
   int64_t params = 0;       // parameters of the module and its children
   int64_t macs = 0;         // MACs of the module and its children, one forward pass
 };

@@ -115,7 +115,7 @@ TEST_P(TorchvisionParity, LogitsMatch) {
   EXPECT_LT(err, kRelativeTolerance) << name << " (torch's own float32 forward is off by "
                                      << meta.at("torch_float32_max_abs_err").as_number() << " of max |logit| "
                                      << meta.at("logits_abs_max").as_number() << ")";
-  RecordProperty("relative_error", std::to_string(err));
+  RecordProperty("relative_error", fmt::format("{:.3g}", err));
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, TorchvisionParity,
