@@ -25,6 +25,7 @@ class Args {
   // Returns false when --help was given (help already printed to stdout).
   bool parse(const std::vector<std::string>& args);
 
+  bool declares(const std::string& name) const { return specs_.count(name) > 0; }
   bool has(const std::string& name) const;  // given on the command line (or a switch set)
   std::string get(const std::string& name) const;  // value or default ("" when none)
   std::vector<std::string> get_all(const std::string& name) const;

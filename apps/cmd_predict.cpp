@@ -68,8 +68,7 @@ int predict_images(const Args& args, ModelSetup& s) {
 
   // The checkpoint's preprocessing, else the model's reference one; --preprocess swaps the
   // normalization preset.
-  data::Preprocess p = s.preprocess.is_null() ? default_preprocess(s.info, s.model->in_channels())
-                                              : preprocess_from_json(s.preprocess);
+  data::Preprocess p = eval_preprocess(s);
   if (args.has("preprocess")) p.norm = data::normalization_preset(args.get("preprocess"));
 
   Json predictions = Json::array();

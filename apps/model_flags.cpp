@@ -35,8 +35,10 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
 }
 
 ModelSetup load_model_from_flags(const Args& args) {
-  const std::string weights = args.get("weights");
-  const models::WeightsMap map = models::parse_weights_map(args.get("weights-map"));
+  // Commands that declared the flags without --weights (bench) build an untrained model.
+  const bool with_weights = args.declares("weights");
+  const std::string weights = with_weights ? args.get("weights") : "";
+  const models::WeightsMap map = with_weights ? models::parse_weights_map(args.get("weights-map")) : models::WeightsMap::names;
   ModelSetup s;
   s.device = parse_device(args.get("device"));
   std::optional<models::Checkpoint> checkpoint;
@@ -87,6 +89,10 @@ ModelSetup load_model_from_flags(const Args& args) {
   }
   if (!s.device.is_cpu()) s.model->to(s.device);
   return s;
+}
+
+data::Preprocess eval_preprocess(const ModelSetup& s) {
+  return s.preprocess.is_null() ? default_preprocess(s.info, s.model->in_channels()) : preprocess_from_json(s.preprocess);
 }
 
 namespace {

@@ -45,7 +45,8 @@ struct ModelSetup {
 models::ModelOptions model_options_from_flags(const Args& args, models::ModelOptions base = {});
 
 // Builds the model (without random initialization when weights follow), loads --weights when
-// given and moves the model to --device.
+// given and moves the model to --device. Commands that declared the flags without weights get
+// an untrained model (random initialization from the default generator).
 ModelSetup load_model_from_flags(const Args& args);
 
 // Preprocessing as a checkpoint stores it: {"width", "height", "channels", "fit",
@@ -56,5 +57,8 @@ data::Preprocess preprocess_from_json(const Json& json);
 // resize_size, centre crop input_size, its interpolation and normalization; gray images are
 // replicated to `in_channels` = 3.
 data::Preprocess default_preprocess(const models::ModelInfo& info, int64_t in_channels);
+// What eval, predict, gradcam and serve feed the model: the checkpoint's preprocessing when it
+// has one, else default_preprocess.
+data::Preprocess eval_preprocess(const ModelSetup& s);
 
 }  // namespace scalpel::cli

@@ -16,6 +16,7 @@
         Exits 1 with a message otherwise.
 """
 import argparse
+import fcntl
 import json
 import os
 import struct
@@ -36,16 +37,23 @@ SAFETENSORS_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "
 def write_models(model_dir, names):
     os.makedirs(model_dir, exist_ok=True)
     for name in names:
-        folder = os.path.join(model_dir, name)
-        if not os.path.exists(os.path.join(folder, "meta.json")):
-            models.generate(model_dir, [name])
-        legacy = os.path.join(folder, "weights_legacy.pt")
-        if not os.path.exists(legacy):
-            state = torch.load(os.path.join(folder, "weights.pt"))
-            tmp = legacy + ".tmp"
-            torch.save(state, tmp, _use_new_zipfile_serialization=False)
-            os.replace(tmp, legacy)
-        print(f"{name}: {folder}")
+        # ctest runs tests in parallel: two tests may ask for the same model at once.
+        with open(os.path.join(model_dir, f".{name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            write_model(model_dir, name)
+
+
+def write_model(model_dir, name):
+    folder = os.path.join(model_dir, name)
+    if not os.path.exists(os.path.join(folder, "meta.json")):
+        models.generate(model_dir, [name])
+    legacy = os.path.join(folder, "weights_legacy.pt")
+    if not os.path.exists(legacy):
+        state = torch.load(os.path.join(folder, "weights.pt"))
+        tmp = legacy + ".tmp"
+        torch.save(state, tmp, _use_new_zipfile_serialization=False)
+        os.replace(tmp, legacy)
+    print(f"{name}: {folder}")
 
 
 def read_safetensors(path):

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <set>
 
+#include "data/image.h"
 #include "models/registry.h"
 #include "support/cli_runner.h"
 #include "tensor/io/safetensors.h"
@@ -236,6 +237,44 @@ TEST(Predict, OwnSafetensorsAndCheckpointGiveTheSameLogits) {
   expect_error(run_cli({"predict", "--model", "resnet18", "--weights", ckpt, "--input-npy", x, "--output-npy",
                         scratch / "c.npy"}),
                "holds a mobilenet_v1");
+}
+
+TEST(Predict, ImagesUseTheCheckpointsClassNames) {
+  Scratch scratch;
+  const std::string weights = scratch / "w.safetensors", ckpt = scratch / "ck.safetensors",
+                    labels = scratch / "labels.txt", rgb = scratch / "rgb.png", gray = scratch / "gray.png";
+  save_safetensors(weights, small_state(3));
+  std::ofstream(labels) << "normal\npneumonia\ncovid\n";
+  Generator g(2);
+  data::Image color(90, 70, 3), mono(50, 60, 1);
+  for (auto& v : color.pixels) v = static_cast<uint8_t>(g.below(256));
+  for (auto& v : mono.pixels) v = static_cast<uint8_t>(g.below(256));
+  data::save_image(rgb, color);
+  data::save_image(gray, mono);
+  CliResult r = run_cli(cat(cat({"convert"}, kSmall), {"--classes", "3", "--weights", weights, "--labels", labels,
+                                                       "--out", ckpt}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli({"predict", "--weights", ckpt, "--image", rgb, gray, "--topk", "9", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = Json::parse(r.out, "predict --json");
+  ASSERT_EQ(j.at("predictions").size(), 2u);
+  EXPECT_EQ(j.at("predictions").at(1).at("image").as_string(), gray);
+  for (const Json& prediction : j.at("predictions").as_array()) {
+    const Json& top = prediction.at("top");
+    ASSERT_EQ(top.size(), 3u);  // --topk is capped at the class count
+    std::set<std::string> names;
+    double total = 0;
+    for (const Json& t : top.as_array()) {
+      names.insert(t.at("class").as_string());
+      total += t.at("p").as_number();
+    }
+    EXPECT_EQ(names, (std::set<std::string>{"normal", "pneumonia", "covid"}));
+    EXPECT_NEAR(total, 1.0, 1e-5);
+  }
+  const std::string two = scratch / "two.txt";
+  std::ofstream(two) << "normal\nabnormal\n";
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", rgb, "--labels", two}), "2 names for a model with 3 classes");
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", scratch / "absent.png"}), "absent.png");
 }
 
 TEST(Predict, OtherClassCountKeepsAllButTheHead) {
