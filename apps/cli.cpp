@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "cuda/tensor_ops.h"
 #include "tensor/error.h"
 
 namespace scalpel::cli {
@@ -38,6 +39,7 @@ int run_main(int argc, char** argv) {
     return 0;
   }
   try {
+    cuda::init();  // the cuda-emu (and cuda) device: allocators, copies, elementwise ops
     for (const Command& c : commands())
       if (c.name == args[0]) return c.run(std::vector<std::string>(args.begin() + 1, args.end()));
     fail("unknown command '{}' (run 'scalpel --help' for the list)", args[0]);
