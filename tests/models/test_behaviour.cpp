@@ -84,6 +84,41 @@ TEST(Modes, BatchNormStatisticsUpdateOnlyInTraining) {
   EXPECT_EQ(bn->num_batches_tracked.item(), 1);
 }
 
+// mean and standard deviation of a tensor's elements
+std::pair<double, double> moments(const Tensor& t) {
+  const auto v = t.to_vector();
+  double sum = 0, sq = 0;
+  for (double x : v) sum += x;
+  const double mean = sum / static_cast<double>(v.size());
+  for (double x : v) sq += (x - mean) * (x - mean);
+  return {mean, std::sqrt(sq / static_cast<double>(v.size()))};
+}
+
+TEST(Init, FollowsTheReferenceImplementations) {
+  auto parameter = [](Model& m, const std::string& name) {
+    for (const auto& p : m.named_parameters())
+      if (p.name == name) return p.tensor;
+    ADD_FAILURE() << "no parameter " << name;
+    return Tensor();
+  };
+  // torchvision MobileNetV2: convs kaiming_normal_(fan_out), Linear normal(0, 0.01), bias 0.
+  auto v2 = create_model("mobilenet_v2");
+  auto [conv_mean, conv_std] = moments(parameter(*v2, "features.18.0.weight"));  // [1280, 320, 1, 1]
+  EXPECT_NEAR(conv_mean, 0.0, 0.002);
+  EXPECT_NEAR(conv_std, std::sqrt(2.0 / 1280), 0.02 * std::sqrt(2.0 / 1280));
+  auto [fc_mean, fc_std] = moments(parameter(*v2, "classifier.1.weight"));
+  EXPECT_NEAR(fc_mean, 0.0, 1e-4);
+  EXPECT_NEAR(fc_std, 0.01, 2e-4);
+  EXPECT_EQ(moments(parameter(*v2, "classifier.1.bias")).second, 0.0);
+  // torchvision EfficientNet: Linear uniform(+-1/sqrt(out_features)) -> std 1/sqrt(3 * 1000).
+  auto b0 = create_model("efficientnet_b0");
+  EXPECT_NEAR(moments(parameter(*b0, "classifier.1.weight")).second, 1 / std::sqrt(3000.0), 5e-4);
+  // Keras ResNetV2: glorot_uniform, biases 0: std sqrt(2 / (fan_in + fan_out)) for the fc.
+  auto r2 = create_model("resnet50_v2");
+  EXPECT_NEAR(moments(parameter(*r2, "fc.weight")).second, std::sqrt(2.0 / 3048), 5e-4);
+  EXPECT_EQ(moments(parameter(*r2, "conv1.bias")).second, 0.0);
+}
+
 TEST(Heads, NamesAndHeadlessFeatures) {
   struct Case {
     std::string name;
