@@ -71,13 +71,12 @@ std::vector<GalleryItem> error_gallery(const EvalResult& r, const ReportOptions&
                    [&](size_t a, size_t b) { return r.probs[a][r.preds[a]] > r.probs[b][r.preds[b]]; });
   wrong.resize(std::min(wrong.size(), static_cast<size_t>(o.gallery_size)));
   for (size_t i : wrong) {
-    const data::Image image = data::fit_image(data::load_image(r.paths[i]), o.preprocess);
-    const Tensor x = data::preprocess(data::load_image(r.paths[i]), o.preprocess).to(o.device);
-    const GradCamResult cam = gradcam(*o.model, x, r.preds[i]);
+    const data::Image image = data::load_image(r.paths[i]);
+    const GradCamResult cam = gradcam(*o.model, data::preprocess(image, o.preprocess).to(o.device), r.preds[i]);
     const std::string name = std::filesystem::path(r.paths[i]).filename().string();
     items.push_back({fmt::format("{}: true {}, predicted {} (p = {:.3f})", name, r.classes[r.labels[i]],
                                  r.classes[r.preds[i]], r.probs[i][r.preds[i]]),
-                     data::encode_png(gradcam_overlay(image, cam))});
+                     data::encode_png(gradcam_overlay(data::fit_image(image, o.preprocess), cam))});
   }
   return items;
 }

@@ -62,10 +62,18 @@ class EvalCli : public ::testing::Test {
   static std::string weights() { return (*root_ / "model.safetensors").string(); }
   static std::string data_dir() { return (*root_ / "data").string(); }
   static std::string path(const std::string& name) { return (*root_ / name).string(); }
+  // Exit status 1 and exactly one "error: " line naming `mentions` (notes may precede it,
+  // e.g. about a replaced classifier head).
   static void expect_error(const test::CliResult& r, const std::string& mentions) {
     EXPECT_EQ(r.exit_code, 1) << r.err;
-    EXPECT_TRUE(r.first_err_line().starts_with("error: ")) << r.err;
-    EXPECT_NE(r.first_err_line().find(mentions), std::string::npos) << r.err;
+    std::istringstream lines(r.err);
+    int errors = 0;
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.starts_with("error: ")) continue;
+      ++errors;
+      EXPECT_NE(line.find(mentions), std::string::npos) << r.err;
+    }
+    EXPECT_EQ(errors, 1) << r.err;
   }
   static fs::path* root_;
 };
