@@ -230,9 +230,18 @@ TEST(Predict, OwnSafetensorsAndCheckpointGiveTheSameLogits) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = run_cli({"predict", "--weights", ckpt, "--input-npy", x, "--output-npy", scratch / "b.npy"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // float64 weights are converted to float32 on load.
+  NamedTensors wide = small_state();
+  for (auto& [name, t] : wide)
+    if (t.dtype() == DType::F32) t = t.to(DType::F64);
+  save_safetensors(scratch / "w64.safetensors", wide);
+  r = run_cli(cat(cat({"predict"}, kSmall),
+                  {"--weights", scratch / "w64.safetensors", "--input-npy", x, "--output-npy", scratch / "d.npy"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
   const Tensor a = load_npy(scratch / "a.npy"), b = load_npy(scratch / "b.npy");
   EXPECT_EQ(a.shape(), (Shape{2, 1000}));
   EXPECT_EQ(a.to_vector(), b.to_vector());
+  EXPECT_EQ(a.to_vector(), load_npy(scratch / "d.npy").to_vector());
   // --model must agree with the checkpoint's.
   expect_error(run_cli({"predict", "--model", "resnet18", "--weights", ckpt, "--input-npy", x, "--output-npy",
                         scratch / "c.npy"}),

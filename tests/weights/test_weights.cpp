@@ -255,6 +255,20 @@ TEST(TimmNames, CoverEfficientNetAndMobileNetV1OneToOne) {
   expect_one_to_one("mobilenet_v1", o, timm_keys({1, 2, 2, 6, 2}, false));
 }
 
+TEST(TimmNames, TimmFileLoadsThroughTheTable) {
+  ModelOptions o = small_options();
+  auto source = create_model("mobilenet_v1", o);
+  std::map<std::string, Tensor> ours;
+  for (const auto& [name, t] : state_of(*source)) ours[name] = t;
+  NamedTensors file;  // timm's names, our values
+  for (const auto& key : timm_keys({1, 2, 2, 6, 2}, false)) file.push_back({key, ours.at(timm_one("mobilenet_v1", key))});
+  auto target = blank("mobilenet_v1", o);
+  const LoadResult r = load_weights(*target, file, "mobilenetv1_100.safetensors");
+  EXPECT_EQ(r.naming, "timm");
+  EXPECT_EQ(r.mapping.size(), file.size());
+  for (const auto& nt : target->state_dict()) EXPECT_TRUE(same(nt.tensor, ours.at(nt.name))) << nt.name;
+}
+
 // ---------------------------------------------------------------- checkpoints
 
 fs::path temp_path(const std::string& name) {
