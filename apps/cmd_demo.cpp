@@ -23,10 +23,10 @@ int run_demo(const std::vector<std::string>& argv) {
   Args args("demo", "[--out DIR] [--data DIR] [--epochs E] [--images N]");
   args.option("out", "output folder (data, checkpoints, report)", "demo-out")
       .option("data", "a real dataset instead of the synthetic one (split 70/15/15 unless it has splits)")
-      .option("model", "network to train", "mobilenet_v2")
+      .option("model", "network to train", "resnet18")
       .option("width", "mobilenet_v2 width multiplier", "0.35")
-      .option("images", "synthetic images per class", "200")
-      .option("size", "input size (square)", "64")
+      .option("images", "synthetic images per class", "120")
+      .option("size", "input size (square)", "48")
       .option("epochs", "epochs", "8")
       .option("batch", "batch size", "16")
       .option("lr", "Adam learning rate", "0.003")
