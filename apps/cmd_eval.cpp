@@ -52,8 +52,7 @@ int run_eval(const std::vector<std::string>& argv) {
   SCALPEL_CHECK(s.class_names.empty() || s.class_names == dataset.classes,
                 "eval: the classes of --weights {} ({}) differ from those of --data {} ({})", args.get("weights"),
                 fmt::join(s.class_names, ", "), data_dir, fmt::join(dataset.classes, ", "));
-  data::Preprocess p = s.preprocess.is_null() ? default_preprocess(s.info, s.model->in_channels())
-                                              : preprocess_from_json(s.preprocess);
+  data::Preprocess p = eval_preprocess(s);
   if (args.has("size")) {
     const auto hw = args.get_all("size");
     char *end_h = nullptr, *end_w = nullptr;

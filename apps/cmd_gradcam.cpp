@@ -27,8 +27,7 @@ int run_gradcam(const std::vector<std::string>& argv) {
   ModelSetup s = load_model_from_flags(args);
   SCALPEL_CHECK(s.info.task == "classification", "gradcam: {} is a {} model; Grad-CAM needs a classifier",
                 s.info.name, s.info.task);
-  const data::Preprocess p = s.preprocess.is_null() ? default_preprocess(s.info, s.model->in_channels())
-                                                    : preprocess_from_json(s.preprocess);
+  const data::Preprocess p = eval_preprocess(s);
   const data::Image image = data::load_image(image_path);
   const GradCamResult cam = gradcam(*s.model, data::preprocess(image, p).to(s.device), args.get_int("class"),
                                     args.get("layer"));

@@ -306,8 +306,7 @@ std::shared_ptr<ServedModel> load_served_model(const cli::Args& args, const std:
   m->name = name.empty() ? s.info.name : name;
   m->model = s.model;
   m->device = s.device;
-  m->preprocess = s.preprocess.is_null() ? cli::default_preprocess(s.info, s.model->in_channels())
-                                         : cli::preprocess_from_json(s.preprocess);
+  m->preprocess = cli::eval_preprocess(s);
   m->class_names = s.class_names;
   const int64_t classes = s.model->options().classes;
   if (static_cast<int64_t>(m->class_names.size()) != classes) {
