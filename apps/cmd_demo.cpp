@@ -9,6 +9,7 @@
 #include "apps/cli.h"
 #include "apps/demo/synthetic.h"
 #include "apps/model_flags.h"
+#include "apps/progress.h"
 #include "apps/report/evaluate.h"
 #include "apps/train/trainer.h"
 #include "data/split.h"
@@ -76,6 +77,7 @@ int run_demo(const std::vector<std::string>& argv) {
   config.preprocess.fit = data::Fit::stretch;
   config.preprocess.norm = data::normalization_preset("imagenet");
   config.log_json = out + "/run/steps.jsonl";
+  config.progress_bar = stdout_is_terminal();
 
   models::CheckpointInfo info;
   info.model = args.get("model");

@@ -7,6 +7,7 @@
 
 #include "apps/cli.h"
 #include "apps/model_flags.h"
+#include "apps/progress.h"
 #include "apps/train/trainer.h"
 #include "data/split.h"
 #include "tensor/error.h"
@@ -16,7 +17,9 @@ namespace scalpel::cli {
 namespace {
 
 int run_train(const std::vector<std::string>& argv) {
-  Args args("train", "--model M --data DIR --out DIR [--weights W] [--classes N] [--epochs E] ...");
+  Args args("train",
+            "--model M --data DIR --out DIR [--weights W] [--classes N] [--epochs E] [--batch B] [--lr X]\n"
+            "       [--freeze-backbone | --unfreeze-last N | --head-epochs E1 [--finetune-lr X]] [--sampler S] ...");
   add_model_flags(args);
   args.option("data", "dataset folder (ImageFolder, train/val/test folders, HAM10000, ... see data/dataset.h)")
       .option("out", "output folder: best/last checkpoints, history.csv/json, split.csv")
@@ -24,14 +27,17 @@ int run_train(const std::vector<std::string>& argv) {
       .option("batch", "batch size", "32")
       .option("optimizer", "sgd | adam | adamw | rmsprop", "adam")
       .option("lr", "learning rate", "0.001")
-      .option("head-lr", "learning rate of the classifier head (default: --lr)", "0")
+      .option("head-lr", "learning rate of the classifier head while the backbone trains too (default: the "
+                         "backbone's)", "0")
       .option("momentum", "SGD momentum", "0.9")
       .option("weight-decay", "weight decay (decoupled for adamw)", "0")
       .option("schedule", "LR schedule per step, e.g. constant, cosine, step:500:0.1 (layers/schedule.h)", "constant")
       .option("clip-grad-norm", "clip the gradients' total 2-norm to this (0 = off)", "0")
       .option("label-smoothing", "label smoothing of the cross entropy", "0")
       .option("class-weights", "balanced | NAME=W,... | W1,W2,... (default: none)")
-      .flag("no-shuffle", "keep dataset order (ImageFolder order) every epoch")
+      .option("sampler", "order of the training samples per epoch: shuffle | sequential | weighted (draws with "
+                         "replacement, inverse class frequency) | oversample (minority classes repeated)", "shuffle")
+      .flag("no-shuffle", "keep dataset order (ImageFolder order) every epoch: --sampler sequential")
       .option("augment", "augmentation of the training split: none | xray | dermoscopy[,key=value...]", "dermoscopy")
       .flag("no-augment", "same as --augment none")
       .option("size", "input height and width (default: the model's input size)", "", 2)
@@ -41,7 +47,11 @@ int run_train(const std::vector<std::string>& argv) {
       .option("seed", "seed of the initialization, sample order and augmentation", "0")
       .option("workers", "data loader threads", "2")
       .flag("freeze-backbone", "train only the classifier head")
-      .option("unfreeze-last", "with --freeze-backbone: also train the backbone's last N layers", "0")
+      .option("unfreeze-last", "train only the head and the backbone's last N parameterized layers (with "
+                               "--head-epochs: in the second phase)", "0")
+      .option("head-epochs", "two phases: train only the head for this many of --epochs at --lr, then fine-tune "
+                             "(all layers, or --unfreeze-last N) at --finetune-lr for the rest", "0")
+      .option("finetune-lr", "learning rate of the fine-tuning phase of --head-epochs (default: --lr / 10)")
       .option("patience", "stop after this many epochs without improvement of --monitor (0 = off)", "0")
       .option("monitor", "val_loss | val_accuracy | val_macro_f1", "val_loss")
       .flag("resume", "continue from OUT/last.safetensors")
@@ -51,6 +61,9 @@ int run_train(const std::vector<std::string>& argv) {
   const std::string data_dir = args.require("data");
   train::TrainConfig config;
   config.out_dir = args.require("out");
+  SCALPEL_CHECK(!args.has("no-shuffle") || !args.has("sampler") || args.get("sampler") == "sequential",
+                "--no-shuffle contradicts --sampler {}", args.get("sampler"));
+  config.sampler = args.has("no-shuffle") ? "sequential" : args.get("sampler");
   config.seed = static_cast<uint64_t>(args.get_int("seed"));
   // Before the model is built: its random initialization draws from the default generator.
   manual_seed(config.seed);
@@ -80,14 +93,16 @@ int run_train(const std::vector<std::string>& argv) {
   config.clip_grad_norm = args.get_double("clip-grad-norm");
   config.label_smoothing = args.get_double("label-smoothing");
   config.class_weights = args.get("class-weights");
-  config.shuffle = !args.has("no-shuffle");
   config.augment = args.has("no-augment") ? "none" : args.get("augment");
   config.workers = static_cast<int>(args.get_int("workers"));
   config.freeze_backbone = args.has("freeze-backbone");
   config.unfreeze_last = args.get_int("unfreeze-last");
+  config.head_epochs = args.get_int("head-epochs");
+  if (args.has("finetune-lr")) config.finetune_lr = args.get_double("finetune-lr");
   config.patience = args.get_int("patience");
   config.monitor = args.get("monitor");
   config.resume = args.has("resume");
+  config.progress_bar = stdout_is_terminal();
 
   data::Preprocess& p = config.preprocess;
   p.width = p.height = static_cast<int>(setup.info.input_size);

@@ -6,11 +6,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "apps/progress.h"
 #include "autograd/autograd.h"
 #include "data/augment.h"
 #include "data/loader.h"
@@ -31,18 +33,40 @@ bool is_head_param(const std::string& name, const std::string& head) {
   return name.size() > head.size() && name.compare(0, head.size(), head) == 0 && name[head.size()] == '.';
 }
 
-// Freezes the backbone (all but the head) and unfreezes its last `unfreeze_last` layers,
-// a layer being the module owning a parameter (its name up to the last dot).
-void apply_freezing(models::Model& model, const TrainConfig& config) {
-  if (!config.freeze_backbone && config.unfreeze_last == 0) return;
+// Which parameters train, and at which learning rates, in one phase of a run.
+struct Phase {
+  int index = 0;                 // 0: the whole single-phase run, or the head phase; 1: fine-tuning
+  bool freeze_backbone = false;
+  int64_t unfreeze_last = 0;
+  double lr = 0, head_lr = 0;    // head_lr 0 = lr
+  int64_t first_epoch = 0, epochs = 0;  // 0-based, the span the schedule covers
+};
+
+double finetune_lr(const TrainConfig& c) { return c.finetune_lr > 0 ? c.finetune_lr : c.lr / 10; }
+
+Phase phase_of_epoch(const TrainConfig& c, int64_t epoch) {
+  if (c.head_epochs == 0) return {0, c.freeze_backbone, c.unfreeze_last, c.lr, c.head_lr, 0, c.epochs};
+  if (epoch < c.head_epochs) return {0, true, 0, c.lr, 0, 0, c.head_epochs};
+  return {1, c.unfreeze_last > 0, c.unfreeze_last, finetune_lr(c), c.head_lr, c.head_epochs,
+          c.epochs - c.head_epochs};
+}
+
+// Sets requires_grad: the head always trains; with freeze_backbone (or unfreeze_last > 0) the
+// backbone is frozen but for its last `unfreeze_last` layers, a layer being the module owning a
+// parameter (its name up to the last dot); otherwise everything trains.
+void apply_freezing(models::Model& model, bool freeze_backbone, int64_t unfreeze_last) {
   const auto params = model.named_parameters();
+  if (!freeze_backbone && unfreeze_last == 0) {
+    for (auto p : params) p.tensor.set_requires_grad(true);
+    return;
+  }
   std::vector<std::string> layers;  // backbone layers in definition order
   for (const auto& p : params) {
     if (is_head_param(p.name, model.head_name())) continue;
     const std::string layer = p.name.substr(0, p.name.rfind('.'));
     if (layers.empty() || layers.back() != layer) layers.push_back(layer);
   }
-  const size_t keep = static_cast<size_t>(std::min<int64_t>(config.unfreeze_last, static_cast<int64_t>(layers.size())));
+  const size_t keep = static_cast<size_t>(std::min<int64_t>(unfreeze_last, static_cast<int64_t>(layers.size())));
   const std::set<std::string> trainable(layers.end() - static_cast<std::ptrdiff_t>(keep), layers.end());
   for (auto p : params) {
     if (is_head_param(p.name, model.head_name())) continue;
@@ -50,10 +74,10 @@ void apply_freezing(models::Model& model, const TrainConfig& config) {
   }
 }
 
-std::vector<nn::ParamGroup> make_groups(const models::Model& model, const TrainConfig& config) {
-  if (config.head_lr <= 0) return nn::trainable_groups(model, config.lr, config.weight_decay);
-  nn::ParamGroup backbone{.params = {}, .lr = config.lr, .weight_decay = config.weight_decay};
-  nn::ParamGroup head{.params = {}, .lr = config.head_lr, .weight_decay = config.weight_decay};
+std::vector<nn::ParamGroup> make_groups(const models::Model& model, const Phase& phase, double weight_decay) {
+  if (phase.head_lr <= 0) return nn::trainable_groups(model, phase.lr, weight_decay);
+  nn::ParamGroup backbone{.params = {}, .lr = phase.lr, .weight_decay = weight_decay};
+  nn::ParamGroup head{.params = {}, .lr = phase.head_lr, .weight_decay = weight_decay};
   for (const auto& p : model.named_parameters()) {
     if (!p.tensor.requires_grad()) continue;
     (is_head_param(p.name, model.head_name()) ? head : backbone).params.push_back(p.tensor);
@@ -73,6 +97,36 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const std::string& name, std::vect
   }
   if (name == "rmsprop") return std::make_unique<nn::RMSprop>(std::move(groups));
   fail("--optimizer: unknown optimizer '{}' (sgd, adam, adamw, rmsprop)", name);
+}
+
+// Freezes what `phase` leaves frozen and returns an optimizer over the rest.
+std::unique_ptr<nn::Optimizer> start_phase(models::Model& model, const TrainConfig& config, const Phase& phase) {
+  apply_freezing(model, phase.freeze_backbone, phase.unfreeze_last);
+  return make_optimizer(config.optimizer, make_groups(model, phase, config.weight_decay), config.momentum);
+}
+
+std::vector<const void*> flat_params(const nn::Optimizer& optimizer) {
+  std::vector<const void*> out;
+  for (const auto& g : optimizer.groups())
+    for (const auto& p : g.params) out.push_back(p.storage().get());
+  return out;
+}
+
+// `from`'s per-parameter state (moments, step counts) for the parameters `to` updates too,
+// renumbered to `to`'s parameter indices (state_dict counts parameters across groups);
+// `to`'s other parameters start fresh, and its lrs stay its own.
+std::vector<nn::NamedTensor> carried_state(const nn::Optimizer& from, const nn::Optimizer& to) {
+  const auto from_params = flat_params(from), to_params = flat_params(to);
+  std::vector<nn::NamedTensor> out;
+  for (const auto& entry : from.state_dict()) {
+    const size_t dot = entry.name.find('.');
+    if (entry.name == "steps" || entry.name.starts_with("group")) continue;
+    const size_t index = std::stoul(entry.name.substr(0, dot));
+    const auto at = std::find(to_params.begin(), to_params.end(), from_params.at(index));
+    if (at == to_params.end()) continue;
+    out.push_back({fmt::format("{}{}", at - to_params.begin(), entry.name.substr(dot)), entry.tensor});
+  }
+  return out;
 }
 
 bool all_finite(const models::Model& model) {
@@ -198,12 +252,34 @@ double macro_f1(const std::vector<int64_t>& labels, const std::vector<int64_t>& 
   return num_classes > 0 ? sum / static_cast<double>(num_classes) : 0;
 }
 
+data::LoaderConfig train_loader_config(const TrainConfig& config) {
+  data::LoaderConfig c;
+  c.preprocess = config.preprocess;
+  c.augment = data::parse_augment(config.augment);
+  try {
+    c.sampling = data::parse_sampling(config.sampler);
+  } catch (const Error& e) {
+    fail("--sampler: {}", e.what());
+  }
+  c.batch_size = config.batch_size;
+  c.seed = config.seed;
+  c.workers = config.workers;
+  return c;
+}
+
 TrainResult train_classifier(models::Model& model, const data::Dataset& dataset, const models::CheckpointInfo& info,
                              const TrainConfig& config, std::ostream& log) {
   SCALPEL_CHECK(!config.out_dir.empty(), "--out is required");
   SCALPEL_CHECK(config.epochs > 0, "--epochs must be positive, got {}", config.epochs);
   SCALPEL_CHECK(config.batch_size > 0, "--batch must be positive, got {}", config.batch_size);
   SCALPEL_CHECK(config.lr > 0 && std::isfinite(config.lr), "--lr must be a positive number, got {}", config.lr);
+  SCALPEL_CHECK(config.head_epochs >= 0 && (config.head_epochs == 0 || config.head_epochs < config.epochs),
+                "--head-epochs {} must be below --epochs {} (the rest fine-tunes)", config.head_epochs, config.epochs);
+  SCALPEL_CHECK(config.head_epochs == 0 || !config.freeze_backbone,
+                "--head-epochs and --freeze-backbone: the second phase would train the head again; use "
+                "--unfreeze-last N to fine-tune only the last N layers");
+  SCALPEL_CHECK(config.finetune_lr >= 0 && std::isfinite(config.finetune_lr),
+                "--finetune-lr must be a positive number (0 = --lr / 10), got {}", config.finetune_lr);
   SCALPEL_CHECK(config.monitor == "val_loss" || config.monitor == "val_accuracy" || config.monitor == "val_macro_f1",
                 "--monitor: unknown metric '{}' (val_loss, val_accuracy, val_macro_f1)", config.monitor);
   const int64_t num_classes = static_cast<int64_t>(dataset.classes.size());
@@ -217,13 +293,7 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
   const data::Dataset train_set = dataset.split_part("train");
   const data::Dataset val_set = dataset.split_part("val");
   SCALPEL_CHECK(!train_set.samples.empty(), "{}: no training samples", dataset.root);
-  data::LoaderConfig train_cfg;
-  train_cfg.preprocess = config.preprocess;
-  train_cfg.augment = data::parse_augment(config.augment);
-  train_cfg.sampling = config.shuffle ? data::Sampling::shuffle : data::Sampling::sequential;
-  train_cfg.batch_size = config.batch_size;
-  train_cfg.seed = config.seed;
-  train_cfg.workers = config.workers;
+  const data::LoaderConfig train_cfg = train_loader_config(config);
   data::DataLoader train_loader(train_set, train_cfg, warnings);
   data::LoaderConfig val_cfg = train_cfg;
   val_cfg.augment = data::parse_augment("none");
@@ -239,29 +309,38 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
     loss_options.weight = Tensor::from_vector(w, {num_classes}).to(device);
   }
 
-  apply_freezing(model, config);
-  auto optimizer = make_optimizer(config.optimizer, make_groups(model, config), config.momentum);
   const int64_t steps_per_epoch = train_loader.batches_per_epoch();
-  const auto schedule = nn::parse_schedule(config.schedule, steps_per_epoch * config.epochs);
 
   TrainResult result;
   result.last_path = config.out_dir + "/last.safetensors";
   result.best_path = config.out_dir + "/best.safetensors";
   const bool lower_better = lower_is_better(config.monitor, has_val);
-  int64_t step = 0, start_epoch = 0, epochs_without_improvement = 0;
+  // phase_start_step: the first optimizer step of the current phase (where its schedule starts).
+  int64_t step = 0, start_epoch = 0, epochs_without_improvement = 0, phase_start_step = 0;
   bool have_best = false;
+  std::optional<models::Checkpoint> ckpt;
   if (config.resume) {
     SCALPEL_CHECK(fs::exists(result.last_path), "--resume: no checkpoint {}", result.last_path);
-    const auto ckpt = models::read_checkpoint(result.last_path);
+    ckpt = models::read_checkpoint(result.last_path);
     SCALPEL_CHECK(ckpt && ckpt->training, "--resume: {} holds no training state", result.last_path);
+    start_epoch = ckpt->training->epoch;
+  }
+  // The phase of the last epoch done (its optimizer is the one the checkpoint saved).
+  Phase phase = phase_of_epoch(config, std::max<int64_t>(start_epoch - 1, 0));
+  auto optimizer = start_phase(model, config, phase);
+  auto schedule = nn::parse_schedule(config.schedule, steps_per_epoch * phase.epochs);
+  if (ckpt) {
     load_checkpoint_state(model, ckpt->model);
     const models::TrainingState& ts = *ckpt->training;
     SCALPEL_CHECK(ts.optimizer == optimizer->name(), "--resume: {} was trained with --optimizer {}, not {}",
                   result.last_path, ts.optimizer, optimizer->name());
+    const int64_t saved_head_epochs = ts.extra.contains("head_epochs") ? ts.extra.at("head_epochs").as_int() : 0;
+    SCALPEL_CHECK(saved_head_epochs == config.head_epochs, "--resume: {} was trained with --head-epochs {}, not {}",
+                  result.last_path, saved_head_epochs, config.head_epochs);
     optimizer->load_state_dict(ts.optimizer_state);
     default_generator().set_state(ts.rng);
     step = ts.step;
-    start_epoch = ts.epoch;
+    if (ts.extra.contains("phase_start_step")) phase_start_step = ts.extra.at("phase_start_step").as_int();
     for (const auto& e : ts.extra.at("history").as_array()) result.history.push_back(epoch_from_json(e));
     have_best = ts.extra.at("have_best").as_bool();
     result.best_metric = ts.extra.at("best_metric").as_number();
@@ -276,12 +355,27 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
   }
 
   for (int64_t epoch = start_epoch; epoch < config.epochs; ++epoch) {
+    if (const Phase next = phase_of_epoch(config, epoch); next.index != phase.index) {
+      phase = next;
+      auto fine_tuning = start_phase(model, config, phase);
+      fine_tuning->load_state_dict(carried_state(*optimizer, *fine_tuning));
+      optimizer = std::move(fine_tuning);
+      schedule = nn::parse_schedule(config.schedule, steps_per_epoch * phase.epochs);
+      phase_start_step = step;
+      epochs_without_improvement = 0;
+      log << fmt::format("epoch {}: head phase done; fine-tuning {} at lr {:.3g}\n", epoch + 1,
+                         phase.unfreeze_last > 0 ? fmt::format("the last {} layers and the head", phase.unfreeze_last)
+                                                 : std::string("every layer"),
+                         phase.lr);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     double loss_sum = 0;
-    int64_t seen = 0, correct = 0;
+    int64_t seen = 0, correct = 0, batches = 0;
+    cli::ProgressBar bar(log, config.progress_bar && !config.quiet, fmt::format("epoch {}/{}", epoch + 1, config.epochs),
+                         steps_per_epoch);
     train_loader.start_epoch(epoch);
     for (data::Batch b; train_loader.next(b); ++step) {
-      schedule->apply(*optimizer, step);
+      schedule->apply(*optimizer, step - phase_start_step);
       const Tensor images = b.images.to(device), labels = b.labels.to(device);
       const Tensor logits = model.forward(images);
       const Tensor loss = nn::cross_entropy(logits, labels, loss_options);
@@ -304,6 +398,9 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
       for (size_t i = 0; i < l.size(); ++i) correct += p[i] == l[i];
       loss_sum += loss_value * static_cast<double>(b.size());
       seen += b.size();
+      bar.update(++batches, seen,
+                 fmt::format("loss {:.3f} acc {:.2f}", loss_sum / static_cast<double>(seen),
+                             static_cast<double>(correct) / static_cast<double>(seen)));
     }
     EpochStats e;
     e.epoch = epoch + 1;
@@ -351,9 +448,12 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
     ts.extra["best_metric"] = result.best_metric;
     ts.extra["best_epoch"] = result.best_epoch;
     ts.extra["epochs_without_improvement"] = epochs_without_improvement;
+    ts.extra["head_epochs"] = config.head_epochs;
+    ts.extra["phase_start_step"] = phase_start_step;
     models::save_checkpoint(result.last_path, model, info, &ts);
     write_history(config.out_dir, result.history);
 
+    bar.finish();  // the epoch's line takes the bar's place
     if (!config.quiet) {
       std::string line = fmt::format("epoch {}/{}  loss {:.4f}  acc {:.4f}", e.epoch, config.epochs, e.train_loss,
                                      e.train_accuracy);
@@ -365,7 +465,10 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
                           improved ? "  *best" : "");
       log << line << std::flush;
     }
-    if (config.patience > 0 && epochs_without_improvement >= config.patience) {
+    if (config.on_epoch) config.on_epoch(e);
+    // A plateau of the head phase must not skip the fine-tuning.
+    const bool last_phase = config.head_epochs == 0 || phase.index == 1;
+    if (last_phase && config.patience > 0 && epochs_without_improvement >= config.patience) {
       result.stopped_early = true;
       log << fmt::format("early stopping: no improvement of {} for {} epochs\n",
                          has_val ? config.monitor : "train_loss", config.patience);
