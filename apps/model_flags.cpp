@@ -1,7 +1,10 @@
 #include "apps/model_flags.h"
 
+#include <algorithm>
 #include <cstdio>
 
+#include "cuda/conv_engine.h"
+#include "cuda/cudnn.h"
 #include "layers/modules.h"
 #include "models/weights.h"
 #include "tensor/error.h"
@@ -21,7 +24,9 @@ void add_model_flags(Args& args, bool with_weights) {
         .option("weights-map", "names: by name (torchvision 1:1, timm via a table); order: by position and shape",
                 "names");
   }
-  args.option("device", "cpu|cuda|cuda-emu", "cpu");
+  args.option("device", "cpu|cuda|cuda-emu", "cpu")
+      .option("conv-engine", "convolutions on --device cuda: handwritten|cudnn, optionally followed by "
+              "per-layer overrides MODULE=ENGINE (e.g. cudnn,layer1.0.conv1=handwritten)", "handwritten");
 }
 
 models::ModelOptions model_options_from_flags(const Args& args, models::ModelOptions base) {
@@ -33,6 +38,27 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
   if (args.has("base-width")) base.base_width = args.get_int("base-width");
   return base;
 }
+
+namespace {
+
+// --conv-engine (cuda/conv_engine.h): checked against the device before any work runs, so
+// asking for cuDNN under cuda-emu or without cuDNN fails at once; overrides are bound to the
+// named convolutions' weights.
+void apply_conv_engine_flag(const std::string& text, nn::Module& model, Device device) {
+  const cuda::ConvEngineSpec spec = cuda::parse_conv_engine_spec(text);
+  if (spec.uses(cuda::ConvEngine::Cudnn)) cuda::cudnn::require(device);
+  const std::vector<nn::NamedTensor> params = model.named_parameters();
+  for (const auto& [module, engine] : spec.layers) {
+    const auto it = std::find_if(params.begin(), params.end(),
+                                 [&](const nn::NamedTensor& p) { return p.name == module + ".weight"; });
+    SCALPEL_CHECK(it != params.end() && it->tensor.dim() == 4, "--conv-engine: the model has no "
+                  "convolution named '{}' (module names as `scalpel summary` prints them)", module);
+    cuda::set_layer_conv_engine(it->tensor, engine);
+  }
+  cuda::set_conv_engine(spec.global);
+}
+
+}  // namespace
 
 ModelSetup load_model_from_flags(const Args& args) {
   // Commands that declared the flags without --weights (bench) build an untrained model.
@@ -88,6 +114,7 @@ ModelSetup load_model_from_flags(const Args& args) {
     }
   }
   if (!s.device.is_cpu()) s.model->to(s.device);
+  apply_conv_engine_flag(args.get("conv-engine"), *s.model, s.device);
   return s;
 }
 

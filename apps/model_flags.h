@@ -3,6 +3,7 @@
 // them into a ready model:
 //   --model M  --classes N  --width W  --activation A  --padding P  --in-channels C
 //   --base-width B  --weights FILE  --weights-map names|order  --device cpu|cuda|cuda-emu
+//   --conv-engine handwritten|cudnn[,MODULE=ENGINE...]
 //
 //   Args args("predict", "--model M --weights W ...");
 //   add_model_flags(args);
