@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "cuda/conv_engine.h"
+#include "cuda/cudnn.h"
 #include "cuda/device.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
@@ -79,6 +81,11 @@ void not_wired(const std::string& op, Device device) {
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dShape& shape) {
   const Stream s = stream_for("conv2d", {&x, &w, &bias});
   Tensor y = Tensor::empty({shape.n, shape.k, shape.out_h(), shape.out_w()}, DType::F32, x.device());
+  // The engine switch: cuDNN when asked for globally or for this layer (cuda/conv_engine.h).
+  if (resolve_conv_engine(w, x.device()) == ConvEngine::Cudnn) {
+    cudnn::conv2d_forward(s, shape, in(x), in(w), in(bias), out(y));
+    return y;
+  }
   // The depthwise kernel needs no column buffer; im2col needs one sample and group's.
   const bool depthwise = shape.depthwise();
   Tensor workspace = Tensor::empty({depthwise ? 1 : conv2d_workspace_floats(shape)}, DType::F32, x.device());

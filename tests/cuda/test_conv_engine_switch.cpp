@@ -1,0 +1,70 @@
+// The engine switch in cuda::conv2d (cuda/conv_engine.h): a per-layer override follows its
+// layer's weight, overrides beat the global engine, and cuDNN under cuda-emu is an error at
+// the convolution itself, never a silent fallback to the handwritten kernels.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "cuda/conv_engine.h"
+#include "cuda/tensor_ops.h"
+#include "layers/modules.h"
+#include "tensor/error.h"
+
+namespace scalpel::cuda {
+namespace {
+
+const Device kEmu{DeviceType::CUDAEmu, 0};
+
+// The message of the scalpel::Error `f` throws ("" when it does not throw).
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Restores the process-wide engine settings the tests change.
+class ConvEngineSwitch : public ::testing::Test {
+ protected:
+  void SetUp() override { init(); }
+  void TearDown() override {
+    set_conv_engine(ConvEngine::Handwritten);
+    clear_layer_conv_engines();
+  }
+};
+
+TEST_F(ConvEngineSwitch, OverrideFollowsItsLayerAcrossDeviceMoves) {
+  nn::Conv2d asked_cudnn(3, 4, 3), plain(3, 4, 3);
+  set_layer_conv_engine(asked_cudnn.weight, ConvEngine::Cudnn);  // bound on the CPU...
+  asked_cudnn.to(kEmu);                                           // ...kept after the move
+  plain.to(kEmu);
+  EXPECT_EQ(resolve_conv_engine(plain.weight, kEmu), ConvEngine::Handwritten);
+  EXPECT_NE(error_of([&] { resolve_conv_engine(asked_cudnn.weight, kEmu); }).find("cuDNN cannot be emulated"),
+            std::string::npos);
+
+  // Through the layer: the overridden conv refuses to run on cuda-emu, the other one runs.
+  const Tensor x = Tensor::ones({1, 3, 6, 6}).to(kEmu);
+  EXPECT_NE(error_of([&] { asked_cudnn(x); }).find("--conv-engine handwritten"), std::string::npos);
+  EXPECT_EQ(plain(x).shape(), (Shape{1, 4, 4, 4}));
+}
+
+TEST_F(ConvEngineSwitch, GlobalCudnnUnderEmulationIsAnErrorAndOverridesWin) {
+  nn::Conv2d global(3, 4, 3), kept(3, 4, 3);
+  global.to(kEmu);
+  kept.to(kEmu);
+  set_conv_engine(ConvEngine::Cudnn);
+  set_layer_conv_engine(kept.weight, ConvEngine::Handwritten);
+  const Tensor x = Tensor::ones({2, 3, 5, 5}).to(kEmu);
+  EXPECT_NE(error_of([&] { global(x); }).find("cuDNN cannot be emulated"), std::string::npos);
+  const std::vector<double> got = kept(x).to(Device{}).to_vector();
+  kept.to(Device{});  // the CPU reference engine
+  const std::vector<double> expected = kept(Tensor::ones({2, 3, 5, 5})).to_vector();
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-5) << i;
+}
+
+}  // namespace
+}  // namespace scalpel::cuda
