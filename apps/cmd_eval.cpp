@@ -2,9 +2,11 @@
 // dataset (see ../shared/interface.md and apps/report/evaluate.h).
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 
 #include "apps/cli.h"
 #include "apps/model_flags.h"
+#include "apps/progress.h"
 #include "apps/report/evaluate.h"
 #include "data/dataset.h"
 #include "tensor/error.h"
@@ -29,14 +31,20 @@ data::Dataset pick_split(const data::Dataset& all, const std::string& split) {
 }
 
 int run_eval(const std::vector<std::string>& argv) {
-  Args args("eval", "--model M --weights W --data DIR --report OUT [--split test|val|train|all] [--size H W]");
+  Args args("eval", "--model M --weights W --data DIR --report OUT [--split test|val|train|all] [--size H W]\n"
+                    "       [--tta none|flip|flip4|crops] [--group-tta]");
   add_model_flags(args);
   args.option("data", "labelled images (any layout of data/dataset.h, e.g. DIR/<class>/<image>)")
       .option("report", "output folder: metrics.json, predictions.csv, report.html")
       .option("split", "which split to evaluate (default: test when the layout has one, else all)")
       .option("size", "input height and width (default: the checkpoint's or the model's preprocessing)", "", 2)
       .option("batch", "images per forward pass", "16")
-      .option("gallery", "Grad-CAM images of the most confident errors in the report", "6");
+      .option("gallery", "Grad-CAM images of the most confident errors in the report", "6")
+      .option("tta", "test-time augmentation, mean of the probabilities over: none | flip (+ horizontal mirror) | "
+                     "flip4 (+ vertical and both mirrors) | crops (corners and centre of an 8/7 larger resize)",
+              "none")
+      .flag("group-tta", "average the probabilities over the images of one group (patient or lesion id, e.g. "
+                         "HAM10000 lesion_id) and give each image the group's prediction");
   if (!args.parse(argv)) return 0;
   const std::string data_dir = args.require("data"), out = args.require("report");
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel eval' (see scalpel eval --help)");
@@ -65,10 +73,19 @@ int run_eval(const std::vector<std::string>& argv) {
   report::EvalOptions eo;
   eo.batch = args.get_int("batch");
   eo.device = s.device;
+  eo.tta = report::parse_tta(args.get("tta"));
+  eo.group_tta = args.has("group-tta");
+  SCALPEL_CHECK(!eo.group_tta || dataset.has_groups(),
+                "--group-tta: the samples of {} have no group ids (patient or lesion ids of the layout)", data_dir);
+  ProgressBar bar(std::cout, stdout_is_terminal(), "eval", static_cast<int64_t>(dataset.samples.size()));
+  eo.on_batch = [&bar](int64_t done, int64_t) { bar.update(done, done, ""); };
   const report::EvalResult result = report::evaluate(*s.model, dataset, p, eo);
+  bar.finish();
 
   report::ReportOptions ro;
   ro.title = "scalpel eval: " + s.model->name() + " on " + data_dir;
+  if (eo.tta != report::Tta::none) ro.title += ", TTA " + report::tta_name(eo.tta);
+  if (eo.group_tta) ro.title += ", averaged per group";
   ro.model = s.model.get();
   ro.preprocess = p;
   ro.device = s.device;

@@ -2,7 +2,9 @@
 #include "apps/report/evaluate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <map>
 #include <numeric>
 
 #include "apps/gradcam.h"
@@ -15,6 +17,89 @@
 #include "tensor/ops.h"
 
 namespace scalpel::report {
+
+Tta parse_tta(const std::string& name) {
+  if (name == "none") return Tta::none;
+  if (name == "flip") return Tta::flip;
+  if (name == "flip4") return Tta::flip4;
+  if (name == "crops") return Tta::crops;
+  fail("--tta: unknown test-time augmentation '{}' (none, flip, flip4, crops)", name);
+}
+
+std::string tta_name(Tta tta) {
+  switch (tta) {
+    case Tta::none: return "none";
+    case Tta::flip: return "flip";
+    case Tta::flip4: return "flip4";
+    case Tta::crops: return "crops";
+  }
+  return "none";
+}
+
+namespace {
+
+// x [N, C, H, W] float32 on the CPU, mirrored left-right and/or upside down.
+Tensor mirrored(const Tensor& x, bool horizontal, bool vertical) {
+  const Tensor src = x.contiguous();
+  Tensor out = Tensor::empty(src.shape(), DType::F32);
+  const int64_t h = src.shape()[2], w = src.shape()[3], planes = src.numel() / (h * w);
+  const float* in = src.data<float>();
+  float* o = out.data<float>();
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    for (int64_t y = 0; y < h; ++y) {
+      const float* row = in + (plane * h + (vertical ? h - 1 - y : y)) * w;
+      float* dst = o + (plane * h + y) * w;
+      for (int64_t i = 0; i < w; ++i) dst[i] = row[horizontal ? w - 1 - i : i];
+    }
+  }
+  return out;
+}
+
+// Samples [start, end) of `dataset` preprocessed with `p`, as one [N, C, H, W] batch.
+Tensor load_batch(const data::Dataset& dataset, size_t start, size_t end, const data::Preprocess& p) {
+  std::vector<Tensor> inputs;
+  for (size_t i = start; i < end; ++i) inputs.push_back(data::preprocess_file(dataset.samples[i].path, p));
+  return ops::concat(inputs, 0);
+}
+
+// The views `tta` averages over for samples [start, end), each [N, C, H, W] on the CPU.
+std::vector<Tensor> tta_views(const data::Dataset& dataset, size_t start, size_t end, const data::Preprocess& p,
+                              Tta tta) {
+  if (tta == Tta::crops) {
+    data::Preprocess larger = p;
+    larger.height = static_cast<int>(std::lround(p.height * 8.0 / 7.0));
+    larger.width = static_cast<int>(std::lround(p.width * 8.0 / 7.0));
+    const Tensor big = load_batch(dataset, start, end, larger);
+    const int64_t dy = larger.height - p.height, dx = larger.width - p.width;
+    const auto crop = [&](int64_t top, int64_t left) {
+      return big.slice(2, top, top + p.height).slice(3, left, left + p.width).contiguous();
+    };
+    return {crop(0, 0), crop(0, dx), crop(dy, 0), crop(dy, dx), crop(dy / 2, dx / 2)};
+  }
+  const Tensor x = load_batch(dataset, start, end, p);
+  std::vector<Tensor> views = {x};
+  if (tta == Tta::flip || tta == Tta::flip4) views.push_back(mirrored(x, true, false));
+  if (tta == Tta::flip4) {
+    views.push_back(mirrored(x, false, true));
+    views.push_back(mirrored(x, true, true));
+  }
+  return views;
+}
+
+// Replaces the probabilities of every sample that has a group by its group's mean.
+void average_over_groups(const data::Dataset& dataset, std::vector<std::vector<double>>& probs) {
+  std::map<std::string, std::vector<size_t>> members;
+  for (size_t i = 0; i < dataset.samples.size(); ++i)
+    if (!dataset.samples[i].group.empty()) members[dataset.samples[i].group].push_back(i);
+  for (const auto& [group, indices] : members) {
+    std::vector<double> mean(probs[indices.front()].size(), 0.0);
+    for (size_t i : indices)
+      for (size_t c = 0; c < mean.size(); ++c) mean[c] += probs[i][c] / static_cast<double>(indices.size());
+    for (size_t i : indices) probs[i] = mean;
+  }
+}
+
+}  // namespace
 
 EvalResult evaluate(models::Model& model, const data::Dataset& dataset, const data::Preprocess& p,
                     const EvalOptions& options) {
@@ -33,20 +118,24 @@ EvalResult evaluate(models::Model& model, const data::Dataset& dataset, const da
   const size_t n = dataset.samples.size();
   for (size_t start = 0; start < n; start += static_cast<size_t>(options.batch)) {
     const size_t end = std::min(n, start + static_cast<size_t>(options.batch));
-    std::vector<Tensor> inputs;
-    for (size_t i = start; i < end; ++i) inputs.push_back(data::preprocess_file(dataset.samples[i].path, p));
-    const Tensor x = ops::concat(inputs, 0).to(options.device);
-    const Tensor probs = nn::softmax(model(x), 1).to(Device::cpu()).to(DType::F64).contiguous();
-    const std::vector<double> v = probs.to_vector();
+    const std::vector<Tensor> views = tta_views(dataset, start, end, p, options.tta);
+    std::vector<double> mean((end - start) * static_cast<size_t>(classes), 0.0);
+    for (const Tensor& view : views) {
+      const Tensor probs = nn::softmax(model(view.to(options.device)), 1).to(Device::cpu()).to(DType::F64).contiguous();
+      const std::vector<double> v = probs.to_vector();
+      for (size_t k = 0; k < mean.size(); ++k) mean[k] += v[k] / static_cast<double>(views.size());
+    }
     for (size_t i = start; i < end; ++i) {
-      const auto row = v.begin() + static_cast<std::ptrdiff_t>((i - start) * classes);
+      const auto row = mean.begin() + static_cast<std::ptrdiff_t>((i - start) * classes);
       r.probs.emplace_back(row, row + classes);
       r.paths.push_back(dataset.samples[i].path);
       r.labels.push_back(dataset.samples[i].label);
-      r.preds.push_back(argmax(r.probs.back()));
     }
+    if (options.on_batch) options.on_batch(static_cast<int64_t>(end), static_cast<int64_t>(n));
   }
   model.train(was_training);
+  if (options.group_tta) average_over_groups(dataset, r.probs);
+  for (const auto& row : r.probs) r.preds.push_back(argmax(row));
   r.metrics = compute_metrics(r.labels, r.probs, r.classes, options.top_k);
   return r;
 }

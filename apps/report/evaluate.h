@@ -7,6 +7,7 @@
 // writes out/report/metrics.json, predictions.csv and report.html (see ../shared/interface.md
 // and html_report.h). Used by `scalpel eval` and at the end of `scalpel demo`.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,10 +19,25 @@
 
 namespace scalpel::report {
 
+// Test-time augmentation: an image's probabilities are the mean of the softmax over its views.
+//   none   the image as preprocessed
+//   flip   the image and its horizontal mirror
+//   flip4  the image, its horizontal, vertical and double (180-degree) mirrors
+//   crops  the four corners and the centre of a resize 8/7 larger (ImageNet's 256/224 ratio)
+enum class Tta { none, flip, flip4, crops };
+Tta parse_tta(const std::string& name);  // Error naming --tta for an unknown name
+std::string tta_name(Tta tta);
+
 struct EvalOptions {
   int64_t batch = 16;
   Device device;                         // where the model runs (it must already live there)
   std::vector<int64_t> top_k = {2, 3, 5};  // top-k accuracies (k >= classes are left out)
+  Tta tta = Tta::none;
+  // After TTA: every sample of a Sample::group (images of one lesion or patient) gets the mean
+  // probabilities of the group; samples without a group keep their own.
+  bool group_tta = false;
+  // Called after each batch with (samples done, samples in all), e.g. for a progress bar.
+  std::function<void(int64_t, int64_t)> on_batch;
 };
 
 struct EvalResult {
@@ -34,7 +50,8 @@ struct EvalResult {
 };
 
 // Runs `model` in evaluation mode (restores its previous mode), no autograd, over every sample
-// of `dataset` (decoded and preprocessed with `p`), softmax of the logits. Error when the model's
+// of `dataset` (decoded and preprocessed with `p`), softmax of the logits (averaged over the
+// views of options.tta, then over groups with options.group_tta). Error when the model's
 // class count differs from the dataset's, when the dataset is empty, or for an unreadable image
 // (naming the file).
 EvalResult evaluate(models::Model& model, const data::Dataset& dataset, const data::Preprocess& p,
