@@ -4,7 +4,9 @@
 // per (model, batch, mode) in the same format as the peers.
 //
 //   bench_models [--models a,b] [--batches 1,8] [--size 224] [--iters 5] [--threads 2]
-//                [--train] [--no-fuse] [--profile]
+//                [--train] [--fuse all|bn|none] [--profile]
+// --fuse: all (default) = models::fuse_for_inference (BatchNorm folded, conv + activation in
+// one pass), bn = models::fuse_batchnorm only, none = the model as trained.
 // --profile adds, per inference run, the time by layer type measured with a forward hook
 // (the time since the previous module call ends; composite modules get the functional ops of
 // their forward: residual adds, activations called as functions).
@@ -92,7 +94,8 @@ int main(int argc, char** argv) {
   std::string models = "resnet50,mobilenet_v2,efficientnet_b0", batches = "1,8";
   int64_t size = 224;
   int iters = 5, threads = 2;
-  bool train = false, fuse = true, profile = false;
+  std::string fuse = "all";
+  bool train = false, profile = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -108,19 +111,24 @@ int main(int argc, char** argv) {
     else if (a == "--iters") iters = std::stoi(value());
     else if (a == "--threads") threads = std::stoi(value());
     else if (a == "--train") train = true;
-    else if (a == "--no-fuse") fuse = false;
+    else if (a == "--fuse") fuse = value();
     else if (a == "--profile") profile = true;
     else {
       std::fprintf(stderr, "bench_models: unknown argument %s\n", a.c_str());
       return 1;
     }
   }
+  if (fuse != "all" && fuse != "bn" && fuse != "none") {
+    std::fprintf(stderr, "bench_models: --fuse must be all, bn or none, not %s\n", fuse.c_str());
+    return 1;
+  }
   try {
     set_num_threads(threads);
     for (const std::string& name : split(models)) {
       auto model = models::create_model(name);
       model->eval();
-      if (fuse) models::fuse_batchnorm(*model, {1, 3, size, size});
+      if (fuse == "all") models::fuse_for_inference(*model, {1, 3, size, size});
+      if (fuse == "bn") models::fuse_batchnorm(*model, {1, 3, size, size});
       for (const std::string& b : split(batches)) {
         const int64_t batch = std::stoll(b);
         const Tensor x = randn({batch, 3, size, size});
@@ -128,7 +136,8 @@ int main(int argc, char** argv) {
         const double ms = best_ms([&] { (*model)(x); }, iters);
         std::printf("{\"peer\": \"scalpel\", \"model\": \"%s\", \"batch\": %lld, \"mode\": \"inference\", \"ms\": %.3f, "
                     "\"variant\": \"%s\", \"rss_mb\": %.1f%s%s}\n",
-                    name.c_str(), static_cast<long long>(batch), ms, fuse ? "bn folded" : "unfused", rss_mb(),
+                    name.c_str(), static_cast<long long>(batch), ms,
+                    fuse == "all" ? "bn folded, conv+act fused" : fuse == "bn" ? "bn folded" : "unfused", rss_mb(),
                     profile ? ", \"profile_ms\": " : "", profile ? profile_json(*model, x).c_str() : "");
         std::fflush(stdout);
       }

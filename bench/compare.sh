@@ -6,7 +6,7 @@
 #                    [--size 224] [--iters 5] [--train] [--build build-perf] [--ours auto|cli|fused]
 # Ours: `<build>/bin/scalpel bench --model M --batch N --size H W --iters K [--train] --json`
 # (--ours cli; its ms_min, as the peers report their best), or <build>/bin/bench_models
-# (--ours fused: bench/bench_models.cpp, BatchNorm folded by models/fuse.h). auto: cli when
+# (--ours fused: bench/bench_models.cpp); both run models::fuse_for_inference. auto: cli when
 # that command exists, else fused.
 # Raw JSON lines are kept in $OUT_DIR (default: a temporary folder, printed at the end).
 set -euo pipefail
@@ -41,11 +41,11 @@ if [[ "$ours" == cli ]]; then
   for m in ${models//,/ }; do
     for b in ${batches//,/ }; do
       "$build/bin/scalpel" bench --model "$m" --batch "$b" --size "$size" "$size" --iters "$iters" --threads 2 --json |
-        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=int(sys.argv[2]), mode="inference"); d.update(ms=d["ms_min"], rss_mb=d["peak_rss_mib"], variant="scalpel bench (unfused)"); print(json.dumps(d))' "$m" "$b" >> "$results"
+        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=int(sys.argv[2]), mode="inference"); d.update(ms=d["ms_min"], rss_mb=d["peak_rss_mib"], variant="scalpel bench (BN folded, conv+act fused)"); print(json.dumps(d))' "$m" "$b" >> "$results"
     done
     if [[ -n "$train" ]]; then
       "$build/bin/scalpel" bench --model "$m" --batch 8 --size "$size" "$size" --iters "$iters" --threads 2 --train --json |
-        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=8, mode="train"); d.update(ms=d["ms_min"], rss_mb=d["peak_rss_mib"], variant="scalpel bench (unfused)"); print(json.dumps(d))' "$m" >> "$results"
+        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=8, mode="train"); d.update(ms=d["ms_min"], rss_mb=d["peak_rss_mib"], variant="scalpel bench (train, unfused)"); print(json.dumps(d))' "$m" >> "$results"
     fi
   done
 elif [[ "$ours" == fused && -x "$build/bin/bench_models" ]]; then

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "autograd/autograd.h"
+#include "layers/ops/conv2d.h"
 #include "tensor/error.h"
 
 namespace scalpel::nn {
@@ -202,7 +204,19 @@ BasicBlock::BasicBlock(int64_t in_channels, int64_t planes, int64_t stride, cons
     downsample = register_module("downsample", make_downsample(in_channels, planes * expansion, stride, options));
 }
 
+// The fused inference form of the ResNet blocks (models/fuse.h): BN already in the conv
+// weights, relu(conv(x)) in the conv's store, relu(conv(y) + shortcut) in the last conv's
+// store. Only on the CPU when nothing is recorded in eval mode, as the fused Conv2d layers.
+static bool runs_fused(const Module& block, bool fused, const Tensor& x) {
+  return fused && !block.is_training() && !grad_enabled() && x.device().is_cpu();
+}
+
+static Tensor last_conv_fused(const Conv2d& conv, const Tensor& y, const Tensor& shortcut) {
+  return conv2d_fused(y, conv.weight, conv.bias, conv.options, EpilogueActivation::relu, shortcut, conv.label());
+}
+
 Tensor BasicBlock::forward(const Tensor& x) {
+  if (runs_fused(*this, fused, x)) return last_conv_fused(*conv2, (*conv1)(x), downsample ? (*downsample)(x) : x);
   Tensor y = relu((*bn1)((*conv1)(x)));
   y = (*bn2)((*conv2)(y));
   return relu(add(y, downsample ? (*downsample)(x) : x));
@@ -235,6 +249,8 @@ Bottleneck::Bottleneck(int64_t in_channels, int64_t planes, int64_t stride, cons
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
+  if (runs_fused(*this, fused, x))
+    return last_conv_fused(*conv3, (*conv2)((*conv1)(x)), downsample ? (*downsample)(x) : x);
   Tensor y = relu((*bn1)((*conv1)(x)));
   y = relu((*bn2)((*conv2)(y)));
   y = (*bn3)((*conv3)(y));

@@ -161,7 +161,10 @@ class BasicBlock : public Module {
   const int64_t in_channels, planes, stride;
   std::shared_ptr<Conv2d> conv1, conv2;
   std::shared_ptr<BatchNorm2d> bn1, bn2;
-  std::shared_ptr<Sequential> downsample;  // null when the shortcut is the identity
+  std::shared_ptr<Sequential> downsample;  // null when the shortcut is the identity  // Set by models::fuse_for_inference (models/fuse.h) once the block's BatchNorms are folded:
+  // on the CPU in eval mode with gradients off, the inner ReLUs run in the convs' stores, and
+  // the last conv adds the shortcut and applies the final ReLU in its own (nn::conv2d_fused).
+  bool fused = false;
 };
 
 // 1x1 (width) -> 3x3 (width, groups) -> 1x1 (planes * 4), BN after each, ReLU after the sum.
@@ -175,7 +178,10 @@ class Bottleneck : public Module {
   const int64_t in_channels, planes, width, stride;
   std::shared_ptr<Conv2d> conv1, conv2, conv3;
   std::shared_ptr<BatchNorm2d> bn1, bn2, bn3;
-  std::shared_ptr<Sequential> downsample;
+  std::shared_ptr<Sequential> downsample;  // Set by models::fuse_for_inference (models/fuse.h) once the block's BatchNorms are folded:
+  // on the CPU in eval mode with gradients off, the inner ReLUs run in the convs' stores, and
+  // the last conv adds the shortcut and applies the final ReLU in its own (nn::conv2d_fused).
+  bool fused = false;
 };
 
 // Keras ResNetV2 block2 (pre-activation bottleneck), BN eps 1.001e-5 by default:

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "autograd/autograd.h"
+#include "layers/ops/conv2d.h"
 #include "tensor/error.h"
 
 namespace scalpel::nn {
@@ -61,8 +63,16 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, std::array<int64_t, 2>
   reset_default_parameters(weight, bias);
 }
 
+// Fused layers (models/fuse.h) take their shortcut only on the CPU when nothing is recorded
+// in eval mode, so a fused model still trains, differentiates and moves through the plain ops.
+static bool runs_fused(const Module& m, const Tensor& x) {
+  return !m.is_training() && !grad_enabled() && x.device().is_cpu();
+}
+
 Tensor Conv2d::forward(const Tensor& x) {
   check_channels(*this, x, in_channels, "input channels");
+  if (fused_activation != EpilogueActivation::none && runs_fused(*this, x))
+    return conv2d_fused(x, weight, bias, options, fused_activation, Tensor(), label());
   return conv2d(x, weight, bias, options, label());
 }
 
@@ -236,6 +246,8 @@ std::string activation_type(const Activation& a) {
 
 ActivationLayer::ActivationLayer(Activation activation)
     : Module(activation_type(activation)), activation(std::move(activation)) {}
+
+Tensor ActivationLayer::forward(const Tensor& x) { return folded && runs_fused(*this, x) ? x : activation(x); }
 
 std::string ZeroPad2d::describe() const { return padding_str(padding); }
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "layers/module.h"
+#include "tensor/gemm.h"
 
 namespace scalpel::nn {
 
@@ -54,6 +55,10 @@ class Conv2d : public Module {
   const std::array<int64_t, 2> kernel;
   const Conv2dOptions options;
   Tensor weight, bias;  // bias undefined when built without one
+  // Set by models::fuse_for_inference (models/fuse.h): the activation of the ActivationLayer
+  // that follows this conv, applied in the conv's output store (nn::conv2d_fused) when
+  // forward runs on the CPU in eval mode recording nothing; that ActivationLayer is `folded`.
+  EpilogueActivation fused_activation = EpilogueActivation::none;
 };
 
 // x [N, in, H, W] -> [N, out, (H-1)*s - 2p + d*(k-1) + output_padding + 1, ...];
@@ -179,9 +184,13 @@ class Identity : public Module {
 class ActivationLayer : public Module {
  public:
   explicit ActivationLayer(Activation activation);
-  Tensor forward(const Tensor& x) override { return activation(x); }
+  Tensor forward(const Tensor& x) override;
   std::string describe() const override { return activation.str(); }
   const Activation activation;
+  // Set by models::fuse_for_inference: the preceding Conv2d applies this activation
+  // (Conv2d::fused_activation), so forward returns its input when that conv runs fused (eval
+  // mode on the CPU, no gradients recorded).
+  bool folded = false;
 };
 
 // Zero padding of the two spatial axes (Keras ZeroPadding2D, torch.nn.ZeroPad2d).

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "layers/blocks.h"
 #include "layers/modules.h"
 #include "tensor/error.h"
 
@@ -77,6 +78,85 @@ FuseReport fuse_batchnorm(nn::Module& model, const Shape& input_shape) {
       continue;
     fold(*conv, *bn);
     ++report.folded;
+  }
+  return report;
+}
+
+namespace {
+
+// The epilogue that computes `a`, or none when the conv store cannot apply it.
+EpilogueActivation epilogue_for(const nn::Activation& a) {
+  if (a.kind == "relu") return EpilogueActivation::relu;
+  if (a.kind == "relu6") return EpilogueActivation::relu6;
+  if (a.kind == "silu" || a.kind == "swish") return EpilogueActivation::silu;
+  if (a.kind == "hardswish") return EpilogueActivation::hardswish;
+  return EpilogueActivation::none;
+}
+
+// Marks a ResNet block fused when its BNs are folded into float32 CPU convs (the inner
+// convs then apply the ReLU; the block's forward hands the shortcut to the last conv).
+template <typename Block>
+bool fuse_resnet_block(Block& block, std::initializer_list<nn::Conv2d*> inner, nn::Conv2d& last,
+                       std::initializer_list<nn::BatchNorm2d*> bns) {
+  if (block.fused) return false;
+  for (nn::BatchNorm2d* bn : bns)
+    if (!bn->folded) return false;
+  for (nn::Conv2d* conv : inner)
+    if (!foldable(conv->weight) || conv->fused_activation != EpilogueActivation::none) return false;
+  if (!foldable(last.weight)) return false;
+  for (nn::Conv2d* conv : inner) conv->fused_activation = EpilogueActivation::relu;
+  block.fused = true;
+  return true;
+}
+
+}  // namespace
+
+InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_shape) {
+  InferenceFuseReport report;
+  report.batchnorm = fuse_batchnorm(model, input_shape);
+  for (auto& [name, m] : model.named_modules()) {
+    if (auto* b = dynamic_cast<nn::Bottleneck*>(m))
+      report.blocks += fuse_resnet_block(*b, {b->conv1.get(), b->conv2.get()}, *b->conv3, {b->bn1.get(), b->bn2.get(), b->bn3.get()});
+    else if (auto* b = dynamic_cast<nn::BasicBlock*>(m))
+      report.blocks += fuse_resnet_block(*b, {b->conv1.get()}, *b->conv2, {b->bn1.get(), b->bn2.get()});
+  }
+
+  // Candidates from the structure: conv, [folded BN,] activation, adjacent in a Sequential,
+  // so that the conv's output reaches nothing but the activation (Sequential chains them).
+  std::map<nn::ActivationLayer*, nn::Conv2d*> candidates;
+  for (auto& [name, m] : model.named_modules()) {
+    if (!dynamic_cast<nn::Sequential*>(m)) continue;
+    const auto children = m->named_children();
+    for (size_t i = 0; i + 1 < children.size(); ++i) {
+      auto* conv = dynamic_cast<nn::Conv2d*>(children[i].second.get());
+      if (!conv || conv->fused_activation != EpilogueActivation::none || !foldable(conv->weight)) continue;
+      size_t next = i + 1;
+      if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(children[next].second.get()); bn && bn->folded) ++next;
+      if (next >= children.size()) continue;
+      auto* act = dynamic_cast<nn::ActivationLayer*>(children[next].second.get());
+      if (act && !act->folded && epilogue_for(act->activation) != EpilogueActivation::none) candidates[act] = conv;
+    }
+  }
+  if (candidates.empty()) return report;
+
+  // Confirm with the data flow of a probe forward: each module called once, and the
+  // activation's input is the conv's output (a Sequential subclass may reorder its children).
+  std::vector<Call> calls;
+  {
+    NoGradGuard no_grad;
+    nn::ForwardHookGuard hook([&](nn::Module& m, const Tensor& in, const Tensor& out) { calls.push_back({&m, in, out}); });
+    model(Tensor::zeros(input_shape));
+  }
+  std::map<nn::Module*, std::vector<const Call*>> calls_of;
+  for (const Call& c : calls) calls_of[c.module].push_back(&c);
+  for (auto [act, conv] : candidates) {
+    const auto& act_calls = calls_of[act];
+    const auto& conv_calls = calls_of[conv];
+    if (act_calls.size() != 1 || conv_calls.size() != 1 || !same_tensor(conv_calls[0]->output, act_calls[0]->input))
+      continue;
+    conv->fused_activation = epilogue_for(act->activation);
+    act->folded = true;
+    ++report.activations;
   }
   return report;
 }

@@ -1,5 +1,6 @@
 #pragma once
-// Inference fusion: fold each eval-mode BatchNorm2d into the Conv2d that feeds it.
+// Inference fusion: fold each eval-mode BatchNorm2d into the Conv2d that feeds it, and run
+// the activation after a conv in the conv's output store (fuse_for_inference).
 //
 // BN(conv(x)) = s * (W x + b - mean) + beta with s = gamma / sqrt(var + eps), per output
 // channel, is the conv with W' = s W and b' = s (b - mean) + beta. The pass rewrites the conv's
@@ -25,5 +26,22 @@ struct FuseReport {
 // (Error otherwise), and a fused model must not be trained (its BN layers then no longer see
 // the raw conv output). Running it twice folds nothing the second time.
 FuseReport fuse_batchnorm(nn::Module& model, const Shape& input_shape);
+
+struct InferenceFuseReport {
+  FuseReport batchnorm;
+  int64_t activations = 0;  // ActivationLayers now applied in their conv's output store
+  int64_t blocks = 0;       // ResNet blocks now running fused (nn::BasicBlock/Bottleneck::fused)
+};
+
+// fuse_batchnorm, then moves each ActivationLayer (relu, relu6, silu/swish, hardswish) that
+// directly follows a Conv2d -- the next child of the same Sequential, after the conv's folded
+// BatchNorm if any, with the conv's output as its input in a probe forward -- into that
+// conv's output store (nn::Conv2d::fused_activation, nn::conv2d_fused): one pass over each
+// such output less. ResNet basic/bottleneck blocks whose BatchNorms all folded run their
+// ReLUs and the residual add in the convs' stores (nn::Bottleneck::fused). Same contract as
+// fuse_batchnorm (eval mode, CPU float32, idempotent);
+// the fused layers take their shortcut only in eval mode with gradients off, so Grad-CAM and
+// training still see every layer.
+InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_shape);
 
 }  // namespace scalpel::models

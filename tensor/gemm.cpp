@@ -84,6 +84,13 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
   }
 }
 
+// The epilogue over all of C, row by row (paths that do not go through the tiled loop nest).
+template <typename T>
+void apply_epilogue_rows(const GemmEpilogue<T>& e, int64_t M, int64_t N, T* C, int64_t ldc) {
+  if (e.empty()) return;
+  for (int64_t i = 0; i < M; ++i) apply_epilogue(e, i, 0, N, C + i * ldc);
+}
+
 }  // namespace
 
 namespace gemm_detail {
@@ -186,6 +193,7 @@ struct Problem {
   float beta;
   float* C;
   int64_t ldc;
+  const GemmEpilogue<float>& epilogue;
 };
 
 // Where a kernel reads an MR-row panel of A or a column panel of B (see MicroKernel).
@@ -226,6 +234,7 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
     for (int64_t pc = 0; pc < p.K; pc += ki.kc) {
       const int64_t kc = std::min(ki.kc, p.K - pc);
       const float beta = pc == 0 ? p.beta : 1.0f;  // later K blocks accumulate
+      const bool last_k_block = pc + kc == p.K;       // the tiles are final: apply the epilogue
       // Read in place, A still needs its ragged last row panel packed (zero-padded).
       const int64_t ragged_rows = mc % mr;
       if (packed_a)
@@ -263,14 +272,17 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
             if (rows == mr && cols == width) {
               fn(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta);
-              continue;
+            } else {
+              fn(kc, a.p, a.step, b.p, b.step, tile, width, p.alpha, 0.0f);
+              for (int64_t i = 0; i < rows; ++i)
+                for (int64_t j = 0; j < cols; ++j) {
+                  float& out = c[i * p.ldc + j];
+                  out = tile[i * width + j] + (beta == 0.0f ? 0.0f : beta * out);
+                }
             }
-            fn(kc, a.p, a.step, b.p, b.step, tile, width, p.alpha, 0.0f);
-            for (int64_t i = 0; i < rows; ++i)
-              for (int64_t j = 0; j < cols; ++j) {
-                float& out = c[i * p.ldc + j];
-                out = tile[i * width + j] + (beta == 0.0f ? 0.0f : beta * out);
-              }
+            if (last_k_block && !p.epilogue.empty())
+              for (int64_t i = 0; i < rows; ++i)
+                apply_epilogue(p.epilogue, ic + ir + i, jc + jr, cols, c + i * p.ldc);
           }
         }
       }
@@ -317,16 +329,19 @@ Kernel best_kernel() {
 void gemm_with_kernel(Kernel kernel, int threads, Packing packing, bool trans_a, bool trans_b,
                       int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                      int64_t ldc) {
+                      int64_t ldc, const GemmEpilogue<float>& epilogue) {
   check_args(trans_a, trans_b, M, N, K, lda, ldb, ldc);
   SCALPEL_CHECK(cpu_supports(kernel), "gemm: this CPU cannot run the {} kernel",
                 kernel_info(kernel).name);
   if (M == 0 || N == 0) return;
-  if (K == 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
+  if (K == 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C, ldc);
+    return apply_epilogue_rows(epilogue, M, N, C, ldc);
+  }
 
   const KernelInfo ki = kernel_info(kernel);
   SCALPEL_CHECK(ki.mr * ki.nr() <= kMaxTile, "gemm: {} tile exceeds the edge scratch", ki.name);
-  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue};
 
   if (threads <= 0) threads = num_threads();
   if (omp_in_parallel()) threads = 1;
@@ -360,8 +375,22 @@ void gemm_with_kernel(Kernel kernel, int threads, Packing packing, bool trans_a,
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc) {
+  gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, GemmEpilogue<float>{});
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+          int64_t ldc, const GemmEpilogue<float>& epilogue) {
   gemm_detail::gemm_with_kernel(gemm_detail::best_kernel(), 0, gemm_detail::Packing::automatic,
-                                trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                                trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                                epilogue);
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+          const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
+          int64_t ldc, const GemmEpilogue<double>& epilogue) {
+  gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  apply_epilogue_rows(epilogue, M, N, C, ldc);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,

@@ -4,9 +4,66 @@
 // op(X) = X or X^T (trans_a/trans_b). lda/ldb/ldc are row strides in elements.
 // beta == 0 means C is write-only (its old contents, even NaN, are ignored).
 // gemm_reference is the plain triple loop every fast path is tested against.
+//
+// The float GEMM can also apply an epilogue (GemmEpilogue) to each tile of C right after its
+// last K block is stored, while the tile is still in L1: the bias + activation (+ residual)
+// that follow a convolution at inference, without another pass over C.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace scalpel {
+
+// Activations an epilogue can apply (the ones that follow convs in the model zoo), with the
+// formulas of layers/ops/activations.cpp.
+enum class EpilogueActivation { none, relu, relu6, silu, hardswish };
+
+// C[i][j] = act(C[i][j] + row_bias[i] + residual[i * ldr + j]): bias per row of C (per output
+// channel of a conv), residual a matrix shaped like C with row stride ldr. Null pointers are
+// skipped; the default epilogue does nothing.
+template <typename T>
+struct GemmEpilogue {
+  const T* row_bias = nullptr;
+  EpilogueActivation activation = EpilogueActivation::none;
+  const T* residual = nullptr;
+  int64_t ldr = 0;
+  bool empty() const { return !row_bias && !residual && activation == EpilogueActivation::none; }
+};
+
+// Applies `e` to the n elements c[0, n) = C[i][j0, j0 + n). Plain loops the compiler
+// vectorizes; every fast path calls this same function, so it is also the reference.
+template <typename T>
+inline void apply_epilogue(const GemmEpilogue<T>& e, int64_t i, int64_t j0, int64_t n, T* c) {
+  if (e.row_bias) {
+    const T b = e.row_bias[i];
+    for (int64_t j = 0; j < n; ++j) c[j] += b;
+  }
+  if (e.residual) {
+    const T* r = e.residual + i * e.ldr + j0;
+    for (int64_t j = 0; j < n; ++j) c[j] += r[j];
+  }
+  switch (e.activation) {
+    case EpilogueActivation::none:
+      break;
+    case EpilogueActivation::relu:
+      for (int64_t j = 0; j < n; ++j) c[j] = c[j] > T(0) ? c[j] : T(0);
+      break;
+    case EpilogueActivation::relu6:
+      for (int64_t j = 0; j < n; ++j) c[j] = std::min(std::max(c[j], T(0)), T(6));
+      break;
+    case EpilogueActivation::silu:  // x * sigmoid(x), the overflow-free form of both signs
+      for (int64_t j = 0; j < n; ++j) {
+        const T x = c[j];
+        const T e = std::exp(-std::abs(x));
+        c[j] = x >= T(0) ? x * (T(1) / (T(1) + e)) : x * (e / (T(1) + e));
+      }
+      break;
+    case EpilogueActivation::hardswish:
+      for (int64_t j = 0; j < n; ++j)
+        c[j] = c[j] * std::min(std::max(c[j] + T(3), T(0)), T(6)) / T(6);
+      break;
+  }
+}
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
@@ -14,6 +71,14 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
           const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
           int64_t ldc);
+// The same, then C = epilogue(C) as above (float: per tile while it is hot; double: per row
+// afterwards).
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+          int64_t ldc, const GemmEpilogue<float>& epilogue);
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+          const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
+          int64_t ldc, const GemmEpilogue<double>& epilogue);
 
 template <typename T>
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,

@@ -50,10 +50,10 @@ KernelInfo kernel_info(Kernel k);
 Kernel best_kernel();  // what gemm() uses: the widest kernel this CPU runs
 
 // gemm() with a chosen micro-kernel, thread count (threads <= 0: scalpel::num_threads()) and
-// packing policy. Same contract as gemm() in tensor/gemm.h.
+// packing policy. Same contract as gemm() in tensor/gemm.h, epilogue included.
 void gemm_with_kernel(Kernel kernel, int threads, Packing packing, bool trans_a, bool trans_b,
                       int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                      int64_t ldc);
+                      int64_t ldc, const GemmEpilogue<float>& epilogue = {});
 
 }  // namespace scalpel::gemm_detail

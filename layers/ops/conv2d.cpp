@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "autograd/autograd.h"
 #include "cuda/tensor_ops.h"
 #include "layers/functional.h"
 #include "layers/ops/conv2d_depthwise.h"
@@ -235,11 +236,18 @@ ConvEngine check_engine(ConvEngine engine, const Conv2dGeometry& g) {
 
 template <typename T>
 void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, const T* weight,
-                    const T* bias, T* y) {
+                    const T* bias, T* y, const ConvEpilogue<T>& epilogue) {
   switch (check_engine(engine, g)) {
-    case ConvEngine::Reference: return conv2d_forward_reference(g, x, weight, bias, y);
-    case ConvEngine::Depthwise: return conv2d_forward_depthwise(g, x, weight, bias, y);
-    default: return conv2d_forward_im2col(g, x, weight, bias, y);
+    case ConvEngine::Reference: {
+      // The plain loops, then the epilogue as a separate pass over each output plane.
+      conv2d_forward_reference(g, x, weight, bias, y);
+      const GemmEpilogue<T> e{nullptr, epilogue.activation, epilogue.residual, 0};
+      const int64_t plane = g.out_h * g.out_w;
+      for (int64_t p = 0; p < g.batch * g.out_channels; ++p) apply_epilogue(e, 0, p * plane, plane, y + p * plane);
+      return;
+    }
+    case ConvEngine::Depthwise: return conv2d_forward_depthwise(g, x, weight, bias, y, epilogue);
+    default: return conv2d_forward_im2col(g, x, weight, bias, y, epilogue);
   }
 }
 
@@ -272,7 +280,7 @@ void conv2d_backward_weight(ConvEngine engine, const Conv2dGeometry& g, const T*
                                                     T*);                                       \
   template void conv2d_backward_bias<T>(int64_t, int64_t, int64_t, const T*, T*);              \
   template void conv2d_forward<T>(ConvEngine, const Conv2dGeometry&, const T*, const T*,       \
-                                  const T*, T*);                                               \
+                                  const T*, T*, const ConvEpilogue<T>&);                       \
   template void conv2d_backward_input<T>(ConvEngine, const Conv2dGeometry&, const T*,          \
                                          const T*, T*);                                        \
   template void conv2d_backward_weight<T>(ConvEngine, const Conv2dGeometry&, const T*,         \
@@ -287,7 +295,7 @@ SCALPEL_CONV2D_INSTANTIATE(double)
 
 namespace scalpel::nn {
 
-// The CUDA device branch: the same geometry through cuda/tensor_ops (forward only).
+// The CUDA device branch: the same geometry through cuda/tensor_ops, forward and backward.
 static Tensor cuda_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                           const ops::Conv2dGeometry& g, const Conv2dOptions& options,
                           const std::string& name) {
@@ -302,9 +310,16 @@ static Tensor cuda_conv2d(const Tensor& x, const Tensor& weight, const Tensor& b
   s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = p.top, s.pad_w = p.left;
   s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
   Tensor y = cuda::conv2d(x, weight, bias, s);
-  return record("conv2d", y, {x, weight, bias}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
-    cuda::not_wired(name + " backward", device);
-  });
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  return record("conv2d", y, {x, weight, bias},
+                [s, need_x, need_w, need_b, xs = need_w ? x.detach() : Tensor(),
+                 ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
+                  const Tensor gx = need_x ? cuda::conv2d_backward_data(gy, ws, s) : Tensor();
+                  cuda::Conv2dFilterGrads gw;
+                  if (need_w || need_b) gw = cuda::conv2d_backward_filter(gy, xs, s, need_w, need_b);
+                  return std::vector<Tensor>{gx, gw.w, gw.bias};
+                });
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
@@ -358,6 +373,38 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                   });
                   return std::vector<Tensor>{gx, gw, gb};
                 });
+}
+
+Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
+                    EpilogueActivation activation, const Tensor& residual, const std::string& name) {
+  const ops::Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
+  SCALPEL_CHECK(!(grad_enabled() && (x.requires_grad() || weight.requires_grad() ||
+                                     (bias.defined() && bias.requires_grad()) ||
+                                     (residual.defined() && residual.requires_grad()))),
+                "{}: the fused conv is for inference only (no gradients); train the unfused model", name);
+  SCALPEL_CHECK(is_floating(x.dtype()) && weight.dtype() == x.dtype() && (!bias.defined() || bias.dtype() == x.dtype()) &&
+                    (!residual.defined() || residual.dtype() == x.dtype()),
+                "{}: input, weight, bias and residual must share one float dtype (input {})", name, dtype_name(x.dtype()));
+  SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() && (!bias.defined() || bias.device().is_cpu()) &&
+                    (!residual.defined() || residual.device().is_cpu()),
+                "{}: the fused conv runs on the CPU only, got input on {}", name, x.device().str());
+  SCALPEL_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == g.out_channels),
+                "{}: bias must be [{}] for weight {}, got {}", name, g.out_channels, shape_str(weight.shape()),
+                bias.defined() ? shape_str(bias.shape()) : "");
+  const Shape out_shape{g.batch, g.out_channels, g.out_h, g.out_w};
+  SCALPEL_CHECK(!residual.defined() || residual.shape() == out_shape, "{}: residual {} must match the output {}", name,
+                residual.defined() ? shape_str(residual.shape()) : "", shape_str(out_shape));
+  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+  const Tensor rc = residual.defined() ? residual.contiguous() : Tensor();
+  Tensor y = Tensor::empty(out_shape, x.dtype());
+  dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const ops::ConvEpilogue<T> epilogue{activation, rc.defined() ? rc.data<T>() : nullptr};
+    ops::conv2d_forward<T>(ops::resolve_conv_engine(g), g, xc.data<T>(), wc.data<T>(),
+                           bc.defined() ? bc.data<T>() : nullptr, y.data<T>(), epilogue);
+  });
+  return y;
 }
 
 }  // namespace scalpel::nn

@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "layers/functional.h"
+#include "tensor/gemm.h"
 
 namespace scalpel::ops {
 
@@ -87,11 +88,21 @@ int64_t conv_engine_fallbacks();
 // The engine that will run `g`: the override when it supports g, else the automatic choice.
 ConvEngine resolve_conv_engine(const Conv2dGeometry& g);
 
+// What an inference conv may fuse into its output store (models/fuse.h): after the bias,
+//   y = activation(y + residual)
+// residual null: none; else a contiguous [N, C_out, OH, OW] tensor (the block's shortcut),
+// which may not alias y. The fast engines apply it to each output tile while it is in cache.
+template <typename T>
+struct ConvEpilogue {
+  EpilogueActivation activation = EpilogueActivation::none;
+  const T* residual = nullptr;
+};
+
 // ---- kernels; T is float or double. Outputs are overwritten (never accumulated into). ----
-// y = conv(x, weight) + bias; bias may be null.
+// y = epilogue(conv(x, weight) + bias); bias may be null.
 template <typename T>
 void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, const T* weight,
-                    const T* bias, T* y);
+                    const T* bias, T* y, const ConvEpilogue<T>& epilogue = {});
 // grad_x [N, C_in, H, W] = conv2d's adjoint applied to grad_y (also conv_transpose2d's forward).
 template <typename T>
 void conv2d_backward_input(ConvEngine engine, const Conv2dGeometry& g, const T* grad_y,
@@ -119,7 +130,7 @@ void conv2d_backward_weight_reference(const Conv2dGeometry& g, const T* x, const
 // The im2col + GEMM engine (layers/ops/conv2d_im2col.cpp), any shape.
 template <typename T>
 void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
-                           T* y);
+                           T* y, const ConvEpilogue<T>& epilogue = {});
 template <typename T>
 void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, const T* weight,
                                   T* grad_x);
@@ -128,3 +139,15 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
                                    T* grad_weight);
 
 }  // namespace scalpel::ops
+
+namespace scalpel::nn {
+
+// Inference conv with a fused epilogue: activation(conv2d(x, weight, bias) + residual), one
+// pass over the output (models/fuse.h wires it into eval-mode Conv2d modules). CPU only and
+// not differentiable: Error when gradients would be recorded (grad mode on and an input
+// requiring grad) -- training runs the unfused ops. `residual`: undefined, or shaped like the
+// output (Error naming both shapes otherwise). Same checks and engines as nn::conv2d.
+Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
+                    EpilogueActivation activation, const Tensor& residual, const std::string& name = "conv2d");
+
+}  // namespace scalpel::nn

@@ -40,6 +40,7 @@ struct Args {
   const T* b;
   const T* bias;
   T* out;
+  ConvEpilogue<T> epilogue;  // forward only
 };
 
 template <typename T>
@@ -53,6 +54,7 @@ template <typename T>
     const T* wp = args.b + oc * g.kernel_h * g.kernel_w;
     T* yp = args.out + plane * out_plane;
     const T bias = args.bias ? args.bias[oc] : T(0);
+    const GemmEpilogue<T> epilogue{nullptr, args.epilogue.activation, args.epilogue.residual, 0};
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
       T* yrow = yp + oh * g.out_w;
       std::fill(yrow, yrow + g.out_w, bias);
@@ -71,6 +73,8 @@ template <typename T>
           }
         }
       }
+      if (!epilogue.empty())  // while the row is hot
+        apply_epilogue(epilogue, 0, plane * out_plane + oh * g.out_w, g.out_w, yrow);
     }
   }
 }
@@ -227,9 +231,9 @@ void reset_depthwise_simd() { g_simd = widest_simd(); }
 
 template <typename T>
 void conv2d_forward_depthwise(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
-                              T* y) {
+                              T* y, const ConvEpilogue<T>& epilogue) {
   const ColumnPlan cols(g);
-  const Args<T> args{g, cols, x, weight, bias, y};
+  const Args<T> args{g, cols, x, weight, bias, y, epilogue};
   const RangeFn<T> fn = forward_planes_variant<T>();
   parallel_for(g.batch * g.out_channels, plane_grain(g),
                [&](int64_t begin, int64_t end) { fn(args, begin, end); });
@@ -239,7 +243,7 @@ template <typename T>
 void conv2d_backward_input_depthwise(const Conv2dGeometry& g, const T* grad_y, const T* weight,
                                      T* grad_x) {
   const ColumnPlan cols(g);
-  const Args<T> args{g, cols, grad_y, weight, nullptr, grad_x};
+  const Args<T> args{g, cols, grad_y, weight, nullptr, grad_x, {}};
   const RangeFn<T> fn = input_grad_planes_variant<T>();
   parallel_for(g.batch * g.in_channels, plane_grain(g),
                [&](int64_t begin, int64_t end) { fn(args, begin, end); });
@@ -249,7 +253,7 @@ template <typename T>
 void conv2d_backward_weight_depthwise(const Conv2dGeometry& g, const T* x, const T* grad_y,
                                       T* grad_weight) {
   const ColumnPlan cols(g);
-  const Args<T> args{g, cols, x, grad_y, nullptr, grad_weight};
+  const Args<T> args{g, cols, x, grad_y, nullptr, grad_weight, {}};
   const RangeFn<T> fn = weight_grad_channels_variant<T>();
   const int64_t grain = std::max<int64_t>(1, plane_grain(g) / std::max<int64_t>(1, g.batch));
   parallel_for(g.out_channels, grain, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
@@ -257,7 +261,7 @@ void conv2d_backward_weight_depthwise(const Conv2dGeometry& g, const T* x, const
 
 #define SCALPEL_DEPTHWISE_INSTANTIATE(T)                                                        \
   template void conv2d_forward_depthwise<T>(const Conv2dGeometry&, const T*, const T*,         \
-                                            const T*, T*);                                     \
+                                            const T*, T*, const ConvEpilogue<T>&);             \
   template void conv2d_backward_input_depthwise<T>(const Conv2dGeometry&, const T*, const T*,  \
                                                    T*);                                        \
   template void conv2d_backward_weight_depthwise<T>(const Conv2dGeometry&, const T*, const T*, \

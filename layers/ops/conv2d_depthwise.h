@@ -23,7 +23,7 @@ void reset_depthwise_simd();                   // back to the widest available
 
 template <typename T>
 void conv2d_forward_depthwise(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
-                              T* y);
+                              T* y, const ConvEpilogue<T>& epilogue = {});
 template <typename T>
 void conv2d_backward_input_depthwise(const Conv2dGeometry& g, const T* grad_y, const T* weight,
                                      T* grad_x);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "layers/ops/conv2d.h"
 #include "tensor/gemm.h"
@@ -103,14 +104,20 @@ bool parallel_over_samples(const Conv2dGeometry& g) {
   return num_threads() > 1 && g.batch >= num_threads() && g.macs() >= kMinMacsPerThread * num_threads();
 }
 
+// A per-thread column buffer that only grows: steady-state calls reuse it instead of
+// allocating (and page-faulting) up to kColumnBudget fresh entries per conv.
+template <typename T>
+T* column_buffer(int64_t size) {
+  thread_local std::vector<T> buffer;
+  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
+  return buffer.data();
+}
+
 // fn(begin, end, col) gets a scratch buffer of `scratch` elements per chunk of samples
 // (never per pixel).
 template <typename T, typename Fn>
 void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
-  auto chunk = [&](int64_t begin, int64_t end) {
-    std::unique_ptr<T[]> col(scratch > 0 ? new T[scratch] : nullptr);
-    fn(begin, end, col.get());
-  };
+  auto chunk = [&](int64_t begin, int64_t end) { fn(begin, end, scratch > 0 ? column_buffer<T>(scratch) : nullptr); };
   if (parallel_over_samples(g)) {
     parallel_for(g.batch, 1, chunk);
   } else {
@@ -120,9 +127,11 @@ void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
 
 }  // namespace
 
+// Bias, activation and residual are the GEMM's epilogue (tensor/gemm.h): applied to each
+// tile of y as it is stored, not in passes of their own.
 template <typename T>
 void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
-                           T* y) {
+                           T* y, const ConvEpilogue<T>& epilogue) {
   const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
   const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
   const bool direct = g.is_pointwise();
@@ -132,22 +141,21 @@ void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight,
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
         const T* wg = weight + gi * opg * K;
-        T* yg = y + (n * g.out_channels + gi * opg) * P;
+        const int64_t first = (n * g.out_channels + gi * opg) * P;  // y[n, gi * opg]
+        T* yg = y + first;
+        const T* rg = epilogue.residual ? epilogue.residual + first : nullptr;
         if (direct) {
-          gemm(false, false, opg, P, K, T(1), wg, K, xg, P, T(0), yg, P);
+          const GemmEpilogue<T> e{bias ? bias + gi * opg : nullptr, epilogue.activation, rg, P};
+          gemm(false, false, opg, P, K, T(1), wg, K, xg, P, T(0), yg, P, e);
           continue;
         }
         for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
           const int64_t cols = (oh1 - oh0) * g.out_w;
+          const GemmEpilogue<T> e{bias ? bias + gi * opg : nullptr, epilogue.activation,
+                                  rg ? rg + oh0 * g.out_w : nullptr, P};
           im2col(g, xg, oh0, oh1, col);
-          gemm(false, false, opg, cols, K, T(1), wg, K, col, cols, T(0), yg + oh0 * g.out_w, P);
+          gemm(false, false, opg, cols, K, T(1), wg, K, col, cols, T(0), yg + oh0 * g.out_w, P, e);
         });
-      }
-      if (bias) {
-        for (int64_t oc = 0; oc < g.out_channels; ++oc) {
-          T* yp = y + (n * g.out_channels + oc) * P;
-          for (int64_t i = 0; i < P; ++i) yp[i] += bias[oc];
-        }
       }
     }
   });
@@ -221,7 +229,7 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
 
 #define SCALPEL_IM2COL_INSTANTIATE(T)                                                        \
   template void conv2d_forward_im2col<T>(const Conv2dGeometry&, const T*, const T*, const T*, \
-                                         T*);                                                \
+                                         T*, const ConvEpilogue<T>&);                        \
   template void conv2d_backward_input_im2col<T>(const Conv2dGeometry&, const T*, const T*,    \
                                                 T*);                                         \
   template void conv2d_backward_weight_im2col<T>(const Conv2dGeometry&, const T*, const T*,   \

@@ -1,4 +1,5 @@
-// BatchNorm folding (models/fuse.h): same logits as the unfused model in eval mode.
+// Inference fusion (models/fuse.h): BatchNorm folding and conv + activation fusion give the
+// same logits as the unfused model in eval mode.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -69,6 +70,66 @@ TEST_P(FuseModel, FoldsEveryBatchNormAndKeepsTheLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, FuseModel, ::testing::Values("resnet18", "mobilenet_v2", "efficientnet_b0"));
+
+int64_t count_activation_layers(nn::Module& model) {
+  int64_t n = 0;
+  for (auto& [name, m] : model.named_modules()) n += dynamic_cast<nn::ActivationLayer*>(m) != nullptr;
+  return n;
+}
+
+struct FuseCase {
+  const char* model;
+  bool every_activation_layer;  // every ActivationLayer follows a conv (+ BN) in a Sequential
+  int64_t resnet_blocks;
+};
+void PrintTo(const FuseCase& c, std::ostream* os) { *os << c.model; }
+
+class FuseForInference : public ::testing::TestWithParam<FuseCase> {};
+
+// Conv + folded BN + activation (and ResNet's add + ReLU) run in the conv's store; the logits
+// stay those of the unfused model, and with gradients on every layer runs unfused again.
+TEST_P(FuseForInference, FusesAndKeepsTheLogits) {
+  const FuseCase c = GetParam();
+  Generator gen(8);
+  auto model = create_model(c.model);
+  randomize_batchnorms(*model, gen);
+  model->eval();
+  const Shape shape{2, 3, 64, 64};
+  const Tensor x = randn(shape, gen);
+  Tensor expected;
+  {
+    NoGradGuard no_grad;
+    expected = (*model)(x);
+  }
+  const InferenceFuseReport report = fuse_for_inference(*model, shape);
+  EXPECT_EQ(report.batchnorm.folded, count_batchnorms(*model));
+  if (c.every_activation_layer) EXPECT_EQ(report.activations, count_activation_layers(*model));
+  EXPECT_EQ(report.blocks, c.resnet_blocks);
+  {
+    NoGradGuard no_grad;
+    EXPECT_LE(relative_diff(expected, (*model)(x)), 1e-4);
+    const InferenceFuseReport again = fuse_for_inference(*model, shape);
+    EXPECT_EQ(again.activations + again.blocks, 0);  // already fused
+  }
+  EXPECT_LE(relative_diff(expected, (*model)(x).detach()), 1e-4);  // grad mode: the plain ops
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
+                         ::testing::Values(FuseCase{"mobilenet_v2", true, 0}, FuseCase{"efficientnet_b0", true, 0},
+                                           FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16}),
+                         [](const ::testing::TestParamInfo<FuseCase>& info) { return std::string(info.param.model); });
+
+// An activation whose input is not a lone conv output stays where it is.
+TEST(Fuse, LeavesActivationWithoutConvProducer) {
+  nn::Sequential net;
+  net.add(std::make_shared<nn::Conv2d>(3, 4, 3));
+  net.add(std::make_shared<nn::MaxPool2d>(nn::Pool2dOptions{.kernel = {2, 2}}));
+  net.add(std::make_shared<nn::ActivationLayer>(nn::Activation{"relu"}));
+  net.add(std::make_shared<nn::Conv2d>(4, 4, 1));
+  net.add(std::make_shared<nn::ActivationLayer>(nn::Activation{"sigmoid"}));  // no epilogue for it
+  net.eval();
+  EXPECT_EQ(fuse_for_inference(net, {1, 3, 8, 8}).activations, 0);
+}
 
 TEST(Fuse, RefusesTrainingMode) {
   auto model = create_model("resnet18");

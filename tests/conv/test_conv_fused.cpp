@@ -1,0 +1,159 @@
+// The fused inference conv: every engine with an epilogue (activation, residual) against the
+// reference conv followed by the residual add and the activation op, on the case table and on
+// random shapes; nn::conv2d_fused's checks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "autograd/autograd.h"
+#include "conv/conv_cases.h"
+#include "layers/ops/activations.h"
+#include "layers/ops/conv2d.h"
+#include "tensor/error.h"
+
+namespace scalpel {
+namespace {
+
+using ops::ConvEngine;
+using ops::Conv2dGeometry;
+
+constexpr EpilogueActivation kActivations[] = {EpilogueActivation::none, EpilogueActivation::relu,
+                                               EpilogueActivation::relu6, EpilogueActivation::silu,
+                                               EpilogueActivation::hardswish};
+
+// The unfused op that the epilogue replaces (layers/ops/activations.h).
+Tensor unfused_activation(EpilogueActivation a, const Tensor& x) {
+  switch (a) {
+    case EpilogueActivation::none: return x;
+    case EpilogueActivation::relu: return ops::activation_forward(ops::ActivationKind::ReLU, x);
+    case EpilogueActivation::relu6: return ops::activation_forward(ops::ActivationKind::ReLU6, x);
+    case EpilogueActivation::silu: return ops::activation_forward(ops::ActivationKind::SiLU, x);
+    case EpilogueActivation::hardswish: return ops::activation_forward(ops::ActivationKind::HardSwish, x);
+  }
+  fail("unknown activation");
+}
+
+Tensor uniform_tensor(const Shape& shape, DType dtype, Generator& gen, double scale) {
+  Tensor t = Tensor::empty(shape, dtype);
+  dispatch_floating(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(gen.uniform(-scale, scale));
+  });
+  return t;
+}
+
+// max |a - b| <= tol * max(1, max |b|)
+void expect_close(const Tensor& a, const Tensor& b, double tol, const std::string& what) {
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  const Tensor ad = a.to(DType::F64).contiguous(), bd = b.to(DType::F64).contiguous();
+  const double* pa = ad.data<double>();
+  const double* pb = bd.data<double>();
+  double scale = 1, worst = 0;
+  for (int64_t i = 0; i < bd.numel(); ++i) scale = std::max(scale, std::abs(pb[i]));
+  for (int64_t i = 0; i < bd.numel(); ++i) {
+    const double d = std::abs(pa[i] - pb[i]);
+    worst = std::isnan(d) ? std::numeric_limits<double>::infinity() : std::max(worst, d);
+  }
+  EXPECT_LE(worst, tol * scale) << what;
+}
+
+// Each engine that runs g, with each activation, with and without a residual, against the
+// reference conv + residual add + activation op. Returns the number of engines run.
+int compare_fused(const Conv2dGeometry& g, DType dtype, bool with_bias, uint64_t seed, double tol) {
+  Generator gen(seed);
+  const Shape xs{g.batch, g.in_channels, g.in_h, g.in_w}, ys{g.batch, g.out_channels, g.out_h, g.out_w};
+  const Tensor x = uniform_tensor(xs, dtype, gen, 2.0);
+  const Tensor w = uniform_tensor({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, dtype, gen, 1.0);
+  const Tensor b = uniform_tensor({g.out_channels}, dtype, gen, 2.0);
+  const Tensor residual = uniform_tensor(ys, dtype, gen, 3.0);
+  int ran = 0;
+  dispatch_floating(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* bias = with_bias ? b.data<T>() : nullptr;
+    Tensor conv = Tensor::empty(ys, dtype);
+    ops::conv2d_forward_reference(g, x.data<T>(), w.data<T>(), bias, conv.data<T>());
+    for (ConvEngine engine : {ConvEngine::Reference, ConvEngine::Im2colGemm, ConvEngine::Depthwise}) {
+      if (!ops::conv_engine_supports(engine, g)) continue;
+      ++ran;
+      for (EpilogueActivation act : kActivations)
+        for (bool with_residual : {false, true}) {
+          const Tensor expected = unfused_activation(act, with_residual ? ops::add(conv, residual) : conv);
+          Tensor y = Tensor::full(ys, std::nan(""), dtype);  // a sentinel every element must overwrite
+          const ops::ConvEpilogue<T> epilogue{act, with_residual ? residual.data<T>() : nullptr};
+          ops::conv2d_forward<T>(engine, g, x.data<T>(), w.data<T>(), bias, y.data<T>(), epilogue);
+          expect_close(y, expected, tol,
+                       fmt::format("{} act {} residual {} x {} k {}x{} s {} groups {} ({})", ops::conv_engine_name(engine),
+                                   static_cast<int>(act), with_residual, shape_str(xs), g.kernel_h, g.kernel_w,
+                                   g.stride_h, g.groups, dtype_name(dtype)));
+        }
+    }
+  });
+  return ran;
+}
+
+TEST(ConvFused, CaseTableEveryEngineAndActivation) {
+  for (const testing_conv::ConvCase& c : testing_conv::conv_cases()) {
+    SCOPED_TRACE(c.name);
+    const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+    EXPECT_GE(compare_fused(g, DType::F64, c.bias, 3, 1e-12), 2);
+    compare_fused(g, DType::F32, c.bias, 4, 1e-5);
+  }
+}
+
+// The model zoo's shapes at a small size: 1x1 expand/project with odd channel counts,
+// strided 1x1 downsample, 3x3 s1/s2, depthwise 3x3/5x5 s1/s2, the 7x7 stem; batch 1 and 3
+// (batch >= threads runs samples in parallel).
+TEST(ConvFused, ModelShapesThreaded) {
+  using P = nn::Padding2d;
+  const std::vector<testing_conv::ConvCase> cases{
+      {"expand_1x1", {1, 24, 13, 11}, 144, 1, 1, testing_conv::conv_opts({1, 1}, P{})},
+      {"project_1x1", {3, 40, 7, 9}, 24, 1, 1, testing_conv::conv_opts({1, 1}, P{})},
+      {"downsample_1x1_s2", {3, 16, 9, 9}, 32, 1, 1, testing_conv::conv_opts({2, 2}, P{})},
+      {"conv_3x3", {3, 16, 10, 9}, 20, 3, 3, testing_conv::conv_opts({1, 1}, P::symmetric(1))},
+      {"conv_3x3_s2", {1, 16, 11, 10}, 20, 3, 3, testing_conv::conv_opts({2, 2}, P::symmetric(1))},
+      {"dw_3x3", {3, 32, 10, 11}, 32, 3, 3, testing_conv::conv_opts({1, 1}, P::symmetric(1), 32)},
+      {"dw_5x5_s2", {1, 24, 13, 13}, 24, 5, 5, testing_conv::conv_opts({2, 2}, P::symmetric(2), 24)},
+      {"stem_7x7_s2", {3, 3, 21, 19}, 16, 7, 7, testing_conv::conv_opts({2, 2}, P::symmetric(3))},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    compare_fused(ops::conv2d_geometry(c.x, c.weight(), c.options, c.name), DType::F32, true, 5, 1e-5);
+  }
+}
+
+TEST(ConvFused, FunctionalMatchesUnfusedAndChecksItsInputs) {
+  Generator gen(9);
+  const nn::Conv2dOptions options = testing_conv::conv_opts({1, 1}, nn::Padding2d::symmetric(1));
+  const Tensor x = uniform_tensor({2, 3, 6, 5}, DType::F32, gen, 1.0);
+  const Tensor w = uniform_tensor({4, 3, 3, 3}, DType::F32, gen, 1.0);
+  const Tensor b = uniform_tensor({4}, DType::F32, gen, 1.0);
+  const Tensor r = uniform_tensor({2, 4, 6, 5}, DType::F32, gen, 1.0);
+  NoGradGuard no_grad;
+  const Tensor expected = unfused_activation(EpilogueActivation::relu6, ops::add(nn::conv2d(x, w, b, options), r));
+  expect_close(nn::conv2d_fused(x, w, b, options, EpilogueActivation::relu6, r), expected, 1e-5, "conv2d_fused");
+
+  try {
+    nn::conv2d_fused(x, w, b, options, EpilogueActivation::relu, uniform_tensor({2, 4, 6, 6}, DType::F32, gen, 1.0),
+                     "block.conv3");
+    ADD_FAILURE() << "a residual of the wrong shape was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("block.conv3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[2, 4, 6, 6]"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ConvFused, RefusesToRecordGradients) {
+  Generator gen(10);
+  Tensor w = uniform_tensor({4, 3, 1, 1}, DType::F32, gen, 1.0);
+  w.set_requires_grad(true);
+  const Tensor x = uniform_tensor({1, 3, 4, 4}, DType::F32, gen, 1.0);
+  EXPECT_THROW(nn::conv2d_fused(x, w, Tensor(), nn::Conv2dOptions{}, EpilogueActivation::relu, Tensor()), Error);
+  NoGradGuard no_grad;  // nothing recorded: allowed
+  EXPECT_EQ(nn::conv2d_fused(x, w, Tensor(), nn::Conv2dOptions{}, EpilogueActivation::relu, Tensor()).shape(),
+            (Shape{1, 4, 4, 4}));
+}
+
+}  // namespace
+}  // namespace scalpel

@@ -1,0 +1,134 @@
+// The GEMM epilogue (tensor/gemm.h): bias per row, residual and activation applied to each
+// tile after its last K block, for every micro-kernel this CPU runs, every packing policy and
+// 1-2 threads, against activation(gemm_reference + bias + residual) computed here in double.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "tensor/gemm.h"
+#include "tensor/gemm_internal.h"
+
+namespace scalpel {
+namespace {
+
+using gemm_detail::Kernel;
+using gemm_detail::Packing;
+
+// The activations written out independently of apply_epilogue (PyTorch's definitions).
+double activate(EpilogueActivation a, double x) {
+  switch (a) {
+    case EpilogueActivation::none: return x;
+    case EpilogueActivation::relu: return std::max(x, 0.0);
+    case EpilogueActivation::relu6: return std::min(std::max(x, 0.0), 6.0);
+    case EpilogueActivation::silu: return x / (1.0 + std::exp(-x));
+    case EpilogueActivation::hardswish: return x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0;
+  }
+  return std::nan("");
+}
+
+const char* name(EpilogueActivation a) {
+  switch (a) {
+    case EpilogueActivation::none: return "none";
+    case EpilogueActivation::relu: return "relu";
+    case EpilogueActivation::relu6: return "relu6";
+    case EpilogueActivation::silu: return "silu";
+    case EpilogueActivation::hardswish: return "hardswish";
+  }
+  return "?";
+}
+
+struct Shape3 {
+  int64_t M, N, K;
+};
+
+class GemmEpilogueKernel : public testing::TestWithParam<Kernel> {
+ protected:
+  void SetUp() override {
+    if (!gemm_detail::cpu_supports(GetParam()))
+      GTEST_SKIP() << "this CPU cannot run " << gemm_detail::kernel_info(GetParam()).name;
+  }
+};
+
+TEST_P(GemmEpilogueKernel, MatchesReferenceThenEpilogue) {
+  const gemm_detail::KernelInfo ki = gemm_detail::kernel_info(GetParam());
+  // Ragged tiles in both directions, a single K step, and several K blocks (an epilogue run
+  // before the last one would be visible: relu of a partial sum is not a partial sum).
+  const std::vector<Shape3> shapes{{1, 1, 1}, {7, 17, 3}, {9, 49, 31}, {33, 100, 2}, {20, 70, ki.kc + 37}};
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-4.0f, 4.0f);  // wide enough to reach relu6's 6 and hardswish's +-3
+  constexpr int64_t pad = 3;
+  constexpr float kSentinel = -777.0f;
+  for (const Shape3& s : shapes) {
+    const int64_t ldc = s.N + pad, ldr = s.N + 1;
+    std::vector<float> A(s.M * s.K), B(s.K * s.N), bias(s.M), residual(s.M * ldr);
+    for (auto* v : {&A, &B, &bias, &residual})
+      for (float& x : *v) x = u(rng) * (v == &A || v == &B ? 0.5f : 1.0f);
+    std::vector<double> product(s.M * s.N);
+    std::vector<double> Ad(A.begin(), A.end()), Bd(B.begin(), B.end());
+    gemm_reference<double>(false, false, s.M, s.N, s.K, 1.0, Ad.data(), s.K, Bd.data(), s.N, 0.0, product.data(), s.N);
+    for (EpilogueActivation act : {EpilogueActivation::none, EpilogueActivation::relu, EpilogueActivation::relu6,
+                                   EpilogueActivation::silu, EpilogueActivation::hardswish})
+      for (bool with_residual : {false, true}) {
+        const GemmEpilogue<float> e{bias.data(), act, with_residual ? residual.data() : nullptr, ldr};
+        for (int threads : {1, 2})
+          for (Packing packing : {Packing::automatic, Packing::always, Packing::never}) {
+            std::vector<float> C(s.M * ldc, kSentinel);
+            for (int64_t i = 0; i < s.M; ++i)
+              for (int64_t j = 0; j < s.N; ++j) C[i * ldc + j] = std::numeric_limits<float>::quiet_NaN();
+            gemm_detail::gemm_with_kernel(GetParam(), threads, packing, false, false, s.M, s.N, s.K, 1.0f, A.data(),
+                                          s.K, B.data(), s.N, 0.0f, C.data(), ldc, e);
+            const std::string what = fmt::format("{} M={} N={} K={} act={} residual={} threads={} packing={}", ki.name,
+                                                 s.M, s.N, s.K, name(act), with_residual, threads,
+                                                 static_cast<int>(packing));
+            int failures = 0;
+            for (int64_t i = 0; i < s.M && failures < 3; ++i)
+              for (int64_t j = 0; j < ldc && failures < 3; ++j) {
+                const float got = C[i * ldc + j];
+                if (j >= s.N) {
+                  if (got != kSentinel) ++failures, ADD_FAILURE() << what << ": wrote outside N at " << i << "," << j;
+                  continue;
+                }
+                const double pre = product[i * s.N + j] + bias[i] + (with_residual ? residual[i * ldr + j] : 0.0);
+                const double want = activate(act, pre);
+                if (!(std::abs(got - want) <= 1e-5 * (s.K + 4) * (1.0 + std::abs(want))))
+                  ++failures, ADD_FAILURE() << what << ": C[" << i << "][" << j << "] = " << got << ", expected " << want;
+              }
+          }
+      }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(, GemmEpilogueKernel, testing::Values(Kernel::generic, Kernel::avx2, Kernel::avx512),
+                         [](const testing::TestParamInfo<Kernel>& info) {
+                           return std::string(gemm_detail::kernel_info(info.param).name);
+                         });
+
+// K = 0 takes the early path (C = beta * C); the epilogue still applies there, and in double.
+TEST(GemmEpilogue, AppliesOnEveryPathAndInDouble) {
+  const float bias[2] = {1.0f, -2.0f};
+  float C[4] = {5, 5, 5, 5};
+  gemm(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.0f, C, 2,
+       GemmEpilogue<float>{bias, EpilogueActivation::relu, nullptr, 0});
+  EXPECT_EQ(C[0], 1.0f);
+  EXPECT_EQ(C[1], 1.0f);
+  EXPECT_EQ(C[2], 0.0f);  // relu(-2)
+  EXPECT_EQ(C[3], 0.0f);
+
+  const double A[2] = {2, 3}, B[2] = {-1, 4}, res[4] = {0.5, 0.25, -10, 1};
+  double D[4];
+  gemm(false, false, 2, 2, 1, 1.0, A, 1, B, 2, 0.0, D, 2,
+       GemmEpilogue<double>{nullptr, EpilogueActivation::relu6, res, 2});
+  EXPECT_EQ(D[0], 0.0);   // relu6(-2 + 0.5)
+  EXPECT_EQ(D[1], 6.0);   // relu6(8 + 0.25)
+  EXPECT_EQ(D[2], 0.0);   // relu6(-3 - 10)
+  EXPECT_EQ(D[3], 6.0);   // relu6(12 + 1)
+}
+
+}  // namespace
+}  // namespace scalpel
