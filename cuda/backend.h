@@ -61,6 +61,13 @@ struct BroadcastLayout {
   int64_t b_strides[kMaxDims] = {};
 };
 
+// A strided view: element idx of `shape` sits at sum(idx[d] * strides[d]) from the first.
+struct StridedLayout {
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+};
+
 // GEMM kernels, naive to fast (docs/kernels.md; cuda/lab compares them). Every variant
 // computes the same thing; Auto picks the fastest one that applies to the arguments.
 enum class GemmVariant : uint8_t {

@@ -1,8 +1,11 @@
 // Update rules follow torch/optim/{sgd,adam,adamw,rmsprop}.py (torch 1.13, single-tensor path)
-// line for line; each loop below names the formula it computes.
+// line for line; each loop below names the formula it computes. Parameters on a CUDA device
+// step through the fused kernels of cuda/kernels/optimizer.cu (same formulas, float32).
 #include "layers/optim.h"
 
 #include <cmath>
+
+#include "cuda/tensor_ops.h"
 
 namespace scalpel::nn {
 
@@ -98,6 +101,11 @@ void SGD::step() {
   for_each_param_with_grad([&](ParamGroup& g, Tensor& p, const Tensor& grad, size_t index) {
     const bool first = !has_buffer(index, "momentum_buffer");
     Tensor* buf = options_.momentum != 0 ? &buffer(index, "momentum_buffer", p) : nullptr;
+    if (!p.device().is_cpu()) {
+      cuda::sgd_step(p, grad, buf ? *buf : Tensor(), g.lr, options_.momentum, options_.dampening, g.weight_decay,
+                     options_.nesterov, first);
+      return;
+    }
     dispatch_floating(p.dtype(), [&](auto tag) {
       using T = decltype(tag);
       T* w = p.data<T>();
@@ -129,6 +137,11 @@ void Adam::step() {
     Tensor& count = buffer(index, "step", Tensor::scalar(0, DType::F64));
     const double t = count.item() + 1;
     count.fill_(t);
+    if (!p.device().is_cpu()) {
+      cuda::adam_step(p, grad, m, v, g.lr, options_.beta1, options_.beta2, options_.eps, g.weight_decay,
+                      options_.decoupled_weight_decay, static_cast<int64_t>(t));
+      return;
+    }
     dispatch_floating(p.dtype(), [&](auto tag) {
       using T = decltype(tag);
       T* w = p.data<T>();
@@ -162,6 +175,12 @@ void RMSprop::step() {
     Tensor& sq = buffer(index, "square_avg", p, options_.tf_style ? options_.ms_init : 0.0);
     Tensor* mom_buf = options_.momentum > 0 ? &buffer(index, "momentum_buffer", p) : nullptr;
     Tensor* grad_avg = options_.centered ? &buffer(index, "grad_avg", p) : nullptr;
+    if (!p.device().is_cpu()) {
+      if (options_.centered || options_.tf_style) cuda::not_wired(name() + (options_.centered ? " (centered)" : ""), p.device());
+      cuda::rmsprop_step(p, grad, sq, mom_buf ? *mom_buf : Tensor(), g.lr, options_.alpha, options_.eps,
+                         g.weight_decay, options_.momentum);
+      return;
+    }
     dispatch_floating(p.dtype(), [&](auto tag) {
       using T = decltype(tag);
       T* w = p.data<T>();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "tensor/device_ops.h"
 #include "tensor/gemm.h"
 
 namespace scalpel::ops {
@@ -111,8 +112,23 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
   return arithmetic("minimum", a, b, [](auto x, auto y) { return x <= y || std::isnan(double(x)) ? x : y; });
 }
 
-Tensor add_scalar(const Tensor& a, double s) { return map(a, [s](auto x) { return x + s; }); }
-Tensor mul_scalar(const Tensor& a, double s) { return map(a, [s](auto x) { return x * s; }); }
+// A device tensor goes to its backend's scalar op (tensor/device_ops.h); null on the CPU.
+static DeviceScalarFn scalar_backend(const Tensor& a) {
+  if (!a.defined() || a.device().is_cpu()) return nullptr;
+  DeviceScalarFn fn = device_scalar(a.device().type);
+  SCALPEL_CHECK(fn != nullptr, "scalar op: tensor {} is on {}, which has no implementation of it", a.str(),
+                a.device().str());
+  return fn;
+}
+
+Tensor add_scalar(const Tensor& a, double s) {
+  if (DeviceScalarFn fn = scalar_backend(a)) return fn("add_scalar", a, s);
+  return map(a, [s](auto x) { return x + s; });
+}
+Tensor mul_scalar(const Tensor& a, double s) {
+  if (DeviceScalarFn fn = scalar_backend(a)) return fn("mul_scalar", a, s);
+  return map(a, [s](auto x) { return x * s; });
+}
 Tensor pow_scalar(const Tensor& a, double e) {
   if (e == 2) return map(a, [](auto x) { return x * x; });
   return map(a, [e](auto x) { return std::pow(x, static_cast<decltype(x)>(e)); });
@@ -274,16 +290,25 @@ Tensor reduce_extreme(const char* op, const Tensor& a, const std::vector<int64_t
 
 }  // namespace
 
+// A device tensor goes to its backend's reductions (tensor/device_ops.h); null on the CPU.
+static DeviceReductionFn reduction_backend(const Tensor& a) {
+  if (!a.defined() || a.device().is_cpu()) return nullptr;
+  return device_reduction(a.device().type);  // without one, require_cpu names the device
+}
+
 Tensor sum(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
+  if (DeviceReductionFn fn = reduction_backend(a)) return fn("sum", a, axes, keepdim);
   return reduce_sum_like("sum", a, axes, keepdim, [](double s, int64_t) { return s; });
 }
 
 Tensor mean(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
   SCALPEL_CHECK(is_floating(a.dtype()), "mean: needs a float tensor, got {}", a.str());
+  if (DeviceReductionFn fn = reduction_backend(a)) return fn("mean", a, axes, keepdim);
   return reduce_sum_like("mean", a, axes, keepdim, [](double s, int64_t n) { return s / static_cast<double>(n); });
 }
 
 Tensor max(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
+  if (DeviceReductionFn fn = reduction_backend(a)) return fn("max", a, axes, keepdim);
   return reduce_extreme<true>("max", a, axes, keepdim);
 }
 Tensor min(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
@@ -333,7 +358,10 @@ static Tensor arg_extreme(const char* op, const Tensor& a, int64_t axis, bool ke
   return back.reshape(out_shape);
 }
 
-Tensor argmax(const Tensor& a, int64_t axis, bool keepdim) { return arg_extreme<true>("argmax", a, axis, keepdim); }
+Tensor argmax(const Tensor& a, int64_t axis, bool keepdim) {
+  if (DeviceReductionFn fn = reduction_backend(a)) return fn("argmax", a, {axis}, keepdim);
+  return arg_extreme<true>("argmax", a, axis, keepdim);
+}
 Tensor argmin(const Tensor& a, int64_t axis, bool keepdim) { return arg_extreme<false>("argmin", a, axis, keepdim); }
 
 Tensor sum_to(const Tensor& t, const Shape& shape) {
@@ -422,7 +450,8 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
   Shape shape = first.shape();
   shape[axis] = 0;
   for (const Tensor& t : tensors) {
-    require_cpu("concat", t);
+    SCALPEL_CHECK(t.defined() && t.device() == first.device(), "concat: tensors on {} and {}",
+                  first.device().str(), t.defined() ? t.device().str() : "(undefined)");
     require_same_dtype("concat", first, t);
     SCALPEL_CHECK(t.dim() == first.dim(), "concat: {} and {} differ in rank", shape_str(first.shape()),
                   shape_str(t.shape()));
@@ -431,6 +460,11 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
                     axis, shape_str(first.shape()), shape_str(t.shape()));
     shape[axis] += t.shape()[axis];
   }
+  if (!first.device().is_cpu()) {
+    DeviceConcatFn fn = device_concat(first.device().type);
+    if (fn != nullptr) return fn(tensors, axis);
+  }
+  require_cpu("concat", first);
   Tensor out = Tensor::empty(shape, first.dtype());
   int64_t at = 0;
   for (const Tensor& t : tensors) {

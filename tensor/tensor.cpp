@@ -5,6 +5,7 @@
 #include <cstring>
 #include <optional>
 
+#include "tensor/device_ops.h"
 #include "tensor/strided.h"
 
 namespace scalpel {
@@ -391,11 +392,18 @@ Tensor Tensor::to(Device target) const {
 Tensor& Tensor::copy_(const Tensor& src) {
   SCALPEL_CHECK(device() == src.device() || (device().is_cpu() && src.device().is_cpu()),
                 "copy_ between devices {} and {}: use to(device)", device().str(), src.device().str());
-  SCALPEL_CHECK(device().is_cpu() || (src.dtype() == dtype() && src.shape() == shape() &&
-                                      is_contiguous() && src.is_contiguous()),
-                "copy_ on device {} needs equal shapes/dtypes and contiguous tensors", device().str());
+  SCALPEL_CHECK(device().is_cpu() || (src.dtype() == dtype() && src.shape() == shape() && is_contiguous()),
+                "copy_ on device {} needs equal shapes/dtypes and a contiguous destination", device().str());
   if (!device().is_cpu()) {
-    device_copy(raw_data(), device(), src.raw_data(), src.device(), nbytes());
+    if (src.is_contiguous()) {
+      device_copy(raw_data(), device(), src.raw_data(), src.device(), nbytes());
+      return *this;
+    }
+    // A strided view on the device: the backend gathers it (tensor/device_ops.h).
+    DeviceStridedCopyFn strided_copy = device_strided_copy(device().type);
+    SCALPEL_CHECK(strided_copy != nullptr && src.device() == device(),
+                  "copy_ of the strided view {} on {}: no strided copy for that device", src.str(), src.device().str());
+    strided_copy(*this, src);
     return *this;
   }
   Tensor source = src.expand(shape());

@@ -81,6 +81,30 @@ __global__ void bn_backward_kernel(const float* x, const float* dy, const float*
   }
 }
 
+// Evaluation mode: the statistics are constants, so dx = dy * gamma * invstd with invstd from
+// the running variance; dgamma and dbeta as in training.
+__global__ void bn_eval_backward_kernel(const float* x, const float* dy, const float* gamma,
+                                        const float* running_mean, const float* running_var,
+                                        float* dx, float* dgamma, float* dbeta, int64_t n,
+                                        int64_t c, int64_t hw, float eps) {
+  for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
+    const float mean = running_mean[ch], invstd = rsqrtf(running_var[ch] + eps);
+    const float g = (gamma ? gamma[ch] : 1.0f) * invstd;
+    float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
+    SCALPEL_FOR_CHANNEL(i) {
+      sum_dy += dy[i];
+      sum_dy_xhat += dy[i] * (x[i] - mean) * invstd;
+      if (dx) dx[i] = g * dy[i];
+    }
+    sum_dy = block_sum(sum_dy);
+    sum_dy_xhat = block_sum(sum_dy_xhat);
+    if (threadIdx.x == 0) {
+      if (dgamma) dgamma[ch] = sum_dy_xhat;
+      if (dbeta) dbeta[ch] = sum_dy;
+    }
+  }
+}
+
 #undef SCALPEL_FOR_CHANNEL
 
 }  // namespace
@@ -110,6 +134,15 @@ void batch_norm_backward(const Stream& s, const float* x, const float* dy, const
   if (c > 0)
     SCALPEL_LAUNCH(bn_backward_kernel, grid_for(c, 1, 65535), kThreads, 0, s, x, dy, gamma,
                    save_mean, save_invstd, dx, dgamma, dbeta, n, c, hw);
+}
+
+void batch_norm_eval_backward(const Stream& s, const float* x, const float* dy,
+                              const float* gamma, const float* running_mean,
+                              const float* running_var, float* dx, float* dgamma, float* dbeta,
+                              int64_t n, int64_t c, int64_t hw, float eps) {
+  if (c > 0)
+    SCALPEL_LAUNCH(bn_eval_backward_kernel, grid_for(c, 1, 65535), kThreads, 0, s, x, dy, gamma,
+                   running_mean, running_var, dx, dgamma, dbeta, n, c, hw, eps);
 }
 
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL

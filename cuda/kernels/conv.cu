@@ -135,7 +135,7 @@ void conv2d_forward(const Stream& s, const Conv2dShape& p, const float* x, const
 }
 
 void conv2d_backward_data(const Stream& s, const Conv2dShape& p, const float* w,
-                          const float* dy, float* dx, float* workspace) {
+                          const float* dy, float* dx, float* workspace, GemmConfig config) {
   if (p.depthwise()) return depthwise_conv2d_backward_data(s, p, w, dy, dx);
   const int64_t cg = p.c / p.groups, kg = p.k / p.groups, rows = cg * p.r * p.s;
   const int64_t cols = p.out_h() * p.out_w();
@@ -144,7 +144,7 @@ void conv2d_backward_data(const Stream& s, const Conv2dShape& p, const float* w,
       float* dxg = dx + (b * p.c + g * cg) * p.h * p.w;
       // col [rows, cols] = W_g^T [rows, kg] x dy_g [kg, cols]
       float* col = is_pointwise(p) ? dxg : workspace;
-      gemm(s, {}, true, false, rows, cols, kg, 1.0f, w + g * kg * rows, rows,
+      gemm(s, config, true, false, rows, cols, kg, 1.0f, w + g * kg * rows, rows,
            dy + (b * p.k + g * kg) * cols, cols, 0.0f, col, cols);
       if (!is_pointwise(p)) {
         const int64_t n = cg * p.h * p.w;
@@ -154,7 +154,8 @@ void conv2d_backward_data(const Stream& s, const Conv2dShape& p, const float* w,
 }
 
 void conv2d_backward_filter(const Stream& s, const Conv2dShape& p, const float* x,
-                            const float* dy, float* dw, float* db, float* workspace) {
+                            const float* dy, float* dw, float* db, float* workspace,
+                            GemmConfig config) {
   if (p.depthwise()) return depthwise_conv2d_backward_filter(s, p, x, dy, dw, db);
   const int64_t cg = p.c / p.groups, kg = p.k / p.groups, rows = cg * p.r * p.s;
   const int64_t cols = p.out_h() * p.out_w();
@@ -168,7 +169,7 @@ void conv2d_backward_filter(const Stream& s, const Conv2dShape& p, const float* 
         col = workspace;
       }
       // dW_g [kg, rows] (+)= dy_g [kg, cols] x col^T [cols, rows]; the first sample writes.
-      gemm(s, {}, false, true, kg, rows, cols, 1.0f, dy + (b * p.k + g * kg) * cols, cols, col,
+      gemm(s, config, false, true, kg, rows, cols, 1.0f, dy + (b * p.k + g * kg) * cols, cols, col,
            cols, b == 0 ? 0.0f : 1.0f, dw + g * kg * rows, rows);
     }
   if (db) conv2d_bias_backward(s, dy, db, p.n, p.k, cols);

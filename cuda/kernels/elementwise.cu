@@ -60,6 +60,31 @@ __global__ void binary_kernel(BinaryOp op, const float* a, const float* b, float
   }
 }
 
+// Gathers a strided view into contiguous out: the same index walk as binary_kernel, one operand.
+__global__ void strided_copy_kernel(const float* x, float* out, StridedLayout layout, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t rest = i, ix = 0;
+    for (int d = layout.ndim - 1; d >= 0; --d) {
+      ix += rest % layout.shape[d] * layout.strides[d];
+      rest /= layout.shape[d];
+    }
+    out[i] = x[ix];
+  }
+}
+
+// Constant padding: one thread per output element of [planes, out_h, out_w].
+__global__ void pad2d_kernel(const float* x, float* y, int64_t planes, int64_t h, int64_t w,
+                             int64_t top, int64_t left, int64_t out_h, int64_t out_w, float value) {
+  const int64_t n = planes * out_h * out_w;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t ox = i % out_w, oy = i / out_w % out_h, plane = i / (out_h * out_w);
+    const int64_t yy = oy - top, xx = ox - left;
+    y[i] = (yy >= 0 && yy < h && xx >= 0 && xx < w) ? x[(plane * h + yy) * w + xx] : value;
+  }
+}
+
 // Same-shape contiguous operands: no index arithmetic.
 __global__ void binary_flat_kernel(BinaryOp op, const float* a, const float* b, float* out,
                                    int64_t n) {
@@ -161,6 +186,21 @@ void binary(const Stream& s, BinaryOp op, const float* a, const float* b, float*
     SCALPEL_LAUNCH(binary_flat_kernel, grid_for(n, kThreads), kThreads, 0, s, op, a, b, out, n);
   else
     SCALPEL_LAUNCH(binary_kernel, grid_for(n, kThreads), kThreads, 0, s, op, a, b, out, layout, n);
+}
+
+void strided_copy(const Stream& s, const float* x, float* out, const StridedLayout& layout) {
+  int64_t n = 1;
+  for (int d = 0; d < layout.ndim; ++d) n *= layout.shape[d];
+  if (n > 0)
+    SCALPEL_LAUNCH(strided_copy_kernel, grid_for(n, kThreads), kThreads, 0, s, x, out, layout, n);
+}
+
+void pad2d(const Stream& s, const float* x, float* y, int64_t planes, int64_t h, int64_t w,
+           int64_t top, int64_t left, int64_t out_h, int64_t out_w, float value) {
+  const int64_t n = planes * out_h * out_w;
+  if (n > 0)
+    SCALPEL_LAUNCH(pad2d_kernel, grid_for(n, kThreads), kThreads, 0, s, x, y, planes, h, w, top,
+                   left, out_h, out_w, value);
 }
 
 void unary_forward(const Stream& s, UnaryOp op, float alpha, const float* x, float* y, int64_t n) {

@@ -37,7 +37,29 @@ __global__ void reduce_columns_kernel(ReduceOp op, const float* x, float* out, i
   }
 }
 
+// One thread per [outer, inner] output walks its column; the first maximum wins and NaN
+// counts as the maximum, as ops::argmax.
+__global__ void argmax_kernel(const float* x, int64_t* out, int64_t outer, int64_t len,
+                              int64_t inner) {
+  const int64_t n = outer * inner;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const float* p = x + i / inner * len * inner + i % inner;
+    int64_t best = 0;
+    for (int64_t l = 1; l < len && !isnan(p[best * inner]); ++l)
+      if (p[l * inner] > p[best * inner] || isnan(p[l * inner])) best = l;
+    out[i] = best;
+  }
+}
+
 }  // namespace
+
+void argmax(const Stream& s, const float* x, int64_t* out, int64_t outer, int64_t len,
+            int64_t inner) {
+  if (outer * inner > 0 && len > 0)
+    SCALPEL_LAUNCH(argmax_kernel, grid_for(outer * inner, kThreads), kThreads, 0, s, x, out, outer,
+                   len, inner);
+}
 
 void reduce(const Stream& s, ReduceOp op, const float* x, float* out, int64_t outer,
             int64_t len, int64_t inner) {

@@ -168,10 +168,11 @@ cuda::UnaryOp cuda_unary(const char* name, ops::ActivationKind kind, Device devi
 }
 
 Tensor activate(const char* name, ops::ActivationKind kind, const Tensor& x, double slope = 0.0) {
-  if (x.defined() && !x.device().is_cpu()) {  // CUDA device branch (forward only so far)
-    Tensor y = cuda::unary(cuda_unary(name, kind, x.device()), x, slope);
-    return record(name, y, {x}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
-      cuda::not_wired(std::string(name) + " backward", device);
+  if (x.defined() && !x.device().is_cpu()) {  // CUDA device branch
+    const cuda::UnaryOp op = cuda_unary(name, kind, x.device());
+    Tensor y = cuda::unary(op, x, slope);
+    return record(name, y, {x}, [op, slope, x = x.detach()](const Tensor& gy) {
+      return std::vector<Tensor>{cuda::unary_backward(op, x, gy, slope)};
     });
   }
   return record(name, ops::activation_forward(kind, x, slope), {x}, [kind, slope, x = x.detach()](const Tensor& gy) {

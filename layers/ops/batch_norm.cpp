@@ -156,6 +156,32 @@ void check_channel_tensor(const std::string& name, const char* what, const Tenso
 
 }  // namespace
 
+// The CUDA device branch: batch statistics (updating the running ones) when training, the
+// running statistics otherwise; backward through the matching kernels.
+static Tensor cuda_batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
+                              const Tensor& bias, bool training, double momentum, double eps) {
+  const bool need_w = weight.defined() && weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  const Tensor w = weight.defined() ? weight.detach() : Tensor();
+  if (training) {
+    cuda::BatchNormTrainOutput r = cuda::batch_norm_train(x, weight, bias, running_mean, running_var, momentum, eps);
+    return record("batch_norm", r.y, {x, weight, bias},
+                  [x = x.detach(), w, mean = r.save_mean, invstd = r.save_invstd, need_w, need_b](const Tensor& gy) {
+                    cuda::BatchNormGrads g = cuda::batch_norm_backward(gy, x, w, mean, invstd, need_w, need_b);
+                    return std::vector<Tensor>{g.x, g.gamma, g.beta};
+                  });
+  }
+  Tensor y = cuda::batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
+  if (!any_requires_grad({x, weight, bias})) return y;
+  // Copies: the buffers may be updated (a training step) before backward runs.
+  return record("batch_norm", y, {x, weight, bias},
+                [x = x.detach(), w, mean = running_mean.clone(), var = running_var.clone(), eps, need_w,
+                 need_b](const Tensor& gy) {
+                  cuda::BatchNormGrads g = cuda::batch_norm_eval_backward(gy, x, w, mean, var, eps, need_w, need_b);
+                  return std::vector<Tensor>{g.x, g.gamma, g.beta};
+                });
+}
+
 Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight, const Tensor& bias,
                   bool training, double momentum, double eps, const std::string& name) {
   SCALPEL_CHECK(x.defined() && x.dim() >= 2, "{}: expected an input [N, C, ...], got {}", name,
@@ -169,18 +195,13 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
   SCALPEL_CHECK(running_mean.defined() == running_var.defined(), "{}: give both running_mean and running_var, or neither",
                 name);
 
-  if (!x.device().is_cpu()) {  // CUDA device branch: evaluation forward only so far
-    if (training) cuda::not_wired(name + " (training mode)", x.device());
-    Tensor y = cuda::batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
-    return record("batch_norm", y, {x, weight, bias}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
-      cuda::not_wired(name + " backward", device);
-    });
-  }
+  const int64_t per_channel = x.numel() / std::max<int64_t>(x.size(1), 1);
+  SCALPEL_CHECK(!training || per_channel > 1,
+                "{}: expected more than 1 value per channel when training, got input {}", name, shape_str(x.shape()));
+  SCALPEL_CHECK(training || running_mean.defined(), "{}: evaluation mode needs running statistics", name);
+  if (!x.device().is_cpu()) return cuda_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps);
   Tensor mean, invstd;
   if (training) {
-    const int64_t per_channel = x.numel() / std::max<int64_t>(x.size(1), 1);
-    SCALPEL_CHECK(per_channel > 1, "{}: expected more than 1 value per channel when training, got input {}", name,
-                  shape_str(x.shape()));
     ops::BatchNormStats stats = ops::batch_norm_stats(x);
     mean = stats.mean;
     invstd = ops::pow_scalar(ops::add_scalar(stats.var, eps), -0.5);
@@ -192,7 +213,6 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
           ops::add(ops::mul_scalar(running_var, 1 - momentum), ops::mul_scalar(stats.var, momentum * unbias)));
     }
   } else {
-    SCALPEL_CHECK(running_mean.defined(), "{}: evaluation mode needs running statistics", name);
     mean = running_mean.clone();  // a copy: the buffers may be updated before backward runs
     invstd = ops::pow_scalar(ops::add_scalar(running_var, eps), -0.5);
   }

@@ -1,6 +1,8 @@
 // conv_transpose2d through conv2d's kernels (see conv_transpose2d.h).
 #include "layers/ops/conv_transpose2d.h"
 
+#include "cuda/tensor_ops.h"
+#include "layers/functional.h"
 #include "tensor/error.h"
 
 namespace scalpel::ops {
@@ -66,6 +68,32 @@ Conv2dGeometry conv_transpose2d_geometry(const Shape& x, const Shape& weight,
 
 namespace scalpel::nn {
 
+// The CUDA device branch: the transpose is conv2d's data gradient over the adjoint geometry
+// `g`, so it runs conv2d's kernels with the roles swapped (forward = backward-data, input
+// gradient = forward, weight gradient = backward-filter with x and dy exchanged).
+static Tensor cuda_conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                    const ops::Conv2dGeometry& g, const std::string& name) {
+  cuda::Conv2dShape s;
+  s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
+  s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
+  s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = g.pad_top, s.pad_w = g.pad_left;
+  s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
+  // output_padding >= stride (allowed below the dilation) leaves rows no convolution window reaches.
+  if (s.out_h() != g.out_h || s.out_w() != g.out_w) cuda::not_wired(name + " with this output_padding", x.device());
+  Tensor y = cuda::conv2d_backward_data(x, weight, s);
+  if (bias.defined()) y = cuda::binary(cuda::BinaryOp::Add, y, bias.reshape({1, g.in_channels, 1, 1}));
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  return record("conv_transpose2d", y, {x, weight, bias},
+                [s, need_x, need_w, need_b, xs = need_w ? x.detach() : Tensor(),
+                 ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
+                  const Tensor gx = need_x ? cuda::conv2d(gy, ws, Tensor(), s) : Tensor();
+                  const Tensor gw = need_w ? cuda::conv2d_backward_filter(xs, gy, s, true, false).w : Tensor();
+                  const Tensor gb = need_b ? cuda::reduce(cuda::ReduceOp::Sum, gy, {0, 2, 3}, false) : Tensor();
+                  return std::vector<Tensor>{gx, gw, gb};
+                });
+}
+
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                         const ConvTranspose2dOptions& options, const std::string& name) {
   const ops::Conv2dGeometry g = ops::conv_transpose2d_geometry(x.shape(), weight.shape(), options, name);
@@ -73,13 +101,14 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
                     (!bias.defined() || bias.dtype() == x.dtype()),
                 "{}: input, weight and bias must share one float dtype, got {} and {}", name,
                 dtype_name(x.dtype()), dtype_name(weight.dtype()));
+  SCALPEL_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == g.in_channels),
+                "{}: bias must be [{}] for weight {} with groups {}, got {}", name, g.in_channels,
+                shape_str(weight.shape()), g.groups, bias.defined() ? shape_str(bias.shape()) : "");
+  if (!x.device().is_cpu()) return cuda_conv_transpose2d(x, weight, bias, g, name);
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,
                 x.device().str(), weight.device().str());
-  SCALPEL_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == g.in_channels),
-                "{}: bias must be [{}] for weight {} with groups {}, got {}", name, g.in_channels,
-                shape_str(weight.shape()), g.groups, bias.defined() ? shape_str(bias.shape()) : "");
   const Tensor xc = x.contiguous(), wc = weight.contiguous();
   Tensor y = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w}, x.dtype());
   dispatch_floating(x.dtype(), [&](auto tag) {

@@ -22,11 +22,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const s
                     (!bias.defined() || bias.dtype() == x.dtype()),
                 "{}: input, weight and bias must share one float dtype, got {} and {}", name,
                 dtype_name(x.dtype()), dtype_name(weight.dtype()));
-  if (!x.device().is_cpu()) {  // CUDA device branch (forward only so far)
+  if (!x.device().is_cpu()) {  // CUDA device branch
     Tensor y = cuda::linear(x, weight, bias);
-    return record("linear", y, {x, weight, bias}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
-      cuda::not_wired(name + " backward", device);
-    });
+    const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+    const bool need_b = bias.defined() && bias.requires_grad();
+    return record("linear", y, {x, weight, bias},
+                  [need_x, need_w, need_b, xs = x.detach(), ws = weight.detach()](const Tensor& gy) {
+                    cuda::LinearGrads g = cuda::linear_backward(gy, xs, ws, need_x, need_w, need_b);
+                    return std::vector<Tensor>{g.x, g.w, g.bias};
+                  });
   }
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),

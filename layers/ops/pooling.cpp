@@ -255,7 +255,7 @@ namespace scalpel::nn {
 
 using V = std::vector<Tensor>;
 
-// The CUDA device branch of the pooling ops (forward only so far): the kernels take symmetric
+// The CUDA device branch of the pooling ops, forward and backward: the kernels take symmetric
 // padding and floor-mode output sizes.
 static Tensor cuda_pool2d(const Tensor& x, const ops::Pool2dGeometry& g, bool max, bool count_include_pad,
                           const std::string& name) {
@@ -265,9 +265,14 @@ static Tensor cuda_pool2d(const Tensor& x, const ops::Pool2dGeometry& g, bool ma
   s.pad_h = g.pad.top, s.pad_w = g.pad.left, s.count_include_pad = count_include_pad;
   if (g.pad.top != g.pad.bottom || g.pad.left != g.pad.right || s.out_h() != g.out_h || s.out_w() != g.out_w)
     cuda::not_wired(name + " with asymmetric padding or ceil_mode", x.device());
-  Tensor y = max ? cuda::max_pool2d(x, s) : cuda::avg_pool2d(x, s);
-  return record(name.c_str(), y, {x}, [name, device = x.device()](const Tensor&) -> V {
-    cuda::not_wired(name + " backward", device);
+  if (max) {
+    cuda::MaxPoolOutput r = cuda::max_pool2d(x, s);
+    return record("max_pool2d", r.y, {x}, [s, indices = r.indices](const Tensor& gy) {
+      return V{cuda::max_pool2d_backward(gy, indices, s)};
+    });
+  }
+  return record(name.c_str(), cuda::avg_pool2d(x, s), {x}, [s](const Tensor& gy) {
+    return V{cuda::avg_pool2d_backward(gy, s)};
   });
 }
 

@@ -99,13 +99,15 @@ Tensor softmax_backward(const Tensor& gy_in, const Tensor& y_in, int64_t axis, b
 namespace scalpel::nn {
 
 static Tensor softmax_impl(const char* name, const Tensor& x, int64_t axis, bool log) {
-  if (x.defined() && !x.device().is_cpu()) {  // CUDA device branch (forward only so far)
+  if (x.defined() && !x.device().is_cpu()) {  // CUDA device branch
     SCALPEL_CHECK(x.dim() > 0 && axis >= -x.dim() && axis < x.dim(), "{}: axis {} out of range for {}", name,
                   axis, shape_str(x.shape()));
-    if (axis != -1 && axis != x.dim() - 1) cuda::not_wired(fmt::format("{} over axis {} of {}", name, axis, x.dim()), x.device());
-    Tensor y = cuda::softmax_last(x, log);
-    return record(name, y, {x}, [name, device = x.device()](const Tensor&) -> std::vector<Tensor> {
-      cuda::not_wired(std::string(name) + " backward", device);
+    // The kernels work on the last axis: another axis is swapped there (a gather on the
+    // device) and the result swapped back (a view).
+    const int64_t a = axis < 0 ? axis + x.dim() : axis, last = x.dim() - 1;
+    Tensor y_last = cuda::softmax_last(x.transpose(a, last), log);
+    return record(name, y_last.transpose(a, last), {x}, [a, last, log, y_last](const Tensor& gy) {
+      return std::vector<Tensor>{cuda::softmax_last_backward(y_last, gy.transpose(a, last), log).transpose(a, last)};
     });
   }
   Tensor y = ops::softmax_forward(x, axis, log);

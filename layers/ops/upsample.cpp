@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cuda/tensor_ops.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -157,13 +158,21 @@ Tensor upsample(const Tensor& x, int64_t out_h, int64_t out_w, const std::string
                 shape_str(x.shape()));
   SCALPEL_CHECK(x.size(2) > 0 && x.size(3) > 0, "upsample: input {} has an empty plane", shape_str(x.shape()));
   const int64_t in_h = x.size(2), in_w = x.size(3);
+  SCALPEL_CHECK(mode == "nearest" || mode == "bilinear", "upsample: unknown mode '{}' (nearest or bilinear)", mode);
+  if (!x.device().is_cpu()) {  // CUDA device branch: the kernels' bilinear is align_corners=false
+    if (mode == "bilinear" && align_corners) cuda::not_wired("upsample bilinear with align_corners", x.device());
+    const cuda::UpsampleMode m = mode == "nearest" ? cuda::UpsampleMode::Nearest : cuda::UpsampleMode::Bilinear;
+    return record(mode == "nearest" ? "upsample_nearest" : "upsample_bilinear", cuda::upsample2d(x, m, out_h, out_w),
+                  {x}, [m, in_h, in_w](const Tensor& gy) {
+                    return std::vector<Tensor>{cuda::upsample2d_backward(gy, m, in_h, in_w)};
+                  });
+  }
   if (mode == "nearest") {
     return record("upsample_nearest", ops::upsample_nearest_forward(x, out_h, out_w), {x},
                   [in_h, in_w](const Tensor& gy) {
                     return std::vector<Tensor>{ops::upsample_nearest_backward(gy, in_h, in_w)};
                   });
   }
-  SCALPEL_CHECK(mode == "bilinear", "upsample: unknown mode '{}' (nearest or bilinear)", mode);
   return record("upsample_bilinear", ops::upsample_bilinear_forward(x, out_h, out_w, align_corners), {x},
                 [in_h, in_w, align_corners](const Tensor& gy) {
                   return std::vector<Tensor>{ops::upsample_bilinear_backward(gy, in_h, in_w, align_corners)};
