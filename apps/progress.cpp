@@ -1,5 +1,6 @@
 #include "apps/progress.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,11 @@
 namespace scalpel::cli {
 
 bool stdout_is_terminal() { return isatty(STDOUT_FILENO) == 1; }
+
+int terminal_columns() {
+  winsize size{};
+  return ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 ? size.ws_col : 0;
+}
 
 std::string render_bar(int64_t done, int64_t total, int width) {
   width = std::max(width, 1);
@@ -43,17 +49,20 @@ std::string progress_line(const std::string& label, int64_t done, int64_t total,
 }
 
 ProgressBar::ProgressBar(std::ostream& out, bool interactive, std::string label, int64_t total,
-                         std::chrono::milliseconds min_interval)
+                         std::chrono::milliseconds min_interval, int columns)
     : out_(out), interactive_(interactive), label_(std::move(label)), total_(total), min_interval_(min_interval),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+      start_(std::chrono::steady_clock::now()), last_draw_(start_),
+      // One column spare: writing the last column makes some terminals wrap.
+      max_width_(static_cast<size_t>(std::max(columns - 1, 0))) {}
 
 void ProgressBar::update(int64_t done, int64_t items, const std::string& metrics) {
   if (!interactive_) return;
   const auto now = std::chrono::steady_clock::now();
   if (drawn_ && done < total_ && now - last_draw_ < min_interval_) return;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  const std::string line = progress_line(label_, done, total_, metrics,
-                                         elapsed > 0 ? static_cast<double>(items) / elapsed : 0, elapsed);
+  std::string line = progress_line(label_, done, total_, metrics,
+                                   elapsed > 0 ? static_cast<double>(items) / elapsed : 0, elapsed);
+  if (max_width_ > 0 && line.size() > max_width_) line.resize(max_width_);
   // Pad with spaces over a longer previous line (the metrics' width varies).
   out_ << '\r' << line << std::string(last_width_ > line.size() ? last_width_ - line.size() : 0, ' ') << std::flush;
   last_width_ = line.size();

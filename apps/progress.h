@@ -16,6 +16,8 @@ namespace scalpel::cli {
 
 // True when standard output is a terminal (isatty).
 bool stdout_is_terminal();
+// Columns of the terminal on standard output; 0 when unknown (not a terminal).
+int terminal_columns();
 
 // "[=======>    ]": `width` cells between the brackets, done/total of them filled with '='
 // and the head '>' (no '>' when complete). total <= 0 renders an empty bar; done is clamped
@@ -33,9 +35,11 @@ std::string progress_line(const std::string& label, int64_t done, int64_t total,
 
 class ProgressBar {
  public:
-  // `interactive` false (not a terminal) makes every call a no-op.
+  // `interactive` false (not a terminal) makes every call a no-op. Lines are cut to
+  // `columns` - 1 characters (0 = no limit): a wrapped line could not be redrawn with '\r'.
   ProgressBar(std::ostream& out, bool interactive, std::string label, int64_t total,
-              std::chrono::milliseconds min_interval = std::chrono::milliseconds(100));
+              std::chrono::milliseconds min_interval = std::chrono::milliseconds(100),
+              int columns = terminal_columns());
   ~ProgressBar() { finish(); }  // so that an error message starts on a clean line
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
@@ -52,6 +56,7 @@ class ProgressBar {
   int64_t total_;
   std::chrono::milliseconds min_interval_;
   std::chrono::steady_clock::time_point start_, last_draw_;
+  size_t max_width_;  // 0 = no limit
   bool drawn_ = false;
   size_t last_width_ = 0;  // characters of the last drawn line, to wipe it
 };

@@ -48,7 +48,7 @@ TEST(Progress, TerminalRedrawsInPlaceThrottledAndWipesAtTheEnd) {
   std::ostringstream out;
   {
     // An hour between redraws: only the first and the last step draw.
-    ProgressBar bar(out, true, "epoch 1/1", 3, std::chrono::hours(1));
+    ProgressBar bar(out, true, "epoch 1/1", 3, std::chrono::hours(1), 0);
     for (int64_t i = 1; i <= 3; ++i) bar.update(i, 8 * i, "loss 1.000");
     bar.finish();
   }
@@ -61,10 +61,17 @@ TEST(Progress, TerminalRedrawsInPlaceThrottledAndWipesAtTheEnd) {
   EXPECT_TRUE(s.ends_with("\r")) << s;
 
   std::ostringstream every;
-  ProgressBar unthrottled(every, true, "eval", 3, std::chrono::milliseconds(0));
+  ProgressBar unthrottled(every, true, "eval", 3, std::chrono::milliseconds(0), 0);
   for (int64_t i = 1; i <= 3; ++i) unthrottled.update(i, i, "");
   const std::string e = every.str();
   EXPECT_EQ(std::count(e.begin(), e.end(), '\r'), 3) << e;
+}
+
+TEST(Progress, LinesAreCutToTheTerminalWidth) {
+  std::ostringstream out;
+  ProgressBar bar(out, true, "epoch 1/1", 4, std::chrono::milliseconds(0), 20);
+  bar.update(1, 8, "loss 1.000 acc 0.50");
+  EXPECT_EQ(out.str(), "\repoch 1/1 [======> ");  // 19 characters: a 20-column line would wrap
 }
 
 }  // namespace
