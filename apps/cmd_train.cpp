@@ -28,7 +28,7 @@ int run_train(const std::vector<std::string>& argv) {
       .option("optimizer", "sgd | adam | adamw | rmsprop", "adam")
       .option("lr", "learning rate", "0.001")
       .option("head-lr", "learning rate of the classifier head while the backbone trains too (default: the "
-                         "backbone's)", "0")
+                         "backbone's)")
       .option("momentum", "SGD momentum", "0.9")
       .option("weight-decay", "weight decay (decoupled for adamw)", "0")
       .option("schedule", "LR schedule per step, e.g. constant, cosine, step:500:0.1 (layers/schedule.h)", "constant")
@@ -86,7 +86,7 @@ int run_train(const std::vector<std::string>& argv) {
   config.batch_size = static_cast<int>(args.get_int("batch"));
   config.optimizer = args.get("optimizer");
   config.lr = args.get_double("lr");
-  config.head_lr = args.get_double("head-lr");
+  if (args.has("head-lr")) config.head_lr = args.get_double("head-lr");
   config.momentum = args.get_double("momentum");
   config.weight_decay = args.get_double("weight-decay");
   config.schedule = args.get("schedule");
