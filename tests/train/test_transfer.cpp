@@ -214,6 +214,27 @@ TEST_F(TransferTest, HeadEpochsWithUnfreezeLastFineTunesOnlyThoseLayers) {
   EXPECT_DOUBLE_EQ(r.history[1].lr, 0.01);
 }
 
+TEST_F(TransferTest, HeadKeepsItsOptimizerStateIntoTheSecondPhase) {
+  const data::Dataset d = make_dataset({8, 8});
+  auto model = make_model();
+  TrainConfig c = config("run");
+  c.epochs = 2;
+  c.head_epochs = 1;
+  c.batch_size = 8;  // two steps per epoch
+  c.optimizer = "adam";
+  train_classifier(*model, d, info(*model, d), c, log_);
+  const auto ckpt = models::read_checkpoint((root_ / "run/last.safetensors").string());
+  ASSERT_TRUE(ckpt && ckpt->training);
+  // One group in definition order: the head's weight and bias are the last two parameters.
+  const size_t params = model->named_parameters().size();
+  std::map<size_t, double> adam_steps;  // parameter index -> Adam's per-parameter step count
+  for (const auto& entry : ckpt->training->optimizer_state) {
+    if (entry.name.ends_with(".step")) adam_steps[std::stoul(entry.name)] = entry.tensor.item();
+  }
+  ASSERT_EQ(adam_steps.size(), params);
+  for (const auto& [index, steps] : adam_steps) EXPECT_EQ(steps, index + 2 >= params ? 4 : 2) << "parameter " << index;
+}
+
 // Stops a run after epoch `epoch` the way a kill would: the checkpoints are already written.
 struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
