@@ -39,16 +39,15 @@ struct Phase {
   bool freeze_backbone = false;
   int64_t unfreeze_last = 0;
   double lr = 0, head_lr = 0;    // head_lr 0 = lr
-  int64_t first_epoch = 0, epochs = 0;  // 0-based, the span the schedule covers
+  int64_t epochs = 0;            // the phase's length, which its schedule spans
 };
 
 double finetune_lr(const TrainConfig& c) { return c.finetune_lr > 0 ? c.finetune_lr : c.lr / 10; }
 
 Phase phase_of_epoch(const TrainConfig& c, int64_t epoch) {
-  if (c.head_epochs == 0) return {0, c.freeze_backbone, c.unfreeze_last, c.lr, c.head_lr, 0, c.epochs};
-  if (epoch < c.head_epochs) return {0, true, 0, c.lr, 0, 0, c.head_epochs};
-  return {1, c.unfreeze_last > 0, c.unfreeze_last, finetune_lr(c), c.head_lr, c.head_epochs,
-          c.epochs - c.head_epochs};
+  if (c.head_epochs == 0) return {0, c.freeze_backbone, c.unfreeze_last, c.lr, c.head_lr, c.epochs};
+  if (epoch < c.head_epochs) return {0, true, 0, c.lr, 0, c.head_epochs};
+  return {1, c.unfreeze_last > 0, c.unfreeze_last, finetune_lr(c), c.head_lr, c.epochs - c.head_epochs};
 }
 
 // Sets requires_grad: the head always trains; with freeze_backbone (or unfreeze_last > 0) the
