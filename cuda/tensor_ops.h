@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda/backend.h"
+#include "cuda/conv_engine.h"
 #include "tensor/tensor.h"
 
 namespace scalpel::cuda {
@@ -83,12 +84,15 @@ Tensor drop_path_scale(int64_t n, double p, uint64_t seed, Device device);
 // ---- backward (tensor_ops_backward.cpp) ----
 // Every function returns the gradients of the forward's inputs from dy (the gradient of its
 // output), contiguous, on the same device; a gradient that is not wanted stays undefined.
-Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Conv2dShape& shape);
+// The convolution's `engine` is the one its forward ran (cuda/conv_engine.h).
+Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Conv2dShape& shape,
+                            ConvEngine engine = ConvEngine::Handwritten);
 struct Conv2dFilterGrads {
   Tensor w, bias;
 };
 Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy, const Tensor& x,
-                                         const Conv2dShape& shape, bool need_w, bool need_bias);
+                                         const Conv2dShape& shape, bool need_w, bool need_bias,
+                                         ConvEngine engine = ConvEngine::Handwritten);
 struct LinearGrads {
   Tensor x, w, bias;
 };

@@ -2,6 +2,7 @@
 // the wanted gradients on the device and runs the matching handwritten kernels.
 #include <algorithm>
 
+#include "cuda/cudnn.h"
 #include "cuda/tensor_ops_internal.h"
 
 namespace scalpel::cuda {
@@ -12,10 +13,15 @@ using detail::in;
 using detail::out;
 using detail::stream_for;
 
-Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2dShape& shape) {
+Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2dShape& shape,
+                            ConvEngine engine) {
   const Tensor dy = dense(dy_in), w = dense(w_in);
   const Stream s = stream_for("conv2d backward", {&dy, &w});
   Tensor dx = empty_like_device({shape.n, shape.c, shape.h, shape.w}, dy);
+  if (engine == ConvEngine::Cudnn) {
+    if (dx.numel() > 0) cudnn::conv2d_backward_data(s, shape, in(w), in(dy), out(dx));
+    return dx;
+  }
   Tensor workspace = empty_like_device({shape.depthwise() ? 1 : conv2d_workspace_floats(shape)}, dy);
   if (dx.numel() > 0) SCALPEL_CUDA_CALL(s, conv2d_backward_data, shape, in(w), in(dy), out(dx), out(workspace),
                                          detail::gemm_config(s));
@@ -23,7 +29,8 @@ Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2
 }
 
 Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in,
-                                         const Conv2dShape& shape, bool need_w, bool need_bias) {
+                                         const Conv2dShape& shape, bool need_w, bool need_bias,
+                                         ConvEngine engine) {
   const Tensor dy = dense(dy_in), x = dense(x_in);
   const Stream s = stream_for("conv2d backward", {&dy, &x});
   Conv2dFilterGrads g;
@@ -34,6 +41,10 @@ Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in
     return g;
   }
   g.w = empty_like_device({shape.k, shape.c / shape.groups, shape.r, shape.s}, dy);
+  if (engine == ConvEngine::Cudnn) {
+    cudnn::conv2d_backward_filter(s, shape, in(x), in(dy), out(g.w), out(g.bias));
+    return g;
+  }
   Tensor workspace = empty_like_device({shape.depthwise() ? 1 : conv2d_workspace_floats(shape)}, dy);
   SCALPEL_CUDA_CALL(s, conv2d_backward_filter, shape, in(x), in(dy), out(g.w), out(g.bias), out(workspace),
                     detail::gemm_config(s));

@@ -312,12 +312,14 @@ static Tensor cuda_conv2d(const Tensor& x, const Tensor& weight, const Tensor& b
   Tensor y = cuda::conv2d(x, weight, bias, s);
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
+  // Backward runs on the engine (handwritten or cuDNN) the forward used for this layer.
+  const cuda::ConvEngine engine = cuda::resolve_conv_engine(weight, x.device());
   return record("conv2d", y, {x, weight, bias},
-                [s, need_x, need_w, need_b, xs = need_w ? x.detach() : Tensor(),
+                [s, need_x, need_w, need_b, engine, xs = need_w ? x.detach() : Tensor(),
                  ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
-                  const Tensor gx = need_x ? cuda::conv2d_backward_data(gy, ws, s) : Tensor();
+                  const Tensor gx = need_x ? cuda::conv2d_backward_data(gy, ws, s, engine) : Tensor();
                   cuda::Conv2dFilterGrads gw;
-                  if (need_w || need_b) gw = cuda::conv2d_backward_filter(gy, xs, s, need_w, need_b);
+                  if (need_w || need_b) gw = cuda::conv2d_backward_filter(gy, xs, s, need_w, need_b, engine);
                   return std::vector<Tensor>{gx, gw.w, gw.bias};
                 });
 }

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "autograd/autograd.h"
 #include "cuda/conv_engine.h"
 #include "cuda/tensor_ops.h"
 #include "layers/modules.h"
@@ -64,6 +65,24 @@ TEST_F(ConvEngineSwitch, GlobalCudnnUnderEmulationIsAnErrorAndOverridesWin) {
   const std::vector<double> expected = kept(Tensor::ones({2, 3, 5, 5})).to_vector();
   ASSERT_EQ(got.size(), expected.size());
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-5) << i;
+}
+
+TEST_F(ConvEngineSwitch, BackwardRunsOnTheEngineItsForwardUsed) {
+  // The global engine is cuDNN, this layer's override handwritten: its forward runs, and its
+  // backward must follow the layer's engine, not the global one (which would be an error on
+  // cuda-emu). That backward really reaches cuDNN is checked on a GPU only (test_cudnn).
+  nn::Conv2d conv(3, 4, 3);
+  conv.to(kEmu);
+  set_layer_conv_engine(conv.weight, ConvEngine::Handwritten);
+  set_conv_engine(ConvEngine::Cudnn);
+  Tensor x = Tensor::ones({2, 3, 5, 5}).to(kEmu);
+  x.set_requires_grad(true);
+  const Tensor y = conv(x);
+  backward(y, Tensor::ones(y.shape()).to(kEmu));
+  ASSERT_TRUE(x.grad().defined());
+  ASSERT_TRUE(conv.weight.grad().defined());
+  // d(sum y)/d bias = number of output pixels per channel, for every channel.
+  for (const double g : conv.bias.grad().to(Device{}).to_vector()) EXPECT_DOUBLE_EQ(g, 2 * 3 * 3);
 }
 
 }  // namespace
