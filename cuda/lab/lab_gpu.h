@@ -2,7 +2,9 @@
 // What the kernel lab needs from a real GPU beyond the backend: event timing, an L2 flush and
 // cuBLAS (cuda/lab/lab_gpu.cpp, built with nvcc only). No CUDA types here, so the harness
 // compiles in every build; without nvcc, gpu_present() is false and the rest is never called.
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "cuda/backend.h"
 
@@ -25,9 +27,6 @@ void cublas_sgemm(const Stream& s, int64_t M, int64_t N, int64_t K, const float*
                   const float* B, float* C);
 
 }  // namespace scalpel::cuda::lab
-
-#include <algorithm>
-#include <vector>
 
 template <typename F>
 double scalpel::cuda::lab::time_ms(const Stream& s, int repeats, F run) {
