@@ -43,17 +43,64 @@ struct Args {
   ConvEpilogue<T> epilogue;  // forward only
 };
 
+// Small stride-1 planes (7x7 .. 28x28 in MobileNet V2 / EfficientNet): row by row, each of the
+// kH*kW taps is a loop of only OW elements, and loop overhead dominates. Instead the input
+// plane is copied once into a zero-padded buffer of Hp x Wp (Wp = OW + dilation_w*(kW-1)),
+// and the taps run over the whole plane as one flat loop on that grid,
+//   acc[oh*Wp + ow] += w[kh][kw] * padded[(oh + kh*dh)*Wp + ow + kw*dw],
+// computing Wp - OW junk columns per row that the copy-out drops. Same sums in the same order.
+bool use_flat_planes(const Conv2dGeometry& g) { return g.stride_h == 1 && g.stride_w == 1 && g.out_w <= 32; }
+
+template <typename T>
+[[gnu::always_inline]] inline void forward_plane_flat(const Args<T>& args, int64_t plane, const T* x, const T* w,
+                                                      T bias, T* y) {
+  const Conv2dGeometry& g = args.g;
+  const int64_t wp = g.out_w + g.dilation_w * (g.kernel_w - 1), hp = g.out_h + g.dilation_h * (g.kernel_h - 1);
+  const int64_t flat = g.out_h * wp;
+  thread_local std::vector<T> padded, acc;
+  // The last tap reads up to dilation_w*(kW-1) past the padded plane: keep those zeros too.
+  padded.assign(hp * wp + g.dilation_w * (g.kernel_w - 1), T(0));
+  acc.resize(flat);
+  for (int64_t r = 0; r < hp; ++r) {
+    const int64_t ih = r - g.pad_top;
+    if (ih < 0 || ih >= g.in_h) continue;
+    const int64_t c0 = std::max<int64_t>(0, g.pad_left), i0 = std::max<int64_t>(0, -g.pad_left);
+    const int64_t n = std::min(g.in_w - i0, wp - c0);
+    if (n > 0) std::copy(x + ih * g.in_w + i0, x + ih * g.in_w + i0 + n, padded.data() + r * wp + c0);
+  }
+  T* a = acc.data();
+  std::fill(a, a + flat, bias);
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const T wk = w[kh * g.kernel_w + kw];
+      const T* src = padded.data() + kh * g.dilation_h * wp + kw * g.dilation_w;
+      for (int64_t i = 0; i < flat; ++i) a[i] += wk * src[i];
+    }
+  const GemmEpilogue<T> epilogue{nullptr, args.epilogue.activation, args.epilogue.residual, 0};
+  const int64_t out_plane = g.out_h * g.out_w;
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    T* yrow = y + oh * g.out_w;
+    std::copy(a + oh * wp, a + oh * wp + g.out_w, yrow);
+    if (!epilogue.empty()) apply_epilogue(epilogue, 0, plane * out_plane + oh * g.out_w, g.out_w, yrow);
+  }
+}
+
 template <typename T>
 [[gnu::always_inline]] inline void forward_planes(const Args<T>& args, int64_t begin, int64_t end) {
   const Conv2dGeometry& g = args.g;
   const int64_t mult = g.out_channels / g.in_channels;
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  const bool flat = use_flat_planes(g);
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / g.out_channels, oc = plane % g.out_channels;
     const T* xp = args.a + (n * g.in_channels + oc / mult) * in_plane;
     const T* wp = args.b + oc * g.kernel_h * g.kernel_w;
     T* yp = args.out + plane * out_plane;
     const T bias = args.bias ? args.bias[oc] : T(0);
+    if (flat) {
+      forward_plane_flat(args, plane, xp, wp, bias, yp);
+      continue;
+    }
     const GemmEpilogue<T> epilogue{nullptr, args.epilogue.activation, args.epilogue.residual, 0};
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
       T* yrow = yp + oh * g.out_w;

@@ -2,9 +2,11 @@
 // Depthwise conv2d engine: groups == C_in, C_out = C_in * multiplier (multiplier >= 1), so
 // output channel oc reads only input channel oc / multiplier. Run as direct loops per channel
 // plane, never as per-channel GEMMs: each output row accumulates kH*kW shifted, scaled input
-// rows (contiguous and vectorizable when stride_w == 1). Parallel over (sample, channel) planes
-// (weight grad: over output channels). The loops are compiled for AVX-512, AVX2 and the
-// baseline; the widest the CPU supports runs unless set_depthwise_simd() forces one.
+// rows (contiguous and vectorizable when stride_w == 1); narrow stride-1 planes (OW <= 32) run
+// each tap as one loop over a zero-padded copy of the plane instead (fewer, longer loops; the
+// forward only). Parallel over (sample, channel) planes (weight grad: over output channels).
+// The loops are compiled for AVX-512, AVX2 and the baseline; the widest the CPU supports runs
+// unless set_depthwise_simd() forces one.
 // Same contracts as the kernels in layers/ops/conv2d.h (outputs overwritten; requires
 // g.is_depthwise()).
 #include <string_view>

@@ -103,8 +103,8 @@ TEST(ConvFused, CaseTableEveryEngineAndActivation) {
 }
 
 // The model zoo's shapes at a small size: 1x1 expand/project with odd channel counts,
-// strided 1x1 downsample, 3x3 s1/s2, depthwise 3x3/5x5 s1/s2, the 7x7 stem; batch 1 and 3
-// (batch >= threads runs samples in parallel).
+// strided 1x1 downsample, 3x3 s1/s2, depthwise 3x3/5x5 s1/s2 (narrow planes run flat, wide
+// ones row by row), the 7x7 stem; batch 1 and 3 (batch >= threads runs samples in parallel).
 TEST(ConvFused, ModelShapesThreaded) {
   using P = nn::Padding2d;
   const std::vector<testing_conv::ConvCase> cases{
@@ -114,6 +114,7 @@ TEST(ConvFused, ModelShapesThreaded) {
       {"conv_3x3", {3, 16, 10, 9}, 20, 3, 3, testing_conv::conv_opts({1, 1}, P::symmetric(1))},
       {"conv_3x3_s2", {1, 16, 11, 10}, 20, 3, 3, testing_conv::conv_opts({2, 2}, P::symmetric(1))},
       {"dw_3x3", {3, 32, 10, 11}, 32, 3, 3, testing_conv::conv_opts({1, 1}, P::symmetric(1), 32)},
+      {"dw_3x3_wide_rows", {1, 8, 5, 45}, 8, 3, 3, testing_conv::conv_opts({1, 1}, P::symmetric(1), 8)},
       {"dw_5x5_s2", {1, 24, 13, 13}, 24, 5, 5, testing_conv::conv_opts({2, 2}, P::symmetric(2), 24)},
       {"stem_7x7_s2", {3, 3, 21, 19}, 16, 7, 7, testing_conv::conv_opts({2, 2}, P::symmetric(3))},
   };
