@@ -49,8 +49,11 @@ if [[ "$ours" == cli ]]; then
     fi
   done
 elif [[ "$ours" == fused && -x "$build/bin/bench_models" ]]; then
-  "$build/bin/bench_models" --models "$models" --batches "$batches" --size "$size" --iters "$iters" \
-    ${train:+--train} >> "$results"
+  # One process per model, so that each row's peak RSS is that model's.
+  for m in ${models//,/ }; do
+    "$build/bin/bench_models" --models "$m" --batches "$batches" --size "$size" --iters "$iters" \
+      ${train:+--train} >> "$results"
+  done
 else
   echo "compare.sh: no $build/bin/bench_models (--ours $ours); build it with" >&2
   echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release -DSCALPEL_BUILD_BENCH=ON && cmake --build $build -j2 --target bench_models" >&2
@@ -58,14 +61,18 @@ else
 fi
 
 echo "== pytorch (also exports the ONNX models)" >&2
-/usr/bin/python3 "$here/peers/torch_bench.py" --models "$models" --batches "$batches" --size "$size" \
-  --iters "$iters" ${train:+--train} --export "$out/onnx" 2> "$out/torch.log" >> "$results"
+for m in ${models//,/ }; do  # one process per model, as ours (peak RSS per model)
+  /usr/bin/python3 "$here/peers/torch_bench.py" --models "$m" --batches "$batches" --size "$size" \
+    --iters "$iters" ${train:+--train} --export "$out/onnx" 2>> "$out/torch.log" >> "$results"
+done
 
 echo "== onnxruntime" >&2
 if [[ ! -d "$here/peers/node_modules/onnxruntime-node" ]]; then
   (cd "$here/peers" && npm install --ignore-scripts --no-save --no-audit --no-fund onnxruntime-node@1.20.1 >&2)
 fi
-node "$here/peers/ort_bench.js" "$out/onnx" "$models" "$batches" "$size" "$iters" >> "$results"
+for m in ${models//,/ }; do
+  node "$here/peers/ort_bench.js" "$out/onnx" "$m" "$batches" "$size" "$iters" >> "$results"
+done
 
 /usr/bin/python3 - "$results" <<'PY'
 import json, sys
