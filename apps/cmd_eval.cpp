@@ -8,6 +8,8 @@
 #include "apps/model_flags.h"
 #include "apps/progress.h"
 #include "apps/report/evaluate.h"
+#include "apps/report/evaluate_segmentation.h"
+#include "apps/train/segmentation.h"
 #include "data/dataset.h"
 #include "tensor/error.h"
 
@@ -30,6 +32,27 @@ data::Dataset pick_split(const data::Dataset& all, const std::string& split) {
   return all;
 }
 
+// eval of a segmentation model on images with masks (apps/report/evaluate_segmentation.h).
+int eval_segmentation(const Args& args, const ModelSetup& s, const data::Dataset& dataset, const data::Preprocess& p) {
+  SCALPEL_CHECK(args.get("tta") == "none" && !args.has("group-tta"),
+                "--tta and --group-tta average class probabilities; {} is a segmentation model", s.info.name);
+  const report::SegmentationEvalResult r = report::evaluate_segmentation(
+      *s.model, dataset, p, {.batch = args.get_int("batch"), .device = s.device});
+  report::SegmentationReportOptions ro;
+  ro.title = "scalpel eval: " + s.model->name() + " on " + args.get("data");
+  ro.model = s.model.get();
+  ro.preprocess = p;
+  ro.device = s.device;
+  ro.gallery_size = static_cast<int>(args.get_int("gallery"));
+  ro.history_path = report::find_history(args.get("weights"));
+  report::write_segmentation_report(r, args.get("report"), ro);
+  const report::SegmentationMetrics& m = r.metrics;
+  std::printf("%lld images, Dice %.4f, IoU %.4f, mean Dice per image %.4f, pixel accuracy %.4f\n",
+              static_cast<long long>(m.images), m.mean_dice, m.mean_iou, m.mean_image_dice, m.pixel_accuracy);
+  std::printf("report: %s/report.html\n", args.get("report").c_str());
+  return 0;
+}
+
 int run_eval(const std::vector<std::string>& argv) {
   Args args("eval", "--model M --weights W --data DIR --report OUT [--split test|val|train|all] [--size H W]\n"
                     "       [--tta none|flip|flip4|crops] [--group-tta]");
@@ -39,7 +62,8 @@ int run_eval(const std::vector<std::string>& argv) {
       .option("split", "which split to evaluate (default: test when the layout has one, else all)")
       .option("size", "input height and width (default: the checkpoint's or the model's preprocessing)", "", 2)
       .option("batch", "images per forward pass", "16")
-      .option("gallery", "Grad-CAM images of the most confident errors in the report", "6")
+      .option("gallery", "Grad-CAM images of the most confident errors in the report (segmentation: the "
+                        "images with the lowest Dice)", "6")
       .option("tta", "test-time augmentation, mean of the probabilities over: none | flip (+ horizontal mirror) | "
                      "flip4 (+ vertical and both mirrors) | crops (corners and centre of an 8/7 larger resize)",
               "none")
@@ -52,12 +76,11 @@ int run_eval(const std::vector<std::string>& argv) {
   data::Warnings warnings;
   const data::Dataset dataset = pick_split(data::load_dataset(data_dir, warnings), args.get("split"));
   if (warnings.count() > 0) std::fprintf(stderr, "%s", warnings.report().c_str());
-  data::check_classification(dataset);
 
   ModelSetup s = load_model_from_flags(args);
-  SCALPEL_CHECK(s.info.task == "classification", "eval: {} is a {} model; eval needs a classifier", s.info.name,
-                s.info.task);
-  SCALPEL_CHECK(s.class_names.empty() || s.class_names == dataset.classes,
+  train::check_task_fits_data(s.info, dataset);
+  const bool segmentation = s.info.task == "segmentation";
+  SCALPEL_CHECK(segmentation || s.class_names.empty() || s.class_names == dataset.classes,
                 "eval: the classes of --weights {} ({}) differ from those of --data {} ({})", args.get("weights"),
                 fmt::join(s.class_names, ", "), data_dir, fmt::join(dataset.classes, ", "));
   data::Preprocess p = eval_preprocess(s);
@@ -69,6 +92,7 @@ int run_eval(const std::vector<std::string>& argv) {
     SCALPEL_CHECK(*end_h == '\0' && *end_w == '\0' && p.height > 0 && p.width > 0,
                   "--size expects two positive integers H W, got {} {}", hw.at(0), hw.at(1));
   }
+  if (segmentation) return eval_segmentation(args, s, dataset, p);
 
   report::EvalOptions eo;
   eo.batch = args.get_int("batch");

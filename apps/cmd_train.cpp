@@ -8,6 +8,7 @@
 #include "apps/cli.h"
 #include "apps/model_flags.h"
 #include "apps/progress.h"
+#include "apps/train/segmentation.h"
 #include "apps/train/trainer.h"
 #include "data/split.h"
 #include "tensor/error.h"
@@ -53,7 +54,8 @@ int run_train(const std::vector<std::string>& argv) {
                              "(all layers, or --unfreeze-last N) at --finetune-lr for the rest", "0")
       .option("finetune-lr", "learning rate of the fine-tuning phase of --head-epochs (default: --lr / 10)")
       .option("patience", "stop after this many epochs without improvement of --monitor (0 = off)", "0")
-      .option("monitor", "val_loss | val_accuracy | val_macro_f1", "val_loss")
+      .option("monitor", "val_loss | val_accuracy | val_macro_f1 (default val_loss); segmentation: val_dice "
+                         "(default) | val_iou | val_loss")
       .flag("resume", "continue from OUT/last.safetensors")
       .option("log-json", "write one JSON object per optimizer step to this file");
   if (!args.parse(argv)) return 0;
@@ -67,12 +69,17 @@ int run_train(const std::vector<std::string>& argv) {
   config.seed = static_cast<uint64_t>(args.get_int("seed"));
   // Before the model is built: its random initialization draws from the default generator.
   manual_seed(config.seed);
-  ModelSetup setup = load_model_from_flags(args);
+  // A segmentation model (unet) defaults to one mask channel (binary: sigmoid, Dice + BCE) rather
+  // than a classifier's 1000 outputs; see apps/train/segmentation.h.
+  models::ModelOptions defaults;
+  if (args.has("model") && models::model_info(args.get("model")).task == "segmentation") defaults.classes = 1;
+  ModelSetup setup = load_model_from_flags(args, defaults);
+  const bool segmentation = setup.info.task == "segmentation";
 
   data::Warnings warnings;
   data::Dataset dataset = data::load_dataset(data_dir, warnings);
-  data::check_classification(dataset);
-  std::cerr << warnings.report();
+  std::cerr << warnings.report();  // before the check: they may say why masks are missing
+  train::check_task_fits_data(setup.info, dataset);
   if (!dataset.has_fixed_splits()) {
     if (args.has("split")) {
       data::assign_splits(dataset, data::parse_split_ratios(args.get("split")), config.seed);
@@ -100,7 +107,8 @@ int run_train(const std::vector<std::string>& argv) {
   config.head_epochs = args.get_int("head-epochs");
   if (args.has("finetune-lr")) config.finetune_lr = args.get_double("finetune-lr");
   config.patience = args.get_int("patience");
-  config.monitor = args.get("monitor");
+  if (args.has("monitor")) config.monitor = args.get("monitor");
+  else if (segmentation) config.monitor = "val_dice";
   config.resume = args.has("resume");
   config.progress_bar = stdout_is_terminal();
 
@@ -121,11 +129,17 @@ int run_train(const std::vector<std::string>& argv) {
   models::CheckpointInfo info;
   info.model = setup.info.name;
   info.options = setup.model->options();
-  info.class_names = dataset.classes;
+  info.class_names = segmentation ? train::mask_class_names(setup.model->options().classes) : dataset.classes;
   info.preprocess = preprocess_to_json(p);
 
   std::filesystem::create_directories(config.out_dir);
   data::write_split_manifest(config.out_dir + "/split.csv", dataset);
+  if (segmentation) {
+    const train::SegmentationResult r = train::train_segmenter(*setup.model, dataset, info, config, std::cout);
+    std::cout << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch, r.monitor, r.best_metric,
+                             r.best_path, r.last_path);
+    return 0;
+  }
   const train::TrainResult r = train::train_classifier(*setup.model, dataset, info, config, std::cout);
   std::cout << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch,
                            r.history.empty() || !r.history.back().has_val ? "train_loss" : config.monitor,
@@ -133,7 +147,7 @@ int run_train(const std::vector<std::string>& argv) {
   return 0;
 }
 
-SCALPEL_REGISTER_COMMAND(Command{"train", "train a classifier on an image folder", run_train});
+SCALPEL_REGISTER_COMMAND(Command{"train", "train a classifier, or a segmentation model on images with masks", run_train});
 
 }  // namespace
 }  // namespace scalpel::cli

@@ -60,7 +60,7 @@ void apply_conv_engine_flag(const std::string& text, nn::Module& model, Device d
 
 }  // namespace
 
-ModelSetup load_model_from_flags(const Args& args) {
+ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& defaults) {
   // Commands that declared the flags without --weights (bench) build an untrained model.
   const bool with_weights = args.declares("weights");
   const std::string weights = with_weights ? args.get("weights") : "";
@@ -79,7 +79,7 @@ ModelSetup load_model_from_flags(const Args& args) {
     name = args.require("model");
   }
   const models::ModelOptions options =
-      model_options_from_flags(args, checkpoint ? checkpoint->info.options : models::ModelOptions{});
+      model_options_from_flags(args, checkpoint ? checkpoint->info.options : defaults);
   {
     // Weights overwrite the random initialization: skip it (seconds for the VGGs).
     std::optional<nn::SkipInitGuard> skip_init;

@@ -47,8 +47,9 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
 
 // Builds the model (without random initialization when weights follow), loads --weights when
 // given and moves the model to --device. Commands that declared the flags without weights get
-// an untrained model (random initialization from the default generator).
-ModelSetup load_model_from_flags(const Args& args);
+// an untrained model (random initialization from the default generator). `defaults` are the
+// options the flags start from when --weights is not a scalpel checkpoint.
+ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& defaults = {});
 
 // Preprocessing as a checkpoint stores it: {"width", "height", "channels", "fit",
 // "crop_fraction", "interp", "normalize"} (normalize = a preset name of data/transforms.h).

@@ -15,20 +15,6 @@ const char* const kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#94
                                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 const char* color(size_t i) { return kPalette[i % 10]; }
 
-std::string base64(const std::vector<uint8_t>& bytes) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const uint32_t b = (bytes[i] << 16) | (i + 1 < bytes.size() ? bytes[i + 1] << 8 : 0) |
-                       (i + 2 < bytes.size() ? bytes[i + 2] : 0);
-    out += t[(b >> 18) & 63];
-    out += t[(b >> 12) & 63];
-    out += i + 1 < bytes.size() ? t[(b >> 6) & 63] : '=';
-    out += i + 2 < bytes.size() ? t[b & 63] : '=';
-  }
-  return out;
-}
-
 std::string num(double v) { return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v); }
 
 // A plot frame 0..1 x 0..1 mapped to a W x H area with margins; returns the <svg> opening and axes.
@@ -153,6 +139,8 @@ std::string confidence_svg(const EvalResult& r) {
   return s + "</svg>";
 }
 
+}  // namespace
+
 std::string history_svg(const std::string& name, const std::vector<double>& v) {
   double lo = 0, hi = 1e-12;
   for (double x : v) hi = std::max(hi, x), lo = std::min(lo, x);
@@ -167,7 +155,19 @@ std::string history_svg(const std::string& name, const std::vector<double>& v) {
   return s + fmt::format("<polyline points='{}' fill='none' stroke='#1f77b4' stroke-width='1.5'/></svg>", points);
 }
 
-}  // namespace
+std::string base64(const std::vector<uint8_t>& bytes) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const uint32_t b = (bytes[i] << 16) | (i + 1 < bytes.size() ? bytes[i + 1] << 8 : 0) |
+                       (i + 2 < bytes.size() ? bytes[i + 2] : 0);
+    out += t[(b >> 18) & 63];
+    out += t[(b >> 12) & 63];
+    out += i + 1 < bytes.size() ? t[(b >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? t[b & 63] : '=';
+  }
+  return out;
+}
 
 std::string html_escape(const std::string& text) {
   std::string out;

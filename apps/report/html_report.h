@@ -32,4 +32,10 @@ std::string render_html_report(const EvalResult& result, const std::string& titl
 // Escapes & < > " ' for HTML text and attributes.
 std::string html_escape(const std::string& text);
 
+// Base64 with padding (RFC 4648), for data URIs such as data:image/png;base64,...
+std::string base64(const std::vector<uint8_t>& bytes);
+
+// A line chart of one training-history series (one value per epoch) as inline SVG.
+std::string history_svg(const std::string& name, const std::vector<double>& values);
+
 }  // namespace scalpel::report

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "apps/progress.h"
+#include "apps/train/common.h"
 #include "autograd/autograd.h"
 #include "data/augment.h"
 #include "data/loader.h"
@@ -87,17 +88,6 @@ std::vector<nn::ParamGroup> make_groups(const models::Model& model, const Phase&
   return groups;
 }
 
-std::unique_ptr<nn::Optimizer> make_optimizer(const std::string& name, std::vector<nn::ParamGroup> groups,
-                                              double momentum) {
-  if (name == "sgd") return std::make_unique<nn::SGD>(std::move(groups), nn::SGDOptions{.momentum = momentum});
-  if (name == "adam") return std::make_unique<nn::Adam>(std::move(groups));
-  if (name == "adamw") {
-    return std::make_unique<nn::Adam>(std::move(groups), nn::AdamOptions{.decoupled_weight_decay = true});
-  }
-  if (name == "rmsprop") return std::make_unique<nn::RMSprop>(std::move(groups));
-  fail("--optimizer: unknown optimizer '{}' (sgd, adam, adamw, rmsprop)", name);
-}
-
 // Freezes what `phase` leaves frozen and returns an optimizer over the rest.
 std::unique_ptr<nn::Optimizer> start_phase(models::Model& model, const TrainConfig& config, const Phase& phase) {
   apply_freezing(model, phase.freeze_backbone, phase.unfreeze_last);
@@ -126,16 +116,6 @@ std::vector<nn::NamedTensor> carried_state(const nn::Optimizer& from, const nn::
     out.push_back({fmt::format("{}{}", at - to_params.begin(), entry.name.substr(dot)), entry.tensor});
   }
   return out;
-}
-
-bool all_finite(const models::Model& model) {
-  for (const auto& p : model.parameters()) {
-    const std::vector<float> v = p.to(Device::cpu()).values<float>();
-    for (float x : v) {
-      if (!std::isfinite(x)) return false;
-    }
-  }
-  return true;
 }
 
 struct EvalStats {
