@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/progress.h"
 #include "apps/report/segmentation_metrics.h"
 #include "apps/train/common.h"
 #include "autograd/autograd.h"
@@ -264,8 +265,10 @@ SegmentationResult train_segmenter(models::Model& model, const data::Dataset& da
   for (int64_t epoch = start_epoch; epoch < config.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     double loss_sum = 0;
-    int64_t seen = 0;
+    int64_t seen = 0, batches = 0;
     report::PixelConfusion train_confusion(classes);
+    cli::ProgressBar bar(log, config.progress_bar && !config.quiet, fmt::format("epoch {}/{}", epoch + 1, config.epochs),
+                         steps_per_epoch);
     train_loader.start_epoch(epoch);
     for (data::Batch b; train_loader.next(b); ++step) {
       schedule->apply(*optimizer, step);
@@ -290,6 +293,8 @@ SegmentationResult train_segmenter(models::Model& model, const data::Dataset& da
       train_confusion.add(target.data<int64_t>(), pred.data<int64_t>(), static_cast<size_t>(target.numel()));
       loss_sum += loss_value * static_cast<double>(b.size());
       seen += b.size();
+      bar.update(++batches, seen, fmt::format("loss {:.3f} dice {:.2f}", loss_sum / static_cast<double>(seen),
+                                              train_confusion.mean_dice()));
     }
     SegmentationEpoch e;
     e.epoch = epoch + 1;
@@ -341,6 +346,7 @@ SegmentationResult train_segmenter(models::Model& model, const data::Dataset& da
     models::save_checkpoint(result.last_path, model, info, &ts);
     write_history(config.out_dir, result.history);
 
+    bar.finish();  // the epoch's line takes the bar's place
     if (!config.quiet) {
       std::string line =
           fmt::format("epoch {}/{}  loss {:.4f}  dice {:.4f}", e.epoch, config.epochs, e.train_loss, e.train_dice);

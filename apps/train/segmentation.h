@@ -1,8 +1,9 @@
 #pragma once
 // Segmentation training (`scalpel train --model unet` on a dataset with masks): the same run
 // as train_classifier (trainer.h) -- optimizer, LR schedule per step, gradient clipping,
-// checkpoints best/last, history.csv/.json, --log-json, exact --resume, early stopping, an
-// Error naming the step on a non-finite loss -- with a segmentation loss and metrics:
+// checkpoints best/last, history.csv/.json, --log-json, exact --resume, early stopping, the
+// progress bar, an Error naming the step on a non-finite loss -- with a segmentation loss and
+// metrics:
 //
 //   output channels C   mask classes   loss
 //   1 (the default)     2              soft Dice (sigmoid) + BCE with logits

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "apps/train/segmentation.h"
+#include "autograd/autograd.h"
 #include "support/cli_runner.h"
 #include "support/disk_masks.h"
 #include "tensor/error.h"
@@ -57,6 +58,35 @@ TEST(SegmentationTargets, PredictedMaskThresholdsOneChannelAndTakesTheArgmaxOfSe
   // [1, 3, 1, 2]: pixel 0 scores (1, 5, 5) -> 1 (lowest on ties), pixel 1 scores (2, 0, 7) -> 2.
   const Tensor three = Tensor::from_vector({1, 2, 5, 0, 5, 7}, {1, 3, 1, 2});
   EXPECT_EQ(train::predicted_mask(three).values<int64_t>(), (std::vector<int64_t>{1, 2}));
+}
+
+// One sigmoid channel, and softmax over 2 and 3 channels: near 0 for confident right logits,
+// above 1 for confident wrong ones, and a gradient for every logit.
+TEST(SegmentationLoss, SeparatesRightFromWrongLogitsForEveryChannelCount) {
+  for (int64_t channels : {1, 2, 3}) {
+    const int64_t k = train::mask_classes(channels);
+    const std::vector<int64_t> ids = {0, 1, k - 1, 0};
+    const Tensor target = int_tensor(ids, {1, 2, 2});
+    std::vector<double> right(static_cast<size_t>(channels * 4)), wrong(right.size());
+    for (int64_t i = 0; i < 4; ++i) {
+      if (channels == 1) {
+        right[i] = ids[i] == 1 ? 8 : -8;
+        wrong[i] = -right[i];
+        continue;
+      }
+      right[ids[i] * 4 + i] = 8;
+      wrong[((ids[i] + 1) % channels) * 4 + i] = 8;
+    }
+    Tensor logits = Tensor::from_vector(right, {1, channels, 2, 2});
+    logits.set_requires_grad(true);
+    const Tensor loss = train::segmentation_loss(logits, target);
+    EXPECT_LT(loss.item(), 0.01) << channels << " channels";
+    backward(loss);
+    ASSERT_TRUE(logits.grad().defined());
+    EXPECT_EQ(logits.grad().shape(), logits.shape());
+    EXPECT_GT(train::segmentation_loss(Tensor::from_vector(wrong, {1, channels, 2, 2}), target).item(), 1.0)
+        << channels << " channels";
+  }
 }
 
 TEST(SegmentationTargets, ClassNamesFollowTheChannelCount) {
