@@ -57,7 +57,8 @@ int run_eval(const std::vector<std::string>& argv) {
   Args args("eval", "--model M --weights W --data DIR --report OUT [--split test|val|train|all] [--size H W]\n"
                     "       [--tta none|flip|flip4|crops] [--group-tta]");
   add_model_flags(args);
-  args.option("data", "labelled images (any layout of data/dataset.h, e.g. DIR/<class>/<image>)")
+  args.option("data", "labelled images (any layout of data/dataset.h, e.g. DIR/<class>/<image>; DIR/images + "
+                      "DIR/masks for a segmentation model)")
       .option("report", "output folder: metrics.json, predictions.csv, report.html")
       .option("split", "which split to evaluate (default: test when the layout has one, else all)")
       .option("size", "input height and width (default: the checkpoint's or the model's preprocessing)", "", 2)

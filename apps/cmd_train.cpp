@@ -22,7 +22,8 @@ int run_train(const std::vector<std::string>& argv) {
             "--model M --data DIR --out DIR [--weights W] [--classes N] [--epochs E] [--batch B] [--lr X]\n"
             "       [--freeze-backbone | --unfreeze-last N | --head-epochs E1 [--finetune-lr X]] [--sampler S] ...");
   add_model_flags(args);
-  args.option("data", "dataset folder (ImageFolder, train/val/test folders, HAM10000, ... see data/dataset.h)")
+  args.option("data", "dataset folder (ImageFolder, train/val/test folders, HAM10000, ... see data/dataset.h; "
+                      "DIR/images + DIR/masks for a segmentation model such as unet)")
       .option("out", "output folder: best/last checkpoints, history.csv/json, split.csv")
       .option("epochs", "epochs", "10")
       .option("batch", "batch size", "32")

@@ -13,7 +13,8 @@ namespace scalpel::cli {
 
 void add_model_flags(Args& args, bool with_weights) {
   args.option("model", "network name (scalpel models lists them)")
-      .option("classes", "classifier outputs (default 1000, or the checkpoint's)")
+      .option("classes", "classifier outputs (default 1000, or the checkpoint's); unet: mask channels, 1 = binary "
+                         "with a sigmoid (train's default for unet), K >= 2 = softmax over K classes")
       .option("width", "mobilenet_v1: 0.25|0.5|0.75|1.0; mobilenet_v2: width multiplier")
       .option("activation", "mobilenet_v1: relu6|relu|leaky_relu:<slope>")
       .option("padding", "mobilenet_v1: keras|torch")
