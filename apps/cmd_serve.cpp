@@ -1,8 +1,13 @@
 // scalpel serve: the web page and JSON API of apps/serve/server.h for one or more models.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "apps/cli.h"
 #include "apps/model_flags.h"
@@ -13,7 +18,17 @@
 namespace scalpel::cli {
 namespace {
 
-serve::Server* g_server = nullptr;  // for the signal handler: Ctrl-C stops serving cleanly
+// SIGINT/SIGTERM stop serving cleanly. A signal handler may only call async-signal-safe
+// functions, so it just writes a byte to this pipe; the main thread waits on the pipe and
+// stops the server (the serving thread also writes to it if listening ends on its own).
+int g_wake_pipe_write = -1;
+
+extern "C" void wake_main_thread(int) {
+  const int saved_errno = errno;
+  const char byte = 0;
+  [[maybe_unused]] const ssize_t written = write(g_wake_pipe_write, &byte, 1);  // full pipe: already woken
+  errno = saved_errno;
+}
 
 // --config FILE: a JSON list of models, each an object of model flags without the dashes
 // plus an optional "name", e.g. [{"name": "chest", "model": "resnet18", "weights": "a.st"}].
@@ -44,6 +59,38 @@ std::vector<std::shared_ptr<serve::ServedModel>> models_from_config(const std::s
     out.push_back(serve::load_served_model(args, name));
   }
   return out;
+}
+
+// Runs `server` on a second thread until SIGINT or SIGTERM, then stops it from this thread.
+// False when listening ended on its own (a socket failure).
+bool serve_until_stop_signal(serve::Server& server) {
+  int wake_pipe[2];
+  SCALPEL_CHECK(pipe2(wake_pipe, O_CLOEXEC) == 0, "serve: cannot create a pipe");
+  fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK);  // a handler must never block
+  g_wake_pipe_write = wake_pipe[1];
+  struct sigaction on_stop = {};
+  on_stop.sa_handler = wake_main_thread;
+  sigemptyset(&on_stop.sa_mask);
+  sigaction(SIGINT, &on_stop, nullptr);
+  sigaction(SIGTERM, &on_stop, nullptr);
+
+  bool listened = true;
+  std::thread serving([&] {
+    listened = server.run();
+    wake_main_thread(0);
+  });
+  char byte = 0;
+  while (read(wake_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+  }
+  server.stop();
+  serving.join();
+
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  g_wake_pipe_write = -1;
+  close(wake_pipe[0]);
+  close(wake_pipe[1]);
+  return listened;
 }
 
 int run_serve(const std::vector<std::string>& argv) {
@@ -85,11 +132,8 @@ int run_serve(const std::vector<std::string>& argv) {
   const int port = server.bind();
   std::printf("serving %zu model(s) on http://%s:%d/ (Ctrl-C to stop)\n", models.size(), o.host.c_str(), port);
   std::fflush(stdout);
-  g_server = &server;
-  std::signal(SIGINT, [](int) { g_server->stop(); });
-  std::signal(SIGTERM, [](int) { g_server->stop(); });
-  server.run();
-  g_server = nullptr;
+
+  SCALPEL_CHECK(serve_until_stop_signal(server), "serve: listening on {}:{} failed", o.host, port);
   return 0;
 }
 

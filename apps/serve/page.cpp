@@ -18,8 +18,12 @@ const char* page_html() {
  #drop.over{background:#e3f0ff}
  .card{background:#fff;border-radius:8px;padding:14px;margin:12px 0;box-shadow:0 1px 3px #0002}
  .imgs{display:flex;gap:16px;flex-wrap:wrap}
- .imgs figure{margin:0} .imgs img{max-width:320px;max-height:320px;display:block}
- .stack{position:relative} .stack img.heat{position:absolute;left:0;top:0;width:100%;height:100%}
+ .imgs figure{margin:0}
+ /* One box for every image, so a small model input (e.g. 48x48) is shown as large as the photo
+    and the heatmap, laid over it in the same box, stays aligned. */
+ .imgs img{width:256px;height:256px;object-fit:contain;display:block;background:#eef1f4}
+ .stack{position:relative} .stack img.heat{position:absolute;left:0;top:0}
+ .imgs figcaption{max-width:256px}
  .bar{display:flex;align-items:center;gap:8px;margin:3px 0;font-size:14px}
  .bar .label{width:160px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
  .bar .track{flex:1;background:#e6eaee;height:14px;border-radius:3px}

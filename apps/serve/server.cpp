@@ -10,6 +10,7 @@
 #include <fstream>
 #include <numeric>
 #include <set>
+#include <thread>
 
 #include "apps/gradcam.h"
 #include "apps/model_flags.h"
@@ -93,6 +94,8 @@ struct Server::Impl {
   httplib::Server http;
   std::atomic<int> in_flight{0};
   int port = -1;
+  // run()/stop() hand-shake: httplib's stop() does nothing until listening has begun.
+  std::atomic<bool> run_entered{false}, run_finished{false}, stop_requested{false};
 
   const ServedModel* find(const std::string& name) const {
     if (name.empty()) return models.front().get();
@@ -329,8 +332,21 @@ int Server::bind() {
   return impl_->port;
 }
 
-void Server::run() { impl_->http.listen_after_bind(); }
-void Server::stop() { impl_->http.stop(); }
+bool Server::run() {
+  impl_->run_entered = true;
+  const bool listened = impl_->stop_requested || impl_->http.listen_after_bind();
+  impl_->run_finished = true;
+  return listened;
+}
+
+void Server::stop() {
+  impl_->stop_requested = true;
+  // Either run() sees stop_requested and never listens, or we see run_entered and wait until
+  // httplib is listening (or gave up) so that its stop() takes effect.
+  if (impl_->run_entered)
+    while (!impl_->http.is_running() && !impl_->run_finished) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->http.stop();
+}
 int Server::port() const { return impl_->port; }
 
 }  // namespace scalpel::serve

@@ -64,9 +64,12 @@ class Server {
 
   // Binds host:port (Error naming them on failure); returns the bound port.
   int bind();
-  // Serves until stop(); call after bind(), from any one thread.
-  void run();
-  void stop();  // thread-safe; run() returns soon after
+  // Serves until stop(); call after bind(), from any one thread. False when listening
+  // failed for another reason than stop().
+  bool run();
+  // Thread-safe, also while run() is still starting up; run() returns soon after (at once
+  // when it has not begun).
+  void stop();
   int port() const;
 
  private:
