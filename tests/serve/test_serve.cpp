@@ -240,5 +240,24 @@ TEST_F(ServeTest, FullQueueAnswers503) {
   runner.join();
 }
 
+TEST_F(ServeTest, StopEndsRunWhateverTheOrder) {
+  // httplib ignores a stop before it listens; Server::stop must not (a Ctrl-C right after
+  // start-up would otherwise leave run() serving forever).
+  serve::ServeOptions o;
+  o.port = 0;
+  serve::Server before_run(served_, o);
+  before_run.bind();
+  before_run.stop();
+  EXPECT_TRUE(before_run.run());  // returns at once
+
+  for (int attempt = 0; attempt < 20; ++attempt) {  // stop() racing with run()'s start-up
+    serve::Server racing(served_, o);
+    racing.bind();
+    std::thread runner([&] { racing.run(); });
+    racing.stop();
+    runner.join();
+  }
+}
+
 }  // namespace
 }  // namespace scalpel
