@@ -28,6 +28,7 @@ const char* page_html() {
  .bar .label{width:160px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
  .bar .track{flex:1;background:#e6eaee;height:14px;border-radius:3px}
  .bar .fill{background:#457b9d;height:100%;border-radius:3px}
+ .bar .pct{width:48px;text-align:right}
  .top{font-size:18px;margin:6px 0} .err{color:#b00020;font-weight:600}
 </style></head><body>
 <header><h1>scalpel</h1><label>Model <select id="model"></select></label><a href="/reports">Reports</a></header>
@@ -75,7 +76,7 @@ async function analyse(file) {
     for (const n of names) {
       const bar = el("div", "bar"); const track = el("div", "track"); const fill = el("div", "fill");
       fill.style.width = (100 * j.probs[n]).toFixed(1) + "%"; track.appendChild(fill);
-      bar.append(el("span", "label", n), track, el("span", "", (100 * j.probs[n]).toFixed(1) + "%"));
+      bar.append(el("span", "label", n), track, el("span", "pct", (100 * j.probs[n]).toFixed(1) + "%"));
       card.appendChild(bar);
     }
     // alpha 1: the heatmap colours alone; alpha 0: the model's view of the image (same size).

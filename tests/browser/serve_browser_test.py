@@ -252,7 +252,7 @@ NOTICE_STATE = """(() => {
 })()"""
 
 
-def check_page(browser, server_url, image, screenshot):
+def check_page(browser, server_url, image, screenshot, slider_at):
     classes = json.load(urllib.request.urlopen(server_url + "api/models", timeout=10))[0]["classes"]
     browser.call("Page.navigate", {"url": server_url})
     browser.wait_until("document.querySelectorAll('#model option').length > 0", "the model list", 10)
@@ -283,10 +283,10 @@ def check_page(browser, server_url, image, screenshot):
     if not state["top"] or state["bars"][0]["label"] not in state["top"]:
         raise Failure(f"the top class line {state['top']!r} does not name the longest bar")
 
-    # Drag the opacity slider by clicking near its right end, as a user would.
+    # Move the opacity slider up by clicking on it, as a user would.
     before = state["opacity"]
     slider = browser.evaluate("(() => { const r = document.getElementById('alpha').getBoundingClientRect();"
-                              " return {x: r.left + 0.9 * r.width, y: r.top + r.height / 2}; })()")
+                              f" return {{x: r.left + {slider_at} * r.width, y: r.top + r.height / 2}}; }})()")
     browser.click(slider["x"], slider["y"])
     after = browser.wait_until(f"(() => {{ const s = {RESULT_STATE}; return s.opacity !== {before} ? "
                                f"s.opacity : null; }})()", "the overlay opacity to follow the slider", 5)
@@ -323,6 +323,8 @@ def main():
     parser.add_argument("--image", help="image to upload (with --weights)")
     parser.add_argument("--screenshot", help="where the screenshot goes (default: the temporary folder)")
     parser.add_argument("--size", default="1200x800", help="browser viewport, WIDTHxHEIGHT")
+    parser.add_argument("--slider-at", type=float, default=0.9,
+                        help="where along the opacity slider to click, 0..1 (above the initial 0.45)")
     args = parser.parse_args()
     if bool(args.weights) != bool(args.image):
         parser.error("--weights and --image go together")
@@ -339,7 +341,8 @@ def main():
         weights, image = (args.weights, args.image) if args.weights else tiny_model(args.scalpel, workdir)
         server = ServeProcess(args.scalpel, weights, workdir)
         browser = DevTools(chromium, workdir, width, height)
-        check_page(browser, server.url, image, args.screenshot or os.path.join(workdir, "serve.png"))
+        check_page(browser, server.url, image, args.screenshot or os.path.join(workdir, "serve.png"),
+                   args.slider_at)
         browser.close()
         browser = None
         server.stop()
