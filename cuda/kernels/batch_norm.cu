@@ -114,7 +114,7 @@ void batch_norm_train_forward(const Stream& s, const float* x, const float* gamm
                               float* running_var, float* save_mean, float* save_invstd,
                               int64_t n, int64_t c, int64_t hw, float momentum, float eps) {
   if (c > 0)
-    SCALPEL_LAUNCH(bn_train_forward_kernel, grid_for(c, 1, 65535), kThreads, 0, s, x, gamma, beta,
+    SCALPEL_LAUNCH(bn_train_forward_kernel, grid_for(c, 1, 65535), kReductionThreads, 0, s, x, gamma, beta,
                    y, running_mean, running_var, save_mean, save_invstd, n, c, hw, momentum, eps);
 }
 
@@ -132,7 +132,7 @@ void batch_norm_backward(const Stream& s, const float* x, const float* dy, const
                          const float* save_mean, const float* save_invstd, float* dx,
                          float* dgamma, float* dbeta, int64_t n, int64_t c, int64_t hw) {
   if (c > 0)
-    SCALPEL_LAUNCH(bn_backward_kernel, grid_for(c, 1, 65535), kThreads, 0, s, x, dy, gamma,
+    SCALPEL_LAUNCH(bn_backward_kernel, grid_for(c, 1, 65535), kReductionThreads, 0, s, x, dy, gamma,
                    save_mean, save_invstd, dx, dgamma, dbeta, n, c, hw);
 }
 
@@ -141,7 +141,7 @@ void batch_norm_eval_backward(const Stream& s, const float* x, const float* dy,
                               const float* running_var, float* dx, float* dgamma, float* dbeta,
                               int64_t n, int64_t c, int64_t hw, float eps) {
   if (c > 0)
-    SCALPEL_LAUNCH(bn_eval_backward_kernel, grid_for(c, 1, 65535), kThreads, 0, s, x, dy, gamma,
+    SCALPEL_LAUNCH(bn_eval_backward_kernel, grid_for(c, 1, 65535), kReductionThreads, 0, s, x, dy, gamma,
                    running_mean, running_var, dx, dgamma, dbeta, n, c, hw, eps);
 }
 

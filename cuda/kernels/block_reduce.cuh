@@ -8,6 +8,16 @@ namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
+// Threads per block of the kernels built on block_sum/block_max (any multiple of 32 is
+// correct): 256 on a GPU; one warp under emulation, where every shuffle and barrier is a
+// fiber switch per thread, so that batch-norm and depthwise-filter reductions over a whole
+// model stay affordable on a CPU.
+#ifdef __CUDACC__
+constexpr int kReductionThreads = 256;
+#else
+constexpr int kReductionThreads = 32;
+#endif
+
 // Butterfly (xor) reduction: every lane ends with the warp's total.
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(kFullMask, v, offset);

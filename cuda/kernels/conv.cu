@@ -104,7 +104,7 @@ void im2col(const Stream& s, const Conv2dShape& shape, const float* x, float* co
 
 void conv2d_bias_backward(const Stream& s, const float* dy, float* db, int64_t n, int64_t k,
                           int64_t hw) {
-  if (k > 0) SCALPEL_LAUNCH(bias_backward_kernel, grid_for(k, 1, 65535), kThreads, 0, s, dy, db, n, k, hw);
+  if (k > 0) SCALPEL_LAUNCH(bias_backward_kernel, grid_for(k, 1, 65535), kReductionThreads, 0, s, dy, db, n, k, hw);
 }
 
 void conv2d_forward(const Stream& s, const Conv2dShape& p, const float* x, const float* w,

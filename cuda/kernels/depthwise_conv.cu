@@ -95,7 +95,7 @@ void depthwise_conv2d_backward_filter(const Stream& s, const Conv2dShape& p, con
                                       const float* dy, float* dw, float* db) {
   const int64_t taps = p.c * p.r * p.s;
   if (taps > 0)
-    SCALPEL_LAUNCH(depthwise_backward_filter_kernel, grid_for(taps, 1, 65535), kThreads, 0, s, p,
+    SCALPEL_LAUNCH(depthwise_backward_filter_kernel, grid_for(taps, 1, 65535), kReductionThreads, 0, s, p,
                    x, dy, dw);
   if (db) conv2d_bias_backward(s, dy, db, p.n, p.c, p.out_h() * p.out_w());
 }

@@ -70,7 +70,7 @@ void reduce(const Stream& s, ReduceOp op, const float* x, float* out, int64_t ou
     return;
   }
   if (inner == 1)
-    SCALPEL_LAUNCH(reduce_rows_kernel, grid_for(outer, 1, 65535), kThreads, 0, s, op, x, out,
+    SCALPEL_LAUNCH(reduce_rows_kernel, grid_for(outer, 1, 65535), kReductionThreads, 0, s, op, x, out,
                    outer, len);
   else
     SCALPEL_LAUNCH(reduce_columns_kernel, grid_for(outer * inner, kThreads), kThreads, 0, s, op,

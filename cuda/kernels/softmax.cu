@@ -6,7 +6,6 @@ namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 
 namespace {
 
-constexpr int kThreads = 128;
 constexpr int64_t kMaxRowBlocks = 65535;
 
 __global__ void softmax_forward_kernel(const float* x, float* y, int64_t rows, int64_t cols,
@@ -78,28 +77,28 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int64_t
 void softmax_forward(const Stream& s, const float* x, float* y, int64_t rows, int64_t cols,
                      bool log) {
   if (rows * cols > 0)
-    SCALPEL_LAUNCH(softmax_forward_kernel, grid_for(rows, 1, kMaxRowBlocks), kThreads, 0, s, x,
+    SCALPEL_LAUNCH(softmax_forward_kernel, grid_for(rows, 1, kMaxRowBlocks), kReductionThreads, 0, s, x,
                    y, rows, cols, log);
 }
 
 void softmax_backward(const Stream& s, const float* y, const float* dy, float* dx,
                       int64_t rows, int64_t cols, bool log) {
   if (rows * cols > 0)
-    SCALPEL_LAUNCH(softmax_backward_kernel, grid_for(rows, 1, kMaxRowBlocks), kThreads, 0, s, y,
+    SCALPEL_LAUNCH(softmax_backward_kernel, grid_for(rows, 1, kMaxRowBlocks), kReductionThreads, 0, s, y,
                    dy, dx, rows, cols, log);
 }
 
 void cross_entropy_forward(const Stream& s, const float* logits, const int64_t* labels,
                            float* loss, int64_t rows, int64_t cols) {
   if (rows > 0)
-    SCALPEL_LAUNCH(cross_entropy_forward_kernel, grid_for(rows, 1, kMaxRowBlocks), kThreads, 0,
+    SCALPEL_LAUNCH(cross_entropy_forward_kernel, grid_for(rows, 1, kMaxRowBlocks), kReductionThreads, 0,
                    s, logits, labels, loss, rows, cols);
 }
 
 void cross_entropy_backward(const Stream& s, const float* logits, const int64_t* labels,
                             float* dlogits, int64_t rows, int64_t cols, float scale) {
   if (rows > 0)
-    SCALPEL_LAUNCH(cross_entropy_backward_kernel, grid_for(rows, 1, kMaxRowBlocks), kThreads, 0,
+    SCALPEL_LAUNCH(cross_entropy_backward_kernel, grid_for(rows, 1, kMaxRowBlocks), kReductionThreads, 0,
                    s, logits, labels, dlogits, rows, cols, scale);
 }
 
