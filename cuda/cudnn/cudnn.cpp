@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "cuda/cudnn.h"
+#include "cuda/cudnn/loader.h"
 #include "cuda/device.h"
 #include "cuda/gpu/runtime.h"
 #include "tensor/error.h"
@@ -173,6 +174,8 @@ void initialize(Device device) {
                 device.str());
   if (t_handles.count(device.index)) return;
   gpu::require_device(device.index);  // also makes it the current device
+  SCALPEL_CHECK(load_error().empty(), "cuDNN {} is not installed here ({}); install it (or put "
+                "it on LD_LIBRARY_PATH), or use --conv-engine handwritten", CUDNN_MAJOR, load_error());
   const size_t version = cudnnGetVersion();
   SCALPEL_CHECK(version / 10000 == CUDNN_MAJOR, "cuDNN {} was loaded, but scalpel was built "
                 "against cuDNN {}.{}; install cuDNN {} or use --conv-engine handwritten", version,
