@@ -138,10 +138,11 @@ TEST_P(CudaEmuTraining, OneSgdTrainingStepMatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Zoo, CudaEmuModels,
                          ::testing::Values("resnet18", "mobilenet_v2", "efficientnet_b0"));
+// resnet18 takes seconds; mobilenet_v2 and efficientnet_b0 about a minute of CPU each under
+// emulation (every depthwise and BatchNorm barrier is a fiber switch), which `make test`
+// affords: the issue asks for a training step of all three through cuda-emu.
 INSTANTIATE_TEST_SUITE_P(Zoo, CudaEmuTraining, ::testing::Values("resnet18"));
-// About a minute of CPU each under emulation, too slow for `make test`: run them with
-// test_cuda_models --gtest_also_run_disabled_tests --gtest_filter='*Slow*'.
-INSTANTIATE_TEST_SUITE_P(DISABLED_Slow, CudaEmuTraining, ::testing::Values("mobilenet_v2", "efficientnet_b0"));
+INSTANTIATE_TEST_SUITE_P(Slow, CudaEmuTraining, ::testing::Values("mobilenet_v2", "efficientnet_b0"));
 
 // U-Net's own ops (max pooling, transposed convolution, padding, concatenation) on the device,
 // at width 8 so the test stays fast; evaluation mode as the forward tests above.
