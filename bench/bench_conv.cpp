@@ -5,6 +5,7 @@
 // The reference engine is timed too (one short run per case): the yardstick for speed-ups.
 #include <benchmark/benchmark.h>
 
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -95,7 +96,10 @@ const int kRegistered = [] {
       {Pass::Forward, "fwd"}, {Pass::BackwardInput, "bwd_input"}, {Pass::BackwardWeight, "bwd_weight"}};
   for (const Layer& layer : kLayers) {
     const Conv2dGeometry g = geometry(layer);
-    for (ConvEngine engine : {ConvEngine::Im2colGemm, ConvEngine::Depthwise, ConvEngine::Reference}) {
+    std::vector<ConvEngine> engines(std::begin(scalpel::ops::kFastConvEngines),
+                                    std::end(scalpel::ops::kFastConvEngines));
+    engines.push_back(ConvEngine::Reference);
+    for (ConvEngine engine : engines) {
       if (!scalpel::ops::conv_engine_supports(engine, g)) continue;
       for (const auto& [pass, pass_name] : passes) {
         const std::string name = std::string(layer.name) + "/" + pass_name + "/" +

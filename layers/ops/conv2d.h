@@ -74,6 +74,8 @@ inline ConvRange conv_valid_range(int64_t out, int64_t in, int64_t stride, int64
 }
 
 enum class ConvEngine { Auto, Reference, Im2colGemm, Depthwise };
+// The fast engines, for tests and benchmarks that run each one on the shapes it supports.
+inline constexpr ConvEngine kFastConvEngines[] = {ConvEngine::Im2colGemm, ConvEngine::Depthwise};
 std::string_view conv_engine_name(ConvEngine engine);
 bool conv_engine_supports(ConvEngine engine, const Conv2dGeometry& g);
 // The engine `Auto` resolves to for this shape (never Auto).

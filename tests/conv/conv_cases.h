@@ -2,6 +2,7 @@
 // The convolution configurations every conv test runs (engines vs reference, gradcheck):
 // odd sizes, stride 2 on odd inputs, groups, depthwise with multiplier 1 and 2, dilation,
 // asymmetric padding, TF SAME, pointwise, kernels as large as the padded input.
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -73,8 +74,8 @@ class EngineGuard {
 };
 
 inline const std::vector<ops::ConvEngine>& fast_engines() {
-  static const std::vector<ops::ConvEngine> engines{ops::ConvEngine::Im2colGemm,
-                                                    ops::ConvEngine::Depthwise};
+  static const std::vector<ops::ConvEngine> engines(std::begin(ops::kFastConvEngines),
+                                                    std::end(ops::kFastConvEngines));
   return engines;
 }
 
