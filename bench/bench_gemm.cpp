@@ -129,6 +129,7 @@ BENCHMARK(BM_FmaPeak)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillise
 struct Shape {
   const char* name;
   int64_t M, N, K;
+  bool trans_b = false;  // scalpel rows only: B stored [N, K], as linear() passes its weight
 };
 
 // C[Cout, pixels] = W[Cout, Cin*kh*kw] * cols[Cin*kh*kw, pixels]
@@ -144,7 +145,8 @@ const std::vector<Shape>& shapes() {
       {"resnet50_l3_1x1_1024", 1024, 196, 256},
       {"resnet50_l4_3x3_512", 512, 49, 4608},
       {"resnet50_l4_1x1_2048", 2048, 49, 512},
-      {"resnet50_fc_b8", 8, 1000, 2048},
+      {"resnet50_fc_b8", 8, 1000, 2048, true},
+      {"resnet50_fc_b1", 1, 1000, 2048, true},
       {"mobilenet_v2_conv1_3x3s2", 32, 12544, 27},
       {"mobilenet_v2_expand_96", 96, 12544, 16},
       {"mobilenet_v2_project_24", 24, 3136, 144},
@@ -152,6 +154,26 @@ const std::vector<Shape>& shapes() {
       {"mobilenet_v2_expand_576", 576, 196, 96},
       {"mobilenet_v2_project_160", 160, 49, 960},
       {"mobilenet_v2_last_1280", 1280, 49, 320},
+      // efficientnet_b0's 1x1 convs (planes of 112x112 down to 7x7) and its squeeze-excite
+      // GEMVs (N = 1: one pixel), where per-call costs and ragged tiles dominate.
+      {"effnet_b0_project_16", 16, 12544, 32},
+      {"effnet_b0_expand_96", 96, 12544, 16},
+      {"effnet_b0_project_24", 24, 3136, 96},
+      {"effnet_b0_expand_144", 144, 3136, 24},
+      {"effnet_b0_project_40", 40, 784, 144},
+      {"effnet_b0_project_80", 80, 196, 240},
+      {"effnet_b0_expand_480", 480, 196, 80},
+      {"effnet_b0_expand_672", 672, 196, 112},
+      {"effnet_b0_project_192", 192, 49, 672},
+      {"effnet_b0_expand_1152", 1152, 49, 192},
+      {"effnet_b0_project_192_from_1152", 192, 49, 1152},
+      {"effnet_b0_project_320", 320, 49, 1152},
+      {"effnet_b0_head_1280", 1280, 49, 320},
+      {"effnet_b0_se_fc1_1152", 48, 1, 1152},
+      {"effnet_b0_se_fc2_1152", 1152, 1, 48},
+      {"effnet_b0_se_fc1_672", 28, 1, 672},
+      {"effnet_b0_se_fc2_672", 672, 1, 28},
+      {"effnet_b0_se_fc1_32", 8, 1, 32},
   };
   return list;
 }
@@ -196,9 +218,9 @@ void BM_Scalpel(benchmark::State& state, Shape s, Kernel kernel) {
   const int threads = static_cast<int>(state.range(0));
   Operands o(s);
   time_gemm(state, s, threads, [&] {
-    scalpel::gemm_detail::gemm_with_kernel(kernel, threads, Packing::automatic, false, false, s.M,
-                                           s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(), s.N,
-                                           0.0f, o.C.data(), s.N);
+    scalpel::gemm_detail::gemm_with_kernel(kernel, threads, Packing::automatic, false, s.trans_b,
+                                           s.M, s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(),
+                                           s.trans_b ? s.K : s.N, 0.0f, o.C.data(), s.N);
   });
   state.SetLabel(scalpel::gemm_detail::kernel_info(kernel).name);
 }

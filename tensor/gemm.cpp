@@ -26,9 +26,15 @@
 // (64 x 3136 x 576, 2048 x 49 x 512), so each thread packs B only when it owns at least
 // kPackBMinRows rows of C and A only when it owns at least kPackAMinCols columns; otherwise
 // the kernels read the operand in place through a stride (see MicroKernel). Ragged edges are
-// always packed (zero-padded) and the kernels come in widths of 1..3 vectors, so the right
-// edge of N = 49 costs a 16-wide tile rather than a 48-wide one. Partial tiles are computed
-// into a scratch tile and copied out.
+// computed in place: there is a kernel for every row count 1..MR and width of 1..3 vectors,
+// and the last vector of a tile is stored under a mask, so the bottom edge of M = 20 costs a
+// 4-row tile and the right edge of N = 49 a 16-wide tile with 1 column stored. The AVX-512
+// kernels also load B's last vector under a mask; the others need a ragged B panel packed
+// (zero-padded) when they read B in place.
+//
+// Matrix-vector products (N = 1, e.g. the squeeze-excite convs on one pixel, or M = 1, a
+// linear layer at batch 1) would use one column or row of each tile; they go to a GEMV
+// kernel instead, which streams the matrix once, unpacked.
 //
 // Threads split C into a grid of rectangles (e.g. 2 threads: top/bottom or left/right,
 // whichever wastes less padding), and each thread runs the loop nest above on its own
@@ -99,7 +105,8 @@ namespace {
 // ---- packing -------------------------------------------------------------------------------
 
 // Ap <- op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/mr) panels; panel p holds
-// Ap[p*mr*kc + k*mr + i] = op(A)[i0 + p*mr + i][p0 + k], rows past mc are zero.
+// Ap[p*mr*kc + k*mr + i] = op(A)[i0 + p*mr + i][p0 + k]. The last panel's rows past mc are
+// left unwritten: its kernel has that many fewer rows and never reads them.
 void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
             int64_t kc, int mr, float* Ap) {
   for (int64_t ip = 0; ip < mc; ip += mr, Ap += mr * kc) {
@@ -113,7 +120,6 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, i
         const float* src = A + (i0 + ip) * lda + p0 + k;
         for (int64_t i = 0; i < rows; ++i) dst[i] = src[i * lda];
       }
-      std::fill(dst + rows, dst + mr, 0.0f);
     }
   }
 }
@@ -207,8 +213,6 @@ struct PanelB {
   int64_t step;
 };
 
-constexpr int kMaxTile = 16 * 64;  // largest mr * nr of any kernel
-
 // Packing B pays when its block is reused by many row panels; below this many rows of C a
 // thread reads B in place. (Measured with bench_gemm on the conv shapes.)
 constexpr int64_t kPackBMinRows = 64;
@@ -222,12 +226,10 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
   const bool packed_a = pack_all || (!pack_none && n1 - n0 >= kPackAMinCols);
   const bool packed_b = p.trans_b || pack_all || (!pack_none && m1 - m0 >= kPackBMinRows);
 
-  thread_local Buffer a_buffer, b_buffer, a_edge_buffer, b_edge_buffer;
+  thread_local Buffer a_buffer, b_buffer, b_edge_buffer;
   float* Ap = packed_a ? a_buffer.get(round_up(std::min(ki.mc, m1 - m0), mr) * ki.kc) : nullptr;
   float* Bp = packed_b ? b_buffer.get(round_up(std::min(ki.nc, n1 - n0), nr) * ki.kc) : nullptr;
-  float* a_edge = a_edge_buffer.get(mr * ki.kc);  // a ragged row panel, packed
-  float* b_edge = b_edge_buffer.get(nr * ki.kc);  // a ragged column panel, packed
-  alignas(64) float tile[kMaxTile];               // scratch for ragged tiles of C
+  float* b_edge = packed_b ? nullptr : b_edge_buffer.get(nr * ki.kc);  // a ragged B panel
 
   for (int64_t ic = m0; ic < m1; ic += ki.mc) {
     const int64_t mc = std::min(ki.mc, m1 - ic);
@@ -235,51 +237,36 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
       const int64_t kc = std::min(ki.kc, p.K - pc);
       const float beta = pc == 0 ? p.beta : 1.0f;  // later K blocks accumulate
       const bool last_k_block = pc + kc == p.K;       // the tiles are final: apply the epilogue
-      // Read in place, A still needs its ragged last row panel packed (zero-padded).
-      const int64_t ragged_rows = mc % mr;
-      if (packed_a)
-        pack_a(p.trans_a, p.A, p.lda, ic, mc, pc, kc, mr, Ap);
-      else if (ragged_rows)
-        pack_a(p.trans_a, p.A, p.lda, ic + mc - ragged_rows, ragged_rows, pc, kc, mr, a_edge);
+      if (packed_a) pack_a(p.trans_a, p.A, p.lda, ic, mc, pc, kc, mr, Ap);
 
       for (int64_t jc = n0; jc < n1; jc += ki.nc) {
         const int64_t nc = std::min(ki.nc, n1 - jc);
-        // Read in place, B still needs its last column panel packed when that panel does not
-        // fill whole vectors (the kernel would read past the end of B's rows).
+        // Read in place, B's last column panel is packed (zero-padded) when it does not fill
+        // whole vectors and the kernel would read past the end of B's rows.
         const int64_t last_panel = (nc - 1) / nr * nr;
+        const bool pad_b_edge = !packed_b && nc % vec && !ki.masked_b_loads;
         if (packed_b)
           pack_b(p.trans_b, p.B, p.ldb, pc, kc, jc, nc, nr, Bp);
-        else if (nc % vec)
+        else if (pad_b_edge)
           pack_b(false, p.B, p.ldb, pc, kc, jc + last_panel, nc - last_panel, nr, b_edge);
 
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int64_t rows = std::min(mr, mc - ir);
           PanelA a;
           if (packed_a) a = {Ap + ir * kc, mr, false};
-          else if (rows < mr) a = {a_edge, mr, false};
           else if (p.trans_a) a = {p.A + pc * p.lda + ic + ir, p.lda, false};
           else a = {p.A + (ic + ir) * p.lda + pc, p.lda, true};
-          const MicroKernel* kernels = a.row_major ? ki.row_major : ki.k_major;
+          const MicroKernel* kernels = (a.row_major ? ki.row_major : ki.k_major)[rows - 1];
 
           for (int64_t jr = 0; jr < nc; jr += nr) {
             const int64_t cols = std::min(nr, nc - jr);
             const int64_t width = round_up(cols, vec);  // a whole number of vectors
             PanelB b;
             if (packed_b) b = {Bp + jr * kc, nr};
-            else if (cols < width) b = {b_edge, nr};
+            else if (pad_b_edge && jr == last_panel) b = {b_edge, nr};
             else b = {p.B + pc * p.ldb + jc + jr, p.ldb};
-            const MicroKernel fn = kernels[width / vec - 1];
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
-            if (rows == mr && cols == width) {
-              fn(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta);
-            } else {
-              fn(kc, a.p, a.step, b.p, b.step, tile, width, p.alpha, 0.0f);
-              for (int64_t i = 0; i < rows; ++i)
-                for (int64_t j = 0; j < cols; ++j) {
-                  float& out = c[i * p.ldc + j];
-                  out = tile[i * width + j] + (beta == 0.0f ? 0.0f : beta * out);
-                }
-            }
+            kernels[width / vec - 1](kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols);
             if (last_k_block && !p.epilogue.empty())
               for (int64_t i = 0; i < rows; ++i)
                 apply_epilogue(p.epilogue, ic + ir + i, jc + jr, cols, c + i * p.ldc);
@@ -292,6 +279,55 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
 
 // Below this many multiply-adds per thread, waking another thread costs more than it saves.
 constexpr int64_t kMinMacsPerThread = int64_t(1) << 18;
+
+// The thread count for `macs` multiply-adds: at most `threads`, at least one.
+int threads_for(int64_t macs, int threads) {
+  if (threads <= 0) threads = num_threads();
+  if (omp_in_parallel()) return 1;
+  return static_cast<int>(std::clamp<int64_t>(macs / kMinMacsPerThread, 1, threads));
+}
+
+// Whether the product is a matrix-vector product the GEMV kernel takes: one column of C with
+// A read by rows, or one row of C with B read by rows (B^T).
+bool is_gemv(bool trans_a, bool trans_b, int64_t M, int64_t N) {
+  return (N == 1 && !trans_a) || (M == 1 && trans_b);
+}
+
+// C = alpha * op(A) op(B) + beta * C, then the epilogue, for the shapes is_gemv() accepts:
+// y = alpha * mat x + beta * y, where mat is A (y: C's column) or B (y: C's row) and x is
+// the other operand's single column or row, gathered when it is strided.
+void gemv_product(const KernelInfo& ki, int threads, bool trans_a, bool trans_b, int64_t M,
+                  int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                  const GemmEpilogue<float>& epilogue) {
+  const bool column = N == 1 && !trans_a;
+  const float* mat = column ? A : B;
+  const int64_t ld = column ? lda : ldb, m = column ? M : N, y_step = column ? ldc : 1;
+  const float* x = column ? B : A;
+  const int64_t x_step = column ? (trans_b ? 1 : ldb) : (trans_a ? lda : 1);
+  if (x_step != 1) {
+    thread_local Buffer x_buffer;
+    float* gathered = x_buffer.get(K);
+    for (int64_t k = 0; k < K; ++k) gathered[k] = x[k * x_step];
+    x = gathered;
+  }
+  auto run = [&](int64_t i0, int64_t i1) {
+    ki.gemv(i1 - i0, K, mat + i0 * ld, ld, x, C + i0 * y_step, y_step, alpha, beta);
+    if (epilogue.empty()) return;
+    if (column)
+      for (int64_t i = i0; i < i1; ++i) apply_epilogue(epilogue, i, 0, 1, C + i * ldc);
+    else
+      apply_epilogue(epilogue, 0, i0, i1 - i0, C + i0);
+  };
+  threads = threads_for(m * K, threads);
+  if (threads == 1) return run(0, m);
+  const int64_t step = round_up((m + threads - 1) / threads, 16);  // whole cache lines of y
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t i0 = std::min(m, omp_get_thread_num() * step);
+    run(i0, std::min(m, i0 + step));
+  }
+}
 
 }  // namespace
 
@@ -307,14 +343,16 @@ bool cpu_supports(Kernel k) {
   return false;
 }
 
-KernelInfo kernel_info(Kernel k) {
+const KernelInfo& kernel_info(Kernel k) {
+  static const KernelInfo generic = generic_kernel(), avx2 = avx2_kernel(),
+                          avx512 = avx512_kernel();
   switch (k) {
     case Kernel::generic:
-      return generic_kernel();
+      return generic;
     case Kernel::avx2:
-      return avx2_kernel();
+      return avx2;
     case Kernel::avx512:
-      return avx512_kernel();
+      return avx512;
   }
   fail("gemm: unknown kernel {}", static_cast<int>(k));
 }
@@ -339,26 +377,29 @@ void gemm_with_kernel(Kernel kernel, int threads, Packing packing, bool trans_a,
     return apply_epilogue_rows(epilogue, M, N, C, ldc);
   }
 
-  const KernelInfo ki = kernel_info(kernel);
-  SCALPEL_CHECK(ki.mr * ki.nr() <= kMaxTile, "gemm: {} tile exceeds the edge scratch", ki.name);
+  const KernelInfo& ki = kernel_info(kernel);
+  if (is_gemv(trans_a, trans_b, M, N))
+    return gemv_product(ki, threads, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                        ldc, epilogue);
   const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue};
+  threads = threads_for(M * N * K, threads);
 
-  if (threads <= 0) threads = num_threads();
-  if (omp_in_parallel()) threads = 1;
-  threads = static_cast<int>(std::clamp<int64_t>(M * N * K / kMinMacsPerThread, 1, threads));
-
-  // Thread grid tm x tn: the factorisation whose largest rectangle, padded to whole tiles,
-  // is smallest. Rectangles are cut on tile boundaries.
-  const int64_t m_tiles = (M + ki.mr - 1) / ki.mr, n_tiles = (N + ki.nr() - 1) / ki.nr();
+  // Thread grid tm x tn: the factorisation whose largest rectangle holds the fewest MR x vec
+  // tiles (the kernels' work, padding included); among equals, the one whose threads read the
+  // least of A and B (M/tm rows and N/tn columns each). E.g. 1152 x 49: 576 x 49 per thread
+  // rather than 1152 x 32 and 1152 x 17. Rectangles are cut on tile rows and vectors.
+  const auto ceil_div = [](int64_t x, int64_t d) { return (x + d - 1) / d; };
+  const int64_t m_tiles = ceil_div(M, ki.mr), n_vecs = ceil_div(N, ki.vec);
   int tm = 1, tn = threads;
-  int64_t best_cost = -1;
+  int64_t best_tiles = -1, best_reads = -1;
   for (int f = 1; f <= threads; ++f) {
     if (threads % f != 0) continue;
-    const int64_t cost = (m_tiles + f - 1) / f * ((n_tiles + threads / f - 1) / (threads / f));
-    if (best_cost < 0 || cost < best_cost) best_cost = cost, tm = f, tn = threads / f;
+    const int64_t tiles = ceil_div(m_tiles, f) * ceil_div(n_vecs, threads / f);
+    const int64_t reads = ceil_div(M, f) + ceil_div(N, threads / f);
+    if (best_tiles < 0 || tiles < best_tiles || (tiles == best_tiles && reads < best_reads))
+      best_tiles = tiles, best_reads = reads, tm = f, tn = threads / f;
   }
-  const int64_t m_step = (m_tiles + tm - 1) / tm * ki.mr;
-  const int64_t n_step = (n_tiles + tn - 1) / tn * ki.nr();
+  const int64_t m_step = ceil_div(m_tiles, tm) * ki.mr, n_step = ceil_div(n_vecs, tn) * ki.vec;
 
   auto run = [&](int t) {
     const int64_t m0 = (t / tn) * m_step, n0 = (t % tn) * n_step;

@@ -3,19 +3,31 @@
 // target("avx512f") use AVX-512, and the driver calls them only when the CPU has it.
 #include <immintrin.h>
 
+#include <utility>
+
 #include "tensor/gemm_internal.h"
 
 namespace scalpel::gemm_detail {
 namespace {
 
+// The lanes of the last of NV vectors that hold one of the first `cols` columns.
+template <int NV>
+__attribute__((target("avx512f"))) __mmask16 last_vector_mask(int64_t cols) {
+  return static_cast<__mmask16>((1u << (cols - (NV - 1) * 16)) - 1);
+}
+
 // MR x (NV*16) tile held in MR*NV zmm accumulators. Each k step loads NV vectors of B and
 // broadcasts MR values of A: MR*NV FMAs for MR + NV loads. With 8 x 48 that is 24 FMAs
 // (12 cycles on two FMA ports) against 11 loads, and 24 independent accumulators hide the
-// 4-cycle FMA latency. kRowMajorA selects how A is addressed (see MicroKernel).
+// 4-cycle FMA latency. kRowMajorA selects how A is addressed (see MicroKernel). The last
+// vector of B and C is loaded and stored under a mask of the `cols` columns, so a ragged
+// right edge is computed in place (a masked load costs the same as a plain one here).
 template <int MR, int NV, bool kRowMajorA>
 __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, int64_t a_step,
                                                const float* b, int64_t b_step, float* c,
-                                               int64_t ldc, float alpha, float beta) {
+                                               int64_t ldc, float alpha, float beta,
+                                               int64_t cols) {
+  const __mmask16 last = last_vector_mask<NV>(cols);
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -33,7 +45,8 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, int64
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(b + j * 16);
+    for (int j = 0; j < NV - 1; ++j) bv[j] = _mm512_loadu_ps(b + j * 16);
+    bv[NV - 1] = _mm512_maskz_loadu_ps(last, b + (NV - 1) * 16);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m512 av = _mm512_set1_ps(kRowMajorA ? a[i * a_step + k] : a[i]);
@@ -45,37 +58,75 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, int64
   }
 
   const __m512 valpha = _mm512_set1_ps(alpha);
-  if (beta == 0.0f) {
+  const __m512 vbeta = _mm512_set1_ps(beta);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j)
-        _mm512_storeu_ps(c + i * ldc + j * 16, _mm512_mul_ps(valpha, acc[i][j]));
-  } else {
-    const __m512 vbeta = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) {
-        float* p = c + i * ldc + j * 16;
-        _mm512_storeu_ps(p, _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(p),
-                                            _mm512_mul_ps(valpha, acc[i][j])));
-      }
+    for (int j = 0; j < NV; ++j) {
+      float* p = c + i * ldc + j * 16;
+      const __mmask16 m = j == NV - 1 ? last : __mmask16(0xFFFF);
+      __m512 v = _mm512_mul_ps(valpha, acc[i][j]);
+      if (beta != 0.0f) v = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m, p), v);
+      _mm512_mask_storeu_ps(p, m, v);
+    }
+}
+
+// Dot products of R rows of a with x, 16 columns at a time (the tail under a mask); R
+// independent accumulators keep the FMA pipes busy while a streams from memory.
+template <int R>
+__attribute__((target("avx512f"))) void gemv_rows(int64_t K, const float* a, int64_t lda,
+                                                  const float* x, float* y, int64_t y_step,
+                                                  float alpha, float beta) {
+  __m512 acc[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 xv = _mm512_loadu_ps(x + k);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * lda + k), xv, acc[r]);
   }
+  if (k < K) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (K - k)) - 1);
+    const __m512 xv = _mm512_maskz_loadu_ps(tail, x + k);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + r * lda + k), xv, acc[r]);
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    float& out = y[r * y_step];
+    const float dot = alpha * _mm512_reduce_add_ps(acc[r]);
+    out = beta == 0.0f ? dot : dot + beta * out;
+  }
+}
+
+__attribute__((target("avx512f"))) void gemv(int64_t m, int64_t K, const float* a, int64_t lda,
+                                             const float* x, float* y, int64_t y_step,
+                                             float alpha, float beta) {
+  int64_t i = 0;
+  for (; i + 8 <= m; i += 8) gemv_rows<8>(K, a + i * lda, lda, x, y + i * y_step, y_step, alpha, beta);
+  for (; i < m; ++i) gemv_rows<1>(K, a + i * lda, lda, x, y + i * y_step, y_step, alpha, beta);
+}
+
+// table[r][v] = the kernel for r + 1 rows and v + 1 vectors.
+template <bool kRowMajorA>
+void fill_kernel_table(MicroKernel (&table)[kMaxRows][kMaxWidths]) {
+  [&]<int... R>(std::integer_sequence<int, R...>) {
+    ((table[R][0] = &kernel<R + 1, 1, kRowMajorA>, table[R][1] = &kernel<R + 1, 2, kRowMajorA>,
+      table[R][2] = &kernel<R + 1, 3, kRowMajorA>),
+     ...);
+  }(std::make_integer_sequence<int, 8>{});
 }
 
 }  // namespace
 
 KernelInfo avx512_kernel() {
-  return {"avx512_8x48",
-          8,
-          16,
-          3,
-          512,
-          4096,
-          480,
-          {&kernel<8, 1, false>, &kernel<8, 2, false>, &kernel<8, 3, false>},
-          {&kernel<8, 1, true>, &kernel<8, 2, true>, &kernel<8, 3, true>}};
+  KernelInfo ki{"avx512_8x48", 8, 16, 3, 512, 4096, 480, true, {}, {}, &gemv};
+  fill_kernel_table<false>(ki.k_major);
+  fill_kernel_table<true>(ki.row_major);
+  return ki;
 }
 
 }  // namespace scalpel::gemm_detail

@@ -116,8 +116,11 @@ void expect_matches(const Case& c, const Operands& o, const std::vector<float>& 
 
 std::vector<Case> edge_cases() {
   std::vector<Case> cases;
-  // Sizes around the tile widths of all kernels (4/6/8 rows, 16/48 columns), plus 1.
-  const int64_t ms[] = {1, 3, 7, 8, 9, 13, 17, 33};
+  // Sizes around the tile widths of all kernels (4/6/8 rows, 16/48 columns), plus 1: every
+  // row count of the bottom-edge kernels (M % 8 and M % 6 take all their values) and right
+  // edges that fill 1..16 lanes of the last vector. N = 1 (A not transposed) and M = 1 (B
+  // transposed) are matrix-vector products (the GEMV kernel).
+  const int64_t ms[] = {1, 2, 3, 4, 7, 8, 9, 13, 17, 22, 33};
   const int64_t ns[] = {1, 5, 16, 17, 47, 48, 49, 100};
   const int64_t ks[] = {1, 2, 31};
   for (int64_t M : ms)
@@ -133,6 +136,25 @@ std::vector<Case> edge_cases() {
       cases.push_back({37, 61, 19, ta, tb, 2.0f, 1.0f, 5});
       cases.push_back({64, 96, 64, ta, tb, 1.0f, 0.0f, 0});
     }
+  return cases;
+}
+
+// Matrix-vector products (the GEMV kernel): one column of C from A's rows, one row of C from
+// B's rows; the vector contiguous or strided (gathered); K around the vector widths (tails);
+// enough rows for two threads to split them; alpha/beta of every kind.
+std::vector<Case> gemv_cases() {
+  std::vector<Case> cases;
+  const int64_t ks[] = {1, 7, 8, 16, 17, 100};
+  const int64_t lengths[] = {1, 3, 8, 9, 33};
+  for (int64_t K : ks)
+    for (int64_t m : lengths)
+      for (bool strided : {false, true}) {
+        const float alpha = K % 2 ? 1.0f : -1.5f, beta = m % 3 == 0 ? 1.0f : (m % 3 == 1 ? 0.0f : 0.5f);
+        cases.push_back({m, 1, K, false, !strided, alpha, beta, strided ? 2 : 0});  // C's column
+        cases.push_back({1, m, K, strided, true, alpha, beta, strided ? 2 : 0});    // C's row
+      }
+  cases.push_back({1000, 1, 600, false, false, 1.0f, 0.0f, 1});
+  cases.push_back({1, 1000, 600, true, true, 2.0f, 1.0f, 0});
   return cases;
 }
 
@@ -174,6 +196,8 @@ class GemmKernel : public testing::TestWithParam<Kernel> {
 
 TEST_P(GemmKernel, EdgeShapes) { check(edge_cases(), {1, 2}); }
 
+TEST_P(GemmKernel, MatrixVectorProducts) { check(gemv_cases(), {1, 2}); }
+
 TEST_P(GemmKernel, SeveralCacheBlocksAndThreads) {
   check(blocked_cases(gemm_detail::kernel_info(GetParam())), {1, 2});
 }
@@ -186,6 +210,41 @@ INSTANTIATE_TEST_SUITE_P(, GemmKernel,
                          [](const testing::TestParamInfo<Kernel>& info) {
                            return std::string(gemm_detail::kernel_info(info.param).name);
                          });
+
+// The epilogue on the GEMV path: per element of C's column (bias per row), along C's row.
+TEST(Gemm, EpilogueOnMatrixVectorProducts) {
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (Kernel kernel : {Kernel::generic, Kernel::avx2, Kernel::avx512}) {
+    if (!gemm_detail::cpu_supports(kernel)) continue;
+    for (bool column : {true, false}) {
+      const int64_t M = column ? 37 : 1, N = column ? 1 : 37, K = 20, ldc = N + 2, ldr = N + 1;
+      std::vector<float> A(M * K), B(K * N), bias(M), residual(M * ldr);
+      for (auto* v : {&A, &B, &bias, &residual})
+        for (float& x : *v) x = u(rng);
+      std::vector<double> product(M * N);
+      const std::vector<double> Ad(A.begin(), A.end()), Bd(B.begin(), B.end());
+      // B is K x 1 for C's column and N x K (transposed) for C's row, as conv and linear pass it.
+      const int64_t ldb = column ? 1 : K;
+      gemm_reference<double>(false, !column, M, N, K, 1.0, Ad.data(), K, Bd.data(), ldb, 0.0,
+                             product.data(), N);
+      const GemmEpilogue<float> e{bias.data(), EpilogueActivation::relu, residual.data(), ldr};
+      for (int threads : {1, 2}) {
+        std::vector<float> C(M * ldc, std::numeric_limits<float>::quiet_NaN());
+        gemm_detail::gemm_with_kernel(kernel, threads, Packing::automatic, false, !column, M, N,
+                                      K, 1.0f, A.data(), K, B.data(), ldb, 0.0f, C.data(), ldc, e);
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            const double want =
+                std::max(product[i * N + j] + bias[i] + residual[i * ldr + j], 0.0);
+            EXPECT_NEAR(C[i * ldc + j], want, 1e-5 * (K + 4))
+                << gemm_detail::kernel_info(kernel).name << " column=" << column << " at " << i
+                << "," << j;
+          }
+      }
+    }
+  }
+}
 
 TEST(Gemm, PublicFloatEntryPoint) {
   std::mt19937 rng(3);
