@@ -135,16 +135,10 @@ int run_train(const std::vector<std::string>& argv) {
 
   std::filesystem::create_directories(config.out_dir);
   data::write_split_manifest(config.out_dir + "/split.csv", dataset);
-  if (segmentation) {
-    const train::SegmentationResult r = train::train_segmenter(*setup.model, dataset, info, config, std::cout);
-    std::cout << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch, r.monitor, r.best_metric,
-                             r.best_path, r.last_path);
-    return 0;
-  }
-  const train::TrainResult r = train::train_classifier(*setup.model, dataset, info, config, std::cout);
-  std::cout << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch,
-                           r.history.empty() || !r.history.back().has_val ? "train_loss" : config.monitor,
-                           r.best_metric, r.best_path, r.last_path);
+  const train::TrainResult r = segmentation ? train::train_segmenter(*setup.model, dataset, info, config, std::cout)
+                                            : train::train_classifier(*setup.model, dataset, info, config, std::cout);
+  std::cout << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch, r.monitor, r.best_metric,
+                           r.best_path, r.last_path);
   return 0;
 }
 

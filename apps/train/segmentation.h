@@ -1,9 +1,8 @@
 #pragma once
-// Segmentation training (`scalpel train --model unet` on a dataset with masks): the same run
-// as train_classifier (trainer.h) -- optimizer, LR schedule per step, gradient clipping,
-// checkpoints best/last, history.csv/.json, --log-json, exact --resume, early stopping, the
-// progress bar, an Error naming the step on a non-finite loss -- with a segmentation loss and
-// metrics:
+// Segmentation training (`scalpel train --model unet` on a dataset with masks): the shared loop
+// of loop.h -- optimizer, LR schedule per step, gradient clipping, checkpoints best/last,
+// history.csv/.json, --log-json, exact --resume, early stopping, the progress bar, an Error
+// naming the step on a non-finite loss -- with a segmentation loss and metrics:
 //
 //   output channels C   mask classes   loss
 //   1 (the default)     2              soft Dice (sigmoid) + BCE with logits
@@ -13,15 +12,16 @@
 // Mask pixels become class ids (mask_targets): in a binary task a mask holding only 0 and 1
 // is read as is, any other as foreground where the value is >= 128 (0/255 masks, and JPEG
 // masks with compression noise); with K >= 3 classes the pixel values are the class ids.
-// Validation each epoch: loss, Dice and IoU (dataset level, mean over the foreground classes,
-// apps/report/segmentation_metrics.h) and pixel accuracy; `monitor` is val_dice (default),
-// val_iou or val_loss.
+// Dice per step; validation each epoch: loss, Dice and IoU (dataset level, mean over the
+// foreground classes, apps/report/segmentation_metrics.h) and pixel accuracy. History columns:
+//   epoch, train_loss, train_dice, val_loss, val_dice, val_iou, val_pixel_accuracy, lr, seconds, images_per_s
+// `monitor` is val_dice (default), val_iou or val_loss.
 #include <cstdint>
 #include <iosfwd>
 #include <string>
 #include <vector>
 
-#include "apps/train/trainer.h"
+#include "apps/train/loop.h"
 #include "data/dataset.h"
 #include "models/checkpoint.h"
 #include "models/model.h"
@@ -29,31 +29,13 @@
 
 namespace scalpel::train {
 
-struct SegmentationEpoch {
-  int64_t epoch = 0;  // 1-based
-  double train_loss = 0, train_dice = 0;
-  bool has_val = false;
-  double val_loss = 0, val_dice = 0, val_iou = 0, val_pixel_accuracy = 0;
-  double lr = 0, seconds = 0, images_per_s = 0;
-};
-
-struct SegmentationResult {
-  std::vector<SegmentationEpoch> history;  // every epoch, including those of a resumed run
-  int64_t best_epoch = 0;
-  double best_metric = 0;
-  std::string monitor;  // what best_metric is: val_dice, val_iou, val_loss or train_loss
-  int64_t steps = 0;
-  bool stopped_early = false;
-  std::string best_path, last_path;
-};
-
 // Trains `model` (mask logits [N, C, H, W], training mode) on the samples of `data` with split
 // "train" and validates on "val" (none: no validation, the monitor falls back to train_loss).
 // Every sample needs a mask. TrainConfig's classification-only settings (class weights, label
 // smoothing, head LR, freezing and two phases, the weighted and oversampling samplers) must be
 // left at their defaults (Error naming the flag). An empty `config.monitor` means val_dice.
-SegmentationResult train_segmenter(models::Model& model, const data::Dataset& data,
-                                   const models::CheckpointInfo& info, const TrainConfig& config, std::ostream& log);
+TrainResult train_segmenter(models::Model& model, const data::Dataset& data, const models::CheckpointInfo& info,
+                            const TrainConfig& config, std::ostream& log);
 
 // Mask classes of a model with `channels` output channels: 2 for 1 channel, else `channels`.
 int64_t mask_classes(int64_t channels);

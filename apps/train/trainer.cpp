@@ -1,217 +1,66 @@
+// Classification training: the task the shared loop (loop.h) runs for train_classifier.
 #include "apps/train/trainer.h"
 
-#include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <optional>
+#include <memory>
 #include <ostream>
-#include <set>
+#include <string>
+#include <utility>
 
-#include <fmt/format.h>
-
-#include "apps/progress.h"
-#include "apps/train/common.h"
-#include "autograd/autograd.h"
-#include "data/augment.h"
-#include "data/loader.h"
 #include "layers/loss.h"
-#include "layers/optim.h"
-#include "layers/schedule.h"
-#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
-#include "tensor/random.h"
 
 namespace scalpel::train {
 namespace {
 
-namespace fs = std::filesystem;
+// Predicted classes (the logits' argmax) against labels.
+class ClassScorer final : public Scorer {
+ public:
+  explicit ClassScorer(int64_t classes) : classes_(classes) {}
 
-bool is_head_param(const std::string& name, const std::string& head) {
-  return name.size() > head.size() && name.compare(0, head.size(), head) == 0 && name[head.size()] == '.';
-}
-
-// Which parameters train, and at which learning rates, in one phase of a run.
-struct Phase {
-  int index = 0;                 // 0: the whole single-phase run, or the head phase; 1: fine-tuning
-  bool freeze_backbone = false;
-  int64_t unfreeze_last = 0;
-  double lr = 0, head_lr = 0;    // head_lr 0 = lr
-  int64_t epochs = 0;            // the phase's length, which its schedule spans
-};
-
-double finetune_lr(const TrainConfig& c) { return c.finetune_lr > 0 ? c.finetune_lr : c.lr / 10; }
-
-Phase phase_of_epoch(const TrainConfig& c, int64_t epoch) {
-  if (c.head_epochs == 0) return {0, c.freeze_backbone, c.unfreeze_last, c.lr, c.head_lr, c.epochs};
-  if (epoch < c.head_epochs) return {0, true, 0, c.lr, 0, c.head_epochs};
-  return {1, c.unfreeze_last > 0, c.unfreeze_last, finetune_lr(c), c.head_lr, c.epochs - c.head_epochs};
-}
-
-// Sets requires_grad: the head always trains; with freeze_backbone (or unfreeze_last > 0) the
-// backbone is frozen but for its last `unfreeze_last` layers, a layer being the module owning a
-// parameter (its name up to the last dot); otherwise everything trains.
-void apply_freezing(models::Model& model, bool freeze_backbone, int64_t unfreeze_last) {
-  const auto params = model.named_parameters();
-  if (!freeze_backbone && unfreeze_last == 0) {
-    for (auto p : params) p.tensor.set_requires_grad(true);
-    return;
-  }
-  std::vector<std::string> layers;  // backbone layers in definition order
-  for (const auto& p : params) {
-    if (is_head_param(p.name, model.head_name())) continue;
-    const std::string layer = p.name.substr(0, p.name.rfind('.'));
-    if (layers.empty() || layers.back() != layer) layers.push_back(layer);
-  }
-  const size_t keep = static_cast<size_t>(std::min<int64_t>(unfreeze_last, static_cast<int64_t>(layers.size())));
-  const std::set<std::string> trainable(layers.end() - static_cast<std::ptrdiff_t>(keep), layers.end());
-  for (auto p : params) {
-    if (is_head_param(p.name, model.head_name())) continue;
-    p.tensor.set_requires_grad(trainable.count(p.name.substr(0, p.name.rfind('.'))) > 0);
-  }
-}
-
-std::vector<nn::ParamGroup> make_groups(const models::Model& model, const Phase& phase, double weight_decay) {
-  if (phase.head_lr <= 0) return nn::trainable_groups(model, phase.lr, weight_decay);
-  nn::ParamGroup backbone{.params = {}, .lr = phase.lr, .weight_decay = weight_decay};
-  nn::ParamGroup head{.params = {}, .lr = phase.head_lr, .weight_decay = weight_decay};
-  for (const auto& p : model.named_parameters()) {
-    if (!p.tensor.requires_grad()) continue;
-    (is_head_param(p.name, model.head_name()) ? head : backbone).params.push_back(p.tensor);
-  }
-  std::vector<nn::ParamGroup> groups;
-  if (!backbone.params.empty()) groups.push_back(std::move(backbone));
-  groups.push_back(std::move(head));
-  return groups;
-}
-
-// Freezes what `phase` leaves frozen and returns an optimizer over the rest.
-std::unique_ptr<nn::Optimizer> start_phase(models::Model& model, const TrainConfig& config, const Phase& phase) {
-  apply_freezing(model, phase.freeze_backbone, phase.unfreeze_last);
-  return make_optimizer(config.optimizer, make_groups(model, phase, config.weight_decay), config.momentum);
-}
-
-std::vector<const void*> flat_params(const nn::Optimizer& optimizer) {
-  std::vector<const void*> out;
-  for (const auto& g : optimizer.groups())
-    for (const auto& p : g.params) out.push_back(p.storage().get());
-  return out;
-}
-
-// `from`'s per-parameter state (moments, step counts) for the parameters `to` updates too,
-// renumbered to `to`'s parameter indices (state_dict counts parameters across groups);
-// `to`'s other parameters start fresh, and its lrs stay its own.
-std::vector<nn::NamedTensor> carried_state(const nn::Optimizer& from, const nn::Optimizer& to) {
-  const auto from_params = flat_params(from), to_params = flat_params(to);
-  std::vector<nn::NamedTensor> out;
-  for (const auto& entry : from.state_dict()) {
-    const size_t dot = entry.name.find('.');
-    if (entry.name == "steps" || entry.name.starts_with("group")) continue;
-    const size_t index = std::stoul(entry.name.substr(0, dot));
-    const auto at = std::find(to_params.begin(), to_params.end(), from_params.at(index));
-    if (at == to_params.end()) continue;
-    out.push_back({fmt::format("{}{}", at - to_params.begin(), entry.name.substr(dot)), entry.tensor});
-  }
-  return out;
-}
-
-struct EvalStats {
-  double loss = 0, accuracy = 0, macro_f1 = 0;
-};
-
-EvalStats evaluate(models::Model& model, data::DataLoader& loader, const nn::CrossEntropyOptions& loss_options,
-                   int64_t num_classes, Device device) {
-  NoGradGuard no_grad;
-  model.eval();
-  std::vector<int64_t> labels, preds;
-  double loss_sum = 0;
-  loader.start_epoch(0);
-  for (data::Batch b; loader.next(b);) {
-    const Tensor logits = model.forward(b.images.to(device));
-    const Tensor target = b.labels.to(device);
-    loss_sum += nn::cross_entropy(logits, target, loss_options).item() * static_cast<double>(b.size());
+  void add(const Tensor& logits, const Tensor& target) override {
     const auto p = ops::argmax(logits, 1).to(Device::cpu()).values<int64_t>();
-    const auto l = b.labels.values<int64_t>();
-    preds.insert(preds.end(), p.begin(), p.end());
-    labels.insert(labels.end(), l.begin(), l.end());
+    const auto l = target.values<int64_t>();
+    for (size_t i = 0; i < l.size(); ++i) correct_ += p[i] == l[i];
+    preds_.insert(preds_.end(), p.begin(), p.end());
+    labels_.insert(labels_.end(), l.begin(), l.end());
   }
-  model.train();
-  EvalStats s;
-  if (labels.empty()) return s;
-  int64_t correct = 0;
-  for (size_t i = 0; i < labels.size(); ++i) correct += labels[i] == preds[i];
-  s.loss = loss_sum / static_cast<double>(labels.size());
-  s.accuracy = static_cast<double>(correct) / static_cast<double>(labels.size());
-  s.macro_f1 = macro_f1(labels, preds, num_classes);
-  return s;
-}
 
-double monitored(const EpochStats& e, const std::string& monitor) {
-  if (!e.has_val) return e.train_loss;
-  if (monitor == "val_loss") return e.val_loss;
-  if (monitor == "val_accuracy") return e.val_accuracy;
-  return e.val_macro_f1;
-}
-bool lower_is_better(const std::string& monitor, bool has_val) { return !has_val || monitor == "val_loss"; }
-
-Json epoch_to_json(const EpochStats& e) {
-  Json j = Json::object();
-  j["epoch"] = e.epoch;
-  j["train_loss"] = e.train_loss;
-  j["train_accuracy"] = e.train_accuracy;
-  if (e.has_val) {
-    j["val_loss"] = e.val_loss;
-    j["val_accuracy"] = e.val_accuracy;
-    j["val_macro_f1"] = e.val_macro_f1;
+  double value(std::string_view name) const override {
+    if (labels_.empty()) return 0;
+    if (name == "accuracy") return static_cast<double>(correct_) / static_cast<double>(labels_.size());
+    SCALPEL_CHECK(name == "macro_f1", "no classification metric '{}'", name);
+    return macro_f1(labels_, preds_, classes_);
   }
-  j["lr"] = e.lr;
-  j["seconds"] = e.seconds;
-  j["images_per_s"] = e.images_per_s;
-  return j;
-}
 
-EpochStats epoch_from_json(const Json& j) {
-  EpochStats e;
-  e.epoch = j.at("epoch").as_int();
-  e.train_loss = j.at("train_loss").as_number();
-  e.train_accuracy = j.at("train_accuracy").as_number();
-  e.has_val = j.contains("val_loss");
-  if (e.has_val) {
-    e.val_loss = j.at("val_loss").as_number();
-    e.val_accuracy = j.at("val_accuracy").as_number();
-    e.val_macro_f1 = j.at("val_macro_f1").as_number();
-  }
-  e.lr = j.at("lr").as_number();
-  e.seconds = j.at("seconds").as_number();
-  e.images_per_s = j.at("images_per_s").as_number();
-  return e;
-}
+ private:
+  int64_t classes_;
+  int64_t correct_ = 0;  // kept apart from the labels: accuracy is read after every step
+  std::vector<int64_t> labels_, preds_;
+};
 
-void write_history(const std::string& out_dir, const std::vector<EpochStats>& history) {
-  Json all = Json::array();
-  std::string csv = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,lr,seconds,images_per_s\n";
-  for (const auto& e : history) {
-    all.push_back(epoch_to_json(e));
-    csv += fmt::format("{},{:.9g},{:.9g},{},{},{},{:.9g},{:.3f},{:.1f}\n", e.epoch, e.train_loss, e.train_accuracy,
-                       e.has_val ? fmt::format("{:.9g}", e.val_loss) : "",
-                       e.has_val ? fmt::format("{:.9g}", e.val_accuracy) : "",
-                       e.has_val ? fmt::format("{:.9g}", e.val_macro_f1) : "", e.lr, e.seconds, e.images_per_s);
+class ClassificationTask final : public TrainingTask {
+ public:
+  ClassificationTask(nn::CrossEntropyOptions loss_options, int64_t classes)
+      : loss_options_(std::move(loss_options)), classes_(classes) {}
+
+  std::vector<TaskMetric> metrics() const override {
+    return {{.name = "accuracy", .label = "acc", .in_training = true}, {.name = "macro_f1", .label = "f1"}};
   }
-  write_file_atomic(out_dir + "/history.json", all.dump(2) + "\n");
-  write_file_atomic(out_dir + "/history.csv", csv);
-}
+  Tensor target(const data::DataLoader&, const data::Batch& b) const override { return b.labels; }
+  Tensor loss(const Tensor& logits, const Tensor& target) const override {
+    return nn::cross_entropy(logits, target, loss_options_);
+  }
+  std::unique_ptr<Scorer> scorer() const override { return std::make_unique<ClassScorer>(classes_); }
+  bool transfer_learning() const override { return true; }
+
+ private:
+  nn::CrossEntropyOptions loss_options_;
+  int64_t classes_;
+};
 
 }  // namespace
-
-void load_checkpoint_state(models::Model& model, const NamedTensors& state) {
-  std::vector<nn::NamedTensor> named;
-  named.reserve(state.size());
-  for (const auto& [name, tensor] : state) named.push_back({name, tensor});
-  model.load_state_dict(named);
-}
 
 double macro_f1(const std::vector<int64_t>& labels, const std::vector<int64_t>& preds, int64_t num_classes) {
   std::vector<double> tp(num_classes), fp(num_classes), fn(num_classes);
@@ -231,27 +80,9 @@ double macro_f1(const std::vector<int64_t>& labels, const std::vector<int64_t>& 
   return num_classes > 0 ? sum / static_cast<double>(num_classes) : 0;
 }
 
-data::LoaderConfig train_loader_config(const TrainConfig& config) {
-  data::LoaderConfig c;
-  c.preprocess = config.preprocess;
-  c.augment = data::parse_augment(config.augment);
-  try {
-    c.sampling = data::parse_sampling(config.sampler);
-  } catch (const Error& e) {
-    fail("--sampler: {}", e.what());
-  }
-  c.batch_size = config.batch_size;
-  c.seed = config.seed;
-  c.workers = config.workers;
-  return c;
-}
-
 TrainResult train_classifier(models::Model& model, const data::Dataset& dataset, const models::CheckpointInfo& info,
                              const TrainConfig& config, std::ostream& log) {
-  SCALPEL_CHECK(!config.out_dir.empty(), "--out is required");
-  SCALPEL_CHECK(config.epochs > 0, "--epochs must be positive, got {}", config.epochs);
-  SCALPEL_CHECK(config.batch_size > 0, "--batch must be positive, got {}", config.batch_size);
-  SCALPEL_CHECK(config.lr > 0 && std::isfinite(config.lr), "--lr must be a positive number, got {}", config.lr);
+  check_loop_config(config);
   SCALPEL_CHECK(config.head_epochs >= 0 && (config.head_epochs == 0 || config.head_epochs < config.epochs),
                 "--head-epochs {} must be below --epochs {} (the rest fine-tunes)", config.head_epochs, config.epochs);
   SCALPEL_CHECK(config.head_epochs == 0 || !config.freeze_backbone,
@@ -265,199 +96,14 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
   SCALPEL_CHECK(num_classes == model.options().classes,
                 "the data in {} has {} classes but the model has --classes {}", dataset.root, num_classes,
                 model.options().classes);
-  fs::create_directories(config.out_dir);
-  const Device device = model.parameters().front().device();
-
-  data::Warnings warnings;
-  const data::Dataset train_set = dataset.split_part("train");
-  const data::Dataset val_set = dataset.split_part("val");
-  SCALPEL_CHECK(!train_set.samples.empty(), "{}: no training samples", dataset.root);
-  const data::LoaderConfig train_cfg = train_loader_config(config);
-  data::DataLoader train_loader(train_set, train_cfg, warnings);
-  data::LoaderConfig val_cfg = train_cfg;
-  val_cfg.augment = data::parse_augment("none");
-  val_cfg.sampling = data::Sampling::sequential;
-  std::unique_ptr<data::DataLoader> val_loader;
-  if (!val_set.samples.empty()) val_loader = std::make_unique<data::DataLoader>(val_set, val_cfg, warnings);
-  const bool has_val = val_loader != nullptr;
-
   nn::CrossEntropyOptions loss_options;
   loss_options.label_smoothing = config.label_smoothing;
   if (!config.class_weights.empty()) {
-    const auto w = nn::parse_class_weights(config.class_weights, dataset.classes, train_set.class_counts());
-    loss_options.weight = Tensor::from_vector(w, {num_classes}).to(device);
+    const auto counts = dataset.split_part("train").class_counts();
+    const auto w = nn::parse_class_weights(config.class_weights, dataset.classes, counts);
+    loss_options.weight = Tensor::from_vector(w, {num_classes}).to(model.parameters().front().device());
   }
-
-  const int64_t steps_per_epoch = train_loader.batches_per_epoch();
-
-  TrainResult result;
-  result.last_path = config.out_dir + "/last.safetensors";
-  result.best_path = config.out_dir + "/best.safetensors";
-  const bool lower_better = lower_is_better(config.monitor, has_val);
-  // phase_start_step: the first optimizer step of the current phase (where its schedule starts).
-  int64_t step = 0, start_epoch = 0, epochs_without_improvement = 0, phase_start_step = 0;
-  bool have_best = false;
-  std::optional<models::Checkpoint> ckpt;
-  if (config.resume) {
-    SCALPEL_CHECK(fs::exists(result.last_path), "--resume: no checkpoint {}", result.last_path);
-    ckpt = models::read_checkpoint(result.last_path);
-    SCALPEL_CHECK(ckpt && ckpt->training, "--resume: {} holds no training state", result.last_path);
-    start_epoch = ckpt->training->epoch;
-  }
-  // The phase of the last epoch done (its optimizer is the one the checkpoint saved).
-  Phase phase = phase_of_epoch(config, std::max<int64_t>(start_epoch - 1, 0));
-  auto optimizer = start_phase(model, config, phase);
-  auto schedule = nn::parse_schedule(config.schedule, steps_per_epoch * phase.epochs);
-  if (ckpt) {
-    load_checkpoint_state(model, ckpt->model);
-    const models::TrainingState& ts = *ckpt->training;
-    SCALPEL_CHECK(ts.optimizer == optimizer->name(), "--resume: {} was trained with --optimizer {}, not {}",
-                  result.last_path, ts.optimizer, optimizer->name());
-    const int64_t saved_head_epochs = ts.extra.contains("head_epochs") ? ts.extra.at("head_epochs").as_int() : 0;
-    SCALPEL_CHECK(saved_head_epochs == config.head_epochs, "--resume: {} was trained with --head-epochs {}, not {}",
-                  result.last_path, saved_head_epochs, config.head_epochs);
-    optimizer->load_state_dict(ts.optimizer_state);
-    default_generator().set_state(ts.rng);
-    step = ts.step;
-    if (ts.extra.contains("phase_start_step")) phase_start_step = ts.extra.at("phase_start_step").as_int();
-    for (const auto& e : ts.extra.at("history").as_array()) result.history.push_back(epoch_from_json(e));
-    have_best = ts.extra.at("have_best").as_bool();
-    result.best_metric = ts.extra.at("best_metric").as_number();
-    result.best_epoch = ts.extra.at("best_epoch").as_int();
-    epochs_without_improvement = ts.extra.at("epochs_without_improvement").as_int();
-    log << fmt::format("resuming from {} after epoch {} (step {})\n", result.last_path, start_epoch, step);
-  }
-  std::ofstream step_log;
-  if (!config.log_json.empty()) {
-    step_log.open(config.log_json, config.resume ? std::ios::app : std::ios::trunc);
-    SCALPEL_CHECK(step_log.good(), "--log-json: cannot write {}", config.log_json);
-  }
-
-  for (int64_t epoch = start_epoch; epoch < config.epochs; ++epoch) {
-    if (const Phase next = phase_of_epoch(config, epoch); next.index != phase.index) {
-      phase = next;
-      auto fine_tuning = start_phase(model, config, phase);
-      fine_tuning->load_state_dict(carried_state(*optimizer, *fine_tuning));
-      optimizer = std::move(fine_tuning);
-      schedule = nn::parse_schedule(config.schedule, steps_per_epoch * phase.epochs);
-      phase_start_step = step;
-      epochs_without_improvement = 0;
-      log << fmt::format("epoch {}: head phase done; fine-tuning {} at lr {:.3g}\n", epoch + 1,
-                         phase.unfreeze_last > 0 ? fmt::format("the last {} layers and the head", phase.unfreeze_last)
-                                                 : std::string("every layer"),
-                         phase.lr);
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    double loss_sum = 0;
-    int64_t seen = 0, correct = 0, batches = 0;
-    cli::ProgressBar bar(log, config.progress_bar && !config.quiet, fmt::format("epoch {}/{}", epoch + 1, config.epochs),
-                         steps_per_epoch);
-    train_loader.start_epoch(epoch);
-    for (data::Batch b; train_loader.next(b); ++step) {
-      schedule->apply(*optimizer, step - phase_start_step);
-      const Tensor images = b.images.to(device), labels = b.labels.to(device);
-      const Tensor logits = model.forward(images);
-      const Tensor loss = nn::cross_entropy(logits, labels, loss_options);
-      const double loss_value = loss.item();
-      if (!std::isfinite(loss_value)) {
-        fail("training diverged: loss is {} at step {} (epoch {}); the last good checkpoint is kept in {}",
-             loss_value, step, epoch + 1, config.out_dir);
-      }
-      if (step_log.is_open()) {
-        step_log << fmt::format("{{\"step\":{},\"epoch\":{},\"loss\":{:.9g},\"lr\":{:.9g}}}\n", step, epoch + 1,
-                                loss_value, optimizer->groups().front().lr);
-        step_log.flush();
-      }
-      optimizer->zero_grad();
-      backward(loss);
-      if (config.clip_grad_norm > 0) nn::clip_grad_norm(model.parameters(), config.clip_grad_norm);
-      optimizer->step();
-      const auto p = ops::argmax(logits.detach(), 1).to(Device::cpu()).values<int64_t>();
-      const auto l = b.labels.values<int64_t>();
-      for (size_t i = 0; i < l.size(); ++i) correct += p[i] == l[i];
-      loss_sum += loss_value * static_cast<double>(b.size());
-      seen += b.size();
-      bar.update(++batches, seen,
-                 fmt::format("loss {:.3f} acc {:.2f}", loss_sum / static_cast<double>(seen),
-                             static_cast<double>(correct) / static_cast<double>(seen)));
-    }
-    EpochStats e;
-    e.epoch = epoch + 1;
-    e.train_loss = seen > 0 ? loss_sum / static_cast<double>(seen) : 0;
-    e.train_accuracy = seen > 0 ? static_cast<double>(correct) / static_cast<double>(seen) : 0;
-    e.lr = optimizer->groups().front().lr;
-    if (has_val) {
-      const EvalStats v = evaluate(model, *val_loader, loss_options, num_classes, device);
-      e.has_val = true;
-      e.val_loss = v.loss;
-      e.val_accuracy = v.accuracy;
-      e.val_macro_f1 = v.macro_f1;
-    }
-    // A step can turn the weights non-finite without a non-finite loss yet; never save those.
-    SCALPEL_CHECK(all_finite(model) && std::isfinite(e.val_loss),
-                  "training diverged: non-finite weights after step {} (epoch {}); the last good checkpoint is kept in {}",
-                  step - 1, epoch + 1, config.out_dir);
-    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
-    e.seconds = dt.count();
-    e.images_per_s = e.seconds > 0 ? static_cast<double>(seen) / e.seconds : 0;
-    result.history.push_back(e);
-
-    const double metric = monitored(e, config.monitor);
-    const bool improved = !have_best || (lower_better ? metric < result.best_metric : metric > result.best_metric);
-    if (improved) {
-      have_best = true;
-      result.best_metric = metric;
-      result.best_epoch = e.epoch;
-      epochs_without_improvement = 0;
-      models::save_checkpoint(result.best_path, model, info);
-    } else {
-      ++epochs_without_improvement;
-    }
-    models::TrainingState ts;
-    ts.step = step;
-    ts.epoch = epoch + 1;
-    ts.optimizer = optimizer->name();
-    ts.optimizer_state = optimizer->state_dict();
-    ts.scheduler = config.schedule;
-    ts.rng = default_generator().get_state();
-    Json history = Json::array();
-    for (const auto& h : result.history) history.push_back(epoch_to_json(h));
-    ts.extra["history"] = history;
-    ts.extra["have_best"] = have_best;
-    ts.extra["best_metric"] = result.best_metric;
-    ts.extra["best_epoch"] = result.best_epoch;
-    ts.extra["epochs_without_improvement"] = epochs_without_improvement;
-    ts.extra["head_epochs"] = config.head_epochs;
-    ts.extra["phase_start_step"] = phase_start_step;
-    models::save_checkpoint(result.last_path, model, info, &ts);
-    write_history(config.out_dir, result.history);
-
-    bar.finish();  // the epoch's line takes the bar's place
-    if (!config.quiet) {
-      std::string line = fmt::format("epoch {}/{}  loss {:.4f}  acc {:.4f}", e.epoch, config.epochs, e.train_loss,
-                                     e.train_accuracy);
-      if (e.has_val) {
-        line += fmt::format("  val_loss {:.4f}  val_acc {:.4f}  val_f1 {:.4f}", e.val_loss, e.val_accuracy,
-                            e.val_macro_f1);
-      }
-      line += fmt::format("  lr {:.3g}  {:.0f} img/s  {:.1f}s{}\n", e.lr, e.images_per_s, e.seconds,
-                          improved ? "  *best" : "");
-      log << line << std::flush;
-    }
-    if (config.on_epoch) config.on_epoch(e);
-    // A plateau of the head phase must not skip the fine-tuning.
-    const bool last_phase = config.head_epochs == 0 || phase.index == 1;
-    if (last_phase && config.patience > 0 && epochs_without_improvement >= config.patience) {
-      result.stopped_early = true;
-      log << fmt::format("early stopping: no improvement of {} for {} epochs\n",
-                         has_val ? config.monitor : "train_loss", config.patience);
-      break;
-    }
-  }
-  result.steps = step;
-  const std::string report = warnings.report();
-  if (!report.empty()) log << report;
-  return result;
+  return run_training(model, dataset, info, config, ClassificationTask(std::move(loss_options), num_classes), log);
 }
 
 }  // namespace scalpel::train
