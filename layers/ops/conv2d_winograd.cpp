@@ -1,0 +1,470 @@
+// conv2d as Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+// Networks", 2016); the contract is in layers/ops/conv2d.h.
+//
+// The output is cut into 4x4 tiles; tile (th, tw) reads the 6x6 input patch whose top-left
+// corner is (4*th - pad_top, 4*tw - pad_left). Per tile, input channel ic and output channel oc:
+//   V = B^T d B  (6x6, per ic)   U = G g G^T  (6x6, per oc and ic)   Y = A^T M A  (4x4)
+//   M[e] = sum over ic of U[e][oc][ic] * V[e][ic]      for each of the 36 elements e,
+// so the channel sums are 36 independent GEMMs M[e] [C_out, T] = U[e] [C_out, C_in] *
+// V[e] [C_in, T] over T tiles: 36 multiplies per tile and channel pair instead of 16 * 9.
+//
+// Tiles are numbered row-major over (sample, tile row, tile column), so the GEMMs run over
+// tiles of the whole batch. They are processed in chunks of whole tile rows whose V and M fit
+// in about 1 MiB (kChunkBytes; the GEMM operands stay in L2): transform the chunk's input,
+// 36 GEMMs, inverse-transform with the bias, write the cropped 4x4 tiles, then the residual
+// and activation per output row (apply_epilogue). Threads split the tile rows when there are
+// enough tiles; otherwise the chunks run one after another with threaded transforms and GEMMs.
+//
+// The transforms are vectorized across the tiles of one tile row: the input rows are first
+// split into four phases (column 4*tw + phase), so the 6 columns a tile reads are contiguous
+// over tw in the phase buffers, and every step is a loop over up to kLanes tiles.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <vector>
+
+#include "layers/ops/conv2d.h"
+#include "tensor/error.h"
+#include "tensor/gemm.h"
+#include "tensor/parallel.h"
+
+namespace scalpel::ops {
+
+namespace {
+
+// ---------------------------------------------------------------- the transform matrices
+
+constexpr int kIn = 6;    // input tile side: kOut + 3 - 1
+constexpr int kOut = 4;   // output tile side
+constexpr int kTaps = 3;  // kernel side
+
+// F(m, r) from its interpolation points (Cook-Toom, as in Lavin's wincnn): with finite points
+// p_0..p_4 and the point at infinity,
+//   A^T[i][j] = p_j^i                 (A^T[i][inf] = 1 only for i = m - 1)
+//   G[j][k]   = p_j^k / prod_{l != j} (p_j - p_l)             (G[inf] = [0, 0, 1])
+//   B^T[j]    = coefficients of prod_{l != j} (x - p_l)        (B^T[inf]: of prod_l (x - p_l))
+// Derived in constexpr code so that another point set is a one-line change.
+struct WinogradMatrices {
+  double AT[kOut][kIn];
+  double G[kIn][kTaps];
+  double BT[kIn][kIn];
+};
+
+constexpr WinogradMatrices winograd_matrices(const std::array<double, kIn - 1>& p) {
+  WinogradMatrices m{};
+  for (int j = 0; j < kIn - 1; ++j) {
+    double power = 1;
+    for (int i = 0; i < kOut; ++i, power *= p[j]) m.AT[i][j] = power;
+  }
+  m.AT[kOut - 1][kIn - 1] = 1;
+  // poly[0..kIn) ascending coefficients of prod (x - p_l) over the chosen l.
+  auto product_except = [&](int skip, double* poly) {
+    for (int i = 0; i < kIn; ++i) poly[i] = i == 0 ? 1 : 0;
+    for (int l = 0; l < kIn - 1; ++l) {
+      if (l == skip) continue;
+      for (int i = kIn - 1; i > 0; --i) poly[i] = poly[i - 1] - p[l] * poly[i];
+      poly[0] = -p[l] * poly[0];
+    }
+  };
+  for (int j = 0; j < kIn - 1; ++j) {
+    double denominator = 1;
+    for (int l = 0; l < kIn - 1; ++l)
+      if (l != j) denominator *= p[j] - p[l];
+    double power = 1;
+    for (int k = 0; k < kTaps; ++k, power *= p[j]) m.G[j][k] = power / denominator;
+    product_except(j, m.BT[j]);
+  }
+  m.G[kIn - 1][kTaps - 1] = 1;
+  product_except(-1, m.BT[kIn - 1]);
+  return m;
+}
+
+// Points 0, -1, 1, 1/2, -2: the most accurate of the sets tried (a point and its reciprocal
+// mixed, as Barabasz et al. 2020 suggest). float32 error / max |y| on resnet50's 3x3 layers:
+// 1.5e-6 to 3.0e-6 with these, 4.3e-6 to 7.3e-6 with Lavin's 0, +-1, +-2 and 3.8e-6 to 8.6e-6
+// with 0, +-1, +-1/2.
+constexpr WinogradMatrices kMatrices = winograd_matrices({0.0, -1.0, 1.0, 0.5, -2.0});
+
+// ---------------------------------------------------------------- vectorized transforms
+
+constexpr int kLanes = 16;  // tiles per vector step (one AVX-512 float register)
+
+// out[r][c] = sum_k M[r][k] * in[k][c] for every lane, rows r < R, skipping zero entries and
+// multiplications by one (the loops are unrolled, so the tests fold at compile time).
+template <int R, int K, int C, typename T, typename Matrix>
+[[gnu::always_inline]] inline void left_multiply(const Matrix& matrix, const T (&in)[K][C][kLanes],
+                                                 T (&out)[R][C][kLanes]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      T acc[kLanes] = {};
+#pragma GCC unroll 8
+      for (int k = 0; k < K; ++k) {
+        const T m = static_cast<T>(matrix[r][k]);
+        if (matrix[r][k] == 0) continue;
+        if (matrix[r][k] == 1) {
+          for (int t = 0; t < kLanes; ++t) acc[t] += in[k][c][t];
+        } else if (matrix[r][k] == -1) {
+          for (int t = 0; t < kLanes; ++t) acc[t] -= in[k][c][t];
+        } else {
+          for (int t = 0; t < kLanes; ++t) acc[t] += m * in[k][c][t];
+        }
+      }
+      for (int t = 0; t < kLanes; ++t) out[r][c][t] = acc[t];
+    }
+}
+
+// out[r][c] = sum_k in[r][k] * M[c][k]: the right multiplication by M^T.
+template <int R, int K, int C, typename T, typename Matrix>
+[[gnu::always_inline]] inline void right_multiply_transposed(const Matrix& matrix, const T (&in)[R][K][kLanes],
+                                                             T (&out)[R][C][kLanes]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      T acc[kLanes] = {};
+#pragma GCC unroll 8
+      for (int k = 0; k < K; ++k) {
+        const T m = static_cast<T>(matrix[c][k]);
+        if (matrix[c][k] == 0) continue;
+        if (matrix[c][k] == 1) {
+          for (int t = 0; t < kLanes; ++t) acc[t] += in[r][k][t];
+        } else if (matrix[c][k] == -1) {
+          for (int t = 0; t < kLanes; ++t) acc[t] -= in[r][k][t];
+        } else {
+          for (int t = 0; t < kLanes; ++t) acc[t] += m * in[r][k][t];
+        }
+      }
+      for (int t = 0; t < kLanes; ++t) out[r][c][t] = acc[t];
+    }
+}
+
+// The shapes of one call, derived once.
+struct WinogradPlan {
+  int64_t tiles_h, tiles_w;  // tiles per image: ceil(OH / 4) x ceil(OW / 4)
+  int64_t tile_rows;         // batch * tiles_h: the unit of chunks and threads
+  int64_t phase_width;       // row length of the phase buffers (whole kLanes steps + 1)
+  int64_t chunk_rows;        // tile rows per chunk
+
+  explicit WinogradPlan(const Conv2dGeometry& g, int64_t element_bytes) {
+    tiles_h = (g.out_h + kOut - 1) / kOut;
+    tiles_w = (g.out_w + kOut - 1) / kOut;
+    tile_rows = g.batch * tiles_h;
+    phase_width = (tiles_w + kLanes - 1) / kLanes * kLanes + 1;
+    // V and M of a chunk in about 1 MiB, but at least 128 tiles: every chunk's GEMMs read all
+    // of U (2.4-9.4 MiB for 128-256 channels), so fewer, wider chunks pay once V and M outgrow
+    // L2 (measured: resnet50 layer3 at batch 8, 0.86 of im2col's time with 128, 1.32 with the
+    // 12 tiles 1 MiB alone allows).
+    constexpr int64_t kChunkBytes = int64_t{1} << 20, kMinChunkTiles = 128;
+    const int64_t bytes_per_tile = kIn * kIn * (g.in_channels + g.out_channels) * element_bytes;
+    const int64_t tiles = std::max(kMinChunkTiles, kChunkBytes / bytes_per_tile);
+    chunk_rows = std::clamp<int64_t>(tiles / tiles_w, 1, tile_rows);
+  }
+};
+
+// dst[0, lanes) = src[0, lanes); a whole vector as one fixed-length loop, which vectorizes.
+template <typename T>
+[[gnu::always_inline]] inline void store_lanes(const T (&src)[kLanes], int64_t lanes, T* dst) {
+  if (lanes == kLanes) {
+    for (int t = 0; t < kLanes; ++t) dst[t] = src[t];
+  } else {
+    for (int64_t t = 0; t < lanes; ++t) dst[t] = src[t];
+  }
+}
+
+// Per-thread scratch that only grows (no allocation per call in steady state).
+template <typename T, int kSlot>
+T* scratch(int64_t size) {
+  thread_local std::vector<T> buffer;
+  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
+  return buffer.data();
+}
+
+// U[e][oc][ic] = (G g G^T)[e] for output channels [oc0, oc1); vectorized over ic.
+template <typename T>
+[[gnu::always_inline]] inline void transform_weights(const Conv2dGeometry& g, const T* weight, int64_t oc0,
+                                                     int64_t oc1, T* U) {
+  const int64_t cin = g.in_channels, stride_e = g.out_channels * cin;
+  for (int64_t oc = oc0; oc < oc1; ++oc)
+    for (int64_t ic0 = 0; ic0 < cin; ic0 += kLanes) {
+      const int64_t lanes = std::min<int64_t>(kLanes, cin - ic0);
+      T w[kTaps][kTaps][kLanes] = {}, gw[kIn][kTaps][kLanes], u[kIn][kIn][kLanes];
+      for (int64_t t = 0; t < lanes; ++t)
+        for (int a = 0; a < kTaps; ++a)
+          for (int b = 0; b < kTaps; ++b) w[a][b][t] = weight[((oc * cin + ic0 + t) * kTaps + a) * kTaps + b];
+      left_multiply(kMatrices.G, w, gw);
+      right_multiply_transposed(kMatrices.G, gw, u);
+      for (int e = 0; e < kIn * kIn; ++e) store_lanes(u[e / kIn][e % kIn], lanes, U + e * stride_e + oc * cin + ic0);
+    }
+}
+
+// One chunk: tile rows [row0, row1) of the global numbering (sample n = row / tiles_h),
+// whose tiles are numbered from 0 in V[e][ic][tile] (row stride `tiles` of the chunk).
+struct Chunk {
+  int64_t row0, row1, tiles;
+};
+
+// V for input channels [ic0, ic1) of the chunk. For each sample's run of tile rows, the input
+// rows they read are split into phases: phase[p][r][tw] = x[r - pad_top][4 tw + p - pad_left]
+// (zero outside the image), so the patch column j of tile tw is phase[j % 4][r][tw + j / 4].
+template <typename T>
+[[gnu::always_inline]] inline void transform_input(const Conv2dGeometry& g, const WinogradPlan& plan,
+                                                   const T* x, const Chunk& chunk, int64_t ic0, int64_t ic1,
+                                                   T* V, T* phase) {
+  const int64_t pw = plan.phase_width, stride_e = g.in_channels * chunk.tiles;
+  for (int64_t ic = ic0; ic < ic1; ++ic) {
+    int64_t tile0 = 0;  // first tile of the current tile row within the chunk
+    for (int64_t row = chunk.row0; row < chunk.row1;) {
+      const int64_t n = row / plan.tiles_h, th0 = row % plan.tiles_h;
+      const int64_t th1 = std::min(plan.tiles_h, th0 + (chunk.row1 - row));
+      const T* plane = x + (n * g.in_channels + ic) * g.in_h * g.in_w;
+      // Input rows 4*th0 - pad_top + [0, rows) of this sample, split into phases.
+      const int64_t first = kOut * th0 - g.pad_top, rows = kOut * (th1 - th0) + kIn - kOut;
+      const int64_t phase_stride = rows * pw;
+      for (int p = 0; p < kOut; ++p) {
+        const auto [lo, hi] = conv_valid_range(pw, g.in_w, kOut, p - g.pad_left);
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t ih = first + r;
+          T* dst = phase + p * phase_stride + r * pw;
+          if (ih < 0 || ih >= g.in_h) {
+            std::fill(dst, dst + pw, T(0));
+            continue;
+          }
+          const T* src = plane + ih * g.in_w + p - g.pad_left;
+          std::fill(dst, dst + lo, T(0));
+          for (int64_t tw = lo; tw < hi; ++tw) dst[tw] = src[kOut * tw];
+          std::fill(dst + hi, dst + pw, T(0));
+        }
+      }
+      for (int64_t th = th0; th < th1; ++th, tile0 += plan.tiles_w) {
+        const int64_t r0 = kOut * (th - th0);
+        for (int64_t tw0 = 0; tw0 < plan.tiles_w; tw0 += kLanes) {
+          T d[kIn][kIn][kLanes], bd[kIn][kIn][kLanes], v[kIn][kIn][kLanes];
+          for (int i = 0; i < kIn; ++i)
+            for (int j = 0; j < kIn; ++j) {
+              const T* src = phase + (j % kOut) * phase_stride + (r0 + i) * pw + tw0 + j / kOut;
+              for (int t = 0; t < kLanes; ++t) d[i][j][t] = src[t];
+            }
+          left_multiply(kMatrices.BT, d, bd);
+          right_multiply_transposed(kMatrices.BT, bd, v);
+          const int64_t lanes = std::min<int64_t>(kLanes, plan.tiles_w - tw0);
+          for (int e = 0; e < kIn * kIn; ++e)
+            store_lanes(v[e / kIn][e % kIn], lanes, V + e * stride_e + ic * chunk.tiles + tile0 + tw0);
+        }
+      }
+      row += th1 - th0;
+    }
+  }
+}
+
+// y for output channels [oc0, oc1) of the chunk: Y = A^T M A + bias, cropped to the image,
+// then residual and activation over each tile row's output rows.
+template <typename T>
+[[gnu::always_inline]] inline void transform_output(const Conv2dGeometry& g, const WinogradPlan& plan,
+                                                    const T* M, const Chunk& chunk, int64_t oc0, int64_t oc1,
+                                                    const T* bias, const ConvEpilogue<T>& epilogue, T* y) {
+  const int64_t stride_e = g.out_channels * chunk.tiles, out_plane = g.out_h * g.out_w;
+  for (int64_t oc = oc0; oc < oc1; ++oc) {
+    const T b = bias ? bias[oc] : T(0);
+    for (int64_t row = chunk.row0, tile0 = 0; row < chunk.row1; ++row, tile0 += plan.tiles_w) {
+      const int64_t n = row / plan.tiles_h, th = row % plan.tiles_h;
+      const int64_t first = (n * g.out_channels + oc) * out_plane;
+      T* out = y + first;
+      const int64_t oh0 = kOut * th, oh1 = std::min(g.out_h, oh0 + kOut);
+      for (int64_t tw0 = 0; tw0 < plan.tiles_w; tw0 += kLanes) {
+        // M is allocated with kLanes elements of slack, so full-width loads stay inside it.
+        T m[kIn][kIn][kLanes], am[kOut][kIn][kLanes], yt[kOut][kOut][kLanes];
+        for (int e = 0; e < kIn * kIn; ++e) {
+          const T* src = M + e * stride_e + oc * chunk.tiles + tile0 + tw0;
+          for (int t = 0; t < kLanes; ++t) m[e / kIn][e % kIn][t] = src[t];
+        }
+        left_multiply(kMatrices.AT, m, am);
+        right_multiply_transposed(kMatrices.AT, am, yt);
+        const int64_t tw1 = std::min<int64_t>(plan.tiles_w, tw0 + kLanes);
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          T* dst = out + oh * g.out_w;
+          for (int64_t tw = tw0; tw < tw1; ++tw) {
+            const int64_t ow0 = kOut * tw, cols = std::min<int64_t>(kOut, g.out_w - ow0);
+            for (int64_t c = 0; c < cols; ++c) dst[ow0 + c] = yt[oh - oh0][c][tw - tw0] + b;
+          }
+        }
+      }
+      const GemmEpilogue<T> e{nullptr, epilogue.activation, epilogue.residual ? epilogue.residual + first : nullptr,
+                              0};
+      const int64_t begin = oh0 * g.out_w, count = (oh1 - oh0) * g.out_w;
+      apply_epilogue(e, 0, begin, count, out + begin);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- SIMD variants
+
+// The transforms compiled for AVX-512 and AVX2 besides the baseline build; the widest the CPU
+// supports runs unless a test forces another. Only the vector width changes: the arithmetic
+// (no FMA contraction in ISO C++ mode) is the same.
+bool cpu_has(WinogradSimd level) {
+  switch (level) {
+    case WinogradSimd::Avx512: return __builtin_cpu_supports("avx512f");
+    case WinogradSimd::Avx2: return __builtin_cpu_supports("avx2");
+    case WinogradSimd::Baseline: return true;
+  }
+  return false;
+}
+
+WinogradSimd widest_simd() {
+  return cpu_has(WinogradSimd::Avx512) ? WinogradSimd::Avx512
+         : cpu_has(WinogradSimd::Avx2) ? WinogradSimd::Avx2
+                                       : WinogradSimd::Baseline;
+}
+
+std::atomic<WinogradSimd> g_simd{widest_simd()};
+
+template <typename T>
+struct Transforms {
+  void (*weights)(const Conv2dGeometry&, const T*, int64_t, int64_t, T*);
+  void (*input)(const Conv2dGeometry&, const WinogradPlan&, const T*, const Chunk&, int64_t, int64_t, T*, T*);
+  void (*output)(const Conv2dGeometry&, const WinogradPlan&, const T*, const Chunk&, int64_t, int64_t, const T*,
+                 const ConvEpilogue<T>&, T*);
+};
+
+#define SCALPEL_WINOGRAD_VARIANT(suffix, attribute)                                                              \
+  template <typename T>                                                                                          \
+  attribute void transform_weights_##suffix(const Conv2dGeometry& g, const T* w, int64_t oc0, int64_t oc1,      \
+                                            T* U) {                                                              \
+    transform_weights(g, w, oc0, oc1, U);                                                                        \
+  }                                                                                                              \
+  template <typename T>                                                                                          \
+  attribute void transform_input_##suffix(const Conv2dGeometry& g, const WinogradPlan& plan, const T* x,         \
+                                          const Chunk& chunk, int64_t ic0, int64_t ic1, T* V, T* phase) {        \
+    transform_input(g, plan, x, chunk, ic0, ic1, V, phase);                                                      \
+  }                                                                                                              \
+  template <typename T>                                                                                          \
+  attribute void transform_output_##suffix(const Conv2dGeometry& g, const WinogradPlan& plan, const T* M,        \
+                                           const Chunk& chunk, int64_t oc0, int64_t oc1, const T* bias,          \
+                                           const ConvEpilogue<T>& epilogue, T* y) {                              \
+    transform_output(g, plan, M, chunk, oc0, oc1, bias, epilogue, y);                                            \
+  }
+SCALPEL_WINOGRAD_VARIANT(avx512, [[gnu::target("avx512f")]])
+SCALPEL_WINOGRAD_VARIANT(avx2, [[gnu::target("avx2")]])
+SCALPEL_WINOGRAD_VARIANT(baseline, )
+#undef SCALPEL_WINOGRAD_VARIANT
+
+template <typename T>
+Transforms<T> transforms() {
+  switch (g_simd.load()) {
+    case WinogradSimd::Avx512:
+      return {transform_weights_avx512<T>, transform_input_avx512<T>, transform_output_avx512<T>};
+    case WinogradSimd::Avx2: return {transform_weights_avx2<T>, transform_input_avx2<T>, transform_output_avx2<T>};
+    default: return {transform_weights_baseline<T>, transform_input_baseline<T>, transform_output_baseline<T>};
+  }
+}
+
+// Channels per task of the threaded transforms: enough work that starting threads pays.
+int64_t channel_grain(int64_t tiles) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, tiles)); }
+
+}  // namespace
+
+std::string_view winograd_simd_name(WinogradSimd level) {
+  switch (level) {
+    case WinogradSimd::Baseline: return "baseline";
+    case WinogradSimd::Avx2: return "avx2";
+    case WinogradSimd::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool winograd_simd_available(WinogradSimd level) { return cpu_has(level); }
+
+void set_winograd_simd(WinogradSimd level) {
+  SCALPEL_CHECK(cpu_has(level), "winograd conv: this CPU cannot run the {} variant", winograd_simd_name(level));
+  g_simd = level;
+}
+
+void reset_winograd_simd() { g_simd = widest_simd(); }
+
+template <typename T>
+void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias, T* y,
+                             const ConvEpilogue<T>& epilogue) {
+  SCALPEL_CHECK(conv_engine_supports(ConvEngine::Winograd, g),
+                "winograd conv: needs a 3x3 kernel, stride 1, dilation 1 and groups 1 (got {}x{}, stride [{}, {}], "
+                "dilation [{}, {}], groups {})",
+                g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, g.groups);
+  const Transforms<T> fn = transforms<T>();
+  const WinogradPlan plan(g, sizeof(T));
+  const int64_t cin = g.in_channels, cout = g.out_channels;
+
+  T* U = scratch<T, 3>(kIn * kIn * cout * cin);
+  parallel_for(cout, channel_grain(cin), [&](int64_t begin, int64_t end) { fn.weights(g, weight, begin, end, U); });
+
+  // Runs tile rows [begin, end) chunk by chunk with this thread's buffers.
+  auto run_rows = [&](int64_t begin, int64_t end) {
+    const int64_t max_tiles = plan.chunk_rows * plan.tiles_w;
+    T* V = scratch<T, 0>(kIn * kIn * cin * max_tiles);
+    T* M = scratch<T, 1>(kIn * kIn * cout * max_tiles + kLanes);
+    for (int64_t row0 = begin; row0 < end; row0 += plan.chunk_rows) {
+      const int64_t row1 = std::min(end, row0 + plan.chunk_rows);
+      const Chunk chunk{row0, row1, (row1 - row0) * plan.tiles_w};
+      // The phase buffer covers the chunk's input rows of one sample at a time.
+      const int64_t phase_rows = kOut * std::min(row1 - row0, plan.tiles_h) + kIn - kOut;
+      parallel_for(cin, channel_grain(chunk.tiles), [&](int64_t ic0, int64_t ic1) {
+        T* phase = scratch<T, 2>(kOut * phase_rows * plan.phase_width);
+        fn.input(g, plan, x, chunk, ic0, ic1, V, phase);
+      });
+      for (int e = 0; e < kIn * kIn; ++e)
+        gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * cout * cin, cin, V + e * cin * chunk.tiles,
+             chunk.tiles, T(0), M + e * cout * chunk.tiles, chunk.tiles);
+      parallel_for(cout, channel_grain(chunk.tiles), [&](int64_t oc0, int64_t oc1) {
+        fn.output(g, plan, M, chunk, oc0, oc1, bias, epilogue, y);
+      });
+    }
+  };
+  // Threads split the tile rows when each gets enough tiles of its own; inside that parallel
+  // region the transforms and GEMMs run single-threaded (parallel_for and gemm stay serial).
+  // Fewer tiles (small planes at batch 1) run one chunk after another, each GEMM threaded.
+  constexpr int64_t kMinTilesPerThread = 16;
+  const int64_t threads = num_threads();
+  if (threads > 1 && plan.tile_rows >= threads &&
+      plan.tile_rows * plan.tiles_w >= threads * kMinTilesPerThread) {
+    parallel_for(plan.tile_rows, 1, run_rows);
+  } else {
+    run_rows(0, plan.tile_rows);
+  }
+}
+
+// grad_x = conv2d's adjoint = a stride-1 3x3 conv of grad_y with the weights transposed
+// (C_in <-> C_out) and flipped, padded by 2 - pad (output pixel ih reads grad_y rows
+// ih + pad_top - 2 + kh', kh' = 2 - kh), so the forward engine runs it.
+template <typename T>
+void conv2d_backward_input_winograd(const Conv2dGeometry& g, const T* grad_y, const T* weight, T* grad_x) {
+  SCALPEL_CHECK(conv_engine_supports(ConvEngine::Winograd, g),
+                "winograd conv: needs a 3x3 kernel, stride 1, dilation 1 and groups 1 (got {}x{}, stride [{}, {}], "
+                "dilation [{}, {}], groups {})",
+                g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, g.groups);
+  Conv2dGeometry adjoint = g;
+  adjoint.in_channels = g.out_channels;
+  adjoint.out_channels = g.in_channels;
+  adjoint.in_h = g.out_h;
+  adjoint.in_w = g.out_w;
+  adjoint.out_h = g.in_h;
+  adjoint.out_w = g.in_w;
+  adjoint.pad_top = kTaps - 1 - g.pad_top;
+  adjoint.pad_left = kTaps - 1 - g.pad_left;
+  T* flipped = scratch<T, 4>(g.out_channels * g.in_channels * kTaps * kTaps);
+  for (int64_t oc = 0; oc < g.out_channels; ++oc)
+    for (int64_t ic = 0; ic < g.in_channels; ++ic)
+      for (int kh = 0; kh < kTaps; ++kh)
+        for (int kw = 0; kw < kTaps; ++kw)
+          flipped[((ic * g.out_channels + oc) * kTaps + kTaps - 1 - kh) * kTaps + kTaps - 1 - kw] =
+              weight[((oc * g.in_channels + ic) * kTaps + kh) * kTaps + kw];
+  conv2d_forward_winograd(adjoint, grad_y, flipped, static_cast<const T*>(nullptr), grad_x);
+}
+
+template void conv2d_forward_winograd<float>(const Conv2dGeometry&, const float*, const float*, const float*, float*,
+                                             const ConvEpilogue<float>&);
+template void conv2d_forward_winograd<double>(const Conv2dGeometry&, const double*, const double*, const double*,
+                                              double*, const ConvEpilogue<double>&);
+template void conv2d_backward_input_winograd<float>(const Conv2dGeometry&, const float*, const float*, float*);
+template void conv2d_backward_input_winograd<double>(const Conv2dGeometry&, const double*, const double*, double*);
+
+}  // namespace scalpel::ops
