@@ -105,21 +105,13 @@ class TrainLoop : public ::testing::Test {
   fs::path root_;
 };
 
-std::shared_ptr<models::Model> classifier() {
+// Small models: mobilenet_v1 x0.25 with 2 classes, unet of base width 4 with 1 mask channel.
+std::shared_ptr<models::Model> seeded_model(const std::string& name, const models::ModelOptions& options) {
   manual_seed(3);
-  models::ModelOptions o;
-  o.classes = 2;
-  o.width = 0.25;
-  return models::create_model("mobilenet_v1", o);
+  return models::create_model(name, options);
 }
-
-std::shared_ptr<models::Model> unet() {
-  manual_seed(3);
-  models::ModelOptions o;
-  o.classes = 1;
-  o.base_width = 4;
-  return models::create_model("unet", o);
-}
+std::shared_ptr<models::Model> classifier() { return seeded_model("mobilenet_v1", {.classes = 2, .width = 0.25}); }
+std::shared_ptr<models::Model> unet() { return seeded_model("unet", {.classes = 1, .base_width = 4}); }
 
 models::CheckpointInfo info_of(const models::Model& model, const std::vector<std::string>& classes) {
   return {model.name(), model.options(), classes, Json()};
