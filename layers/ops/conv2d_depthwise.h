@@ -7,6 +7,12 @@
 // forward only). Parallel over (sample, channel) planes (weight grad: over output channels).
 // The loops are compiled for AVX-512, AVX2 and the baseline; the widest the CPU supports runs
 // unless set_depthwise_simd() forces one.
+// At the AVX-512 level, float convs with a square 3x3/5x5/7x7 kernel, stride 1 or 2 and
+// dilation 1 (every depthwise layer of MobileNet V2 and EfficientNet) run hand-vectorized row
+// kernels instead: 16 output columns per register with masked loads for the padding, 4 output
+// rows per pass; the input grad (multiplier 1) and the weight grad likewise. Their sums are
+// in a different order (and fused multiply-adds), so they agree with the reference to
+// rounding, not bit for bit.
 // Same contracts as the kernels in layers/ops/conv2d.h (outputs overwritten; requires
 // g.is_depthwise()).
 #include <string_view>
