@@ -2,10 +2,13 @@
 // no CDN, no web fonts) so it works on an offline hospital network.
 #include "apps/serve/server.h"
 
+#include <string_view>
+
 namespace scalpel::serve {
 
-const char* page_html() {
-  return R"PAGE(<!doctype html>
+namespace {
+constexpr const char* kReportsLink = R"(<a href="/reports">Reports</a>)";
+constexpr const char* kPage = R"PAGE(<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>scalpel</title>
 <style>
@@ -107,6 +110,12 @@ $("alpha").oninput = () => { for (const h of document.querySelectorAll("img.heat
 loadModels();
 </script></body></html>
 )PAGE";
+}  // namespace
+
+std::string page_html(bool reports_link) {
+  std::string page = kPage;
+  if (!reports_link) page.erase(page.find(kReportsLink), std::string_view(kReportsLink).size());
+  return page;
 }
 
 }  // namespace scalpel::serve

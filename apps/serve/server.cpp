@@ -237,8 +237,8 @@ struct Server::Impl {
   }
 
   void install_routes() {
-    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content(page_html(), "text/html; charset=utf-8");
+    http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(page_html(!reports_root.empty()), "text/html; charset=utf-8");
     });
     http.Get("/api/models", [this](const httplib::Request&, httplib::Response& res) { models_list(res); });
     http.Post("/api/predict", [this](const httplib::Request& req, httplib::Response& res) { predict(req, res); });

@@ -77,7 +77,8 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-// The embedded page (apps/serve/page.cpp): self-contained HTML, no external resources.
-const char* page_html();
+// The embedded page (apps/serve/page.cpp): self-contained HTML, no external resources. The
+// header links to /reports only when the server has a reports folder.
+std::string page_html(bool reports_link);
 
 }  // namespace scalpel::serve

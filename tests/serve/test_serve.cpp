@@ -110,6 +110,15 @@ TEST_F(ServeTest, PageIsSelfContained) {
   EXPECT_NE(r->body.find("not a diagnosis"), std::string::npos);
   EXPECT_EQ(r->body.find("http://"), std::string::npos);  // no CDN or external fonts
   EXPECT_EQ(r->body.find("https://"), std::string::npos);
+  EXPECT_NE(r->body.find("href=\"/reports\""), std::string::npos);  // this server has --reports
+}
+
+TEST(ServePage, LinksToReportsOnlyWhenServed) {
+  EXPECT_NE(serve::page_html(true).find("href=\"/reports\""), std::string::npos);
+  const std::string without = serve::page_html(false);
+  EXPECT_EQ(without.find("/reports"), std::string::npos);
+  EXPECT_NE(without.find("<header><h1>scalpel</h1>"), std::string::npos);  // the rest is intact
+  EXPECT_NE(without.find("loadModels();"), std::string::npos);
 }
 
 TEST_F(ServeTest, ListsModels) {
