@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
+
+#include "tensor/vector_math.h"
 
 namespace scalpel {
 
@@ -31,7 +34,8 @@ struct GemmEpilogue {
 };
 
 // Applies `e` to the n elements c[0, n) = C[i][j0, j0 + n). Plain loops the compiler
-// vectorizes; every fast path calls this same function, so it is also the reference.
+// vectorizes, and for float SiLU tensor/vector_math.h (the formula below, vectorized exp);
+// every fast path calls this same function, so it is also the reference.
 template <typename T>
 inline void apply_epilogue(const GemmEpilogue<T>& e, int64_t i, int64_t j0, int64_t n, T* c) {
   if (e.row_bias) {
@@ -52,10 +56,14 @@ inline void apply_epilogue(const GemmEpilogue<T>& e, int64_t i, int64_t j0, int6
       for (int64_t j = 0; j < n; ++j) c[j] = std::min(std::max(c[j], T(0)), T(6));
       break;
     case EpilogueActivation::silu:  // x * sigmoid(x), the overflow-free form of both signs
-      for (int64_t j = 0; j < n; ++j) {
-        const T x = c[j];
-        const T e = std::exp(-std::abs(x));
-        c[j] = x >= T(0) ? x * (T(1) / (T(1) + e)) : x * (e / (T(1) + e));
+      if constexpr (std::is_same_v<T, float>) {
+        vecmath::silu(c, c, n);  // the same formula with a vectorized exp (libm's is scalar)
+      } else {
+        for (int64_t j = 0; j < n; ++j) {
+          const T x = c[j];
+          const T e = std::exp(-std::abs(x));
+          c[j] = x >= T(0) ? x * (T(1) / (T(1) + e)) : x * (e / (T(1) + e));
+        }
       }
       break;
     case EpilogueActivation::hardswish:

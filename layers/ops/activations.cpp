@@ -3,11 +3,13 @@
 #include "layers/ops/activations.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "cuda/tensor_ops.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
+#include "tensor/vector_math.h"
 
 namespace scalpel::ops {
 namespace {
@@ -100,6 +102,25 @@ template <typename Fn> decltype(auto) with_activation(ActivationKind kind, Fn&& 
   fail("activation: unknown kind {}", static_cast<int>(kind));
 }
 
+// The float activations built on exp run tensor/vector_math.h's kernels (same formulas, a
+// vectorized exp); the functors above stay the reference and the float64 path.
+using VectorForward = void (*)(const float* x, float* y, int64_t n);
+using VectorBackward = void (*)(const float* x, const float* grad_y, float* grad_x, int64_t n);
+VectorForward vector_forward(ActivationKind kind) {
+  switch (kind) {
+    case ActivationKind::SiLU: return &vecmath::silu;
+    case ActivationKind::Sigmoid: return &vecmath::sigmoid;
+    default: return nullptr;
+  }
+}
+VectorBackward vector_backward(ActivationKind kind) {
+  switch (kind) {
+    case ActivationKind::SiLU: return &vecmath::silu_backward;
+    case ActivationKind::Sigmoid: return &vecmath::sigmoid_backward;
+    default: return nullptr;
+  }
+}
+
 constexpr int64_t kGrain = 1 << 14;
 
 }  // namespace
@@ -112,6 +133,12 @@ Tensor activation_forward(ActivationKind kind, const Tensor& x_in, double slope)
     Tensor y = Tensor::empty(x.shape(), x.dtype());
     const T* px = x.data<T>();
     T* py = y.data<T>();
+    if constexpr (std::is_same_v<T, float>) {
+      if (const VectorForward kernel = vector_forward(kind)) {
+        parallel_for(x.numel(), kGrain, [&](int64_t begin, int64_t end) { kernel(px + begin, py + begin, end - begin); });
+        return y;
+      }
+    }
     const T s = static_cast<T>(slope);
     with_activation(kind, [&](auto f) {
       using F = decltype(f);
@@ -135,6 +162,14 @@ Tensor activation_backward(ActivationKind kind, const Tensor& gy_in, const Tenso
     const T* px = x.data<T>();
     const T* pg = gy.data<T>();
     T* out = gx.data<T>();
+    if constexpr (std::is_same_v<T, float>) {
+      if (const VectorBackward kernel = vector_backward(kind)) {
+        parallel_for(x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+          kernel(px + begin, pg + begin, out + begin, end - begin);
+        });
+        return gx;
+      }
+    }
     const T s = static_cast<T>(slope);
     with_activation(kind, [&](auto f) {
       using F = decltype(f);
