@@ -28,23 +28,6 @@ template <typename T> const T* channel_data(const Tensor& t, Tensor& keep) {
   return keep.data<T>();
 }
 
-// sum of term(i) over i in [0, s), in 16 independent lanes of T so that the compiler can
-// vectorize it (one running sum is a serial dependency chain it must keep in order); the
-// lanes and the tail are added in double. Planes hold at most a few thousand elements per
-// lane, so float lanes lose nothing measurable; sums across planes are taken in double.
-template <typename T, typename Term>
-double plane_sum(int64_t s, Term term) {
-  constexpr int kLanes = 16;
-  T lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= s; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += term(i + l);
-  double total = 0;
-  for (; i < s; ++i) total += term(i);
-  for (int l = 0; l < kLanes; ++l) total += lanes[l];
-  return total;
-}
-
 }  // namespace
 
 BatchNormStats batch_norm_stats(const Tensor& x_in) {
@@ -59,19 +42,16 @@ BatchNormStats batch_norm_stats(const Tensor& x_in) {
     T* var = stats.var.data<T>();
     parallel_for(L.c, L.channel_grain(), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        double sum = 0;
-        for (int64_t n = 0; n < L.n; ++n) {
-          const T* xs = px + L.at(n, c);
-          sum += plane_sum<T>(L.s, [xs](int64_t i) { return xs[i]; });
-        }
+        double sum = 0;  // accumulate in double: M can be millions of float32 values
+        for (int64_t n = 0; n < L.n; ++n)
+          for (int64_t i = 0; i < L.s; ++i) sum += px[L.at(n, c) + i];
         const double m = sum / static_cast<double>(L.per_channel());
-        // Two passes: E[(x - m)^2], not E[x^2] - m^2, which cancels when |m| >> std.
         double sq = 0;
-        for (int64_t n = 0; n < L.n; ++n) {
-          const T* xs = px + L.at(n, c);
-          const T mt = static_cast<T>(m);
-          sq += plane_sum<T>(L.s, [xs, mt](int64_t i) { return (xs[i] - mt) * (xs[i] - mt); });
-        }
+        for (int64_t n = 0; n < L.n; ++n)
+          for (int64_t i = 0; i < L.s; ++i) {
+            const double d = px[L.at(n, c) + i] - m;
+            sq += d * d;
+          }
         mean[c] = static_cast<T>(m);
         var[c] = static_cast<T>(sq / static_cast<double>(L.per_channel()));
       }
@@ -135,29 +115,26 @@ BatchNormGrads batch_norm_backward(const Tensor& gy_in, const Tensor& x_in, cons
     const double M = static_cast<double>(L.per_channel());
     parallel_for(L.c, L.channel_grain(), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        const T mc = mean[c];
-        double sum_g = 0, sum_g_centered = 0;  // sum of g, sum of g * (x - mean)
-        for (int64_t n = 0; n < L.n; ++n) {
-          const T* xs = px + L.at(n, c);
-          const T* gs = pg + L.at(n, c);
-          sum_g += plane_sum<T>(L.s, [gs](int64_t i) { return gs[i]; });
-          sum_g_centered += plane_sum<T>(L.s, [xs, gs, mc](int64_t i) { return gs[i] * (xs[i] - mc); });
-        }
-        const double sum_g_xhat = sum_g_centered * static_cast<double>(invstd[c]);
+        double sum_g = 0, sum_g_xhat = 0;
+        for (int64_t n = 0; n < L.n; ++n)
+          for (int64_t i = 0; i < L.s; ++i) {
+            const int64_t k = L.at(n, c) + i;
+            sum_g += pg[k];
+            sum_g_xhat += pg[k] * (px[k] - mean[c]) * invstd[c];
+          }
         gb[c] = static_cast<T>(sum_g);
         gw[c] = static_cast<T>(sum_g_xhat);
         const double scale = static_cast<double>(invstd[c]) * (weight ? weight[c] : 1.0);
-        // training: gx = scale * (g - mean(g) - xhat * mean(g * xhat)), with
-        // xhat = (x - mean) * invstd, as g * a - (x - mean) * b - shift in T per element.
-        const T a = static_cast<T>(scale);
-        const T b = training ? static_cast<T>(scale * static_cast<double>(invstd[c]) * sum_g_xhat / M) : T(0);
-        const T shift = training ? static_cast<T>(scale * sum_g / M) : T(0);
-        for (int64_t n = 0; n < L.n; ++n) {
-          const T* xs = px + L.at(n, c);
-          const T* gs = pg + L.at(n, c);
-          T* gxs = gx + L.at(n, c);
-          for (int64_t i = 0; i < L.s; ++i) gxs[i] = gs[i] * a - (xs[i] - mc) * b - shift;
-        }
+        for (int64_t n = 0; n < L.n; ++n)
+          for (int64_t i = 0; i < L.s; ++i) {
+            const int64_t k = L.at(n, c) + i;
+            if (training) {
+              const double xhat = (px[k] - mean[c]) * static_cast<double>(invstd[c]);
+              gx[k] = static_cast<T>(scale * (pg[k] - sum_g / M - xhat * sum_g_xhat / M));
+            } else {
+              gx[k] = static_cast<T>(scale * pg[k]);
+            }
+          }
       }
     });
     return g;
