@@ -2,10 +2,8 @@
 // autograd wrappers of layers/functional.h.
 #include "layers/ops/pooling.h"
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
-#include <vector>
 
 #include "cuda/tensor_ops.h"
 #include "tensor/ops.h"
@@ -121,43 +119,6 @@ MaxPoolResult max_pool2d_forward(const Tensor& x_in, const Pool2dGeometry& g) {
         }
     });
     return r;
-  });
-}
-
-Tensor max_pool2d_values(const Tensor& x_in, const Pool2dGeometry& g) {
-  require_cpu("max_pool2d_values", x_in);
-  const Tensor x = x_in.contiguous();
-  const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
-  return dispatch_floating(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    Tensor y = Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype());
-    const T* px = x.data<T>();
-    T* py = y.data<T>();
-    // NaN wins, as in max_pool2d_forward: once m is NaN, v > m is false and m stays.
-    auto nan_max = [](T m, T v) { return v > m || v != v ? v : m; };
-    parallel_for(planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(out_plane * g.kernel_h * g.kernel_w, 1)),
-                 [&](int64_t p0, int64_t p1) {
-      std::vector<T> row_max(g.in_w);
-      for (int64_t plane = p0; plane < p1; ++plane) {
-        const T* in = px + plane * in_plane;
-        T* out = py + plane * out_plane;
-        for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          const int64_t h0 = std::max<int64_t>(oh * g.stride_h - g.pad.top, 0);
-          const int64_t h1 = std::min(oh * g.stride_h - g.pad.top + g.kernel_h, g.in_h);
-          std::copy(in + h0 * g.in_w, in + (h0 + 1) * g.in_w, row_max.begin());
-          for (int64_t h = h0 + 1; h < h1; ++h)
-            for (int64_t w = 0; w < g.in_w; ++w) row_max[w] = nan_max(row_max[w], in[h * g.in_w + w]);
-          for (int64_t ow = 0; ow < g.out_w; ++ow) {
-            const int64_t w0 = std::max<int64_t>(ow * g.stride_w - g.pad.left, 0);
-            const int64_t w1 = std::min(ow * g.stride_w - g.pad.left + g.kernel_w, g.in_w);
-            T best = row_max[w0];
-            for (int64_t w = w0 + 1; w < w1; ++w) best = nan_max(best, row_max[w]);
-            out[oh * g.out_w + ow] = best;
-          }
-        }
-      }
-    });
-    return y;
   });
 }
 
@@ -318,7 +279,6 @@ static Tensor cuda_pool2d(const Tensor& x, const ops::Pool2dGeometry& g, bool ma
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options, const std::string& name) {
   const ops::Pool2dGeometry g = ops::pool2d_geometry(x, options, name);
   if (!x.device().is_cpu()) return cuda_pool2d(x, g, true, false, name);
-  if (!any_requires_grad({x})) return ops::max_pool2d_values(x, g);  // no indices to keep
   ops::MaxPoolResult r = ops::max_pool2d_forward(x, g);
   return record("max_pool2d", r.y, {x}, [argmax = r.argmax, g](const Tensor& gy) {
     return V{ops::max_pool2d_backward(gy, argmax, g)};

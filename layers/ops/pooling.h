@@ -27,9 +27,6 @@ struct MaxPoolResult {
 };
 // Padding counts as -inf; the first maximum in row-major window order wins ties (NaN wins).
 MaxPoolResult max_pool2d_forward(const Tensor& x, const Pool2dGeometry& g);
-// max_pool2d_forward(x, g).y without the indices, for inference: the window max is taken as a
-// max over the window's rows (contiguous, vectorized) and then over its columns.
-Tensor max_pool2d_values(const Tensor& x, const Pool2dGeometry& g);
 // gx [N, C, H, W]: each gy element added at its argmax.
 Tensor max_pool2d_backward(const Tensor& gy, const Tensor& argmax, const Pool2dGeometry& g);
 
