@@ -89,30 +89,35 @@ constexpr WinogradMatrices kMatrices = winograd_matrices({0.0, -1.0, 1.0, 0.5, -
 
 constexpr int kLanes = 16;  // tiles per vector step (one AVX-512 float register)
 
-// out[r][c] = sum_k M[r][k] * in[k][c] for every lane, rows r < R, skipping zero entries and
+// out[t] = sum_k coeffs[k] * in(k)[t] for every lane, skipping zero coefficients and
 // multiplications by one (the loops are unrolled, so the tests fold at compile time).
+template <int K, typename T, typename Row, typename Input>
+[[gnu::always_inline]] inline void combine(const Row& coeffs, Input in, T (&out)[kLanes]) {
+  T acc[kLanes] = {};
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) {
+    const T m = static_cast<T>(coeffs[k]);
+    const T* x = in(k);
+    if (coeffs[k] == 0) continue;
+    if (coeffs[k] == 1) {
+      for (int t = 0; t < kLanes; ++t) acc[t] += x[t];
+    } else if (coeffs[k] == -1) {
+      for (int t = 0; t < kLanes; ++t) acc[t] -= x[t];
+    } else {
+      for (int t = 0; t < kLanes; ++t) acc[t] += m * x[t];
+    }
+  }
+  for (int t = 0; t < kLanes; ++t) out[t] = acc[t];
+}
+
+// out[r][c] = sum_k M[r][k] * in[k][c]: the left multiplication by M.
 template <int R, int K, int C, typename T, typename Matrix>
 [[gnu::always_inline]] inline void left_multiply(const Matrix& matrix, const T (&in)[K][C][kLanes],
                                                  T (&out)[R][C][kLanes]) {
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) {
-      T acc[kLanes] = {};
-#pragma GCC unroll 8
-      for (int k = 0; k < K; ++k) {
-        const T m = static_cast<T>(matrix[r][k]);
-        if (matrix[r][k] == 0) continue;
-        if (matrix[r][k] == 1) {
-          for (int t = 0; t < kLanes; ++t) acc[t] += in[k][c][t];
-        } else if (matrix[r][k] == -1) {
-          for (int t = 0; t < kLanes; ++t) acc[t] -= in[k][c][t];
-        } else {
-          for (int t = 0; t < kLanes; ++t) acc[t] += m * in[k][c][t];
-        }
-      }
-      for (int t = 0; t < kLanes; ++t) out[r][c][t] = acc[t];
-    }
+    for (int c = 0; c < C; ++c) combine<K>(matrix[r], [&](int k) { return in[k][c]; }, out[r][c]);
 }
 
 // out[r][c] = sum_k in[r][k] * M[c][k]: the right multiplication by M^T.
@@ -122,22 +127,7 @@ template <int R, int K, int C, typename T, typename Matrix>
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) {
-      T acc[kLanes] = {};
-#pragma GCC unroll 8
-      for (int k = 0; k < K; ++k) {
-        const T m = static_cast<T>(matrix[c][k]);
-        if (matrix[c][k] == 0) continue;
-        if (matrix[c][k] == 1) {
-          for (int t = 0; t < kLanes; ++t) acc[t] += in[r][k][t];
-        } else if (matrix[c][k] == -1) {
-          for (int t = 0; t < kLanes; ++t) acc[t] -= in[r][k][t];
-        } else {
-          for (int t = 0; t < kLanes; ++t) acc[t] += m * in[r][k][t];
-        }
-      }
-      for (int t = 0; t < kLanes; ++t) out[r][c][t] = acc[t];
-    }
+    for (int c = 0; c < C; ++c) combine<K>(matrix[c], [&](int k) { return in[r][k]; }, out[r][c]);
 }
 
 // The shapes of one call, derived once.
