@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 #include <set>
 #include <string_view>
 
 #include "layers/modules.h"
+#include "models/registry.h"
 #include "tensor/error.h"
 
 namespace scalpel::models {
@@ -132,6 +134,54 @@ NamedTensors pair_by_order(const Model& model, const NamedTensors& tensors, cons
   return out;
 }
 
+// The widths a width-multiplied family is published in (Keras' MobileNet V1 alphas).
+std::vector<double> published_widths(const std::string& model_name) {
+  if (model_name == "mobilenet_v1") return {0.25, 0.5, 0.75, 1.0};
+  return {};
+}
+
+// The published width of `model`'s family whose shapes all agree with the file's (the head
+// aside: --classes is a separate question), or nullopt. A legacy state dict carries no options,
+// so a wrong --width makes every layer mismatch; this finds the one that fits.
+std::optional<double> fitting_width(const Model& model, const std::map<std::string, Tensor>& given,
+                                    const std::set<std::string>& head) {
+  for (double width : published_widths(model.name())) {
+    if (model.options().width.value_or(1.0) == width) continue;
+    ModelOptions options = model.options();
+    options.width = width;
+    std::shared_ptr<Model> candidate;
+    {
+      nn::SkipInitGuard skip_init;
+      candidate = create_model(model.name(), options);
+    }
+    bool fits = true;
+    for (const auto& nt : candidate->state_dict()) {
+      if (head.count(nt.name) || is_batch_counter(nt.name)) continue;
+      const auto it = given.find(nt.name);
+      if (it == given.end() || it->second.shape() != nt.tensor.shape()) {
+        fits = false;
+        break;
+      }
+    }
+    if (fits) return width;
+  }
+  return std::nullopt;
+}
+
+// BatchNorm running variances are >= 0 (PyTorch turns a negative one into NaN logits, we would
+// silently give finite ones): a corrupt or hand-edited file, refused naming the tensor.
+void check_running_variances(const std::vector<nn::NamedTensor>& state, const std::string& source) {
+  constexpr std::string_view kSuffix = "running_var";
+  for (const auto& [name, t] : state) {
+    if (name.size() < kSuffix.size() || name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
+      continue;
+    const std::vector<double> v = t.to_vector();
+    const auto negative = std::find_if(v.begin(), v.end(), [](double x) { return x < 0; });
+    SCALPEL_CHECK(negative == v.end(), "{}: {} holds a negative variance ({:g} at index {}); BatchNorm running "
+                  "variances are >= 0 (corrupt file?)", source, name, *negative, negative - v.begin());
+  }
+}
+
 }  // namespace
 
 NamedTensors rename_timm(const std::string& model_name, const NamedTensors& tensors, const std::string& source) {
@@ -197,6 +247,23 @@ LoadResult load_weights(Model& model, const NamedTensors& tensors, const std::st
   const bool head_only = unexpected.empty() && !(missing.empty() && mismatched.empty()) &&
                          std::all_of(missing.begin(), missing.end(), in_head) &&
                          std::all_of(mismatched.begin(), mismatched.end(), in_head);
+  // Every layer's shape differs while every name matches: the same network at another width
+  // (a legacy file loaded with the wrong --width), said in one line instead of a wall of shapes.
+  const size_t layers = std::count_if(named.begin(), named.end(), [](const auto& nt) { return nt.second.dim() >= 2; });
+  const size_t layers_mismatched = std::count_if(named.begin(), named.end(), [&](const auto& nt) {
+    return nt.second.dim() >= 2 && ours.count(nt.first) && ours.at(nt.first).shape() != nt.second.shape();
+  });
+  if (missing.empty() && unexpected.empty() && layers > 1 && layers_mismatched == layers) {
+    const std::optional<double> width = fitting_width(model, given, head_set);
+    const std::string current = model.options().width ? fmt::format(" --width {:g}", *model.options().width) : "";
+    if (width)
+      fail("{} does not fit {}{}: the shapes of all {} layers differ; it fits --width {:g}", source, model.name(),
+           current, layers, *width);
+    fail("{} does not fit {}{}: the shapes of all {} layers differ (e.g. {}){}", source, model.name(), current,
+         layers, mismatched.front(),
+         published_widths(model.name()).empty() ? std::string(" (is --model right?)")
+                                                : std::string("; no published --width fits either"));
+  }
   if (!head_only && !(missing.empty() && unexpected.empty() && mismatched.empty())) {
     std::string message = fmt::format("{} does not fit {} (--classes {}):", source, model.name(), model.options().classes);
     if (!missing.empty()) message += fmt::format(" {} missing key(s): {};", missing.size(), list_some(missing));
@@ -226,6 +293,7 @@ LoadResult load_weights(Model& model, const NamedTensors& tensors, const std::st
     state.push_back({weight, w});
     if (b.defined()) state.push_back({bias, b});
   }
+  check_running_variances(state, source);
   model.load_state_dict(state, /*strict=*/true);
   return result;
 }

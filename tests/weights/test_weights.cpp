@@ -129,6 +129,42 @@ TEST(LoadWeights, HeadMismatchPlusAnotherProblemIsAnError) {
   EXPECT_NE(msg.find("fc.weight: model [4, 256], file [1000, 256]"), std::string::npos) << msg;
 }
 
+TEST(LoadWeights, NegativeRunningVarianceIsRefusedNamingTheTensor) {
+  auto source = create_model("mobilenet_v1", small_options());
+  NamedTensors file = state_of(*source);
+  for (auto& [name, t] : file)
+    if (name == "stage2.1.4.running_var") t.data<float>()[3] = -0.5f;
+  auto target = blank("mobilenet_v1", small_options());
+  const std::string msg = error_of([&] { load_weights(*target, file, "bad_var.pt"); });
+  EXPECT_NE(msg.find("bad_var.pt: stage2.1.4.running_var holds a negative variance (-0.5 at index 3)"),
+            std::string::npos) << msg;
+  for (const auto& nt : target->named_parameters())
+    EXPECT_EQ(nt.tensor.to_vector().front(), 7.0) << nt.name << " was written despite the error";
+}
+
+TEST(LoadWeights, WrongWidthSaysWhichWidthFitsInOneLine) {
+  ModelOptions half = small_options();
+  half.width = 0.5;
+  auto source = create_model("mobilenet_v1", half);
+  const NamedTensors file = state_of(*source);
+  auto target = blank("mobilenet_v1", small_options());  // --width 0.25
+  std::string msg = error_of([&] { load_weights(*target, file, "legacy.pth"); });
+  EXPECT_EQ(msg, "legacy.pth does not fit mobilenet_v1 --width 0.25: the shapes of all 28 layers differ; it fits "
+                 "--width 0.5");
+  // Another class count as well: the width is still found (the head is a separate question).
+  auto four = blank("mobilenet_v1", small_options(4));
+  msg = error_of([&] { load_weights(*four, file, "legacy.pth"); });
+  EXPECT_NE(msg.find("it fits --width 0.5"), std::string::npos) << msg;
+  // No published width fits: one line with one example, not the whole list.
+  NamedTensors odd = file;
+  for (auto& [name, t] : odd)
+    if (name == "stage1.0.0.weight") t = Tensor::zeros({5, 3, 3, 3});
+  msg = error_of([&] { load_weights(*target, odd, "odd.pth"); });
+  EXPECT_NE(msg.find("the shapes of all 28 layers differ (e.g. stage1.0.0.weight: model [8, 3, 3, 3], file "
+                     "[5, 3, 3, 3]); no published --width fits either"),
+            std::string::npos) << msg;
+}
+
 TEST(LoadWeights, OrderLoadsByPositionWhateverTheNames) {
   auto source = create_model("mobilenet_v1", small_options());
   NamedTensors file;
