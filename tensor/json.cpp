@@ -12,6 +12,34 @@ namespace {
 // Nesting deeper than this is refused: the parser recurses, and no sane document needs more.
 constexpr int kMaxDepth = 512;
 
+// The byte length of the well-formed UTF-8 character at s[i], or 0 when it is malformed,
+// truncated, overlong or a surrogate.
+size_t utf8_char_length(std::string_view s, size_t i) {
+  const auto lead = static_cast<unsigned char>(s[i]);
+  size_t length;
+  uint32_t cp;
+  if (lead < 0x80) {
+    return 1;
+  } else if ((lead & 0xE0) == 0xC0) {
+    length = 2, cp = lead & 0x1F;
+  } else if ((lead & 0xF0) == 0xE0) {
+    length = 3, cp = lead & 0x0F;
+  } else if ((lead & 0xF8) == 0xF0) {
+    length = 4, cp = lead & 0x07;
+  } else {
+    return 0;
+  }
+  if (s.size() - i < length) return 0;
+  for (size_t k = 1; k < length; ++k) {
+    const auto c = static_cast<unsigned char>(s[i + k]);
+    if ((c & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (c & 0x3F);
+  }
+  static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMinForLength[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return length;
+}
+
 class Parser {
  public:
   Parser(std::string_view text, std::string_view source) : text_(text), source_(source) {}
@@ -195,30 +223,8 @@ class Parser {
 
   // Copies one UTF-8 encoded character, refusing malformed, overlong and surrogate encodings.
   void copy_utf8_char(std::string& out) {
-    const auto lead = static_cast<unsigned char>(peek());
-    int length;
-    uint32_t cp;
-    if (lead < 0x80) {
-      length = 1, cp = lead;
-    } else if ((lead & 0xE0) == 0xC0) {
-      length = 2, cp = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, cp = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, cp = lead & 0x07;
-    } else {
-      error("invalid UTF-8 in string");
-    }
-    if (text_.size() - pos_ < static_cast<size_t>(length)) error("truncated UTF-8 in string");
-    for (int i = 1; i < length; ++i) {
-      const auto c = static_cast<unsigned char>(text_[pos_ + i]);
-      if ((c & 0xC0) != 0x80) error("invalid UTF-8 in string");
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      error("invalid UTF-8 in string");
-    }
+    const size_t length = utf8_char_length(text_, pos_);
+    if (length == 0) error("invalid UTF-8 in string");
     out.append(text_.substr(pos_, length));
     pos_ += length;
   }
@@ -279,7 +285,8 @@ class Parser {
 
 void dump_string(std::string& out, std::string_view s) {
   out += '"';
-  for (const char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -291,8 +298,11 @@ void dump_string(std::string& out, std::string_view s) {
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        } else if (const size_t length = utf8_char_length(s, i); length > 0) {
+          out.append(s.substr(i, length));  // well-formed UTF-8 passes through unchanged
+          i += length - 1;
         } else {
-          out += c;  // UTF-8 passes through unchanged
+          out += "\\ufffd";  // a byte that is not UTF-8 (a Latin-1 file name): the replacement character
         }
     }
   }

@@ -11,7 +11,9 @@
 //
 // Numbers are doubles: integers are exact up to 2^53, and dump() prints the shortest text that
 // parses back to the same double. NaN and infinities have no JSON spelling: dump() writes them
-// as null (as JavaScript's JSON.stringify does).
+// as null (as JavaScript's JSON.stringify does). Strings are bytes: dump() copies well-formed
+// UTF-8 and writes every byte that is not part of one (a Latin-1 file name) as \ufffd, the
+// replacement character (as Python's errors="replace" does), so its output is always valid JSON.
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
