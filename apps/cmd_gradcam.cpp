@@ -4,6 +4,7 @@
 #include "apps/cli.h"
 #include "apps/gradcam.h"
 #include "apps/model_flags.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/npy.h"
 
@@ -11,13 +12,13 @@ namespace scalpel::cli {
 namespace {
 
 int run_gradcam(const std::vector<std::string>& argv) {
-  Args args("gradcam", "--model M --weights W --image F --out PNG [--class K] [--layer NAME] [--npy RAW.npy]");
+  Args args("gradcam", "--weights W [--model M] --image F --out PNG [--class K] [--layer NAME] [--npy RAW.npy]");
   add_model_flags(args);
   args.option("image", "image file to explain")
-      .option("out", "PNG to write: the heatmap blended over the preprocessed image")
-      .option("class", "class index to explain (default: the predicted class)", "-1")
+      .option("out", "PNG to write: the heatmap blended over the image, at the image's size")
+      .option("class", "class index to explain, -1 = the predicted class", "-1")
       .option("layer", "module whose activation is used (default: the model's last feature map)")
-      .option("npy", "also write the heatmap as float32 [H, W] .npy")
+      .option("npy", "also write the heatmap as float32 [H, W] .npy (the image's height and width)")
       .option("alpha", "weight of the heatmap colours in the overlay", "0.45");
   if (!args.parse(argv)) return 0;
   const std::string image_path = args.require("image"), out = args.require("out");
@@ -29,13 +30,16 @@ int run_gradcam(const std::vector<std::string>& argv) {
                 s.info.name, s.info.task);
   const data::Preprocess p = eval_preprocess(s);
   const data::Image image = data::load_image(image_path);
-  const GradCamResult cam = gradcam(*s.model, data::preprocess(image, p).to(s.device), args.get_int("class"),
-                                    args.get("layer"));
-  data::save_image(out, gradcam_overlay(data::fit_image(image, p), cam, args.get_double("alpha")));
+  const GradCamResult cam = heatmap_on_image(
+      gradcam(*s.model, data::preprocess(image, p).to(s.device), args.get_int("class"), args.get("layer")),
+      image.width, image.height, p);
+  const std::vector<uint8_t> png = data::encode_png(gradcam_overlay(image, cam, args.get_double("alpha")));
+  std::vector<std::pair<std::string, std::string>> files = {{out, std::string(png.begin(), png.end())}};
   if (args.has("npy")) {
     std::vector<double> v(cam.heatmap.begin(), cam.heatmap.end());
-    save_npy(args.get("npy"), Tensor::from_vector(v, {cam.height, cam.width}));
+    files.push_back({args.get("npy"), serialize_npy(Tensor::from_vector(v, {cam.height, cam.width}).to(DType::F32))});
   }
+  write_files_atomic(files);  // both or neither
   const std::string name = s.class_names.empty() ? std::to_string(cam.class_index) : s.class_names[cam.class_index];
   std::printf("class %lld (%s, p = %.4f), layer %s -> %s\n", static_cast<long long>(cam.class_index), name.c_str(),
               cam.probability, cam.layer.c_str(), out.c_str());

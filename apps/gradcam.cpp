@@ -87,6 +87,49 @@ GradCamResult gradcam(models::Model& model, const Tensor& input, int64_t class_i
   return r;
 }
 
+GradCamResult heatmap_on_image(const GradCamResult& cam, int image_width, int image_height,
+                               const data::Preprocess& p) {
+  SCALPEL_CHECK(image_width > 0 && image_height > 0 && cam.width == p.width && cam.height == p.height,
+                "gradcam: a {}x{} heatmap is not the {}x{} input of the preprocessing", cam.width, cam.height, p.width,
+                p.height);
+  data::ImageF heat(cam.width, cam.height, 1);
+  std::copy(cam.heatmap.begin(), cam.heatmap.end(), heat.pixels.begin());
+  // The part of the input frame that shows the image, and the image's size in that frame.
+  int scaled_width = p.width, scaled_height = p.height;
+  if (p.fit == data::Fit::letterbox) {
+    const double s = std::min(static_cast<double>(p.width) / image_width, static_cast<double>(p.height) / image_height);
+    scaled_width = std::clamp(static_cast<int>(std::round(image_width * s)), 1, p.width);
+    scaled_height = std::clamp(static_cast<int>(std::round(image_height * s)), 1, p.height);
+  } else if (p.fit == data::Fit::crop) {
+    // As data/preprocess.cpp: the short side resized to round(max(W, H) / crop_fraction).
+    const int side = static_cast<int>(std::round(std::max(p.width, p.height) / p.crop_fraction));
+    scaled_width = image_width <= image_height ? side : static_cast<int>(static_cast<int64_t>(side) * image_width / image_height);
+    scaled_height = image_width <= image_height ? static_cast<int>(static_cast<int64_t>(side) * image_height / image_width) : side;
+  }
+  if (p.fit != data::Fit::stretch) {
+    // Input pixel (x, y) shows scaled pixel (x + x0, y + y0): a centred crop of a larger image,
+    // or a smaller one centred with padding (data/transforms.h center_crop, letterbox).
+    auto offset = [](int scaled, int input) {
+      return scaled >= input ? static_cast<int>(std::round((scaled - input) / 2.0)) : -((input - scaled) / 2);
+    };
+    const int x0 = offset(scaled_width, p.width), y0 = offset(scaled_height, p.height);
+    data::ImageF scaled(scaled_width, scaled_height, 1, 0.f);  // 0 where the crop cut the image away
+    for (int y = 0; y < scaled_height; ++y)
+      for (int x = 0; x < scaled_width; ++x) {
+        const int ix = x - x0, iy = y - y0;
+        if (ix >= 0 && iy >= 0 && ix < p.width && iy < p.height) scaled.at(y, x) = heat.at(iy, ix);
+      }
+    heat = std::move(scaled);
+  }
+  const data::ImageF back = data::resize(heat, image_width, image_height, data::Interp::bilinear);
+  GradCamResult out = cam;
+  out.width = image_width;
+  out.height = image_height;
+  out.heatmap.resize(back.pixels.size());
+  for (size_t i = 0; i < back.pixels.size(); ++i) out.heatmap[i] = std::clamp(back.pixels[i], 0.f, 1.f);
+  return out;
+}
+
 void jet_color(double v, uint8_t rgb[3]) {
   v = std::clamp(v, 0.0, 1.0);
   // Piecewise-linear jet: each channel is a tent centred at 0.75 (R), 0.5 (G), 0.25 (B).

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/image.h"
+#include "data/preprocess.h"
 #include "models/model.h"
 #include "tensor/tensor.h"
 
@@ -30,6 +31,13 @@ struct GradCamResult {
 // class when it is out of range.
 GradCamResult gradcam(models::Model& model, const Tensor& input, int64_t class_index = -1,
                       const std::string& layer = "");
+
+// The heatmap moved from the model's input frame back onto the original image of
+// `image_width` x `image_height` that `p` fitted to that input (stretch: resized back; crop: the
+// centre crop's region of the image, 0 where the crop cut the image away; letterbox: the
+// padding dropped). What `scalpel gradcam` writes: the overlay and .npy at the image's own size.
+GradCamResult heatmap_on_image(const GradCamResult& cam, int image_width, int image_height,
+                               const data::Preprocess& p);
 
 // The heatmap as colours (a jet-like map: blue 0 -> cyan -> yellow -> red 1) blended over
 // `image` (resized to the heatmap's size first when it differs): out = (1-alpha) image +

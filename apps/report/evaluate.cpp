@@ -202,9 +202,11 @@ void write_eval_report(const EvalResult& result, const std::string& out_dir, con
   const History history = options.history_path.empty() ? History{} : load_history(options.history_path);
   const std::vector<GalleryItem> gallery = error_gallery(result, options);
   const std::filesystem::path dir(out_dir);
-  write_file_atomic((dir / "metrics.json").string(), metrics_to_json(result.metrics).dump(2) + "\n");
-  write_file_atomic((dir / "predictions.csv").string(), predictions_csv(result));
-  write_file_atomic((dir / "report.html").string(), render_html_report(result, options.title, history, gallery));
+  // All three are rendered before any is written, then published together: never a metrics.json
+  // without its report.html.
+  write_files_atomic({{(dir / "metrics.json").string(), metrics_to_json(result.metrics).dump(2) + "\n"},
+                      {(dir / "predictions.csv").string(), predictions_csv(result)},
+                      {(dir / "report.html").string(), render_html_report(result, options.title, history, gallery)}});
 }
 
 }  // namespace scalpel::report

@@ -226,9 +226,11 @@ void write_segmentation_report(const SegmentationEvalResult& result, const std::
   const History history = options.history_path.empty() ? History{} : load_history(options.history_path);
   const std::vector<GalleryItem> gallery = worst_gallery(result, options);
   const std::filesystem::path dir(out_dir);
-  write_file_atomic((dir / "metrics.json").string(), segmentation_metrics_to_json(result.metrics).dump(2) + "\n");
-  write_file_atomic((dir / "predictions.csv").string(), segmentation_predictions_csv(result));
-  write_file_atomic((dir / "report.html").string(), render_segmentation_html(result, options.title, history, gallery));
+  // Rendered first, published together (see write_eval_report).
+  write_files_atomic(
+      {{(dir / "metrics.json").string(), segmentation_metrics_to_json(result.metrics).dump(2) + "\n"},
+       {(dir / "predictions.csv").string(), segmentation_predictions_csv(result)},
+       {(dir / "report.html").string(), render_segmentation_html(result, options.title, history, gallery)}});
 }
 
 }  // namespace scalpel::report

@@ -139,6 +139,41 @@ TEST_F(EvalCli, EvalBadInputIsOneErrorLine) {
   EXPECT_FALSE(fs::exists(path("r4") + "/metrics.json"));
 }
 
+// The overlay and the raw map come at the image's own size (not the model's 224 x 224 input),
+// and both files or neither: a --npy that cannot be written leaves no PNG either.
+TEST_F(EvalCli, GradcamOutputsAreAtTheImagesSizeAndWrittenTogether) {
+  const std::string image = path("wide.png"), png = path("wide_cam.png"), npy = path("wide_cam.npy");
+  data::Image wide(48, 30, 3);
+  for (size_t k = 0; k < wide.pixels.size(); ++k) wide.pixels[k] = static_cast<uint8_t>(k * 7 % 251);
+  data::save_image(image, wide);
+  auto r = run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--npy", npy});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const data::Image overlay = data::load_image(png);
+  EXPECT_EQ(overlay.width, 48);
+  EXPECT_EQ(overlay.height, 30);
+  EXPECT_EQ(load_npy(npy).shape(), (Shape{30, 48}));
+
+  const std::string lone_png = path("lone_cam.png");
+  r = run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", lone_png, "--npy",
+               path("no/such/folder/cam.npy")});
+  expect_error(r, "no/such/folder/cam.npy");
+  EXPECT_FALSE(fs::exists(lone_png));
+}
+
+// A report is published whole: when report.html cannot be written, metrics.json and
+// predictions.csv are not left behind either.
+TEST_F(EvalCli, EvalThatCannotWriteItsReportLeavesNoPartialReport) {
+  const std::string out = path("blocked_report");
+  fs::create_directories(fs::path(out) / "report.html");  // a folder where the page should go
+  const auto r = run_cli({"eval", "--weights", weights(), "--data", data_dir(), "--report", out, "--size", "32", "32",
+                          "--gallery", "0"});
+  expect_error(r, "report.html");
+  EXPECT_FALSE(fs::exists(fs::path(out) / "metrics.json"));
+  EXPECT_FALSE(fs::exists(fs::path(out) / "predictions.csv"));
+  for (const auto& entry : fs::directory_iterator(out))
+    EXPECT_EQ(entry.path().filename(), "report.html") << "left behind: " << entry.path();
+}
+
 TEST_F(EvalCli, GradcamWritesOverlayAndRawMap) {
   const std::string png = path("cam.png"), npy = path("cam.npy");
   const std::string image = data_dir() + "/tumor/0.png";

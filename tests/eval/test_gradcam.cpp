@@ -106,5 +106,46 @@ TEST(GradCam, OverlayBlendsJetColours) {
   EXPECT_EQ(out.at(0, 1, 2), 0);
 }
 
+// A heatmap that is 1 on the whole model input, mapped back onto a 100 x 50 image.
+GradCamResult ones(int width, int height) {
+  GradCamResult cam;
+  cam.width = width;
+  cam.height = height;
+  cam.heatmap.assign(static_cast<size_t>(width) * height, 1.f);
+  return cam;
+}
+
+TEST(GradCam, HeatmapGoesBackToTheImagesSizeAndGeometry) {
+  data::Preprocess p;
+  p.width = p.height = 32;
+  p.fit = data::Fit::stretch;
+  GradCamResult back = heatmap_on_image(ones(32, 32), 100, 50, p);
+  ASSERT_EQ(back.width, 100);
+  ASSERT_EQ(back.height, 50);
+  ASSERT_EQ(back.heatmap.size(), 5000u);
+  for (float v : back.heatmap) ASSERT_NEAR(v, 1.f, 1e-6);
+
+  // crop 0.5: the short side 50 -> 64, so the image is 128 x 64 and the input its centre 32 x 32,
+  // i.e. x in [48, 80) of 128 and y in [16, 48) of 64: [37.5, 62.5) x [12.5, 37.5) of the image.
+  p.fit = data::Fit::crop;
+  p.crop_fraction = 0.5;
+  back = heatmap_on_image(ones(32, 32), 100, 50, p);
+  auto at = [&](int y, int x) { return back.heatmap[static_cast<size_t>(y) * back.width + x]; };
+  EXPECT_NEAR(at(25, 50), 1.f, 1e-6);
+  EXPECT_NEAR(at(14, 40), 1.f, 1e-6);
+  EXPECT_EQ(at(25, 20), 0.f);  // cut away by the crop: no evidence computed there
+  EXPECT_EQ(at(5, 50), 0.f);
+  EXPECT_EQ(at(45, 80), 0.f);
+
+  // letterbox: the image fills 32 x 16 of the input, rows 8..23; the padding rows are dropped.
+  p.fit = data::Fit::letterbox;
+  GradCamResult padded = ones(32, 32);
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 32; ++x)
+      if (y < 8 || y >= 24) padded.heatmap[static_cast<size_t>(y) * 32 + x] = 0.f;
+  back = heatmap_on_image(padded, 100, 50, p);
+  for (float v : back.heatmap) ASSERT_NEAR(v, 1.f, 1e-6);
+}
+
 }  // namespace
 }  // namespace scalpel
