@@ -44,7 +44,9 @@ std::string Args::help_text() const {
     std::string left = "--" + name;
     if (!s.is_switch) left += s.values == 1 ? " X" : (s.values < 0 ? " X..." : fmt::format(" X*{}", s.values));
     std::string right = s.help;
-    if (!s.default_value.empty()) right += fmt::format(" (default {})", s.default_value);
+    // A help line that explains its default itself keeps that wording alone.
+    if (!s.default_value.empty() && right.find("(default") == std::string::npos)
+      right += fmt::format(" (default {})", s.default_value);
     out += fmt::format("  {:<24} {}\n", left, right);
   }
   out += fmt::format("  {:<24} {}\n", "--help", "show this help");

@@ -37,7 +37,7 @@ int run_bench(const std::vector<std::string>& argv) {
       .option("iters", "timed iterations", "10")
       .option("warmup", "untimed iterations first (allocator and caches warm up)", "2")
       .flag("train", "time forward + backward + SGD step instead of an evaluation-mode forward")
-      .option("threads", "CPU threads (default: all cores)", "0")
+      .option("threads", "CPU threads, 0 = all cores", "0")
       .flag("json", "print one JSON object (the only output format; accepted for scripts)");
   if (!args.parse(argv)) return 0;
   const int64_t batch = args.get_int("batch"), iters = args.get_int("iters"), warmup = args.get_int("warmup");

@@ -11,13 +11,21 @@
 namespace scalpel::cli {
 namespace {
 
-int run_stats(const std::vector<std::string>& argv) {
+constexpr const char* kStatsSummary =
+    "exploratory analysis: counts per split and class, sizes, intensity, duplicates, blur";
+
+Args stats_args() {
   Args args("data stats", "DIR [--no-duplicates] [--blur-threshold X] [--blurriest N] [--strict]");
   args.positional("DIR", "dataset folder (any layout of data/dataset.h)")
       .flag("no-duplicates", "skip the near-duplicate search (the slowest part)")
       .option("blur-threshold", "also list images whose blur score is below it", "0")
       .option("blurriest", "how many of the blurriest images to list", "5")
       .flag("strict", "stop at the first unreadable file instead of counting it");
+  return args;
+}
+
+int run_stats(const std::vector<std::string>& argv) {
+  Args args = stats_args();
   if (!args.parse(argv)) return 0;
   const std::vector<std::string> dirs = args.positionals();
   SCALPEL_CHECK(dirs.size() == 1, "data stats expects one DIR, got {} (see scalpel data stats --help)", dirs.size());
@@ -35,7 +43,9 @@ int run_stats(const std::vector<std::string>& argv) {
 
 int run_data(const std::vector<std::string>& argv) {
   if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
-    std::printf("usage: scalpel data stats DIR [options]   (scalpel data stats --help)\n");
+    // Every subcommand with its flags (there is one so far).
+    std::printf("usage: scalpel data SUBCOMMAND ...\n\nsubcommands:\n  stats      %s\n\n%s", kStatsSummary,
+                stats_args().help_text().c_str());
     return 0;
   }
   SCALPEL_CHECK(!argv.empty(), "data: expected a subcommand (scalpel data stats DIR)");

@@ -54,7 +54,7 @@ int eval_segmentation(const Args& args, const ModelSetup& s, const data::Dataset
 }
 
 int run_eval(const std::vector<std::string>& argv) {
-  Args args("eval", "--model M --weights W --data DIR --report OUT [--split test|val|train|all] [--size H W]\n"
+  Args args("eval", "--weights W [--model M] --data DIR --report OUT [--split test|val|train|all] [--size H W]\n"
                     "       [--tta none|flip|flip4|crops] [--group-tta]");
   add_model_flags(args);
   args.option("data", "labelled images (any layout of data/dataset.h, e.g. DIR/<class>/<image>; DIR/images + "

@@ -111,7 +111,7 @@ int predict_images(const Args& args, ModelSetup& s) {
 
 int run_predict(const std::vector<std::string>& argv) {
   Args args("predict",
-            "--model M --weights W (--input-npy X.npy --output-npy Y.npy | --image F... [--topk K] [--labels FILE] "
+            "--weights W [--model M] (--input-npy X.npy --output-npy Y.npy | --image F... [--topk K] [--labels FILE] "
             "[--json] [--preprocess PRESET])");
   add_model_flags(args);
   args.option("input-npy", "float32 NCHW array, already preprocessed")

@@ -95,10 +95,10 @@ bool serve_until_stop_signal(serve::Server& server) {
 
 int run_serve(const std::vector<std::string>& argv) {
   Args args("serve",
-            "--model M --weights W [--port P] [--host H] [--name N] [--config MODELS.json] [--reports DIR] ...");
+            "--weights W [--model M] [--port P] [--host H] [--name N] [--config MODELS.json] [--reports DIR] ...");
   add_model_flags(args);
   args.option("port", "TCP port (0: any free port)", "8080")
-      .option("host", "address to listen on (default loopback only; 0.0.0.0 exposes the server)", "127.0.0.1")
+      .option("host", "address to listen on: the default is loopback only, 0.0.0.0 exposes the server", "127.0.0.1")
       .option("name", "name of the --model on the page and in the API (default: the model name)")
       .option("config", "JSON list of further models: [{\"name\": N, \"model\": M, \"weights\": W, ...}]")
       .option("reports", "folder whose report.html files (scalpel eval) the /reports page lists")

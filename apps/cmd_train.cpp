@@ -10,7 +10,9 @@
 #include "apps/progress.h"
 #include "apps/train/segmentation.h"
 #include "apps/train/trainer.h"
+#include "data/augment.h"
 #include "data/split.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/random.h"
 
@@ -19,7 +21,7 @@ namespace {
 
 int run_train(const std::vector<std::string>& argv) {
   Args args("train",
-            "--model M --data DIR --out DIR [--weights W] [--classes N] [--epochs E] [--batch B] [--lr X]\n"
+            "(--model M | --weights CHECKPOINT) --data DIR --out DIR [--classes N] [--epochs E] [--batch B] [--lr X]\n"
             "       [--freeze-backbone | --unfreeze-last N | --head-epochs E1 [--finetune-lr X]] [--sampler S] ...");
   add_model_flags(args);
   args.option("data", "dataset folder (ImageFolder, train/val/test folders, HAM10000, ... see data/dataset.h; "
@@ -40,7 +42,8 @@ int run_train(const std::vector<std::string>& argv) {
       .option("sampler", "order of the training samples per epoch: shuffle | sequential | weighted (draws with "
                          "replacement, inverse class frequency) | oversample (minority classes repeated)", "shuffle")
       .flag("no-shuffle", "keep dataset order (ImageFolder order) every epoch: --sampler sequential")
-      .option("augment", "augmentation of the training split: none | xray | dermoscopy[,key=value...]", "dermoscopy")
+      .option("augment", "augmentation of the training split: none | xray (no flips: anatomy is not left-right "
+                         "symmetric) | dermoscopy (flips, any rotation)[,key=value...]", "xray")
       .flag("no-augment", "same as --augment none")
       .option("size", "input height and width (default: the model's input size)", "", 2)
       .option("normalize", "normalization preset: imagenet | tf | unit | caffe | none", "imagenet")
@@ -55,8 +58,8 @@ int run_train(const std::vector<std::string>& argv) {
                              "(all layers, or --unfreeze-last N) at --finetune-lr for the rest", "0")
       .option("finetune-lr", "learning rate of the fine-tuning phase of --head-epochs (default: --lr / 10)")
       .option("patience", "stop after this many epochs without improvement of --monitor (0 = off)", "0")
-      .option("monitor", "val_loss | val_accuracy | val_macro_f1 (default val_loss); segmentation: val_dice "
-                         "(default) | val_iou | val_loss")
+      .option("monitor", "classifier: val_loss | val_accuracy | val_macro_f1, default val_loss; segmentation: "
+                         "val_dice | val_iou | val_loss, default val_dice")
       .flag("resume", "continue from OUT/last.safetensors")
       .option("log-json", "write one JSON object per optimizer step to this file");
   if (!args.parse(argv)) return 0;
@@ -74,12 +77,16 @@ int run_train(const std::vector<std::string>& argv) {
   // than a classifier's 1000 outputs; see apps/train/segmentation.h.
   models::ModelOptions defaults;
   if (args.has("model") && models::model_info(args.get("model")).task == "segmentation") defaults.classes = 1;
-  ModelSetup setup = load_model_from_flags(args, defaults);
-  const bool segmentation = setup.info.task == "segmentation";
-
   data::Warnings warnings;
   data::Dataset dataset = data::load_dataset(data_dir, warnings);
   std::cerr << warnings.report();  // before the check: they may say why masks are missing
+  // A classifier without --classes gets one output per class folder (over a checkpoint's count).
+  const TrainingLoad training{.data_classes = static_cast<int64_t>(dataset.classes.size())};
+  ModelSetup setup = load_model_from_flags(args, defaults, &training);
+  const bool segmentation = setup.info.task == "segmentation";
+  if (!segmentation && !args.has("classes") && !dataset.classes.empty())
+    std::cerr << fmt::format("note: --classes {} from the class folders of {} ({})\n", dataset.classes.size(),
+                             data_dir, fmt::join(dataset.classes, ", "));
   train::check_task_fits_data(setup.info, dataset);
   if (!dataset.has_fixed_splits()) {
     if (args.has("split")) {
@@ -134,7 +141,17 @@ int run_train(const std::vector<std::string>& argv) {
   info.preprocess = preprocess_to_json(p);
 
   std::filesystem::create_directories(config.out_dir);
-  data::write_split_manifest(config.out_dir + "/split.csv", dataset);
+  for (const std::string& stale : remove_stale_temporaries(config.out_dir))
+    std::cerr << fmt::format("note: removed {}, left by a run that was killed while writing it\n", stale);
+  std::cout << fmt::format("samples: train {}, val {}, test {}\naugment: {}\n",
+                           dataset.split_part("train").samples.size(), dataset.split_part("val").samples.size(),
+                           dataset.split_part("test").samples.size(), data::parse_augment(config.augment).describe());
+  // split.csv goes with the first checkpoint: a run that fails before it leaves no manifest of
+  // a training that never happened.
+  config.on_epoch = [&, written = false](const train::EpochStats&) mutable {
+    if (!written) data::write_split_manifest(config.out_dir + "/split.csv", dataset);
+    written = true;
+  };
   const train::TrainResult r = segmentation ? train::train_segmenter(*setup.model, dataset, info, config, std::cout)
                                             : train::train_classifier(*setup.model, dataset, info, config, std::cout);
   std::cout << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch, r.monitor, r.best_metric,

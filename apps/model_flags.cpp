@@ -12,9 +12,12 @@
 namespace scalpel::cli {
 
 void add_model_flags(Args& args, bool with_weights) {
-  args.option("model", "network name (scalpel models lists them)")
-      .option("classes", "classifier outputs (default 1000, or the checkpoint's); unet: mask channels, 1 = binary "
-                         "with a sigmoid (train's default for unet), K >= 2 = softmax over K classes")
+  args.option("model", with_weights ? "network name (scalpel models lists them); optional when --weights is a scalpel "
+                                      "checkpoint, which names its model"
+                                    : "network name (scalpel models lists them)")
+      .option("classes", "classifier outputs (default: the checkpoint's, else 1000; train: one per class folder); "
+                         "unet: mask channels, 1 = binary with a sigmoid (train's default for unet), K >= 2 = "
+                         "softmax over K classes")
       .option("width", "mobilenet_v1: 0.25|0.5|0.75|1.0; mobilenet_v2: width multiplier")
       .option("activation", "mobilenet_v1: relu6|relu|leaky_relu:<slope>")
       .option("padding", "mobilenet_v1: keras|torch")
@@ -61,7 +64,8 @@ void apply_conv_engine_flag(const std::string& text, nn::Module& model, Device d
 
 }  // namespace
 
-ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& defaults) {
+ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& defaults,
+                                 const TrainingLoad* training) {
   // Commands that declared the flags without --weights (bench) build an untrained model.
   const bool with_weights = args.declares("weights");
   const std::string weights = with_weights ? args.get("weights") : "";
@@ -79,8 +83,10 @@ ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& d
   } else {
     name = args.require("model");
   }
-  const models::ModelOptions options =
-      model_options_from_flags(args, checkpoint ? checkpoint->info.options : defaults);
+  models::ModelOptions options = model_options_from_flags(args, checkpoint ? checkpoint->info.options : defaults);
+  if (training && training->data_classes > 0 && !args.has("classes") &&
+      models::model_info(name, options).task == "classification")
+    options.classes = training->data_classes;
   {
     // Weights overwrite the random initialization: skip it (seconds for the VGGs).
     std::optional<nn::SkipInitGuard> skip_init;
@@ -102,6 +108,10 @@ ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& d
     }
     if (r.head_replaced) {
       const std::string from = r.file_classes ? fmt::format("a {}-class head", r.file_classes) : "no head";
+      SCALPEL_CHECK(training != nullptr,
+                    "--classes {}: {} has {}; only train replaces a head (a fresh one is a random classifier): "
+                    "leave --classes out, or fine-tune with scalpel train --weights {} --classes {}",
+                    options.classes, weights, from, weights, options.classes);
       std::fprintf(stderr,
                    "note: %s has %s; every layer but the head '%s' loaded, the head is freshly initialized for "
                    "%lld classes\n",

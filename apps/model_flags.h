@@ -12,9 +12,11 @@
 //   ModelSetup s = load_model_from_flags(args);   // built, weights loaded, on its device
 //
 // A scalpel checkpoint (models/checkpoint.h) as --weights supplies the model name, its options
-// and class names, so `--model` and `--classes` may be left out; flags given explicitly win
-// (--classes 4 on a 1000-class checkpoint replaces the head, see models/weights.h). Notes about
-// the load (a replaced head, the --weights-map order mapping) go to stderr.
+// and class names, so `--model` and `--classes` may be left out; flags given explicitly win.
+// A --classes that differs from the file's head (or a file without a head) is an error, except
+// for train (TrainingLoad), where the head is replaced by a fresh one (models/weights.h):
+// elsewhere a fresh head would be a random classifier. Notes about the load (a replaced head,
+// the --weights-map order mapping) go to stderr.
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,7 +51,14 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
 // given and moves the model to --device. Commands that declared the flags without weights get
 // an untrained model (random initialization from the default generator). `defaults` are the
 // options the flags start from when --weights is not a scalpel checkpoint.
-ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& defaults = {});
+// What train asks on top: a head of another class count is freshly initialized, and a
+// classifier without --classes gets `data_classes` outputs (the class folders; 0 = no say),
+// over the defaults and a checkpoint's count alike.
+struct TrainingLoad {
+  int64_t data_classes = 0;
+};
+ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& defaults = {},
+                                 const TrainingLoad* training = nullptr);
 
 // Preprocessing as a checkpoint stores it: {"width", "height", "channels", "fit",
 // "crop_fraction", "interp", "normalize"} (normalize = a preset name of data/transforms.h).

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -382,6 +383,7 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
         step_log << fmt::format("{{\"step\":{},\"epoch\":{},\"loss\":{:.9g},\"lr\":{:.9g}}}\n", step, epoch + 1,
                                 loss_value, optimizer->groups().front().lr);
         step_log.flush();
+        SCALPEL_CHECK(step_log.good(), "--log-json: cannot write {}: {}", config.log_json, std::strerror(errno));
       }
       optimizer->zero_grad();
       backward(loss);

@@ -102,6 +102,9 @@ TrainResult train_classifier(models::Model& model, const data::Dataset& dataset,
     const auto counts = dataset.split_part("train").class_counts();
     const auto w = nn::parse_class_weights(config.class_weights, dataset.classes, counts);
     loss_options.weight = Tensor::from_vector(w, {num_classes}).to(model.parameters().front().device());
+    std::vector<std::string> shown;
+    for (int64_t c = 0; c < num_classes; ++c) shown.push_back(fmt::format("{} {:.4g}", dataset.classes[c], w[c]));
+    log << fmt::format("class weights ({}): {}\n", config.class_weights, fmt::join(shown, ", "));
   }
   return run_training(model, dataset, info, config, ClassificationTask(std::move(loss_options), num_classes), log);
 }

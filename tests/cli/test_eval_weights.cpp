@@ -73,5 +73,14 @@ TEST_F(EvalWeights, OtherModelNamesTheFileAndTheMissingKeys) {
                {"--model resnet18", path("ckpt.safetensors"), "holds a mobilenet_v2"});
 }
 
+TEST_F(EvalWeights, OtherClassCountThanTheCheckpointIsAnError) {
+  // Today's 3-class data, a 3-class file: --classes 4 would evaluate a random 4-class head.
+  expect_error(eval({"--weights", path("ckpt.safetensors"), "--classes", "4"}),
+               {"--classes 4", path("ckpt.safetensors"), "has a 3-class head"});
+  expect_error(eval({"--model", "mobilenet_v2", "--width", "0.25", "--classes", "4", "--weights",
+                     path("state.safetensors")}),
+               {"--classes 4", path("state.safetensors"), "has a 3-class head"});
+}
+
 }  // namespace
 }  // namespace scalpel::test
