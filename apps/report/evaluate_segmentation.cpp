@@ -121,10 +121,11 @@ std::string dice_histogram_svg(const std::vector<double>& dice) {
   std::string s = plot.open();
   for (int b = 0; b < kBins; ++b) {
     const double x0 = static_cast<double>(b) / kBins;
-    s += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='#1f77b4'>"
-                     "<title>Dice {:.1f}-{:.1f}: {} images</title></rect>",
-                     plot.x(x0) + 1, plot.y(counts[b]), plot.x(1.0 / kBins) - plot.x(0) - 2, plot.y(0) - plot.y(counts[b]),
-                     x0, x0 + 1.0 / kBins, counts[b]);
+    s += fmt::format(
+        "<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='#1f77b4'>"
+        "<title>Dice {:.1f}-{:.1f}: {} images</title></rect>",
+        plot.x(x0) + 1, plot.y(counts[b]), plot.x(1.0 / kBins) - plot.x(0) - 2, plot.y(0) - plot.y(counts[b]), x0,
+        x0 + 1.0 / kBins, counts[b]);
   }
   return s + "</svg>";
 }

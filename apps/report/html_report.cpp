@@ -23,7 +23,8 @@ double widest(const std::vector<std::string>& texts, double cap) {
 
 // White to blue as `fraction` goes from 0 to 1.
 std::string shade(double fraction) {
-  return fmt::format("rgb({},{},255)", static_cast<int>(255 * (1 - fraction)), static_cast<int>(255 * (1 - 0.8 * fraction)));
+  return fmt::format("rgb({},{},255)", static_cast<int>(255 * (1 - fraction)),
+                     static_cast<int>(255 * (1 - 0.8 * fraction)));
 }
 
 // One confusion-matrix heatmap, rows the true class and columns the predicted one: counts shaded
@@ -47,7 +48,9 @@ std::string confusion_svg(const Metrics& m, bool normalized) {
   std::string s = fmt::format("<svg class='chart confusion' width='{:.0f}' height='{:.0f}' font-size='{}' "
                               "font-family='sans-serif'>",
                               std::ceil(width), std::ceil(height), kChartFont);
-  s += svg_label(std::min(left + matrix / 2, width / 2), 14, title, width - 8, "class='chart-title' text-anchor='middle'");
+  const double title_half = text_width(title) / 2;  // centred over the matrix, inside the box
+  s += svg_label(std::clamp(left + matrix / 2, title_half + 4, width - title_half - 4), 14, title, width - 8,
+                 "class='chart-title' text-anchor='middle'");
   for (size_t t = 0; t < k; ++t) {
     int64_t row = 0;
     for (int64_t v : m.confusion[t]) row += v;
@@ -123,7 +126,8 @@ std::string bars_svg(const Metrics& m) {
     const double values[] = {cm.precision, cm.recall, cm.f1};
     for (int b = 0; b < 3; ++b) {
       if (!std::isfinite(values[b])) continue;
-      const double y0 = plot.y(static_cast<double>(c) + 0.14 + 0.24 * b), y1 = plot.y(static_cast<double>(c) + 0.36 + 0.24 * b);
+      const double y0 = plot.y(static_cast<double>(c) + 0.14 + 0.24 * b),
+                   y1 = plot.y(static_cast<double>(c) + 0.36 + 0.24 * b);
       s += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='{}'><title>{} {}: {}</title>"
                        "</rect>",
                        plot.x(0), y0, plot.x(values[b]) - plot.x(0), y1 - y0, series_color(b), html_escape(cm.name),
@@ -141,7 +145,8 @@ std::string confidence_svg(const EvalResult& r) {
     const int bin = std::clamp(static_cast<int>(p * kBins), 0, kBins - 1);
     (r.preds[i] == r.labels[i] ? right : wrong)[bin] += 1;
   }
-  const double top = std::max(*std::max_element(right.begin(), right.end()), *std::max_element(wrong.begin(), wrong.end()));
+  const double top =
+      std::max(*std::max_element(right.begin(), right.end()), *std::max_element(wrong.begin(), wrong.end()));
   Plot plot(nice_axis(0, 1, kBins), nice_axis(0, std::max(1.0, top), 5, true), "probability of the predicted class",
             "images");
   plot.plot_width = 340;
@@ -268,10 +273,11 @@ std::string gallery_html(const std::vector<GalleryItem>& items, int thumbnail_he
     const auto [w, h] = png_size(g.png);
     const double width = w > 0 && h > 0 ? static_cast<double>(thumbnail_height) * w / h : thumbnail_height;
     // The label keeps the thumbnail's height while the image is enlarged, so nothing moves beneath.
-    s += fmt::format("<figure style='width:{0:.0f}px'><label class='zoom' style='height:{1}px' title='click to enlarge'>"
-                     "<input type='checkbox' aria-label='enlarge'><img width='{0:.0f}' height='{1}' alt='{2}' "
-                     "src='data:image/png;base64,{3}'></label><figcaption>{2}</figcaption></figure>\n",
-                     width, thumbnail_height, html_escape(g.caption), base64(g.png));
+    s += fmt::format(
+        "<figure style='width:{0:.0f}px'><label class='zoom' style='height:{1}px' title='click to enlarge'>"
+        "<input type='checkbox' aria-label='enlarge'><img width='{0:.0f}' height='{1}' alt='{2}' "
+        "src='data:image/png;base64,{3}'></label><figcaption>{2}</figcaption></figure>\n",
+        width, thumbnail_height, html_escape(g.caption), base64(g.png));
   }
   return s + "</div>\n";
 }

@@ -9,7 +9,8 @@
 namespace scalpel::report {
 namespace {
 
-constexpr double kTickLength = 4, kLineHeight = 15, kLegendRow = 17, kLegendSwatch = 18, kLegendCap = 360, kCategoryCap = 260;
+constexpr double kTickLength = 4, kLineHeight = 15, kLegendRow = 17, kLegendSwatch = 18, kLegendCap = 360,
+                 kCategoryCap = 260;
 
 bool is_continuation_byte(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
@@ -209,7 +210,8 @@ std::string svg_series(const Plot& plot, const std::vector<std::pair<double, dou
   for (const auto& [vx, vy] : points) {
     if (!std::isfinite(vx) || !std::isfinite(vy)) continue;
     line += fmt::format("{:.1f},{:.1f} ", plot.x(vx), plot.y(vy));
-    if (markers) dots += fmt::format("<circle cx='{:.1f}' cy='{:.1f}' r='2.5' fill='{}'/>", plot.x(vx), plot.y(vy), color);
+    if (markers)
+      dots += fmt::format("<circle cx='{:.1f}' cy='{:.1f}' r='2.5' fill='{}'/>", plot.x(vx), plot.y(vy), color);
   }
   return fmt::format("<polyline class='series' points='{}' fill='none' stroke='{}' stroke-width='1.8'/>", line,
                      color) +

@@ -101,7 +101,8 @@ LAYOUT_PROBLEMS = """((complete) => {
     for (const t of svg.querySelectorAll('text')) {
       const r = t.getBoundingClientRect();
       if (r.width === 0) continue;
-      if (!inside(r, box)) problems.push(`${name}: label "${own(t)}" at ${rect(r)} is clipped by the chart ${rect(box)}`);
+      if (!inside(r, box))
+        problems.push(`${name}: label "${own(t)}" at ${rect(r)} is clipped by the chart ${rect(box)}`);
       if (!t.closest('[transform]')) horizontal.push([t, r]);
     }
     for (let i = 0; i < horizontal.length; ++i)
@@ -119,7 +120,8 @@ LAYOUT_PROBLEMS = """((complete) => {
     problems.push(`the page is ${document.documentElement.scrollWidth} px wide in a ${innerWidth} px window`);
   const matrices = [...document.querySelectorAll('svg.confusion')].map((s) => s.getBoundingClientRect());
   if ((complete || matrices.length > 0) &&
-      (matrices.length !== 2 || Math.abs(matrices[0].top - matrices[1].top) > 1 || matrices[1].left < matrices[0].right))
+      (matrices.length !== 2 || Math.abs(matrices[0].top - matrices[1].top) > 1 ||
+       matrices[1].left < matrices[0].right))
     problems.push(`expected the count and the normalized confusion matrices side by side: ${matrices.map(rect)}`);
   const panels = {};
   for (const svg of document.querySelectorAll('svg.chart')) {
@@ -138,7 +140,8 @@ LAYOUT_PROBLEMS = """((complete) => {
 
 GALLERY = """(() => [...document.querySelectorAll('.gallery img')].map((img) => {
   const r = img.getBoundingClientRect();
-  return {width: r.width, height: r.height, x: r.left + r.width / 2, y: r.top + r.height / 2, loaded: img.naturalWidth > 0};
+  return {width: r.width, height: r.height, x: r.left + r.width / 2, y: r.top + r.height / 2,
+          loaded: img.naturalWidth > 0};
 }))()"""
 
 

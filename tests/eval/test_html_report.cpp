@@ -54,7 +54,8 @@ std::vector<Label> labels_in(const std::string& svg) {
 }
 
 std::string unescape(std::string s) {
-  for (const auto& [from, to] : {std::pair{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&#39;", "'"}, {"&quot;", "\""}})
+  for (const auto& [from, to] :
+       {std::pair{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&#39;", "'"}, {"&quot;", "\""}})
     for (size_t at; (at = s.find(from)) != std::string::npos;) s.replace(at, std::string(from).size(), to);
   return s;
 }
@@ -64,8 +65,9 @@ const std::vector<std::string> kLongNames = {
     "melanocytic nevi, benign keratosis-like lesions and dermatofibroma of the trunk and limbs"};
 
 EvalResult long_names_result() {
-  return make_result(kLongNames, {0, 0, 1, 1, 2, 2, 2},
-                     {{.7, .2, .1}, {.3, .6, .1}, {.1, .8, .1}, {.2, .3, .5}, {.1, .1, .8}, {.2, .1, .7}, {.6, .2, .2}});
+  return make_result(
+      kLongNames, {0, 0, 1, 1, 2, 2, 2},
+      {{.7, .2, .1}, {.3, .6, .1}, {.1, .8, .1}, {.2, .3, .5}, {.1, .1, .8}, {.2, .1, .7}, {.6, .2, .2}});
 }
 
 TEST(HtmlReport, NiceAxisHasRoundTicksCoveringTheData) {
