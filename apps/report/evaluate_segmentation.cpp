@@ -113,35 +113,27 @@ std::vector<GalleryItem> worst_gallery(const SegmentationEvalResult& r, const Se
 
 std::string dice_histogram_svg(const std::vector<double>& dice) {
   constexpr int kBins = 10;
-  constexpr double kW = 360, kH = 220, kLeft = 40, kBottom = 30, kTop = 10;
   std::vector<int> counts(kBins, 0);
   for (double d : dice) ++counts[std::clamp(static_cast<int>(d * kBins), 0, kBins - 1)];
   const int top = std::max(1, *std::max_element(counts.begin(), counts.end()));
-  const double bar_w = (kW - kLeft - 10) / kBins, plot_h = kH - kBottom - kTop;
-  std::string s = fmt::format("<svg width='{}' height='{}' font-size='10'>", kW, kH);
+  Plot plot(nice_axis(0, 1, kBins), nice_axis(0, top, 5, true), "Dice per image", "images");
+  plot.plot_width = 340;
+  std::string s = plot.open();
   for (int b = 0; b < kBins; ++b) {
-    const double h = plot_h * counts[b] / top, x = kLeft + b * bar_w;
-    s += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='#1f77b4'>"
-                     "<title>Dice {:.1f}-{:.1f}: {} images</title></rect>",
-                     x + 1, kH - kBottom - h, bar_w - 2, h, b / 10.0, (b + 1) / 10.0, counts[b]);
-    s += fmt::format("<text x='{:.1f}' y='{}' text-anchor='middle'>{:.1f}</text>", x, kH - kBottom + 12, b / 10.0);
+    const double x0 = static_cast<double>(b) / kBins;
+    s += fmt::format(
+        "<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='#1f77b4'>"
+        "<title>Dice {:.1f}-{:.1f}: {} images</title></rect>",
+        plot.x(x0) + 1, plot.y(counts[b]), plot.x(1.0 / kBins) - plot.x(0) - 2, plot.y(0) - plot.y(counts[b]), x0,
+        x0 + 1.0 / kBins, counts[b]);
   }
-  s += fmt::format("<text x='{:.1f}' y='{}' text-anchor='middle'>1.0</text>", kLeft + kBins * bar_w,
-                   kH - kBottom + 12);
-  s += fmt::format("<text x='{}' y='{}' text-anchor='end'>{}</text><text x='{}' y='{}' text-anchor='end'>0</text>",
-                   kLeft - 4, kTop + 8, top, kLeft - 4, kH - kBottom);
-  s += fmt::format("<text x='{}' y='{}' text-anchor='middle'>Dice per image (images per bin)</text>", kW / 2, kH - 4);
   return s + "</svg>";
 }
 
 std::string render_segmentation_html(const SegmentationEvalResult& r, const std::string& title,
                                      const History& history, const std::vector<GalleryItem>& gallery) {
   const SegmentationMetrics& m = r.metrics;
-  std::string s = "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>" + html_escape(title) +
-                  "</title>\n<style>body{font-family:sans-serif;margin:24px;color:#222}"
-                  "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-                  "th:first-child,td:first-child{text-align:left}figure{display:inline-block;margin:8px}"
-                  "img{height:160px;image-rendering:pixelated}</style></head><body>\n";
+  std::string s = page_head(title);
   s += fmt::format("<h1>{}</h1><p>model <b>{}</b>, {} images, {} pixels, {} classes; Dice and IoU are means over "
                    "the foreground classes</p>\n",
                    html_escape(title), html_escape(r.model_name), m.images, m.pixels, m.classes.size());
@@ -157,16 +149,10 @@ std::string render_segmentation_html(const SegmentationEvalResult& r, const std:
     s += fmt::format("<tr><td>{}</td><td>{:.4f}</td><td>{:.4f}</td><td>{}</td></tr>", html_escape(m.classes[c]),
                      m.dice[c], m.iou[c], m.support[c]);
   s += "</table>\n<h2>Dice per image</h2>\n" + dice_histogram_svg(r.dice);
-  if (!history.series.empty()) {
-    s += "\n<h2>Training curves</h2>\n";
-    for (const auto& [name, values] : history.series) s += history_svg(name, values);
-  }
-  if (!gallery.empty()) {
-    s += "\n<h2>Lowest Dice: image, true mask, predicted mask</h2>\n";
-    for (const GalleryItem& g : gallery)
-      s += "<figure><img alt='segmentation' src='data:image/png;base64," + base64(g.png) + "'><figcaption>" +
-           html_escape(g.caption) + "</figcaption></figure>\n";
-  }
+  if (!history.series.empty()) s += "\n<h2>Training curves</h2>\n" + training_curves_html(history);
+  if (!gallery.empty())
+    s += "\n<h2>Lowest Dice: image, true mask, predicted mask</h2>\n<p>Click an image to enlarge it.</p>\n" +
+         gallery_html(gallery, 180);
   return s + "\n</body></html>\n";
 }
 

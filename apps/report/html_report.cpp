@@ -11,107 +11,129 @@
 namespace scalpel::report {
 namespace {
 
-const char* const kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-const char* color(size_t i) { return kPalette[i % 10]; }
+constexpr double kNameCap = 260;  // px: longer class names are shortened (full name in a tooltip)
 
 std::string num(double v) { return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v); }
 
-// A plot frame 0..1 x 0..1 mapped to a W x H area with margins; returns the <svg> opening and axes.
-struct Frame {
-  double w = 360, h = 260, left = 44, right = 12, top = 12, bottom = 32;
-  double x(double v) const { return left + v * (w - left - right); }
-  double y(double v) const { return h - bottom - v * (h - top - bottom); }
-  std::string open(const std::string& xlabel, const std::string& ylabel, double ymax = 1) const {
-    std::string s = fmt::format("<svg width='{}' height='{}' font-size='10'>", w, h);
-    s += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='none' stroke='#999'/>", x(0), y(1),
-                     x(1) - x(0), y(0) - y(1));
-    for (int i = 0; i <= 4; ++i)
-      s += fmt::format("<text x='{}' y='{}' text-anchor='end'>{:.3g}</text>", left - 4, y(i / 4.0) + 3,
-                       ymax * i / 4.0);
-    s += fmt::format("<text x='{}' y='{}' text-anchor='middle'>{}</text>", (x(0) + x(1)) / 2, h - 6,
-                     html_escape(xlabel));
-    s += fmt::format("<text x='10' y='{}' transform='rotate(-90 10 {})' text-anchor='middle'>{}</text>",
-                     (y(0) + y(1)) / 2, (y(0) + y(1)) / 2, html_escape(ylabel));
-    return s;
-  }
-};
+double widest(const std::vector<std::string>& texts, double cap) {
+  double w = 0;
+  for (const std::string& t : texts) w = std::max(w, text_width(t));
+  return std::min(w, cap);
+}
 
-std::string confusion_svg(const Metrics& m) {
+// White to blue as `fraction` goes from 0 to 1.
+std::string shade(double fraction) {
+  return fmt::format("rgb({},{},255)", static_cast<int>(255 * (1 - fraction)),
+                     static_cast<int>(255 * (1 - 0.8 * fraction)));
+}
+
+// One confusion-matrix heatmap, rows the true class and columns the predicted one: counts shaded
+// by the largest count, or (`normalized`) each row divided by its total, recall on the diagonal.
+std::string confusion_svg(const Metrics& m, bool normalized) {
   const size_t k = m.classes.size();
-  const double cell = std::clamp(360.0 / k, 14.0, 60.0), left = 110, top = 20;
-  std::string s = fmt::format("<svg width='{}' height='{}' font-size='10'>",
-                              left + cell * k + 10, top + cell * k + 60);
+  const double names = widest(m.classes, kNameCap);
+  const std::string title = normalized ? "fraction of each true class (rows sum to 1)" : "counts";
+  const double left = 4 + 14 + 6 + names + 6, top = 26;
+  // At most 580 px wide, so that both matrices sit side by side in a 1280 px window.
+  const double cell = std::clamp((580.0 - 12 - left) / static_cast<double>(k), 20.0, 64.0);
+  const double matrix = cell * static_cast<double>(k);
+  // Column names hang down-left at 45 degrees from their column: sqrt(1/2) of their width.
+  const double column_names = names * 0.7072 + 16;
+  const double width = std::max(left + matrix + 12, text_width(title) + 12);
+  const double height = top + matrix + column_names + 20;
+  int64_t largest = 1;
+  for (const auto& row : m.confusion)
+    for (int64_t v : row) largest = std::max(largest, v);
+
+  std::string s = fmt::format("<svg class='chart confusion' width='{:.0f}' height='{:.0f}' font-size='{}' "
+                              "font-family='sans-serif'>",
+                              std::ceil(width), std::ceil(height), kChartFont);
+  const double title_half = text_width(title) / 2;  // centred over the matrix, inside the box
+  s += svg_label(std::clamp(left + matrix / 2, title_half + 4, width - title_half - 4), 14, title, width - 8,
+                 "class='chart-title' text-anchor='middle'");
   for (size_t t = 0; t < k; ++t) {
     int64_t row = 0;
     for (int64_t v : m.confusion[t]) row += v;
-    s += fmt::format("<text x='{}' y='{}' text-anchor='end'>{}</text>", left - 4, top + cell * (t + 0.5) + 3,
-                     html_escape(m.classes[t]));
+    s += svg_label(left - 6, top + cell * (static_cast<double>(t) + 0.5) + 4, m.classes[t], kNameCap,
+                   "text-anchor='end'");
     for (size_t p = 0; p < k; ++p) {
-      const double frac = row > 0 ? static_cast<double>(m.confusion[t][p]) / row : 0;  // row-normalized shade
-      s += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='rgb({},{},255)' stroke='#fff'>"
-                       "<title>true {} / pred {}: {}</title></rect>",
-                       left + cell * p, top + cell * t, cell, cell, static_cast<int>(255 * (1 - frac)),
-                       static_cast<int>(255 * (1 - 0.8 * frac)), html_escape(m.classes[t]), html_escape(m.classes[p]),
-                       m.confusion[t][p]);
-      if (cell >= 18)
-        s += fmt::format("<text x='{}' y='{}' text-anchor='middle' fill='{}'>{}</text>", left + cell * (p + 0.5),
-                         top + cell * (t + 0.5) + 3, frac > 0.5 ? "#fff" : "#000", m.confusion[t][p]);
+      const int64_t count = m.confusion[t][p];
+      const double row_fraction = row > 0 ? static_cast<double>(count) / static_cast<double>(row) : 0;
+      const double fraction = normalized ? row_fraction : static_cast<double>(count) / static_cast<double>(largest);
+      const double x = left + cell * static_cast<double>(p), y = top + cell * static_cast<double>(t);
+      s += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='{}' stroke='#fff'>"
+                       "<title>true {}, predicted {}: {} of {} ({:.1f}%)</title></rect>",
+                       x, y, cell, cell, shade(fraction), html_escape(m.classes[t]), html_escape(m.classes[p]), count,
+                       row, 100 * row_fraction);
+      const std::string value = normalized ? (row > 0 ? fmt::format("{:.2f}", row_fraction) : "-")
+                                           : fmt::format("{}", count);
+      if (text_width(value) + 4 <= cell)
+        s += fmt::format("<text x='{:.1f}' y='{:.1f}' text-anchor='middle' fill='{}'>{}</text>", x + cell / 2,
+                         y + cell / 2 + 4, fraction > 0.5 ? "#fff" : "#000", value);
     }
   }
-  for (size_t p = 0; p < k; ++p)
-    s += fmt::format("<text x='{0}' y='{1}' transform='rotate(45 {0} {1})'>{2}</text>", left + cell * (p + 0.3),
-                     top + cell * k + 10, html_escape(m.classes[p]));
-  s += fmt::format("<text x='{}' y='12' text-anchor='middle'>predicted &#8594; (rows: true class)</text>",
-                   left + cell * k / 2);
+  for (size_t p = 0; p < k; ++p) {
+    const double x = left + cell * (static_cast<double>(p) + 0.5) + 3, y = top + matrix + 10;
+    s += svg_label(x, y, m.classes[p], kNameCap,
+                   fmt::format("text-anchor='end' transform='rotate(-45 {:.1f} {:.1f})'", x, y));
+  }
+  s += svg_label(left + matrix / 2, height - 6, "predicted class", left + matrix,
+                 "class='axis-title' text-anchor='middle'");
+  const double cy = top + matrix / 2;
+  s += fmt::format("<text class='axis-title' x='15' y='{0:.1f}' text-anchor='middle' "
+                   "transform='rotate(-90 15 {0:.1f})'>true class</text>",
+                   cy);
   return s + "</svg>";
 }
 
 std::string roc_svg(const EvalResult& r) {
-  Frame f;
-  f.w = 420;
-  f.right = 130;
-  std::string s = f.open("false positive rate", "true positive rate");
-  s += fmt::format("<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='#ccc' stroke-dasharray='4'/>", f.x(0), f.y(0),
-                   f.x(1), f.y(1));
+  Plot plot(nice_axis(0, 1), nice_axis(0, 1), "false positive rate", "true positive rate");
+  plot.plot_width = plot.plot_height = 300;
   for (size_t c = 0; c < r.classes.size(); ++c) {
-    std::vector<bool> pos(r.labels.size());
+    const double auc = r.metrics.per_class[c].auc;
+    const std::string shown = fit_text(r.classes[c], kNameCap);
+    plot.legend.push_back({fmt::format("{} (AUC {})", shown, std::isnan(auc) ? "n/a" : fmt::format("{:.3f}", auc)),
+                           series_color(c), shown == r.classes[c] ? "" : r.classes[c]});
+  }
+  std::string s = plot.open();
+  s += fmt::format("<line x1='{:.1f}' y1='{:.1f}' x2='{:.1f}' y2='{:.1f}' stroke='#bbb' stroke-dasharray='4'/>",
+                   plot.x(0), plot.y(0), plot.x(1), plot.y(1));
+  for (size_t c = 0; c < r.classes.size(); ++c) {
+    std::vector<bool> positive(r.labels.size());
     std::vector<double> scores(r.labels.size());
     for (size_t i = 0; i < r.labels.size(); ++i) {
-      pos[i] = r.labels[i] == static_cast<int64_t>(c);
+      positive[i] = r.labels[i] == static_cast<int64_t>(c);
       scores[i] = r.probs[i][c];
     }
-    const RocCurve curve = roc_curve(pos, scores);
-    std::string points;
-    for (size_t i = 0; i < curve.fpr.size(); ++i) points += fmt::format("{:.1f},{:.1f} ", f.x(curve.fpr[i]), f.y(curve.tpr[i]));
-    s += fmt::format("<polyline points='{}' fill='none' stroke='{}' stroke-width='1.5'/>", points, color(c));
-    s += fmt::format("<text x='{}' y='{}' fill='{}'>{} (AUC {})</text>", f.x(1) + 6, f.y(1) + 10 + 13 * c, color(c),
-                     html_escape(r.classes[c]), num(r.metrics.per_class[c].auc));
+    const RocCurve curve = roc_curve(positive, scores);
+    std::vector<std::pair<double, double>> points;
+    for (size_t i = 0; i < curve.fpr.size(); ++i) points.emplace_back(curve.fpr[i], curve.tpr[i]);
+    s += svg_series(plot, points, series_color(c), false);
   }
   return s + "</svg>";
 }
 
+// Horizontal bars, one band per class (names read horizontally, however long).
 std::string bars_svg(const Metrics& m) {
-  Frame f;
-  f.w = std::max(360.0, 60.0 + 48.0 * m.classes.size());
-  f.bottom = 60;
-  std::string s = f.open("", "score");
-  const char* names[] = {"precision", "recall", "f1"};
-  const double group = 1.0 / m.classes.size(), bar = group / 4;
+  Plot plot(nice_axis(0, 1), Axis{}, "score", "");
+  plot.y_categories = m.classes;
+  plot.plot_height = std::max(90.0, 36.0 * static_cast<double>(m.classes.size()));
+  const char* names[] = {"precision", "recall", "F1"};
+  for (int b = 0; b < 3; ++b) plot.legend.push_back({names[b], series_color(b)});
+  std::string s = plot.open();
   for (size_t c = 0; c < m.per_class.size(); ++c) {
     const ClassMetrics& cm = m.per_class[c];
     const double values[] = {cm.precision, cm.recall, cm.f1};
     for (int b = 0; b < 3; ++b) {
-      const double x0 = group * c + bar * (b + 0.5);
-      s += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='{}'><title>{} {}: {}</title></rect>",
-                       f.x(x0), f.y(values[b]), f.x(bar) - f.x(0), f.y(0) - f.y(values[b]), color(b),
-                       html_escape(cm.name), names[b], num(values[b]));
+      if (!std::isfinite(values[b])) continue;
+      const double y0 = plot.y(static_cast<double>(c) + 0.14 + 0.24 * b),
+                   y1 = plot.y(static_cast<double>(c) + 0.36 + 0.24 * b);
+      s += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='{}'><title>{} {}: {}</title>"
+                       "</rect>",
+                       plot.x(0), y0, plot.x(values[b]) - plot.x(0), y1 - y0, series_color(b), html_escape(cm.name),
+                       names[b], num(values[b]));
     }
-    s += fmt::format("<text x='{0}' y='{1}' transform='rotate(30 {0} {1})'>{2}</text>", f.x(group * c + bar),
-                     f.y(0) + 12, html_escape(cm.name));
   }
-  for (int b = 0; b < 3; ++b)
-    s += fmt::format("<text x='{}' y='{}' fill='{}'>{}</text>", f.x(0) + 70 * b + 4, f.h - 4, color(b), names[b]);
   return s + "</svg>";
 }
 
@@ -120,39 +142,144 @@ std::string confidence_svg(const EvalResult& r) {
   std::vector<double> right(kBins, 0), wrong(kBins, 0);
   for (size_t i = 0; i < r.labels.size(); ++i) {
     const double p = r.probs[i][r.preds[i]];
-    const int bin = std::min(kBins - 1, static_cast<int>(p * kBins));
+    const int bin = std::clamp(static_cast<int>(p * kBins), 0, kBins - 1);
     (r.preds[i] == r.labels[i] ? right : wrong)[bin] += 1;
   }
-  const double top = std::max(1.0, std::max(*std::max_element(right.begin(), right.end()),
-                                            *std::max_element(wrong.begin(), wrong.end())));
-  Frame f;
-  std::string s = f.open("confidence (probability of the predicted class)", "images", top);
+  const double top =
+      std::max(*std::max_element(right.begin(), right.end()), *std::max_element(wrong.begin(), wrong.end()));
+  Plot plot(nice_axis(0, 1, kBins), nice_axis(0, std::max(1.0, top), 5, true), "probability of the predicted class",
+            "images");
+  plot.plot_width = 340;
+  plot.legend = {{"correct", "#2ca02c"}, {"wrong", "#d62728"}};
+  std::string s = plot.open();
+  const std::vector<double>* counts[] = {&right, &wrong};
+  const char* what[] = {"correct", "wrong"};
   for (int b = 0; b < kBins; ++b) {
-    const double x0 = static_cast<double>(b) / kBins, bw = 0.5 / kBins;
-    s += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='#2ca02c'><title>correct: {}</title></rect>",
-                     f.x(x0), f.y(right[b] / top), f.x(bw) - f.x(0), f.y(0) - f.y(right[b] / top), right[b]);
-    s += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='#d62728'><title>wrong: {}</title></rect>",
-                     f.x(x0 + bw), f.y(wrong[b] / top), f.x(bw) - f.x(0), f.y(0) - f.y(wrong[b] / top), wrong[b]);
+    const double x0 = static_cast<double>(b) / kBins;
+    for (int side = 0; side < 2; ++side) {
+      const double v = (*counts[side])[b], x = x0 + (0.05 + 0.45 * side) / kBins;
+      s += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' fill='{}'><title>{}, p in "
+                       "[{:.1f}, {:.1f}): {}</title></rect>",
+                       plot.x(x), plot.y(v), plot.x(0.45 / kBins) - plot.x(0), plot.y(0) - plot.y(v),
+                       plot.legend[side].color, what[side], x0, x0 + 1.0 / kBins, v);
+    }
   }
-  s += fmt::format("<text x='{}' y='{}' fill='#2ca02c'>correct</text><text x='{}' y='{}' fill='#d62728'>wrong</text>",
-                   f.x(0) + 4, f.y(1) + 12, f.x(0) + 54, f.y(1) + 12);
   return s + "</svg>";
+}
+
+// Epoch timings are a summary, not a curve to read trends from.
+bool is_timing(const std::string& name) { return name == "seconds" || name == "images_per_s"; }
+
+}  // namespace
+
+std::string training_curves_html(const History& history) {
+  // One panel per metric; train_X and val_X share the panel X.
+  struct Panel {
+    std::string metric;
+    std::vector<std::pair<std::string, const std::vector<double>*>> series;  // (legend, values)
+  };
+  std::vector<Panel> panels;
+  const std::vector<double>* seconds = nullptr;
+  const std::vector<double>* images_per_s = nullptr;
+  for (const auto& [name, values] : history.series) {
+    if (name == "seconds") seconds = &values;
+    if (name == "images_per_s") images_per_s = &values;
+    if (is_timing(name)) continue;
+    std::string metric = name, legend = name;
+    if (name.starts_with("train_")) metric = name.substr(6), legend = "train";
+    if (name.starts_with("val_")) metric = name.substr(4), legend = "validation";
+    if (metric == "lr") metric = "learning rate";
+    auto panel = std::find_if(panels.begin(), panels.end(), [&](const Panel& p) { return p.metric == metric; });
+    if (panel == panels.end()) panel = panels.insert(panels.end(), Panel{metric, {}});
+    panel->series.push_back({legend, &values});
+  }
+  std::string s = "<div class='row'>";
+  for (const Panel& panel : panels) {
+    double lo = INFINITY, hi = -INFINITY;
+    size_t epochs = 1;
+    for (const auto& [legend, values] : panel.series) {
+      epochs = std::max(epochs, values->size());
+      for (double v : *values)
+        if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+    }
+    if (lo > hi) continue;  // nothing finite to plot
+    Plot plot(nice_axis(1, static_cast<double>(epochs), 6, true), nice_axis(lo, hi), "epoch", panel.metric);
+    plot.title = panel.metric;
+    plot.plot_width = 230;
+    plot.plot_height = 170;
+    const bool train_or_validation = std::any_of(panel.series.begin(), panel.series.end(), [](const auto& series) {
+      return series.first == "train" || series.first == "validation";
+    });
+    if (train_or_validation)
+      for (size_t i = 0; i < panel.series.size(); ++i) plot.legend.push_back({panel.series[i].first, series_color(i)});
+    std::string svg = plot.open();
+    for (size_t i = 0; i < panel.series.size(); ++i) {
+      std::vector<std::pair<double, double>> points;
+      for (size_t e = 0; e < panel.series[i].second->size(); ++e)
+        points.emplace_back(static_cast<double>(e + 1), (*panel.series[i].second)[e]);
+      svg += svg_series(plot, points, series_color(i), points.size() <= 60);
+    }
+    s += svg + "</svg>";
+  }
+  s += "</div>\n";
+  if (seconds != nullptr && !seconds->empty()) {
+    double total = 0;
+    for (double v : *seconds) total += v;
+    s += fmt::format("<p class='timing'>Training time: {} epochs, {:.1f} s in all ({:.1f} s per epoch", seconds->size(),
+                     total, total / static_cast<double>(seconds->size()));
+    if (images_per_s != nullptr && !images_per_s->empty()) {
+      double sum = 0;
+      for (double v : *images_per_s) sum += v;
+      s += fmt::format(", {:.0f} images/s", sum / static_cast<double>(images_per_s->size()));
+    }
+    s += ").</p>\n";
+  }
+  return s;
+}
+
+std::string page_head(const std::string& title) {
+  return "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
+         "<title>" + html_escape(title) + "</title>\n<style>"
+         "body{font-family:sans-serif;margin:24px;color:#222}"
+         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+         "th:first-child,td:first-child{text-align:left}"
+         ".row{display:flex;flex-wrap:wrap;gap:16px 32px;align-items:flex-start}svg{display:block}"
+         ".gallery{display:flex;flex-wrap:wrap;gap:16px}.gallery figure{margin:0}"
+         ".gallery figcaption{font-size:13px;overflow-wrap:anywhere;margin-top:4px}"
+         ".zoom{display:block;cursor:zoom-in}.zoom input{position:absolute;opacity:0;pointer-events:none}"
+         ".zoom img{display:block;image-rendering:pixelated}"
+         ".zoom input:focus-visible+img{outline:2px solid #1f77b4}"
+         ".zoom input:checked+img{position:fixed;left:0;top:0;width:100vw;height:100vh;object-fit:contain;"
+         "box-sizing:border-box;padding:2vh 2vw;background:rgba(0,0,0,.9);z-index:10;cursor:zoom-out}"
+         "</style></head><body>\n";
+}
+
+namespace {
+
+// Width and height from a PNG's IHDR chunk; 0 x 0 when `png` is not one.
+std::pair<uint32_t, uint32_t> png_size(const std::vector<uint8_t>& png) {
+  if (png.size() < 24 || png[12] != 'I' || png[13] != 'H' || png[14] != 'D' || png[15] != 'R') return {0, 0};
+  auto be32 = [&](size_t at) {
+    return (uint32_t{png[at]} << 24) | (uint32_t{png[at + 1]} << 16) | (uint32_t{png[at + 2]} << 8) | png[at + 3];
+  };
+  return {be32(16), be32(20)};
 }
 
 }  // namespace
 
-std::string history_svg(const std::string& name, const std::vector<double>& v) {
-  double lo = 0, hi = 1e-12;
-  for (double x : v) hi = std::max(hi, x), lo = std::min(lo, x);
-  Frame f;
-  f.w = 300;
-  f.h = 200;
-  std::string s = f.open("epoch", name, hi);
-  std::string points;
-  for (size_t i = 0; i < v.size(); ++i)
-    points += fmt::format("{:.1f},{:.1f} ", f.x(v.size() > 1 ? static_cast<double>(i) / (v.size() - 1) : 0.5),
-                          f.y((v[i] - lo) / (hi - lo)));
-  return s + fmt::format("<polyline points='{}' fill='none' stroke='#1f77b4' stroke-width='1.5'/></svg>", points);
+std::string gallery_html(const std::vector<GalleryItem>& items, int thumbnail_height) {
+  std::string s = "<div class='gallery'>\n";
+  for (const GalleryItem& g : items) {
+    const auto [w, h] = png_size(g.png);
+    const double width = w > 0 && h > 0 ? static_cast<double>(thumbnail_height) * w / h : thumbnail_height;
+    // The label keeps the thumbnail's height while the image is enlarged, so nothing moves beneath.
+    s += fmt::format(
+        "<figure style='width:{0:.0f}px'><label class='zoom' style='height:{1}px' title='click to enlarge'>"
+        "<input type='checkbox' aria-label='enlarge'><img width='{0:.0f}' height='{1}' alt='{2}' "
+        "src='data:image/png;base64,{3}'></label><figcaption>{2}</figcaption></figure>\n",
+        width, thumbnail_height, html_escape(g.caption), base64(g.png));
+  }
+  return s + "</div>\n";
 }
 
 std::string base64(const std::vector<uint8_t>& bytes) {
@@ -165,21 +292,6 @@ std::string base64(const std::vector<uint8_t>& bytes) {
     out += t[(b >> 12) & 63];
     out += i + 1 < bytes.size() ? t[(b >> 6) & 63] : '=';
     out += i + 2 < bytes.size() ? t[b & 63] : '=';
-  }
-  return out;
-}
-
-std::string html_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
   }
   return out;
 }
@@ -241,14 +353,10 @@ History load_history(const std::string& path) {
 std::string render_html_report(const EvalResult& r, const std::string& title, const History& history,
                                const std::vector<GalleryItem>& gallery) {
   const Metrics& m = r.metrics;
-  std::string s = "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>" + html_escape(title) +
-                  "</title>\n<style>body{font-family:sans-serif;margin:24px;color:#222}"
-                  "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-                  "th:first-child,td:first-child{text-align:left}figure{display:inline-block;margin:8px}"
-                  "img{max-width:224px;image-rendering:pixelated}</style></head><body>\n";
+  std::string s = page_head(title);
   s += fmt::format("<h1>{}</h1><p>model <b>{}</b>, {} images, {} classes</p>\n", html_escape(title),
                    html_escape(r.model_name), m.samples, m.classes.size());
-  s += "<table><tr><th>metric</th><th>value</th></tr>";
+  s += "<div class='row'><table><tr><th>metric</th><th>value</th></tr>";
   const std::pair<const char*, double> summary[] = {{"accuracy", m.accuracy},
                                                     {"balanced accuracy", m.balanced_accuracy},
                                                     {"macro F1", m.macro_f1},
@@ -256,26 +364,21 @@ std::string render_html_report(const EvalResult& r, const std::string& title, co
                                                     {"macro AUC (one-vs-rest)", m.macro_auc}};
   for (const auto& [name, v] : summary) s += fmt::format("<tr><td>{}</td><td>{}</td></tr>", name, num(v));
   for (const auto& [k, v] : m.top_k) s += fmt::format("<tr><td>top-{} accuracy</td><td>{}</td></tr>", k, num(v));
-  s += "</table>\n<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>specificity</th>"
+  s += "</table>\n<table><tr><th>class</th><th>precision</th><th>recall</th><th>specificity</th>"
        "<th>F1</th><th>AUC</th><th>support</th></tr>";
   for (const ClassMetrics& c : m.per_class)
     s += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                      html_escape(c.name), num(c.precision), num(c.recall), num(c.specificity), num(c.f1), num(c.auc),
                      c.support);
-  s += "</table>\n<h2>Confusion matrix</h2>\n" + confusion_svg(m);
-  s += "\n<h2>ROC curves (one-vs-rest)</h2>\n" + roc_svg(r);
-  s += "\n<h2>Precision, recall, F1 per class</h2>\n" + bars_svg(m);
-  s += "\n<h2>Confidence: correct vs wrong</h2>\n" + confidence_svg(r);
-  if (!history.series.empty()) {
-    s += "\n<h2>Training curves</h2>\n";
-    for (const auto& [name, values] : history.series) s += history_svg(name, values);
-  }
-  if (!gallery.empty()) {
-    s += "\n<h2>Grad-CAM of the most confident errors</h2>\n";
-    for (const GalleryItem& g : gallery)
-      s += "<figure><img alt='Grad-CAM' src='data:image/png;base64," + base64(g.png) + "'><figcaption>" +
-           html_escape(g.caption) + "</figcaption></figure>\n";
-  }
+  s += "</table></div>\n<h2>Confusion matrix</h2>\n<div class='row'>" + confusion_svg(m, false) +
+       confusion_svg(m, true) + "</div>\n";
+  s += "<div class='row'><div><h2>ROC curves (one-vs-rest)</h2>\n" + roc_svg(r) + "</div>\n";
+  s += "<div><h2>Precision, recall, F1 per class</h2>\n" + bars_svg(m) + "</div></div>\n";
+  s += "<h2>Confidence: correct vs wrong</h2>\n" + confidence_svg(r);
+  if (!history.series.empty()) s += "\n<h2>Training curves</h2>\n" + training_curves_html(history);
+  if (!gallery.empty())
+    s += "\n<h2>Grad-CAM of the most confident errors</h2>\n<p>Click an image to enlarge it.</p>\n" +
+         gallery_html(gallery, 224);
   return s + "\n</body></html>\n";
 }
 

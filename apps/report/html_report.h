@@ -1,13 +1,15 @@
 #pragma once
-// The self-contained HTML evaluation report: no external URL, no script; charts are inline SVG,
-// images are PNG data URIs. Sections: summary numbers, confusion-matrix heatmap, one-vs-rest
-// ROC curves, per-class precision/recall/F1 bars, confidence histograms (correct vs wrong),
-// training curves (when a history is given) and a Grad-CAM gallery (when items are given).
+// The self-contained HTML evaluation report: no external URL, no script; charts are inline SVG
+// (svg_chart.h), images are PNG data URIs. Sections: summary numbers, confusion matrices
+// (counts and row-normalized), one-vs-rest ROC curves, per-class precision/recall/F1 bars,
+// confidence histograms (correct vs wrong), training curves (when a history is given) and a
+// Grad-CAM gallery (when items are given; click an image to enlarge it).
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "apps/report/evaluate.h"
+#include "apps/report/svg_chart.h"
 #include "tensor/json.h"
 
 namespace scalpel::report {
@@ -29,13 +31,19 @@ History load_history(const std::string& path);
 std::string render_html_report(const EvalResult& result, const std::string& title, const History& history,
                                const std::vector<GalleryItem>& gallery);
 
-// Escapes & < > " ' for HTML text and attributes.
-std::string html_escape(const std::string& text);
-
 // Base64 with padding (RFC 4648), for data URIs such as data:image/png;base64,...
 std::string base64(const std::vector<uint8_t>& bytes);
 
-// A line chart of one training-history series (one value per epoch) as inline SVG.
-std::string history_svg(const std::string& name, const std::vector<double>& values);
+// The page's <!DOCTYPE html> ... <body> opening with the shared style sheet.
+std::string page_head(const std::string& title);
+
+// Training curves: one panel per metric with train_X and val_X overlaid (epochs on x), the
+// learning rate on its own panel, and the epoch timings (seconds, images_per_s) as one line
+// of text rather than curves.
+std::string training_curves_html(const History& history);
+
+// Gallery thumbnails `thumbnail_height` px high (width by the image's aspect ratio) with their
+// captions; clicking one shows it as large as the window (a CSS checkbox, no script).
+std::string gallery_html(const std::vector<GalleryItem>& items, int thumbnail_height);
 
 }  // namespace scalpel::report

@@ -147,6 +147,14 @@ TEST_F(SegmentationEval, MetricsOfAConstantPredictionEqualTheHandComputedOnes) {
   EXPECT_EQ(html.find("http://"), std::string::npos);
   EXPECT_EQ(html.find("https://"), std::string::npos);
   EXPECT_NE(html.find("Dice per image"), std::string::npos);
+  // The Dice histogram's x axis has its ticks, 0.0 to 1.0, and the thumbnails enlarge on a click.
+  const size_t x_axis = html.find("<g class='x-axis'>");
+  ASSERT_NE(x_axis, std::string::npos);
+  const std::string ticks = html.substr(x_axis, html.find("</g>", x_axis) - x_axis);
+  EXPECT_NE(ticks.find(">0.0<"), std::string::npos) << ticks;
+  EXPECT_NE(ticks.find(">0.5<"), std::string::npos) << ticks;
+  EXPECT_NE(ticks.find(">1.0<"), std::string::npos) << ticks;
+  EXPECT_NE(html.find("<label class='zoom'"), std::string::npos);
   size_t images = 0;
   for (size_t at = 0; (at = html.find("data:image/png;base64,", at)) != std::string::npos; ++at) ++images;
   EXPECT_EQ(images, 2u);  // --gallery 2
