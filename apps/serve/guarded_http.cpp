@@ -49,7 +49,7 @@ class RequestStream final : public httplib::Stream {
   // Waits up to the keep-alive time for the first byte of the next request.
   bool wait_for_request() {
     if (begin_ < end_) return true;
-    const auto until = Clock::now() + limits_.keep_alive;
+    const auto until = Clock::now() + std::chrono::seconds(limits_.keep_alive_s);
     for (auto now = Clock::now(); now < until && !stopping(); now = Clock::now()) {
       const int r = wait_socket(sock_, POLLIN, until - now);
       if (r != 0) return r > 0;
@@ -175,7 +175,11 @@ void close_with_linger(socket_t sock) {
 
 }  // namespace
 
-GuardedHttpServer::GuardedHttpServer(const ConnectionLimits& limits) : limits_(limits) {}
+GuardedHttpServer::GuardedHttpServer(const ConnectionLimits& limits) : limits_(limits) {
+  // What httplib announces in its Keep-Alive header; the loop below enforces them.
+  set_keep_alive_timeout(limits.keep_alive_s);
+  set_keep_alive_max_count(limits.max_requests_per_connection);
+}
 
 ArrivalFailure GuardedHttpServer::arrival_failure() { return t_stream ? t_stream->failure() : ArrivalFailure::none; }
 

@@ -25,7 +25,7 @@ struct ConnectionLimits {
   std::chrono::milliseconds request_timeout{30000};
   std::chrono::milliseconds slow_after{2000};
   std::chrono::milliseconds write_timeout{30000};  // each socket write, as httplib's
-  std::chrono::milliseconds keep_alive{2000};      // idle wait for the next request
+  int keep_alive_s = 2;                            // idle wait for the next request
   size_t max_requests_per_connection = 5;
 };
 

@@ -89,9 +89,17 @@ int64_t class_field(const httplib::Request& req, size_t classes) {
 
 // Content-Length as httplib would use it, checked before any of the body is read: a
 // negative or malformed value is 400 and one above the upload limit 413 at once (httplib
-// would wait for that many bytes to skip them). Answers and returns true when refused.
+// would wait for that many bytes to skip them); a POST with neither a length nor chunks is
+// 411 (httplib would read its body until the client closes). Answers and returns true when
+// refused.
 bool refuse_content_length(const httplib::Request& req, httplib::Response& res, size_t max_bytes) {
-  if (!req.has_header("Content-Length")) return false;
+  if (!req.has_header("Content-Length")) {
+    if (req.method != "POST" || req.get_header_value("Transfer-Encoding") == "chunked") return false;
+    send_error(res, 411, "a POST needs a Content-Length");
+    res.set_header("Connection", "close");
+    GuardedHttpServer::close_after_response();
+    return true;
+  }
   const std::string text = req.get_header_value("Content-Length");
   const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) {
     return std::isdigit(c);
@@ -104,6 +112,7 @@ bool refuse_content_length(const httplib::Request& req, httplib::Response& res, 
   } else {
     return false;
   }
+  res.set_header("Connection", "close");
   GuardedHttpServer::close_after_response();  // the body stays unread
   return true;
 }
@@ -350,7 +359,7 @@ Server::Server(std::vector<std::shared_ptr<ServedModel>> models, ServeOptions op
   limits.slow_after = std::chrono::milliseconds(static_cast<int64_t>(options.slow_after_s * 1000));
   limits.write_timeout = std::chrono::seconds(options.timeout_s);
   // Idle keep-alive connections would hold a worker each; let them go quickly.
-  limits.keep_alive = std::chrono::seconds(2);
+  limits.keep_alive_s = 2;
   impl_->http_server = std::make_unique<GuardedHttpServer>(limits);
   httplib::Server& http = *impl_->http_server;
   const int threads = options.threads;

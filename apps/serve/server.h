@@ -13,7 +13,8 @@
 //   GET  /reports/<relative path>  one file under reports_dir (no `..`, no symlink escape).
 // Errors are JSON {"error": "..."}: 400 bad upload (also a malformed or negative
 // Content-Length, answered before any body is read), 404 unknown model/route, 408 request not
-// arrived in time, 413 too large (also announced by Content-Length alone), 503 when the
+// arrived in time, 411 a POST without Content-Length (nor chunks), 413 too large (also
+// announced by Content-Length alone), 503 when the
 // inference queue is full or too many slow requests hold workers. Any scalpel::Error raised by
 // a request answers 400 (an image declaring more than data::max_image_pixels() pixels is one);
 // no request can stop the server.

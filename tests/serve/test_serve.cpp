@@ -280,19 +280,21 @@ TEST_F(ServeTest, BadContentLengthIsRefusedAtOnce) {
   const auto ask = [](const std::string& length) {
     RawConnection c(port_);
     EXPECT_TRUE(c.connected());
-    c.send("POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-           "Content-Length: " + length + "\r\n\r\n");
+    c.send("POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n" +
+           (length.empty() ? "" : "Content-Length: " + length + "\r\n") + "\r\n");
     const auto start = Clock::now();
     const std::string answer = c.receive(std::chrono::milliseconds(3000));
     EXPECT_LT(seconds_since(start), 2.0) << length;
     EXPECT_TRUE(c.ended()) << length << ": the connection stays open";
     return answer;
   };
-  for (const char* length : {"-1", "-99999", "1e9", "12abc", ""}) {
+  for (const char* length : {"-1", "-99999", "1e9", "12abc"}) {
     const std::string answer = ask(length);
     EXPECT_EQ(status_of(answer), 400) << length << ": " << answer;
     EXPECT_NE(answer.find("{\"error\""), std::string::npos) << answer;
   }
+  // No length at all: httplib would read the body until the client closes.
+  EXPECT_EQ(status_of(ask("")), 411);
   for (const std::string length : {std::to_string(kMaxUpload + 1), std::string("99999999999999999999")}) {
     const std::string answer = ask(length);
     EXPECT_EQ(status_of(answer), 413) << length << ": " << answer;

@@ -38,14 +38,15 @@ inline std::string png_chunk(const std::string& type, const std::string& data) {
   return be32(static_cast<uint32_t>(data.size())) + type + data + be32(png_crc32(type + data));
 }
 
-// An 8-bit RGB PNG declaring width x height, with one IDAT of a few zero bytes (far too few
-// for that size: only a decoder that trusts the header before checking it allocates it all).
+// An 8-bit grayscale PNG declaring width x height, with one IDAT of a few zero bytes (far too
+// few for that size: only a decoder that trusts the header before checking it allocates it
+// all). Grayscale, because stb itself refuses more than 2^30 bytes of decoded pixels.
 inline std::string png_declaring(uint32_t width, uint32_t height) {
   auto be32 = [](uint32_t v) {
     return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
                        static_cast<char>(v)};
   };
-  const std::string ihdr = be32(width) + be32(height) + std::string{8, 2, 0, 0, 0};  // 8 bit, RGB
+  const std::string ihdr = be32(width) + be32(height) + std::string{8, 0, 0, 0, 0};  // 8 bit, gray
   const std::string zlib_of_zeros("\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01", 10);  // deflate of 2 zero bytes
   return std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", zlib_of_zeros) +
          png_chunk("IEND", "");
