@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <string>
 
+#include <fmt/format.h>
+
 namespace scalpel::serve {
 namespace {
 
@@ -59,7 +61,8 @@ class RequestStream final : public httplib::Stream {
   void begin_request() {
     const auto now = Clock::now();
     deadline_ = now + limits_.request_timeout;
-    slow_at_ = now + limits_.slow_after;
+    const bool last_worker = slow_requests_.load() >= limits_.threads - 1;
+    slow_at_ = now + (last_worker ? std::min(limits_.slow_after, limits_.last_worker_grace) : limits_.slow_after);
   }
   // The request has arrived (its answer is being written) or is over: no longer slow.
   void end_request() {
@@ -193,8 +196,8 @@ int GuardedHttpServer::failure_status(ArrivalFailure failure) {
 
 std::string GuardedHttpServer::failure_message(ArrivalFailure failure) const {
   if (failure == ArrivalFailure::deadline)
-    return "the request's headers and body did not arrive within " +
-           std::to_string(std::chrono::duration<double>(limits_.request_timeout).count()) + " s";
+    return fmt::format("the request's headers and body did not arrive within {:g} s",
+                       std::chrono::duration<double>(limits_.request_timeout).count());
   return "server busy with slow uploads, retry later";
 }
 

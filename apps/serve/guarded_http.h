@@ -6,7 +6,9 @@
 //    from its first byte; the client then gets 408.
 //  - A request still arriving after `slow_after` holds its worker as a slow one. At most
 //    threads - 1 requests may be slow at once, so one worker always comes free for requests
-//    that arrive at once; the next request to turn slow gets 503 instead.
+//    that arrive at once; the next request to turn slow gets 503 instead. While that many are
+//    slow, the last worker gives a request only `last_worker_grace` to turn up, so that slow
+//    clients queued before a quick one cost it little.
 //  - close_after_response() (from a handler) ends the connection after the answer, for a
 //    request refused before its body was read; such a connection is closed with a short
 //    linger so that the client reads the answer instead of a reset.
@@ -24,6 +26,7 @@ struct ConnectionLimits {
   int threads = 4;  // httplib workers; threads - 1 of them may serve slow requests
   std::chrono::milliseconds request_timeout{30000};
   std::chrono::milliseconds slow_after{2000};
+  std::chrono::milliseconds last_worker_grace{500};
   std::chrono::milliseconds write_timeout{30000};  // each socket write, as httplib's
   int keep_alive_s = 2;                            // idle wait for the next request
   size_t max_requests_per_connection = 5;

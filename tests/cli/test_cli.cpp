@@ -299,8 +299,8 @@ std::string small_checkpoint(const Scratch& scratch) {
 std::vector<std::string> predicted_images(const CliResult& r) {
   std::vector<std::string> images;
   if (r.exit_code != 0) return images;
-  for (const Json& p : Json::parse(r.out, "predict --json").at("predictions").as_array())
-    images.push_back(p.at("image").as_string());
+  const Json out = Json::parse(r.out, "predict --json");
+  for (const Json& p : out.at("predictions").as_array()) images.push_back(p.at("image").as_string());
   return images;
 }
 
