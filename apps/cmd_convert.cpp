@@ -1,10 +1,11 @@
 // scalpel convert: any weights file the loader reads -> a scalpel checkpoint (safetensors with
 // PyTorch names, see models/checkpoint.h).
 #include <cstdio>
-#include <fstream>
+#include <sstream>
 
 #include "apps/cli.h"
 #include "apps/model_flags.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
 namespace scalpel::cli {
@@ -25,8 +26,7 @@ int run_convert(const std::vector<std::string>& argv) {
   info.options = s.model->options();
   info.class_names = s.class_names;
   if (args.has("labels")) {
-    std::ifstream in(args.get("labels"));
-    SCALPEL_CHECK(in.good(), "--labels: cannot open {}", args.get("labels"));
+    std::istringstream in(read_file(args.get("labels")));
     info.class_names.clear();
     for (std::string line; std::getline(in, line);)
       if (!line.empty()) info.class_names.push_back(line.back() == '\r' ? line.substr(0, line.size() - 1) : line);

@@ -4,6 +4,7 @@
 
 #include "apps/cli.h"
 #include "apps/args.h"
+#include "apps/image_inputs.h"
 #include "data/dataset.h"
 #include "data/stats.h"
 #include "tensor/error.h"
@@ -21,12 +22,14 @@ Args stats_args() {
       .option("blur-threshold", "also list images whose blur score is below it", "0")
       .option("blurriest", "how many of the blurriest images to list", "5")
       .flag("strict", "stop at the first unreadable file instead of counting it");
+  add_max_pixels_flag(args);
   return args;
 }
 
 int run_stats(const std::vector<std::string>& argv) {
   Args args = stats_args();
   if (!args.parse(argv)) return 0;
+  apply_max_pixels_flag(args);
   const std::vector<std::string> dirs = args.positionals();
   SCALPEL_CHECK(dirs.size() == 1, "data stats expects one DIR, got {} (see scalpel data stats --help)", dirs.size());
   data::StatsOptions options;

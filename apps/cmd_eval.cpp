@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "apps/cli.h"
+#include "apps/image_inputs.h"
 #include "apps/model_flags.h"
 #include "apps/progress.h"
 #include "apps/report/evaluate.h"
@@ -70,7 +71,9 @@ int run_eval(const std::vector<std::string>& argv) {
               "none")
       .flag("group-tta", "average the probabilities over the images of one group (patient or lesion id, e.g. "
                          "HAM10000 lesion_id) and give each image the group's prediction");
+  add_max_pixels_flag(args);
   if (!args.parse(argv)) return 0;
+  apply_max_pixels_flag(args);
   const std::string data_dir = args.require("data"), out = args.require("report");
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel eval' (see scalpel eval --help)");
 

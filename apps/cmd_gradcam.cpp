@@ -3,6 +3,7 @@
 
 #include "apps/cli.h"
 #include "apps/gradcam.h"
+#include "apps/image_inputs.h"
 #include "apps/model_flags.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
@@ -16,11 +17,13 @@ int run_gradcam(const std::vector<std::string>& argv) {
   add_model_flags(args);
   args.option("image", "image file to explain")
       .option("out", "PNG to write: the heatmap blended over the image, at the image's size")
-      .option("class", "class index to explain, -1 = the predicted class", "-1")
+      .option("class", "class index to explain, 0..classes-1 (default: the predicted class)")
       .option("layer", "module whose activation is used (default: the model's last feature map)")
       .option("npy", "also write the heatmap as float32 [H, W] .npy (the image's height and width)")
       .option("alpha", "weight of the heatmap colours in the overlay", "0.45");
+  add_max_pixels_flag(args);
   if (!args.parse(argv)) return 0;
+  apply_max_pixels_flag(args);
   const std::string image_path = args.require("image"), out = args.require("out");
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel gradcam' (see scalpel gradcam --help)");
   SCALPEL_CHECK(out.ends_with(".png") || out.ends_with(".PNG"), "--out {}: expected a .png path", out);
@@ -30,8 +33,10 @@ int run_gradcam(const std::vector<std::string>& argv) {
                 s.info.name, s.info.task);
   const data::Preprocess p = eval_preprocess(s);
   const data::Image image = data::load_image(image_path);
+  const int64_t class_index = args.has("class") ? args.get_int("class") : -1;
+  SCALPEL_CHECK(!args.has("class") || class_index >= 0, "--class {}: expected a class index 0..classes-1", class_index);
   const GradCamResult cam = heatmap_on_image(
-      gradcam(*s.model, data::preprocess(image, p).to(s.device), args.get_int("class"), args.get("layer")),
+      gradcam(*s.model, data::preprocess(image, p).to(s.device), class_index, args.get("layer")),
       image.width, image.height, p);
   const std::vector<uint8_t> png = data::encode_png(gradcam_overlay(image, cam, args.get_double("alpha")));
   std::vector<std::pair<std::string, std::string>> files = {{out, std::string(png.begin(), png.end())}};

@@ -2,14 +2,16 @@
 // on image files (top-k classes out). See ../shared/interface.md.
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <numeric>
+#include <sstream>
 
 #include "apps/cli.h"
+#include "apps/image_inputs.h"
 #include "apps/model_flags.h"
 #include "autograd/autograd.h"
 #include "data/image.h"
 #include "layers/functional.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/npy.h"
 
@@ -18,8 +20,7 @@ namespace {
 
 // One class name per line (blank lines kept as names would shift indices: refused).
 std::vector<std::string> read_labels(const std::string& path) {
-  std::ifstream in(path);
-  SCALPEL_CHECK(in.good(), "--labels: cannot open {}", path);
+  std::istringstream in(read_file(path));
   std::vector<std::string> names;
   std::string line;
   while (std::getline(in, line)) {
@@ -72,7 +73,7 @@ int predict_images(const Args& args, ModelSetup& s) {
   if (args.has("preprocess")) p.norm = data::normalization_preset(args.get("preprocess"));
 
   Json predictions = Json::array();
-  for (const std::string& path : args.get_all("image")) {
+  for (const std::string& path : expand_image_inputs(args.get_all("image"))) {
     const Tensor probs = nn::softmax(run_eval(*s.model, data::preprocess_file(path, p), s.device), 1);
     const std::vector<double> v = probs.to_vector();
     std::vector<int64_t> order(v.size());
@@ -116,12 +117,18 @@ int run_predict(const std::vector<std::string>& argv) {
   add_model_flags(args);
   args.option("input-npy", "float32 NCHW array, already preprocessed")
       .option("output-npy", "where to write the raw logits, float32 [N, classes]")
-      .option("image", "image file(s) to classify", "", -1)
+      .option("image",
+              "image file(s) to classify; a folder stands for every image in it and its subfolders (sorted by "
+              "path), a .csv file for the paths in its 'path' column (header row first, one image per row, "
+              "relative paths from the working directory; split.csv and predictions.csv work as they are)",
+              "", -1)
       .option("topk", "classes to show per image", "5")
       .option("labels", "class names, one per line (default: the checkpoint's, else indices)")
       .flag("json", "print {\"predictions\": [{\"image\", \"top\": [{\"index\", \"class\", \"p\"}]}]}")
       .option("preprocess", "normalization preset instead of the model's: imagenet|tf|unit|caffe|none");
+  add_max_pixels_flag(args);
   if (!args.parse(argv)) return 0;
+  apply_max_pixels_flag(args);
   const bool npy = args.has("input-npy"), images = args.has("image");
   SCALPEL_CHECK(npy != images, "predict needs exactly one of --input-npy or --image (see scalpel predict --help)");
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel predict' (see scalpel predict --help)");

@@ -5,13 +5,13 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "apps/cli.h"
+#include "apps/image_inputs.h"
 #include "apps/model_flags.h"
 #include "apps/serve/server.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
 
@@ -33,11 +33,7 @@ extern "C" void wake_main_thread(int) {
 // --config FILE: a JSON list of models, each an object of model flags without the dashes
 // plus an optional "name", e.g. [{"name": "chest", "model": "resnet18", "weights": "a.st"}].
 std::vector<std::shared_ptr<serve::ServedModel>> models_from_config(const std::string& path) {
-  std::ifstream in(path);
-  SCALPEL_CHECK(in.good(), "--config {}: cannot open", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const Json config = Json::parse(text.str(), path);
+  const Json config = Json::parse(read_file(path), path);
   SCALPEL_CHECK(config.is_array(), "--config {}: expected a JSON list of models", path);
   std::vector<std::shared_ptr<serve::ServedModel>> out;
   for (const Json& entry : config.as_array()) {
@@ -104,9 +100,13 @@ int run_serve(const std::vector<std::string>& argv) {
       .option("reports", "folder whose report.html files (scalpel eval) the /reports page lists")
       .option("max-upload-mb", "largest accepted upload in MB", "20")
       .option("threads", "connection worker threads", "4")
-      .option("queue", "inference requests admitted at once; more get HTTP 503", "8")
-      .option("timeout", "socket read/write timeout in seconds", "30");
+      .option("queue", "inference requests admitted at once, below --threads (one worker stays free for the page); "
+                       "more get HTTP 503", "3")
+      .option("timeout", "seconds a request's headers and body may take to arrive, in total (then HTTP 408); "
+                         "also the limit of each socket write", "30");
+  add_max_pixels_flag(args);
   if (!args.parse(argv)) return 0;
+  apply_max_pixels_flag(args);
 
   // Options are checked before the (slow) model loading.
   serve::ServeOptions o;
@@ -119,7 +119,7 @@ int run_serve(const std::vector<std::string>& argv) {
   o.threads = static_cast<int>(args.get_int("threads"));
   o.queue = static_cast<int>(args.get_int("queue"));
   o.timeout_s = static_cast<int>(args.get_int("timeout"));
-  SCALPEL_CHECK(o.timeout_s > 0, "--timeout {}: must be positive", o.timeout_s);
+  o.check();
   o.reports_dir = args.get("reports");
 
   std::vector<std::shared_ptr<serve::ServedModel>> models;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "apps/cli.h"
+#include "apps/image_inputs.h"
 #include "apps/model_flags.h"
 #include "apps/progress.h"
 #include "apps/train/segmentation.h"
@@ -62,7 +63,9 @@ int run_train(const std::vector<std::string>& argv) {
                          "val_dice | val_iou | val_loss, default val_dice")
       .flag("resume", "continue from OUT/last.safetensors")
       .option("log-json", "write one JSON object per optimizer step to this file");
+  add_max_pixels_flag(args);
   if (!args.parse(argv)) return 0;
+  apply_max_pixels_flag(args);
 
   const std::string data_dir = args.require("data");
   train::TrainConfig config;

@@ -56,8 +56,9 @@ GradCamResult gradcam(models::Model& model, const Tensor& input, int64_t class_i
   const int64_t classes = logits.size(1);
   const Tensor probs = nn::softmax(logits.detach(), 1).to(Device::cpu());
   const std::vector<double> p = probs.to_vector();
-  r.class_index = class_index < 0 ? std::max_element(p.begin(), p.end()) - p.begin() : class_index;
-  SCALPEL_CHECK(r.class_index < classes, "gradcam: --class {} is out of range for {} classes", r.class_index, classes);
+  SCALPEL_CHECK(class_index >= -1 && class_index < classes, "gradcam: class {} is out of range for {} classes (0..{})",
+                class_index, classes, classes - 1);
+  r.class_index = class_index == -1 ? std::max_element(p.begin(), p.end()) - p.begin() : class_index;
   r.probability = p[r.class_index];
 
   std::vector<double> onehot(classes, 0.0);

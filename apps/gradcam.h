@@ -24,8 +24,8 @@ struct GradCamResult {
   std::string layer;           // the layer whose activation was used
 };
 
-// `input` is one preprocessed image [1, C, H, W] on the model's device. class_index < 0
-// explains the top class; `layer` empty means model.feature_layer(). Runs the model in
+// `input` is one preprocessed image [1, C, H, W] on the model's device. class_index -1
+// explains the top class, 0..classes-1 that class (anything else is an Error); `layer` empty means model.feature_layer(). Runs the model in
 // evaluation mode (its mode is restored) with autograd for this one call. Error naming the
 // layer when it is not a module of the model or its output is not a 4-D map, and naming the
 // class when it is out of range.

@@ -1,10 +1,13 @@
 #include "data/image.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <memory>
 
@@ -48,26 +51,42 @@ Image to_uint8(const ImageF& image) {
 
 namespace {
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  SCALPEL_CHECK(in.good(), "cannot open image file '{}'", path);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
+
+std::string pixel_limit_reason(int width, int height) {
+  return fmt::format("declares {}x{} = {} pixels, above the limit of {} (--max-pixels)", width, height,
+                     static_cast<int64_t>(width) * height, max_image_pixels());
 }
 
-void check_decodable(size_t size, const std::string& name) {
-  SCALPEL_CHECK(size > 0, "image file '{}' is empty (0 bytes)", name);
-  SCALPEL_CHECK(size <= static_cast<size_t>(INT32_MAX), "image file '{}' is too large", name);
+bool within_pixel_limit(int width, int height) {
+  return static_cast<int64_t>(width) * height <= max_image_pixels();
 }
 
 [[noreturn]] void decode_failed(const std::string& name) {
   fail("cannot decode image '{}': {}", name, stbi_failure_reason());
 }
 
+// The checks before any pixel is decoded: a readable size, and a header within the pixel limit.
+void check_decodable(const stbi_uc* bytes, size_t size, const std::string& name) {
+  SCALPEL_CHECK(size > 0, "image file '{}' is empty (0 bytes)", name);
+  SCALPEL_CHECK(size <= static_cast<size_t>(INT32_MAX), "image file '{}' is too large", name);
+  int width = 0, height = 0, channels = 0;
+  if (!stbi_info_from_memory(bytes, static_cast<int>(size), &width, &height, &channels)) decode_failed(name);
+  SCALPEL_CHECK(within_pixel_limit(width, height), "image '{}' {}", name, pixel_limit_reason(width, height));
+}
+
 }  // namespace
 
+void set_max_image_pixels(int64_t pixels) {
+  SCALPEL_CHECK(pixels > 0, "--max-pixels {}: must be positive", pixels);
+  g_max_image_pixels = pixels;
+}
+
+int64_t max_image_pixels() { return g_max_image_pixels; }
+
 Image decode_image(const void* bytes, size_t size, const std::string& name) {
-  check_decodable(size, name);
   auto* buf = static_cast<const stbi_uc*>(bytes);
+  check_decodable(buf, size, name);
   int len = static_cast<int>(size);
   if (stbi_is_16_bit_from_memory(buf, len)) return to_uint8(decode_image_float(bytes, size, name));
   int w = 0, h = 0, c = 0;
@@ -83,8 +102,8 @@ Image decode_image(const void* bytes, size_t size, const std::string& name) {
 }
 
 ImageF decode_image_float(const void* bytes, size_t size, const std::string& name) {
-  check_decodable(size, name);
   auto* buf = static_cast<const stbi_uc*>(bytes);
+  check_decodable(buf, size, name);
   int len = static_cast<int>(size);
   if (!stbi_is_16_bit_from_memory(buf, len)) return to_float(decode_image(bytes, size, name));
   int w = 0, h = 0, c = 0;
@@ -98,36 +117,39 @@ ImageF decode_image_float(const void* bytes, size_t size, const std::string& nam
 }
 
 Image load_image(const std::string& path) {
-  std::vector<uint8_t> bytes = read_file(path);
+  const std::string bytes = read_file(path);
   return decode_image(bytes.data(), bytes.size(), path);
 }
 
 ImageF load_image_float(const std::string& path) {
-  std::vector<uint8_t> bytes = read_file(path);
+  const std::string bytes = read_file(path);
   return decode_image_float(bytes.data(), bytes.size(), path);
 }
 
 bool probe_image(const std::string& path, ImageInfo& info, std::string& reason) {
-  std::error_code ec;
-  auto size = fs::file_size(path, ec);
-  if (ec) {
-    reason = "cannot read file";
-    return false;
-  }
-  if (size == 0) {
+  const int fd = open_regular_file(path, reason);
+  if (fd < 0) return false;
+  struct stat file_info {};
+  if (::fstat(fd, &file_info) == 0 && file_info.st_size == 0) {
+    ::close(fd);
     reason = "empty file (0 bytes)";
     return false;
   }
-  FILE* f = std::fopen(path.c_str(), "rb");
+  FILE* f = ::fdopen(fd, "rb");
   if (!f) {
+    ::close(fd);
     reason = "cannot open file";
     return false;
   }
-  int ok = stbi_info_from_file(f, &info.width, &info.height, &info.channels);
+  const int ok = stbi_info_from_file(f, &info.width, &info.height, &info.channels);
   if (ok) info.is_16_bit = stbi_is_16_bit_from_file(f);
   std::fclose(f);
   if (!ok) {
     reason = stbi_failure_reason();
+    return false;
+  }
+  if (!within_pixel_limit(info.width, info.height)) {
+    reason = pixel_limit_reason(info.width, info.height);
     return false;
   }
   return true;

@@ -38,15 +38,25 @@ Image to_uint8(const ImageF& image);
 // Formats stb_image reads: JPEG (baseline and progressive), PNG (8 and 16 bit), BMP, and
 // also TGA/GIF (first frame)/PSD/PNM. Channels are as stored: 1 gray, 2 gray+alpha, 3 RGB,
 // 4 RGBA. `name` only appears in error messages.
-// Throws Error naming `name` for an empty, truncated/corrupt or unsupported file.
+// Throws Error naming `name` for an empty, truncated/corrupt or unsupported file, and for one
+// whose header declares more than max_image_pixels() pixels (checked before decoding).
+// load_* read only regular files (tensor/atomic_file.h): a FIFO or a device is an Error.
 Image decode_image(const void* bytes, size_t size, const std::string& name);
 // Same, keeping 16-bit precision: 16-bit PNG samples v map to v * 255 / 65535.
 ImageF decode_image_float(const void* bytes, size_t size, const std::string& name);
 Image load_image(const std::string& path);
 ImageF load_image_float(const std::string& path);
 
+// Decompression bombs: a few hundred KB of PNG can declare 20000x20000 pixels and cost
+// gigabytes to decode. Decoders and probe_image refuse an image whose header declares more
+// than this many pixels (width x height). Process-wide: commands set it from --max-pixels.
+constexpr int64_t kDefaultMaxImagePixels = 50'000'000;
+void set_max_image_pixels(int64_t pixels);  // Error unless positive
+int64_t max_image_pixels();
+
 // Cheap header check (no pixel decode): width/height/channels of a supported file.
-// Returns false (and fills `reason`) for an empty, unreadable or unsupported file.
+// Returns false (and fills `reason`) for an empty, unreadable (not a regular file, ...) or
+// unsupported file, and one that declares more than max_image_pixels() pixels.
 struct ImageInfo { int width = 0, height = 0, channels = 0; bool is_16_bit = false; };
 bool probe_image(const std::string& path, ImageInfo& info, std::string& reason);
 

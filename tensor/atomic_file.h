@@ -16,7 +16,12 @@ void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& 
 // Removes the "<name>.tmp.<pid>" files in `dir` that a killed run left behind (its pid no
 // longer alive; a live writer's temporaries are kept). Returns the paths removed.
 std::vector<std::string> remove_stale_temporaries(const std::string& dir);
-// Reads a whole file; Error naming the path when it cannot be opened.
+// Opens `path` read-only when it is a regular file and returns the descriptor (close-on-exec);
+// otherwise returns -1 and sets `why`, e.g. "not a regular file (a FIFO)". A FIFO, /dev/zero
+// or /dev/urandom given as an input would block or never end; every reader of a user's path
+// (images, weights, label lists, CSVs, .npy) goes through here.
+int open_regular_file(const std::string& path, std::string& why);
+// Reads a whole regular file; Error "cannot read <path>: <why>" otherwise.
 std::string read_file(const std::string& path);
 
 }  // namespace scalpel

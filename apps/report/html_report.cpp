@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <sstream>
 
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
 namespace scalpel::report {
@@ -297,11 +297,7 @@ std::string base64(const std::vector<uint8_t>& bytes) {
 }
 
 History load_history(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  SCALPEL_CHECK(in.good(), "history: cannot open {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  const std::string text = read_file(path);
   History h;
   auto add = [&](const std::string& key, double v) {
     if (key == "epoch" || key == "step") return;

@@ -33,6 +33,7 @@ constexpr const char* kPage = R"PAGE(<!doctype html>
  .bar .fill{background:#457b9d;height:100%;border-radius:3px}
  .bar .pct{width:48px;text-align:right}
  .top{font-size:18px;margin:6px 0} .err{color:#b00020;font-weight:600}
+ .camctl{display:flex;gap:12px;align-items:center;flex-wrap:wrap;margin:6px 0}
 </style></head><body>
 <header><h1>scalpel</h1><label>Model <select id="model"></select></label><a href="/reports">Reports</a></header>
 <main>
@@ -46,19 +47,44 @@ constexpr const char* kPage = R"PAGE(<!doctype html>
 const $ = (id) => document.getElementById(id);
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
 
+const classesOf = {};  // model name -> its class names, in index order
+
 async function loadModels() {
   const r = await fetch("/api/models");
   for (const m of await r.json()) {
     const o = el("option", "", m.name + " (" + m.classes.length + " classes)");
     o.value = m.name; $("model").appendChild(o);
+    classesOf[m.name] = m.classes;
   }
 }
 
-function form(file, alpha) {
+// `cls`: the class index Grad-CAM explains ("" or undefined: the top class).
+function form(file, model, alpha, cls) {
   const f = new FormData();
-  f.append("image", file); f.append("model", $("model").value);
+  f.append("image", file); f.append("model", model);
   if (alpha !== undefined) f.append("alpha", alpha);
+  if (cls !== undefined && cls !== "") f.append("class", cls);
   return f;
+}
+
+async function fetchPng(f) {
+  const r = await fetch("/api/gradcam", {method: "POST", body: f});
+  if (!r.ok) throw new Error("Grad-CAM: " + ((await r.json()).error || r.statusText));
+  return r;
+}
+
+// The overlay as shown (model's view, heatmap at the slider's opacity) as a PNG download.
+function download(base, heat, name) {
+  const c = document.createElement("canvas");
+  c.width = base.naturalWidth; c.height = base.naturalHeight;
+  const g = c.getContext("2d");
+  g.drawImage(base, 0, 0);
+  g.globalAlpha = parseFloat(heat.style.opacity); g.drawImage(heat, 0, 0, c.width, c.height);
+  c.toBlob((blob) => {
+    const a = el("a", "saved"); a.hidden = true;
+    a.href = URL.createObjectURL(blob); a.download = name;
+    document.body.appendChild(a); a.click();
+  }, "image/png");
 }
 
 async function analyse(file) {
@@ -69,8 +95,9 @@ async function analyse(file) {
   const orig = el("figure"); const oi = el("img"); oi.src = URL.createObjectURL(file); oi.alt = "original";
   orig.append(oi, el("figcaption", "", "original"));
   imgs.appendChild(orig); card.appendChild(imgs);
+  const model = $("model").value;
   try {
-    const r = await fetch("/api/predict", {method: "POST", body: form(file)});
+    const r = await fetch("/api/predict", {method: "POST", body: form(file, model)});
     const j = await r.json();
     if (!r.ok) throw new Error(j.error || r.statusText);
     const best = j.top[0];
@@ -83,18 +110,37 @@ async function analyse(file) {
       card.appendChild(bar);
     }
     // alpha 1: the heatmap colours alone; alpha 0: the model's view of the image (same size).
-    const [g, v] = await Promise.all([fetch("/api/gradcam", {method: "POST", body: form(file, 1)}),
-                                      fetch("/api/gradcam", {method: "POST", body: form(file, 0)})]);
-    if (!g.ok) throw new Error("Grad-CAM: " + ((await g.json()).error || g.statusText));
-    if (!v.ok) throw new Error("Grad-CAM: " + ((await v.json()).error || v.statusText));
+    const [g, v] = await Promise.all([fetchPng(form(file, model, 1)), fetchPng(form(file, model, 0))]);
     const fig = el("figure"); const stack = el("div", "stack");
     const base = el("img"); const heat = el("img", "heat");
     heat.src = URL.createObjectURL(await g.blob()); heat.alt = "Grad-CAM";
     base.src = URL.createObjectURL(await v.blob()); base.alt = "model input";
     heat.style.opacity = $("alpha").value / 100;
     stack.append(base, heat);
-    fig.append(stack, el("figcaption", "", "Grad-CAM (" + (g.headers.get("X-Class") || "") + ")"));
+    const caption = el("figcaption", "", "Grad-CAM (" + (g.headers.get("X-Class") || "") + ")");
+    fig.append(stack, caption);
     imgs.appendChild(fig);
+    // Which class Grad-CAM explains (default the top one), and the overlay as a file.
+    const pick = el("select", "camclass");
+    const top = el("option", "", "top class (" + best.class + ")"); top.value = ""; pick.appendChild(top);
+    (classesOf[model] || []).forEach((name, i) => { const o = el("option", "", name); o.value = i; pick.appendChild(o); });
+    const label = el("label", "", "Grad-CAM explains "); label.appendChild(pick);
+    const save = el("button", "download", "Download Grad-CAM PNG");
+    const stem = file.name.replace(/\.[^.]*$/, "");
+    let shown = g.headers.get("X-Class") || "";
+    save.onclick = () => download(base, heat, stem + "_gradcam_" + shown + ".png");
+    pick.onchange = async () => {
+      try {
+        const r = await fetchPng(form(file, model, 1, pick.value));
+        shown = r.headers.get("X-Class") || "";
+        heat.src = URL.createObjectURL(await r.blob());
+        caption.textContent = "Grad-CAM (" + shown + ")"; caption.className = "";
+      } catch (e) {
+        caption.textContent = e.message; caption.className = "err";
+      }
+    };
+    const controls = el("div", "camctl"); controls.append(label, save);
+    card.appendChild(controls);
   } catch (e) {
     card.appendChild(el("p", "err", "Error: " + e.message));
   }

@@ -6,16 +6,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <numeric>
 #include <set>
 #include <thread>
 
 #include "apps/gradcam.h"
 #include "apps/model_flags.h"
+#include "apps/serve/guarded_http.h"
 #include "autograd/autograd.h"
 #include "layers/functional.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
 
@@ -70,6 +72,51 @@ const char* content_type_of(const fs::path& path) {
   return "application/octet-stream";
 }
 
+// The optional `class` form field: a class index 0..classes-1, or -1 (the top class) when the
+// field is absent or empty. Error naming the field for anything else (-5, 1e30, nan, 1.5).
+int64_t class_field(const httplib::Request& req, size_t classes) {
+  if (!req.has_file("class")) return -1;
+  const std::string text = req.get_file_value("class").content;
+  if (text.empty()) return -1;
+  const bool digits = text.size() <= 9 && std::all_of(text.begin(), text.end(), [](unsigned char c) {
+    return std::isdigit(c);
+  });
+  const int64_t index = digits ? std::stoll(text) : -1;
+  SCALPEL_CHECK(index >= 0 && index < static_cast<int64_t>(classes),
+                "field 'class': expected a class index 0..{}, got '{}'", classes - 1, text);
+  return index;
+}
+
+// Content-Length as httplib would use it, checked before any of the body is read: a
+// negative or malformed value is 400 and one above the upload limit 413 at once (httplib
+// would wait for that many bytes to skip them); a POST with neither a length nor chunks is
+// 411 (httplib would read its body until the client closes). Answers and returns true when
+// refused.
+bool refuse_content_length(const httplib::Request& req, httplib::Response& res, size_t max_bytes) {
+  if (!req.has_header("Content-Length")) {
+    if (req.method != "POST" || req.get_header_value("Transfer-Encoding") == "chunked") return false;
+    send_error(res, 411, "a POST needs a Content-Length");
+    res.set_header("Connection", "close");
+    GuardedHttpServer::close_after_response();
+    return true;
+  }
+  const std::string text = req.get_header_value("Content-Length");
+  const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) {
+    return std::isdigit(c);
+  });
+  if (!digits) {
+    send_error(res, 400, "Content-Length '" + text + "' is not a byte count");
+  } else if (text.size() > 18 || std::stoull(text) > max_bytes) {
+    send_error(res, 413, "upload of " + text + " bytes is larger than the limit of " + std::to_string(max_bytes) +
+                             " bytes");
+  } else {
+    return false;
+  }
+  res.set_header("Connection", "close");
+  GuardedHttpServer::close_after_response();  // the body stays unread
+  return true;
+}
+
 // An optional numeric form field; Error naming it when it is not a number.
 double number_field(const httplib::Request& req, const std::string& name, double fallback) {
   if (!req.has_file(name)) return fallback;
@@ -91,7 +138,7 @@ struct Server::Impl {
   std::vector<std::shared_ptr<ServedModel>> models;
   ServeOptions options;
   fs::path reports_root;  // canonical, empty when disabled
-  httplib::Server http;
+  std::unique_ptr<GuardedHttpServer> http_server;  // made once the options are known
   std::atomic<int> in_flight{0};
   int port = -1;
   // run()/stop() hand-shake: httplib's stop() does nothing until listening has begun.
@@ -165,7 +212,7 @@ struct Server::Impl {
     data::Image image;
     ServedModel* m = parse_form(req, res, image);
     if (!m) return;
-    const int64_t class_index = number_field(req, "class", -1);
+    const int64_t class_index = class_field(req, m->class_names.size());
     const double alpha = number_field(req, "alpha", 0.45);
     if (!(alpha >= 0 && alpha <= 1)) return send_error(res, 400, "field 'alpha': expected a number in [0, 1]");
     const data::Image view = data::fit_image(image, m->preprocess);
@@ -231,12 +278,15 @@ struct Server::Impl {
     const auto [root_end, _] = std::mismatch(reports_root.begin(), reports_root.end(), full.begin(), full.end());
     if (escapes || ec || root_end != reports_root.end() || !fs::is_regular_file(full))
       return send_error(res, 404, "no such report file: " + relative);
-    std::ifstream in(full, std::ios::binary);
-    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    res.set_content(data, content_type_of(full));
+    res.set_content(read_file(full.string()), content_type_of(full));
   }
 
   void install_routes() {
+    httplib::Server& http = *http_server;
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      return refuse_content_length(req, res, options.max_upload_bytes) ? httplib::Server::HandlerResponse::Handled
+                                                                        : httplib::Server::HandlerResponse::Unhandled;
+    });
     http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(page_html(!reports_root.empty()), "text/html; charset=utf-8");
     });
@@ -266,7 +316,9 @@ struct Server::Impl {
     // with an empty body; give them the JSON error shape too.
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
-      if (res.status == 413)
+      if (const ArrivalFailure failure = GuardedHttpServer::arrival_failure(); failure != ArrivalFailure::none)
+        send_error(res, GuardedHttpServer::failure_status(failure), http_server->failure_message(failure));
+      else if (res.status == 413)
         send_error(res, 413, "upload larger than the limit of " + std::to_string(options.max_upload_bytes) + " bytes");
       else if (res.status == 404)
         send_error(res, 404, "no such page: " + req.path);
@@ -276,6 +328,17 @@ struct Server::Impl {
   }
 };
 
+void ServeOptions::check() const {
+  // Each admitted inference request holds a worker while it waits for its model, so a queue
+  // as long as the workers could never refuse anything; one worker stays free for the page.
+  SCALPEL_CHECK(queue >= 1 && queue < threads,
+                "serve: --queue {} must be at least 1 and below --threads {} (each admitted request holds a worker "
+                "thread, and one is kept for the page and quick requests)",
+                queue, threads);
+  SCALPEL_CHECK(timeout_s > 0, "serve: --timeout {}: must be positive", timeout_s);
+  SCALPEL_CHECK(slow_after_s > 0, "serve: slow_after_s {}: must be positive", slow_after_s);
+}
+
 Server::Server(std::vector<std::shared_ptr<ServedModel>> models, ServeOptions options) : impl_(new Impl) {
   SCALPEL_CHECK(!models.empty(), "serve: no model to serve");
   std::set<std::string> names;
@@ -283,21 +346,25 @@ Server::Server(std::vector<std::shared_ptr<ServedModel>> models, ServeOptions op
     SCALPEL_CHECK(names.insert(m->name).second, "serve: two models are named '{}'", m->name);
     m->model->eval();
   }
-  SCALPEL_CHECK(options.threads >= 1 && options.queue >= 1, "serve: --threads and --queue must be >= 1");
+  options.check();
   if (!options.reports_dir.empty()) {
     SCALPEL_CHECK(fs::is_directory(options.reports_dir), "--reports {}: not a directory", options.reports_dir);
     impl_->reports_root = fs::canonical(options.reports_dir);
   }
   impl_->models = std::move(models);
   impl_->options = options;
-  httplib::Server& http = impl_->http;
+  ConnectionLimits limits;
+  limits.threads = options.threads;
+  limits.request_timeout = std::chrono::seconds(options.timeout_s);
+  limits.slow_after = std::chrono::milliseconds(static_cast<int64_t>(options.slow_after_s * 1000));
+  limits.write_timeout = std::chrono::seconds(options.timeout_s);
+  // Idle keep-alive connections would hold a worker each; let them go quickly.
+  limits.keep_alive_s = 2;
+  impl_->http_server = std::make_unique<GuardedHttpServer>(limits);
+  httplib::Server& http = *impl_->http_server;
   const int threads = options.threads;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http.set_payload_max_length(options.max_upload_bytes);
-  http.set_read_timeout(options.timeout_s, 0);
-  http.set_write_timeout(options.timeout_s, 0);
-  // Idle keep-alive connections would hold a worker each; let them go quickly.
-  http.set_keep_alive_timeout(2);
   impl_->install_routes();
 }
 
@@ -324,9 +391,9 @@ Server::~Server() { stop(); }
 int Server::bind() {
   ServeOptions& o = impl_->options;
   if (o.port == 0) {
-    impl_->port = impl_->http.bind_to_any_port(o.host);
+    impl_->port = impl_->http_server->bind_to_any_port(o.host);
   } else {
-    impl_->port = impl_->http.bind_to_port(o.host, o.port) ? o.port : -1;
+    impl_->port = impl_->http_server->bind_to_port(o.host, o.port) ? o.port : -1;
   }
   SCALPEL_CHECK(impl_->port > 0, "serve: cannot listen on {}:{} (address in use or not local?)", o.host, o.port);
   return impl_->port;
@@ -334,7 +401,7 @@ int Server::bind() {
 
 bool Server::run() {
   impl_->run_entered = true;
-  const bool listened = impl_->stop_requested || impl_->http.listen_after_bind();
+  const bool listened = impl_->stop_requested || impl_->http_server->listen_after_bind();
   impl_->run_finished = true;
   return listened;
 }
@@ -344,8 +411,8 @@ void Server::stop() {
   // Either run() sees stop_requested and never listens, or we see run_entered and wait until
   // httplib is listening (or gave up) so that its stop() takes effect.
   if (impl_->run_entered)
-    while (!impl_->http.is_running() && !impl_->run_finished) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  impl_->http.stop();
+    while (!impl_->http_server->is_running() && !impl_->run_finished) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->http_server->stop();
 }
 int Server::port() const { return impl_->port; }
 

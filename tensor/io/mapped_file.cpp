@@ -8,17 +8,20 @@
 #include <cerrno>
 #include <cstring>
 
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
 namespace scalpel {
 
 MappedFile::MappedFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  SCALPEL_CHECK(fd >= 0, "cannot open {}: {}", path, std::strerror(errno));
+  std::string why;
+  const int fd = open_regular_file(path, why);
+  SCALPEL_CHECK(fd >= 0, "cannot read {}: {}", path, why);
   struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+  if (::fstat(fd, &info) != 0) {
+    const int err = errno;
     ::close(fd);
-    fail("cannot read {}: not a regular file", path);
+    fail("cannot read {}: {}", path, std::strerror(err));
   }
   size_ = static_cast<size_t>(info.st_size);
   if (size_ > 0) {

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Browser test of `scalpel serve`: headless Chromium loads the page, a user uploads an image
 through its file input, the probability bars and the Grad-CAM overlay appear, the opacity
-slider changes the overlay, the decision-aid notice is visible, no request leaves loopback,
-and a screenshot is taken. Exit status 0 pass, 1 fail, 77 skipped (no Chromium).
+slider changes the overlay, Grad-CAM is asked to explain another class than the top one and
+the overlay is downloaded as a PNG, the decision-aid notice is visible, no request leaves
+loopback, and a screenshot is taken. Exit status 0 pass, 1 fail, 77 skipped (no Chromium).
 
     serve_browser_test.py --scalpel BIN                  the test (trains a tiny model first)
     serve_browser_test.py --scalpel BIN --weights W --image F --screenshot OUT.png
@@ -240,6 +241,11 @@ RESULT_STATE = """(() => {
     overlay: loaded(heat) && loaded(base),
     aligned: box(heat) === box(base),  // the heatmap lies exactly over the model's view
     opacity: heat ? parseFloat(getComputedStyle(heat).opacity) : null,
+    heatSrc: heat ? heat.src : null,
+    heatLoaded: loaded(heat),
+    baseSize: loaded(base) ? [base.naturalWidth, base.naturalHeight] : null,
+    caption: (card.querySelector('figure:last-child figcaption') || {}).textContent || null,
+    camClasses: [...card.querySelectorAll('select.camclass option')].map((o) => [o.value, o.textContent]),
   };
 })()"""
 
@@ -252,7 +258,55 @@ NOTICE_STATE = """(() => {
 })()"""
 
 
-def check_page(browser, server_url, image, screenshot, slider_at):
+def png_size(data):
+    """Width and height from a PNG's IHDR."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+        return None
+    return [int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")]
+
+
+def check_class_choice_and_download(browser, classes, state, download_dir):
+    """Grad-CAM of another class than the top one, picked in the card's menu; then the overlay
+    downloaded through the card's button, as a PNG of the model's view."""
+    offered = [name for _, name in state["camClasses"][1:]]
+    if offered != classes:
+        raise Failure(f"the Grad-CAM class menu offers {state['camClasses']}, expected the top class and {classes}")
+    top_name = state["bars"][0]["label"]
+    other = next(i for i, name in enumerate(classes) if name != top_name)
+    # A native <select> popup cannot be clicked in headless Chromium; choose as the menu would.
+    browser.evaluate("(() => { const s = document.querySelector('#results .card select.camclass');"
+                     f" s.value = '{other}'; s.dispatchEvent(new Event('change')); }})()")
+    expected_caption = f"Grad-CAM ({classes[other]})"
+    browser.wait_until(f"(() => {{ const s = {RESULT_STATE}; return s.caption === {json.dumps(expected_caption)} && "
+                       f"s.heatLoaded && s.heatSrc !== {json.dumps(state['heatSrc'])}; }})()",
+                       f"the overlay of class {classes[other]!r}", 20)
+
+    browser.call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": download_dir}, page=False)
+    button = browser.evaluate("(() => { const b = document.querySelector('#results .card button.download');"
+                              " if (!b) return null; b.scrollIntoView(); const r = b.getBoundingClientRect();"
+                              " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()")
+    if not button:
+        raise Failure("the result card has no download button")
+    browser.click(button["x"], button["y"])
+    deadline = time.monotonic() + 15
+    saved = []
+    while not saved:
+        saved = [f for f in os.listdir(download_dir) if f.endswith(".png")]
+        if time.monotonic() > deadline:
+            raise Failure(f"no PNG was downloaded (folder holds {os.listdir(download_dir)})")
+        browser.pump(0.2)
+    name = saved[0]
+    with open(os.path.join(download_dir, name), "rb") as f:
+        data = f.read()
+    size = png_size(data)
+    if size != state["baseSize"]:
+        raise Failure(f"the download {name} is {size}, not a PNG of the model's view {state['baseSize']}")
+    if classes[other] not in name:
+        raise Failure(f"the download {name!r} does not name the class it explains ({classes[other]!r})")
+    return classes[other], name, len(data)
+
+
+def check_page(browser, server_url, image, screenshot, slider_at, download_dir):
     classes = json.load(urllib.request.urlopen(server_url + "api/models", timeout=10))[0]["classes"]
     browser.call("Page.navigate", {"url": server_url})
     browser.wait_until("document.querySelectorAll('#model option').length > 0", "the model list", 10)
@@ -293,6 +347,8 @@ def check_page(browser, server_url, image, screenshot, slider_at):
     if not (after > before and math.isclose(after, browser.evaluate("document.getElementById('alpha').value / 100"))):
         raise Failure(f"overlay opacity went from {before} to {after} after moving the slider up")
 
+    explained, download, download_bytes = check_class_choice_and_download(browser, classes, state, download_dir)
+
     browser.pump(0.2)
     if browser.page_errors():
         raise Failure(f"page errors: {browser.page_errors()}")
@@ -313,6 +369,7 @@ def check_page(browser, server_url, image, screenshot, slider_at):
         f.write(png)
     os.replace(temporary, screenshot)
     print(f"ok: {len(classes)} bars, top {state['top']!r}, overlay opacity {before} -> {after}, "
+          f"Grad-CAM of {explained!r} downloaded as {download} ({download_bytes} bytes), "
           f"{len(urls)} requests all loopback, screenshot {screenshot} ({len(png)} bytes)")
 
 
@@ -341,8 +398,10 @@ def main():
         weights, image = (args.weights, args.image) if args.weights else tiny_model(args.scalpel, workdir)
         server = ServeProcess(args.scalpel, weights, workdir)
         browser = DevTools(chromium, workdir, width, height)
+        download_dir = os.path.join(workdir, "downloads")
+        os.makedirs(download_dir)
         check_page(browser, server.url, image, args.screenshot or os.path.join(workdir, "serve.png"),
-                   args.slider_at)
+                   args.slider_at, download_dir)
         browser.close()
         browser = None
         server.stop()

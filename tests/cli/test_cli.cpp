@@ -22,6 +22,7 @@
 #include "data/image.h"
 #include "models/registry.h"
 #include "support/cli_runner.h"
+#include "support/hostile_inputs.h"
 #include "tensor/io/safetensors.h"
 #include "tensor/json.h"
 #include "tensor/npy.h"
@@ -284,6 +285,102 @@ TEST(Predict, ImagesUseTheCheckpointsClassNames) {
   std::ofstream(two) << "normal\nabnormal\n";
   expect_error(run_cli({"predict", "--weights", ckpt, "--image", rgb, "--labels", two}), "2 names for a model with 3 classes");
   expect_error(run_cli({"predict", "--weights", ckpt, "--image", scratch / "absent.png"}), "absent.png");
+}
+
+// A 3-class checkpoint of the small model for the --image tests.
+std::string small_checkpoint(const Scratch& scratch) {
+  const std::string weights = scratch / "w.safetensors", ckpt = scratch / "ck.safetensors";
+  save_safetensors(weights, small_state(3));
+  const CliResult r = run_cli(cat(cat({"convert"}, kSmall), {"--classes", "3", "--weights", weights, "--out", ckpt}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return ckpt;
+}
+
+std::vector<std::string> predicted_images(const CliResult& r) {
+  std::vector<std::string> images;
+  if (r.exit_code != 0) return images;
+  const Json out = Json::parse(r.out, "predict --json");
+  for (const Json& p : out.at("predictions").as_array()) images.push_back(p.at("image").as_string());
+  return images;
+}
+
+TEST(Predict, FoldersAndCsvListsOfImages) {
+  Scratch scratch;
+  const std::string ckpt = small_checkpoint(scratch), dir = scratch / "images";
+  fs::create_directories(fs::path(dir) / "sub");
+  fs::create_directories(fs::path(dir) / ".cache");
+  Generator g(3);
+  data::Image image(40, 30, 3);
+  for (auto& v : image.pixels) v = static_cast<uint8_t>(g.below(256));
+  for (const char* name : {"b.png", "a.jpg", "sub/c.bmp", ".hidden.png", ".cache/d.png"})
+    data::save_image((fs::path(dir) / name).string(), image);
+  std::ofstream(fs::path(dir) / "notes.txt") << "not an image";
+
+  // A folder: its images and those of its subfolders, sorted; hidden files and others left out.
+  CliResult r = run_cli({"predict", "--weights", ckpt, "--image", dir, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> sorted = {dir + "/a.jpg", dir + "/b.png", dir + "/sub/c.bmp"};
+  EXPECT_EQ(predicted_images(r), sorted);
+
+  // A CSV: the `path` column in file order (as split.csv and predictions.csv have it), mixed
+  // with plain files.
+  const std::string list = scratch / "list.csv";
+  std::ofstream(list) << "label,path\nx," << dir << "/sub/c.bmp\ny,\"" << dir << "/a.jpg\"\n";
+  r = run_cli({"predict", "--weights", ckpt, "--image", list, dir + "/b.png", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(predicted_images(r), (std::vector<std::string>{dir + "/sub/c.bmp", dir + "/a.jpg", dir + "/b.png"}));
+
+  const std::string no_column = scratch / "nocolumn.csv", empty_list = scratch / "empty.csv",
+                    empty_dir = scratch / "nothing";
+  std::ofstream(no_column) << "file\n" << dir << "/a.jpg\n";
+  std::ofstream(empty_list) << "path\n";
+  fs::create_directories(empty_dir);
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", no_column}), "no 'path' column");
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", empty_list}), "empty.csv");
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", empty_dir}), "no image files");
+  const CliResult help = run_cli({"predict", "--help"});
+  EXPECT_NE(help.out.find("'path' column"), std::string::npos) << help.out;
+}
+
+TEST(Predict, RefusesFifosAndDevicesAtOnce) {
+  // Before, a FIFO blocked predict until a writer came and /dev/zero was read until memory
+  // ran out: only regular files are read.
+  Scratch scratch;
+  const std::string ckpt = small_checkpoint(scratch);
+  {
+    test::FifoTrap fifo(scratch / "pipe.png", std::chrono::seconds(10));
+    const CliResult r = run_cli({"predict", "--weights", ckpt, "--image", fifo.path()});
+    ASSERT_FALSE(fifo.released_a_reader()) << "predict blocked on a FIFO; then: " << r.err;
+    expect_error(r, fifo.path() + ": not a regular file (a FIFO)");
+  }
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", "/dev/zero"}),
+               "/dev/zero: not a regular file (a character device)");
+  {
+    test::FifoTrap fifo(scratch / "labels.txt", std::chrono::seconds(10));
+    const CliResult r = run_cli({"predict", "--weights", ckpt, "--image", scratch / "w.safetensors", "--labels",
+                                 fifo.path()});
+    ASSERT_FALSE(fifo.released_a_reader()) << "--labels blocked on a FIFO; then: " << r.err;
+    expect_error(r, "not a regular file (a FIFO)");
+  }
+  {
+    test::FifoTrap fifo(scratch / "weights.safetensors", std::chrono::seconds(10));
+    const CliResult r = run_cli({"predict", "--weights", fifo.path(), "--image", "/dev/null"});
+    ASSERT_FALSE(fifo.released_a_reader()) << "--weights blocked on a FIFO; then: " << r.err;
+    expect_error(r, "not a regular file (a FIFO)");
+  }
+}
+
+TEST(Predict, MaxPixelsRefusesDeclaredSizesAboveIt) {
+  Scratch scratch;
+  const std::string ckpt = small_checkpoint(scratch), bomb = scratch / "bomb.png", small = scratch / "small.png";
+  std::ofstream(bomb, std::ios::binary) << test::png_declaring(20000, 20000);
+  data::save_image(small, data::Image(40, 30, 3, 128));
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", bomb}),
+               "image '" + bomb + "' declares 20000x20000 = 400000000 pixels, above the limit of 50000000");
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", small, "--max-pixels", "1199"}),
+               "declares 40x30 = 1200 pixels, above the limit of 1199 (--max-pixels)");
+  EXPECT_EQ(run_cli({"predict", "--weights", ckpt, "--image", small, "--max-pixels", "1200"}).exit_code, 0);
+  expect_error(run_cli({"predict", "--weights", ckpt, "--image", small, "--max-pixels", "-3"}), "--max-pixels");
 }
 
 // Outside training a replaced head would be a random classifier: refused (train replaces it).

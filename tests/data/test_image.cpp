@@ -1,10 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "data/image.h"
 #include "data_test_util.h"
+#include "support/hostile_inputs.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/npy.h"
 
@@ -92,6 +95,70 @@ TEST(Image, BadFilesThrowNamingTheFile) {
   EXPECT_EQ(info.width, 32);
   EXPECT_EQ(info.channels, 3);
   EXPECT_THROW(save_image(dir / "x.tiff", pattern_image(4, 4, 3, 1)), Error);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Image, ReadsOnlyRegularFiles) {
+  // A FIFO would block the reader until a writer comes (forever); /dev/zero and /dev/urandom
+  // never end. Each is refused before reading, naming the path.
+  TempDir dir;
+  const std::string fifo_path = dir / "pipe.png";
+  {
+    test::FifoTrap fifo(fifo_path, std::chrono::seconds(5));
+    const std::string error = error_of([&] { load_image(fifo_path); });
+    ASSERT_FALSE(fifo.released_a_reader()) << "load_image blocked on a FIFO; then: " << error;
+    EXPECT_EQ(error, "cannot read " + fifo_path + ": not a regular file (a FIFO)");
+    ImageInfo info;
+    std::string reason;
+    EXPECT_FALSE(probe_image(fifo_path, info, reason));
+    EXPECT_EQ(reason, "not a regular file (a FIFO)");
+    EXPECT_EQ(error_of([&] { read_file(fifo_path); }), "cannot read " + fifo_path + ": not a regular file (a FIFO)");
+  }
+  for (const char* device : {"/dev/zero", "/dev/urandom"}) {
+    EXPECT_EQ(error_of([&] { load_image_float(device); }),
+              std::string("cannot read ") + device + ": not a regular file (a character device)");
+    ImageInfo info;
+    std::string reason;
+    EXPECT_FALSE(probe_image(device, info, reason)) << device;
+  }
+  EXPECT_EQ(error_of([&] { load_image(dir.str()); }), "cannot read " + dir.str() + ": not a regular file (a directory)");
+}
+
+TEST(Image, RefusesDeclaredSizeAboveThePixelLimitBeforeDecoding) {
+  TempDir dir;
+  const std::string bomb = test::png_declaring(20000, 20000);  // 400 MP in ~70 bytes
+  testing::write_text(dir / "bomb.png", bomb);
+  const std::string expected =
+      "image '" + (dir / "bomb.png") + "' declares 20000x20000 = 400000000 pixels, above the limit of 50000000 "
+      "(--max-pixels)";
+  EXPECT_EQ(max_image_pixels(), kDefaultMaxImagePixels);
+  EXPECT_EQ(error_of([&] { load_image(dir / "bomb.png"); }), expected);
+  EXPECT_EQ(error_of([&] { load_image_float(dir / "bomb.png"); }), expected);
+  EXPECT_TRUE(error_of([&] { decode_image(bomb.data(), bomb.size(), "upload.png"); })
+                  .starts_with("image 'upload.png' declares 20000x20000 = 400000000 pixels"));
+  ImageInfo info;
+  std::string reason;
+  EXPECT_FALSE(probe_image(dir / "bomb.png", info, reason));
+  EXPECT_EQ(reason, "declares 20000x20000 = 400000000 pixels, above the limit of 50000000 (--max-pixels)");
+
+  // The limit is the caller's: a real 32x32 image passes 1024 and fails 1023.
+  testing::write_image(dir / "small.png", pattern_image(32, 32, 3, 1));
+  set_max_image_pixels(1024);
+  EXPECT_EQ(load_image(dir / "small.png").width, 32);
+  EXPECT_TRUE(probe_image(dir / "small.png", info, reason)) << reason;
+  set_max_image_pixels(1023);
+  EXPECT_NE(error_of([&] { load_image(dir / "small.png"); }).find("declares 32x32 = 1024 pixels"), std::string::npos);
+  EXPECT_FALSE(probe_image(dir / "small.png", info, reason));
+  EXPECT_THROW(set_max_image_pixels(0), Error);
+  set_max_image_pixels(kDefaultMaxImagePixels);
 }
 
 TEST(Image, ChannelConversion) {

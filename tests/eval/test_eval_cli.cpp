@@ -193,6 +193,30 @@ TEST_F(EvalCli, GradcamWritesOverlayAndRawMap) {
   expect_error(run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--class", "7"}), "7");
 }
 
+TEST_F(EvalCli, GradcamClassMustBeAClassIndex) {
+  // Before, a negative --class silently meant "the predicted class".
+  const std::string png = path("cam_class.png"), image = data_dir() + "/tumor/0.png";
+  for (const char* bad : {"-5", "-1", "3", "1e30", "nan", "1.5"})
+    expect_error(run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--class", bad}), bad);
+  EXPECT_FALSE(fs::exists(png));
+}
+
+TEST_F(EvalCli, MaxPixelsIsCheckedBeforeDecoding) {
+  // The data images are 32x32 = 1024 pixels.
+  const std::string png = path("cam_limit.png"), image = data_dir() + "/tumor/0.png";
+  expect_error(run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--max-pixels", "1000"}),
+               "declares 32x32 = 1024 pixels, above the limit of 1000 (--max-pixels)");
+  expect_error(run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--max-pixels", "0"}),
+               "--max-pixels");
+  EXPECT_FALSE(fs::exists(png));
+  ASSERT_EQ(run_cli({"gradcam", "--weights", weights(), "--image", image, "--out", png, "--max-pixels", "1024"})
+                .exit_code,
+            0);
+  // data stats counts such images as unreadable, naming the limit.
+  const auto r = run_cli({"data", "stats", data_dir(), "--no-duplicates", "--max-pixels", "1000"});
+  EXPECT_NE(r.err.find("declares 32x32 = 1024 pixels"), std::string::npos) << r.out << r.err;
+}
+
 TEST_F(EvalCli, BenchPrintsOneJsonObject) {
   for (bool train : {false, true}) {
     std::vector<std::string> argv = {"bench", "--model", "mobilenet_v2", "--width", "0.25", "--classes", "3",

@@ -75,9 +75,9 @@ TEST(TorchLoad, LoadWeightsFileSniffsTorchFormats) {
 
 TEST(TorchLoad, UnreadableFiles) {
   EXPECT_EQ(error_of([] { load_weights_file("/nonexistent/w.pt"); }),
-            "cannot open /nonexistent/w.pt: No such file or directory");
+            "cannot read /nonexistent/w.pt: No such file or directory");
   EXPECT_EQ(error_of([] { load_torch(SCALPEL_FIXTURES); }),
-            std::string("cannot read ") + SCALPEL_FIXTURES + ": not a regular file");
+            std::string("cannot read ") + SCALPEL_FIXTURES + ": not a regular file (a directory)");
 }
 
 TEST(TorchLoad, MissingZipEntry) {

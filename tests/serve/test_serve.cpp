@@ -2,9 +2,16 @@
 // randomly initialized resnet18 (3 classes, 64x64 input stored in its checkpoint).
 #include <httplib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -15,6 +22,8 @@
 #include "data/image.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
+#include "support/hostile_inputs.h"
+#include "tensor/error.h"
 #include "tensor/json.h"
 
 namespace scalpel {
@@ -30,6 +39,78 @@ std::string test_png() {
       for (int c = 0; c < 3; ++c) image.at(y, x, c) = static_cast<uint8_t>((x * 5 + y * 3 + c * 70) % 256);
   const std::vector<uint8_t> png = data::encode_png(image);
   return std::string(png.begin(), png.end());
+}
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// A raw loopback connection, for what httplib's client never sends: a negative
+// Content-Length, a request trickling in a byte at a time.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  }
+  ~RawConnection() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  bool send(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+  }
+  // Waits up to `limit` for the server to say something; then collects it until the server
+  // closes the connection (ended() true) or `limit` has passed.
+  std::string receive(std::chrono::milliseconds limit) {
+    std::string got;
+    const auto until = Clock::now() + limit;
+    while (!ended_ && Clock::now() < until) {
+      pollfd p{fd_, POLLIN, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+      if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) break;
+      char buffer[4096];
+      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) ended_ = true;
+      else got.append(buffer, static_cast<size_t>(n));
+    }
+    return got;
+  }
+  bool ended() const { return ended_; }
+
+ private:
+  int fd_;
+  bool connected_ = false, ended_ = false;
+};
+
+// A client that sends a request head one byte every `gap`, as slowloris does, until the
+// server answers or closes the connection or `limit` passes (then it hangs up).
+struct Trickle {
+  std::string answer;  // what the server sent, empty when it never answered
+  double seconds = 0;  // until the server answered or closed, or the limit
+  bool server_ended = false;
+};
+
+Trickle trickle_request(int port, std::chrono::milliseconds gap, std::chrono::milliseconds limit) {
+  const auto start = Clock::now();
+  RawConnection c(port);
+  Trickle t;
+  if (!c.connected() || !c.send("POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")) return t;
+  while (Clock::now() - start < limit) {
+    t.answer += c.receive(gap);
+    if (c.ended() || !t.answer.empty() || !c.send("a")) {
+      t.answer += c.receive(std::chrono::milliseconds(1000));
+      t.server_ended = true;
+      break;
+    }
+  }
+  t.seconds = seconds_since(start);
+  return t;
+}
+
+int status_of(const std::string& answer) {
+  return answer.starts_with("HTTP/1.1 ") && answer.size() >= 12 ? std::stoi(answer.substr(9, 3)) : -1;
 }
 
 class ServeTest : public ::testing::Test {
@@ -83,9 +164,11 @@ class ServeTest : public ::testing::Test {
   }
 
   static httplib::Result post(const std::string& route, const std::string& content, const std::string& model = "",
-                              const std::string& filename = "x.png") {
+                              const std::string& filename = "x.png",
+                              const httplib::MultipartFormDataItems& fields = {}) {
     httplib::MultipartFormDataItems items = {{"image", content, filename, "application/octet-stream"}};
     if (!model.empty()) items.push_back({"model", model, "", ""});
+    items.insert(items.end(), fields.begin(), fields.end());
     return client().Post(route.c_str(), items);
   }
 
@@ -169,6 +252,57 @@ TEST_F(ServeTest, BadUploadsAre400) {
   expect_json_error(post("/api/predict", png, "no_such_model"), 404);
 }
 
+TEST_F(ServeTest, GradcamClassIsValidatedAsTheCliDoes) {
+  const std::string png = test_png();
+  for (const char* bad : {"-5", "-1", "3", "1e30", "nan", "1.5", "one", " 1", "99999999999999999999"}) {
+    auto r = post("/api/gradcam", png, "", "x.png", {{"class", bad, "", ""}});
+    expect_json_error(r, 400);
+    if (r) EXPECT_NE(r->body.find("class"), std::string::npos) << bad << ": " << r->body;
+  }
+  auto r = post("/api/gradcam", png, "", "x.png", {{"class", "1", "", ""}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("X-Class"), "malignant");
+}
+
+TEST_F(ServeTest, UploadDeclaringTooManyPixelsIsRefusedBeforeDecoding) {
+  // 400 megapixels declared in a ~70-byte PNG: refused from its header (default limit 50 MP).
+  for (const char* route : {"/api/predict", "/api/gradcam"}) {
+    auto r = post(route, test::png_declaring(20000, 20000), "", "bomb.png");
+    expect_json_error(r, 400);
+    if (r) EXPECT_NE(r->body.find("bomb.png' declares 20000x20000"), std::string::npos) << r->body;
+  }
+}
+
+TEST_F(ServeTest, BadContentLengthIsRefusedAtOnce) {
+  // httplib reads a negative length as a huge one and waits to skip that many bytes (until
+  // the read timeout); these must be answered before any body byte arrives.
+  const auto ask = [](const std::string& length) {
+    RawConnection c(port_);
+    EXPECT_TRUE(c.connected());
+    c.send("POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n" +
+           (length.empty() ? "" : "Content-Length: " + length + "\r\n") + "\r\n");
+    const auto start = Clock::now();
+    const std::string answer = c.receive(std::chrono::milliseconds(3000));
+    EXPECT_LT(seconds_since(start), 2.0) << length;
+    EXPECT_TRUE(c.ended()) << length << ": the connection stays open";
+    return answer;
+  };
+  for (const char* length : {"-1", "-99999", "1e9", "12abc"}) {
+    const std::string answer = ask(length);
+    EXPECT_EQ(status_of(answer), 400) << length << ": " << answer;
+    EXPECT_NE(answer.find("{\"error\""), std::string::npos) << answer;
+  }
+  // No length at all: httplib would read the body until the client closes.
+  EXPECT_EQ(status_of(ask("")), 411);
+  for (const std::string length : {std::to_string(kMaxUpload + 1), std::string("99999999999999999999")}) {
+    const std::string answer = ask(length);
+    EXPECT_EQ(status_of(answer), 413) << length << ": " << answer;
+    EXPECT_NE(answer.find("larger than the limit"), std::string::npos) << answer;
+  }
+  EXPECT_EQ(client().Get("/api/models")->status, 200);
+}
+
 TEST_F(ServeTest, OversizeUploadIsRefused) {
   auto r = post("/api/predict", std::string(2 * kMaxUpload, 'x'));
   ASSERT_TRUE(r) << httplib::to_string(r.error());
@@ -245,6 +379,102 @@ TEST_F(ServeTest, FullQueueAnswers503) {
   for (auto& t : requests) t.join();
   std::sort(status.begin(), status.end());
   EXPECT_EQ(status, (std::vector<int>{200, 503}));
+  server.stop();
+  runner.join();
+}
+
+TEST_F(ServeTest, DefaultsCanRefuseWhileTheModelIsBusy) {
+  // With the default options every worker may hold an admitted request waiting for the
+  // model, unless the queue is shorter than the workers: then the surplus request gets 503 at
+  // once and a worker stays free for the page.
+  serve::ServeOptions o;
+  o.port = 0;
+  EXPECT_LT(o.queue, o.threads);
+  serve::Server server(served_, o);
+  const int port = server.bind();
+  std::thread runner([&] { server.run(); });
+  const std::string png = test_png();
+  std::atomic<int> first{0};
+  std::vector<int> status(static_cast<size_t>(o.threads), 0);
+  std::vector<std::thread> requests;
+  {
+    std::unique_lock<std::mutex> hold(served_[0]->mutex);
+    for (size_t i = 0; i < status.size(); ++i)
+      requests.emplace_back([&, i] {
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(30, 0);
+        auto r = c.Post("/api/predict", httplib::MultipartFormDataItems{{"image", png, "x.png", "image/png"}});
+        status[i] = r ? r->status : -1;
+        int expected = 0;
+        first.compare_exchange_strong(expected, status[i]);
+      });
+    for (int waited = 0; first.load() == 0 && waited < 500; ++waited)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(first.load(), 503);
+    httplib::Client quick("127.0.0.1", port);
+    quick.set_read_timeout(3, 0);
+    auto page = quick.Get("/api/models");
+    ASSERT_TRUE(page) << "no worker left for the page while the model is busy";
+    EXPECT_EQ(page->status, 200);
+  }
+  for (auto& t : requests) t.join();
+  EXPECT_EQ(std::count(status.begin(), status.end(), 503), 1);
+  EXPECT_EQ(std::count(status.begin(), status.end(), 200), o.threads - 1);
+  server.stop();
+  runner.join();
+
+  o.queue = o.threads;
+  EXPECT_THROW(serve::Server(served_, o), Error);
+}
+
+TEST_F(ServeTest, RequestsHaveATotalDeadline) {
+  // One byte every 200 ms never trips a per-read timeout of 2 s; the total deadline does.
+  serve::ServeOptions o;
+  o.port = 0;
+  o.timeout_s = 2;
+  serve::Server server(served_, o);
+  const int port = server.bind();
+  std::thread runner([&] { server.run(); });
+  const Trickle t = trickle_request(port, std::chrono::milliseconds(200), std::chrono::milliseconds(6000));
+  EXPECT_TRUE(t.server_ended) << "a request trickling in for 6 s was never cut off";
+  EXPECT_GT(t.seconds, 1.5);
+  EXPECT_LT(t.seconds, 4.0);
+  EXPECT_EQ(status_of(t.answer), 408) << t.answer;
+  server.stop();
+  runner.join();
+}
+
+TEST_F(ServeTest, SlowClientsLeaveAWorkerForQuickRequests) {
+  // Three clients trickling requests in at a byte per 200 ms on two workers: one of them may
+  // hold a worker as a slow request, the others are refused once they turn slow, and a quick
+  // request is served long before the trickles end.
+  serve::ServeOptions o;
+  o.port = 0;
+  o.threads = 2;
+  o.queue = 1;
+  o.slow_after_s = 0.5;
+  serve::Server server(served_, o);
+  const int port = server.bind();
+  std::thread runner([&] { server.run(); });
+  std::vector<Trickle> slow(3);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < slow.size(); ++i)
+    clients.emplace_back([&, i] {
+      slow[i] = trickle_request(port, std::chrono::milliseconds(200), std::chrono::milliseconds(5000));
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto start = Clock::now();
+  httplib::Client quick("127.0.0.1", port);
+  quick.set_read_timeout(10, 0);
+  auto r = quick.Get("/api/models");
+  const double waited = seconds_since(start);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_LT(waited, 3.0) << "the quick request waited for the slow ones";
+  for (auto& c : clients) c.join();
+  int refused = 0;
+  for (const Trickle& t : slow) refused += status_of(t.answer) == 503;
+  EXPECT_GE(refused, 2);
   server.stop();
   runner.join();
 }
