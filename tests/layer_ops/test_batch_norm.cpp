@@ -6,6 +6,7 @@
 
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
+#include "support/errors.h"
 
 namespace scalpel {
 namespace {
@@ -124,14 +125,7 @@ TEST(BatchNorm, PyTorchParity) {
     }
 }
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using scalpel::test::expect_error;
 
 TEST(BatchNorm, Errors) {
   Tensor x = Tensor::zeros({2, 3, 4, 4}, DType::F64);
