@@ -20,8 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::run_cli;
-
-using scalpel::test::slurp;
+using test::slurp;
 
 // A temporary folder with data/<class>/<i>.png (3 classes x 4 images, 32x32, a class-dependent
 // colour plus noise), a 3-class mobilenet_v2 (width 0.25) checkpoint and a history.json beside it.

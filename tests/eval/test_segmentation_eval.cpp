@@ -24,8 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::run_cli;
-
-using scalpel::test::slurp;
+using test::slurp;
 
 TEST(SegmentationMetrics, ThreeClassesMatchSklearn) {
   // f1_score / jaccard_score(t, p, labels=[0, 1, 2], average=None, zero_division=1) give

@@ -14,10 +14,7 @@ namespace {
 using testing::expect_gradcheck;
 using testing::expect_parity;
 using testing::random_leaf;
-
-Tensor vec(const std::vector<double>& v, DType dtype = DType::F64) {
-  return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}, dtype);
-}
+using testing::vec;
 
 TEST(BatchNorm, TrainModeHandValuesAndRunningStats) {
   // One channel, values {1, 3} and {5, 7} in two samples: mean 4, biased var 5, unbiased 20/3.

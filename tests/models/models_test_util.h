@@ -21,9 +21,8 @@ namespace fs = std::filesystem;
 
 inline fs::path fixtures_dir() { return fs::path(SCALPEL_FIXTURES) / "models"; }
 
-using scalpel::test::read_json;
-
 using scalpel::test::error_of;
+using scalpel::test::read_json;
 
 inline Shape to_shape(const Json& j) {
   Shape s;

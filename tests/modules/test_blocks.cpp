@@ -29,9 +29,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using scalpel::test::read_json;
-
 using scalpel::test::error_of;
+using scalpel::test::read_json;
 
 ConvBNActOptions act(const std::string& activation) {
   ConvBNActOptions o;

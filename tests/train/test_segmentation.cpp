@@ -25,8 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::run_cli;
-
-using scalpel::test::slurp;
+using test::slurp;
 
 Tensor int_tensor(const std::vector<int64_t>& v, const Shape& shape) { return Tensor::from_data(v.data(), shape); }
 
