@@ -19,7 +19,7 @@
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
-namespace scalpel::cuda::testing {
+namespace scalpel::testing_ops {
 
 using Inputs = std::vector<Tensor>;
 
@@ -211,4 +211,4 @@ inline const std::vector<OpCase>& op_cases() {
   return cases;
 }
 
-}  // namespace scalpel::cuda::testing
+}  // namespace scalpel::testing_ops

@@ -26,8 +26,8 @@
 namespace scalpel {
 namespace {
 
-using cuda::testing::Inputs;
-using cuda::testing::OpCase;
+using testing_ops::Inputs;
+using testing_ops::OpCase;
 const Device kEmu{DeviceType::CUDAEmu, 0};
 const Device kGpu{DeviceType::CUDA, 0};
 
@@ -65,7 +65,7 @@ struct BackendCase {
 std::vector<BackendCase> backend_cases() {
   std::vector<BackendCase> out;
   for (const Backend& b : backends())
-    for (const OpCase& c : cuda::testing::op_cases())
+    for (const OpCase& c : testing_ops::op_cases())
       if (b.conv_engine != cuda::ConvEngine::Cudnn || c.convolution) out.push_back({&b, &c});
   return out;
 }
@@ -74,7 +74,7 @@ std::vector<BackendCase> backend_cases() {
 std::string unavailable(const Backend& b) {
   try {
     if (b.device.type == DeviceType::CUDA) cuda::require_device(b.device);
-    if (b.conv_engine == cuda::ConvEngine::Cudnn) cudnn::require(b.device);
+    if (b.conv_engine == cuda::ConvEngine::Cudnn) cuda::cudnn::require(b.device);
   } catch (const Error& e) {
     return e.what();
   }
