@@ -6,6 +6,7 @@
 // before each device run, so a gradient element no kernel wrote fails the comparison.
 #include <algorithm>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,8 @@ struct BackendCase {
   const Backend* backend;
   const OpCase* op;
 };
+// What gtest (and so ctest's test list) prints for a parameter: "emu_forward relu".
+void PrintTo(const BackendCase& c, std::ostream* os) { *os << c.backend->name << " " << c.op->name; }
 
 // Every row on every backend; the cuDNN backend only changes convolutions, so it runs those.
 std::vector<BackendCase> backend_cases() {
