@@ -1,4 +1,5 @@
-# scalpel: `make` builds, `make test` runs the suite, `make demo` runs the main job.
+# scalpel: `make` builds, `make test` runs the suite, `make check` its fast tiers (unit and
+# parity, for the edit loop), `make demo` runs the main job.
 # Missing Debian packages are installed with apt-get (through sudo when not root).
 BUILD      ?= build
 BUILD_TYPE ?= Release
@@ -8,7 +9,7 @@ PACKAGES   := cmake make g++ pkg-config libeigen3-dev libstb-dev libfmt-dev libg
               libbenchmark-dev libcpp-httplib-dev python3 chromium
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps configure build test test-asan demo bench clean fixtures
+.PHONY: all deps configure build test check test-asan demo bench clean fixtures
 
 all: build
 
@@ -29,6 +30,10 @@ build: configure
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The tiers are ctest labels (tests/CMakeLists.txt): unit, parity, cli, emu-slow.
+check: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L '^(unit|parity)$$'
 
 # The same suite under AddressSanitizer and UBSan, in its own build folder.
 test-asan:

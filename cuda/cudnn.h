@@ -1,6 +1,6 @@
 #pragma once
-// cuDNN 9 paths of the CUDA backend: convolution forward, backward-data, backward-filter and
-// batch norm, on a real GPU only (cuDNN cannot be emulated). Built from cuda/cudnn/*.cpp when
+// cuDNN 9 paths of the CUDA backend: convolution forward, backward-data and backward-filter,
+// on a real GPU only (cuDNN cannot be emulated). Built from cuda/cudnn/*.cpp when
 // CMake finds cuDNN (SCALPEL_HAVE_CUDNN); otherwise every function here throws, saying so.
 // cuda/conv_engine.h decides when a convolution runs here instead of cuda/kernels/.
 //
@@ -50,22 +50,5 @@ void conv2d_backward_data(const Stream& s, const Conv2dShape& shape, const float
 // dw [k, c/groups, r, s] and db [k] (db may be null) from x and dy.
 void conv2d_backward_filter(const Stream& s, const Conv2dShape& shape, const float* x,
                             const float* dy, float* dw, float* db);
-
-// Batch norm over N, H, W per channel of NCHW [n, c, hw], as kernels.inc's batch_norm_*:
-// training forward writes save_mean/save_invstd and updates running_mean/var in place with
-// PyTorch's momentum (cuDNN's exponentialAverageFactor; unbiased running variance).
-void batch_norm_train_forward(const Stream& s, const float* x, const float* gamma,
-                              const float* beta, float* y, float* running_mean,
-                              float* running_var, float* save_mean, float* save_invstd,
-                              int64_t n, int64_t c, int64_t hw, float momentum, float eps);
-void batch_norm_eval_forward(const Stream& s, const float* x, const float* gamma,
-                             const float* beta, const float* running_mean,
-                             const float* running_var, float* y, int64_t n, int64_t c,
-                             int64_t hw, float eps);
-// dx, dgamma, dbeta (written) from the statistics saved by the training forward.
-void batch_norm_backward(const Stream& s, const float* x, const float* dy, const float* gamma,
-                         const float* save_mean, const float* save_invstd, float* dx,
-                         float* dgamma, float* dbeta, int64_t n, int64_t c, int64_t hw,
-                         float eps);
 
 }  // namespace scalpel::cuda::cudnn

@@ -21,19 +21,6 @@ void conv2d_backward_filter(const Stream& s, const Conv2dShape&, const float*, c
                             float*) {
   require(s.device);
 }
-void batch_norm_train_forward(const Stream& s, const float*, const float*, const float*, float*,
-                              float*, float*, float*, float*, int64_t, int64_t, int64_t, float,
-                              float) {
-  require(s.device);
-}
-void batch_norm_eval_forward(const Stream& s, const float*, const float*, const float*,
-                             const float*, const float*, float*, int64_t, int64_t, int64_t, float) {
-  require(s.device);
-}
-void batch_norm_backward(const Stream& s, const float*, const float*, const float*, const float*,
-                         const float*, float*, float*, float*, int64_t, int64_t, int64_t, float) {
-  require(s.device);
-}
 
 }  // namespace scalpel::cuda::cudnn
 #endif

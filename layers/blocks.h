@@ -161,7 +161,8 @@ class BasicBlock : public Module {
   const int64_t in_channels, planes, stride;
   std::shared_ptr<Conv2d> conv1, conv2;
   std::shared_ptr<BatchNorm2d> bn1, bn2;
-  std::shared_ptr<Sequential> downsample;  // null when the shortcut is the identity  // Set by models::fuse_for_inference (models/fuse.h) once the block's BatchNorms are folded:
+  std::shared_ptr<Sequential> downsample;  // null when the shortcut is the identity
+  // Set by models::fuse_for_inference (models/fuse.h) once the block's BatchNorms are folded:
   // on the CPU in eval mode with gradients off, the inner ReLUs run in the convs' stores, and
   // the last conv adds the shortcut and applies the final ReLU in its own (nn::conv2d_fused).
   bool fused = false;
@@ -178,7 +179,8 @@ class Bottleneck : public Module {
   const int64_t in_channels, planes, width, stride;
   std::shared_ptr<Conv2d> conv1, conv2, conv3;
   std::shared_ptr<BatchNorm2d> bn1, bn2, bn3;
-  std::shared_ptr<Sequential> downsample;  // Set by models::fuse_for_inference (models/fuse.h) once the block's BatchNorms are folded:
+  std::shared_ptr<Sequential> downsample;  // null when the shortcut is the identity
+  // Set by models::fuse_for_inference (models/fuse.h) once the block's BatchNorms are folded:
   // on the CPU in eval mode with gradients off, the inner ReLUs run in the convs' stores, and
   // the last conv adds the shortcut and applies the final ReLU in its own (nn::conv2d_fused).
   bool fused = false;

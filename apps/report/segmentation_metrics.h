@@ -1,6 +1,6 @@
 #pragma once
 // Segmentation metrics from per-pixel class ids, as scikit-learn computes them on the
-// flattened pixels (tests/eval/test_segmentation_metrics.cpp checks hand-computed cases):
+// flattened pixels (tests/eval/test_segmentation_eval.cpp checks hand-computed cases):
 //   dice_c          2 TP / (2 TP + FP + FN)  = f1_score(t, p, labels=[c], zero_division=1)
 //   iou_c           TP / (TP + FP + FN)       = jaccard_score(t, p, labels=[c], zero_division=1)
 //   pixel_accuracy  correct pixels / pixels   = accuracy_score(t, p)

@@ -274,43 +274,4 @@ void conv2d_backward_filter(const Stream& s, const Conv2dShape& p, const float* 
   }
 }
 
-// ---- batch norm: SPATIAL mode (statistics per channel over N, H, W), x viewed as [n, c, hw, 1] ----
-
-void batch_norm_train_forward(const Stream& s, const float* x, const float* gamma,
-                              const float* beta, float* y, float* running_mean,
-                              float* running_var, float* save_mean, float* save_invstd,
-                              int64_t n, int64_t c, int64_t hw, float momentum, float eps) {
-  cudnnHandle_t h = handle(s);
-  const TensorDesc xd(n, c, hw, 1), bn(1, c, 1, 1);
-  const float one = 1.0f, zero = 0.0f;
-  // PyTorch's momentum is cuDNN's exponentialAverageFactor: running = (1 - m) running + m batch.
-  SCALPEL_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-      h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd.d, x, xd.d, y, bn.d, gamma, beta, momentum,
-      running_mean, running_var, eps, save_mean, save_invstd));
-}
-
-void batch_norm_eval_forward(const Stream& s, const float* x, const float* gamma,
-                             const float* beta, const float* running_mean,
-                             const float* running_var, float* y, int64_t n, int64_t c,
-                             int64_t hw, float eps) {
-  cudnnHandle_t h = handle(s);
-  const TensorDesc xd(n, c, hw, 1), bn(1, c, 1, 1);
-  const float one = 1.0f, zero = 0.0f;
-  SCALPEL_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
-      h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd.d, x, xd.d, y, bn.d, gamma, beta, running_mean,
-      running_var, eps));
-}
-
-void batch_norm_backward(const Stream& s, const float* x, const float* dy, const float* gamma,
-                         const float* save_mean, const float* save_invstd, float* dx,
-                         float* dgamma, float* dbeta, int64_t n, int64_t c, int64_t hw,
-                         float eps) {
-  cudnnHandle_t h = handle(s);
-  const TensorDesc xd(n, c, hw, 1), bn(1, c, 1, 1);
-  const float one = 1.0f, zero = 0.0f;
-  SCALPEL_CUDNN_CHECK(cudnnBatchNormalizationBackward(
-      h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd.d, x, xd.d, dy, xd.d, dx, bn.d,
-      gamma, dgamma, dbeta, eps, save_mean, save_invstd));
-}
-
 }  // namespace scalpel::cuda::cudnn

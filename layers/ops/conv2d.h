@@ -151,13 +151,10 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
 // the input in 6x6 tiles with stride 4 (V = B^T d B), runs 36 GEMMs over the tiles of the
 // whole batch (tensor/gemm.h) and transforms back (Y = A^T M A) with bias and epilogue,
 // cropping the ragged edge tiles. Interpolation points 0, -1, 1, 1/2, -2 and infinity.
-// Cost of the per-call weight transform plus one pass over U, measured as the whole call on a
-// single tile (CPU time, 1 thread): 0.12 ms at 64 channels, 0.48 at 128, 2.4 at 256, 10 at
-// 512, against 2.6-4 ms for a whole resnet50 3x3 layer by im2col: why choose_conv_engine
-// wants >= 64 tiles per call.
-// Accuracy: on resnet50's four stride-1 3x3 layers (inputs in [0, 1) as after a ReLU,
-// He-uniform weights) float32 differs from the float64 reference by 1.5e-6 to 3.0e-6 of the
-// largest output (im2col + GEMM: 0.7e-6 to 1.3e-6); float64 by ~1e-15.
+// The per-call weight transform is paid whatever the input size, which is why
+// choose_conv_engine wants >= 64 tiles per call; float32 is about twice as far from the
+// float64 reference as im2col + GEMM. Measured cost and accuracy: docs/performance.md
+// ("Winograd: weight-transform cost and accuracy").
 template <typename T>
 void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                              T* y, const ConvEpilogue<T>& epilogue = {});

@@ -168,7 +168,7 @@ TEST(Help, NoFlagStatesItsDefaultTwice) {
     }
   }
   const CliResult gradcam = run_cli({"gradcam", "--help"});
-  EXPECT_NE(gradcam.out.find("-1 = the predicted class (default -1)"), std::string::npos) << gradcam.out;
+  EXPECT_NE(gradcam.out.find("0..classes-1 (default: the predicted class)\n"), std::string::npos) << gradcam.out;
 }
 
 TEST(Help, DataShowsItsSubcommandsAndTheirFlags) {

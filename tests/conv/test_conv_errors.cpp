@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "layers/functional.h"
+#include "support/errors.h"
 
 namespace scalpel {
 namespace {
@@ -10,18 +11,7 @@ namespace {
 using nn::Conv2dOptions;
 using nn::Padding2d;
 
-// Runs fn, expects an Error, and checks that its message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one mentioning " << parts.front();
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(message.find(p), std::string::npos) << "'" << p << "' missing from: " << message;
-  }
-}
+using scalpel::test::expect_error;
 
 Conv2dOptions padded(int64_t p, int64_t groups = 1) {
   Conv2dOptions o;

@@ -8,21 +8,13 @@
 #include "cuda/conv_engine.h"
 #include "cuda/cudnn.h"
 #include "support/cli_runner.h"
+#include "support/errors.h"
 #include "tensor/error.h"
 
 namespace scalpel::cuda {
 namespace {
 
-// The message of the scalpel::Error `f` throws ("" when it does not throw).
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using scalpel::test::error_of;
 
 TEST(ConvEngineParse, NamesBothEnginesAndRejectsOthers) {
   EXPECT_EQ(parse_conv_engine("handwritten"), ConvEngine::Handwritten);

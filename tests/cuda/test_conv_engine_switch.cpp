@@ -9,6 +9,7 @@
 #include "cuda/conv_engine.h"
 #include "cuda/tensor_ops.h"
 #include "layers/modules.h"
+#include "support/errors.h"
 #include "tensor/error.h"
 
 namespace scalpel::cuda {
@@ -16,16 +17,7 @@ namespace {
 
 const Device kEmu{DeviceType::CUDAEmu, 0};
 
-// The message of the scalpel::Error `f` throws ("" when it does not throw).
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using scalpel::test::error_of;
 
 // Restores the process-wide engine settings the tests change.
 class ConvEngineSwitch : public ::testing::Test {

@@ -94,54 +94,5 @@ TEST_F(Cudnn, ConvolutionForwardAndBackwardMatchTheCpuReference) {
   cudnn::set_algo_search(cudnn::AlgoSearch::Heuristic);
 }
 
-TEST_F(Cudnn, BatchNormMatchesItsDefinition) {
-  const int64_t n = 3, c = 4, hw = 10, count = n * hw;
-  const float momentum = 0.1f, eps = 1e-5f;
-  const std::vector<float> x = random_values(n * c * hw, 5), dy = random_values(n * c * hw, 6);
-  const std::vector<float> gamma = random_values(c, 7, 0.5f, 1.5f), beta = random_values(c, 8);
-  const std::vector<float> mean0(c, 0.2f), var0(c, 1.5f);
-  // The definition, per channel (PyTorch: biased variance to normalize, unbiased in the running one).
-  std::vector<float> y(x.size()), dx(x.size()), mean1(c), var1(c), dgamma(c), dbeta(c), y_eval(x.size());
-  for (int64_t ch = 0; ch < c; ++ch) {
-    auto at = [&](int64_t i) { return (i / hw) * c * hw + ch * hw + i % hw; };
-    double m = 0, v = 0;
-    for (int64_t i = 0; i < count; ++i) m += x[at(i)];
-    m /= count;
-    for (int64_t i = 0; i < count; ++i) v += (x[at(i)] - m) * (x[at(i)] - m);
-    v /= count;
-    const double invstd = 1.0 / std::sqrt(v + eps);
-    mean1[ch] = static_cast<float>((1 - momentum) * mean0[ch] + momentum * m);
-    var1[ch] = static_cast<float>((1 - momentum) * var0[ch] + momentum * v * count / (count - 1));
-    double sum_dy = 0, sum_dy_xhat = 0;
-    for (int64_t i = 0; i < count; ++i) {
-      const double xhat = (x[at(i)] - m) * invstd;
-      y[at(i)] = static_cast<float>(xhat * gamma[ch] + beta[ch]);
-      y_eval[at(i)] = static_cast<float>((x[at(i)] - mean0[ch]) / std::sqrt(var0[ch] + eps) * gamma[ch] + beta[ch]);
-      sum_dy += dy[at(i)];
-      sum_dy_xhat += dy[at(i)] * xhat;
-    }
-    dgamma[ch] = static_cast<float>(sum_dy_xhat);
-    dbeta[ch] = static_cast<float>(sum_dy);
-    for (int64_t i = 0; i < count; ++i) {
-      const double xhat = (x[at(i)] - m) * invstd;
-      dx[at(i)] = static_cast<float>(gamma[ch] * invstd * (dy[at(i)] - sum_dy / count - xhat * sum_dy_xhat / count));
-    }
-  }
-  GpuArray X(s, x), DY(s, dy), G(s, gamma), B(s, beta), RM(s, mean0), RV(s, var0);
-  GpuArray Y(s, x.size()), SM(s, c), SI(s, c), DX(s, x.size()), DG(s, c), DB(s, c), YE(s, x.size());
-  cudnn::batch_norm_eval_forward(s, X.get(), G.get(), B.get(), RM.get(), RV.get(), YE.get(), n, c, hw, eps);
-  cudnn::batch_norm_train_forward(s, X.get(), G.get(), B.get(), Y.get(), RM.get(), RV.get(), SM.get(), SI.get(),
-                                  n, c, hw, momentum, eps);
-  cudnn::batch_norm_backward(s, X.get(), DY.get(), G.get(), SM.get(), SI.get(), DX.get(), DG.get(), DB.get(), n,
-                             c, hw, eps);
-  expect_close(YE.download(), y_eval, 1e-4f, "eval forward");
-  expect_close(Y.download(), y, 1e-4f, "train forward");
-  expect_close(RM.download(), mean1, 1e-4f, "running mean");
-  expect_close(RV.download(), var1, 1e-4f, "running var");
-  expect_close(DX.download(), dx, 1e-4f, "dx");
-  expect_close(DG.download(), dgamma, 1e-4f, "dgamma");
-  expect_close(DB.download(), dbeta, 1e-4f, "dbeta");
-}
-
 }  // namespace
 }  // namespace scalpel::cuda

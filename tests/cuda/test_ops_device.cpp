@@ -1,37 +1,36 @@
-// The layer ops' CUDA device branches, forward and backward, on cuda-emu against the CPU
-// reference ops: small odd shapes, every input gradient compared, under the forward, reverse
-// and shuffled thread schedules. Sentinels: the emulated allocator fills fresh memory with
-// NaN and its cache is emptied before each device run, so a gradient element no kernel wrote
-// fails the comparison.
+// The layer ops' device branches, forward and backward, against the CPU reference ops, driven
+// by the op-case table (op_cases.h) on every backend: cuda-emu under its forward, reverse and
+// shuffled thread schedules, and where a GPU is usable, CUDA with the handwritten kernels and
+// with cuDNN (convolutions). A backend this machine lacks skips, saying why.
+// Sentinels: the emulated allocator fills fresh memory with NaN and its cache is emptied
+// before each device run, so a gradient element no kernel wrote fails the comparison.
+#include <algorithm>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "autograd/autograd.h"
 #include "autograd/functions.h"
 #include "cuda/caching_allocator.h"
+#include "cuda/conv_engine.h"
+#include "cuda/cudnn.h"
 #include "cuda/tensor_ops.h"
 #include "cuda_test_util.h"
 #include "layers/functional.h"
 #include "layers/loss.h"
 #include "layers/optim.h"
+#include "op_cases.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
 namespace scalpel {
 namespace {
 
+using testing_ops::Inputs;
+using testing_ops::OpCase;
 const Device kEmu{DeviceType::CUDAEmu, 0};
-using Inputs = std::vector<Tensor>;
-using OpFn = std::function<Tensor(const Inputs&)>;
-
-class DeviceOps : public cuda::testing::EmuScheduleTest {
- protected:
-  void SetUp() override {
-    EmuScheduleTest::SetUp();
-    cuda::init();
-  }
-};
+const Device kGpu{DeviceType::CUDA, 0};
 
 // Max |got - want| over max(1, max |want|): one relative figure per tensor.
 double relative_error(const Tensor& got, const Tensor& want) {
@@ -39,181 +38,124 @@ double relative_error(const Tensor& got, const Tensor& want) {
   return ops::max_abs_diff(got, want) / scale;
 }
 
-// Runs `op` on the CPU and on cuda-emu from the same inputs (those in `differentiable` get
-// requires_grad), backpropagates the same random output gradient, and compares the outputs
-// and every input gradient.
-void expect_matches_cpu(const std::string& what, const OpFn& op, const Inputs& inputs,
-                        const std::vector<bool>& differentiable, double tol = 1e-5) {
+// Where a row runs besides the CPU.
+struct Backend {
+  std::string name;
+  Device device;
+  cuda::ConvEngine conv_engine = cuda::ConvEngine::Handwritten;
+  cuda::emu::Schedule schedule = cuda::emu::Schedule::Forward;
+};
+
+const std::vector<Backend>& backends() {
+  static const std::vector<Backend> all = {
+      {"emu_forward", kEmu, cuda::ConvEngine::Handwritten, cuda::emu::Schedule::Forward},
+      {"emu_reverse", kEmu, cuda::ConvEngine::Handwritten, cuda::emu::Schedule::Reverse},
+      {"emu_shuffled", kEmu, cuda::ConvEngine::Handwritten, cuda::emu::Schedule::Shuffled},
+      {"cuda", kGpu, cuda::ConvEngine::Handwritten},
+      {"cudnn", kGpu, cuda::ConvEngine::Cudnn},
+  };
+  return all;
+}
+
+struct BackendCase {
+  const Backend* backend;
+  const OpCase* op;
+};
+// What gtest (and so ctest's test list) prints for a parameter: "emu_forward relu".
+void PrintTo(const BackendCase& c, std::ostream* os) { *os << c.backend->name << " " << c.op->name; }
+
+// Every row on every backend; the cuDNN backend only changes convolutions, so it runs those.
+std::vector<BackendCase> backend_cases() {
+  std::vector<BackendCase> out;
+  for (const Backend& b : backends())
+    for (const OpCase& c : testing_ops::op_cases())
+      if (b.conv_engine != cuda::ConvEngine::Cudnn || c.convolution) out.push_back({&b, &c});
+  return out;
+}
+
+// The reason `b` cannot run here, or "" when it can.
+std::string unavailable(const Backend& b) {
+  try {
+    if (b.device.type == DeviceType::CUDA) cuda::require_device(b.device);
+    if (b.conv_engine == cuda::ConvEngine::Cudnn) cuda::cudnn::require(b.device);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void empty_device_cache(Device d) {
+  if (d.type == DeviceType::CUDAEmu) static_cast<cuda::CachingAllocator*>(cuda::emu_allocator())->empty_cache();
+}
+
+class OpOnEveryBackend : public ::testing::TestWithParam<BackendCase> {
+ protected:
+  void SetUp() override {
+    cuda::init();
+    const Backend& b = *GetParam().backend;
+    if (const std::string why = unavailable(b); !why.empty()) GTEST_SKIP() << b.name << " is not available: " << why;
+    cuda::emu::set_schedule(b.schedule, 7);
+    cuda::set_conv_engine(b.conv_engine);
+  }
+  void TearDown() override {
+    cuda::emu::set_schedule(cuda::emu::Schedule::Forward);
+    cuda::set_conv_engine(cuda::ConvEngine::Handwritten);
+  }
+};
+
+// Runs the row on the CPU and on the backend from the same inputs (the differentiable ones
+// get requires_grad), backpropagates the same random output gradient, and compares the
+// outputs, every input gradient and every input the op updates in place.
+TEST_P(OpOnEveryBackend, MatchesTheCpu) {
+  const OpCase& c = *GetParam().op;
+  const Device device = GetParam().backend->device;
   Generator gen(11);
+  const Inputs inputs = c.inputs(gen);
+  ASSERT_EQ(inputs.size(), c.differentiable.size()) << c.name;
   Inputs cpu, dev;
   for (size_t i = 0; i < inputs.size(); ++i) {
     cpu.push_back(inputs[i].defined() ? inputs[i].clone() : Tensor());
-    dev.push_back(inputs[i].defined() ? inputs[i].to(kEmu) : Tensor());
-    if (differentiable[i]) {
+    dev.push_back(inputs[i].defined() ? inputs[i].to(device) : Tensor());
+    if (c.differentiable[i]) {
       cpu.back().set_requires_grad(true);
       dev.back().set_requires_grad(true);
     }
   }
-  const Tensor y_cpu = op(cpu);
+  const Tensor y_cpu = c.op(cpu);
+  empty_device_cache(device);  // fresh NaN memory
+  const Tensor y_dev = c.op(dev);
+  ASSERT_EQ(y_dev.device(), device);
+  EXPECT_LE(relative_error(y_dev.to(Device::cpu()), y_cpu), c.tol) << "forward";
+  for (size_t i : c.updated_in_place)
+    if (inputs[i].defined())
+      EXPECT_LE(relative_error(dev[i].to(Device::cpu()), cpu[i]), c.tol) << "input " << i << " updated in place";
+
+  if (std::find(c.differentiable.begin(), c.differentiable.end(), true) == c.differentiable.end()) return;
   const Tensor gy = randn(y_cpu.shape(), gen);
-  static_cast<cuda::CachingAllocator*>(cuda::emu_allocator())->empty_cache();  // fresh NaN memory
-  const Tensor y_dev = op(dev);
-  ASSERT_EQ(y_dev.device(), kEmu) << what;
-  EXPECT_LT(relative_error(y_dev.to(Device::cpu()), y_cpu), tol) << what << " forward";
   backward(y_cpu, gy);
-  static_cast<cuda::CachingAllocator*>(cuda::emu_allocator())->empty_cache();
-  backward(y_dev, gy.to(kEmu));
+  empty_device_cache(device);
+  backward(y_dev, gy.to(device));
   for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!differentiable[i]) continue;
-    ASSERT_TRUE(dev[i].grad().defined()) << what << " input " << i;
-    ASSERT_EQ(dev[i].grad().device(), kEmu) << what << " input " << i;
-    EXPECT_LT(relative_error(dev[i].grad().to(Device::cpu()), cpu[i].grad()), tol)
-        << what << " gradient of input " << i;
+    if (!c.differentiable[i]) continue;
+    ASSERT_TRUE(dev[i].grad().defined()) << "input " << i;
+    ASSERT_EQ(dev[i].grad().device(), device) << "input " << i;
+    EXPECT_LE(relative_error(dev[i].grad().to(Device::cpu()), cpu[i].grad()), c.tol) << "gradient of input " << i;
   }
 }
 
-TEST_P(DeviceOps, Conv2dRegularGroupedDepthwisePointwise) {
-  Generator gen(1);
-  struct Case {
-    const char* what;
-    Shape x, w;
-    nn::Conv2dOptions o;
-    bool bias;
-  };
-  nn::Conv2dOptions strided;
-  strided.stride = {2, 1};
-  strided.padding = nn::Padding2d::symmetric(1, 2);
-  nn::Conv2dOptions grouped;
-  grouped.groups = 2;
-  grouped.dilation = {2, 1};
-  grouped.padding = nn::Padding2d::symmetric(1);
-  nn::Conv2dOptions depthwise;
-  depthwise.groups = 5;
-  depthwise.stride = {2, 2};
-  depthwise.padding = nn::Padding2d::symmetric(1);
-  const Case cases[] = {
-      {"3x3 stride 2x1", {2, 3, 7, 6}, {5, 3, 3, 3}, strided, true},
-      {"grouped dilated", {2, 4, 7, 5}, {6, 2, 3, 3}, grouped, false},
-      {"depthwise stride 2", {2, 5, 7, 6}, {5, 1, 3, 3}, depthwise, true},
-      {"pointwise", {3, 4, 5, 3}, {7, 4, 1, 1}, {}, true},
-  };
-  for (const Case& c : cases) {
-    const Tensor b = c.bias ? randn({c.w[0]}, gen) : Tensor();
-    expect_matches_cpu(
-        c.what, [&](const Inputs& in) { return nn::conv2d(in[0], in[1], in[2], c.o); },
-        {randn(c.x, gen), randn(c.w, gen), b}, {true, true, c.bias}, 1e-4);
+INSTANTIATE_TEST_SUITE_P(Table, OpOnEveryBackend, ::testing::ValuesIn(backend_cases()),
+                         [](const ::testing::TestParamInfo<BackendCase>& info) {
+                           return info.param.backend->name + "_" + info.param.op->name;
+                         });
+
+// What does not fit a row: errors, randomness, optimizer state. On cuda-emu.
+class DeviceOps : public cuda::testing::EmuScheduleTest {
+ protected:
+  void SetUp() override {
+    EmuScheduleTest::SetUp();
+    cuda::init();
   }
-}
-
-TEST_P(DeviceOps, LinearWithBatchAxes) {
-  Generator gen(2);
-  expect_matches_cpu(
-      "linear", [](const Inputs& in) { return nn::linear(in[0], in[1], in[2]); },
-      {randn({2, 3, 5}, gen), randn({4, 5}, gen), randn({4}, gen)}, {true, true, true}, 1e-4);
-}
-
-TEST_P(DeviceOps, BatchNormTrainingUpdatesRunningStatsAndEvalBackward) {
-  Generator gen(3);
-  const Tensor x = randn({3, 4, 5, 3}, gen), w = randn({4}, gen), b = randn({4}, gen);
-  const Tensor rm = randn({4}, gen), rv = ops::add_scalar(rand({4}, gen), 0.5);
-  for (bool training : {true, false}) {
-    Tensor rm_cpu = rm.clone(), rv_cpu = rv.clone();
-    Tensor rm_dev = rm.to(kEmu), rv_dev = rv.to(kEmu);
-    expect_matches_cpu(
-        training ? "batch_norm training" : "batch_norm eval",
-        [&](const Inputs& in) {
-          const bool on_device = !in[0].device().is_cpu();
-          return nn::batch_norm(in[0], on_device ? rm_dev : rm_cpu, on_device ? rv_dev : rv_cpu, in[1], in[2],
-                                training, 0.1, 1e-5);
-        },
-        {x, w, b}, {true, true, true}, 1e-4);
-    EXPECT_LT(relative_error(rm_dev.to(Device::cpu()), rm_cpu), 1e-5);
-    EXPECT_LT(relative_error(rv_dev.to(Device::cpu()), rv_cpu), 1e-5);
-  }
-  // Without affine parameters.
-  expect_matches_cpu(
-      "batch_norm without affine",
-      [](const Inputs& in) { return nn::batch_norm(in[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5); },
-      {x}, {true}, 1e-4);
-}
-
-TEST_P(DeviceOps, Activations) {
-  Generator gen(4);
-  // Spread over [-8, 8] so every piece of relu6/hardswish/hardsigmoid is hit.
-  const Tensor x = ops::mul_scalar(randn({3, 5, 7}, gen), 4.0);
-  const std::vector<std::pair<const char*, Tensor (*)(const Tensor&)>> fns = {
-      {"relu", nn::relu},         {"relu6", nn::relu6},       {"silu", nn::silu},
-      {"sigmoid", nn::sigmoid},   {"tanh", nn::tanh},         {"hardswish", nn::hardswish},
-      {"hardsigmoid", nn::hardsigmoid}, {"gelu", nn::gelu},
-  };
-  for (const auto& [name, fn] : fns)
-    expect_matches_cpu(name, [fn = fn](const Inputs& in) { return fn(in[0]); }, {x}, {true}, 1e-5);
-  expect_matches_cpu(
-      "leaky_relu", [](const Inputs& in) { return nn::leaky_relu(in[0], 0.1); }, {x}, {true});
-}
-
-TEST_P(DeviceOps, BroadcastAddMulReduceTheirGradients) {
-  Generator gen(5);
-  // Residual add, squeeze-excite scale [N, C, 1, 1], a bias-like [C, 1, 1].
-  const Tensor x = randn({2, 3, 5, 4}, gen), se = randn({2, 3, 1, 1}, gen), c = randn({3, 1, 1}, gen);
-  expect_matches_cpu(
-      "x * se + c + x", [](const Inputs& in) { return add(add(mul(in[0], in[1]), in[2]), in[0]); }, {x, se, c},
-      {true, true, true});
-  expect_matches_cpu(
-      "mean and sum over axes",
-      [](const Inputs& in) { return add(mul(mean(in[0], {2, 3}, true), 2.0), sum(in[0], {0, 2}, true)); }, {x},
-      {true});
-  // The raw reductions over non-adjacent and negative axes, without keepdim.
-  const Tensor xd = x.to(kEmu);
-  EXPECT_LT(relative_error(ops::max(xd, {1, -1}).to(Device::cpu()), ops::max(x, {1, -1})), 1e-6);
-  EXPECT_LT(relative_error(ops::sum(xd).to(Device::cpu()), ops::sum(x)), 1e-5);
-  EXPECT_LT(relative_error(ops::mean(xd, {0, 3}).to(Device::cpu()), ops::mean(x, {0, 3})), 1e-6);
-  for (int64_t axis : {0, 1, 3})
-    EXPECT_EQ(ops::argmax(xd, axis).to_vector(), ops::argmax(x, axis).to_vector()) << "argmax axis " << axis;
-}
-
-TEST_P(DeviceOps, Pooling) {
-  Generator gen(6);
-  const Tensor x = randn({2, 3, 7, 6}, gen);
-  nn::Pool2dOptions max3;
-  max3.kernel = {3, 3};
-  max3.stride = {2, 2};
-  max3.padding = nn::Padding2d::symmetric(1);
-  expect_matches_cpu("max_pool2d", [&](const Inputs& in) { return nn::max_pool2d(in[0], max3); }, {x}, {true});
-  nn::Pool2dOptions avg = max3;
-  avg.count_include_pad = false;
-  expect_matches_cpu("avg_pool2d", [&](const Inputs& in) { return nn::avg_pool2d(in[0], avg); }, {x}, {true});
-  expect_matches_cpu("global_avg_pool", [](const Inputs& in) { return nn::global_avg_pool(in[0]); }, {x}, {true});
-  expect_matches_cpu(
-      "adaptive 7x6 -> 7x2", [](const Inputs& in) { return nn::adaptive_avg_pool2d(in[0], 7, 2); }, {x}, {true});
-}
-
-TEST_P(DeviceOps, SoftmaxAndLogSoftmaxOverAnyAxis) {
-  Generator gen(7);
-  const Tensor x = ops::mul_scalar(randn({2, 5, 3, 4}, gen), 3.0);
-  for (int64_t axis : {-1, 1}) {
-    expect_matches_cpu(
-        "softmax axis " + std::to_string(axis), [axis](const Inputs& in) { return nn::softmax(in[0], axis); }, {x},
-        {true});
-    expect_matches_cpu(
-        "log_softmax axis " + std::to_string(axis),
-        [axis](const Inputs& in) { return nn::log_softmax(in[0], axis); }, {x}, {true});
-  }
-}
-
-TEST_P(DeviceOps, CrossEntropyMeanAndSum) {
-  Generator gen(8);
-  const Tensor logits = ops::mul_scalar(randn({5, 7}, gen), 3.0);
-  const Tensor labels = Tensor::from_vector({0, 6, 3, 3, 1}, {5}, DType::I64);
-  for (nn::Reduction r : {nn::Reduction::Mean, nn::Reduction::Sum}) {
-    nn::CrossEntropyOptions o;
-    o.reduction = r;
-    expect_matches_cpu(
-        "cross_entropy",
-        [&](const Inputs& in) { return nn::cross_entropy(in[0], in[0].device().is_cpu() ? labels : labels.to(kEmu), o); },
-        {logits}, {true});
-  }
-}
+};
 
 TEST_P(DeviceOps, CrossEntropyRefusesOutOfRangeTargets) {
   const Tensor logits = Tensor::zeros({2, 3}).to(kEmu);
@@ -251,45 +193,6 @@ TEST_P(DeviceOps, DropoutScalesKeptElementsAndRoutesGradientsThroughTheSameMask)
     EXPECT_TRUE(std::abs(ratio) < 1e-6 || std::abs(ratio - 2.0) < 1e-5) << ratio;
     for (int64_t i = 1; i < 250; ++i) EXPECT_NEAR(z.at({n, i}), x.at({n, i}) * ratio, 1e-5);
   }
-}
-
-TEST_P(DeviceOps, ConvTranspose2dUpsamplePadConcat) {
-  Generator gen(13);
-  nn::ConvTranspose2dOptions up2;
-  up2.stride = {2, 2};
-  nn::ConvTranspose2dOptions odd;
-  odd.stride = {2, 3};
-  odd.padding = {1, 0};
-  odd.output_padding = {1, 2};
-  odd.groups = 2;
-  expect_matches_cpu(
-      "conv_transpose2d 2x2 stride 2",
-      [&](const Inputs& in) { return nn::conv_transpose2d(in[0], in[1], in[2], up2); },
-      {randn({2, 4, 3, 5}, gen), randn({4, 3, 2, 2}, gen), randn({3}, gen)}, {true, true, true}, 1e-4);
-  expect_matches_cpu(
-      "conv_transpose2d grouped, output_padding",
-      [&](const Inputs& in) { return nn::conv_transpose2d(in[0], in[1], in[2], odd); },
-      {randn({2, 4, 3, 4}, gen), randn({4, 3, 3, 3}, gen), Tensor()}, {true, true, false}, 1e-4);
-  const Tensor x = randn({2, 3, 5, 4}, gen);
-  expect_matches_cpu(
-      "upsample nearest", [](const Inputs& in) { return nn::upsample(in[0], 10, 9, "nearest"); }, {x}, {true});
-  expect_matches_cpu(
-      "upsample bilinear", [](const Inputs& in) { return nn::upsample(in[0], 11, 8, "bilinear"); }, {x}, {true});
-  expect_matches_cpu(
-      "pad2d", [](const Inputs& in) { return nn::pad2d(in[0], nn::Padding2d{1, 0, 2, 3}, -0.5); }, {x}, {true});
-  expect_matches_cpu(
-      "concat channels",
-      [](const Inputs& in) { return concat({in[0], in[1], in[0]}, 1); }, {x, randn({2, 2, 5, 4}, gen)},
-      {true, true});
-}
-
-TEST_P(DeviceOps, ContiguousCopyOfViews) {
-  Generator gen(10);
-  const Tensor x = randn({3, 4, 5}, gen);
-  const Tensor view = x.permute({2, 0, 1}).slice(1, 1, 3);
-  const Tensor dev = x.to(kEmu).permute({2, 0, 1}).slice(1, 1, 3).contiguous();
-  EXPECT_TRUE(dev.is_contiguous());
-  EXPECT_EQ(ops::max_abs_diff(dev.to(Device::cpu()), view.contiguous()), 0.0);
 }
 
 // Three steps of each optimizer on the device against the CPU optimizer.

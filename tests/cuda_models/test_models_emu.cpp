@@ -16,6 +16,7 @@
 #include "layers/loss.h"
 #include "layers/optim.h"
 #include "models/registry.h"
+#include "support/errors.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
@@ -165,14 +166,7 @@ TEST(CudaEmuUnet, ForwardMatchesCpu) {
   EXPECT_LT(ops::max_abs_diff(y, expected), 1e-4 * scale);
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using scalpel::test::error_of;
 
 TEST(CudaEmuWiring, UnwiredOpsSayWhichAndWhere) {
   cuda::init();

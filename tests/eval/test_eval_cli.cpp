@@ -11,6 +11,7 @@
 #include "models/checkpoint.h"
 #include "models/registry.h"
 #include "support/cli_runner.h"
+#include "support/files.h"
 #include "tensor/json.h"
 #include "tensor/npy.h"
 
@@ -19,13 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::run_cli;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 // A temporary folder with data/<class>/<i>.png (3 classes x 4 images, 32x32, a class-dependent
 // colour plus noise), a 3-class mobilenet_v2 (width 0.25) checkpoint and a history.json beside it.

@@ -16,6 +16,7 @@
 #include "models/checkpoint.h"
 #include "models/registry.h"
 #include "support/cli_runner.h"
+#include "support/files.h"
 #include "tensor/json.h"
 
 namespace scalpel {
@@ -23,13 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::run_cli;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 TEST(SegmentationMetrics, ThreeClassesMatchSklearn) {
   // f1_score / jaccard_score(t, p, labels=[0, 1, 2], average=None, zero_division=1) give

@@ -13,6 +13,7 @@
 #include "models/checkpoint.h"
 #include "models/registry.h"
 #include "support/cli_runner.h"
+#include "support/files.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
@@ -21,12 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using scalpel::test::slurp;
 
 class TtaCli : public ::testing::Test {
  protected:

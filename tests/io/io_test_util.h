@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "support/errors.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
@@ -15,18 +16,7 @@ inline std::string fixture(const std::string& name) {
 }
 inline std::string fixture_bytes(const std::string& name) { return read_file(fixture(name)); }
 
-// The message of the Error thrown by fn; fails the test when nothing is thrown. Any other
-// exception type escapes and fails the test as well.
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return "";
-}
+using scalpel::test::error_of;
 
 // Every strict prefix of `bytes` (all of them up to 4096 bytes, then every step-th) must throw
 // Error; every single-byte corruption must either load or throw Error, never crash. `parse`

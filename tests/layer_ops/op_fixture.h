@@ -119,4 +119,9 @@ inline Tensor random_leaf(const Shape& shape, uint64_t seed, double lo = -2, dou
   return t;
 }
 
+// A 1-D tensor of hand-written values.
+inline Tensor vec(const std::vector<double>& v, DType dtype = DType::F64) {
+  return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}, dtype);
+}
+
 }  // namespace scalpel::testing

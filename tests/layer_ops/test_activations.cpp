@@ -15,10 +15,7 @@ namespace {
 using testing::expect_gradcheck;
 using testing::expect_parity;
 using testing::random_leaf;
-
-Tensor vec(const std::vector<double>& v, DType dtype = DType::F64) {
-  return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}, dtype);
-}
+using testing::vec;
 
 void expect_values(const Tensor& t, const std::vector<double>& expected, double tol = 1e-6) {
   const std::vector<double> got = t.to_vector();

@@ -6,6 +6,7 @@
 
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
+#include "support/errors.h"
 
 namespace scalpel {
 namespace {
@@ -13,10 +14,7 @@ namespace {
 using testing::expect_gradcheck;
 using testing::expect_parity;
 using testing::random_leaf;
-
-Tensor vec(const std::vector<double>& v, DType dtype = DType::F64) {
-  return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}, dtype);
-}
+using testing::vec;
 
 TEST(BatchNorm, TrainModeHandValuesAndRunningStats) {
   // One channel, values {1, 3} and {5, 7} in two samples: mean 4, biased var 5, unbiased 20/3.
@@ -124,14 +122,7 @@ TEST(BatchNorm, PyTorchParity) {
     }
 }
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using scalpel::test::expect_error;
 
 TEST(BatchNorm, Errors) {
   Tensor x = Tensor::zeros({2, 3, 4, 4}, DType::F64);

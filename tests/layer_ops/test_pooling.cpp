@@ -6,6 +6,7 @@
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
 #include "layers/ops/pooling.h"
+#include "support/errors.h"
 
 namespace scalpel {
 namespace {
@@ -169,14 +170,7 @@ TEST(Pooling, PyTorchParity) {
   }
 }
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using scalpel::test::expect_error;
 
 TEST(Pooling, Errors) {
   Tensor small = Tensor::zeros({1, 2, 2, 2});

@@ -6,6 +6,7 @@
 
 #include "layer_ops/op_fixture.h"
 #include "layers/loss.h"
+#include "support/errors.h"
 #include "tensor/json.h"
 
 namespace scalpel {
@@ -18,14 +19,7 @@ using testing::random_leaf;
 
 Tensor labels(const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape, DType::I64); }
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using scalpel::test::expect_error;
 
 // ---------------------------------------------------------------- PyTorch parity
 

@@ -10,6 +10,8 @@
 #include <string>
 
 #include "layers/module.h"
+#include "support/errors.h"
+#include "support/files.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
 
@@ -19,23 +21,8 @@ namespace fs = std::filesystem;
 
 inline fs::path fixtures_dir() { return fs::path(SCALPEL_FIXTURES) / "models"; }
 
-inline Json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot read " << path;
-  std::stringstream text;
-  text << in.rdbuf();
-  return Json::parse(text.str(), path.string());
-}
-
-// The Error message of fn(), or "" when it does not throw scalpel::Error.
-inline std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using scalpel::test::error_of;
+using scalpel::test::read_json;
 
 inline Shape to_shape(const Json& j) {
   Shape s;

@@ -18,6 +18,8 @@
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
 #include "layers/blocks.h"
+#include "support/errors.h"
+#include "support/files.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
 #include "tensor/npy.h"
@@ -27,22 +29,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << path;
-  std::stringstream text;
-  text << in.rdbuf();
-  return Json::parse(text.str(), path.string());
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scalpel::test::error_of;
+using scalpel::test::read_json;
 
 ConvBNActOptions act(const std::string& activation) {
   ConvBNActOptions o;

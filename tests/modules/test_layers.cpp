@@ -5,19 +5,13 @@
 #include <cmath>
 
 #include "layers/modules.h"
+#include "support/errors.h"
 #include "tensor/error.h"
 
 namespace scalpel::nn {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scalpel::test::error_of;
 
 std::vector<std::string> keys(const Module& m) {
   std::vector<std::string> out;

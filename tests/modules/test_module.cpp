@@ -7,6 +7,7 @@
 #include "autograd/autograd.h"
 #include "cuda/tensor_ops.h"
 #include "layers/module.h"
+#include "support/errors.h"
 #include "tensor/error.h"
 
 namespace scalpel::nn {
@@ -47,14 +48,7 @@ std::vector<std::string> names(const std::vector<NamedTensor>& list) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scalpel::test::error_of;
 
 TEST(Module, StateDictNamesFollowPyTorchOrder) {
   Tiny net;

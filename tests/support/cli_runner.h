@@ -18,11 +18,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "support/files.h"
 
 extern char** environ;
 
@@ -36,13 +36,6 @@ struct CliResult {
 };
 
 namespace detail {
-
-inline std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A fresh empty file under the temporary directory; returns its path.
 inline std::string temp_file(const char* tag) {
@@ -79,8 +72,8 @@ inline CliResult run_cli(const std::vector<std::string>& args, const std::string
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    result.out = detail::slurp(out_path);
-    result.err = detail::slurp(err_path);
+    result.out = slurp(out_path);
+    result.err = slurp(err_path);
   } else {
     result.err = "cli_runner: cannot start " + binary + ": " + std::to_string(spawn_error);
   }

@@ -15,6 +15,7 @@
 #include "apps/train/trainer.h"
 #include "models/registry.h"
 #include "support/disk_masks.h"
+#include "support/files.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
 #include "tensor/random.h"
@@ -24,12 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using scalpel::test::slurp;
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;

@@ -16,6 +16,7 @@
 #include "autograd/autograd.h"
 #include "support/cli_runner.h"
 #include "support/disk_masks.h"
+#include "support/files.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
 
@@ -24,13 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::run_cli;
-
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 Tensor int_tensor(const std::vector<int64_t>& v, const Shape& shape) { return Tensor::from_data(v.data(), shape); }
 

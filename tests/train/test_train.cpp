@@ -15,6 +15,7 @@
 #include "apps/train/trainer.h"
 #include "models/checkpoint.h"
 #include "support/cli_runner.h"
+#include "support/files.h"
 #include "tensor/json.h"
 
 namespace fs = std::filesystem;
@@ -23,12 +24,7 @@ using scalpel::test::run_cli;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using scalpel::test::slurp;
 
 std::vector<Json> read_jsonl(const std::string& path) {
   std::vector<Json> rows;

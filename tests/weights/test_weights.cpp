@@ -21,6 +21,7 @@
 #include "models/checkpoint.h"
 #include "models/registry.h"
 #include "models/weights.h"
+#include "support/errors.h"
 #include "tensor/error.h"
 #include "tensor/io/safetensors.h"
 #include "tensor/random.h"
@@ -30,14 +31,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using scalpel::test::error_of;
 
 ModelOptions small_options(int64_t classes = 1000) {
   ModelOptions o;

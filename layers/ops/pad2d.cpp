@@ -1,5 +1,6 @@
-// Constant padding: a filled output and a strided copy of the input into its interior.
-#include "layers/ops/pad.h"
+// nn::pad2d: constant padding of the last two axes, a filled output and a strided copy of the
+// input into its interior.
+#include "layers/ops/pad2d.h"
 
 #include "cuda/tensor_ops.h"
 #include "tensor/ops.h"
