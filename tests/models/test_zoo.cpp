@@ -10,17 +10,22 @@
 //    one output buffer;
 //  - Xception's structure (no torchvision model to compare with): Keras' layer names, shapes
 //    and counts, SAME padding, separable convs without bias;
+//  - Grad-CAM's default layer of each (the feature layer: forward_features' output);
+//  - loading: torchvision's old DenseNet key names, and inception_v3's two heads replaced
+//    together for another class count;
 //  - Keras names as aliases, and "did you mean" for unknown names.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "apps/gradcam.h"
 #include "autograd/autograd.h"
 #include "layers/loss.h"
 #include "layers/modules.h"
 #include "models/densenet.h"
 #include "models/inception.h"
 #include "models/registry.h"
+#include "models/weights.h"
 #include "models/xception.h"
 #include "hashed_weights.h"
 #include "models_test_util.h"
@@ -269,6 +274,98 @@ TEST(Xception, TrainingReachesEveryParameter) {
   for (const auto& p : model->named_parameters()) {
     ASSERT_TRUE(p.tensor.grad().defined()) << p.name;
     if (p.tensor.dim() >= 2) EXPECT_GT(ops::sum(ops::abs(p.tensor.grad())).item(), 0.0) << p.name;
+  }
+}
+
+TEST(GradCam, DefaultLayersAreTheFeatureMaps) {
+  const std::tuple<std::string, std::string, int64_t> cases[] = {
+      {"densenet121", "features", 1024}, {"inception_v3", "Mixed_7c", 2048}, {"xception", "block14_sepconv2_act", 2048}};
+  for (const auto& [name, layer, channels] : cases) {
+    std::shared_ptr<Model> model;
+    {
+      nn::SkipInitGuard hashed_next;
+      model = create_model(name);
+    }
+    test::fill_hashed(*model);
+    EXPECT_EQ(model->feature_layer(), layer);
+    EXPECT_EQ(model->feature_dim(), channels);
+    model->eval();
+    const Tensor x = test::hashed_values("input", {1, 3, 75, 79});
+    nn::Module* module = nullptr;
+    for (const auto& [n, m] : model->named_modules())
+      if (n == layer) module = m;
+    ASSERT_NE(module, nullptr) << name;
+    Tensor hooked, features, logits;
+    {
+      NoGradGuard no_grad;
+      nn::ForwardHookGuard guard([&](nn::Module& m, const Tensor&, const Tensor& out) {
+        if (&m == module) hooked = out;
+      });
+      features = model->forward_features(x);
+      logits = (*model)(x);
+    }
+    ASSERT_TRUE(hooked.defined()) << name;
+    EXPECT_EQ(ops::max_abs_diff(hooked, features), 0.0) << name;
+    EXPECT_EQ(features.size(1), channels) << name;
+    const GradCamResult cam = gradcam(*model, x);
+    EXPECT_EQ(cam.layer, layer);
+    EXPECT_EQ(cam.height, 75);
+    EXPECT_EQ(cam.width, 79);
+    EXPECT_EQ(cam.class_index, static_cast<int64_t>(ops::argmax(logits.reshape({-1}), 0).item())) << name;
+  }
+}
+
+TEST(Weights, OldTorchvisionDenseNetNamesLoad) {
+  nn::SkipInitGuard values_set_below;
+  auto source = create_model("densenet121");
+  test::fill_hashed(*source);
+  NamedTensors old_names;
+  for (const auto& t : source->state_dict()) {
+    std::string name = t.name;
+    // Those files predate num_batches_tracked (PyTorch 0.4.1).
+    if (name.find("num_batches_tracked") != std::string::npos) continue;
+    // torchvision < 0.4: "denselayer1.norm1.weight" was "denselayer1.norm.1.weight".
+    for (const char* child : {".norm1.", ".relu1.", ".conv1.", ".norm2.", ".relu2.", ".conv2."}) {
+      const size_t at = name.find(child);
+      if (at != std::string::npos && name.find("denselayer") != std::string::npos)
+        name = name.substr(0, at) + "." + std::string(child + 1, 4) + "." + std::string(1, child[5]) + "." +
+               name.substr(at + 7);
+    }
+    old_names.push_back({name, t.tensor.clone()});
+  }
+  ASSERT_TRUE(std::any_of(old_names.begin(), old_names.end(), [](const auto& t) {
+    return t.first == "features.denseblock1.denselayer1.norm.1.weight";
+  }));
+  auto target = create_model("densenet121");
+  const LoadResult r = load_weights(*target, old_names, "densenet121-a639ec97.pth");
+  EXPECT_FALSE(r.head_replaced);
+  const auto loaded = target->state_dict(), expected = source->state_dict();
+  for (size_t i = 0; i < loaded.size(); ++i)
+    if (is_floating(loaded[i].tensor.dtype()))
+      EXPECT_EQ(ops::max_abs_diff(loaded[i].tensor, expected[i].tensor), 0.0) << loaded[i].name;
+}
+
+TEST(Weights, InceptionHeadsAreReplacedTogether) {
+  std::shared_ptr<Model> source;
+  {
+    nn::SkipInitGuard values_set_below;
+    source = create_model("inception_v3");
+  }
+  test::fill_hashed(*source);
+  NamedTensors file;
+  for (const auto& t : source->state_dict()) file.push_back({t.name, t.tensor});
+  ModelOptions four;
+  four.classes = 4;
+  auto target = create_model("inception_v3", four);
+  const LoadResult r = load_weights(*target, file, "inception_v3_google.pth");
+  EXPECT_TRUE(r.head_replaced);
+  EXPECT_EQ(r.file_classes, 1000);
+  for (const auto& t : target->named_parameters()) {
+    if (t.name == "fc.weight" || t.name == "AuxLogits.fc.weight") EXPECT_EQ(t.tensor.shape(), (Shape{4, t.name == "fc.weight" ? 2048 : 768}));
+    if (t.name == "Mixed_7c.branch_pool.conv.weight" || t.name == "AuxLogits.conv1.conv.weight") {
+      const Tensor ref = test::hashed_values(t.name, t.tensor.shape());
+      EXPECT_EQ(ops::max_abs_diff(t.tensor, ref), 0.0) << t.name;
+    }
   }
 }
 
