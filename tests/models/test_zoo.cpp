@@ -23,6 +23,7 @@
 #include "layers/loss.h"
 #include "layers/modules.h"
 #include "models/densenet.h"
+#include "models/fuse.h"
 #include "models/inception.h"
 #include "models/registry.h"
 #include "models/weights.h"
@@ -312,6 +313,33 @@ TEST(GradCam, DefaultLayersAreTheFeatureMaps) {
     EXPECT_EQ(cam.height, 75);
     EXPECT_EQ(cam.width, 79);
     EXPECT_EQ(cam.class_index, static_cast<int64_t>(ops::argmax(logits.reshape({-1}), 0).item())) << name;
+  }
+}
+
+// scalpel bench folds BatchNorms into convs and activations into conv stores: the new
+// networks' data flow (views of DenseNet's buffer, Inception's branches, Xception's
+// separable convs and shortcuts) must give the same logits, with their BatchNorms folded.
+TEST(Fuse, InferenceFusionKeepsTheLogits) {
+  // (model, BatchNorms folded, BatchNorms called). DenseNet: conv0's and every conv1's; the
+  // norm1s read the concatenation, the transitions' norms and norm5 a block's output.
+  // Inception: all but the auxiliary head's two (not run in eval mode). Xception: all.
+  const std::tuple<std::string, int64_t, int64_t> cases[] = {
+      {"densenet121", 1 + 58, 121}, {"inception_v3", 94, 94}, {"xception", 40, 40}};
+  for (const auto& [name, folded, called] : cases) {
+    std::shared_ptr<Model> model;
+    {
+      nn::SkipInitGuard hashed_next;
+      model = create_model(name);
+    }
+    test::fill_hashed(*model);
+    model->eval();
+    const Tensor x = test::hashed_values("input", {1, 3, 75, 77});
+    NoGradGuard no_grad;
+    const Tensor before = (*model)(x).clone();
+    const InferenceFuseReport r = fuse_for_inference(*model, x.shape());
+    EXPECT_EQ(r.batchnorm.folded, folded) << name;
+    EXPECT_EQ(r.batchnorm.batchnorms, called) << name;
+    EXPECT_LT(relative_error((*model)(x), before), kTolerance) << name;
   }
 }
 
