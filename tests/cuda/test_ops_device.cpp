@@ -180,6 +180,17 @@ TEST_P(DeviceOps, Pooling) {
   max3.stride = {2, 2};
   max3.padding = nn::Padding2d::symmetric(1);
   expect_matches_cpu("max_pool2d", [&](const Inputs& in) { return nn::max_pool2d(in[0], max3); }, {x}, {true});
+  // TF "SAME" (Xception's pools: the odd pixel bottom/right) and ceil_mode: an explicitly
+  // -inf-padded input on the device.
+  nn::Pool2dOptions same = max3;
+  same.padding = nn::same_padding(7, 6, 3, 3, 2, 2);
+  ASSERT_NE(same.padding.left, same.padding.right);
+  expect_matches_cpu("max_pool2d SAME", [&](const Inputs& in) { return nn::max_pool2d(in[0], same); }, {x}, {true});
+  nn::Pool2dOptions ceil = max3;
+  ceil.padding = {};
+  ceil.ceil_mode = true;
+  expect_matches_cpu("max_pool2d ceil_mode", [&](const Inputs& in) { return nn::max_pool2d(in[0], ceil); }, {x},
+                     {true});
   nn::Pool2dOptions avg = max3;
   avg.count_include_pad = false;
   expect_matches_cpu("avg_pool2d", [&](const Inputs& in) { return nn::avg_pool2d(in[0], avg); }, {x}, {true});
