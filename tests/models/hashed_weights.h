@@ -31,18 +31,32 @@ inline bool ends_with(const std::string& s, const std::string& suffix) {
 inline Tensor hashed_values(const std::string& name, const Shape& shape, DType dtype = DType::F32) {
   const int64_t n = shape_numel(shape);
   const uint32_t seed = crc32(name);
-  std::vector<double> v(static_cast<size_t>(n));
+  Tensor t = Tensor::empty(shape, dtype);
+  float* f32 = dtype == DType::F32 ? t.data<float>() : nullptr;
+  double* f64 = dtype == DType::F64 ? t.data<double>() : nullptr;
+  // The rule depends only on the name and shape; the expressions are zoo.py's, term for term
+  // (another grouping could round differently).
+  enum { input, centered, variance, scale, weight } rule;
+  if (name == "input") rule = input;
+  else if (ends_with(name, "running_mean") || ends_with(name, ".bias")) rule = centered;
+  else if (ends_with(name, "running_var")) rule = variance;
+  else if (shape.size() == 1) rule = scale;
+  else rule = weight;
+  const double bound = shape.size() >= 2 ? std::sqrt(6.0 / static_cast<double>(n / shape[0])) : 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const double u = hashed_uniform(seed, static_cast<uint64_t>(i));
     double x;
-    if (name == "input") x = 2.0 * (2.0 * u - 1.0);
-    else if (ends_with(name, "running_mean") || ends_with(name, ".bias")) x = 0.2 * (u - 0.5);
-    else if (ends_with(name, "running_var")) x = 0.5 + u;
-    else if (shape.size() == 1) x = 0.75 + 0.5 * u;
-    else x = (2.0 * u - 1.0) * std::sqrt(6.0 / static_cast<double>(n / shape[0]));
-    v[static_cast<size_t>(i)] = static_cast<double>(static_cast<float>(x));
+    switch (rule) {
+      case input: x = 2.0 * (2.0 * u - 1.0); break;
+      case centered: x = 0.2 * (u - 0.5); break;
+      case variance: x = 0.5 + u; break;
+      case scale: x = 0.75 + 0.5 * u; break;
+      default: x = (2.0 * u - 1.0) * bound;
+    }
+    if (f32) f32[i] = static_cast<float>(x);
+    else f64[i] = static_cast<double>(static_cast<float>(x));
   }
-  return Tensor::from_vector(v, shape, dtype);
+  return t;
 }
 
 // Overwrites every floating parameter and buffer of `module` with its hashed values.

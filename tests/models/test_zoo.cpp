@@ -10,7 +10,8 @@
 //    one output buffer;
 //  - Xception's structure (no torchvision model to compare with): Keras' layer names, shapes
 //    and counts, SAME padding, separable convs without bias;
-//  - Grad-CAM's default layer of each (the feature layer: forward_features' output);
+//  - Grad-CAM's default layer of each (the feature layer: forward_features' output), and
+//    inference fusion (scalpel bench) keeping their logits;
 //  - loading: torchvision's old DenseNet key names, and inception_v3's two heads replaced
 //    together for another class count;
 //  - Keras names as aliases, and "did you mean" for unknown names.
@@ -278,24 +279,35 @@ TEST(Xception, TrainingReachesEveryParameter) {
   }
 }
 
-TEST(GradCam, DefaultLayersAreTheFeatureMaps) {
-  const std::tuple<std::string, std::string, int64_t> cases[] = {
-      {"densenet121", "features", 1024}, {"inception_v3", "Mixed_7c", 2048}, {"xception", "block14_sepconv2_act", 2048}};
-  for (const auto& [name, layer, channels] : cases) {
+// Grad-CAM's default layer is the feature map forward_features() returns; then `scalpel
+// bench`'s inference fusion (BatchNorms folded into convs, activations into conv stores) on
+// the new networks' data flow (views of DenseNet's buffer, Inception's branches, Xception's
+// separable convs and shortcuts) keeps the logits. Folded: DenseNet conv0's and every conv1's
+// BatchNorm (the norm1s read the concatenation, the transitions' norms and norm5 a block's
+// output); Inception all but the auxiliary head's two (not run in eval mode); Xception all.
+TEST(NewModels, GradCamDefaultLayerAndInferenceFusion) {
+  struct Case {
+    std::string name, layer;
+    int64_t channels, folded, batchnorms;
+  };
+  const Case cases[] = {{"densenet121", "features", 1024, 1 + 58, 121},
+                        {"inception_v3", "Mixed_7c", 2048, 94, 94},
+                        {"xception", "block14_sepconv2_act", 2048, 40, 40}};
+  for (const Case& c : cases) {
     std::shared_ptr<Model> model;
     {
       nn::SkipInitGuard hashed_next;
-      model = create_model(name);
+      model = create_model(c.name);
     }
     test::fill_hashed(*model);
-    EXPECT_EQ(model->feature_layer(), layer);
-    EXPECT_EQ(model->feature_dim(), channels);
+    EXPECT_EQ(model->feature_layer(), c.layer);
+    EXPECT_EQ(model->feature_dim(), c.channels);
     model->eval();
     const Tensor x = test::hashed_values("input", {1, 3, 75, 79});
     nn::Module* module = nullptr;
     for (const auto& [n, m] : model->named_modules())
-      if (n == layer) module = m;
-    ASSERT_NE(module, nullptr) << name;
+      if (n == c.layer) module = m;
+    ASSERT_NE(module, nullptr) << c.name;
     Tensor hooked, features, logits;
     {
       NoGradGuard no_grad;
@@ -303,43 +315,22 @@ TEST(GradCam, DefaultLayersAreTheFeatureMaps) {
         if (&m == module) hooked = out;
       });
       features = model->forward_features(x);
-      logits = (*model)(x);
+      logits = model->forward_head(features);
     }
-    ASSERT_TRUE(hooked.defined()) << name;
-    EXPECT_EQ(ops::max_abs_diff(hooked, features), 0.0) << name;
-    EXPECT_EQ(features.size(1), channels) << name;
+    ASSERT_TRUE(hooked.defined()) << c.name;
+    EXPECT_EQ(ops::max_abs_diff(hooked, features), 0.0) << c.name;
+    EXPECT_EQ(features.size(1), c.channels) << c.name;
     const GradCamResult cam = gradcam(*model, x);
-    EXPECT_EQ(cam.layer, layer);
+    EXPECT_EQ(cam.layer, c.layer);
     EXPECT_EQ(cam.height, 75);
     EXPECT_EQ(cam.width, 79);
-    EXPECT_EQ(cam.class_index, static_cast<int64_t>(ops::argmax(logits.reshape({-1}), 0).item())) << name;
-  }
-}
+    EXPECT_EQ(cam.class_index, static_cast<int64_t>(ops::argmax(logits.reshape({-1}), 0).item())) << c.name;
 
-// scalpel bench folds BatchNorms into convs and activations into conv stores: the new
-// networks' data flow (views of DenseNet's buffer, Inception's branches, Xception's
-// separable convs and shortcuts) must give the same logits, with their BatchNorms folded.
-TEST(Fuse, InferenceFusionKeepsTheLogits) {
-  // (model, BatchNorms folded, BatchNorms called). DenseNet: conv0's and every conv1's; the
-  // norm1s read the concatenation, the transitions' norms and norm5 a block's output.
-  // Inception: all but the auxiliary head's two (not run in eval mode). Xception: all.
-  const std::tuple<std::string, int64_t, int64_t> cases[] = {
-      {"densenet121", 1 + 58, 121}, {"inception_v3", 94, 94}, {"xception", 40, 40}};
-  for (const auto& [name, folded, called] : cases) {
-    std::shared_ptr<Model> model;
-    {
-      nn::SkipInitGuard hashed_next;
-      model = create_model(name);
-    }
-    test::fill_hashed(*model);
-    model->eval();
-    const Tensor x = test::hashed_values("input", {1, 3, 75, 77});
     NoGradGuard no_grad;
-    const Tensor before = (*model)(x).clone();
     const InferenceFuseReport r = fuse_for_inference(*model, x.shape());
-    EXPECT_EQ(r.batchnorm.folded, folded) << name;
-    EXPECT_EQ(r.batchnorm.batchnorms, called) << name;
-    EXPECT_LT(relative_error((*model)(x), before), kTolerance) << name;
+    EXPECT_EQ(r.batchnorm.folded, c.folded) << c.name;
+    EXPECT_EQ(r.batchnorm.batchnorms, c.batchnorms) << c.name;
+    EXPECT_LT(relative_error((*model)(x), logits), kTolerance) << c.name;
   }
 }
 
