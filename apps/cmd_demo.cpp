@@ -60,8 +60,9 @@ int run_demo(const std::vector<std::string>& argv) {
   manual_seed(seed);
   models::ModelOptions options;
   options.classes = static_cast<int64_t>(dataset.classes.size());
-  if (args.get("model") == "mobilenet_v2") options.width = args.get_double("width");
-  auto model = models::create_model(args.get("model"), options);
+  const std::string name = models::canonical_model_name(args.get("model"));  // Keras names too
+  if (name == "mobilenet_v2") options.width = args.get_double("width");
+  auto model = models::create_model(name, options);
 
   train::TrainConfig config;
   config.out_dir = out + "/run";
@@ -80,7 +81,7 @@ int run_demo(const std::vector<std::string>& argv) {
   config.progress_bar = stdout_is_terminal();
 
   models::CheckpointInfo info;
-  info.model = args.get("model");
+  info.model = name;
   info.options = options;
   info.class_names = dataset.classes;
   info.preprocess = preprocess_to_json(config.preprocess);

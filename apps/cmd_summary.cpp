@@ -18,7 +18,7 @@ int run_summary(const std::vector<std::string>& argv) {
       .option("batch", "batch size of the input", "1")
       .option("depth", "leave out rows nested deeper than this (0 = all)", "0");
   if (!args.parse(argv)) return 0;
-  const std::string name = args.require("model");
+  const std::string name = models::canonical_model_name(args.require("model"));
   const models::ModelOptions options = model_options_from_flags(args);
   std::shared_ptr<models::Model> model;
   {

@@ -6,6 +6,7 @@
 #include "cuda/conv_engine.h"
 #include "cuda/cudnn.h"
 #include "layers/modules.h"
+#include "models/registry.h"
 #include "models/weights.h"
 #include "tensor/error.h"
 
@@ -22,7 +23,8 @@ void add_model_flags(Args& args, bool with_weights) {
       .option("activation", "mobilenet_v1: relu6|relu|leaky_relu:<slope>")
       .option("padding", "mobilenet_v1: keras|torch")
       .option("in-channels", "input image channels (default 3)")
-      .option("base-width", "unet: channels of the first level (default 64)");
+      .option("base-width", "unet: channels of the first level (default 64)")
+      .option("aux-logits", "inception_v3: the auxiliary classifier, true|false (default true)");
   if (with_weights) {
     args.option("weights", "weights file: torch.save (.pt/.pth/.tar), .safetensors or a scalpel checkpoint")
         .option("weights-map", "names: by name (torchvision 1:1, timm via a table); order: by position and shape",
@@ -40,6 +42,11 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
   if (args.has("activation")) base.activation = args.get("activation");
   if (args.has("padding")) base.padding = args.get("padding");
   if (args.has("base-width")) base.base_width = args.get_int("base-width");
+  if (args.has("aux-logits")) {
+    const std::string aux = args.get("aux-logits");
+    SCALPEL_CHECK(aux == "true" || aux == "false", "--aux-logits must be true or false, got '{}'", aux);
+    base.aux_logits = aux == "true";
+  }
   return base;
 }
 
@@ -77,11 +84,11 @@ ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& d
 
   std::string name;
   if (checkpoint) {
-    name = args.has("model") ? args.get("model") : checkpoint->info.model;
+    name = args.has("model") ? models::canonical_model_name(args.get("model")) : checkpoint->info.model;
     SCALPEL_CHECK(name == checkpoint->info.model, "--model {}: the checkpoint {} holds a {}", name, weights,
                   checkpoint->info.model);
   } else {
-    name = args.require("model");
+    name = models::canonical_model_name(args.require("model"));  // Keras names too (DenseNet201)
   }
   models::ModelOptions options = model_options_from_flags(args, checkpoint ? checkpoint->info.options : defaults);
   if (training && training->data_classes > 0 && !args.has("classes") &&

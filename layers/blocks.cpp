@@ -80,6 +80,22 @@ std::string DepthwiseSeparable::describe() const {
                      options.keras_padding ? "keras padding" : "torch padding");
 }
 
+// ---------------------------------------------------------------- SeparableConv2d
+
+SeparableConv2d::SeparableConv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, bool bias)
+    : Module("SeparableConv2d"), in_channels(in_channels), out_channels(out_channels), kernel(kernel), stride(stride) {
+  Conv2dOptions dw;
+  dw.stride = {stride, stride};
+  dw.same = true;
+  dw.groups = in_channels;
+  depthwise = register_module("depthwise", std::make_shared<Conv2d>(in_channels, in_channels, kernel, dw, false));
+  pointwise = register_module("pointwise", std::make_shared<Conv2d>(in_channels, out_channels, 1, Conv2dOptions{}, bias));
+}
+
+std::string SeparableConv2d::describe() const {
+  return fmt::format("{}->{}, k{}x{}, s{}, same", in_channels, out_channels, kernel, kernel, stride);
+}
+
 // ---------------------------------------------------------------- SqueezeExcite
 
 SqueezeExcite::SqueezeExcite(int64_t channels, int64_t squeeze_channels, Activation activation,

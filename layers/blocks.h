@@ -10,6 +10,7 @@
 //   Bottleneck          resnet.Bottleneck                      conv1..3, bn1..3, downsample.{0,1}
 // The others follow the layout of well-known PyTorch code for that block:
 //   DepthwiseSeparable  MobileNet V1 "conv_dw" (0 dw conv, 1 bn, 2 act, 3 pw conv, 4 bn, 5 act)
+//   SeparableConv2d     Keras SeparableConv2D (depthwise, pointwise)
 //   PreActBottleneck    Keras ResNetV2 block2 (names chosen here, see the class)
 //   DoubleConv/Down/Up  milesial/Pytorch-UNet (double_conv.*, maxpool_conv.*, up, conv)
 #include <memory>
@@ -73,6 +74,21 @@ class DepthwiseSeparable : public Sequential {
   std::string describe() const override;
   const int64_t in_channels, out_channels;
   const DepthwiseSeparableOptions options;
+};
+
+// ---------------------------------------------------------------- Keras SeparableConv2D
+
+// Keras SeparableConv2D (depth_multiplier 1, padding "same"): a depthwise kxk conv (stride,
+// TF SAME padding, no bias) straight into a pointwise 1x1 conv, nothing between them (unlike
+// DepthwiseSeparable). Children "depthwise" [in, 1, k, k] and "pointwise" [out, in, 1, 1]:
+// Keras' depthwise_kernel [k, k, in, 1] and pointwise_kernel [1, 1, in, out] transposed.
+class SeparableConv2d : public Module {
+ public:
+  SeparableConv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride = 1, bool bias = false);
+  Tensor forward(const Tensor& x) override { return (*pointwise)((*depthwise)(x)); }
+  std::string describe() const override;
+  const int64_t in_channels, out_channels, kernel, stride;
+  std::shared_ptr<Conv2d> depthwise, pointwise;
 };
 
 // ---------------------------------------------------------------- squeeze-excite, MBConv

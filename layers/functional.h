@@ -102,6 +102,27 @@ Tensor global_avg_pool(const Tensor& x);  // [N, C, H, W] -> [N, C]
 Tensor upsample(const Tensor& x, int64_t out_h, int64_t out_w, const std::string& mode, bool align_corners = false);
 Tensor pad2d(const Tensor& x, const Padding2d& padding, double value = 0.0);
 
+// ---- concatenation into a preallocated buffer (DenseNet blocks) ----
+// Grows a channel concatenation without copying what is already there, as the
+// memory-efficient DenseNet does: the buffer [N, capacity, H, W] is allocated once, the
+// constructor copies `first` into its first channels, and append(y) copies only y into the
+// next free channels. filled() is the concatenation so far, a view of the buffer [N, filled,
+// H, W] with autograd history: its gradient goes back to `first` and to every appended y as
+// slices of the incoming gradient. A view returned earlier stays valid (later appends write
+// past it), so layers may keep it for their backward. Errors name `name` and the shapes.
+// (torch.cat of all earlier outputs in every layer would copy O(layers^2) channels.)
+class ChannelBuffer {
+ public:
+  ChannelBuffer(const Tensor& first, int64_t capacity, std::string name = "channel_buffer");
+  Tensor append(const Tensor& y);  // returns the new filled()
+  const Tensor& filled() const { return filled_; }
+  const Tensor& buffer() const { return buffer_; }  // the whole allocation, without history
+
+ private:
+  std::string name_;
+  Tensor buffer_, filled_;
+};
+
 // ---- regularization (identity in eval mode; masks drawn from `gen`) ----
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());
 // Stochastic depth: drops whole samples with probability p, scales survivors by 1/(1-p).

@@ -11,7 +11,8 @@
 namespace scalpel::models {
 
 // Error naming the model when `options` sets a model-specific option not in `allowed`
-// ("width", "activation", "padding", "base_width", "bilinear", "dropout", "drop_path"), or
+// ("width", "activation", "padding", "base_width", "bilinear", "dropout", "drop_path",
+// "aux_logits"), or
 // when classes / in_channels are not positive.
 void check_options(const std::string& name, const ModelOptions& options,
                    std::initializer_list<std::string_view> allowed);
@@ -27,5 +28,9 @@ std::shared_ptr<Model> make_mobilenet_v2(const std::string& name, const ModelOpt
 // variant 0..7 (b0..b7)
 std::shared_ptr<Model> make_efficientnet(const std::string& name, int variant, const ModelOptions& options);
 std::shared_ptr<Model> make_unet(const std::string& name, const ModelOptions& options);
+// depth 121, 169 or 201 (torchvision layout)
+std::shared_ptr<Model> make_densenet(const std::string& name, int depth, const ModelOptions& options);
+std::shared_ptr<Model> make_inception_v3(const std::string& name, const ModelOptions& options);
+std::shared_ptr<Model> make_xception(const std::string& name, const ModelOptions& options);
 
 }  // namespace scalpel::models

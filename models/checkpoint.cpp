@@ -84,6 +84,7 @@ Json options_to_json(const ModelOptions& o) {
   if (o.padding) j["padding"] = *o.padding;
   if (o.base_width) j["base_width"] = *o.base_width;
   if (o.bilinear) j["bilinear"] = *o.bilinear;
+  if (o.aux_logits) j["aux_logits"] = *o.aux_logits;
   if (o.dropout) j["dropout"] = *o.dropout;
   if (o.drop_path) j["drop_path"] = *o.drop_path;
   return j;
@@ -100,6 +101,7 @@ ModelOptions options_from_json(const Json& j) {
     else if (key == "padding") o.padding = v.as_string();
     else if (key == "base_width") o.base_width = v.as_int();
     else if (key == "bilinear") o.bilinear = v.as_bool();
+    else if (key == "aux_logits") o.aux_logits = v.as_bool();
     else if (key == "dropout") o.dropout = v.as_number();
     else if (key == "drop_path") o.drop_path = v.as_number();
     else fail("model options: unknown option '{}'", key);

@@ -23,14 +23,17 @@ void Model::check_input(const Tensor& x) const {
 
 std::vector<std::string> Model::head_parameter_names() const {
   std::vector<std::string> names;
-  const std::string prefix = head_name_ + ".";
-  for (const auto& p : named_parameters())
-    if (p.name.compare(0, prefix.size(), prefix) == 0) names.push_back(p.name);
+  for (const std::string& head : head_names_) {
+    const std::string prefix = head + ".";
+    for (const auto& p : named_parameters())
+      if (p.name.compare(0, prefix.size(), prefix) == 0) names.push_back(p.name);
+  }
   return names;
 }
 
 void Model::set_layout(std::string head_name, std::string feature_layer, int64_t feature_dim,
                        int64_t min_input_size) {
+  head_names_ = {head_name};
   head_name_ = std::move(head_name);
   feature_layer_ = std::move(feature_layer);
   feature_dim_ = feature_dim;

@@ -31,6 +31,7 @@ struct ModelOptions {
   std::optional<std::string> padding;      // mobilenet_v1: keras (default) | torch
   std::optional<int64_t> base_width;       // unet: channels of the first level (default 64)
   std::optional<bool> bilinear;            // unet: bilinear up-sampling + conv instead of transposed convs
+  std::optional<bool> aux_logits;          // inception_v3: the auxiliary classifier (default true)
   // Classifier dropout (default: the model's own, e.g. 0.5 for VGG, 0.2 for mobilenet_v2 and
   // efficientnet_b0) and stochastic-depth probability of the last block (EfficientNet, 0.2).
   std::optional<double> dropout;
@@ -51,7 +52,10 @@ class Model : public nn::Module {
   // Dotted name of the classifier head ("fc", "classifier.6", "classifier.1", "outc"): the
   // module --classes replaces. Its parameters are head_parameter_names().
   const std::string& head_name() const { return head_name_; }
-  std::vector<std::string> head_parameter_names() const;
+  // head_name() and any auxiliary classifier (inception_v3's "AuxLogits.fc"): every module
+  // sized by --classes, replaced together in transfer learning.
+  const std::vector<std::string>& head_names() const { return head_names_; }
+  std::vector<std::string> head_parameter_names() const;  // of every head
   // Dotted name of the module whose output forward_features() returns (Grad-CAM's default).
   const std::string& feature_layer() const { return feature_layer_; }
   // Channels of the feature map = size of the pooled features fed to the head (VGG: the
@@ -66,6 +70,7 @@ class Model : public nn::Module {
                                                                      options_(std::move(options)) {}
   // Called by the constructors of the concrete models once their layers exist.
   void set_layout(std::string head_name, std::string feature_layer, int64_t feature_dim, int64_t min_input_size);
+  void add_head(std::string name) { head_names_.push_back(std::move(name)); }  // after set_layout
   // The network up to the last feature map, on a checked input.
   virtual Tensor features(const Tensor& x) = 0;
 
@@ -73,6 +78,7 @@ class Model : public nn::Module {
   std::string name_;
   ModelOptions options_;
   std::string head_name_, feature_layer_;
+  std::vector<std::string> head_names_;
   int64_t feature_dim_ = 0, min_input_size_ = 1;
 };
 

@@ -24,7 +24,18 @@ struct ModelInfo {
 // Every name, in registry order (families together, small to large).
 std::vector<std::string> model_names();
 
-// The description of `name` as built with `options` (mobilenet_v1 with padding torch uses the
+// Keras applications' names accepted wherever a model name is (create_model, model_info,
+// --model): (alias, registry name), e.g. ("DenseNet201", "densenet201"), ("MobileNet",
+// "mobilenet_v1"). Names only: the model keeps the zoo's layout (torchvision's for DenseNet
+// and Inception V3, whose Keras versions differ in BatchNorm details).
+const std::vector<std::pair<std::string, std::string>>& keras_model_aliases();
+
+// The registry name of `name` (itself, or what its alias stands for). Error for an unknown
+// name, suggesting the closest name or alias by edit distance ("did you mean ...") and
+// listing the known ones.
+std::string canonical_model_name(const std::string& name);
+
+// The description of `name` (or an alias; info.name is the registry name) as built with `options` (mobilenet_v1 with padding torch uses the
 // PyTorch port's ImageNet preprocessing). Error listing the known names when unknown.
 ModelInfo model_info(const std::string& name, const ModelOptions& options = {});
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <map>
 #include <optional>
+#include <regex>
 #include <set>
 #include <string_view>
 
@@ -182,6 +183,16 @@ void check_running_variances(const std::vector<nn::NamedTensor>& state, const st
   }
 }
 
+// torchvision's DenseNet checkpoints (densenet121-a639ec97.pth, ...) predate the layer names
+// norm1/conv1/...: "denselayer1.norm.1.weight" is "denselayer1.norm1.weight". torchvision's
+// loader renames them with the regex ^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.
+// (?:weight|bias|running_mean|running_var))$; this does the same (an empty string: no match).
+std::string rename_old_densenet(const std::string& name) {
+  static const std::regex pattern(R"(^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$)");
+  std::smatch m;
+  return std::regex_match(name, m, pattern) ? m[1].str() + m[2].str() : "";
+}
+
 }  // namespace
 
 NamedTensors rename_timm(const std::string& model_name, const NamedTensors& tensors, const std::string& source) {
@@ -212,6 +223,9 @@ LoadResult load_weights(Model& model, const NamedTensors& tensors, const std::st
   } else {
     result.naming = "torchvision";
     named = tensors;
+    if (starts_with(model.name(), "densenet"))
+      for (auto& [name, t] : named)
+        if (const std::string renamed = rename_old_densenet(name); !renamed.empty()) name = renamed;
   }
   if (result.naming != "torchvision") {
     size_t i = 0;
@@ -284,14 +298,16 @@ LoadResult load_weights(Model& model, const NamedTensors& tensors, const std::st
     SCALPEL_CHECK(!nn::init_skipped(), "load_weights: called under SkipInitGuard, the new head of {} would stay "
                                        "uninitialized", model.name());
     result.head_replaced = true;
-    const std::string weight = model.head_name() + ".weight", bias = model.head_name() + ".bias";
-    if (given.count(weight)) result.file_classes = given.at(weight).shape().at(0);
-    // A fresh nn.Linear / nn.Conv2d of the head's shape, as a PyTorch user replacing the head gets.
-    Tensor w = Tensor::empty(ours.at(weight).shape()), b;
-    if (ours.count(bias)) b = Tensor::empty(ours.at(bias).shape());
-    nn::reset_default_parameters(w, b);
-    state.push_back({weight, w});
-    if (b.defined()) state.push_back({bias, b});
+    for (const std::string& head_name : model.head_names()) {
+      const std::string weight = head_name + ".weight", bias = head_name + ".bias";
+      if (head_name == model.head_name() && given.count(weight)) result.file_classes = given.at(weight).shape().at(0);
+      // A fresh nn.Linear / nn.Conv2d of the head's shape, as a PyTorch user replacing the head gets.
+      Tensor w = Tensor::empty(ours.at(weight).shape()), b;
+      if (ours.count(bias)) b = Tensor::empty(ours.at(bias).shape());
+      nn::reset_default_parameters(w, b);
+      state.push_back({weight, w});
+      if (b.defined()) state.push_back({bias, b});
+    }
   }
   check_running_variances(state, source);
   model.load_state_dict(state, /*strict=*/true);

@@ -7,6 +7,8 @@
 // Name mapping (WeightsMap::names):
 //   - torchvision names map 1:1 (our models use torchvision's state-dict keys, and the
 //     MobileNet V1 PyTorch port's keys for mobilenet_v1).
+//     DenseNet checkpoints with torchvision's old layer names ("denselayer1.norm.1.weight")
+//     are renamed as torchvision's loader does ("denselayer1.norm1.weight").
 //   - timm names (recognized by a `conv_stem.weight` entry) map through this table, for
 //     timm's efficientnet_b0..b7 onto efficientnet_b0..b7 and mobilenetv1_100 onto
 //     mobilenet_v1 (use --padding torch: timm pads symmetrically):

@@ -11,6 +11,8 @@ Committed subsets (under tests/fixtures/, small, deterministic):
   blocks     composite torch/torchvision modules   -> tests/fixtures/models/block_<case>/
   optim      10-step optimizer trajectories        -> tests/fixtures/optim/<case>/
   schedules  learning-rate schedules               -> tests/fixtures/optim/sched_<case>/
+  zoo        whole-model forward + training step   -> tests/fixtures/models/zoo_<case>/
+             with name-hashed weights (DenseNet, Inception V3)
   counts     torchvision parameter counts, shapes  -> tests/fixtures/models/*.json
 Not committed (large), only when named:
   models     whole torchvision models with random weights, an input and the logits
@@ -27,7 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fixtures import blocks, common, counts, losses, models, ops, optim, readme, schedules  # noqa: E402
+from fixtures import blocks, common, counts, losses, models, ops, optim, readme, schedules, zoo  # noqa: E402
 
 COMMITTED = {
     "ops": (ops.GROUP, ops.SUBSET, ops.generate),
@@ -35,6 +37,7 @@ COMMITTED = {
     "blocks": (blocks.GROUP, blocks.SUBSET, blocks.generate),
     "optim": (optim.GROUP, optim.SUBSET, optim.generate),
     "schedules": (schedules.GROUP, schedules.SUBSET, schedules.generate),
+    "zoo": (zoo.GROUP, zoo.SUBSET, zoo.generate),
 }
 
 

@@ -29,8 +29,11 @@ namespace fs = std::filesystem;
 
 // ---- phases: which parameters train, and at which learning rates ----
 
-bool is_head_param(const std::string& name, const std::string& head) {
-  return name.size() > head.size() && name.compare(0, head.size(), head) == 0 && name[head.size()] == '.';
+// A parameter of any classifier head (inception_v3 has two: fc and AuxLogits.fc).
+bool is_head_param(const std::string& name, const models::Model& model) {
+  for (const std::string& head : model.head_names())
+    if (name.size() > head.size() && name.compare(0, head.size(), head) == 0 && name[head.size()] == '.') return true;
+  return false;
 }
 
 struct Phase {
@@ -60,14 +63,14 @@ void apply_freezing(models::Model& model, bool freeze_backbone, int64_t unfreeze
   }
   std::vector<std::string> layers;  // backbone layers in definition order
   for (const auto& p : params) {
-    if (is_head_param(p.name, model.head_name())) continue;
+    if (is_head_param(p.name, model)) continue;
     const std::string layer = p.name.substr(0, p.name.rfind('.'));
     if (layers.empty() || layers.back() != layer) layers.push_back(layer);
   }
   const size_t keep = static_cast<size_t>(std::min<int64_t>(unfreeze_last, static_cast<int64_t>(layers.size())));
   const std::set<std::string> trainable(layers.end() - static_cast<std::ptrdiff_t>(keep), layers.end());
   for (auto p : params) {
-    if (is_head_param(p.name, model.head_name())) continue;
+    if (is_head_param(p.name, model)) continue;
     p.tensor.set_requires_grad(trainable.count(p.name.substr(0, p.name.rfind('.'))) > 0);
   }
 }
@@ -78,7 +81,7 @@ std::vector<nn::ParamGroup> make_groups(const models::Model& model, const Phase&
   nn::ParamGroup head{.params = {}, .lr = phase.head_lr, .weight_decay = weight_decay};
   for (const auto& p : model.named_parameters()) {
     if (!p.tensor.requires_grad()) continue;
-    (is_head_param(p.name, model.head_name()) ? head : backbone).params.push_back(p.tensor);
+    (is_head_param(p.name, model) ? head : backbone).params.push_back(p.tensor);
   }
   std::vector<nn::ParamGroup> groups;
   if (!backbone.params.empty()) groups.push_back(std::move(backbone));

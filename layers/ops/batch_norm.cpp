@@ -11,15 +11,32 @@
 namespace scalpel::ops {
 namespace {
 
-// x viewed as [N, C, S]: channel c of sample n is the S contiguous elements at (n * C + c) * S.
+// x viewed as [N, C, S]: channel c of sample n is the S contiguous elements at
+// n * sample_stride + c * S. sample_stride is C * S for a contiguous x, more for a channel
+// slice of a wider tensor (DenseNet's feature buffer, nn::ChannelBuffer), which the kernels
+// read in place instead of copying.
 struct ChannelLayout {
-  int64_t n, c, s;
-  explicit ChannelLayout(const Tensor& x) : n(x.size(0)), c(x.size(1)), s(x.numel() / std::max<int64_t>(x.size(0) * x.size(1), 1)) {}
+  int64_t n, c, s, sample_stride;
+  explicit ChannelLayout(const Tensor& x)
+      : n(x.size(0)), c(x.size(1)), s(x.numel() / std::max<int64_t>(x.size(0) * x.size(1), 1)),
+        sample_stride(x.dim() > 0 && x.size(0) > 1 ? x.strides()[0] : c * s) {}
   int64_t per_channel() const { return n * s; }
   // Channels per thread chunk: small tensors stay serial (a parallel region costs more).
   int64_t channel_grain() const { return std::max<int64_t>(1, 16384 / std::max<int64_t>(per_channel(), 1)); }
-  int64_t at(int64_t sample, int64_t channel) const { return (sample * c + channel) * s; }
+  int64_t at(int64_t sample, int64_t channel) const { return sample * sample_stride + channel * s; }
 };
+
+// x itself when every sample's [C, S] block is contiguous (a contiguous tensor, or a channel
+// slice of one), else a contiguous copy.
+Tensor sample_blocks(const Tensor& x) {
+  if (x.is_contiguous()) return x;
+  int64_t expected = 1;
+  for (int64_t d = x.dim() - 1; d >= 1; --d) {
+    if (x.size(d) != 1 && x.strides()[d] != expected) return x.contiguous();
+    expected *= x.size(d);
+  }
+  return x;
+}
 
 // Pointer to a per-channel tensor's data, or nullptr when undefined (made contiguous in `keep`).
 template <typename T> const T* channel_data(const Tensor& t, Tensor& keep) {
@@ -32,7 +49,7 @@ template <typename T> const T* channel_data(const Tensor& t, Tensor& keep) {
 
 BatchNormStats batch_norm_stats(const Tensor& x_in) {
   require_cpu("batch_norm", x_in);
-  const Tensor x = x_in.contiguous();
+  const Tensor x = sample_blocks(x_in);
   const ChannelLayout L(x);
   return dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -63,7 +80,7 @@ BatchNormStats batch_norm_stats(const Tensor& x_in) {
 Tensor batch_norm_forward(const Tensor& x_in, const Tensor& mean_in, const Tensor& invstd_in, const Tensor& weight_in,
                           const Tensor& bias_in) {
   require_cpu("batch_norm", x_in);
-  const Tensor x = x_in.contiguous();
+  const Tensor x = sample_blocks(x_in);
   const ChannelLayout L(x);
   return dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -82,7 +99,7 @@ Tensor batch_norm_forward(const Tensor& x_in, const Tensor& mean_in, const Tenso
         const int64_t c = p % L.c;
         const T scale = invstd[c] * (weight ? weight[c] : T(1));
         const T shift = bias ? bias[c] : T(0);
-        const T* xs = px + p * L.s;
+        const T* xs = px + L.at(p / L.c, c);
         T* ys = py + p * L.s;
         for (int64_t i = 0; i < L.s; ++i) ys[i] = (xs[i] - mean[c]) * scale + shift;
       }
@@ -96,9 +113,9 @@ BatchNormGrads batch_norm_backward(const Tensor& gy_in, const Tensor& x_in, cons
   require_cpu("batch_norm backward", x_in);
   SCALPEL_CHECK(gy_in.shape() == x_in.shape() && gy_in.dtype() == x_in.dtype(),
                 "batch_norm backward: gradient {} does not match input {}", gy_in.str(), x_in.str());
-  const Tensor x = x_in.contiguous();
+  const Tensor x = sample_blocks(x_in);
   const Tensor gy = gy_in.contiguous();
-  const ChannelLayout L(x);
+  const ChannelLayout L(x), G(gy);  // G: the contiguous layout of gy and gx
   return dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     Tensor keep[3];
@@ -118,18 +135,18 @@ BatchNormGrads batch_norm_backward(const Tensor& gy_in, const Tensor& x_in, cons
         double sum_g = 0, sum_g_xhat = 0;
         for (int64_t n = 0; n < L.n; ++n)
           for (int64_t i = 0; i < L.s; ++i) {
-            const int64_t k = L.at(n, c) + i;
+            const int64_t k = G.at(n, c) + i;
             sum_g += pg[k];
-            sum_g_xhat += pg[k] * (px[k] - mean[c]) * invstd[c];
+            sum_g_xhat += pg[k] * (px[L.at(n, c) + i] - mean[c]) * invstd[c];
           }
         gb[c] = static_cast<T>(sum_g);
         gw[c] = static_cast<T>(sum_g_xhat);
         const double scale = static_cast<double>(invstd[c]) * (weight ? weight[c] : 1.0);
         for (int64_t n = 0; n < L.n; ++n)
           for (int64_t i = 0; i < L.s; ++i) {
-            const int64_t k = L.at(n, c) + i;
+            const int64_t k = G.at(n, c) + i;
             if (training) {
-              const double xhat = (px[k] - mean[c]) * static_cast<double>(invstd[c]);
+              const double xhat = (px[L.at(n, c) + i] - mean[c]) * static_cast<double>(invstd[c]);
               gx[k] = static_cast<T>(scale * (pg[k] - sum_g / M - xhat * sum_g_xhat / M));
             } else {
               gx[k] = static_cast<T>(scale * pg[k]);
@@ -199,7 +216,8 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
   SCALPEL_CHECK(!training || per_channel > 1,
                 "{}: expected more than 1 value per channel when training, got input {}", name, shape_str(x.shape()));
   SCALPEL_CHECK(training || running_mean.defined(), "{}: evaluation mode needs running statistics", name);
-  if (!x.device().is_cpu()) return cuda_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps);
+  if (!x.device().is_cpu())  // the CUDA kernels read contiguous inputs only (the CPU ones take channel slices)
+    return cuda_batch_norm(contiguous(x), running_mean, running_var, weight, bias, training, momentum, eps);
   Tensor mean, invstd;
   if (training) {
     ops::BatchNormStats stats = ops::batch_norm_stats(x);

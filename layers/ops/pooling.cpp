@@ -278,7 +278,21 @@ static Tensor cuda_pool2d(const Tensor& x, const ops::Pool2dGeometry& g, bool ma
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options, const std::string& name) {
   const ops::Pool2dGeometry g = ops::pool2d_geometry(x, options, name);
-  if (!x.device().is_cpu()) return cuda_pool2d(x, g, true, false, name);
+  if (!x.device().is_cpu()) {
+    // The kernels take symmetric padding and floor mode. Padding a max pool means -inf, so
+    // other geometries (TF "SAME" pools, Xception's) pool an explicitly -inf-padded input
+    // (extended past the bottom/right for ceil_mode's last window) without padding.
+    const int64_t extra_h = std::max<int64_t>(0, (g.out_h - 1) * g.stride_h + g.kernel_h - (g.in_h + g.pad.top + g.pad.bottom));
+    const int64_t extra_w = std::max<int64_t>(0, (g.out_w - 1) * g.stride_w + g.kernel_w - (g.in_w + g.pad.left + g.pad.right));
+    if (g.pad.top != g.pad.bottom || g.pad.left != g.pad.right || extra_h > 0 || extra_w > 0) {
+      Pool2dOptions unpadded = options;
+      unpadded.padding = {};
+      unpadded.ceil_mode = false;
+      const Padding2d pad{g.pad.top, g.pad.bottom + extra_h, g.pad.left, g.pad.right + extra_w};
+      return max_pool2d(pad2d(x, pad, -std::numeric_limits<double>::infinity()), unpadded, name);
+    }
+    return cuda_pool2d(x, g, true, false, name);
+  }
   ops::MaxPoolResult r = ops::max_pool2d_forward(x, g);
   return record("max_pool2d", r.y, {x}, [argmax = r.argmax, g](const Tensor& gy) {
     return V{ops::max_pool2d_backward(gy, argmax, g)};

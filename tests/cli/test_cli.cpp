@@ -553,6 +553,24 @@ TEST(Summary, ResNet18Totals) {
   expect_error(run_cli({"summary", "--model", "vgg16", "--size", "8", "8"}), "vgg16");
 }
 
+TEST(Summary, NewModelsAndKerasNames) {
+  // DenseNet201 and Xception by their Keras names; sizes small (the counts do not depend on them).
+  CliResult r = run_cli({"summary", "--model", "DenseNet201", "--size", "29", "29"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("densenet201 (torchvision layout)", 0), 0u) << r.out;
+  EXPECT_EQ(line_value(r.out, "Trainable params"), "20,013,928");
+  EXPECT_EQ(line_value(r.out, "Non-trainable params"), "229,056");
+  r = run_cli({"summary", "--model", "Xception", "--size", "71", "71"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(line_value(r.out, "Total params"), "22,910,480");  // Keras' Xception().summary()
+  r = run_cli({"summary", "--model", "inception_v3", "--aux-logits", "false", "--size", "75", "75"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(line_value(r.out, "Trainable params"), "23,834,568");
+  expect_error(run_cli({"summary", "--model", "densnet121"}), "did you mean 'densenet121'?");
+  expect_error(run_cli({"summary", "--model", "inception_v3", "--aux-logits", "maybe"}), "--aux-logits");
+  expect_error(run_cli({"summary", "--model", "resnet18", "--aux-logits", "true"}), "aux_logits");
+}
+
 TEST(Models, ListsEveryName) {
   const CliResult r = run_cli({"models"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

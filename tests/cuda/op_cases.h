@@ -183,6 +183,19 @@ inline const std::vector<OpCase>& op_cases() {
       c.push_back({"argmax_axis" + std::to_string(axis), [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}}); },
                    {false}, [axis](const Inputs& in) { return ops::argmax(in[0], axis); }, 0.0});
     c.push_back(pool("max_pool2d", [](const Tensor& x) { return nn::max_pool2d(x, pool3x3_stride2(true)); }));
+    // TF "SAME" (Xception's pools: the odd pixel bottom/right) and ceil_mode: an explicitly
+    // -inf-padded input on the device.
+    c.push_back(pool("max_pool2d_same", [](const Tensor& x) {
+      nn::Pool2dOptions same = pool3x3_stride2(true);
+      same.padding = nn::same_padding(7, 6, 3, 3, 2, 2);
+      return nn::max_pool2d(x, same);
+    }));
+    c.push_back(pool("max_pool2d_ceil_mode", [](const Tensor& x) {
+      nn::Pool2dOptions ceil = pool3x3_stride2(true);
+      ceil.padding = {};
+      ceil.ceil_mode = true;
+      return nn::max_pool2d(x, ceil);
+    }));
     c.push_back(pool("avg_pool2d", [](const Tensor& x) { return nn::avg_pool2d(x, pool3x3_stride2(false)); }));
     c.push_back(pool("global_avg_pool", [](const Tensor& x) { return nn::global_avg_pool(x); }));
     c.push_back(pool("adaptive_avg_pool2d_7x6_to_7x2", [](const Tensor& x) { return nn::adaptive_avg_pool2d(x, 7, 2); }));

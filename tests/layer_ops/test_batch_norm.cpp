@@ -89,6 +89,38 @@ TEST(BatchNorm, GradcheckEvalMode) {
       {random_leaf({2, 3, 3, 5}, 7), random_leaf({3}, 8), random_leaf({3}, 9)});
 }
 
+// DenseNet's layers normalize a channel slice of a wider buffer (nn::ChannelBuffer): the
+// kernels read that view in place. Same numbers as on a contiguous copy, forward, backward
+// and running statistics, in both modes; and the float64 gradient check through the view.
+TEST(BatchNorm, ChannelSliceOfAWiderTensorEqualsItsContiguousCopy) {
+  Tensor wide = random_leaf({3, 7, 4, 5}, 11);
+  for (bool training : {true, false}) {
+    SCOPED_TRACE(training);
+    Tensor view = wide.detach().slice(1, 1, 5);  // channels 1..4 of every sample: not contiguous
+    ASSERT_FALSE(view.is_contiguous());
+    Tensor copy = view.contiguous();
+    Tensor w = random_leaf({4}, 12, 0.5, 1.5), b = random_leaf({4}, 13);
+    Tensor rm1 = Tensor::zeros({4}, DType::F64), rv1 = Tensor::ones({4}, DType::F64);
+    Tensor rm2 = rm1.clone(), rv2 = rv1.clone();
+    view.set_requires_grad(true);
+    copy.set_requires_grad(true);
+    Tensor y1 = nn::batch_norm(view, rm1, rv1, w, b, training, 0.1, 1e-5);
+    Tensor y2 = nn::batch_norm(copy, rm2, rv2, w, b, training, 0.1, 1e-5);
+    EXPECT_EQ(ops::max_abs_diff(y1, y2), 0.0);
+    EXPECT_EQ(ops::max_abs_diff(rm1, rm2), 0.0);
+    EXPECT_EQ(ops::max_abs_diff(rv1, rv2), 0.0);
+    const Tensor gy = random_leaf({3, 4, 4, 5}, 14).detach();
+    const auto g1 = grad(y1, {view, w, b}, gy), g2 = grad(y2, {copy, w, b}, gy);
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(ops::max_abs_diff(g1[i], g2[i]), 0.0) << i;
+  }
+  expect_gradcheck(
+      [](const std::vector<Tensor>& in) {
+        Tensor rm = Tensor::zeros({3}, DType::F64), rv = Tensor::ones({3}, DType::F64);
+        return nn::batch_norm(slice(in[0], 1, 2, 5), rm, rv, in[1], in[2], true, 0.1, 1e-5);
+      },
+      {random_leaf({2, 6, 3, 3}, 15), random_leaf({3}, 16, 0.5, 1.5), random_leaf({3}, 17)});
+}
+
 TEST(BatchNorm, FrozenWeightGetsNoGradient) {
   Tensor x = random_leaf({2, 3, 2, 2}, 1);
   Tensor w = random_leaf({3}, 2).detach();  // requires_grad off (a frozen layer)

@@ -401,6 +401,7 @@ TEST(Checkpoint, OptionsJsonRoundTrip) {
   o.base_width = 16;
   o.bilinear = true;
   o.dropout = 0.3;
+  o.aux_logits = false;  // inception_v3 trained without its auxiliary head
   const ModelOptions back = options_from_json(options_to_json(o));
   EXPECT_EQ(back.classes, 7);
   EXPECT_EQ(back.in_channels, 1);
@@ -409,6 +410,7 @@ TEST(Checkpoint, OptionsJsonRoundTrip) {
   EXPECT_EQ(back.base_width, 16);
   EXPECT_EQ(back.bilinear, true);
   EXPECT_EQ(back.dropout, 0.3);
+  EXPECT_EQ(back.aux_logits, false);
   EXPECT_FALSE(back.padding.has_value());
   EXPECT_NE(error_of([] { options_from_json(Json::parse(R"({"depth": 3})")); }).find("'depth'"), std::string::npos);
 }
