@@ -19,7 +19,6 @@
 
 #include <cmath>
 
-#include "apps/gradcam.h"
 #include "autograd/autograd.h"
 #include "layers/loss.h"
 #include "layers/modules.h"
@@ -321,11 +320,6 @@ TEST(NewModels, GradCamDefaultLayerAndInferenceFusion) {
     ASSERT_TRUE(hooked.defined()) << c.name;
     EXPECT_EQ(ops::max_abs_diff(hooked, features), 0.0) << c.name;
     EXPECT_EQ(features.size(1), c.channels) << c.name;
-    const GradCamResult cam = gradcam(*model, x);
-    EXPECT_EQ(cam.layer, c.layer);
-    EXPECT_EQ(cam.height, 75);
-    EXPECT_EQ(cam.width, 79);
-    EXPECT_EQ(cam.class_index, static_cast<int64_t>(ops::argmax(logits.reshape({-1}), 0).item())) << c.name;
 
     NoGradGuard no_grad;
     const InferenceFuseReport r = fuse_for_inference(*model, x.shape());
