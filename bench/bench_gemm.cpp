@@ -42,14 +42,14 @@ double thread_cpu_seconds() {
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
-using scalpel::gemm_detail::Kernel;
+using scalpel::Isa;
 using scalpel::gemm_detail::Packing;
 
 // ---- FMA peak probe ------------------------------------------------------------------------
 
 // 16 independent FMA chains per thread: more than latency (4) x FMA ports (2) needs, so the
 // loop runs at the FMA throughput limit. Returns a value so the work is not optimised away.
-__attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iters) {
+[[SCALPEL_TARGET_AVX512]] float fma_chains_avx512(int64_t iters) {
   __m512 acc[16];
   for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
   const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-6f);
@@ -60,7 +60,7 @@ __attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iters) {
   return _mm512_reduce_add_ps(acc[0]);
 }
 
-__attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iters) {
+[[SCALPEL_TARGET_AVX2]] float fma_chains_avx2(int64_t iters) {
   __m256 acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
   const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-6f);
@@ -79,7 +79,7 @@ struct ProbeRun {
 };
 
 ProbeRun fma_probe(int threads, int64_t iters) {
-  const bool wide = __builtin_cpu_supports("avx512f");
+  const bool wide = scalpel::cpu_supports(Isa::avx512);
   float sink = 0;
   const double cpu_start = thread_cpu_seconds();
   const auto start = Clock::now();
@@ -120,7 +120,7 @@ void BM_FmaPeak(benchmark::State& state) {
   }
   state.counters["GFLOPs_best"] = best;
   state.counters["GFLOPs_cpu"] = best_cpu;
-  state.SetLabel(__builtin_cpu_supports("avx512f") ? "avx512 fma" : "avx2 fma");
+  state.SetLabel(scalpel::cpu_supports(Isa::avx512) ? "avx512 fma" : "avx2 fma");
 }
 BENCHMARK(BM_FmaPeak)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -210,8 +210,8 @@ void time_gemm(benchmark::State& state, const Shape& s, int threads, Fn&& fn) {
   state.counters["pct_peak_cpu"] = 100.0 * flops / best_cpu / 1e9 / peak.cpu;
 }
 
-void BM_Scalpel(benchmark::State& state, Shape s, Kernel kernel) {
-  if (!scalpel::gemm_detail::cpu_supports(kernel)) {
+void BM_Scalpel(benchmark::State& state, Shape s, Isa kernel) {
+  if (!scalpel::cpu_supports(kernel)) {
     state.SkipWithError("kernel not supported by this CPU");
     return;
   }
@@ -302,7 +302,7 @@ const bool registered = [] {
       return b;
     };
     reg(std::string("scalpel/") + s.name, BM_Scalpel, scalpel::gemm_detail::best_kernel());
-    if (square) reg(std::string("scalpel_avx2/") + s.name, BM_Scalpel, Kernel::avx2);
+    if (square) reg(std::string("scalpel_avx2/") + s.name, BM_Scalpel, Isa::avx2);
     reg(std::string("eigen/") + s.name, BM_Eigen);
     reg(std::string("torch_onednn/") + s.name, BM_Torch, true)->Iterations(1);
     reg(std::string("torch_mm/") + s.name, BM_Torch, false)->Iterations(1);

@@ -1,6 +1,6 @@
 // Vectorized exp / sigmoid / SiLU (tensor/vector_math.h) at each SIMD level this CPU runs, one
-// thread. The scalar level is the plain libm expf loop the library used before, so the
-// scalar/avx512 ratio of a row pair is the speed-up. Sizes: 48 floats (one GEMM epilogue tile
+// thread. The baseline level is the plain libm expf loop the library used before, so the
+// baseline/avx512 ratio of a row pair is the speed-up. Sizes: 48 floats (one GEMM epilogue tile
 // row, in L1), 4096 (16 KiB arrays, L1/L2) and 4M (16 MiB, from memory). Rows report
 // items_per_second (elements per second of CPU time) and bytes_per_second (read + written).
 //
@@ -16,12 +16,12 @@
 namespace {
 
 using scalpel::vecmath::Kernels;
-using scalpel::vecmath::Simd;
+using scalpel::Isa;
 
 enum Op { kExp, kSigmoid, kSilu, kSiluBackward };
 const char* const kOpNames[] = {"exp", "sigmoid", "silu", "silu_backward"};
 
-void run(benchmark::State& state, Op op, Simd level, int64_t n) {
+void run(benchmark::State& state, Op op, Isa level, int64_t n) {
   const Kernels& k = scalpel::vecmath::kernels(level);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-8.0f, 8.0f);  // activations' usual range
@@ -49,10 +49,10 @@ int main(int argc, char** argv) {
   // Rows named op/level/n, e.g. silu/avx512/4096; levels this CPU cannot run are left out.
   for (Op op : {kExp, kSigmoid, kSilu, kSiluBackward})
     for (int64_t n : {48, 4096, 1 << 22})
-      for (Simd level : {Simd::scalar, Simd::avx2, Simd::avx512})
-        if (scalpel::vecmath::cpu_supports(level))
+      for (Isa level : {Isa::baseline, Isa::avx2, Isa::avx512})
+        if (scalpel::cpu_supports(level))
           benchmark::RegisterBenchmark(
-              (std::string(kOpNames[op]) + "/" + scalpel::vecmath::simd_name(level) + "/" + std::to_string(n)).c_str(),
+              (std::string(kOpNames[op]) + "/" + std::string(scalpel::isa_name(level)) + "/" + std::to_string(n)).c_str(),
               run, op, level, n);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side CPU timings: scalpel vs PyTorch (Debian's 1.13) vs ONNX Runtime 1.20.1 (npm),
-# in one run, 2 threads each, best of N. Prints a table of ms and ratios (ours / best peer).
+# in one run, 2 threads each, best of N. Prints the CPU model, then a table of ms and ratios
+# (ours / best peer).
 #
 #   bench/compare.sh [--models resnet50,mobilenet_v2,efficientnet_b0] [--batches 1,8]
 #                    [--size 224] [--iters 5] [--train] [--build build-perf] [--ours auto|cli|fused]
@@ -30,6 +31,16 @@ mkdir -p "$out/onnx"
 results="$out/results.jsonl"
 : > "$results"
 export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+
+# Figures only mean something next to the CPU they were taken on (issue 21: the same binary
+# was 2x vs 8x ONNX Runtime on two machines): name it, in the table's header and the results.
+cpu_model="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
+cpu_family="$(lscpu 2>/dev/null | sed -n 's/^CPU family: *//p' | head -1)"
+cpu_number="$(lscpu 2>/dev/null | sed -n 's/^Model: *//p' | head -1)"
+cpu_isa="$(grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_tile' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' ')"
+cpu_line="CPU: ${cpu_model:-unknown} (family ${cpu_family:-?}, model ${cpu_number:-?}), $(nproc) logical CPUs, ${cpu_isa:-no AVX2}"
+[[ "$(lscpu 2>/dev/null)" == *Hypervisor* ]] && cpu_line+="(virtual machine)"
+echo "$cpu_line" | tee "$out/cpu.txt" >&2
 # On a shared, loaded machine libgomp's default spin-waiting makes PyTorch (and our OpenMP
 # loops) 10-60x slower; run with OMP_WAIT_POLICY=PASSIVE there (ONNX Runtime has its own pool).
 
@@ -74,9 +85,11 @@ for m in ${models//,/ }; do
   node "$here/peers/ort_bench.js" "$out/onnx" "$m" "$batches" "$size" "$iters" >> "$results"
 done
 
-/usr/bin/python3 - "$results" <<'PY'
+/usr/bin/python3 - "$results" "$cpu_line" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(sys.argv[2])
+print()
 keys = sorted({(r["model"], r["mode"], r["batch"]) for r in rows}, key=lambda k: (k[1] != "inference", k[0], k[2]))
 def get(peer, k):
     return next((r for r in rows if (r["model"], r["mode"], r["batch"]) == k and r["peer"] == peer), None)

@@ -331,40 +331,23 @@ void gemv_product(const KernelInfo& ki, int threads, bool trans_a, bool trans_b,
 
 }  // namespace
 
-bool cpu_supports(Kernel k) {
-  switch (k) {
-    case Kernel::generic:
-      return true;
-    case Kernel::avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case Kernel::avx512:
-      return __builtin_cpu_supports("avx512f");
-  }
-  return false;
-}
-
-const KernelInfo& kernel_info(Kernel k) {
+const KernelInfo& kernel_info(Isa k) {
   static const KernelInfo generic = generic_kernel(), avx2 = avx2_kernel(),
                           avx512 = avx512_kernel();
   switch (k) {
-    case Kernel::generic:
+    case Isa::baseline:
       return generic;
-    case Kernel::avx2:
+    case Isa::avx2:
       return avx2;
-    case Kernel::avx512:
+    case Isa::avx512:
       return avx512;
   }
   fail("gemm: unknown kernel {}", static_cast<int>(k));
 }
 
-Kernel best_kernel() {
-  static const Kernel best = cpu_supports(Kernel::avx512) ? Kernel::avx512
-                             : cpu_supports(Kernel::avx2) ? Kernel::avx2
-                                                          : Kernel::generic;
-  return best;
-}
+Isa best_kernel() { return best_isa(); }
 
-void gemm_with_kernel(Kernel kernel, int threads, Packing packing, bool trans_a, bool trans_b,
+void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bool trans_b,
                       int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                       int64_t ldc, const GemmEpilogue<float>& epilogue) {

@@ -3,6 +3,7 @@
 // (tensor/gemm_kernel_*.cpp) and with tests/gemm and bench/bench_gemm.cpp. Not a public API.
 #include <cstdint>
 
+#include "tensor/cpu_isa.h"
 #include "tensor/gemm.h"
 
 namespace scalpel::gemm_detail {
@@ -45,8 +46,6 @@ struct KernelInfo {
   int nr() const { return widths * vec; }
 };
 
-enum class Kernel { generic, avx2, avx512 };
-
 // Whether operands are copied into packed panels. `automatic` packs an operand when it is
 // reused enough to pay for the copy; `always` packs both; `never` reads A and B in place
 // except where it cannot (a transposed B, ragged column panels for kernels without
@@ -55,18 +54,18 @@ enum class Kernel { generic, avx2, avx512 };
 // packs, whatever the policy.
 enum class Packing { automatic, always, never };
 
-// Kernel descriptors, one per file. The AVX ones must only run where cpu_supports() says so.
+// Kernel descriptors, one per instruction set (tensor/cpu_isa.h) and file; the AVX ones must
+// only run where cpu_supports() says so.
 KernelInfo generic_kernel();
 KernelInfo avx2_kernel();
 KernelInfo avx512_kernel();
 
-bool cpu_supports(Kernel k);
-const KernelInfo& kernel_info(Kernel k);
-Kernel best_kernel();  // what gemm() uses: the widest kernel this CPU runs
+const KernelInfo& kernel_info(Isa isa);
+Isa best_kernel();  // what gemm() uses: the widest kernel this CPU runs (best_isa())
 
 // gemm() with a chosen micro-kernel, thread count (threads <= 0: scalpel::num_threads()) and
 // packing policy. Same contract as gemm() in tensor/gemm.h, epilogue included.
-void gemm_with_kernel(Kernel kernel, int threads, Packing packing, bool trans_a, bool trans_b,
+void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bool trans_b,
                       int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                       int64_t ldc, const GemmEpilogue<float>& epilogue = {});

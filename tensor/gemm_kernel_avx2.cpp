@@ -1,5 +1,5 @@
 // AVX2 + FMA micro-kernels for the float GEMM (see gemm.cpp and gemm_internal.h), for CPUs
-// without AVX-512. Only the functions marked target("avx2,fma") use those instructions.
+// without AVX-512. Only the functions marked SCALPEL_TARGET_AVX2 (tensor/cpu_isa.h) use those instructions.
 #include <immintrin.h>
 
 #include <utility>
@@ -14,7 +14,7 @@ namespace {
 // masked loads cost extra uops in the k loop, so the driver zero-pads ragged B panels);
 // only the C tile's last vector is loaded and stored under a mask of the `cols` columns.
 template <int MR, int NV, bool kRowMajorA>
-__attribute__((target("avx2,fma"))) void kernel(int64_t kc, const float* a, int64_t a_step,
+[[SCALPEL_TARGET_AVX2]] void kernel(int64_t kc, const float* a, int64_t a_step,
                                                 const float* b, int64_t b_step, float* c,
                                                 int64_t ldc, float alpha, float beta,
                                                 int64_t cols) {
@@ -61,7 +61,7 @@ __attribute__((target("avx2,fma"))) void kernel(int64_t kc, const float* a, int6
 
 // Dot products of R rows of a with x, 8 columns at a time, the tail in scalar code.
 template <int R>
-__attribute__((target("avx2,fma"))) void gemv_rows(int64_t K, const float* a, int64_t lda,
+[[SCALPEL_TARGET_AVX2]] void gemv_rows(int64_t K, const float* a, int64_t lda,
                                                    const float* x, float* y, int64_t y_step,
                                                    float alpha, float beta) {
   __m256 acc[R];
@@ -86,7 +86,7 @@ __attribute__((target("avx2,fma"))) void gemv_rows(int64_t K, const float* a, in
   }
 }
 
-__attribute__((target("avx2,fma"))) void gemv(int64_t m, int64_t K, const float* a,
+[[SCALPEL_TARGET_AVX2]] void gemv(int64_t m, int64_t K, const float* a,
                                               int64_t lda, const float* x, float* y,
                                               int64_t y_step, float alpha, float beta) {
   int64_t i = 0;

@@ -12,13 +12,13 @@ namespace {
 
 // The lanes of the last of NV vectors that hold one of the first `cols` columns.
 template <int NV>
-__attribute__((target("avx512f"))) __mmask16 last_vector_mask(int64_t cols) {
+[[SCALPEL_TARGET_AVX512]] __mmask16 last_vector_mask(int64_t cols) {
   return static_cast<__mmask16>((1u << (cols - (NV - 1) * 16)) - 1);
 }
 
 // acc += A(:, 0:kc) * B(0:kc, :) over the tile; kMaskedB: the last vector of B under `last`.
 template <int MR, int NV, bool kRowMajorA, bool kMaskedB>
-__attribute__((target("avx512f"), always_inline)) inline void accumulate(
+[[SCALPEL_TARGET_AVX512, gnu::always_inline]] inline void accumulate(
     int64_t kc, const float* a, int64_t a_step, const float* b, int64_t b_step, __mmask16 last,
     __m512 (&acc)[MR][NV]) {
 #pragma GCC unroll 4
@@ -47,7 +47,7 @@ __attribute__((target("avx512f"), always_inline)) inline void accumulate(
 // mask of the `cols` columns. Whole-width tiles keep plain loads of B in the k loop (the
 // masked load there cost 2-5 % on the large conv GEMMs in bench_gemm).
 template <int MR, int NV, bool kRowMajorA>
-__attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, int64_t a_step,
+[[SCALPEL_TARGET_AVX512]] void kernel(int64_t kc, const float* a, int64_t a_step,
                                                const float* b, int64_t b_step, float* c,
                                                int64_t ldc, float alpha, float beta,
                                                int64_t cols) {
@@ -87,7 +87,7 @@ __attribute__((target("avx512f"))) void kernel(int64_t kc, const float* a, int64
 // Dot products of R rows of a with x, 16 columns at a time (the tail under a mask); R
 // independent accumulators keep the FMA pipes busy while a streams from memory.
 template <int R>
-__attribute__((target("avx512f"))) void gemv_rows(int64_t K, const float* a, int64_t lda,
+[[SCALPEL_TARGET_AVX512]] void gemv_rows(int64_t K, const float* a, int64_t lda,
                                                   const float* x, float* y, int64_t y_step,
                                                   float alpha, float beta) {
   __m512 acc[R];
@@ -115,7 +115,7 @@ __attribute__((target("avx512f"))) void gemv_rows(int64_t K, const float* a, int
   }
 }
 
-__attribute__((target("avx512f"))) void gemv(int64_t m, int64_t K, const float* a, int64_t lda,
+[[SCALPEL_TARGET_AVX512]] void gemv(int64_t m, int64_t K, const float* a, int64_t lda,
                                              const float* x, float* y, int64_t y_step,
                                              float alpha, float beta) {
   int64_t i = 0;

@@ -1,6 +1,14 @@
 #include "tensor/storage.h"
 
+#include <sys/mman.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <array>
+#include <iterator>
+#include <map>
+#include <unordered_map>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -12,16 +20,95 @@ namespace {
 
 constexpr size_t kAlignment = 64;  // one cache line; AVX-512 loads stay aligned
 
+// Activation memory is reused instead of going back to the OS between calls. By default
+// glibc serves a block above its mmap threshold (dynamic, at most 32 MiB) with a fresh mmap
+// and unmaps it on free, and returns the free top of its heap to the OS (trim threshold), so
+// a model whose activations are large page-faults and zeroes them anew on every call. On an
+// AMD EPYC KVM guest that was half of mobilenet_v2's CPU time at batch 8 (8 x 96 x 112 x 112
+// floats = 38.5 MB per expand output; docs/performance.md). So the CPU allocator
+//   - fixes glibc's mmap threshold at its maximum, 32 MiB, and its trim threshold at 1 GiB
+//     (mallopt, once, before the first allocation): smaller blocks stay in the heap;
+//   - keeps freed blocks of kCachedBlockMin (32 MiB) or more, which glibc cannot hold, in a
+//     size-keyed cache: the next request of about the same size (at most 1/8 smaller) takes
+//     one back. The cache holds at most kMaxCachedBytes; beyond, its largest blocks are
+//     unmapped.
 class CpuAllocator final : public Allocator {
  public:
+  CpuAllocator() {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, static_cast<int>(kCachedBlockMin));
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+  }
+
   void* allocate(size_t nbytes) override {
-    size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
-    void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-    SCALPEL_CHECK(p != nullptr, "out of memory allocating {} bytes on the CPU", nbytes);
+    if (nbytes < kCachedBlockMin) {
+      size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
+      void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+      SCALPEL_CHECK(p != nullptr, "out of memory allocating {} bytes on the CPU", nbytes);
+      return p;
+    }
+    const size_t size = block_size(nbytes);
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = cache_.lower_bound(size);
+      if (it != cache_.end() && it->first <= size + size / 8) {
+        void* p = it->second;
+        cached_bytes_ -= it->first;
+        owned_[p] = it->first;
+        cache_.erase(it);
+        ++hits_;
+        return p;
+      }
+      ++misses_;
+    }
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    SCALPEL_CHECK(p != MAP_FAILED, "out of memory allocating {} bytes on the CPU", nbytes);
+    std::lock_guard lock(mutex_);
+    owned_[p] = size;
     return p;
   }
-  void deallocate(void* ptr, size_t) override { std::free(ptr); }
+
+  void deallocate(void* ptr, size_t nbytes) override {
+    if (nbytes < kCachedBlockMin) return std::free(ptr);
+    std::lock_guard lock(mutex_);
+    const auto owned = owned_.find(ptr);
+    const size_t size = owned->second;
+    owned_.erase(owned);
+    cache_.emplace(size, ptr);
+    cached_bytes_ += size;
+    while (cached_bytes_ > kMaxCachedBytes) {
+      const auto largest = std::prev(cache_.end());
+      munmap(largest->second, largest->first);
+      cached_bytes_ -= largest->first;
+      cache_.erase(largest);
+    }
+  }
+
   Device device() const override { return Device::cpu(); }
+
+  CpuCacheStats stats() {
+    std::lock_guard lock(mutex_);
+    return {cached_bytes_, hits_, misses_};
+  }
+
+  void release_cache() {
+    std::lock_guard lock(mutex_);
+    for (const auto& [size, p] : cache_) munmap(p, size);
+    cache_.clear();
+    cached_bytes_ = 0;
+  }
+
+ private:
+  // Whole 64 KiB units, so that requests a few bytes apart share cached blocks.
+  static size_t block_size(size_t nbytes) { return (nbytes + kUnit - 1) / kUnit * kUnit; }
+  static constexpr size_t kUnit = size_t(64) << 10;
+
+  std::mutex mutex_;
+  std::multimap<size_t, void*> cache_;           // size -> free block
+  std::unordered_map<void*, size_t> owned_;      // live cached-class block -> its size
+  size_t cached_bytes_ = 0;
+  int64_t hits_ = 0, misses_ = 0;
 };
 
 std::array<Allocator*, 3>& allocator_table() {
@@ -33,12 +120,16 @@ std::mutex& allocator_mutex() {
   return m;
 }
 
+CpuAllocator& the_cpu_allocator() {
+  static CpuAllocator* allocator = new CpuAllocator;  // never destroyed: storages may outlive statics
+  return *allocator;
+}
+
 }  // namespace
 
-Allocator* cpu_allocator() {
-  static CpuAllocator allocator;
-  return &allocator;
-}
+Allocator* cpu_allocator() { return &the_cpu_allocator(); }
+CpuCacheStats cpu_allocator_stats() { return the_cpu_allocator().stats(); }
+void cpu_allocator_release_cache() { the_cpu_allocator().release_cache(); }
 
 void register_allocator(DeviceType type, Allocator* allocator) {
   std::lock_guard lock(allocator_mutex());

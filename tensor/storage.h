@@ -2,6 +2,7 @@
 // Reference-counted, 64-byte aligned memory owned by one allocator on one device.
 // Tensors share a Storage through std::shared_ptr; views never copy it.
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "tensor/device.h"
@@ -19,6 +20,18 @@ class Allocator {
 };
 
 Allocator* cpu_allocator();
+
+// The CPU allocator keeps freed blocks of kCachedBlockMin bytes or more for reuse (at most
+// kMaxCachedBytes of them; tensor/storage.cpp says why): blocks it holds, and how many
+// large requests it served from them (hits) or with new memory (misses).
+inline constexpr size_t kCachedBlockMin = size_t(32) << 20;
+inline constexpr size_t kMaxCachedBytes = size_t(1) << 30;
+struct CpuCacheStats {
+  size_t cached_bytes = 0;
+  int64_t hits = 0, misses = 0;
+};
+CpuCacheStats cpu_allocator_stats();
+void cpu_allocator_release_cache();  // unmaps every cached block
 // The allocator for a device; throws Error when no backend for it is linked in or available.
 Allocator* allocator_for(Device device);
 void register_allocator(DeviceType type, Allocator* allocator);

@@ -3,10 +3,11 @@
 // backward passes need. These replace a scalar libm expf per element in the SiLU/sigmoid
 // activations and in the GEMM epilogue (efficientnet's 49 SiLU and 16 sigmoid layers).
 //
-// Each function exists at three levels, chosen at run time with the CPU's features:
-//   avx512  16 lanes (target("avx512f")), tails through masked loads/stores
-//   avx2     8 lanes (target("avx2,fma")), tails through maskload/maskstore
-//   scalar   plain loops over libm's expf; runs on any x86-64
+// Each function exists at three levels (tensor/cpu_isa.h), chosen at run time with the CPU's
+// features:
+//   avx512    16 lanes (vector_math_avx512.cpp), tails through masked loads/stores
+//   avx2       8 lanes (vector_math_avx2.cpp), tails through maskload/maskstore
+//   baseline  plain loops over libm's expf (vector_math.cpp); runs on any x86-64
 // The vector levels never fall back to scalar code for a tail, so an element's result does
 // not depend on its position in the array.
 //
@@ -35,13 +36,9 @@
 // but must not partially overlap one. Gradients are written, not accumulated.
 #include <cstdint>
 
+#include "tensor/cpu_isa.h"
+
 namespace scalpel::vecmath {
-
-enum class Simd { scalar, avx2, avx512 };
-
-const char* simd_name(Simd level);
-bool cpu_supports(Simd level);
-Simd best_simd();  // the widest level this CPU runs, what the free functions below use
 
 // One level's kernels (tests and benchmarks compare levels through this table).
 struct Kernels {
@@ -58,8 +55,8 @@ struct Kernels {
 };
 
 // The kernels of `level`; throws scalpel::Error when this CPU cannot run it.
-const Kernels& kernels(Simd level);
-const Kernels& best_kernels();  // kernels(best_simd()), looked up once
+const Kernels& kernels(Isa level);
+const Kernels& best_kernels();  // kernels(best_isa()), looked up once
 
 // The widest level's kernels, the ones the library calls.
 inline void exp(const float* x, float* y, int64_t n) { best_kernels().exp(x, y, n); }

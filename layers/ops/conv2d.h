@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "layers/functional.h"
+#include "tensor/cpu_isa.h"
 #include "tensor/gemm.h"
 
 namespace scalpel::ops {
@@ -164,13 +165,10 @@ template <typename T>
 void conv2d_backward_input_winograd(const Conv2dGeometry& g, const T* grad_y, const T* weight,
                                     T* grad_x);
 
-// Which compiled variant of the Winograd transforms runs (process-wide; the GEMMs choose
-// their own kernel). Tests run each one the CPU has.
-enum class WinogradSimd { Baseline, Avx2, Avx512 };
-std::string_view winograd_simd_name(WinogradSimd level);
-bool winograd_simd_available(WinogradSimd level);
-void set_winograd_simd(WinogradSimd level);  // Error when the CPU lacks it
-void reset_winograd_simd();                  // back to the widest available
+// Which compiled variant of the Winograd transforms runs (process-wide, tensor/cpu_isa.h; the
+// GEMMs choose their own kernel). Tests run each one the CPU has.
+void set_winograd_isa(Isa level);  // Error when the CPU lacks it
+void reset_winograd_isa();         // back to best_isa()
 
 }  // namespace scalpel::ops
 

@@ -5,9 +5,9 @@
 // rows (contiguous and vectorizable when stride_w == 1); narrow stride-1 planes (OW <= 32) run
 // each tap as one loop over a zero-padded copy of the plane instead (fewer, longer loops; the
 // forward only). Parallel over (sample, channel) planes (weight grad: over output channels).
-// The loops are compiled for AVX-512, AVX2 and the baseline; the widest the CPU supports runs
-// unless set_depthwise_simd() forces one.
-// At the AVX-512 level, float convs with a square 3x3/5x5/7x7 kernel, stride 1 or 2 and
+// The loops are compiled for AVX-512, AVX2 and the baseline (tensor/cpu_isa.h); the widest the
+// CPU supports runs unless set_depthwise_isa() forces one.
+// At the AVX-512 level (conv2d_depthwise_avx512.cpp), float convs with a square 3x3/5x5/7x7 kernel, stride 1 or 2 and
 // dilation 1 (every depthwise layer of MobileNet V2 and EfficientNet) run hand-vectorized row
 // kernels instead: 16 output columns per register with masked loads for the padding, 4 output
 // rows per pass; the input grad (multiplier 1) and the weight grad likewise. Their sums are
@@ -18,16 +18,14 @@
 #include <string_view>
 
 #include "layers/ops/conv2d.h"
+#include "tensor/cpu_isa.h"
 
 namespace scalpel::ops {
 
 // Which compiled variant of the loops runs (process-wide). Tests run each one the CPU has.
-enum class DepthwiseSimd { Baseline, Avx2, Avx512 };
-std::string_view depthwise_simd_name(DepthwiseSimd level);
-bool depthwise_simd_available(DepthwiseSimd level);
-DepthwiseSimd depthwise_simd();
-void set_depthwise_simd(DepthwiseSimd level);  // Error when the CPU lacks it
-void reset_depthwise_simd();                   // back to the widest available
+Isa depthwise_isa();
+void set_depthwise_isa(Isa level);  // Error when the CPU lacks it
+void reset_depthwise_isa();         // back to best_isa()
 
 template <typename T>
 void conv2d_forward_depthwise(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,

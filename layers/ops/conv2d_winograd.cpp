@@ -291,24 +291,9 @@ template <typename T>
 // ---------------------------------------------------------------- SIMD variants
 
 // The transforms compiled for AVX-512 and AVX2 besides the baseline build; the widest the CPU
-// supports runs unless a test forces another. Only the vector width changes: the arithmetic
-// (no FMA contraction in ISO C++ mode) is the same.
-bool cpu_has(WinogradSimd level) {
-  switch (level) {
-    case WinogradSimd::Avx512: return __builtin_cpu_supports("avx512f");
-    case WinogradSimd::Avx2: return __builtin_cpu_supports("avx2");
-    case WinogradSimd::Baseline: return true;
-  }
-  return false;
-}
-
-WinogradSimd widest_simd() {
-  return cpu_has(WinogradSimd::Avx512) ? WinogradSimd::Avx512
-         : cpu_has(WinogradSimd::Avx2) ? WinogradSimd::Avx2
-                                       : WinogradSimd::Baseline;
-}
-
-std::atomic<WinogradSimd> g_simd{widest_simd()};
+// supports runs unless a test forces another. Only the vector width changes: the AVX2 variant
+// is compiled without FMA, so the arithmetic is the same.
+std::atomic<Isa> g_isa{best_isa()};
 
 template <typename T>
 struct Transforms {
@@ -335,17 +320,17 @@ struct Transforms {
                                            const ConvEpilogue<T>& epilogue, T* y) {                              \
     transform_output(g, plan, M, chunk, oc0, oc1, bias, epilogue, y);                                            \
   }
-SCALPEL_WINOGRAD_VARIANT(avx512, [[gnu::target("avx512f")]])
-SCALPEL_WINOGRAD_VARIANT(avx2, [[gnu::target("avx2")]])
+SCALPEL_WINOGRAD_VARIANT(avx512, [[SCALPEL_TARGET_AVX512]])
+SCALPEL_WINOGRAD_VARIANT(avx2, [[SCALPEL_TARGET_AVX2_NO_FMA]])
 SCALPEL_WINOGRAD_VARIANT(baseline, )
 #undef SCALPEL_WINOGRAD_VARIANT
 
 template <typename T>
 Transforms<T> transforms() {
-  switch (g_simd.load()) {
-    case WinogradSimd::Avx512:
+  switch (g_isa.load()) {
+    case Isa::avx512:
       return {transform_weights_avx512<T>, transform_input_avx512<T>, transform_output_avx512<T>};
-    case WinogradSimd::Avx2: return {transform_weights_avx2<T>, transform_input_avx2<T>, transform_output_avx2<T>};
+    case Isa::avx2: return {transform_weights_avx2<T>, transform_input_avx2<T>, transform_output_avx2<T>};
     default: return {transform_weights_baseline<T>, transform_input_baseline<T>, transform_output_baseline<T>};
   }
 }
@@ -355,23 +340,12 @@ int64_t channel_grain(int64_t tiles) { return std::max<int64_t>(1, 4096 / std::m
 
 }  // namespace
 
-std::string_view winograd_simd_name(WinogradSimd level) {
-  switch (level) {
-    case WinogradSimd::Baseline: return "baseline";
-    case WinogradSimd::Avx2: return "avx2";
-    case WinogradSimd::Avx512: return "avx512";
-  }
-  return "?";
+void set_winograd_isa(Isa level) {
+  SCALPEL_CHECK(cpu_supports(level), "winograd conv: this CPU cannot run the {} variant", isa_name(level));
+  g_isa = level;
 }
 
-bool winograd_simd_available(WinogradSimd level) { return cpu_has(level); }
-
-void set_winograd_simd(WinogradSimd level) {
-  SCALPEL_CHECK(cpu_has(level), "winograd conv: this CPU cannot run the {} variant", winograd_simd_name(level));
-  g_simd = level;
-}
-
-void reset_winograd_simd() { g_simd = widest_simd(); }
+void reset_winograd_isa() { g_isa = best_isa(); }
 
 template <typename T>
 void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias, T* y,

@@ -132,18 +132,18 @@ void compare_with_reference(const Conv2dGeometry& g, uint64_t seed, double tol) 
 
 TEST(ConvDepthwise, SweepEverySimdLevelMatchesReference) {
   const std::vector<Conv2dGeometry> shapes = sweep();
-  for (ops::DepthwiseSimd level : {ops::DepthwiseSimd::Baseline, ops::DepthwiseSimd::Avx2,
-                                   ops::DepthwiseSimd::Avx512}) {
-    if (!ops::depthwise_simd_available(level)) continue;
-    ops::set_depthwise_simd(level);
+  for (Isa level : {Isa::baseline, Isa::avx2,
+                                   Isa::avx512}) {
+    if (!cpu_supports(level)) continue;
+    ops::set_depthwise_isa(level);
     uint64_t seed = 0;
     for (const Conv2dGeometry& g : shapes) {
-      SCOPED_TRACE(fmt::format("{}: {}", ops::depthwise_simd_name(level), describe(g)));
+      SCOPED_TRACE(fmt::format("{}: {}", isa_name(level), describe(g)));
       compare_with_reference<float>(g, ++seed, 1e-5);
       compare_with_reference<double>(g, ++seed, 1e-12);
     }
   }
-  ops::reset_depthwise_simd();
+  ops::reset_depthwise_isa();
 }
 
 }  // namespace

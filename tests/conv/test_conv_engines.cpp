@@ -148,21 +148,21 @@ TEST(ConvEngines, DepthwiseEverySimdVariantMatchesReference) {
   for (const ConvCase& c : testing_conv::conv_cases())
     shapes.push_back(ops::conv2d_geometry(c.x, c.weight(), c.options, c.name));
   for (const Conv2dGeometry& g : random_geometries(60, 77)) shapes.push_back(g);
-  for (ops::DepthwiseSimd level : {ops::DepthwiseSimd::Baseline, ops::DepthwiseSimd::Avx2,
-                                   ops::DepthwiseSimd::Avx512}) {
-    if (!ops::depthwise_simd_available(level)) {
-      EXPECT_THROW(ops::set_depthwise_simd(level), Error);
+  for (Isa level : {Isa::baseline, Isa::avx2,
+                                   Isa::avx512}) {
+    if (!cpu_supports(level)) {
+      EXPECT_THROW(ops::set_depthwise_isa(level), Error);
       continue;
     }
-    ops::set_depthwise_simd(level);
+    ops::set_depthwise_isa(level);
     for (const Conv2dGeometry& g : shapes) {
       if (!g.is_depthwise()) continue;
-      SCOPED_TRACE(fmt::format("{}: {}", ops::depthwise_simd_name(level), geometry_str(g)));
+      SCOPED_TRACE(fmt::format("{}: {}", isa_name(level), geometry_str(g)));
       compare_engines<double>(g, true, 300, 1e-12);
       compare_engines<float>(g, true, 301, 1e-5);
     }
   }
-  ops::reset_depthwise_simd();
+  ops::reset_depthwise_isa();
 }
 
 // With 3 threads, a batch of 4 takes the parallel-over-samples path of the GEMM engine (the

@@ -20,7 +20,7 @@ namespace {
 
 using ops::Conv2dGeometry;
 using ops::ConvEngine;
-using ops::WinogradSimd;
+
 
 Conv2dGeometry conv3x3(int64_t batch, int64_t cin, int64_t cout, int64_t h, int64_t w, int64_t pad_before,
                        int64_t pad_after) {
@@ -164,13 +164,13 @@ TEST(ConvWinograd, ChunksAndThreads) {
 }
 
 TEST(ConvWinograd, EverySimdVariant) {
-  for (WinogradSimd level : {WinogradSimd::Baseline, WinogradSimd::Avx2, WinogradSimd::Avx512}) {
-    if (!ops::winograd_simd_available(level)) {
-      EXPECT_THROW(ops::set_winograd_simd(level), Error);
+  for (Isa level : {Isa::baseline, Isa::avx2, Isa::avx512}) {
+    if (!cpu_supports(level)) {
+      EXPECT_THROW(ops::set_winograd_isa(level), Error);
       continue;
     }
-    ops::set_winograd_simd(level);
-    SCOPED_TRACE(ops::winograd_simd_name(level));
+    ops::set_winograd_isa(level);
+    SCOPED_TRACE(isa_name(level));
     for (const Conv2dGeometry& g : {conv3x3(2, 5, 7, 13, 11, 1, 1), conv3x3(1, 3, 4, 5, 38, 0, 0),
                                     conv3x3(2, 33, 18, 22, 21, 1, 1)}) {
       SCOPED_TRACE(describe(g));
@@ -178,7 +178,7 @@ TEST(ConvWinograd, EverySimdVariant) {
       EXPECT_LE(winograd_error<float>(g, 7), 1e-5);
     }
   }
-  ops::reset_winograd_simd();
+  ops::reset_winograd_isa();
 }
 
 // float32 error on resnet50's stride-1 3x3 layers (layer1..4 at batch 1) with inputs after a

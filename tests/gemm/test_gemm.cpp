@@ -15,14 +15,11 @@
 namespace scalpel {
 namespace {
 
-using gemm_detail::Kernel;
 using gemm_detail::Packing;
 
 }  // namespace
-namespace gemm_detail {
 // Names kernels in gtest's messages.
-void PrintTo(Kernel k, std::ostream* os) { *os << kernel_info(k).name; }
-}  // namespace gemm_detail
+void PrintTo(Isa k, std::ostream* os) { *os << gemm_detail::kernel_info(k).name; }
 namespace {
 
 struct Case {
@@ -167,10 +164,10 @@ std::vector<Case> blocked_cases(const gemm_detail::KernelInfo& ki) {
   };
 }
 
-class GemmKernel : public testing::TestWithParam<Kernel> {
+class GemmKernel : public testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
-    if (!gemm_detail::cpu_supports(GetParam()))
+    if (!cpu_supports(GetParam()))
       GTEST_SKIP() << "this CPU cannot run " << gemm_detail::kernel_info(GetParam()).name;
   }
 
@@ -206,8 +203,8 @@ TEST_P(GemmKernel, SeveralCacheBlocksAndThreads) {
 TEST_P(GemmKernel, OddThreadCount) { check({{129, 250, 300, false, false, 1.0f, 1.0f, 2}}, {3}); }
 
 INSTANTIATE_TEST_SUITE_P(, GemmKernel,
-                         testing::Values(Kernel::generic, Kernel::avx2, Kernel::avx512),
-                         [](const testing::TestParamInfo<Kernel>& info) {
+                         testing::Values(Isa::baseline, Isa::avx2, Isa::avx512),
+                         [](const testing::TestParamInfo<Isa>& info) {
                            return std::string(gemm_detail::kernel_info(info.param).name);
                          });
 
@@ -215,8 +212,8 @@ INSTANTIATE_TEST_SUITE_P(, GemmKernel,
 TEST(Gemm, EpilogueOnMatrixVectorProducts) {
   std::mt19937 rng(13);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (Kernel kernel : {Kernel::generic, Kernel::avx2, Kernel::avx512}) {
-    if (!gemm_detail::cpu_supports(kernel)) continue;
+  for (Isa kernel : {Isa::baseline, Isa::avx2, Isa::avx512}) {
+    if (!cpu_supports(kernel)) continue;
     for (bool column : {true, false}) {
       const int64_t M = column ? 37 : 1, N = column ? 1 : 37, K = 20, ldc = N + 2, ldr = N + 1;
       std::vector<float> A(M * K), B(K * N), bias(M), residual(M * ldr);

@@ -17,7 +17,6 @@
 namespace scalpel {
 namespace {
 
-using gemm_detail::Kernel;
 using gemm_detail::Packing;
 
 // The activations written out independently of apply_epilogue (PyTorch's definitions).
@@ -47,10 +46,10 @@ struct Shape3 {
   int64_t M, N, K;
 };
 
-class GemmEpilogueKernel : public testing::TestWithParam<Kernel> {
+class GemmEpilogueKernel : public testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
-    if (!gemm_detail::cpu_supports(GetParam()))
+    if (!cpu_supports(GetParam()))
       GTEST_SKIP() << "this CPU cannot run " << gemm_detail::kernel_info(GetParam()).name;
   }
 };
@@ -104,8 +103,8 @@ TEST_P(GemmEpilogueKernel, MatchesReferenceThenEpilogue) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(, GemmEpilogueKernel, testing::Values(Kernel::generic, Kernel::avx2, Kernel::avx512),
-                         [](const testing::TestParamInfo<Kernel>& info) {
+INSTANTIATE_TEST_SUITE_P(, GemmEpilogueKernel, testing::Values(Isa::baseline, Isa::avx2, Isa::avx512),
+                         [](const testing::TestParamInfo<Isa>& info) {
                            return std::string(gemm_detail::kernel_info(info.param).name);
                          });
 

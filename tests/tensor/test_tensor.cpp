@@ -1,12 +1,18 @@
 // Tensor creation, views, copies and the reference ops, against hand-computed values.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
+#include <vector>
 
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
+#include "tensor/storage.h"
 
 using namespace scalpel;
 
@@ -232,4 +238,58 @@ TEST(Parallel, ParallelForCoversRangeOnce) {
   for (int h : hits) ASSERT_EQ(h, 1);
   EXPECT_EQ(num_threads(), 2);
   set_num_threads(0);
+}
+
+// Minor page faults of this process so far (first touches of fresh anonymous pages).
+static long minor_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
+// A large activation freed and allocated again must come back from the allocator's cache,
+// already mapped: glibc alone unmaps blocks of 32 MiB and more on free, and every call of a
+// model then page-faults its activations anew (docs/performance.md, AMD EPYC at batch 8).
+TEST(CpuAllocator, ReusesLargeBlocksWithoutPageFaults) {
+  cpu_allocator_release_cache();
+  const size_t nbytes = kCachedBlockMin + 12345;
+  const CpuCacheStats before = cpu_allocator_stats();
+  void* first = nullptr;
+  {
+    Storage s(nbytes, cpu_allocator());
+    first = s.data();
+    std::memset(s.data(), 1, nbytes);  // fault every page in
+  }
+  EXPECT_GE(cpu_allocator_stats().cached_bytes, nbytes);
+  const long faults = minor_faults();
+  {
+    Storage again(nbytes - 4096, cpu_allocator());  // a little smaller: same block
+    EXPECT_EQ(again.data(), first);
+    EXPECT_EQ(static_cast<unsigned char*>(again.data())[nbytes - 4097], 1);  // not a fresh page
+    std::memset(again.data(), 2, nbytes - 4096);
+  }
+  EXPECT_LT(minor_faults() - faults, 64) << "the reused block was faulted in again";
+  const CpuCacheStats after = cpu_allocator_stats();
+  EXPECT_EQ(after.hits - before.hits, 1);
+  EXPECT_EQ(after.misses - before.misses, 1);
+  cpu_allocator_release_cache();
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, 0u);
+}
+
+// The cache is bounded (untouched mappings cost no memory, so large ones are cheap to test),
+// and blocks below the threshold or much larger than a request are not handed out.
+TEST(CpuAllocator, CacheIsBoundedAndSizeMatched) {
+  cpu_allocator_release_cache();
+  {
+    std::vector<std::unique_ptr<Storage>> blocks;
+    for (int i = 0; i < 5; ++i) blocks.push_back(std::make_unique<Storage>(kMaxCachedBytes / 3, cpu_allocator()));
+  }
+  EXPECT_LE(cpu_allocator_stats().cached_bytes, kMaxCachedBytes);
+  EXPECT_GT(cpu_allocator_stats().cached_bytes, kMaxCachedBytes / 2);
+  const CpuCacheStats before = cpu_allocator_stats();
+  { Storage small(kCachedBlockMin, cpu_allocator()); }  // 1/10 of a cached block: a new one
+  EXPECT_EQ(cpu_allocator_stats().hits, before.hits);
+  { Storage tiny(1000, cpu_allocator()); }  // glibc's
+  EXPECT_EQ(cpu_allocator_stats().misses, before.misses + 1);
+  cpu_allocator_release_cache();
 }

@@ -82,10 +82,10 @@ struct Reference {
   }
 };
 
-class VectorMath : public ::testing::TestWithParam<Simd> {
+class VectorMath : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
-    if (!cpu_supports(GetParam())) GTEST_SKIP() << "this CPU cannot run " << simd_name(GetParam());
+    if (!cpu_supports(GetParam())) GTEST_SKIP() << "this CPU cannot run " << isa_name(GetParam());
   }
   const Kernels& k() const { return kernels(GetParam()); }
 };
@@ -210,13 +210,13 @@ TEST_P(VectorMath, EveryLengthAndInPlace) {
   for (const auto& [name, f] : binary) run(name, f);
 }
 
-INSTANTIATE_TEST_SUITE_P(Levels, VectorMath, ::testing::Values(Simd::scalar, Simd::avx2, Simd::avx512),
-                         [](const auto& info) { return std::string(simd_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Levels, VectorMath, ::testing::Values(Isa::baseline, Isa::avx2, Isa::avx512),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
 
 TEST(VectorMathDispatch, BestLevelIsSupportedAndUnsupportedOnesThrow) {
-  EXPECT_TRUE(cpu_supports(best_simd()));
-  EXPECT_EQ(&best_kernels(), &kernels(best_simd()));
-  for (Simd level : {Simd::scalar, Simd::avx2, Simd::avx512})
+  EXPECT_TRUE(cpu_supports(best_isa()));
+  EXPECT_EQ(&best_kernels(), &kernels(best_isa()));
+  for (Isa level : {Isa::baseline, Isa::avx2, Isa::avx512})
     if (!cpu_supports(level)) EXPECT_THROW(kernels(level), Error);
 }
 

@@ -1,0 +1,44 @@
+#pragma once
+// What this CPU can run, detected once with CPUID (and XGETBV: the OS must save the wider
+// registers), and the one vocabulary every fast path uses to pick its code: GEMM micro-kernels
+// (tensor/gemm_kernel_*.cpp), vector math (tensor/vector_math*.cpp), the depthwise and
+// Winograd conv engines (layers/ops/conv2d_depthwise*.cpp, conv2d_winograd.cpp).
+//
+// The levels are ordered, each includes the one below:
+//   baseline  x86-64 (SSE2), what the project is compiled for
+//   avx2      AVX2 and FMA (code marked SCALPEL_TARGET_AVX2)
+//   avx512    AVX-512F on top of avx2 (code marked SCALPEL_TARGET_AVX512)
+// Code for a level lives in functions marked with that level's target attribute, in files
+// of their own (`*_avx2.cpp`, `*_avx512.cpp`) where it uses intrinsics, and runs only after
+// cpu_supports(level) said yes. Further features (AVX512-BF16, AMX) are detected for the
+// paths that will need them and reported by `cpu_features()`.
+#include <string>
+#include <string_view>
+
+#define SCALPEL_TARGET_AVX2 gnu::target("avx2,fma")
+#define SCALPEL_TARGET_AVX512 gnu::target("avx512f")
+// Portable loops compiled for the avx2 level (the depthwise and Winograd engines): without
+// FMA, so that the compiler does not contract a * b + c and every level rounds alike.
+#define SCALPEL_TARGET_AVX2_NO_FMA gnu::target("avx2")
+
+namespace scalpel {
+
+enum class Isa { baseline, avx2, avx512 };
+inline constexpr Isa kAllIsas[] = {Isa::baseline, Isa::avx2, Isa::avx512};
+
+struct CpuFeatures {
+  bool avx2 = false, fma = false;                 // with the OS saving the ymm registers
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;  // and zmm, k0-7
+  bool avx512_bf16 = false;                       // vdpbf16ps
+  bool amx_tile = false, amx_bf16 = false;        // CPUID only: Linux needs arch_prctl to use them
+  std::string vendor;                             // "GenuineIntel", "AuthenticAMD", ...
+  std::string model_name;                         // the brand string, e.g. "AMD EPYC"
+  int family = 0, model = 0;                      // display family and model
+};
+
+const CpuFeatures& cpu_features();  // detected on first use
+bool cpu_supports(Isa level);
+Isa best_isa();  // the widest level this CPU runs
+std::string_view isa_name(Isa level);  // "baseline", "avx2", "avx512"
+
+}  // namespace scalpel
