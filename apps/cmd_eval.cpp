@@ -75,7 +75,9 @@ int run_eval(const std::vector<std::string>& argv) {
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel eval' (see scalpel eval --help)");
 
   data::Warnings warnings;
-  const data::Dataset dataset = pick_split(data::load_dataset(data_dir, warnings), args.get("split"));
+  // No header check at load: every image reaches evaluate(), which lists the unreadable ones.
+  const data::Dataset dataset =
+      pick_split(data::load_dataset(data_dir, warnings, {.check_images = false}), args.get("split"));
   if (warnings.count() > 0) std::fprintf(stderr, "%s", warnings.report().c_str());
 
   ModelSetup s = load_model_from_flags(args);
@@ -106,6 +108,7 @@ int run_eval(const std::vector<std::string>& argv) {
   eo.on_batch = [&bar](int64_t done, int64_t) { bar.update(done, done, ""); };
   const report::EvalResult result = report::evaluate(*s.model, dataset, p, eo);
   bar.finish();
+  for (const std::string& skipped : result.skipped) std::fprintf(stderr, "warning: %s; image left out\n", skipped.c_str());
 
   report::ReportOptions ro;
   ro.title = "scalpel eval: " + s.model->name() + " on " + data_dir;
