@@ -191,14 +191,14 @@ void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, cons
 // fixed by the geometry alone, each summed from zero, and the partials are added in sample
 // order: the result is then the same bits whatever the thread count (a split per thread
 // would round differently with 1 and 2 threads, and training would not be reproducible).
-// Many partials when grad_weight is small (the large-plane early layers, whose GEMMs have
-// too little output to thread over, run the partials in parallel); one when it is large
-// (each GEMM then threads over its output). The extra partial buffers stay within
-// kPartialBudget entries.
-constexpr int64_t kPartialBudget = int64_t{1} << 20;
+// Threads take whole partials (each GEMM single-threaded, as for the other passes); more
+// partials when grad_weight is small, at least two when the batch has two samples, and the
+// extra partial buffers within kPartialBudget entries unless that leaves fewer than two.
+constexpr int64_t kPartialBudget = int64_t{1} << 22;
 int64_t samples_per_partial(const Conv2dGeometry& g) {
   const int64_t wsize = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
-  const int64_t partials = std::clamp<int64_t>(kPartialBudget / std::max<int64_t>(wsize, 1), 1, g.batch);
+  const int64_t partials =
+      std::clamp<int64_t>(kPartialBudget / std::max<int64_t>(wsize, 1), std::min<int64_t>(g.batch, 2), g.batch);
   return (g.batch + partials - 1) / partials;
 }
 
@@ -212,25 +212,29 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
   const int64_t rows = rows_per_block(g);
   const int64_t per_partial = samples_per_partial(g);
   const int64_t partials = (g.batch + per_partial - 1) / per_partial;
-  // Partial 0 sums straight into grad_weight, the others into `extra`, added at the end.
-  std::vector<T> extra(static_cast<size_t>((partials - 1) * wsize), T(0));
-  std::fill(grad_weight, grad_weight + wsize, T(0));
+  // Partial 0 sums straight into grad_weight, the others into this thread's `extra`, added at
+  // the end. The first GEMM of a partial overwrites (beta 0), so nothing needs zeroing.
+  thread_local std::vector<T> extra;
+  if (static_cast<int64_t>(extra.size()) < (partials - 1) * wsize) extra.resize((partials - 1) * wsize);
+  T* const extra_data = extra.data();
+  if (g.batch == 0) std::fill(grad_weight, grad_weight + wsize, T(0));
   auto sum_partial = [&](int64_t part, T* col) {
-    T* gw = part == 0 ? grad_weight : extra.data() + (part - 1) * wsize;
-    const int64_t end = std::min(g.batch, (part + 1) * per_partial);
-    for (int64_t n = part * per_partial; n < end; ++n)
+    T* gw = part == 0 ? grad_weight : extra_data + (part - 1) * wsize;
+    const int64_t begin = part * per_partial, end = std::min(g.batch, begin + per_partial);
+    for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
         const T* gyg = grad_y + (n * g.out_channels + gi * opg) * P;
         T* gwg = gw + gi * opg * K;
         if (direct) {
-          gemm(false, true, opg, K, P, T(1), gyg, P, xg, P, T(1), gwg, K);
+          gemm(false, true, opg, K, P, T(1), gyg, P, xg, P, T(n == begin ? 0 : 1), gwg, K);
           continue;
         }
         for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
           const int64_t cols = (oh1 - oh0) * g.out_w;
           im2col(g, xg, oh0, oh1, col);
-          gemm(false, true, opg, K, cols, T(1), gyg + oh0 * g.out_w, P, col, cols, T(1), gwg, K);
+          const T beta(n == begin && oh0 == 0 ? 0 : 1);
+          gemm(false, true, opg, K, cols, T(1), gyg + oh0 * g.out_w, P, col, cols, beta, gwg, K);
         });
       }
   };
@@ -246,10 +250,10 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
   } else {
     run_partials(0, partials);
   }
-  if (partials == 1) return;
+  if (partials <= 1) return;
   parallel_for(wsize, 1 << 14, [&](int64_t begin, int64_t end) {
     for (int64_t part = 1; part < partials; ++part) {
-      const T* src = extra.data() + (part - 1) * wsize;
+      const T* src = extra_data + (part - 1) * wsize;
       for (int64_t i = begin; i < end; ++i) grad_weight[i] += src[i];
     }
   });
