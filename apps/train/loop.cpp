@@ -429,6 +429,7 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
     e.lr = optimizer->groups().front().lr;
     if (has_val) {
       for (Metric& m : validate(model, *val_loader, task, device)) e.metrics.push_back(std::move(m));
+      print_new_warnings();  // the validation split's
     }
     // A step can turn the weights non-finite without a non-finite loss yet; never save those.
     SCALPEL_CHECK(all_finite(model) && (!has_val || std::isfinite(e.metric("val_loss"))),
@@ -484,7 +485,7 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
     }
   }
   result.steps = step;
-  print_new_warnings();  // the validation split's
+  print_new_warnings();  // any the last batches met
   if (warnings.count() > 0) {
     log << fmt::format("{} warning{} about input files (above)\n", warnings.count(), warnings.count() == 1 ? "" : "s");
   }
