@@ -75,9 +75,7 @@ int run_eval(const std::vector<std::string>& argv) {
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel eval' (see scalpel eval --help)");
 
   data::Warnings warnings;
-  // No header check at load: every image reaches evaluate(), which lists the unreadable ones.
-  const data::Dataset dataset =
-      pick_split(data::load_dataset(data_dir, warnings, {.check_images = false}), args.get("split"));
+  const data::Dataset dataset = pick_split(data::load_dataset(data_dir, warnings), args.get("split"));
   if (warnings.count() > 0) std::fprintf(stderr, "%s", warnings.report().c_str());
 
   ModelSetup s = load_model_from_flags(args);
