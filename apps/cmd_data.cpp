@@ -37,7 +37,9 @@ int run_stats(const std::vector<std::string>& argv) {
   options.blur_threshold = args.get_double("blur-threshold");
   options.blurriest = static_cast<int>(args.get_int("blurriest"));
   data::Warnings warnings(args.has("strict"));
-  const data::Dataset dataset = data::load_dataset(dirs[0], warnings);
+  // No header check at load: a file it would leave out is then decoded, fails, and is counted
+  // as unreadable like any other.
+  const data::Dataset dataset = data::load_dataset(dirs[0], warnings, {.check_images = false});
   const data::DataStats stats = data::compute_stats(dataset, options, warnings);
   std::printf("%s", data::format_stats(stats).c_str());
   if (warnings.count() > 0) std::fprintf(stderr, "%s", warnings.report().c_str());

@@ -109,6 +109,7 @@ int run_eval(const std::vector<std::string>& argv) {
   eo.on_batch = [&bar](int64_t done, int64_t) { bar.update(done, done, ""); };
   const report::EvalResult result = report::evaluate(*s.model, dataset, p, eo);
   bar.finish();
+  for (const std::string& skipped : result.skipped) std::fprintf(stderr, "warning: %s; image left out\n", skipped.c_str());
 
   report::ReportOptions ro;
   ro.title = "scalpel eval: " + s.model->name() + " on " + data_dir;

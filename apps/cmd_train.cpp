@@ -30,6 +30,7 @@ int run_train(const std::vector<std::string>& argv) {
       .option("out", "output folder: best/last checkpoints, history.csv/json, split.csv")
       .option("epochs", "epochs", "10")
       .option("batch", "batch size", "32")
+      .flag("drop-last", "drop each epoch's incomplete last batch (a last batch of 1 image is always dropped)")
       .option("optimizer", "sgd | adam | adamw | rmsprop", "adam")
       .option("lr", "learning rate", "0.001")
       .option("head-lr", "learning rate of the classifier head while the backbone trains too (default: the "
@@ -102,6 +103,7 @@ int run_train(const std::vector<std::string>& argv) {
   config.log_json = args.get("log-json");
   config.epochs = args.get_int("epochs");
   config.batch_size = static_cast<int>(args.get_int("batch"));
+  config.drop_last = args.has("drop-last");
   config.optimizer = args.get("optimizer");
   config.lr = args.get_double("lr");
   if (args.has("head-lr")) config.head_lr = args.get_double("head-lr");

@@ -168,20 +168,19 @@ bool mask_size_ok(const ImageInfo& image, const ImageInfo& mask) {
   return std::abs(a / b - 1.0) < 0.01;
 }
 
-// Attaches `mask` to `s` after checking its header against the image's.
-void attach_mask(Sample& s, const std::string& mask, Warnings& warnings, const LoadOptions& options) {
-  if (options.check_images) {
-    ImageInfo im, mk;
-    std::string reason;
-    if (!probe_image(mask, mk, reason)) {
-      warnings.add(fmt::format("mask '{}' for '{}' is unreadable: {}", mask, s.path, reason));
-      return;
-    }
-    if (probe_image(s.path, im, reason) && !mask_size_ok(im, mk)) {
-      warnings.add(fmt::format("mask '{}' is {}x{} but its image '{}' is {}x{}; mask ignored", mask,
-                               mk.width, mk.height, s.path, im.width, im.height));
-      return;
-    }
+// Attaches `mask` to `s` after checking its header against the image's (whatever
+// LoadOptions::check_images says: a mask of another shape must never be paired).
+void attach_mask(Sample& s, const std::string& mask, Warnings& warnings) {
+  ImageInfo im, mk;
+  std::string reason;
+  if (!probe_image(mask, mk, reason)) {
+    warnings.add(fmt::format("mask '{}' for '{}' is unreadable: {}", mask, s.path, reason));
+    return;
+  }
+  if (probe_image(s.path, im, reason) && !mask_size_ok(im, mk)) {
+    warnings.add(fmt::format("mask '{}' is {}x{} but its image '{}' is {}x{}; mask ignored", mask,
+                             mk.width, mk.height, s.path, im.width, im.height));
+    return;
   }
   s.mask_path = mask;
 }
@@ -236,7 +235,7 @@ Dataset load_covid_radiography(const std::string& root, Warnings& warnings, cons
       s.path = f;
       if (has_masks) {
         const fs::path mask = dir / "masks" / fs::path(f).filename();
-        if (fs::exists(mask)) attach_mask(s, mask.string(), warnings, options);
+        if (fs::exists(mask)) attach_mask(s, mask.string(), warnings);
         else warnings.add(fmt::format("no mask '{}' for image '{}'", mask.string(), f));
       }
       out.samples.push_back(std::move(s));
@@ -266,7 +265,7 @@ Dataset load_image_mask_pairs(const std::string& image_dir, const std::string& m
     }
     Sample s;
     s.path = f;
-    attach_mask(s, it->second, warnings, options);
+    attach_mask(s, it->second, warnings);
     if (!s.mask_path.empty()) out.samples.push_back(std::move(s));
   }
   return out;

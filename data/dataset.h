@@ -55,7 +55,8 @@ struct Dataset {
 
 struct LoadOptions {
   // Also read each image's header (cheap: no pixel decode) and leave out files that are
-  // empty, truncated before the header, or in an unsupported format, with a warning.
+  // empty, truncated before the header, or in an unsupported format, with a warning. (Masks
+  // are checked against their image's header either way.)
   bool check_images = true;
 };
 

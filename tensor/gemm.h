@@ -4,6 +4,8 @@
 // op(X) = X or X^T (trans_a/trans_b). lda/ldb/ldc are row strides in elements.
 // beta == 0 means C is write-only (its old contents, even NaN, are ignored).
 // gemm_reference is the plain triple loop every fast path is tested against.
+// Threads only split C into rectangles (the K blocks are fixed), so each element of C is the
+// same bits whatever the thread count: training relies on it to be reproducible.
 //
 // The float GEMM can also apply an epilogue (GemmEpilogue) to each tile of C right after its
 // last K block is stored, while the tile is still in L1: the bias + activation (+ residual)

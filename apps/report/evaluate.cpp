@@ -55,28 +55,41 @@ Tensor mirrored(const Tensor& x, bool horizontal, bool vertical) {
   return out;
 }
 
-// Samples [start, end) of `dataset` preprocessed with `p`, as one [N, C, H, W] batch.
-Tensor load_batch(const data::Dataset& dataset, size_t start, size_t end, const data::Preprocess& p) {
+// The samples [start, end) of `dataset` that decode, preprocessed with `p`, as one
+// [N, C, H, W] batch (undefined when none does); their indices go to `kept`, the others to
+// `skipped` as "path: reason".
+Tensor load_batch(const data::Dataset& dataset, size_t start, size_t end, const data::Preprocess& p,
+                  std::vector<size_t>& kept, std::vector<std::string>& skipped) {
   std::vector<Tensor> inputs;
-  for (size_t i = start; i < end; ++i) inputs.push_back(data::preprocess_file(dataset.samples[i].path, p));
-  return ops::concat(inputs, 0);
+  for (size_t i = start; i < end; ++i) {
+    try {
+      inputs.push_back(data::preprocess_file(dataset.samples[i].path, p));
+      kept.push_back(i);
+    } catch (const Error& e) {
+      skipped.push_back(e.what());
+    }
+  }
+  return inputs.empty() ? Tensor() : ops::concat(inputs, 0);
 }
 
-// The views `tta` averages over for samples [start, end), each [N, C, H, W] on the CPU.
+// The views `tta` averages over for the readable samples of [start, end) (see load_batch),
+// each [N, C, H, W] on the CPU; none when no sample is readable.
 std::vector<Tensor> tta_views(const data::Dataset& dataset, size_t start, size_t end, const data::Preprocess& p,
-                              Tta tta) {
+                              Tta tta, std::vector<size_t>& kept, std::vector<std::string>& skipped) {
   if (tta == Tta::crops) {
     data::Preprocess larger = p;
     larger.height = static_cast<int>(std::lround(p.height * 8.0 / 7.0));
     larger.width = static_cast<int>(std::lround(p.width * 8.0 / 7.0));
-    const Tensor big = load_batch(dataset, start, end, larger);
+    const Tensor big = load_batch(dataset, start, end, larger, kept, skipped);
+    if (!big.defined()) return {};
     const int64_t dy = larger.height - p.height, dx = larger.width - p.width;
     const auto crop = [&](int64_t top, int64_t left) {
       return big.slice(2, top, top + p.height).slice(3, left, left + p.width).contiguous();
     };
     return {crop(0, 0), crop(0, dx), crop(dy, 0), crop(dy, dx), crop(dy / 2, dx / 2)};
   }
-  const Tensor x = load_batch(dataset, start, end, p);
+  const Tensor x = load_batch(dataset, start, end, p, kept, skipped);
+  if (!x.defined()) return {};
   std::vector<Tensor> views = {x};
   if (tta == Tta::flip || tta == Tta::flip4) views.push_back(mirrored(x, true, false));
   if (tta == Tta::flip4) {
@@ -86,11 +99,13 @@ std::vector<Tensor> tta_views(const data::Dataset& dataset, size_t start, size_t
   return views;
 }
 
-// Replaces the probabilities of every sample that has a group by its group's mean.
-void average_over_groups(const data::Dataset& dataset, std::vector<std::vector<double>>& probs) {
+// Replaces the probabilities of every sample that has a group by its group's mean; probs[k]
+// belongs to dataset sample kept[k].
+void average_over_groups(const data::Dataset& dataset, const std::vector<size_t>& kept,
+                         std::vector<std::vector<double>>& probs) {
   std::map<std::string, std::vector<size_t>> members;
-  for (size_t i = 0; i < dataset.samples.size(); ++i)
-    if (!dataset.samples[i].group.empty()) members[dataset.samples[i].group].push_back(i);
+  for (size_t k = 0; k < kept.size(); ++k)
+    if (!dataset.samples[kept[k]].group.empty()) members[dataset.samples[kept[k]].group].push_back(k);
   for (const auto& [group, indices] : members) {
     std::vector<double> mean(probs[indices.front()].size(), 0.0);
     for (size_t i : indices)
@@ -116,17 +131,21 @@ EvalResult evaluate(models::Model& model, const data::Dataset& dataset, const da
   model.eval();
   NoGradGuard no_grad;
   const size_t n = dataset.samples.size();
+  std::vector<size_t> kept;  // the dataset index of each result row
   for (size_t start = 0; start < n; start += static_cast<size_t>(options.batch)) {
     const size_t end = std::min(n, start + static_cast<size_t>(options.batch));
-    const std::vector<Tensor> views = tta_views(dataset, start, end, p, options.tta);
-    std::vector<double> mean((end - start) * static_cast<size_t>(classes), 0.0);
+    const size_t first = kept.size();
+    const std::vector<Tensor> views = tta_views(dataset, start, end, p, options.tta, kept, r.skipped);
+    const size_t rows = kept.size() - first;
+    std::vector<double> mean(rows * static_cast<size_t>(classes), 0.0);
     for (const Tensor& view : views) {
       const Tensor probs = nn::softmax(model(view.to(options.device)), 1).to(Device::cpu()).to(DType::F64).contiguous();
       const std::vector<double> v = probs.to_vector();
       for (size_t k = 0; k < mean.size(); ++k) mean[k] += v[k] / static_cast<double>(views.size());
     }
-    for (size_t i = start; i < end; ++i) {
-      const auto row = mean.begin() + static_cast<std::ptrdiff_t>((i - start) * classes);
+    for (size_t k = 0; k < rows; ++k) {
+      const size_t i = kept[first + k];
+      const auto row = mean.begin() + static_cast<std::ptrdiff_t>(k * classes);
       r.probs.emplace_back(row, row + classes);
       r.paths.push_back(dataset.samples[i].path);
       r.labels.push_back(dataset.samples[i].label);
@@ -134,7 +153,8 @@ EvalResult evaluate(models::Model& model, const data::Dataset& dataset, const da
     if (options.on_batch) options.on_batch(static_cast<int64_t>(end), static_cast<int64_t>(n));
   }
   model.train(was_training);
-  if (options.group_tta) average_over_groups(dataset, r.probs);
+  SCALPEL_CHECK(!r.probs.empty(), "eval: no image in {} could be read ({} skipped)", dataset.root, r.skipped.size());
+  if (options.group_tta) average_over_groups(dataset, kept, r.probs);
   for (const auto& row : r.probs) r.preds.push_back(argmax(row));
   r.metrics = compute_metrics(r.labels, r.probs, r.classes, options.top_k);
   return r;
@@ -202,9 +222,13 @@ void write_eval_report(const EvalResult& result, const std::string& out_dir, con
   const History history = options.history_path.empty() ? History{} : load_history(options.history_path);
   const std::vector<GalleryItem> gallery = error_gallery(result, options);
   const std::filesystem::path dir(out_dir);
+  Json metrics = metrics_to_json(result.metrics);
+  Json skipped = Json::array();
+  for (const std::string& s : result.skipped) skipped.push_back(s);
+  metrics["skipped"] = skipped;  // unreadable images left out of every metric
   // All three are rendered before any is written, then published together: never a metrics.json
   // without its report.html.
-  write_files_atomic({{(dir / "metrics.json").string(), metrics_to_json(result.metrics).dump(2) + "\n"},
+  write_files_atomic({{(dir / "metrics.json").string(), metrics.dump(2) + "\n"},
                       {(dir / "predictions.csv").string(), predictions_csv(result)},
                       {(dir / "report.html").string(), render_html_report(result, options.title, history, gallery)}});
 }

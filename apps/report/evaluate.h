@@ -46,14 +46,16 @@ struct EvalResult {
   std::vector<std::string> paths;            // per sample, dataset order
   std::vector<int64_t> labels, preds;        // per sample
   std::vector<std::vector<double>> probs;    // per sample, softmax over classes
+  std::vector<std::string> skipped;          // unreadable images left out, "path: reason"
   Metrics metrics;
 };
 
 // Runs `model` in evaluation mode (restores its previous mode), no autograd, over every sample
 // of `dataset` (decoded and preprocessed with `p`), softmax of the logits (averaged over the
 // views of options.tta, then over groups with options.group_tta). Error when the model's
-// class count differs from the dataset's, when the dataset is empty, or for an unreadable image
-// (naming the file).
+// class count differs from the dataset's, when the dataset is empty or when no image can be
+// read; an unreadable image is left out and listed in EvalResult::skipped (as training and
+// `data stats` skip it).
 EvalResult evaluate(models::Model& model, const data::Dataset& dataset, const data::Preprocess& p,
                     const EvalOptions& options = {});
 

@@ -269,6 +269,7 @@ data::LoaderConfig train_loader_config(const TrainConfig& config) {
     fail("--sampler: {}", e.what());
   }
   c.batch_size = config.batch_size;
+  c.drop_last = config.drop_last;
   c.seed = config.seed;
   c.workers = config.workers;
   return c;
@@ -351,6 +352,17 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
     SCALPEL_CHECK(step_log.good(), "--log-json: cannot write {}", config.log_json);
   }
 
+  // Unreadable files are reported as the loader meets them (a summary follows at the end).
+  size_t warnings_printed = 0;
+  const auto print_new_warnings = [&] {
+    if (warnings.count() == warnings_printed) return;
+    const std::vector<std::string> messages = warnings.messages();
+    for (size_t i = warnings_printed; i < messages.size(); ++i) log << "warning: " << messages[i] << "\n";
+    warnings_printed = messages.size();
+    log << std::flush;
+  };
+  bool dropped_single = false;  // a one-image batch was left out (said once per run)
+
   for (int64_t epoch = start_epoch; epoch < config.epochs; ++epoch) {
     if (const Phase next = phase_of_epoch(config, epoch); next.index != phase.index) {
       phase = next;
@@ -372,7 +384,18 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
     cli::ProgressBar bar(log, config.progress_bar && !config.quiet, fmt::format("epoch {}/{}", epoch + 1, config.epochs),
                          steps_per_epoch);
     train_loader.start_epoch(epoch);
-    for (data::Batch b; train_loader.next(b); ++step) {
+    for (data::Batch b; train_loader.next(b);) {
+      print_new_warnings();
+      // Batch norm cannot train on one sample (the last batch of N = k * batch + 1 samples, or
+      // one that lost the rest to unreadable files): such a batch is left out, as drop_last would.
+      if (b.size() == 1 && config.batch_size > 1) {
+        if (!dropped_single) {
+          log << fmt::format("note: epoch {}: a batch of 1 image left out (batch norm needs 2 or more); "
+                             "--drop-last drops every incomplete last batch\n", epoch + 1);
+        }
+        dropped_single = true;
+        continue;
+      }
       schedule->apply(*optimizer, step - phase_start_step);
       const Tensor target = task.target(train_loader, b);
       const Tensor logits = model.forward(b.images.to(device));
@@ -400,6 +423,7 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
         if (m.in_training && !m.label.empty()) status += fmt::format(" {} {:.2f}", m.label, scorer->value(m.name));
       }
       bar.update(++batches, seen, status);
+      ++step;
     }
     EpochStats e;
     e.epoch = epoch + 1;
@@ -410,6 +434,7 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
     e.lr = optimizer->groups().front().lr;
     if (has_val) {
       for (Metric& m : validate(model, *val_loader, task, device)) e.metrics.push_back(std::move(m));
+      print_new_warnings();  // the validation split's
     }
     // A step can turn the weights non-finite without a non-finite loss yet; never save those.
     SCALPEL_CHECK(all_finite(model) && (!has_val || std::isfinite(e.metric("val_loss"))),
@@ -465,8 +490,10 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
     }
   }
   result.steps = step;
-  const std::string report = warnings.report();
-  if (!report.empty()) log << report;
+  print_new_warnings();  // any the last batches met
+  if (warnings.count() > 0) {
+    log << fmt::format("{} warning{} about input files (above)\n", warnings.count(), warnings.count() == 1 ? "" : "s");
+  }
   return result;
 }
 

@@ -63,6 +63,7 @@ struct TrainConfig {
   std::string log_json;         // one JSON line per optimizer step; "" = none
   int64_t epochs = 10;
   int batch_size = 32;
+  bool drop_last = false;         // drop each epoch's incomplete last batch (a batch of 1 always is)
   std::string optimizer = "adam";  // sgd | adam | adamw | rmsprop
   double lr = 1e-3, momentum = 0.9, weight_decay = 0;
   double head_lr = 0;             // > 0: the head's parameters get their own group and lr

@@ -116,6 +116,7 @@ template <typename T>
 void conv2d_backward_input(ConvEngine engine, const Conv2dGeometry& g, const T* grad_y,
                            const T* weight, T* grad_x);
 // grad_weight [C_out, C_in/g, kH, kW] = sum over n, oh, ow of grad_y * x.
+// Every engine gives the same bits whatever the thread count (forward and grad_x too).
 template <typename T>
 void conv2d_backward_weight(ConvEngine engine, const Conv2dGeometry& g, const T* x,
                             const T* grad_y, T* grad_weight);

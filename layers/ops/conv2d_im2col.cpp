@@ -7,8 +7,6 @@
 // col is built for a block of output rows at a time (a bounded buffer, see rows_per_block);
 // each block is a column slice of y / gy, so the GEMMs use ld = P.
 #include <algorithm>
-#include <memory>
-#include <mutex>
 #include <vector>
 
 #include "layers/ops/conv2d.h"
@@ -189,6 +187,21 @@ void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, cons
   });
 }
 
+// Samples per partial sum of the weight gradient. The batch is cut into partials of a size
+// fixed by the geometry alone, each summed from zero, and the partials are added in sample
+// order: the result is then the same bits whatever the thread count (a split per thread
+// would round differently with 1 and 2 threads, and training would not be reproducible).
+// Threads take whole partials (each GEMM single-threaded, as for the other passes); more
+// partials when grad_weight is small, at least two when the batch has two samples, and the
+// extra partial buffers within kPartialBudget entries unless that leaves fewer than two.
+constexpr int64_t kPartialBudget = int64_t{1} << 22;
+int64_t samples_per_partial(const Conv2dGeometry& g) {
+  const int64_t wsize = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
+  const int64_t partials =
+      std::clamp<int64_t>(kPartialBudget / std::max<int64_t>(wsize, 1), std::min<int64_t>(g.batch, 2), g.batch);
+  return (g.batch + partials - 1) / partials;
+}
+
 template <typename T>
 void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T* grad_y,
                                    T* grad_weight) {
@@ -197,32 +210,51 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
   const int64_t wsize = g.out_channels * K;
   const bool direct = g.is_pointwise();
   const int64_t rows = rows_per_block(g);
-  std::fill(grad_weight, grad_weight + wsize, T(0));
-  // Chunks of samples running in parallel sum into their own copy of grad_weight, added to
-  // the result under a lock at the end; a single chunk sums straight into the result.
-  const bool parallel = parallel_over_samples(g);
-  std::mutex mutex;
-  for_sample_chunks<T>(g, direct ? 0 : K * rows * g.out_w, [&](int64_t begin, int64_t end, T* col) {
-    std::unique_ptr<T[]> local(parallel ? new T[wsize]() : nullptr);
-    T* gw = parallel ? local.get() : grad_weight;
+  const int64_t per_partial = samples_per_partial(g);
+  const int64_t partials = (g.batch + per_partial - 1) / per_partial;
+  // Partial 0 sums straight into grad_weight, the others into this thread's `extra`, added at
+  // the end. The first GEMM of a partial overwrites (beta 0), so nothing needs zeroing.
+  thread_local std::vector<T> extra;
+  if (static_cast<int64_t>(extra.size()) < (partials - 1) * wsize) extra.resize((partials - 1) * wsize);
+  T* const extra_data = extra.data();
+  if (g.batch == 0) std::fill(grad_weight, grad_weight + wsize, T(0));
+  auto sum_partial = [&](int64_t part, T* col) {
+    T* gw = part == 0 ? grad_weight : extra_data + (part - 1) * wsize;
+    const int64_t begin = part * per_partial, end = std::min(g.batch, begin + per_partial);
     for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
         const T* gyg = grad_y + (n * g.out_channels + gi * opg) * P;
         T* gwg = gw + gi * opg * K;
         if (direct) {
-          gemm(false, true, opg, K, P, T(1), gyg, P, xg, P, T(1), gwg, K);
+          gemm(false, true, opg, K, P, T(1), gyg, P, xg, P, T(n == begin ? 0 : 1), gwg, K);
           continue;
         }
         for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
           const int64_t cols = (oh1 - oh0) * g.out_w;
           im2col(g, xg, oh0, oh1, col);
-          gemm(false, true, opg, K, cols, T(1), gyg + oh0 * g.out_w, P, col, cols, T(1), gwg, K);
+          const T beta(n == begin && oh0 == 0 ? 0 : 1);
+          gemm(false, true, opg, K, cols, T(1), gyg + oh0 * g.out_w, P, col, cols, beta, gwg, K);
         });
       }
-    if (parallel) {
-      std::lock_guard<std::mutex> lock(mutex);
-      for (int64_t i = 0; i < wsize; ++i) grad_weight[i] += gw[i];
+  };
+  const int64_t scratch = direct ? 0 : K * rows * g.out_w;
+  auto run_partials = [&](int64_t begin, int64_t end) {
+    T* col = scratch > 0 ? column_buffer<T>(scratch) : nullptr;
+    for (int64_t part = begin; part < end; ++part) sum_partial(part, col);
+  };
+  // Where the partials run changes only the speed: each GEMM gives the same bits on one
+  // thread or many (tensor/gemm.h).
+  if (partials >= num_threads() && parallel_over_samples(g)) {
+    parallel_for(partials, 1, run_partials);
+  } else {
+    run_partials(0, partials);
+  }
+  if (partials <= 1) return;
+  parallel_for(wsize, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t part = 1; part < partials; ++part) {
+      const T* src = extra_data + (part - 1) * wsize;
+      for (int64_t i = begin; i < end; ++i) grad_weight[i] += src[i];
     }
   });
 }

@@ -3,6 +3,7 @@
 // start as NaN sentinels, so a kernel that leaves an element unwritten fails.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -185,6 +186,54 @@ TEST(ConvEngines, ThreadedPathsMatchReference) {
         g.pad_top = g.pad_left = 1;
         SCOPED_TRACE(fmt::format("threads {}, {}", threads, geometry_str(g)));
         compare_engines<float>(g, true, 7, 1e-5);
+      }
+    }
+  }
+  set_num_threads(0);
+}
+
+// Training is reproducible whatever the thread count only if every engine gives the same bits
+// with 1, 2 or 3 threads, in particular the weight gradient, a sum over the batch: batches of
+// 5 and 8 take the parallel-over-samples path with 2 and 3 threads (above its work threshold),
+// the 128 x 128 3x3 weight the one-partial path, the 1x1 conv the direct GEMM.
+TEST(ConvEngines, SameBitsForAnyThreadCount) {
+  struct Shape {
+    int64_t batch, channels, size, kernel;
+  };
+  for (const Shape& sh : {Shape{5, 16, 20, 3}, Shape{8, 24, 13, 1}, Shape{8, 128, 9, 3}, Shape{1, 32, 23, 3}}) {
+    for (int64_t groups : {int64_t{1}, sh.channels}) {
+      Conv2dGeometry g;
+      g.batch = sh.batch;
+      g.in_channels = g.out_channels = sh.channels;
+      g.groups = groups;
+      g.in_h = g.out_h = g.in_w = g.out_w = sh.size;
+      g.kernel_h = g.kernel_w = sh.kernel;
+      g.pad_top = g.pad_left = sh.kernel / 2;
+      Generator gen(11);
+      const int64_t nx = g.batch * g.in_channels * g.in_h * g.in_w;
+      const int64_t nw = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
+      const int64_t ny = g.batch * g.out_channels * g.out_h * g.out_w;
+      const auto x = random_values<float>(nx, gen), w = random_values<float>(nw, gen);
+      const auto gy = random_values<float>(ny, gen);
+      for (ConvEngine engine : testing_conv::fast_engines()) {
+        if (!ops::conv_engine_supports(engine, g)) continue;
+        SCOPED_TRACE(fmt::format("{} {}", ops::conv_engine_name(engine), geometry_str(g)));
+        std::vector<float> y1, gx1, gw1;
+        for (int threads : {1, 2, 3}) {
+          set_num_threads(threads);
+          auto y = sentinel<float>(ny), gx = sentinel<float>(nx), gw = sentinel<float>(nw);
+          ops::conv2d_forward(engine, g, x.data(), w.data(), static_cast<const float*>(nullptr), y.data());
+          ops::conv2d_backward_input(engine, g, gy.data(), w.data(), gx.data());
+          ops::conv2d_backward_weight(engine, g, x.data(), gy.data(), gw.data());
+          if (threads == 1) {
+            y1 = y, gx1 = gx, gw1 = gw;
+            continue;
+          }
+          // memcmp-like: NaN sentinels left unwritten compare unequal too.
+          EXPECT_TRUE(std::equal(y.begin(), y.end(), y1.begin())) << threads << " threads: forward";
+          EXPECT_TRUE(std::equal(gx.begin(), gx.end(), gx1.begin())) << threads << " threads: grad_x";
+          EXPECT_TRUE(std::equal(gw.begin(), gw.end(), gw1.begin())) << threads << " threads: grad_weight";
+        }
       }
     }
   }

@@ -231,6 +231,41 @@ TEST_F(EvalCli, BenchPrintsOneJsonObject) {
   expect_error(run_cli({"bench", "--model", "resnet18", "--iters", "0"}), "--iters");
 }
 
+// A copy of the data with two unreadable images: one truncated after its header, one empty.
+// eval leaves both out and names both on stderr (the empty one when reading the folder, the
+// truncated one in metrics.json "skipped" too), as training does; data stats counts both.
+std::string data_with_unreadable_images(const fs::path& root, const std::string& source) {
+  const fs::path dir = root / "data_unreadable";
+  fs::remove_all(dir);
+  fs::copy(source, dir, fs::copy_options::recursive);
+  const std::string png = slurp(dir / "tumor" / "0.png");
+  std::ofstream(dir / "tumor" / "truncated.png", std::ios::binary) << png.substr(0, png.size() / 2);
+  std::ofstream(dir / "normal" / "empty.png", std::ios::binary);
+  return dir.string();
+}
+
+TEST_F(EvalCli, EvalSkipsAndListsUnreadableImages) {
+  const std::string data = data_with_unreadable_images(*root_, data_dir());
+  const std::string out = path("report_unreadable");
+  const auto r = run_cli({"eval", "--weights", weights(), "--data", data, "--report", out, "--size", "32", "32",
+                          "--gallery", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* name : {"truncated.png", "empty.png"}) {
+    EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
+  }
+  const Json m = Json::parse(slurp(fs::path(out) / "metrics.json"));
+  ASSERT_EQ(m.at("skipped").size(), 1u);
+  EXPECT_NE(m.at("skipped")[0].as_string().find("truncated.png"), std::string::npos) << m.at("skipped").dump();
+  EXPECT_EQ(m.at("samples").as_int(), 12);
+}
+
+TEST_F(EvalCli, DataStatsCountsEveryUnreadableImage) {
+  const std::string data = data_with_unreadable_images(*root_, data_dir());
+  const auto r = run_cli({"data", "stats", data, "--no-duplicates"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("unreadable: 2 "), std::string::npos) << r.out;
+}
+
 TEST_F(EvalCli, DataStats) {
   const auto r = run_cli({"data", "stats", data_dir(), "--no-duplicates"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

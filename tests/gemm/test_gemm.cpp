@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -201,6 +202,33 @@ TEST_P(GemmKernel, SeveralCacheBlocksAndThreads) {
 
 // Three threads make a 3 x 1 or 1 x 3 grid with uneven rectangles.
 TEST_P(GemmKernel, OddThreadCount) { check({{129, 250, 300, false, false, 1.0f, 1.0f, 2}}, {3}); }
+
+// Each element of C is the same sum in the same order whatever the thread count (threads only
+// split C into rectangles; K blocks are fixed), so training is reproducible across thread
+// counts (layers/ops/conv2d_im2col.cpp relies on it). Bitwise, with the packing each
+// rectangle's size picks.
+TEST_P(GemmKernel, SameBitsForAnyThreadCount) {
+  std::vector<Case> cases = blocked_cases(gemm_detail::kernel_info(GetParam()));
+  cases.push_back({129, 250, 300, false, false, 1.0f, 1.0f, 2});
+  cases.push_back({64, 1200, 150, false, true, 1.0f, 1.0f, 0});  // a conv weight gradient's shape
+  cases.push_back({200, 70, 1100, true, false, 1.0f, 0.0f, 0});
+  cases.push_back({1000, 1, 600, false, false, 1.0f, 0.0f, 1});  // GEMV
+  cases.push_back({1, 1000, 600, true, true, 2.0f, 1.0f, 0});
+  std::mt19937 rng(5);
+  for (const Case& c : cases) {
+    const Operands o = make_operands(c, rng);
+    std::vector<float> one = o.C;
+    gemm_detail::gemm_with_kernel(GetParam(), 1, Packing::automatic, c.ta, c.tb, c.M, c.N, c.K, c.alpha,
+                                  o.A.data(), o.lda, o.B.data(), o.ldb, c.beta, one.data(), o.ldc);
+    for (int threads : {2, 3, 4, 7}) {
+      std::vector<float> C = o.C;
+      gemm_detail::gemm_with_kernel(GetParam(), threads, Packing::automatic, c.ta, c.tb, c.M, c.N, c.K, c.alpha,
+                                    o.A.data(), o.lda, o.B.data(), o.ldb, c.beta, C.data(), o.ldc);
+      EXPECT_EQ(std::memcmp(C.data(), one.data(), C.size() * sizeof(float)), 0)
+          << threads << " threads: " << describe(c);
+    }
+  }
+}
 
 INSTANTIATE_TEST_SUITE_P(, GemmKernel,
                          testing::Values(Isa::baseline, Isa::avx2, Isa::avx512),

@@ -3,6 +3,7 @@
 // defined here runs through the same loop; --resume refuses another task's checkpoint.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -18,6 +19,7 @@
 #include "support/files.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
+#include "tensor/parallel.h"
 #include "tensor/random.h"
 
 namespace scalpel::train {
@@ -200,6 +202,42 @@ class UnmarkedMaskTask final : public TrainingTask {
   Tensor loss(const Tensor& logits, const Tensor& target) const override { return segmentation_loss(logits, target); }
   std::unique_ptr<Scorer> scorer() const override { return std::make_unique<NoScores>(); }
 };
+
+// Same seed, 1 or 2 threads: the same weights and running statistics, bit for bit (every
+// reduction of a training step sums in an order that does not depend on the thread count).
+// Batches of 4 put resnet18's convs above the thresholds of the threaded paths; mobilenet_v2
+// adds depthwise convs.
+TEST_F(TrainLoop, SameWeightsForAnyThreadCount) {
+  const data::Dataset d = classes_dataset(false);
+  for (const char* name : {"resnet18", "mobilenet_v2"}) {
+    std::vector<std::vector<nn::NamedTensor>> states;
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      const auto model = seeded_model(name, {.classes = 2});
+      TrainConfig c = config(fmt::format("{}-{}", name, threads));
+      c.optimizer = "adam";
+      c.epochs = 2;
+      c.quiet = true;
+      std::ostringstream log;
+      train_classifier(*model, d, info_of(*model, d.classes), c, log);
+      auto state = model->named_parameters();
+      for (auto& b : model->named_buffers()) state.push_back(b);
+      states.push_back(state);
+    }
+    set_num_threads(0);
+    ASSERT_EQ(states[0].size(), states[1].size());
+    int differing = 0;
+    for (size_t i = 0; i < states[0].size(); ++i) {
+      const Tensor& a = states[0][i].tensor;
+      const Tensor& b = states[1][i].tensor;
+      const bool same = a.dtype() == b.dtype() && a.numel() == b.numel() &&
+                        std::memcmp(a.contiguous().raw_data(), b.contiguous().raw_data(),
+                                    a.nbytes()) == 0;
+      if (!same && ++differing <= 5) ADD_FAILURE() << name << ": " << states[0][i].name << " differs";
+    }
+    EXPECT_EQ(differing, 0) << name;
+  }
+}
 
 TEST_F(TrainLoop, AnyTaskRunsAndResumeRefusesAnotherTasksCheckpoint) {
   const data::Dataset d = masks_dataset(false);
