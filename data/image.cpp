@@ -8,6 +8,7 @@
 #include <iterator>
 #include <memory>
 
+#include "data/medmnist.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
@@ -98,6 +99,7 @@ ImageF decode_image_float(const void* bytes, size_t size, const std::string& nam
 }
 
 Image load_image(const std::string& path) {
+  if (is_npz_image_name(path)) return load_npz_image(path);
   std::vector<uint8_t> bytes = read_file(path);
   return decode_image(bytes.data(), bytes.size(), path);
 }
@@ -108,6 +110,16 @@ ImageF load_image_float(const std::string& path) {
 }
 
 bool probe_image(const std::string& path, ImageInfo& info, std::string& reason) {
+  if (is_npz_image_name(path)) {
+    try {
+      const Image image = load_npz_image(path);
+      info = {image.width, image.height, image.channels, false};
+      return true;
+    } catch (const Error& e) {
+      reason = e.what();
+      return false;
+    }
+  }
   std::error_code ec;
   auto size = fs::file_size(path, ec);
   if (ec) {
