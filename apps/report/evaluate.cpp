@@ -202,7 +202,17 @@ void write_eval_report(const EvalResult& result, const std::string& out_dir, con
   const History history = options.history_path.empty() ? History{} : load_history(options.history_path);
   const std::vector<GalleryItem> gallery = error_gallery(result, options);
   const std::filesystem::path dir(out_dir);
-  write_file_atomic((dir / "metrics.json").string(), metrics_to_json(result.metrics).dump(2) + "\n");
+  Json metrics = metrics_to_json(result.metrics);
+  if (!options.data.split.empty()) {
+    Json data = Json::object();
+    data["path"] = options.data.path;
+    data["split"] = options.data.split;
+    data["split_source"] = options.data.split_source;
+    data["size"] = options.data.size;
+    data["fingerprint"] = options.data.fingerprint;
+    metrics["data"] = data;
+  }
+  write_file_atomic((dir / "metrics.json").string(), metrics.dump(2) + "\n");
   write_file_atomic((dir / "predictions.csv").string(), predictions_csv(result));
   write_file_atomic((dir / "report.html").string(), render_html_report(result, options.title, history, gallery));
 }
