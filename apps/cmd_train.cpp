@@ -10,6 +10,7 @@
 #include "apps/progress.h"
 #include "apps/train/segmentation.h"
 #include "apps/train/trainer.h"
+#include "data/medmnist.h"
 #include "data/split.h"
 #include "tensor/error.h"
 #include "tensor/random.h"
@@ -23,7 +24,8 @@ int run_train(const std::vector<std::string>& argv) {
             "       [--freeze-backbone | --unfreeze-last N | --head-epochs E1 [--finetune-lr X]] [--sampler S] ...");
   add_model_flags(args);
   args.option("data", "dataset folder (ImageFolder, train/val/test folders, HAM10000, ... see data/dataset.h; "
-                      "DIR/images + DIR/masks for a segmentation model such as unet)")
+                      "DIR/images + DIR/masks for a segmentation model such as unet) or a MedMNIST .npz file")
+      .option("class-names", "names for the data's classes, comma-separated in label order (e.g. for .npz files)")
       .option("out", "output folder: best/last checkpoints, history.csv/json, split.csv")
       .option("epochs", "epochs", "10")
       .option("batch", "batch size", "32")
@@ -68,17 +70,19 @@ int run_train(const std::vector<std::string>& argv) {
                 "--no-shuffle contradicts --sampler {}", args.get("sampler"));
   config.sampler = args.has("no-shuffle") ? "sequential" : args.get("sampler");
   config.seed = static_cast<uint64_t>(args.get_int("seed"));
+  data::Warnings warnings;
+  data::Dataset dataset = data::load_dataset(data_dir, warnings);
+  if (args.has("class-names")) data::rename_classes(dataset, args.get("class-names"));
   // Before the model is built: its random initialization draws from the default generator.
   manual_seed(config.seed);
   // A segmentation model (unet) defaults to one mask channel (binary: sigmoid, Dice + BCE) rather
-  // than a classifier's 1000 outputs; see apps/train/segmentation.h.
+  // than a classifier's 1000 outputs; see apps/train/segmentation.h. A MedMNIST file says how
+  // many classes it has.
   models::ModelOptions defaults;
   if (args.has("model") && models::model_info(args.get("model")).task == "segmentation") defaults.classes = 1;
+  else if (dataset.layout == "medmnist") defaults.classes = static_cast<int64_t>(dataset.classes.size());
   ModelSetup setup = load_model_from_flags(args, defaults);
   const bool segmentation = setup.info.task == "segmentation";
-
-  data::Warnings warnings;
-  data::Dataset dataset = data::load_dataset(data_dir, warnings);
   std::cerr << warnings.report();  // before the check: they may say why masks are missing
   train::check_task_fits_data(setup.info, dataset);
   if (!dataset.has_fixed_splits()) {

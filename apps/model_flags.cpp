@@ -19,7 +19,9 @@ void add_model_flags(Args& args, bool with_weights) {
       .option("activation", "mobilenet_v1: relu6|relu|leaky_relu:<slope>")
       .option("padding", "mobilenet_v1: keras|torch")
       .option("in-channels", "input image channels (default 3)")
-      .option("base-width", "unet: channels of the first level (default 64)");
+      .option("base-width", "unet: channels of the first level (default 64)")
+      .option("stem", "resnet18..152: imagenet (7x7/2 conv + max pool) | small (3x3/1 conv, no pool: MedMNIST's "
+                      "ResNet for 28x28 images)");
   if (with_weights) {
     args.option("weights", "weights file: torch.save (.pt/.pth/.tar), .safetensors or a scalpel checkpoint")
         .option("weights-map", "names: by name (torchvision 1:1, timm via a table); order: by position and shape",
@@ -37,6 +39,7 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
   if (args.has("activation")) base.activation = args.get("activation");
   if (args.has("padding")) base.padding = args.get("padding");
   if (args.has("base-width")) base.base_width = args.get_int("base-width");
+  if (args.has("stem")) base.stem = args.get("stem");
   return base;
 }
 

@@ -86,6 +86,7 @@ Json options_to_json(const ModelOptions& o) {
   if (o.bilinear) j["bilinear"] = *o.bilinear;
   if (o.dropout) j["dropout"] = *o.dropout;
   if (o.drop_path) j["drop_path"] = *o.drop_path;
+  if (o.stem) j["stem"] = *o.stem;
   return j;
 }
 
@@ -102,6 +103,7 @@ ModelOptions options_from_json(const Json& j) {
     else if (key == "bilinear") o.bilinear = v.as_bool();
     else if (key == "dropout") o.dropout = v.as_number();
     else if (key == "drop_path") o.drop_path = v.as_number();
+    else if (key == "stem") o.stem = v.as_string();
     else fail("model options: unknown option '{}'", key);
   }
   return o;

@@ -74,7 +74,7 @@ void check_options(const std::string& name, const ModelOptions& o, std::initiali
       {"width", o.width.has_value()},           {"activation", o.activation.has_value()},
       {"padding", o.padding.has_value()},       {"base_width", o.base_width.has_value()},
       {"bilinear", o.bilinear.has_value()},     {"dropout", o.dropout.has_value()},
-      {"drop_path", o.drop_path.has_value()},
+      {"drop_path", o.drop_path.has_value()},   {"stem", o.stem.has_value()},
   };
   for (const auto& [option, set] : given) {
     if (!set) continue;
