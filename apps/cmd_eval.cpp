@@ -36,7 +36,7 @@ EvalSplit pick_split(data::Dataset all, const Args& args, data::Warnings& warnin
                 "--split: unknown split '{}' (test, val, train, all)", requested);
   std::string source;
   if (all.has_fixed_splits()) {
-    source = all.layout == "medmnist" ? "the official MedMNIST split" : "the split folders of " + all.root;
+    source = all.layout == "medmnist" ? "MedMNIST's official splits" : "the split folders of " + all.root;
   } else {
     std::string manifest_path = args.get("split-file");
     const std::filesystem::path beside = std::filesystem::path(args.get("weights")).parent_path() / "split.csv";

@@ -153,7 +153,7 @@ TEST_F(EvalSplitCli, MedMnistFileUsesItsOfficialTestSplit) {
   const Json data = metrics(path("r_npz")).at("data");
   EXPECT_EQ(data.at("split").as_string(), "test");
   EXPECT_EQ(data.at("size").as_int(), 3);
-  EXPECT_EQ(data.at("split_source").as_string(), "the official MedMNIST split");
+  EXPECT_EQ(data.at("split_source").as_string(), "MedMNIST's official splits");
   // --class-names renames the file's classes; a checkpoint with other names is refused.
   const auto renamed = run_cli({"eval", "--weights", path("npz.safetensors").string(), "--data", npz, "--report",
                                 path("r_npz2").string(), "--size", "32", "32", "--class-names", "a,b,c"});
