@@ -1,9 +1,11 @@
 // Real medical data: a small model trained on 600 PneumoniaMNIST chest X-rays (the first 300 of
 // each class of the official training split) learns enough to rank the official test split
-// (624 images) with a ROC AUC above 0.85, within a minute. Skips when the shared samples are absent.
+// (624 images) with a ROC AUC above 0.85 (0.863 measured), within a minute of CPU time (all threads;
+// 44 s measured), which a busy machine cannot stretch. Skips when the shared samples are absent.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <sstream>
 
@@ -26,6 +28,7 @@ TEST(MedMnistTrain, PneumoniaSubsetRanksTheTestSplit) {
   const std::string npz = std::string(SCALPEL_SAMPLES) + "/medmnist/pneumoniamnist.npz";
   if (!fs::exists(npz)) GTEST_SKIP() << "no " << npz << " (the shared samples folder is absent)";
   const auto start = std::chrono::steady_clock::now();
+  const std::clock_t cpu_start = std::clock();
   data::Warnings warnings;
   const data::Dataset all = data::load_dataset(npz, warnings);
   std::vector<size_t> subset;
@@ -49,7 +52,7 @@ TEST(MedMnistTrain, PneumoniaSubsetRanksTheTestSplit) {
   const auto model = models::create_model("mobilenet_v2", o);
   train::TrainConfig c;
   c.out_dir = (fs::temp_directory_path() / fmt::format("scalpel-medmnist-train-{}", ::getpid())).string();
-  c.epochs = 6;
+  c.epochs = 4;
   c.batch_size = 32;
   c.optimizer = "adam";
   c.lr = 3e-3;
@@ -63,13 +66,13 @@ TEST(MedMnistTrain, PneumoniaSubsetRanksTheTestSplit) {
   train::train_classifier(*model, train, {"mobilenet_v2", o, all.classes, Json()}, c, log);
   const report::EvalResult r = report::evaluate(*model, test, c.preprocess, {.batch = 64});
   fs::remove_all(c.out_dir);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("600 PneumoniaMNIST training images, %d epochs: test AUC %.4f, accuracy %.4f, %.1f s\n",
-              static_cast<int>(c.epochs), r.metrics.macro_auc, r.metrics.accuracy, seconds);
+  const double cpu_seconds = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("600 PneumoniaMNIST training images, %d epochs: test AUC %.4f, accuracy %.4f, %.1f s CPU, %.1f s wall\n",
+              static_cast<int>(c.epochs), r.metrics.macro_auc, r.metrics.accuracy, cpu_seconds, seconds);
   EXPECT_EQ(r.metrics.samples, 624);
   EXPECT_GT(r.metrics.macro_auc, 0.85) << log.str();
-  EXPECT_LT(seconds, 60.0);
+  EXPECT_LT(cpu_seconds, 60.0);
 }
 
 // --stem small is MedMNIST's ResNet-18 (28): PyTorch counts 11,168,706 parameters for
