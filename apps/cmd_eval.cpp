@@ -101,7 +101,7 @@ int eval_segmentation(const Args& args, const ModelSetup& s, const data::Dataset
 
 // ", test split of split.csv: 624 images, data fnv1a64:..." for the report header and the terminal.
 std::string split_description(const EvalSplit& split, const report::EvalDataInfo& info) {
-  const std::string which = split.source.empty() ? "all images" : fmt::format("{} split of {}", split.name, split.source);
+  const std::string which = split.name == "all" ? "all images" : fmt::format("{} split of {}", split.name, split.source);
   return fmt::format(", {}: {} images, data {}", which, info.size, info.fingerprint);
 }
 
