@@ -154,6 +154,10 @@ TEST_F(EvalSplitCli, MedMnistFileUsesItsOfficialTestSplit) {
   EXPECT_EQ(data.at("split").as_string(), "test");
   EXPECT_EQ(data.at("size").as_int(), 3);
   EXPECT_EQ(data.at("split_source").as_string(), "MedMNIST's official splits");
+  const auto stats = run_cli({"data", "stats", npz, "--no-duplicates", "--class-names", "mild,moderate,severe"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_NE(stats.out.find("(layout medmnist)"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("moderate"), std::string::npos) << stats.out;
   // --class-names renames the file's classes; a checkpoint with other names is refused.
   const auto renamed = run_cli({"eval", "--weights", path("npz.safetensors").string(), "--data", npz, "--report",
                                 path("r_npz2").string(), "--size", "32", "32", "--class-names", "a,b,c"});
