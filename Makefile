@@ -6,7 +6,7 @@ BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 # python3 and chromium run the browser test of `scalpel serve` (tests/browser).
 PACKAGES   := cmake make g++ pkg-config libeigen3-dev libstb-dev libfmt-dev libgtest-dev \
-              libbenchmark-dev libcpp-httplib-dev python3 chromium
+              libbenchmark-dev libcpp-httplib-dev zlib1g-dev python3 chromium
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps configure build test check test-asan demo bench clean fixtures

@@ -6,6 +6,7 @@
 #include "apps/args.h"
 #include "apps/image_inputs.h"
 #include "data/dataset.h"
+#include "data/medmnist.h"
 #include "data/stats.h"
 #include "tensor/error.h"
 
@@ -17,7 +18,8 @@ constexpr const char* kStatsSummary =
 
 Args stats_args() {
   Args args("data stats", "DIR [--no-duplicates] [--blur-threshold X] [--blurriest N] [--strict]");
-  args.positional("DIR", "dataset folder (any layout of data/dataset.h)")
+  args.positional("DIR", "dataset folder (any layout of data/dataset.h) or a MedMNIST .npz file")
+      .option("class-names", "names for the data's classes, comma-separated in label order")
       .flag("no-duplicates", "skip the near-duplicate search (the slowest part)")
       .option("blur-threshold", "also list images whose blur score is below it", "0")
       .option("blurriest", "how many of the blurriest images to list", "5")
@@ -39,7 +41,8 @@ int run_stats(const std::vector<std::string>& argv) {
   data::Warnings warnings(args.has("strict"));
   // No header check at load: a file it would leave out is then decoded, fails, and is counted
   // as unreadable like any other.
-  const data::Dataset dataset = data::load_dataset(dirs[0], warnings, {.check_images = false});
+  data::Dataset dataset = data::load_dataset(dirs[0], warnings, {.check_images = false});
+  if (args.has("class-names")) data::rename_classes(dataset, args.get("class-names"));
   const data::DataStats stats = data::compute_stats(dataset, options, warnings);
   std::printf("%s", data::format_stats(stats).c_str());
   if (warnings.count() > 0) std::fprintf(stderr, "%s", warnings.report().c_str());

@@ -2,6 +2,7 @@
 // dataset (see ../shared/interface.md and apps/report/evaluate.h).
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "apps/cli.h"
@@ -12,25 +13,70 @@
 #include "apps/report/evaluate_segmentation.h"
 #include "apps/train/segmentation.h"
 #include "data/dataset.h"
+#include "data/medmnist.h"
+#include "data/split.h"
 #include "tensor/error.h"
 
 namespace scalpel::cli {
 namespace {
 
-// The samples to evaluate: --split when given, else the layout's test split when it has one,
-// else every sample.
-data::Dataset pick_split(const data::Dataset& all, const std::string& split) {
-  if (split == "all") return all;
-  if (!split.empty()) {
-    data::Dataset part = all.split_part(split);
-    SCALPEL_CHECK(!part.samples.empty(), "--split {}: {} has no such split", split, all.root);
-    return part;
-  }
+// The samples to evaluate, which split they are and where that split comes from.
+struct EvalSplit {
+  data::Dataset samples;
+  std::string name;    // test | val | train | all
+  std::string source;  // the layout's splits, a split.csv, or "" (no split known)
+};
+
+// The split of every sample: the layout's own (split folders, MedMNIST's official split), else
+// the training run's split.csv (--split-file, or found next to --weights). Then --split picks
+// one; the default is the held-out test split when there is one, else every sample.
+EvalSplit pick_split(data::Dataset all, const Args& args, data::Warnings& warnings) {
+  const std::string requested = args.get("split");
+  SCALPEL_CHECK(requested.empty() || requested == "test" || requested == "val" || requested == "train" ||
+                    requested == "all",
+                "--split: unknown split '{}' (test, val, train, all)", requested);
+  std::string source;
   if (all.has_fixed_splits()) {
-    data::Dataset test = all.split_part("test");
-    if (!test.samples.empty()) return test;
+    source = all.layout == "medmnist" ? "MedMNIST's official splits" : "the split folders of " + all.root;
+  } else {
+    std::string manifest_path = args.get("split-file");
+    const std::filesystem::path beside = std::filesystem::path(args.get("weights")).parent_path() / "split.csv";
+    if (manifest_path.empty() && std::filesystem::is_regular_file(beside)) manifest_path = beside.string();
+    if (!manifest_path.empty()) {
+      const data::Dataset manifest = data::read_split_manifest(manifest_path, warnings);
+      const size_t unmatched = data::apply_split_manifest(all, manifest, manifest_path);
+      if (unmatched == all.samples.size()) {
+        // Data the run never saw (an external test set): all of it is held out.
+        SCALPEL_CHECK(!args.has("split-file") && (requested.empty() || requested == "all"),
+                      "--split {}: the split manifest {} names none of the {} images of {}",
+                      requested.empty() ? "test" : requested, manifest_path, all.samples.size(), all.root);
+        std::fprintf(stderr, "note: %s names none of these images; evaluating all %zu of them\n",
+                     manifest_path.c_str(), all.samples.size());
+        return {std::move(all), "all", ""};
+      }
+      if (unmatched > 0)
+        warnings.add(fmt::format("{} of the {} images of {} are not in the split manifest {}; left out unless "
+                                 "--split all", unmatched, all.samples.size(), all.root, manifest_path));
+      source = manifest_path;
+    }
   }
-  return all;
+  if (source.empty()) {
+    SCALPEL_CHECK(requested.empty() || requested == "all",
+                  "--split {}: {} has no split folders and no split.csv was found next to --weights {} (give the "
+                  "training run's split manifest with --split-file)", requested, all.root, args.get("weights"));
+    return {std::move(all), "all", ""};
+  }
+  std::string name = requested;
+  if (name.empty()) name = all.split_part("test").samples.empty() ? "all" : "test";
+  if (name == "all") {
+    if (requested.empty() && !all.split_part("train").samples.empty())
+      std::fprintf(stderr, "warning: %s has no test split; evaluating every image, training images included\n",
+                   source.c_str());
+    return {std::move(all), "all", source};
+  }
+  data::Dataset part = all.split_part(name);
+  SCALPEL_CHECK(!part.samples.empty(), "--split {}: {} has no {} images ({})", name, all.root, name, source);
+  return {std::move(part), name, source};
 }
 
 // eval of a segmentation model on images with masks (apps/report/evaluate_segmentation.h).
@@ -54,6 +100,12 @@ int eval_segmentation(const Args& args, const ModelSetup& s, const data::Dataset
   return 0;
 }
 
+// ", test split of split.csv: 624 images, data fnv1a64:..." for the report header and the terminal.
+std::string split_description(const EvalSplit& split, const report::EvalDataInfo& info) {
+  const std::string which = split.name == "all" ? "all images" : fmt::format("{} split of {}", split.name, split.source);
+  return fmt::format(", {}: {} images, data {}", which, info.size, info.fingerprint);
+}
+
 int run_eval(const std::vector<std::string>& argv) {
   Args args("eval", "--weights W [--model M] --data DIR --report OUT [--split test|val|train|all] [--size H W]\n"
                     "       [--tta none|flip|flip4|crops] [--group-tta]");
@@ -61,7 +113,10 @@ int run_eval(const std::vector<std::string>& argv) {
   args.option("data", "labelled images (any layout of data/dataset.h, e.g. DIR/<class>/<image>; DIR/images + "
                       "DIR/masks for a segmentation model)")
       .option("report", "output folder: metrics.json, predictions.csv, report.html")
-      .option("split", "which split to evaluate (default: test when the layout has one, else all)")
+      .option("split", "test | val | train | all: which split to evaluate, from the data's own split folders or "
+                       "the training run's split.csv (default: test when there is one, else all)")
+      .option("split-file", "the training run's split manifest (default: split.csv next to --weights)")
+      .option("class-names", "names for the data's classes, comma-separated in label order (e.g. for .npz files)")
       .option("size", "input height and width (default: the checkpoint's or the model's preprocessing)", "", 2)
       .option("batch", "images per forward pass", "16")
       .option("gallery", "Grad-CAM images of the most confident errors in the report (segmentation: the "
@@ -78,7 +133,10 @@ int run_eval(const std::vector<std::string>& argv) {
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel eval' (see scalpel eval --help)");
 
   data::Warnings warnings;
-  const data::Dataset dataset = pick_split(data::load_dataset(data_dir, warnings), args.get("split"));
+  data::Dataset all = data::load_dataset(data_dir, warnings);
+  if (args.has("class-names")) data::rename_classes(all, args.get("class-names"));
+  const EvalSplit split = pick_split(std::move(all), args, warnings);
+  const data::Dataset& dataset = split.samples;
   if (warnings.count() > 0) std::fprintf(stderr, "%s", warnings.report().c_str());
 
   ModelSetup s = load_model_from_flags(args);
@@ -112,9 +170,12 @@ int run_eval(const std::vector<std::string>& argv) {
   for (const std::string& skipped : result.skipped) std::fprintf(stderr, "warning: %s; image left out\n", skipped.c_str());
 
   report::ReportOptions ro;
+  ro.data = {.path = data_dir, .split = split.name, .split_source = split.source,
+             .size = static_cast<int64_t>(dataset.samples.size()), .fingerprint = data::content_fingerprint(dataset)};
   ro.title = "scalpel eval: " + s.model->name() + " on " + data_dir;
   if (eo.tta != report::Tta::none) ro.title += ", TTA " + report::tta_name(eo.tta);
   if (eo.group_tta) ro.title += ", averaged per group";
+  ro.title += split_description(split, ro.data);
   ro.model = s.model.get();
   ro.preprocess = p;
   ro.device = s.device;
@@ -123,6 +184,8 @@ int run_eval(const std::vector<std::string>& argv) {
   report::write_eval_report(result, out, ro);
 
   const report::Metrics& m = result.metrics;
+  std::printf("%s\n\n%s\n", split_description(split, ro.data).substr(2).c_str(),
+              report::classification_report(m).c_str());
   std::printf("%lld images, accuracy %.4f, balanced accuracy %.4f, macro F1 %.4f, macro AUC %.4f\n",
               static_cast<long long>(m.samples), m.accuracy, m.balanced_accuracy, m.macro_f1, m.macro_auc);
   std::printf("report: %s/report.html\n", out.c_str());

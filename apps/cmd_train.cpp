@@ -12,6 +12,7 @@
 #include "apps/train/segmentation.h"
 #include "apps/train/trainer.h"
 #include "data/augment.h"
+#include "data/medmnist.h"
 #include "data/split.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
@@ -26,7 +27,8 @@ int run_train(const std::vector<std::string>& argv) {
             "       [--freeze-backbone | --unfreeze-last N | --head-epochs E1 [--finetune-lr X]] [--sampler S] ...");
   add_model_flags(args);
   args.option("data", "dataset folder (ImageFolder, train/val/test folders, HAM10000, ... see data/dataset.h; "
-                      "DIR/images + DIR/masks for a segmentation model such as unet)")
+                      "DIR/images + DIR/masks for a segmentation model such as unet) or a MedMNIST .npz file")
+      .option("class-names", "names for the data's classes, comma-separated in label order (e.g. for .npz files)")
       .option("out", "output folder: best/last checkpoints, history.csv/json, split.csv")
       .option("epochs", "epochs", "10")
       .option("batch", "batch size", "32")
@@ -75,14 +77,17 @@ int run_train(const std::vector<std::string>& argv) {
                 "--no-shuffle contradicts --sampler {}", args.get("sampler"));
   config.sampler = args.has("no-shuffle") ? "sequential" : args.get("sampler");
   config.seed = static_cast<uint64_t>(args.get_int("seed"));
+  data::Warnings warnings;
+  data::Dataset dataset = data::load_dataset(data_dir, warnings);
+  if (args.has("class-names")) data::rename_classes(dataset, args.get("class-names"));
   // Before the model is built: its random initialization draws from the default generator.
   manual_seed(config.seed);
   // A segmentation model (unet) defaults to one mask channel (binary: sigmoid, Dice + BCE) rather
-  // than a classifier's 1000 outputs; see apps/train/segmentation.h.
+  // than a classifier's 1000 outputs; see apps/train/segmentation.h. A MedMNIST file says how
+  // many classes it has.
   models::ModelOptions defaults;
   if (args.has("model") && models::model_info(args.get("model")).task == "segmentation") defaults.classes = 1;
-  data::Warnings warnings;
-  data::Dataset dataset = data::load_dataset(data_dir, warnings);
+  else if (dataset.layout == "medmnist") defaults.classes = static_cast<int64_t>(dataset.classes.size());
   std::cerr << warnings.report();  // before the check: they may say why masks are missing
   // A classifier without --classes gets one output per class folder (over a checkpoint's count).
   const TrainingLoad training{.data_classes = static_cast<int64_t>(dataset.classes.size())};

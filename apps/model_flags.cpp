@@ -24,7 +24,9 @@ void add_model_flags(Args& args, bool with_weights) {
       .option("padding", "mobilenet_v1: keras|torch")
       .option("in-channels", "input image channels (default 3)")
       .option("base-width", "unet: channels of the first level (default 64)")
-      .option("aux-logits", "inception_v3: the auxiliary classifier, true|false (default true)");
+      .option("aux-logits", "inception_v3: the auxiliary classifier, true|false (default true)")
+      .option("stem", "resnet18..152: imagenet (7x7/2 conv + max pool) | small (3x3/1 conv, no pool: MedMNIST's "
+                      "ResNet for 28x28 images)");
   if (with_weights) {
     args.option("weights", "weights file: torch.save (.pt/.pth/.tar), .safetensors or a scalpel checkpoint")
         .option("weights-map", "names: by name (torchvision 1:1, timm via a table); order: by position and shape",
@@ -47,6 +49,7 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
     SCALPEL_CHECK(aux == "true" || aux == "false", "--aux-logits must be true or false, got '{}'", aux);
     base.aux_logits = aux == "true";
   }
+  if (args.has("stem")) base.stem = args.get("stem");
   return base;
 }
 

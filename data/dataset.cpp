@@ -8,6 +8,8 @@
 
 #include "data/csv.h"
 #include "data/image.h"
+#include "data/medmnist.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
 namespace scalpel::data {
@@ -56,6 +58,28 @@ Dataset Dataset::split_part(const std::string& split) const {
   for (size_t i = 0; i < samples.size(); ++i)
     if (samples[i].split == split) indices.push_back(i);
   return subset(indices);
+}
+
+std::string content_fingerprint(const Dataset& dataset) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  const auto add = [&hash](const void* bytes, size_t size) {
+    const auto* p = static_cast<const uint8_t*>(bytes);
+    for (size_t i = 0; i < size; ++i) hash = (hash ^ p[i]) * 0x100000001b3ull;
+  };
+  for (const Sample& s : dataset.samples) {
+    const std::string name = s.label >= 0 ? dataset.classes.at(static_cast<size_t>(s.label)) : "";
+    add(name.data(), name.size() + 1);  // with its terminating zero
+    if (is_npz_image_name(s.path)) {
+      const Image image = load_npz_image(s.path);
+      const int dims[3] = {image.width, image.height, image.channels};
+      add(dims, sizeof dims);
+      add(image.pixels.data(), image.pixels.size());
+    } else {
+      const std::string bytes = read_file(s.path);
+      add(bytes.data(), bytes.size());
+    }
+  }
+  return fmt::format("fnv1a64:{:016x}", hash);
 }
 
 void check_classification(const Dataset& dataset) {
@@ -450,6 +474,8 @@ CsvSpec isic2019_spec(const std::string& root) {
 }
 
 std::string detect_layout(const std::string& root) {
+  if (is_npz_file(root)) return "medmnist";
+  SCALPEL_CHECK(fs::path(root).extension() != ".npz", "dataset file '{}' does not exist", root);
   require_dir(root);
   const fs::path r(root);
   if (fs::exists(r / "HAM10000_metadata.csv")) return "ham10000";
@@ -472,7 +498,9 @@ namespace {
 Dataset load_detected(const std::string& root, Warnings& warnings, const LoadOptions& options) {
   const std::string layout = detect_layout(root);
   Dataset d;
-  if (layout == "ham10000") {
+  if (layout == "medmnist") {
+    return load_medmnist(root);
+  } else if (layout == "ham10000") {
     d = load_csv_dataset(ham10000_spec(root), warnings, options);
   } else if (layout == "isic2019") {
     d = load_csv_dataset(isic2019_spec(root), warnings, options);

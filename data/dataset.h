@@ -14,6 +14,8 @@
 //   isic2019            root/ISIC_2019_Training_GroundTruth.csv (image + one-hot columns),
 //                       optional root/ISIC_2019_Training_Metadata.csv (age_approx,
 //                       anatom_site_general, sex, lesion_id), images anywhere below root
+//   medmnist            a MedMNIST .npz file (not a directory) with its official train/val/test
+//                       splits; samples are named FILE.npz:SPLIT/INDEX (see medmnist.h)
 // Classes: folder layouts sort class names (byte order); CSV label columns sort distinct
 // values; one-hot layouts keep column order. Files are sorted by path within a class, so the
 // sample order is ImageFolder's. Hidden files and folders (".name") are ignored.
@@ -89,10 +91,16 @@ CsvSpec ham10000_spec(const std::string& root);  // HAM10000 column names, files
 CsvSpec isic2019_spec(const std::string& root);  // ISIC 2019 column names, files below root
 
 // "image_folder", "split_folders", "covid_radiography", "image_mask_pairs", "ham10000" or
-// "isic2019" for a directory (see the top of this file); Error when `root` is not a directory.
+// "isic2019" for a directory, "medmnist" for an .npz file (see the top of this file); Error when
+// `root` is neither.
 std::string detect_layout(const std::string& root);
 // Detects the layout and loads it.
 Dataset load_dataset(const std::string& root, Warnings& warnings, const LoadOptions& options = {});
+
+// A fingerprint of the samples' contents: "fnv1a64:" and 16 hex digits of the FNV-1a hash over,
+// per sample in order, its class name and its file's bytes (an .npz sample's pixels). Equal for
+// the same images and labels wherever they are stored; Error naming an unreadable file.
+std::string content_fingerprint(const Dataset& dataset);
 
 // Error unless at least two classes have samples (classification needs two).
 void check_classification(const Dataset& dataset);

@@ -11,6 +11,7 @@
 #include <iterator>
 #include <memory>
 
+#include "data/medmnist.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
@@ -117,6 +118,7 @@ ImageF decode_image_float(const void* bytes, size_t size, const std::string& nam
 }
 
 Image load_image(const std::string& path) {
+  if (is_npz_image_name(path)) return load_npz_image(path);
   const std::string bytes = read_file(path);
   return decode_image(bytes.data(), bytes.size(), path);
 }
@@ -127,6 +129,16 @@ ImageF load_image_float(const std::string& path) {
 }
 
 bool probe_image(const std::string& path, ImageInfo& info, std::string& reason) {
+  if (is_npz_image_name(path)) {
+    try {
+      const Image image = load_npz_image(path);
+      info = {image.width, image.height, image.channels, false};
+      return true;
+    } catch (const Error& e) {
+      reason = e.what();
+      return false;
+    }
+  }
   const int fd = open_regular_file(path, reason);
   if (fd < 0) return false;
   struct stat file_info {};

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "data/csv.h"
+#include "data/medmnist.h"
 #include "tensor/error.h"
 #include "tensor/random.h"
 
@@ -149,7 +150,7 @@ Dataset read_split_manifest(const std::string& path, Warnings& warnings) {
     if (c_mask >= 0) s.mask_path = row[c_mask];
     for (size_t c = 0; c < table.header.size(); ++c)
       if (table.header[c].starts_with("meta:") && !row[c].empty()) s.metadata[table.header[c].substr(5)] = row[c];
-    if (!fs::exists(s.path)) {
+    if (!fs::exists(is_npz_image_name(s.path) ? s.path.substr(0, s.path.rfind(':')) : s.path)) {
       warnings.add(fmt::format("{}: image '{}' does not exist; row skipped", where, s.path));
       continue;
     }
@@ -163,6 +164,30 @@ Dataset read_split_manifest(const std::string& path, Warnings& warnings) {
     ++expected;
   }
   return out;
+}
+
+size_t apply_split_manifest(Dataset& dataset, const Dataset& manifest, const std::string& manifest_path) {
+  const auto key = [](const std::string& path) { return fs::absolute(path).lexically_normal().string(); };
+  std::map<std::string, const Sample*> by_path;
+  for (const Sample& s : manifest.samples) by_path[key(s.path)] = &s;
+  size_t unmatched = 0;
+  for (Sample& s : dataset.samples) {
+    const auto it = by_path.find(key(s.path));
+    if (it == by_path.end()) {
+      s.split.clear();
+      ++unmatched;
+      continue;
+    }
+    const Sample& m = *it->second;
+    if (s.label >= 0 && m.label >= 0) {
+      const std::string& ours = dataset.classes.at(static_cast<size_t>(s.label));
+      const std::string& theirs = manifest.classes.at(static_cast<size_t>(m.label));
+      SCALPEL_CHECK(ours == theirs, "split manifest '{}' records '{}' as class '{}' but the data has it as '{}'",
+                    manifest_path, s.path, theirs, ours);
+    }
+    s.split = m.split;
+  }
+  return unmatched;
 }
 
 }  // namespace scalpel::data

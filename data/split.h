@@ -30,4 +30,10 @@ void write_split_manifest(const std::string& path, const Dataset& dataset);
 // with a warning; inconsistent label/class pairs are an Error.
 Dataset read_split_manifest(const std::string& path, Warnings& warnings);
 
+// Gives every sample of `dataset` the split that `manifest` (read from `manifest_path`) records
+// for the same file (paths compared absolute and normalized); samples it does not name get the
+// split "" and are counted in the result. Error naming the manifest when it records another
+// class for one of them (not the data it was written for).
+size_t apply_split_manifest(Dataset& dataset, const Dataset& manifest, const std::string& manifest_path);
+
 }  // namespace scalpel::data

@@ -87,6 +87,7 @@ Json options_to_json(const ModelOptions& o) {
   if (o.aux_logits) j["aux_logits"] = *o.aux_logits;
   if (o.dropout) j["dropout"] = *o.dropout;
   if (o.drop_path) j["drop_path"] = *o.drop_path;
+  if (o.stem) j["stem"] = *o.stem;
   return j;
 }
 
@@ -104,6 +105,7 @@ ModelOptions options_from_json(const Json& j) {
     else if (key == "aux_logits") o.aux_logits = v.as_bool();
     else if (key == "dropout") o.dropout = v.as_number();
     else if (key == "drop_path") o.drop_path = v.as_number();
+    else if (key == "stem") o.stem = v.as_string();
     else fail("model options: unknown option '{}'", key);
   }
   return o;

@@ -32,6 +32,9 @@ struct ModelOptions {
   std::optional<int64_t> base_width;       // unet: channels of the first level (default 64)
   std::optional<bool> bilinear;            // unet: bilinear up-sampling + conv instead of transposed convs
   std::optional<bool> aux_logits;          // inception_v3: the auxiliary classifier (default true)
+  // resnet18..152: imagenet (default: 7x7/2 conv + 3x3/2 max pool) | small (3x3/1 conv, no pool:
+  // the ResNet of CIFAR and of MedMNIST's 28x28 benchmark, for inputs from 8 px)
+  std::optional<std::string> stem;
   // Classifier dropout (default: the model's own, e.g. 0.5 for VGG, 0.2 for mobilenet_v2 and
   // efficientnet_b0) and stochastic-depth probability of the last block (EfficientNet, 0.2).
   std::optional<double> dropout;

@@ -136,6 +136,7 @@ void check_options(const std::string& name, const ModelOptions& o, std::initiali
       {"padding", o.padding.has_value()},       {"base_width", o.base_width.has_value()},
       {"bilinear", o.bilinear.has_value()},     {"dropout", o.dropout.has_value()},
       {"drop_path", o.drop_path.has_value()},   {"aux_logits", o.aux_logits.has_value()},
+      {"stem", o.stem.has_value()},
   };
   for (const auto& [option, set] : given) {
     if (!set) continue;

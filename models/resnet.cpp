@@ -30,17 +30,23 @@ std::vector<int64_t> resnet_blocks(const std::string& name, int depth) {
 ResNet::ResNet(std::string name, bool bottleneck, const std::vector<int64_t>& blocks, ModelOptions options)
     : Model("ResNet", std::move(name), std::move(options)) {
   const ModelOptions& o = this->options();
+  const std::string stem_kind = o.stem.value_or("imagenet");
+  SCALPEL_CHECK(stem_kind == "imagenet" || stem_kind == "small", "{}: unknown stem '{}' (imagenet, small)",
+                this->name(), stem_kind);
+  const bool small = stem_kind == "small";
   nn::Conv2dOptions stem;
-  stem.stride = {2, 2};
-  stem.padding = nn::Padding2d::symmetric(3);
-  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(o.in_channels, 64, 7, stem, false));
+  stem.stride = small ? std::array<int64_t, 2>{1, 1} : std::array<int64_t, 2>{2, 2};
+  stem.padding = nn::Padding2d::symmetric(small ? 1 : 3);
+  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(o.in_channels, 64, small ? 3 : 7, stem, false));
   bn1 = register_module("bn1", std::make_shared<nn::BatchNorm2d>(64));
   relu = register_module("relu", std::make_shared<nn::ActivationLayer>(nn::Activation{"relu"}));
-  nn::Pool2dOptions pool;
-  pool.kernel = {3, 3};
-  pool.stride = {2, 2};
-  pool.padding = nn::Padding2d::symmetric(1);
-  maxpool = register_module("maxpool", std::make_shared<nn::MaxPool2d>(pool));
+  if (!small) {
+    nn::Pool2dOptions pool;
+    pool.kernel = {3, 3};
+    pool.stride = {2, 2};
+    pool.padding = nn::Padding2d::symmetric(1);
+    maxpool = register_module("maxpool", std::make_shared<nn::MaxPool2d>(pool));
+  }
 
   const int64_t expansion = bottleneck ? nn::Bottleneck::expansion : nn::BasicBlock::expansion;
   int64_t in = 64;
@@ -60,11 +66,12 @@ ResNet::ResNet(std::string name, bool bottleneck, const std::vector<int64_t>& bl
   avgpool = register_module("avgpool", std::make_shared<nn::AdaptiveAvgPool2d>(1, 1));
   fc = register_module("fc", make_head(o, in));
   init_torchvision(*this, LinearInit::Default);
-  set_layout("fc", "layer4", in, 32);
+  set_layout("fc", "layer4", in, small ? 8 : 32);
 }
 
 Tensor ResNet::features(const Tensor& x) {
-  Tensor y = (*maxpool)((*relu)((*bn1)((*conv1)(x))));
+  Tensor y = (*relu)((*bn1)((*conv1)(x)));
+  if (maxpool) y = (*maxpool)(y);
   for (auto& layer : layers) y = (*layer)(y);
   return y;
 }
@@ -72,7 +79,7 @@ Tensor ResNet::features(const Tensor& x) {
 Tensor ResNet::forward_head(const Tensor& f) { return (*fc)(flatten((*avgpool)(f), 1)); }
 
 std::shared_ptr<Model> make_resnet(const std::string& name, int depth, const ModelOptions& options) {
-  check_options(name, options, {});
+  check_options(name, options, {"stem"});
   return std::make_shared<ResNet>(name, depth >= 50, resnet_blocks(name, depth), options);
 }
 

@@ -30,7 +30,7 @@ class ResNet : public Model {
   std::shared_ptr<nn::Conv2d> conv1;
   std::shared_ptr<nn::BatchNorm2d> bn1;
   std::shared_ptr<nn::ActivationLayer> relu;
-  std::shared_ptr<nn::MaxPool2d> maxpool;
+  std::shared_ptr<nn::MaxPool2d> maxpool;  // null with the small stem
   std::vector<std::shared_ptr<nn::Sequential>> layers;  // layer1..layer4
   std::shared_ptr<nn::AdaptiveAvgPool2d> avgpool;
   nn::ModulePtr fc;  // Linear, or Identity when headless

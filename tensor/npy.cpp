@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "tensor/atomic_file.h"
+#include "tensor/io/zip.h"
 
 namespace scalpel {
 namespace {
@@ -107,6 +108,19 @@ Tensor parse_npy(const std::string& bytes, const std::string& name) {
 Tensor load_npy(const std::string& path) {
   return parse_npy(read_file(path), path);
 }
+
+std::map<std::string, Tensor> parse_npz(const std::string& bytes, const std::string& name) {
+  const ZipReader zip(bytes, name);
+  std::map<std::string, Tensor> arrays;
+  for (const ZipReader::Entry& entry : zip.entries()) {
+    if (!entry.name.ends_with(".npy")) continue;
+    const std::string key = entry.name.substr(0, entry.name.size() - 4);
+    arrays[key] = parse_npy(zip.extract(entry), name + ":" + entry.name);
+  }
+  return arrays;
+}
+
+std::map<std::string, Tensor> load_npz(const std::string& path) { return parse_npz(read_file(path), path); }
 
 std::string serialize_npy(const Tensor& tensor) {
   Tensor t = tensor.to(Device::cpu()).contiguous();

@@ -223,6 +223,15 @@ void write_eval_report(const EvalResult& result, const std::string& out_dir, con
   const std::vector<GalleryItem> gallery = error_gallery(result, options);
   const std::filesystem::path dir(out_dir);
   Json metrics = metrics_to_json(result.metrics);
+  if (!options.data.split.empty()) {
+    Json data = Json::object();
+    data["path"] = options.data.path;
+    data["split"] = options.data.split;
+    data["split_source"] = options.data.split_source;
+    data["size"] = options.data.size;
+    data["fingerprint"] = options.data.fingerprint;
+    metrics["data"] = data;
+  }
   Json skipped = Json::array();
   for (const std::string& s : result.skipped) skipped.push_back(s);
   metrics["skipped"] = skipped;  // unreadable images left out of every metric

@@ -59,8 +59,18 @@ struct EvalResult {
 EvalResult evaluate(models::Model& model, const data::Dataset& dataset, const data::Preprocess& p,
                     const EvalOptions& options = {});
 
+// What was evaluated, for metrics.json ("data") and the report.
+struct EvalDataInfo {
+  std::string path;          // --data as given
+  std::string split;         // test | val | train | all
+  std::string split_source;  // where the split comes from (layout, split.csv path); "" = none known
+  int64_t size = 0;          // samples evaluated
+  std::string fingerprint;   // data::content_fingerprint of those samples
+};
+
 struct ReportOptions {
   std::string title = "scalpel evaluation";
+  EvalDataInfo data;  // written into metrics.json when data.split is set
   // Grad-CAM gallery of the most confident errors: needs the model (on `device`) and the
   // preprocessing used for evaluation; no gallery when model is null or gallery_size is 0.
   models::Model* model = nullptr;
@@ -71,7 +81,8 @@ struct ReportOptions {
   std::string history_path;
 };
 
-// Writes out_dir/metrics.json, out_dir/predictions.csv (header path,label,pred,p_<class>...,
+// Writes out_dir/metrics.json (with "data": {path, split, split_source, size, fingerprint} when
+// options.data.split is set), out_dir/predictions.csv (header path,label,pred,p_<class>...,
 // class names for label and pred) and out_dir/report.html, each through a temporary file and
 // a rename; creates out_dir.
 void write_eval_report(const EvalResult& result, const std::string& out_dir, const ReportOptions& options = {});

@@ -159,4 +159,42 @@ Json metrics_to_json(const Metrics& m) {
   return j;
 }
 
+std::string classification_report(const Metrics& m) {
+  size_t width = std::string_view("weighted avg").size();
+  for (const ClassMetrics& c : m.per_class) width = std::max(width, c.name.size());
+  const auto number = [](double v) { return std::isnan(v) ? std::string("n/a") : fmt::format("{:.4f}", v); };
+  const auto row = [&](const std::string& name, double p, double r, double f1, double spec, double auc,
+                       int64_t support) {
+    return fmt::format("{:>{}} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n", name, width, number(p), number(r),
+                       number(f1), number(spec), number(auc), support);
+  };
+  std::string out = fmt::format("{:>{}} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n\n", "", width, "precision", "recall",
+                                "f1-score", "specificity", "auc", "support");
+  double macro[5] = {}, weighted[5] = {};
+  int64_t total = 0, auc_classes = 0, auc_support = 0;
+  for (const ClassMetrics& c : m.per_class) {
+    out += row(c.name, c.precision, c.recall, c.f1, c.specificity, c.auc, c.support);
+    const double values[5] = {c.precision, c.recall, c.f1, c.specificity, std::isnan(c.auc) ? 0.0 : c.auc};
+    for (int k = 0; k < 5; ++k) {
+      macro[k] += values[k];
+      weighted[k] += values[k] * static_cast<double>(c.support);
+    }
+    total += c.support;
+    if (!std::isnan(c.auc)) {
+      ++auc_classes;
+      auc_support += c.support;
+    }
+  }
+  const double n = static_cast<double>(std::max<size_t>(m.per_class.size(), 1));
+  const double nan = std::nan("");
+  out += "\n" + fmt::format("{:>{}} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10}\n", "accuracy", width, "", "",
+                            number(m.accuracy), "", "", total);
+  out += row("macro avg", macro[0] / n, macro[1] / n, macro[2] / n, macro[3] / n,
+             auc_classes ? macro[4] / static_cast<double>(auc_classes) : nan, total);
+  const double t = static_cast<double>(std::max<int64_t>(total, 1));
+  out += row("weighted avg", weighted[0] / t, weighted[1] / t, weighted[2] / t, weighted[3] / t,
+             auc_support ? weighted[4] / static_cast<double>(auc_support) : nan, total);
+  return out;
+}
+
 }  // namespace scalpel::report

@@ -61,4 +61,10 @@ double roc_auc(const std::vector<bool>& positive, const std::vector<double>& sco
 // auc}}, top_k_accuracy {"k": value}. Undefined AUCs are written as null.
 Json metrics_to_json(const Metrics& m);
 
+// A per-class table for the terminal in the shape of sklearn's classification_report (digits=4),
+// with specificity and one-vs-rest AUC columns added: one row per class (precision, recall,
+// f1-score, specificity, auc, support), then accuracy, macro avg and weighted avg (support-
+// weighted) rows. Undefined AUCs print as "n/a" and are left out of the averages.
+std::string classification_report(const Metrics& m);
+
 }  // namespace scalpel::report

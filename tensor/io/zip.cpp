@@ -1,7 +1,10 @@
 #include "tensor/io/zip.h"
 
+#include <algorithm>
 #include <array>
 #include <unordered_set>
+
+#include <zlib.h>
 
 #include "tensor/error.h"
 #include "tensor/io/byte_reader.h"
@@ -184,15 +187,8 @@ const ZipReader::Entry* ZipReader::find(std::string_view name) const {
   return nullptr;
 }
 
-std::string_view ZipReader::read(const Entry& entry) const {
+std::string_view ZipReader::entry_bytes(const Entry& entry) const {
   SCALPEL_CHECK((entry.flags & 1) == 0, "{}: entry '{}' is encrypted", source_, entry.name);
-  SCALPEL_CHECK(entry.method == 0,
-                "{}: entry '{}' is compressed (method {}); only stored entries are supported, "
-                "as written by torch.save",
-                source_, entry.name, entry.method);
-  SCALPEL_CHECK(entry.compressed_size == entry.uncompressed_size,
-                "{}: stored entry '{}' has compressed size {} != uncompressed size {}", source_,
-                entry.name, entry.compressed_size, entry.uncompressed_size);
   SCALPEL_CHECK(entry.local_header_offset < bytes_.size(),
                 "{}: entry '{}' starts at offset {}, beyond the end of the file ({} bytes)",
                 source_, entry.name, entry.local_header_offset, bytes_.size());
@@ -207,11 +203,64 @@ std::string_view ZipReader::read(const Entry& entry) const {
                 "{}: local header name differs from the central directory for entry '{}'",
                 source_, entry.name);
   in.take(extra_len, "local extra field");
-  const std::string_view data = in.take(entry.compressed_size, "entry '" + entry.name + "'");
+  return in.take(entry.compressed_size, "entry '" + entry.name + "'");
+}
+
+void ZipReader::check_crc(const Entry& entry, std::string_view data) const {
   const uint32_t crc = crc32(data);
   SCALPEL_CHECK(crc == entry.crc32, "{}: entry '{}' is corrupt (CRC-32 {:08x}, expected {:08x})",
                 source_, entry.name, crc, entry.crc32);
+}
+
+std::string_view ZipReader::read(const Entry& entry) const {
+  SCALPEL_CHECK(entry.method == 0,
+                "{}: entry '{}' is compressed (method {}); only stored entries are supported, "
+                "as written by torch.save",
+                source_, entry.name, entry.method);
+  SCALPEL_CHECK(entry.compressed_size == entry.uncompressed_size,
+                "{}: stored entry '{}' has compressed size {} != uncompressed size {}", source_,
+                entry.name, entry.compressed_size, entry.uncompressed_size);
+  const std::string_view data = entry_bytes(entry);
+  check_crc(entry, data);
   return data;
+}
+
+std::string ZipReader::extract(const Entry& entry) const {
+  if (entry.method == 0) return std::string(read(entry));
+  SCALPEL_CHECK(entry.method == 8, "{}: entry '{}' uses compression method {}; only stored (0) and deflate (8) "
+                "are supported", source_, entry.name, entry.method);
+  const std::string_view packed = entry_bytes(entry);
+  // Deflate expands at most 1032:1, so a corrupt size cannot make us allocate more than that.
+  SCALPEL_CHECK(entry.uncompressed_size <= packed.size() * 1032 + 64,
+                "{}: entry '{}' claims {} bytes from {} compressed bytes (corrupt size)", source_, entry.name,
+                entry.uncompressed_size, packed.size());
+  std::string out(static_cast<size_t>(entry.uncompressed_size), '\0');
+  z_stream z{};
+  SCALPEL_CHECK(inflateInit2(&z, -MAX_WBITS) == Z_OK, "{}: cannot start inflating entry '{}'", source_,
+                entry.name);  // raw deflate: zip entries carry no zlib header
+  size_t in_done = 0, out_done = 0;
+  int status = Z_OK;
+  // zlib counts in uInt: feed and drain in chunks below 4 GiB.
+  constexpr size_t kChunk = size_t{1} << 30;
+  while (status == Z_OK) {
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(packed.data() + in_done));
+    z.avail_in = static_cast<uInt>(std::min(kChunk, packed.size() - in_done));
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + out_done);
+    z.avail_out = static_cast<uInt>(std::min(kChunk, out.size() - out_done));
+    const uInt in_before = z.avail_in, out_before = z.avail_out;
+    status = inflate(&z, Z_NO_FLUSH);
+    in_done += in_before - z.avail_in;
+    out_done += out_before - z.avail_out;
+    if (status == Z_BUF_ERROR && in_before == z.avail_in && out_before == z.avail_out) break;  // stuck
+    if (status == Z_BUF_ERROR) status = Z_OK;
+  }
+  inflateEnd(&z);
+  SCALPEL_CHECK(status == Z_STREAM_END, "{}: entry '{}' is corrupt or truncated (deflate stream ends after {} of {} "
+                "bytes)", source_, entry.name, out_done, out.size());
+  SCALPEL_CHECK(out_done == out.size(), "{}: entry '{}' inflates to {} bytes, expected {}", source_, entry.name,
+                out_done, out.size());
+  check_crc(entry, out);
+  return out;
 }
 
 }  // namespace scalpel

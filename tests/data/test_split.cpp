@@ -146,5 +146,55 @@ TEST(Split, ManifestRoundTrip) {
   EXPECT_THROW(read_split_manifest(dir / "bad.csv", w), Error);
 }
 
+// eval's use of a run's manifest: the split of each file, by path; files it does not name get
+// no split; a class that differs means other data.
+TEST(Split, ApplyManifestMatchesFilesByPath) {
+  testing::TempDir dir;
+  Dataset d = synthetic({4, 4}, 1);
+  for (Sample& s : d.samples) {
+    s.path = dir / s.path;
+    testing::write_image(s.path, testing::pattern_image(4, 4, 1, 1));
+  }
+  assign_splits(d, {0.5, 0.25, 0.25}, 1);
+  write_split_manifest(dir / "split.csv", d);
+  Warnings w;
+  const Dataset manifest = read_split_manifest(dir / "split.csv", w);
+
+  Dataset again = d;
+  for (Sample& s : again.samples) s.split.clear();
+  again.samples[2].path = dir / "other.png";  // not in the manifest
+  EXPECT_EQ(apply_split_manifest(again, manifest, "split.csv"), 1u);
+  for (size_t i = 0; i < d.samples.size(); ++i) EXPECT_EQ(again.samples[i].split, i == 2 ? "" : d.samples[i].split);
+
+  Dataset renamed = d;
+  renamed.classes = {"class1", "class0"};
+  try {
+    apply_split_manifest(renamed, manifest, "split.csv");
+    ADD_FAILURE() << "no Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "split manifest 'split.csv' records '" + d.samples[0].path +
+                                         "' as class 'class0' but the data has it as 'class1'");
+  }
+}
+
+TEST(Split, ContentFingerprintFollowsBytesAndLabelsNotPaths) {
+  testing::TempDir a, b;
+  Dataset da = synthetic({2, 2}, 1), db = synthetic({2, 2}, 1);
+  for (size_t i = 0; i < da.samples.size(); ++i) {
+    da.samples[i].path = a / da.samples[i].path;
+    db.samples[i].path = b / ("renamed_" + std::to_string(i) + ".png");
+    testing::write_image(da.samples[i].path, testing::pattern_image(4, 4, 1, static_cast<uint32_t>(i)));
+    testing::write_image(db.samples[i].path, testing::pattern_image(4, 4, 1, static_cast<uint32_t>(i)));
+  }
+  const std::string fa = content_fingerprint(da);
+  EXPECT_EQ(fa.size(), 8u + 16u);
+  EXPECT_EQ(fa, content_fingerprint(db));
+  db.samples[0].label = 1;  // a label changed
+  EXPECT_NE(fa, content_fingerprint(db));
+  db.samples[0].label = 0;
+  testing::write_image(db.samples[3].path, testing::pattern_image(4, 4, 1, 99));  // an image changed
+  EXPECT_NE(fa, content_fingerprint(db));
+}
+
 }  // namespace
 }  // namespace scalpel::data

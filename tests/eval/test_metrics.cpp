@@ -79,4 +79,23 @@ TEST(Metrics, RocCurveOfTiesIsDiagonal) {
 }
 
 }  // namespace
+// The terminal table of `scalpel eval`: labels a a b b predicted a b b b. a: P 1, R 0.5,
+// F1 2/3, specificity 1; b: P 2/3, R 1, F1 0.8, specificity 0.5; both AUCs 1; accuracy 0.75.
+TEST(Metrics, ClassificationReportTable) {
+  const Metrics m = compute_metrics({0, 0, 1, 1}, {{0.9, 0.1}, {0.4, 0.6}, {0.2, 0.8}, {0.3, 0.7}}, {"a", "b"});
+  const std::string expected =
+      "              precision     recall   f1-score  specificity        auc    support\n"
+      "\n"
+      "           a     1.0000     0.5000     0.6667       1.0000     1.0000          2\n"
+      "           b     0.6667     1.0000     0.8000       0.5000     1.0000          2\n"
+      "\n"
+      "    accuracy                           0.7500                                  4\n"
+      "   macro avg     0.8333     0.7500     0.7333       0.7500     1.0000          4\n"
+      "weighted avg     0.8333     0.7500     0.7333       0.7500     1.0000          4\n";
+  EXPECT_EQ(classification_report(m), expected);
+  // An absent class has no AUC: "n/a", left out of the AUC averages.
+  const Metrics absent = compute_metrics({0, 0}, {{0.9, 0.1}, {0.6, 0.4}}, {"a", "b"});
+  EXPECT_NE(classification_report(absent).find("n/a"), std::string::npos);
+}
+
 }  // namespace scalpel::report
