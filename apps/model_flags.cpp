@@ -22,7 +22,8 @@ void add_model_flags(Args& args, bool with_weights) {
       .option("activation", "mobilenet_v1: relu6|relu|leaky_relu:<slope>")
       .option("padding", "mobilenet_v1: keras|torch")
       .option("in-channels", "input image channels (default 3)")
-      .option("base-width", "unet: channels of the first level (default 64)");
+      .option("base-width", "unet: channels of the first level (default 64)")
+      .option("dropout", "classifier dropout probability (default: the model's, e.g. 0.2 for mobilenet_v2)");
   if (with_weights) {
     args.option("weights", "weights file: torch.save (.pt/.pth/.tar), .safetensors or a scalpel checkpoint")
         .option("weights-map", "names: by name (torchvision 1:1, timm via a table); order: by position and shape",
@@ -37,6 +38,7 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
   if (args.has("classes")) base.classes = args.get_int("classes");
   if (args.has("in-channels")) base.in_channels = args.get_int("in-channels");
   if (args.has("width")) base.width = args.get_double("width");
+  if (args.has("dropout")) base.dropout = args.get_double("dropout");
   if (args.has("activation")) base.activation = args.get("activation");
   if (args.has("padding")) base.padding = args.get("padding");
   if (args.has("base-width")) base.base_width = args.get_int("base-width");
