@@ -44,7 +44,9 @@ std::vector<double> step_losses(const std::string& path) {
   return losses;
 }
 
-bool close(double a, double b) { return std::abs(a - b) <= 1e-5 * std::max(1.0, std::abs(b)); }
+bool close(double a, double b, double tolerance = 1e-5) {
+  return std::abs(a - b) <= tolerance * std::max(1.0, std::abs(b));
+}
 
 class DistributedTest : public ::testing::Test {
  protected:
@@ -69,10 +71,11 @@ class DistributedTest : public ::testing::Test {
     if (!root_.empty()) fs::remove_all(root_);
   }
 
-  std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra, int batch) const {
+  std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra, int batch,
+                                      int epochs) const {
     std::vector<std::string> a = {"train", "--classes", "2", "--data", (root_ / "data").string(), "--out",
                                   (root_ / out).string(), "--size", "32", "32", "--batch", std::to_string(batch),
-                                  "--seed", "3", "--workers", "1", "--no-augment", "--epochs", "2", "--log-json",
+                                  "--seed", "3", "--workers", "1", "--no-augment", "--epochs", std::to_string(epochs), "--log-json",
                                   (root_ / (out + ".jsonl")).string()};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
@@ -84,19 +87,19 @@ class DistributedTest : public ::testing::Test {
     return run_cli(a, mpirun_);
   }
   // 1 process x batch 8 against 2 ranks x batch 4 with --sync-bn.
-  void expect_same_training(const std::vector<std::string>& extra) {
-    const CliResult one = run_cli(train_args("one", extra, 8));
+  void expect_same_training(const std::vector<std::string>& extra, int epochs = 2) {
+    const CliResult one = run_cli(train_args("one", extra, 8, epochs));
     ASSERT_EQ(one.exit_code, 0) << one.err;
     std::vector<std::string> dist_extra = extra;
     dist_extra.push_back("--sync-bn");
-    const CliResult two = run_mpi(2, train_args("two", dist_extra, 4));
+    const CliResult two = run_mpi(2, train_args("two", dist_extra, 4, epochs));
     if (two.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
     ASSERT_EQ(two.exit_code, 0) << two.err;
     // Rank 0 alone prints: one "samples:" line.
     EXPECT_EQ(two.out.find("samples:"), two.out.rfind("samples:")) << two.out;
 
     const auto a = step_losses((root_ / "one.jsonl").string()), b = step_losses((root_ / "two.jsonl").string());
-    ASSERT_EQ(a.size(), 4u);  // 16 images / global batch 8 x 2 epochs
+    ASSERT_EQ(a.size(), static_cast<size_t>(2 * epochs));  // 16 images / global batch 8 per epoch
     ASSERT_EQ(b.size(), a.size());
     for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(close(b[i], a[i])) << "step " << i << ": " << b[i] << " vs " << a[i];
 
@@ -107,25 +110,80 @@ class DistributedTest : public ::testing::Test {
     for (size_t t = 0; t < wa->model.size(); ++t) {
       const auto va = wa->model[t].second.to_vector(), vb = wb->model[t].second.to_vector();
       ASSERT_EQ(va.size(), vb.size()) << wa->model[t].first;
-      size_t bad = 0;
-      for (size_t i = 0; i < va.size(); ++i) bad += close(vb[i], va[i]) ? 0 : 1;
-      EXPECT_EQ(bad, 0u) << wa->model[t].first << ": " << bad << " of " << va.size() << " values differ";
+      // Running statistics: 1e-4, as they follow the batch variance of channels with 8 values
+      // (1x1 maps), which amplifies rounding differences upstream.
+      const std::string& name = wa->model[t].first;
+      const double tolerance = name.ends_with("running_var") || name.ends_with("running_mean") ? 1e-4 : 1e-5;
+      size_t bad = 0, worst = 0;
+      for (size_t i = 0; i < va.size(); ++i) {
+        if (close(vb[i], va[i], tolerance)) continue;
+        ++bad;
+        if (std::abs(vb[i] - va[i]) > std::abs(vb[worst] - va[worst])) worst = i;
+      }
+      EXPECT_EQ(bad, 0u) << wa->model[t].first << ": " << bad << " of " << va.size() << " values differ, e.g. "
+                         << vb[worst] << " vs " << va[worst];
     }
-    EXPECT_EQ(wb->training->step, 4);
+    EXPECT_EQ(wb->training->step, 2 * epochs);
   }
 
   std::string mpirun_;
   fs::path root_;
 };
 
-// Small learning rates: at 32x32, resnet18's last batch norms see 8 values per channel, where
-// a step amplifies rounding differences (one process with 1 or 2 threads drifts apart at 1e-2).
+// Small learning rates: at 32x32 the last batch norms see 8 values per channel and a step
+// amplifies rounding differences, and Adam turns gradients at rounding level into steps of
+// size lr. mobilenet_v2 (ReLU6, near-constant channels) is so ill-conditioned there that one
+// process with 1 or 2 threads drifts apart by 3% by its 4th step even at lr 1e-4: one epoch.
 TEST_F(DistributedTest, TwoRanksEqualOneProcessResNet18Sgd) {
   expect_same_training({"--model", "resnet18", "--optimizer", "sgd", "--lr", "0.001"});
 }
 
+TEST_F(DistributedTest, TwoRanksEqualOneProcessResNet18Adam) {
+  expect_same_training({"--model", "resnet18", "--optimizer", "adam", "--lr", "0.000001"});
+}
+
+TEST_F(DistributedTest, TwoRanksEqualOneProcessMobileNetV2Sgd) {
+  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "sgd", "--lr", "0.0001"}, 1);
+}
+
 TEST_F(DistributedTest, TwoRanksEqualOneProcessMobileNetV2Adam) {
-  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "adam", "--lr", "0.0001"});
+  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "adam", "--lr", "0.000001"}, 1);
+}
+
+// The run's checkpoint of a distributed first epoch continues in one process with the same
+// global batch as if it had run there throughout.
+TEST_F(DistributedTest, ResumeWithAnotherRankCount) {
+  const std::vector<std::string> model = {"--model", "resnet18", "--optimizer", "sgd", "--lr", "0.001"};
+  const CliResult one = run_cli(train_args("one", model, 8, 2));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  auto first_args = train_args("part", model, 4, 1);
+  first_args.push_back("--sync-bn");
+  const CliResult first = run_mpi(2, first_args);
+  if (first.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto resumed_args = train_args("part", model, 8, 2);
+  resumed_args.push_back("--resume");
+  const CliResult resumed = run_cli(resumed_args);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const auto a = step_losses((root_ / "one.jsonl").string()), b = step_losses((root_ / "part.jsonl").string());
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(close(b[i], a[i])) << "step " << i << ": " << b[i] << " vs " << a[i];
+}
+
+// Rank 0 cannot write its checkpoint (last.safetensors is a folder) while rank 1 goes on to the
+// next epoch's allreduce: the run ends with rank 0's error, and no temporary file is left.
+TEST_F(DistributedTest, FailingRankStopsEveryRank) {
+  fs::create_directories(root_ / "two" / "last.safetensors" / "in-the-way");
+  const CliResult r = run_mpi(2, train_args("two", {"--model", "mobilenet_v2", "--dropout", "0"}, 4, 3));
+  if (r.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("error: rank 0 of 2: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("last.safetensors"), std::string::npos) << r.err;
+  for (const auto& entry : fs::directory_iterator(root_ / "two")) {
+    const std::string name = entry.path().filename().string();
+    EXPECT_TRUE(name == "last.safetensors" || name == "best.safetensors") << "left behind: " << name;
+  }
+  EXPECT_TRUE(scalpel::models::read_checkpoint((root_ / "two/best.safetensors").string()));
 }
 
 }  // namespace
