@@ -186,4 +186,12 @@ TEST_F(DistributedTest, FailingRankStopsEveryRank) {
   EXPECT_TRUE(scalpel::models::read_checkpoint((root_ / "two/best.safetensors").string()));
 }
 
+TEST(Distributed, NcclBackendIsRefused) {
+  const CliResult r = run_cli({"train", "--model", "resnet18", "--data", "no-such-folder", "--out",
+                               (fs::temp_directory_path() / "scalpel-dist-nccl").string(), "--distributed",
+                               "--distributed-backend", "nccl"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(r.first_err_line().starts_with("error: --distributed-backend nccl: not available yet")) << r.err;
+}
+
 }  // namespace
