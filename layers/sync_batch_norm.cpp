@@ -15,7 +15,8 @@
 namespace scalpel::nn {
 namespace {
 
-Communicator* current_sync_communicator = nullptr;
+// Per thread: the scope belongs to the thread running forward (tests run ranks as threads).
+thread_local Communicator* current_sync_communicator = nullptr;
 
 // x viewed as [N, C, S]: sample n's channel c is the S contiguous elements at (n * C + c) * S.
 struct Planes {

@@ -139,7 +139,7 @@ TEST_F(DistributedTest, TwoRanksEqualOneProcessResNet18Sgd) {
 }
 
 TEST_F(DistributedTest, TwoRanksEqualOneProcessResNet18Adam) {
-  expect_same_training({"--model", "resnet18", "--optimizer", "adam", "--lr", "0.000001"});
+  expect_same_training({"--model", "resnet18", "--optimizer", "adam", "--lr", "0.000001"}, 1);
 }
 
 TEST_F(DistributedTest, TwoRanksEqualOneProcessMobileNetV2Sgd) {
