@@ -294,7 +294,9 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
   std::optional<nn::SyncBatchNorm> sync_bn;
   if (distributed && config.sync_bn) sync_bn.emplace(comm);
 
-  data::Warnings warnings;
+  // Distributed: an unreadable image is an error (naming it) rather than left out, since a rank
+  // whose whole part of a batch were left out would skip a step the other ranks take.
+  data::Warnings warnings(/*strict=*/distributed);
   const data::Dataset train_set = dataset.split_part("train");
   const data::Dataset val_set = dataset.split_part("val");
   SCALPEL_CHECK(!train_set.samples.empty(), "{}: no training samples", dataset.root);

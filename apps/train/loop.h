@@ -92,7 +92,7 @@ struct TrainConfig {
   // per rank: N ranks with batch B take the steps of one process with batch N * B (per-step
   // losses and weights equal up to rounding with sync_bn). Only rank 0 validates (its metrics
   // are broadcast), writes checkpoints, histories, --log-json and progress lines; the train_
-  // task metrics (not train_loss) are rank 0's shard's.
+  // task metrics (not train_loss) are rank 0's shard's. An unreadable image is an error.
   nn::Communicator* communicator = nullptr;
   bool sync_bn = false;              // batch-norm statistics over every rank's batch
   int64_t bucket_bytes = 25 << 20;   // gradient allreduce bucket size

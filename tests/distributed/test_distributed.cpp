@@ -186,6 +186,19 @@ TEST_F(DistributedTest, FailingRankStopsEveryRank) {
   EXPECT_TRUE(scalpel::models::read_checkpoint((root_ / "two/best.safetensors").string()));
 }
 
+// An unreadable image stops a distributed run with an error naming it (in one process it would
+// be left out of its batch; a rank left without samples would skip a step the others take).
+TEST_F(DistributedTest, UnreadableImageStopsTheRun) {
+  const fs::path bad = root_ / "data" / scalpel::demo::kSyntheticClasses[0] / "3.png";
+  fs::resize_file(bad, fs::file_size(bad) / 2);  // a valid header (the dataset keeps it), truncated pixels
+  const CliResult r = run_mpi(2, train_args("two", {"--model", "mobilenet_v2", "--dropout", "0"}, 4, 1));
+  if (r.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("error: rank "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("3.png"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "two" / "last.safetensors"));
+}
+
 TEST(Distributed, NcclBackendIsRefused) {
   const CliResult r = run_cli({"train", "--model", "resnet18", "--data", "no-such-folder", "--out",
                                (fs::temp_directory_path() / "scalpel-dist-nccl").string(), "--distributed",
