@@ -142,7 +142,8 @@ int train_from_args(const Args& args, nn::Communicator* comm) {
   if (args.has("monitor")) config.monitor = args.get("monitor");
   else if (segmentation) config.monitor = "val_dice";
   config.resume = args.has("resume");
-  config.progress_bar = stdout_is_terminal();
+  // mpirun hands its ranks a terminal even when its own output goes to a file: no bar there.
+  config.progress_bar = stdout_is_terminal() && train::launcher_world_size() == 1;
 
   data::Preprocess& p = config.preprocess;
   p.width = p.height = static_cast<int>(setup.info.input_size);
