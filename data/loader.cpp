@@ -96,7 +96,12 @@ int64_t DataLoader::global_batch() const {
 
 int64_t DataLoader::batches_for(int64_t n) const {
   const int64_t g = global_batch();
-  if (config_.shard_count > 1) return n / g + (!config_.drop_last && n % g >= config_.shard_count ? 1 : 0);
+  if (config_.shard_count > 1) {
+    // Every shard gets at least min(batch_size, 2) samples of the last batch (batch norm trains
+    // on 2 or more), or none has it: the ranks must take the same steps.
+    const int64_t smallest_last = static_cast<int64_t>(config_.shard_count) * std::min(config_.batch_size, 2);
+    return n / g + (!config_.drop_last && n % g >= smallest_last ? 1 : 0);
+  }
   return config_.drop_last ? n / g : (n + g - 1) / g;
 }
 

@@ -47,7 +47,8 @@ struct LoaderConfig {
   bool drop_last = false;
   // Data-parallel sharding: the epoch's order is cut into global batches of batch_size *
   // shard_count samples and this loader yields part shard_rank of each (parts differ by at
-  // most one sample; a last global batch too small to give every shard a sample is dropped),
+  // most one sample; a last global batch too small to give every shard min(batch_size, 2)
+  // samples is dropped, since batch norm trains on 2 or more and the ranks must step together),
   // so shard_count loaders together see exactly what one loader of the global batch would.
   int shard_rank = 0, shard_count = 1;
   uint64_t seed = 0;
