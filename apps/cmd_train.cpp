@@ -9,6 +9,7 @@
 #include "apps/image_inputs.h"
 #include "apps/model_flags.h"
 #include "apps/progress.h"
+#include "apps/train/distributed.h"
 #include "apps/train/segmentation.h"
 #include "apps/train/trainer.h"
 #include "data/augment.h"
@@ -20,6 +21,8 @@
 
 namespace scalpel::cli {
 namespace {
+
+int train_from_args(const Args& args, nn::Communicator* comm);
 
 int run_train(const std::vector<std::string>& argv) {
   Args args("train",
@@ -65,10 +68,31 @@ int run_train(const std::vector<std::string>& argv) {
       .option("monitor", "classifier: val_loss | val_accuracy | val_macro_f1, default val_loss; segmentation: "
                          "val_dice | val_iou | val_loss, default val_dice")
       .flag("resume", "continue from OUT/last.safetensors")
-      .option("log-json", "write one JSON object per optimizer step to this file");
+      .option("log-json", "write one JSON object per optimizer step to this file")
+      .flag("distributed", "data-parallel training over the ranks of mpirun, --batch per rank (implied when "
+                           "mpirun starts more than one; docs/distributed.md)")
+      .option("distributed-backend", "communication of --distributed: mpi (nccl is planned)", "mpi")
+      .flag("sync-bn", "distributed: batch-norm statistics over every rank's batch (default: per rank, as "
+                       "PyTorch DDP)")
+      .option("bucket-mb", "distributed: gradient allreduce bucket size in MiB", "25");
   add_max_pixels_flag(args);
   if (!args.parse(argv)) return 0;
   apply_max_pixels_flag(args);
+  if (!args.has("distributed") && train::launcher_world_size() == 1) return train_from_args(args, nullptr);
+  const std::unique_ptr<nn::Communicator> comm = train::start_distributed(args.get("distributed-backend"));
+  if (comm->size() == 1) return train_from_args(args, comm.get());
+  try {
+    return train_from_args(args, comm.get());
+  } catch (const std::exception& e) {
+    train::abort_distributed(*comm, e.what());
+  }
+}
+
+int train_from_args(const Args& args, nn::Communicator* comm) {
+  const bool writer = comm == nullptr || comm->rank() == 0;  // rank 0 prints and writes files
+  std::ostream silent(nullptr);
+  std::ostream& out = writer ? std::cout : silent;
+  std::ostream& err = writer ? std::cerr : silent;
 
   const std::string data_dir = args.require("data");
   train::TrainConfig config;
@@ -88,13 +112,13 @@ int run_train(const std::vector<std::string>& argv) {
   models::ModelOptions defaults;
   if (args.has("model") && models::model_info(args.get("model")).task == "segmentation") defaults.classes = 1;
   else if (dataset.layout == "medmnist") defaults.classes = static_cast<int64_t>(dataset.classes.size());
-  std::cerr << warnings.report();  // before the check: they may say why masks are missing
+  err << warnings.report();  // before the check: they may say why masks are missing
   // A classifier without --classes gets one output per class folder (over a checkpoint's count).
   const TrainingLoad training{.data_classes = static_cast<int64_t>(dataset.classes.size())};
   ModelSetup setup = load_model_from_flags(args, defaults, &training);
   const bool segmentation = setup.info.task == "segmentation";
   if (!segmentation && !args.has("classes") && !dataset.classes.empty())
-    std::cerr << fmt::format("note: --classes {} from the class folders of {} ({})\n", dataset.classes.size(),
+    err << fmt::format("note: --classes {} from the class folders of {} ({})\n", dataset.classes.size(),
                              data_dir, fmt::join(dataset.classes, ", "));
   train::check_task_fits_data(setup.info, dataset);
   if (!dataset.has_fixed_splits()) {
@@ -128,7 +152,8 @@ int run_train(const std::vector<std::string>& argv) {
   if (args.has("monitor")) config.monitor = args.get("monitor");
   else if (segmentation) config.monitor = "val_dice";
   config.resume = args.has("resume");
-  config.progress_bar = stdout_is_terminal();
+  // mpirun hands its ranks a terminal even when its own output goes to a file: no bar there.
+  config.progress_bar = stdout_is_terminal() && train::launcher_world_size() == 1;
 
   data::Preprocess& p = config.preprocess;
   p.width = p.height = static_cast<int>(setup.info.input_size);
@@ -150,21 +175,29 @@ int run_train(const std::vector<std::string>& argv) {
   info.class_names = segmentation ? train::mask_class_names(setup.model->options().classes) : dataset.classes;
   info.preprocess = preprocess_to_json(p);
 
+  config.communicator = comm;
+  config.sync_bn = args.has("sync-bn");
+  const double bucket_mb = args.get_double("bucket-mb");
+  SCALPEL_CHECK(bucket_mb > 0, "--bucket-mb must be positive, got {}", bucket_mb);
+  config.bucket_bytes = static_cast<int64_t>(bucket_mb * (1 << 20));
+
   std::filesystem::create_directories(config.out_dir);
-  for (const std::string& stale : remove_stale_temporaries(config.out_dir))
-    std::cerr << fmt::format("note: removed {}, left by a run that was killed while writing it\n", stale);
-  std::cout << fmt::format("samples: train {}, val {}, test {}\naugment: {}\n",
+  if (writer) {  // another rank's removal could race rank 0's writing
+    for (const std::string& stale : remove_stale_temporaries(config.out_dir))
+      std::cerr << fmt::format("note: removed {}, left by a run that was killed while writing it\n", stale);
+  }
+  out << fmt::format("samples: train {}, val {}, test {}\naugment: {}\n",
                            dataset.split_part("train").samples.size(), dataset.split_part("val").samples.size(),
                            dataset.split_part("test").samples.size(), data::parse_augment(config.augment).describe());
   // split.csv goes with the first checkpoint: a run that fails before it leaves no manifest of
   // a training that never happened.
   config.on_epoch = [&, written = false](const train::EpochStats&) mutable {
-    if (!written) data::write_split_manifest(config.out_dir + "/split.csv", dataset);
+    if (!written && writer) data::write_split_manifest(config.out_dir + "/split.csv", dataset);
     written = true;
   };
   const train::TrainResult r = segmentation ? train::train_segmenter(*setup.model, dataset, info, config, std::cout)
                                             : train::train_classifier(*setup.model, dataset, info, config, std::cout);
-  std::cout << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch, r.monitor, r.best_metric,
+  out << fmt::format("best epoch {} ({} {:.4f}): {}\nlast: {}\n", r.best_epoch, r.monitor, r.best_metric,
                            r.best_path, r.last_path);
   return 0;
 }

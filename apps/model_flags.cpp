@@ -26,7 +26,8 @@ void add_model_flags(Args& args, bool with_weights) {
       .option("base-width", "unet: channels of the first level (default 64)")
       .option("aux-logits", "inception_v3: the auxiliary classifier, true|false (default true)")
       .option("stem", "resnet18..152: imagenet (7x7/2 conv + max pool) | small (3x3/1 conv, no pool: MedMNIST's "
-                      "ResNet for 28x28 images)");
+                      "ResNet for 28x28 images)")
+      .option("dropout", "classifier dropout probability (default: the model's, e.g. 0.2 for mobilenet_v2)");
   if (with_weights) {
     args.option("weights", "weights file: torch.save (.pt/.pth/.tar), .safetensors or a scalpel checkpoint")
         .option("weights-map", "names: by name (torchvision 1:1, timm via a table); order: by position and shape",
@@ -41,6 +42,7 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
   if (args.has("classes")) base.classes = args.get_int("classes");
   if (args.has("in-channels")) base.in_channels = args.get_int("in-channels");
   if (args.has("width")) base.width = args.get_double("width");
+  if (args.has("dropout")) base.dropout = args.get_double("dropout");
   if (args.has("activation")) base.activation = args.get("activation");
   if (args.has("padding")) base.padding = args.get("padding");
   if (args.has("base-width")) base.base_width = args.get_int("base-width");

@@ -36,6 +36,8 @@ DataLoader::DataLoader(Dataset dataset, LoaderConfig config, Warnings& warnings)
     : dataset_(std::move(dataset)), config_(std::move(config)), warnings_(warnings) {
   SCALPEL_CHECK(!dataset_.samples.empty(), "data loader: dataset '{}' has no samples", dataset_.root);
   SCALPEL_CHECK(config_.batch_size > 0, "data loader: batch size {} must be positive", config_.batch_size);
+  SCALPEL_CHECK(config_.shard_count > 0 && config_.shard_rank >= 0 && config_.shard_rank < config_.shard_count,
+                "data loader: shard {} of {} does not exist", config_.shard_rank, config_.shard_count);
   SCALPEL_CHECK(config_.workers >= 0 && config_.prefetch >= 1,
                 "data loader: workers must be >= 0 and prefetch >= 1 (got {} and {})", config_.workers,
                 config_.prefetch);
@@ -85,7 +87,22 @@ std::vector<size_t> DataLoader::epoch_order(int64_t epoch) const {
 int64_t DataLoader::batches_per_epoch() const {
   const int64_t n = config_.sampling == Sampling::oversample ? static_cast<int64_t>(epoch_order(0).size())
                                                              : static_cast<int64_t>(dataset_.samples.size());
-  return config_.drop_last ? n / config_.batch_size : (n + config_.batch_size - 1) / config_.batch_size;
+  return batches_for(n);
+}
+
+int64_t DataLoader::global_batch() const {
+  return static_cast<int64_t>(config_.batch_size) * config_.shard_count;
+}
+
+int64_t DataLoader::batches_for(int64_t n) const {
+  const int64_t g = global_batch();
+  if (config_.shard_count > 1) {
+    // Every shard gets at least min(batch_size, 2) samples of the last batch (batch norm trains
+    // on 2 or more), or none has it: the ranks must take the same steps.
+    const int64_t smallest_last = static_cast<int64_t>(config_.shard_count) * std::min(config_.batch_size, 2);
+    return n / g + (!config_.drop_last && n % g >= smallest_last ? 1 : 0);
+  }
+  return config_.drop_last ? n / g : (n + g - 1) / g;
 }
 
 void DataLoader::stop_workers() {
@@ -103,7 +120,7 @@ void DataLoader::start_epoch(int64_t epoch) {
   epoch_ = epoch;
   order_ = epoch_order(epoch);
   const auto n = static_cast<int64_t>(order_.size());
-  num_batches_ = config_.drop_last ? n / config_.batch_size : (n + config_.batch_size - 1) / config_.batch_size;
+  num_batches_ = batches_for(n);
   ready_.clear();
   next_claim_ = next_deliver_ = 0;
   stopping_ = false;
@@ -198,8 +215,10 @@ bool DataLoader::load_fitted(size_t index, Image& image, Image& mask) {
 
 Batch DataLoader::build_batch(int64_t b) {
   const Preprocess& p = config_.preprocess;
-  const int64_t begin = b * config_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + config_.batch_size, static_cast<int64_t>(order_.size()));
+  const int64_t global_begin = b * global_batch();
+  const int64_t global_size = std::min<int64_t>(global_batch(), static_cast<int64_t>(order_.size()) - global_begin);
+  const int64_t begin = global_begin + global_size * config_.shard_rank / config_.shard_count;
+  const int64_t end = global_begin + global_size * (config_.shard_rank + 1) / config_.shard_count;
   const int64_t plane = static_cast<int64_t>(p.width) * p.height;
   const int64_t image_numel = plane * p.channels;
   std::vector<float> pixels;

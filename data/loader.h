@@ -45,6 +45,12 @@ struct LoaderConfig {
   std::vector<double> sample_weights;  // for Sampling::weighted; one per sample
   int batch_size = 32;
   bool drop_last = false;
+  // Data-parallel sharding: the epoch's order is cut into global batches of batch_size *
+  // shard_count samples and this loader yields part shard_rank of each (parts differ by at
+  // most one sample; a last global batch too small to give every shard min(batch_size, 2)
+  // samples is dropped, since batch norm trains on 2 or more and the ranks must step together),
+  // so shard_count loaders together see exactly what one loader of the global batch would.
+  int shard_rank = 0, shard_count = 1;
   uint64_t seed = 0;
   int workers = 2;
   int prefetch = 4;          // batches queued ahead of the consumer
@@ -86,6 +92,8 @@ class DataLoader {
     std::exception_ptr error;
   };
   Batch build_batch(int64_t b);
+  int64_t global_batch() const;  // batch_size * shard_count
+  int64_t batches_for(int64_t samples) const;
   // Fitted image (and mask) of sample `index`, through the cache; false for a bad file.
   bool load_fitted(size_t index, Image& image, Image& mask);
   void stop_workers();

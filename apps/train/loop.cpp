@@ -14,7 +14,9 @@
 #include <fmt/format.h>
 
 #include "apps/progress.h"
+#include "apps/train/distributed.h"
 #include "autograd/autograd.h"
+#include "autograd/functions.h"
 #include "data/augment.h"
 #include "layers/optim.h"
 #include "layers/schedule.h"
@@ -283,20 +285,37 @@ void load_checkpoint_state(models::Model& model, const NamedTensors& state) {
 }
 
 TrainResult run_training(models::Model& model, const data::Dataset& dataset, const models::CheckpointInfo& info,
-                         const TrainConfig& config, const TrainingTask& task, std::ostream& log) {
+                         const TrainConfig& config, const TrainingTask& task, std::ostream& rank_log) {
   fs::create_directories(config.out_dir);
   const Device device = model.parameters().front().device();
+  nn::Communicator* const comm = config.communicator;
+  const bool distributed = comm != nullptr && comm->size() > 1;
+  const bool writer = comm == nullptr || comm->rank() == 0;  // writes files and progress lines
+  std::ostream silent(nullptr);
+  std::ostream& log = writer ? rank_log : silent;
+  SCALPEL_CHECK(!distributed || device.is_cpu(), "distributed training runs on the CPU only for now (NCCL is "
+                "planned), got --device {}", device.str());
+  std::optional<nn::SyncBatchNorm> sync_bn;
+  if (distributed && config.sync_bn) sync_bn.emplace(comm);
 
-  data::Warnings warnings;
+  // Distributed: an unreadable image is an error (naming it) rather than left out, since a rank
+  // whose whole part of a batch were left out would skip a step the other ranks take.
+  data::Warnings warnings(/*strict=*/distributed);
   const data::Dataset train_set = dataset.split_part("train");
   const data::Dataset val_set = dataset.split_part("val");
   SCALPEL_CHECK(!train_set.samples.empty(), "{}: no training samples", dataset.root);
   data::LoaderConfig train_cfg = train_loader_config(config);
   task.configure_loader(train_cfg);
+  if (distributed) {
+    train_cfg.shard_rank = comm->rank();
+    train_cfg.shard_count = comm->size();
+  }
   data::DataLoader train_loader(train_set, train_cfg, warnings);
   data::LoaderConfig val_cfg = train_cfg;
   val_cfg.augment = data::parse_augment("none");
   val_cfg.sampling = data::Sampling::sequential;
+  val_cfg.shard_rank = 0;  // rank 0 validates on the whole split
+  val_cfg.shard_count = 1;
   std::unique_ptr<data::DataLoader> val_loader;
   if (!val_set.samples.empty()) val_loader = std::make_unique<data::DataLoader>(val_set, val_cfg, warnings);
   const bool has_val = val_loader != nullptr;
@@ -347,7 +366,7 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
     log << fmt::format("resuming from {} after epoch {} (step {})\n", result.last_path, start_epoch, step);
   }
   std::ofstream step_log;
-  if (!config.log_json.empty()) {
+  if (!config.log_json.empty() && writer) {
     step_log.open(config.log_json, config.resume ? std::ios::app : std::ios::trunc);
     SCALPEL_CHECK(step_log.good(), "--log-json: cannot write {}", config.log_json);
   }
@@ -400,7 +419,17 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
       const Tensor target = task.target(train_loader, b);
       const Tensor logits = model.forward(b.images.to(device));
       const Tensor loss = task.loss(logits, target.to(device));
-      const double loss_value = loss.item();
+      double loss_value = loss.item();
+      // The global batch's mean loss; each rank's gradient is weighted by its share of the
+      // global batch, so that the sum over the ranks is the global batch's gradient.
+      double batch_size = static_cast<double>(b.size()), rank_share = 1;
+      if (distributed) {
+        double sums[2] = {loss_value * batch_size, batch_size};
+        comm->allreduce_sum(sums, 2);
+        loss_value = sums[0] / sums[1];
+        rank_share = batch_size / sums[1];
+        batch_size = sums[1];
+      }
       if (!std::isfinite(loss_value)) {
         fail("training diverged: loss is {} at step {} (epoch {}); the last good checkpoint is kept in {}",
              loss_value, step, epoch + 1, config.out_dir);
@@ -412,12 +441,19 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
         SCALPEL_CHECK(step_log.good(), "--log-json: cannot write {}: {}", config.log_json, std::strerror(errno));
       }
       optimizer->zero_grad();
-      backward(loss);
+      if (distributed) {
+        backward(mul(loss, rank_share));
+        std::vector<Tensor> trained;
+        for (const auto& g : optimizer->groups()) trained.insert(trained.end(), g.params.begin(), g.params.end());
+        allreduce_gradients(trained, *comm, config.bucket_bytes);
+      } else {
+        backward(loss);
+      }
       if (config.clip_grad_norm > 0) nn::clip_grad_norm(model.parameters(), config.clip_grad_norm);
       optimizer->step();
       scorer->add(logits.detach(), target);
-      loss_sum += loss_value * static_cast<double>(b.size());
-      seen += b.size();
+      loss_sum += loss_value * batch_size;
+      seen += static_cast<int64_t>(batch_size);
       std::string status = fmt::format("loss {:.3f}", loss_sum / static_cast<double>(seen));
       for (const TaskMetric& m : task_metrics) {
         if (m.in_training && !m.label.empty()) status += fmt::format(" {} {:.2f}", m.label, scorer->value(m.name));
@@ -433,7 +469,19 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
     }
     e.lr = optimizer->groups().front().lr;
     if (has_val) {
-      for (Metric& m : validate(model, *val_loader, task, device)) e.metrics.push_back(std::move(m));
+      std::vector<Metric> val;
+      if (writer) {
+        val = validate(model, *val_loader, task, device);
+      } else {
+        for (const std::string& name : columns.val) val.push_back({name, 0});
+      }
+      if (distributed) {  // every rank takes rank 0's best-epoch and early-stopping decisions
+        std::vector<double> values;
+        for (const Metric& m : val) values.push_back(m.value);
+        comm->broadcast(values.data(), static_cast<int64_t>(values.size()), 0);
+        for (size_t i = 0; i < val.size(); ++i) val[i].value = values[i];
+      }
+      for (Metric& m : val) e.metrics.push_back(std::move(m));
       print_new_warnings();  // the validation split's
     }
     // A step can turn the weights non-finite without a non-finite loss yet; never save those.
@@ -452,7 +500,7 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
       result.best_metric = metric;
       result.best_epoch = e.epoch;
       epochs_without_improvement = 0;
-      models::save_checkpoint(result.best_path, model, info);
+      if (writer) models::save_checkpoint(result.best_path, model, info);
     } else {
       ++epochs_without_improvement;
     }
@@ -475,12 +523,14 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
       ts.extra["head_epochs"] = config.head_epochs;
       ts.extra["phase_start_step"] = phase_start_step;
     }
-    models::save_checkpoint(result.last_path, model, info, &ts);
-    write_history(config.out_dir, result.history, columns);
+    if (writer) {
+      models::save_checkpoint(result.last_path, model, info, &ts);
+      write_history(config.out_dir, result.history, columns);
+    }
 
     bar.finish();  // the epoch's line takes the bar's place
     if (!config.quiet) log << epoch_line(e, task, config.epochs, improved) << std::flush;
-    if (config.on_epoch) config.on_epoch(e);
+    if (config.on_epoch && writer) config.on_epoch(e);
     // A plateau of the head phase must not skip the fine-tuning.
     const bool last_phase = config.head_epochs == 0 || phase.index == 1;
     if (last_phase && config.patience > 0 && epochs_without_improvement >= config.patience) {

@@ -35,6 +35,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/preprocess.h"
+#include "layers/communicator.h"
 #include "models/checkpoint.h"
 #include "models/model.h"
 
@@ -88,7 +89,15 @@ struct TrainConfig {
   std::string monitor = "val_loss";
   bool quiet = false;
   bool progress_bar = false;      // redraw a progress bar per step (apps/progress.h); for a terminal
-  // Called after each epoch, once its checkpoints are written (a driver's own logging or
+  // Data-parallel training (apps/train/distributed.h; null = one process). batch_size is then
+  // per rank: N ranks with batch B take the steps of one process with batch N * B (per-step
+  // losses and weights equal up to rounding with sync_bn). Only rank 0 validates (its metrics
+  // are broadcast), writes checkpoints, histories, --log-json and progress lines; the train_
+  // task metrics (not train_loss) are rank 0's shard's. An unreadable image is an error.
+  nn::Communicator* communicator = nullptr;
+  bool sync_bn = false;              // batch-norm statistics over every rank's batch
+  int64_t bucket_bytes = 25 << 20;   // gradient allreduce bucket size
+  // Called after each epoch (on rank 0 only), once its checkpoints are written (a driver's own logging or
   // plotting; an exception thrown here ends the run as an interruption would).
   std::function<void(const EpochStats&)> on_epoch;
 };

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cuda/tensor_ops.h"
+#include "layers/communicator.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -218,6 +219,9 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
   SCALPEL_CHECK(training || running_mean.defined(), "{}: evaluation mode needs running statistics", name);
   if (!x.device().is_cpu())  // the CUDA kernels read contiguous inputs only (the CPU ones take channel slices)
     return cuda_batch_norm(contiguous(x), running_mean, running_var, weight, bias, training, momentum, eps);
+  if (Communicator* comm = sync_batch_norm_communicator(); comm && training) {
+    return sync_batch_norm_train(contiguous(x), running_mean, running_var, weight, bias, momentum, eps, *comm);
+  }
   Tensor mean, invstd;
   if (training) {
     ops::BatchNormStats stats = ops::batch_norm_stats(x);

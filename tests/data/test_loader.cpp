@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <memory>
 
 #include "data/loader.h"
 #include "data_test_util.h"
@@ -74,6 +75,53 @@ TEST(Loader, SequentialOrderShapesAndLabels) {
   const auto got = batches[1].images.to_vector();
   const auto want = expected.to_vector();
   for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[want.size() + i], want[i], 1e-6);
+}
+
+// Data-parallel sharding: the shards of each global batch, concatenated in rank order, are the
+// batch of one loader with the global batch size, for every epoch's permutation.
+TEST(Loader, ShardsTogetherAreTheGlobalBatch) {
+  TempDir dir;
+  const Dataset d = make_dataset(dir, 4);  // 11 samples
+  Warnings w;
+  LoaderConfig global_cfg = base_config();
+  global_cfg.sampling = Sampling::shuffle;
+  global_cfg.batch_size = 6;
+  DataLoader global(d, global_cfg, w);
+  std::vector<std::unique_ptr<DataLoader>> shards;
+  for (int r = 0; r < 2; ++r) {
+    LoaderConfig cfg = global_cfg;
+    cfg.batch_size = 3;
+    cfg.shard_rank = r;
+    cfg.shard_count = 2;
+    shards.push_back(std::make_unique<DataLoader>(d, cfg, w));
+    EXPECT_EQ(shards.back()->batches_per_epoch(), 2);  // 6 + 5 samples: 3 + 3, then 2 + 3
+  }
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    const auto want = run_epoch(global, epoch);
+    std::vector<std::vector<Batch>> got;
+    for (auto& s : shards) got.push_back(run_epoch(*s, epoch));
+    ASSERT_EQ(want.size(), 2u);
+    for (size_t b = 0; b < want.size(); ++b) {
+      std::vector<size_t> joined;
+      for (const auto& shard : got) {
+        ASSERT_EQ(shard.size(), want.size());
+        EXPECT_GE(shard[b].size(), 2);
+        joined.insert(joined.end(), shard[b].indices.begin(), shard[b].indices.end());
+      }
+      EXPECT_EQ(joined, want[b].indices) << "epoch " << epoch << " batch " << b;
+    }
+  }
+  // A last global batch that cannot give every shard 2 samples (11 = 8 + 3, 2 shards of 4) is
+  // dropped, so that every rank takes the same steps, each with batch norm's 2 samples or more.
+  LoaderConfig cfg = global_cfg;
+  cfg.batch_size = 4;
+  cfg.shard_count = 2;
+  EXPECT_EQ(DataLoader(d, cfg, w).batches_per_epoch(), 1);
+  cfg.batch_size = 1;  // batch 1 per rank: 1 sample each is the batch asked for
+  cfg.shard_count = 3;
+  EXPECT_EQ(DataLoader(d, cfg, w).batches_per_epoch(), 3);  // 11 = 3 + 3 + 3 + 2
+  cfg.shard_rank = 3;
+  EXPECT_THROW(DataLoader(d, cfg, w), Error);
 }
 
 TEST(Loader, DeterministicForAnyThreadCountAndCache) {

@@ -1,0 +1,46 @@
+#pragma once
+// The collective operations data-parallel training needs, behind an interface so that layers/
+// does not depend on MPI (apps/train/distributed.h implements it with MPI). Every rank calls
+// the same operations in the same order with the same sizes.
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace scalpel::nn {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // In place: data[i] becomes the sum over the ranks of their data[i].
+  virtual void allreduce_sum(float* data, int64_t n) = 0;
+  virtual void allreduce_sum(double* data, int64_t n) = 0;
+  // In place: every rank's data becomes rank `root`'s.
+  virtual void broadcast(double* data, int64_t n, int root) = 0;
+};
+
+// While a SyncBatchNorm scope is alive, batch_norm() in training mode (CPU) normalizes with the
+// statistics of every rank's batch together (allreduce of the per-channel sum and sum of
+// squares in forward, and of the two per-channel gradient sums in backward), as one process
+// with the concatenated batch would; its weight and bias gradients stay per rank (they are
+// summed with the other gradients). Without one, each rank uses its own batch (PyTorch DDP).
+class SyncBatchNorm {
+ public:
+  explicit SyncBatchNorm(Communicator* comm);
+  ~SyncBatchNorm();
+  SyncBatchNorm(const SyncBatchNorm&) = delete;
+  SyncBatchNorm& operator=(const SyncBatchNorm&) = delete;
+
+ private:
+  Communicator* previous_;
+};
+
+// The communicator of the innermost SyncBatchNorm scope; nullptr outside any.
+Communicator* sync_batch_norm_communicator();
+
+// batch_norm()'s training-mode CPU path inside a SyncBatchNorm scope (same arguments, checked).
+Tensor sync_batch_norm_train(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
+                             const Tensor& bias, double momentum, double eps, Communicator& comm);
+
+}  // namespace scalpel::nn

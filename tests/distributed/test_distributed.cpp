@@ -1,0 +1,210 @@
+// Data-parallel training (apps/train/distributed.h) under `mpirun -np 2`: 2 ranks x batch 4 with
+// --sync-bn take the same steps as 1 process x batch 8 (per-step losses and final weights), and
+// a failing rank ends the run with an `error:` naming it and no half-written checkpoint.
+// Skipped with a message when mpirun is absent or scalpel was built without MPI.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "apps/demo/synthetic.h"
+#include "data/image.h"
+#include "models/checkpoint.h"
+#include "support/cli_runner.h"
+#include "tensor/json.h"
+
+namespace fs = std::filesystem;
+using scalpel::Json;
+using scalpel::test::CliResult;
+using scalpel::test::run_cli;
+
+namespace {
+
+std::string find_mpirun() {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    const fs::path candidate = fs::path(dir) / "mpirun";
+    if (!dir.empty() && access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
+std::vector<double> step_losses(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<double> losses;
+  for (std::string line; std::getline(in, line);) losses.push_back(Json::parse(line, path).at("loss").as_number());
+  return losses;
+}
+
+bool close(double a, double b, double tolerance = 1e-5) {
+  return std::abs(a - b) <= tolerance * std::max(1.0, std::abs(b));
+}
+
+class DistributedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mpirun_ = find_mpirun();
+    if (mpirun_.empty()) GTEST_SKIP() << "mpirun not found (install openmpi-bin: make deps)";
+    root_ = fs::temp_directory_path() /
+            fmt::format("scalpel-dist-{}-{}", ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid());
+    fs::remove_all(root_);
+    // ImageFolder of synthetic lesions: 2 classes x 8 images, 32x32 (2 global batches of 8).
+    for (int64_t label = 0; label < 2; ++label) {
+      const fs::path dir = root_ / "data" / scalpel::demo::kSyntheticClasses[label];
+      fs::create_directories(dir);
+      for (int64_t i = 0; i < 8; ++i) {
+        scalpel::data::save_image((dir / fmt::format("{}.png", i)).string(),
+                                  scalpel::demo::synthetic_lesion(label, 32, 1, i));
+      }
+    }
+    setenv("OMP_NUM_THREADS", "1", 1);  // one core per rank on a small machine
+  }
+  void TearDown() override {
+    if (!root_.empty()) fs::remove_all(root_);
+  }
+
+  std::vector<std::string> train_args(const std::string& out, const std::vector<std::string>& extra, int batch,
+                                      int epochs) const {
+    std::vector<std::string> a = {"train", "--classes", "2", "--data", (root_ / "data").string(), "--out",
+                                  (root_ / out).string(), "--size", "32", "32", "--batch", std::to_string(batch),
+                                  "--seed", "3", "--workers", "1", "--no-augment", "--epochs", std::to_string(epochs), "--log-json",
+                                  (root_ / (out + ".jsonl")).string()};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  CliResult run_mpi(int ranks, const std::vector<std::string>& scalpel_args) const {
+    std::vector<std::string> a = {"--oversubscribe", "--allow-run-as-root", "-np", std::to_string(ranks),
+                                  SCALPEL_BINARY};
+    a.insert(a.end(), scalpel_args.begin(), scalpel_args.end());
+    return run_cli(a, mpirun_);
+  }
+  // 1 process x batch 8 against 2 ranks x batch 4 with --sync-bn.
+  void expect_same_training(const std::vector<std::string>& extra, int epochs = 2) {
+    const CliResult one = run_cli(train_args("one", extra, 8, epochs));
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    std::vector<std::string> dist_extra = extra;
+    dist_extra.push_back("--sync-bn");
+    const CliResult two = run_mpi(2, train_args("two", dist_extra, 4, epochs));
+    if (two.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+    ASSERT_EQ(two.exit_code, 0) << two.err;
+    // Rank 0 alone prints: one "samples:" line.
+    EXPECT_EQ(two.out.find("samples:"), two.out.rfind("samples:")) << two.out;
+
+    const auto a = step_losses((root_ / "one.jsonl").string()), b = step_losses((root_ / "two.jsonl").string());
+    ASSERT_EQ(a.size(), static_cast<size_t>(2 * epochs));  // 16 images / global batch 8 per epoch
+    ASSERT_EQ(b.size(), a.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(close(b[i], a[i])) << "step " << i << ": " << b[i] << " vs " << a[i];
+
+    const auto wa = scalpel::models::read_checkpoint((root_ / "one/last.safetensors").string());
+    const auto wb = scalpel::models::read_checkpoint((root_ / "two/last.safetensors").string());
+    ASSERT_TRUE(wa && wb);
+    ASSERT_EQ(wa->model.size(), wb->model.size());
+    for (size_t t = 0; t < wa->model.size(); ++t) {
+      const auto va = wa->model[t].second.to_vector(), vb = wb->model[t].second.to_vector();
+      ASSERT_EQ(va.size(), vb.size()) << wa->model[t].first;
+      // Running statistics: 1e-4, as they follow the batch variance of channels with 8 values
+      // (1x1 maps), which amplifies rounding differences upstream.
+      const std::string& name = wa->model[t].first;
+      const double tolerance = name.ends_with("running_var") || name.ends_with("running_mean") ? 1e-4 : 1e-5;
+      size_t bad = 0, worst = 0;
+      for (size_t i = 0; i < va.size(); ++i) {
+        if (close(vb[i], va[i], tolerance)) continue;
+        ++bad;
+        if (std::abs(vb[i] - va[i]) > std::abs(vb[worst] - va[worst])) worst = i;
+      }
+      EXPECT_EQ(bad, 0u) << wa->model[t].first << ": " << bad << " of " << va.size() << " values differ, e.g. "
+                         << vb[worst] << " vs " << va[worst];
+    }
+    EXPECT_EQ(wb->training->step, 2 * epochs);
+  }
+
+  std::string mpirun_;
+  fs::path root_;
+};
+
+// Small learning rates: at 32x32 the last batch norms see 8 values per channel and a step
+// amplifies rounding differences, and Adam turns gradients at rounding level into steps of
+// size lr. mobilenet_v2 (ReLU6, near-constant channels) is so ill-conditioned there that one
+// process with 1 or 2 threads drifts apart by 3% by its 4th step even at lr 1e-4: one epoch.
+TEST_F(DistributedTest, TwoRanksEqualOneProcessResNet18Sgd) {
+  expect_same_training({"--model", "resnet18", "--optimizer", "sgd", "--lr", "0.001"});
+}
+
+TEST_F(DistributedTest, TwoRanksEqualOneProcessResNet18Adam) {
+  expect_same_training({"--model", "resnet18", "--optimizer", "adam", "--lr", "0.000001"}, 1);
+}
+
+TEST_F(DistributedTest, TwoRanksEqualOneProcessMobileNetV2Sgd) {
+  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "sgd", "--lr", "0.0001"}, 1);
+}
+
+TEST_F(DistributedTest, TwoRanksEqualOneProcessMobileNetV2Adam) {
+  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "adam", "--lr", "0.000001"}, 1);
+}
+
+// The run's checkpoint of a distributed first epoch continues in one process with the same
+// global batch as if it had run there throughout.
+TEST_F(DistributedTest, ResumeWithAnotherRankCount) {
+  const std::vector<std::string> model = {"--model", "resnet18", "--optimizer", "sgd", "--lr", "0.001"};
+  const CliResult one = run_cli(train_args("one", model, 8, 2));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  auto first_args = train_args("part", model, 4, 1);
+  first_args.push_back("--sync-bn");
+  const CliResult first = run_mpi(2, first_args);
+  if (first.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto resumed_args = train_args("part", model, 8, 2);
+  resumed_args.push_back("--resume");
+  const CliResult resumed = run_cli(resumed_args);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const auto a = step_losses((root_ / "one.jsonl").string()), b = step_losses((root_ / "part.jsonl").string());
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(close(b[i], a[i])) << "step " << i << ": " << b[i] << " vs " << a[i];
+}
+
+// Rank 0 cannot write its checkpoint (last.safetensors is a folder) while rank 1 goes on to the
+// next epoch's allreduce: the run ends with rank 0's error, and no temporary file is left.
+TEST_F(DistributedTest, FailingRankStopsEveryRank) {
+  fs::create_directories(root_ / "two" / "last.safetensors" / "in-the-way");
+  const CliResult r = run_mpi(2, train_args("two", {"--model", "mobilenet_v2", "--dropout", "0"}, 4, 3));
+  if (r.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("error: rank 0 of 2: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("last.safetensors"), std::string::npos) << r.err;
+  for (const auto& entry : fs::directory_iterator(root_ / "two")) {
+    const std::string name = entry.path().filename().string();
+    EXPECT_TRUE(name == "last.safetensors" || name == "best.safetensors") << "left behind: " << name;
+  }
+  EXPECT_TRUE(scalpel::models::read_checkpoint((root_ / "two/best.safetensors").string()));
+}
+
+// An unreadable image stops a distributed run with an error naming it (in one process it would
+// be left out of its batch; a rank left without samples would skip a step the others take).
+TEST_F(DistributedTest, UnreadableImageStopsTheRun) {
+  const fs::path bad = root_ / "data" / scalpel::demo::kSyntheticClasses[0] / "3.png";
+  fs::resize_file(bad, fs::file_size(bad) / 2);  // a valid header (the dataset keeps it), truncated pixels
+  const CliResult r = run_mpi(2, train_args("two", {"--model", "mobilenet_v2", "--dropout", "0"}, 4, 1));
+  if (r.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("error: rank "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("3.png"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "two" / "last.safetensors"));
+}
+
+TEST(Distributed, NcclBackendIsRefused) {
+  const CliResult r = run_cli({"train", "--model", "resnet18", "--data", "no-such-folder", "--out",
+                               (fs::temp_directory_path() / "scalpel-dist-nccl").string(), "--distributed",
+                               "--distributed-backend", "nccl"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(r.first_err_line().starts_with("error: --distributed-backend nccl: not available yet")) << r.err;
+}
+
+}  // namespace
