@@ -7,6 +7,7 @@
 #include "data/medmnist.h"
 #include "data/split.h"
 #include "data_test_util.h"
+#include "support/errors.h"
 #include "tensor/error.h"
 
 namespace scalpel::data {
@@ -14,16 +15,7 @@ namespace {
 
 std::string fixture(const std::string& name) { return std::string(SCALPEL_FIXTURES) + "/data/" + name; }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return "";
-}
+using test::error_of;
 
 TEST(MedMnist, KeepsTheOfficialSplitsAndLabels) {
   Warnings warnings;

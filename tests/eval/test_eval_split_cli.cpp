@@ -115,9 +115,11 @@ TEST_F(EvalSplitCli, ExplicitSplitsAndSplitFile) {
   const auto r = eval("bare", "r_file", {"--split-file", path("run/split.csv").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(metrics(path("r_file")).at("data").at("size").as_int(), 4);
-  // Same images, same fingerprint, wherever the split came from.
+  // Same images, same fingerprint, wherever the split came from (run's own split.csv: test).
+  const auto by_run = eval("run", "r_by_run");
+  ASSERT_EQ(by_run.exit_code, 0) << by_run.err;
   EXPECT_EQ(metrics(path("r_file")).at("data").at("fingerprint").as_string(),
-            metrics(path("r_default")).at("data").at("fingerprint").as_string());
+            metrics(path("r_by_run")).at("data").at("fingerprint").as_string());
 }
 
 TEST_F(EvalSplitCli, WithoutASplitEverythingIsEvaluatedAndSaidSo) {

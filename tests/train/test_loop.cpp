@@ -17,6 +17,7 @@
 #include "models/registry.h"
 #include "support/disk_masks.h"
 #include "support/files.h"
+#include "support/synthetic_folders.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
 #include "tensor/parallel.h"
@@ -65,12 +66,7 @@ class TrainLoop : public ::testing::Test {
 
   // 2 classes x 4 synthetic lesions, 32x32.
   data::Dataset classes_dataset(bool with_val) {
-    for (int64_t label = 0; label < 2; ++label) {
-      const fs::path dir = root_ / "classes" / demo::kSyntheticClasses[label];
-      fs::create_directories(dir);
-      for (int64_t i = 0; i < 4; ++i)
-        data::save_image((dir / fmt::format("{}.png", i)).string(), demo::synthetic_lesion(label, 32, 1, i));
-    }
+    test::write_synthetic_folder(root_ / "classes", 4);
     data::Warnings warnings;
     data::Dataset d = data::load_dataset((root_ / "classes").string(), warnings);
     assign_splits(d, with_val);

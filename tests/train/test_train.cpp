@@ -21,6 +21,7 @@
 #include "models/registry.h"
 #include "models/weights.h"
 #include "support/cli_runner.h"
+#include "support/synthetic_folders.h"
 #include "support/files.h"
 #include "tensor/io/weights.h"
 #include "tensor/json.h"
@@ -48,14 +49,7 @@ class TrainTest : public ::testing::Test {
             fmt::format("scalpel-train-{}-{}", ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid());
     fs::remove_all(root_);
     // ImageFolder of synthetic lesions: 2 classes x 8 images, 32x32.
-    for (int64_t label = 0; label < 2; ++label) {
-      const fs::path dir = root_ / "data" / scalpel::demo::kSyntheticClasses[label];
-      fs::create_directories(dir);
-      for (int64_t i = 0; i < 8; ++i) {
-        scalpel::data::save_image((dir / fmt::format("{}.png", i)).string(),
-                                  scalpel::demo::synthetic_lesion(label, 32, 1, i));
-      }
-    }
+    scalpel::test::write_synthetic_folder(root_ / "data", 8);
   }
   void TearDown() override { fs::remove_all(root_); }
 
