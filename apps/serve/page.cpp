@@ -73,7 +73,7 @@ async function fetchPng(f) {
   return r;
 }
 
-// The overlay as shown (model's view, heatmap at the slider's opacity) as a PNG download.
+// The overlay as shown (the image, heatmap at the slider's opacity) as a PNG download.
 function download(base, heat, name) {
   const c = document.createElement("canvas");
   c.width = base.naturalWidth; c.height = base.naturalHeight;
@@ -109,7 +109,7 @@ async function analyse(file) {
       bar.append(el("span", "label", n), track, el("span", "pct", (100 * j.probs[n]).toFixed(1) + "%"));
       card.appendChild(bar);
     }
-    // alpha 1: the heatmap colours alone; alpha 0: the model's view of the image (same size).
+    // alpha 1: the heatmap colours alone; alpha 0: the image itself (both at the image's size).
     const [g, v] = await Promise.all([fetchPng(form(file, model, 1)), fetchPng(form(file, model, 0))]);
     const fig = el("figure"); const stack = el("div", "stack");
     const base = el("img"); const heat = el("img", "heat");

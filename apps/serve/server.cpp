@@ -215,11 +215,11 @@ struct Server::Impl {
     const int64_t class_index = class_field(req, m->class_names.size());
     const double alpha = number_field(req, "alpha", 0.45);
     if (!(alpha >= 0 && alpha <= 1)) return send_error(res, 400, "field 'alpha': expected a number in [0, 1]");
-    const data::Image view = data::fit_image(image, m->preprocess);
+    // Both answers at the uploaded image's own size, as `scalpel gradcam` writes it.
     std::vector<uint8_t> png;
     if (alpha == 0) {
-      // The model's view of the image alone, for the page to lay the heatmap over.
-      png = data::encode_png(view);
+      // The image alone, for the page to lay the heatmap over.
+      png = data::encode_png(image);
     } else {
       const Tensor x = data::preprocess(image, m->preprocess).to(m->device);
       GradCamResult cam;
@@ -227,7 +227,8 @@ struct Server::Impl {
         std::lock_guard<std::mutex> lock(m->mutex);
         cam = scalpel::gradcam(*m->model, x, class_index);
       }
-      png = data::encode_png(gradcam_overlay(view, cam, alpha));
+      cam = heatmap_on_image(cam, image.width, image.height, m->preprocess);
+      png = data::encode_png(gradcam_overlay(image, cam, alpha));
       res.set_header("X-Class", m->class_names[cam.class_index]);
       res.set_header("X-Probability", std::to_string(cam.probability));
     }

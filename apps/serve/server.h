@@ -6,9 +6,9 @@
 //                      -> {"model", "top": [{"class", "p"}...], "probs": {name: p}}
 //   POST /api/gradcam  same form, optional `class` (index 0..classes-1, default the top class;
 //                      anything else is 400) and `alpha`
-//                      (heatmap weight, default 0.45) -> image/png overlay at the model's input
-//                      size (X-Class header names the class); alpha 0 returns the model's view
-//                      of the image without running Grad-CAM
+//                      (heatmap weight, default 0.45) -> image/png overlay at the uploaded
+//                      image's size (X-Class header names the class); alpha 0 returns the
+//                      image itself without running Grad-CAM
 //   GET  /reports      (with reports_dir) links to every report.html under it;
 //   GET  /reports/<relative path>  one file under reports_dir (no `..`, no symlink escape).
 // Errors are JSON {"error": "..."}: 400 bad upload (also a malformed or negative

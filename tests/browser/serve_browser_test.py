@@ -300,7 +300,7 @@ def check_class_choice_and_download(browser, classes, state, download_dir):
         data = f.read()
     size = png_size(data)
     if size != state["baseSize"]:
-        raise Failure(f"the download {name} is {size}, not a PNG of the model's view {state['baseSize']}")
+        raise Failure(f"the download {name} is {size}, not a PNG of the image's size {state['baseSize']}")
     if classes[other] not in name:
         raise Failure(f"the download {name!r} does not name the class it explains ({classes[other]!r})")
     return classes[other], name, len(data)

@@ -231,14 +231,22 @@ TEST_F(ServeTest, PredictsProbabilities) {
   EXPECT_GE(body["top"][0]["p"].as_number(), body["top"][1]["p"].as_number());
 }
 
-TEST_F(ServeTest, GradcamAnswersPngAtInputSize) {
+// At the uploaded image's size (48x40), not the model's input size (64x64), as the CLI writes it;
+// the page's base image (alpha 0) has the same size, so the overlay lies on it.
+TEST_F(ServeTest, GradcamAnswersPngAtTheImagesSize) {
   auto r = post("/api/gradcam", test_png());
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
   const data::Image overlay = data::decode_image(r->body.data(), r->body.size(), "gradcam.png");
-  EXPECT_EQ(overlay.width, 64);
-  EXPECT_EQ(overlay.height, 64);
+  EXPECT_EQ(overlay.width, 48);
+  EXPECT_EQ(overlay.height, 40);
+  auto base = post("/api/gradcam", test_png(), "", "x.png", {{"alpha", "0", "", ""}});
+  ASSERT_TRUE(base);
+  ASSERT_EQ(base->status, 200) << base->body;
+  const data::Image view = data::decode_image(base->body.data(), base->body.size(), "base.png");
+  EXPECT_EQ(view.width, 48);
+  EXPECT_EQ(view.height, 40);
   EXPECT_NE(std::find(kClasses.begin(), kClasses.end(), r->get_header_value("X-Class")), kClasses.end());
 }
 
