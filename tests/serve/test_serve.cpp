@@ -41,6 +41,23 @@ std::string test_png() {
   return std::string(png.begin(), png.end());
 }
 
+// Starts one /api/predict thread per entry of `status`; each writes its HTTP status there (-1:
+// no answer) and the first status to arrive goes to `first`.
+std::vector<std::thread> start_predicts(int port, const std::string& png, std::vector<int>& status,
+                                        std::atomic<int>& first) {
+  std::vector<std::thread> requests;
+  for (size_t i = 0; i < status.size(); ++i)
+    requests.emplace_back([&, port, i] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(30, 0);
+      auto r = c.Post("/api/predict", httplib::MultipartFormDataItems{{"image", png, "x.png", "image/png"}});
+      status[i] = r ? r->status : -1;
+      int expected = 0;
+      first.compare_exchange_strong(expected, status[i]);
+    });
+  return requests;
+}
+
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -371,15 +388,7 @@ TEST_F(ServeTest, FullQueueAnswers503) {
   std::vector<std::thread> requests;
   {
     std::unique_lock<std::mutex> hold(served_[0]->mutex);
-    for (int i = 0; i < 2; ++i)
-      requests.emplace_back([&, i] {
-        httplib::Client c("127.0.0.1", port);
-        c.set_read_timeout(30, 0);
-        auto r = c.Post("/api/predict", httplib::MultipartFormDataItems{{"image", png, "x.png", "image/png"}});
-        status[i] = r ? r->status : -1;
-        int expected = 0;
-        first.compare_exchange_strong(expected, status[i]);
-      });
+    requests = start_predicts(port, png, status, first);
     for (int waited = 0; first.load() == 0 && waited < 1000; ++waited)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_EQ(first.load(), 503);  // answered while the other still waits for the model
@@ -407,15 +416,7 @@ TEST_F(ServeTest, DefaultsCanRefuseWhileTheModelIsBusy) {
   std::vector<std::thread> requests;
   {
     std::unique_lock<std::mutex> hold(served_[0]->mutex);
-    for (size_t i = 0; i < status.size(); ++i)
-      requests.emplace_back([&, i] {
-        httplib::Client c("127.0.0.1", port);
-        c.set_read_timeout(30, 0);
-        auto r = c.Post("/api/predict", httplib::MultipartFormDataItems{{"image", png, "x.png", "image/png"}});
-        status[i] = r ? r->status : -1;
-        int expected = 0;
-        first.compare_exchange_strong(expected, status[i]);
-      });
+    requests = start_predicts(port, png, status, first);
     for (int waited = 0; first.load() == 0 && waited < 500; ++waited)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_EQ(first.load(), 503);
