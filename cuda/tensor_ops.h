@@ -1,45 +1,48 @@
 #pragma once
-// Tensor-level entry points of the CUDA backend: what the layer ops call in their device
-// branch (`if (!x.device().is_cpu()) return cuda::...`). Each function takes tensors on one
+// Tensor-level entry points of the CUDA backend: init() registers each of them in the device
+// dispatch table (tensor/backend.h, which holds their contracts), through which the tensor and
+// layer ops reach them; nothing above this library names them. Each function takes tensors on one
 // CUDA device (cuda or cuda-emu), checks that, runs the handwritten kernels on the device's
 // default stream and returns new contiguous tensors on the same device. Semantics are the
 // CPU reference op's (layers/ops/*, layers/loss.cpp, layers/optim.cpp); shapes were already
 // validated by the caller. Inputs may be strided views (they are gathered first); float32 only.
 //
 // Forward functions live in tensor_ops.cpp, backward ones in tensor_ops_backward.cpp, the
-// optimizer updates in tensor_ops_optim.cpp. Options without a kernel throw via not_wired.
+// optimizer updates in tensor_ops_optim.cpp.
 #include <string>
 #include <vector>
 
 #include "cuda/backend.h"
-#include "cuda/conv_engine.h"
+#include "cuda/conv_library.h"
+#include "tensor/backend.h"
 #include "tensor/tensor.h"
 
 namespace scalpel::cuda {
 
 // Registers the cuda-emu (and, with nvcc, the cuda) allocator and device copy with
-// tensor/storage.h, the elementwise ops with tensor/ops.h and the reductions, scalar ops and
-// strided copies with tensor/device_ops.h. Idempotent. Called explicitly (CLI start-up,
+// tensor/storage.h and every function below in the dispatch table (tensor/backend.h). Idempotent. Called explicitly (CLI start-up,
 // tests) because static initializers in a static library are dropped by the linker when
 // nothing references their object file.
 void init();
 
-// Throws scalpel::Error "<op>: not implemented on <device> yet (CUDA backend)"; the layer ops
-// call it for ops (or option combinations) without a device branch, never falling back to CPU.
-[[noreturn]] void not_wired(const std::string& op, Device device);
+using backend::BatchNormGrads;
+using backend::BatchNormTrainOutput;
+using backend::Conv2dFilterGrads;
+using backend::Conv2dOutput;
+using backend::DropoutOutput;
+using backend::LinearGrads;
+using backend::MaxPoolOutput;
 
 // ---- forward ----
-// conv2d with symmetric padding; bias may be undefined.
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dShape& shape);
+// conv2d with symmetric padding; bias may be undefined. Runs the library resolve_conv_library
+// picks for this weight and says which.
+Conv2dOutput conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dShape& shape);
 // y = (x - mean) * invstd * gamma + beta per channel of [N, C, ...] with running statistics.
 Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        const Tensor& running_mean, const Tensor& running_var, double eps);
 // Training mode: batch statistics of each channel over N and the spatial axes; updates
 // running_mean/var in place when defined (PyTorch's momentum rule, unbiased variance).
 // save_mean/save_invstd [C] are what batch_norm_backward needs.
-struct BatchNormTrainOutput {
-  Tensor y, save_mean, save_invstd;
-};
 BatchNormTrainOutput batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                       Tensor running_mean, Tensor running_var, double momentum,
                                       double eps);
@@ -54,9 +57,6 @@ Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bo
 Tensor argmax(const Tensor& x, int64_t axis, bool keepdim);
 // Max pooling also returns the argmax of each output within its plane (int32 bits in a
 // float32 tensor of y's shape: tensors have no int32 dtype), for max_pool2d_backward.
-struct MaxPoolOutput {
-  Tensor y, indices;
-};
 MaxPoolOutput max_pool2d(const Tensor& x, const Pool2dShape& shape);
 Tensor avg_pool2d(const Tensor& x, const Pool2dShape& shape);
 // y = x W^T + b; x [..., in], W [out, in], b [out] or undefined.
@@ -74,9 +74,6 @@ Tensor pad2d(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t
 Tensor concat(const std::vector<Tensor>& tensors, int64_t axis);
 // Dropout: y = x * keep / (1 - p), keep drawn by a counter-based hash of (seed, index), and
 // the uint8 keep mask for dropout_backward.
-struct DropoutOutput {
-  Tensor y, mask;
-};
 DropoutOutput dropout(const Tensor& x, double p, uint64_t seed);
 // Per-sample factors [n] of stochastic depth: 0 with probability p, else 1 / (1 - p).
 Tensor drop_path_scale(int64_t n, double p, uint64_t seed, Device device);
@@ -84,23 +81,14 @@ Tensor drop_path_scale(int64_t n, double p, uint64_t seed, Device device);
 // ---- backward (tensor_ops_backward.cpp) ----
 // Every function returns the gradients of the forward's inputs from dy (the gradient of its
 // output), contiguous, on the same device; a gradient that is not wanted stays undefined.
-// The convolution's `engine` is the one its forward ran (cuda/conv_engine.h).
+// The convolution's `engine` is the one its forward ran (cuda/conv_library.h).
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Conv2dShape& shape,
-                            ConvEngine engine = ConvEngine::Handwritten);
-struct Conv2dFilterGrads {
-  Tensor w, bias;
-};
+                            ConvLibrary library = ConvLibrary::Handwritten);
 Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy, const Tensor& x,
                                          const Conv2dShape& shape, bool need_w, bool need_bias,
-                                         ConvEngine engine = ConvEngine::Handwritten);
-struct LinearGrads {
-  Tensor x, w, bias;
-};
+                                         ConvLibrary library = ConvLibrary::Handwritten);
 LinearGrads linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, bool need_x,
                             bool need_w, bool need_bias);
-struct BatchNormGrads {
-  Tensor x, gamma, beta;
-};
 // Training mode, from batch_norm_train's saved statistics.
 BatchNormGrads batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                                    const Tensor& save_mean, const Tensor& save_invstd,

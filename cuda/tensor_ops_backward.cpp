@@ -14,11 +14,11 @@ using detail::out;
 using detail::stream_for;
 
 Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2dShape& shape,
-                            ConvEngine engine) {
+                            ConvLibrary engine) {
   const Tensor dy = dense(dy_in), w = dense(w_in);
   const Stream s = stream_for("conv2d backward", {&dy, &w});
   Tensor dx = empty_like_device({shape.n, shape.c, shape.h, shape.w}, dy);
-  if (engine == ConvEngine::Cudnn) {
+  if (engine == ConvLibrary::Cudnn) {
     if (dx.numel() > 0) cudnn::conv2d_backward_data(s, shape, in(w), in(dy), out(dx));
     return dx;
   }
@@ -30,7 +30,7 @@ Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2
 
 Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in,
                                          const Conv2dShape& shape, bool need_w, bool need_bias,
-                                         ConvEngine engine) {
+                                         ConvLibrary engine) {
   const Tensor dy = dense(dy_in), x = dense(x_in);
   const Stream s = stream_for("conv2d backward", {&dy, &x});
   Conv2dFilterGrads g;
@@ -41,7 +41,7 @@ Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in
     return g;
   }
   g.w = empty_like_device({shape.k, shape.c / shape.groups, shape.r, shape.s}, dy);
-  if (engine == ConvEngine::Cudnn) {
+  if (engine == ConvLibrary::Cudnn) {
     cudnn::conv2d_backward_filter(s, shape, in(x), in(dy), out(g.w), out(g.bias));
     return g;
   }

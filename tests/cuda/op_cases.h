@@ -42,7 +42,7 @@ inline Inputs randn_inputs(Generator& gen, const std::vector<Shape>& shapes) {
 }
 
 // Every row of tests/conv/conv_cases.h the device convolution supports: asymmetric and SAME
-// padding run on the CPU only (cuda::not_wired), until one conv geometry carries them.
+// padding run on the CPU only (backend::not_implemented), until one conv geometry carries them.
 inline void add_conv_cases(std::vector<OpCase>& cases) {
   for (const testing_conv::ConvCase& c : testing_conv::conv_cases()) {
     const nn::Padding2d& p = c.options.padding;
