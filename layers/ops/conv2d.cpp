@@ -320,7 +320,18 @@ static Tensor device_conv2d(const Tensor& x, const Tensor& weight, const Tensor&
                                                   g.stride_w, g.dilation_h, g.dilation_w)
                                    : options.padding;
   // The kernels take symmetric padding; TF "SAME" with odd totals pads one more at the end.
-  if (p.top != p.bottom || p.left != p.right) backend::not_implemented(name + " with asymmetric padding", x.device());
+  // Asymmetric padding: the excess over the symmetric part is padded explicitly (pad2d, whose
+  // backward crops the gradient back) and the kernels pad the rest.
+  if (p.top != p.bottom || p.left != p.right) {
+    const int64_t pad_h = std::min(p.top, p.bottom), pad_w = std::min(p.left, p.right);
+    const Tensor x_padded = pad2d(x, {p.top - pad_h, p.bottom - pad_h, p.left - pad_w, p.right - pad_w}, 0.0);
+    ops::Conv2dGeometry symmetric = g;
+    symmetric.in_h = x_padded.size(2), symmetric.in_w = x_padded.size(3);
+    Conv2dOptions symmetric_options = options;
+    symmetric_options.same = false;
+    symmetric_options.padding = {pad_h, pad_h, pad_w, pad_w};
+    return device_conv2d(x_padded, weight, bias, symmetric, symmetric_options, name);
+  }
   Conv2dShape s;
   s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
   s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
