@@ -51,7 +51,6 @@ void tensor_device_copy(void* dst, Device dst_device, const void* src, Device sr
   }
 }
 
-// Tensor::copy_ of a strided view (tensor/backend.h Op::strided_copy).
 void strided_copy(Tensor& dst, const Tensor& src) {
   const Stream s = stream_for("contiguous copy", {&src, &dst});
   SCALPEL_CHECK(src.dim() <= kMaxDims, "contiguous copy: {} has more than {} dimensions", src.str(), kMaxDims);
@@ -64,55 +63,19 @@ void strided_copy(Tensor& dst, const Tensor& src) {
   SCALPEL_CUDA_CALL(s, strided_copy, static_cast<const float*>(src.raw_data()), out(dst), layout);
 }
 
-// Fills the device dispatch table (tensor/backend.h) for one device type: one line per op.
-void register_device(DeviceType type) {
-  using backend::Op;
-  using backend::register_kernel;
-  register_device_copy(type, tensor_device_copy);
-  register_kernel<Op::conv2d>(type, conv2d);
-  register_kernel<Op::conv2d_backward_data>(type, conv2d_backward_data);
-  register_kernel<Op::conv2d_backward_filter>(type, conv2d_backward_filter);
-  register_kernel<Op::batch_norm_eval>(type, batch_norm_eval);
-  register_kernel<Op::batch_norm_train>(type, batch_norm_train);
-  register_kernel<Op::batch_norm_backward>(type, batch_norm_backward);
-  register_kernel<Op::batch_norm_eval_backward>(type, batch_norm_eval_backward);
-  register_kernel<Op::unary>(type, unary);
-  register_kernel<Op::unary_backward>(type, unary_backward);
-  register_kernel<Op::binary>(type, binary);
-  register_kernel<Op::affine>(type, affine);
-  register_kernel<Op::reduce>(type, reduce);
-  register_kernel<Op::argmax>(type, argmax);
-  register_kernel<Op::strided_copy>(type, strided_copy);
-  register_kernel<Op::concat>(type, concat);
-  register_kernel<Op::max_pool2d>(type, max_pool2d);
-  register_kernel<Op::max_pool2d_backward>(type, max_pool2d_backward);
-  register_kernel<Op::avg_pool2d>(type, avg_pool2d);
-  register_kernel<Op::avg_pool2d_backward>(type, avg_pool2d_backward);
-  register_kernel<Op::linear>(type, linear);
-  register_kernel<Op::linear_backward>(type, linear_backward);
-  register_kernel<Op::softmax_last>(type, softmax_last);
-  register_kernel<Op::softmax_last_backward>(type, softmax_last_backward);
-  register_kernel<Op::cross_entropy_rows>(type, cross_entropy_rows);
-  register_kernel<Op::cross_entropy_rows_backward>(type, cross_entropy_rows_backward);
-  register_kernel<Op::upsample2d>(type, upsample2d);
-  register_kernel<Op::upsample2d_backward>(type, upsample2d_backward);
-  register_kernel<Op::pad2d>(type, pad2d);
-  register_kernel<Op::dropout>(type, dropout);
-  register_kernel<Op::dropout_backward>(type, dropout_backward);
-  register_kernel<Op::drop_path_scale>(type, drop_path_scale);
-  register_kernel<Op::sgd_step>(type, sgd_step);
-  register_kernel<Op::adam_step>(type, adam_step);
-  register_kernel<Op::rmsprop_step>(type, rmsprop_step);
-}
-
 }  // namespace
 
 void init() {
   register_allocators();
-  register_device(DeviceType::CUDAEmu);
-#if SCALPEL_HAVE_CUDA
-  register_device(DeviceType::CUDA);
+  for (DeviceType type : {DeviceType::CUDAEmu, DeviceType::CUDA}) {
+#if !SCALPEL_HAVE_CUDA
+    if (type == DeviceType::CUDA) continue;
 #endif
+    register_device_copy(type, tensor_device_copy);
+    detail::register_forward_kernels(type);
+    detail::register_backward_kernels(type);
+    detail::register_optimizer_kernels(type);
+  }
 }
 
 Conv2dOutput conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dShape& shape) {
@@ -390,6 +353,31 @@ Tensor drop_path_scale(int64_t n, double p, uint64_t seed, Device device) {
   Tensor ones = Tensor::empty({n}, DType::F32, device);
   SCALPEL_CUDA_CALL(s, fill, out(ones), n, 1.0f);
   return dropout(ones, p, seed).y;
+}
+
+// This file's ops in the dispatch table (tensor/backend.h), one line per op.
+void detail::register_forward_kernels(DeviceType type) {
+  using backend::Op;
+  using backend::register_kernel;
+  register_kernel<Op::conv2d>(type, conv2d);
+  register_kernel<Op::batch_norm_eval>(type, batch_norm_eval);
+  register_kernel<Op::batch_norm_train>(type, batch_norm_train);
+  register_kernel<Op::unary>(type, unary);
+  register_kernel<Op::binary>(type, binary);
+  register_kernel<Op::affine>(type, affine);
+  register_kernel<Op::reduce>(type, reduce);
+  register_kernel<Op::argmax>(type, argmax);
+  register_kernel<Op::strided_copy>(type, strided_copy);
+  register_kernel<Op::concat>(type, concat);
+  register_kernel<Op::max_pool2d>(type, max_pool2d);
+  register_kernel<Op::avg_pool2d>(type, avg_pool2d);
+  register_kernel<Op::linear>(type, linear);
+  register_kernel<Op::softmax_last>(type, softmax_last);
+  register_kernel<Op::cross_entropy_rows>(type, cross_entropy_rows);
+  register_kernel<Op::upsample2d>(type, upsample2d);
+  register_kernel<Op::pad2d>(type, pad2d);
+  register_kernel<Op::dropout>(type, dropout);
+  register_kernel<Op::drop_path_scale>(type, drop_path_scale);
 }
 
 }  // namespace scalpel::cuda
