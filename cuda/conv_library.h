@@ -2,7 +2,7 @@
 // Which implementation runs a convolution on a CUDA device: scalpel's handwritten kernels
 // (cuda/kernels/conv.cu, depthwise_conv.cu) or cuDNN (cuda/cudnn.h). Chosen at run time,
 // globally and per layer, so that both can be compared in one binary and one run (Caffe's
-// per-layer `library`); cuda::conv2d (cuda/tensor_ops.h) asks resolve_conv_library each call
+// per-layer `library`); cuda::conv2d (cuda/tensor_ops.cpp) asks resolve_conv_library each call
 // and returns the library it ran, which the backward passes then use.
 //
 //   set_conv_library(ConvLibrary::Cudnn);                          // every convolution
