@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "cuda/conv_engine.h"
+#include "cuda/conv_library.h"
 #include "cuda/cudnn.h"
 #include "layers/modules.h"
 #include "models/graph.h"
@@ -63,21 +63,21 @@ models::ModelOptions model_options_from_flags(const Args& args, models::ModelOpt
 
 namespace {
 
-// --conv-engine (cuda/conv_engine.h): checked against the device before any work runs, so
+// --conv-engine (cuda/conv_library.h): checked against the device before any work runs, so
 // asking for cuDNN under cuda-emu or without cuDNN fails at once; overrides are bound to the
 // named convolutions' weights.
 void apply_conv_engine_flag(const std::string& text, nn::Module& model, Device device) {
-  const cuda::ConvEngineSpec spec = cuda::parse_conv_engine_spec(text);
-  if (spec.uses(cuda::ConvEngine::Cudnn)) cuda::cudnn::require(device);
+  const cuda::ConvLibrarySpec spec = cuda::parse_conv_library_spec(text);
+  if (spec.uses(ConvLibrary::Cudnn)) cuda::cudnn::require(device);
   const std::vector<nn::NamedTensor> params = model.named_parameters();
   for (const auto& [module, engine] : spec.layers) {
     const auto it = std::find_if(params.begin(), params.end(),
                                  [&](const nn::NamedTensor& p) { return p.name == module + ".weight"; });
     SCALPEL_CHECK(it != params.end() && it->tensor.dim() == 4, "--conv-engine: the model has no "
                   "convolution named '{}' (module names as `scalpel summary` prints them)", module);
-    cuda::set_layer_conv_engine(it->tensor, engine);
+    cuda::set_layer_conv_library(it->tensor, engine);
   }
-  cuda::set_conv_engine(spec.global);
+  cuda::set_conv_library(spec.global);
 }
 
 // What the zoo's ModelInfo says for an imported network: its declared input size (224 where

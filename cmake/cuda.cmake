@@ -28,3 +28,8 @@ if(SCALPEL_HAVE_CUDA)
   set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
 endif()
 message(STATUS "scalpel: CUDA backend ${SCALPEL_HAVE_CUDA}, cuDNN ${SCALPEL_HAVE_CUDNN}")
+
+# CMake 3.25 does not know nvcc 13's C++20 flag (tensor/device.h needs C++20): name it
+# (here, so that cuda/ and cuda/lab both see it).
+set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")

@@ -21,13 +21,7 @@
 #include <cstdint>
 
 #include "tensor/device.h"
-
-// Shape helpers are called from kernels too.
-#ifdef __CUDACC__
-#define SCALPEL_HOST_DEVICE __host__ __device__
-#else
-#define SCALPEL_HOST_DEVICE
-#endif
+#include "tensor/op_params.h"  // the op enums and shapes, shared with the dispatch table
 
 namespace scalpel::cuda {
 
@@ -38,18 +32,6 @@ struct Stream {
   void* handle = nullptr;
   bool emulated() const { return device.type == DeviceType::CUDAEmu; }
 };
-
-// Elementwise binary operations (forward only; their gradients are products and sums of
-// these plus `reduce`).
-enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Max, Min, Pow };
-
-// Unary functions with their derivative. `alpha` is the slope of LeakyRelu, unused otherwise.
-enum class UnaryOp : uint8_t {
-  Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Silu, HardSigmoid, HardSwish, Gelu,
-  Exp, Log, Sqrt, Neg, Abs,
-};
-
-enum class ReduceOp : uint8_t { Sum, Mean, Max };
 
 // Broadcasting layout of a binary op: `out` is contiguous with `shape`; element index i of
 // `out` reads a at sum(idx[d] * a_strides[d]) and b likewise (stride 0 on broadcast axes).
@@ -90,17 +72,6 @@ struct GemmConfig {
 GemmVariant gemm_resolve(GemmVariant variant, bool trans_a, bool trans_b, int64_t N, int64_t K,
                          const float* A, int64_t lda, const float* B, int64_t ldb);
 
-// 2-D convolution geometry (NCHW input, [K, C/groups, R, S] weights, NCHW output).
-struct Conv2dShape {
-  int64_t n = 1, c = 1, h = 1, w = 1;  // input
-  int64_t k = 1, r = 1, s = 1;         // output channels, kernel height, width
-  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
-  int64_t groups = 1;
-  SCALPEL_HOST_DEVICE int64_t out_h() const { return (h + 2 * pad_h - dilation_h * (r - 1) - 1) / stride_h + 1; }
-  SCALPEL_HOST_DEVICE int64_t out_w() const { return (w + 2 * pad_w - dilation_w * (s - 1) - 1) / stride_w + 1; }
-  // Depthwise: one filter per input channel (groups == c == k); runs the dedicated kernel.
-  SCALPEL_HOST_DEVICE bool depthwise() const { return groups == c && k == c; }
-};
 // How conv2d_forward computes: Auto is Depthwise for depthwise shapes and Im2colGemm
 // otherwise; Direct is the naive loop kernel (one thread per output, the lab's baseline).
 enum class ConvAlgo : uint8_t { Auto, Direct, Im2colGemm, Depthwise };
@@ -113,16 +84,6 @@ struct ConvConfig {
 inline int64_t conv2d_workspace_floats(const Conv2dShape& s) {
   return s.c / s.groups * s.r * s.s * s.out_h() * s.out_w();
 }
-
-struct Pool2dShape {
-  int64_t n = 1, c = 1, h = 1, w = 1;
-  int64_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
-  bool count_include_pad = true;  // average pooling: divide by the full window (PyTorch default)
-  SCALPEL_HOST_DEVICE int64_t out_h() const { return (h + 2 * pad_h - kernel_h) / stride_h + 1; }
-  SCALPEL_HOST_DEVICE int64_t out_w() const { return (w + 2 * pad_w - kernel_w) / stride_w + 1; }
-};
-
-enum class UpsampleMode : uint8_t { Nearest, Bilinear };  // bilinear: align_corners=false
 
 namespace emu {
 #include "cuda/kernels.inc"

@@ -2,7 +2,7 @@
 // cuDNN 9 paths of the CUDA backend: convolution forward, backward-data and backward-filter,
 // on a real GPU only (cuDNN cannot be emulated). Built from cuda/cudnn/*.cpp when
 // CMake finds cuDNN (SCALPEL_HAVE_CUDNN); otherwise every function here throws, saying so.
-// cuda/conv_engine.h decides when a convolution runs here instead of cuda/kernels/.
+// cuda/conv_library.h decides when a convolution runs here instead of cuda/kernels/.
 //
 // Contracts are those of the handwritten kernels (cuda/kernels.inc, top of cuda/backend.h):
 // float32, raw device pointers on the stream's device, contiguous NCHW, outputs written (=),

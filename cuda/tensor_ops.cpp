@@ -2,10 +2,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "cuda/conv_engine.h"
+#include "cuda/conv_library.h"
 #include "cuda/cudnn.h"
 #include "cuda/tensor_ops_internal.h"
-#include "tensor/device_ops.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 
 namespace scalpel::cuda {
@@ -51,36 +51,6 @@ void tensor_device_copy(void* dst, Device dst_device, const void* src, Device sr
   }
 }
 
-Tensor arithmetic(const char* op, const Tensor& a, const Tensor& b) {
-  const std::string name = op;
-  BinaryOp kind;
-  if (name == "add") kind = BinaryOp::Add;
-  else if (name == "sub") kind = BinaryOp::Sub;
-  else if (name == "mul") kind = BinaryOp::Mul;
-  else if (name == "div") kind = BinaryOp::Div;
-  else if (name == "pow") kind = BinaryOp::Pow;
-  else if (name == "maximum") kind = BinaryOp::Max;
-  else if (name == "minimum") kind = BinaryOp::Min;
-  else not_wired(name, a.device());
-  return binary(kind, a, b);
-}
-
-// tensor/device_ops.h: the raw reductions, scalar ops and strided copies on the device.
-Tensor reduction(const char* op, const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
-  const std::string name = op;
-  if (name == "sum") return reduce(ReduceOp::Sum, a, axes, keepdim);
-  if (name == "mean") return reduce(ReduceOp::Mean, a, axes, keepdim);
-  if (name == "max") return reduce(ReduceOp::Max, a, axes, keepdim);
-  if (name == "argmax") return argmax(a, axes.front(), keepdim);
-  not_wired(name, a.device());
-}
-
-Tensor scalar_op(const char* op, const Tensor& a, double s) {
-  if (std::string(op) == "add_scalar") return affine(a, 1.0, s);
-  if (std::string(op) == "mul_scalar") return affine(a, s, 0.0);
-  not_wired(op, a.device());
-}
-
 void strided_copy(Tensor& dst, const Tensor& src) {
   const Stream s = stream_for("contiguous copy", {&src, &dst});
   SCALPEL_CHECK(src.dim() <= kMaxDims, "contiguous copy: {} has more than {} dimensions", src.str(), kMaxDims);
@@ -93,44 +63,36 @@ void strided_copy(Tensor& dst, const Tensor& src) {
   SCALPEL_CUDA_CALL(s, strided_copy, static_cast<const float*>(src.raw_data()), out(dst), layout);
 }
 
-void register_device(DeviceType type) {
-  register_device_copy(type, tensor_device_copy);
-  ops::register_device_arithmetic(type, arithmetic);
-  register_device_reduction(type, reduction);
-  register_device_scalar(type, scalar_op);
-  register_device_strided_copy(type, strided_copy);
-  register_device_concat(type, concat);
-}
-
 }  // namespace
 
 void init() {
   register_allocators();
-  register_device(DeviceType::CUDAEmu);
-#if SCALPEL_HAVE_CUDA
-  register_device(DeviceType::CUDA);
+  for (DeviceType type : {DeviceType::CUDAEmu, DeviceType::CUDA}) {
+#if !SCALPEL_HAVE_CUDA
+    if (type == DeviceType::CUDA) continue;
 #endif
+    register_device_copy(type, tensor_device_copy);
+    detail::register_forward_kernels(type);
+    detail::register_backward_kernels(type);
+    detail::register_optimizer_kernels(type);
+  }
 }
 
-void not_wired(const std::string& op, Device device) {
-  fail("{}: not implemented on {} yet (CUDA backend); run it with --device cpu", op, device.str());
-}
-
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dShape& shape) {
+Conv2dOutput conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dShape& shape) {
   const Tensor x = dense(x_in), w = dense(w_in), bias = dense(bias_in);
   const Stream s = stream_for("conv2d", {&x, &w, &bias});
   Tensor y = Tensor::empty({shape.n, shape.k, shape.out_h(), shape.out_w()}, DType::F32, x.device());
-  // The engine switch: cuDNN when asked for globally or for this layer (cuda/conv_engine.h).
-  if (resolve_conv_engine(w_in, x.device()) == ConvEngine::Cudnn) {
+  // The engine switch: cuDNN when asked for globally or for this layer (cuda/conv_library.h).
+  if (resolve_conv_library(w_in, x.device()) == ConvLibrary::Cudnn) {
     cudnn::conv2d_forward(s, shape, in(x), in(w), in(bias), out(y));
-    return y;
+    return {y, ConvLibrary::Cudnn};
   }
   // The depthwise kernel needs no column buffer; im2col needs one sample and group's.
   const bool depthwise = shape.depthwise();
   Tensor workspace = Tensor::empty({depthwise ? 1 : conv2d_workspace_floats(shape)}, DType::F32, x.device());
   SCALPEL_CUDA_CALL(s, conv2d_forward, shape, in(x), in(w), in(bias), out(y), out(workspace),
                     ConvConfig{ConvAlgo::Auto, detail::gemm_config(s)});
-  return y;
+  return {y, ConvLibrary::Handwritten};
 }
 
 // Batch-norm tensors as the kernels see them: [n, c, hw].
@@ -391,6 +353,31 @@ Tensor drop_path_scale(int64_t n, double p, uint64_t seed, Device device) {
   Tensor ones = Tensor::empty({n}, DType::F32, device);
   SCALPEL_CUDA_CALL(s, fill, out(ones), n, 1.0f);
   return dropout(ones, p, seed).y;
+}
+
+// This file's ops in the dispatch table (tensor/backend.h), one line per op.
+void detail::register_forward_kernels(DeviceType type) {
+  using backend::Op;
+  using backend::register_kernel;
+  register_kernel<Op::conv2d>(type, conv2d);
+  register_kernel<Op::batch_norm_eval>(type, batch_norm_eval);
+  register_kernel<Op::batch_norm_train>(type, batch_norm_train);
+  register_kernel<Op::unary>(type, unary);
+  register_kernel<Op::binary>(type, binary);
+  register_kernel<Op::affine>(type, affine);
+  register_kernel<Op::reduce>(type, reduce);
+  register_kernel<Op::argmax>(type, argmax);
+  register_kernel<Op::strided_copy>(type, strided_copy);
+  register_kernel<Op::concat>(type, concat);
+  register_kernel<Op::max_pool2d>(type, max_pool2d);
+  register_kernel<Op::avg_pool2d>(type, avg_pool2d);
+  register_kernel<Op::linear>(type, linear);
+  register_kernel<Op::softmax_last>(type, softmax_last);
+  register_kernel<Op::cross_entropy_rows>(type, cross_entropy_rows);
+  register_kernel<Op::upsample2d>(type, upsample2d);
+  register_kernel<Op::pad2d>(type, pad2d);
+  register_kernel<Op::dropout>(type, dropout);
+  register_kernel<Op::drop_path_scale>(type, drop_path_scale);
 }
 
 }  // namespace scalpel::cuda

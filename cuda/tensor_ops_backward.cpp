@@ -1,9 +1,10 @@
-// Backward entry points of the CUDA backend (contracts in cuda/tensor_ops.h): each allocates
+// Backward entry points of the CUDA backend (contracts in tensor/backend.h): each allocates
 // the wanted gradients on the device and runs the matching handwritten kernels.
 #include <algorithm>
 
 #include "cuda/cudnn.h"
 #include "cuda/tensor_ops_internal.h"
+#include "tensor/ops.h"
 
 namespace scalpel::cuda {
 
@@ -14,11 +15,11 @@ using detail::out;
 using detail::stream_for;
 
 Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2dShape& shape,
-                            ConvEngine engine) {
+                            ConvLibrary engine) {
   const Tensor dy = dense(dy_in), w = dense(w_in);
   const Stream s = stream_for("conv2d backward", {&dy, &w});
   Tensor dx = empty_like_device({shape.n, shape.c, shape.h, shape.w}, dy);
-  if (engine == ConvEngine::Cudnn) {
+  if (engine == ConvLibrary::Cudnn) {
     if (dx.numel() > 0) cudnn::conv2d_backward_data(s, shape, in(w), in(dy), out(dx));
     return dx;
   }
@@ -30,7 +31,7 @@ Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2
 
 Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in,
                                          const Conv2dShape& shape, bool need_w, bool need_bias,
-                                         ConvEngine engine) {
+                                         ConvLibrary engine) {
   const Tensor dy = dense(dy_in), x = dense(x_in);
   const Stream s = stream_for("conv2d backward", {&dy, &x});
   Conv2dFilterGrads g;
@@ -41,7 +42,7 @@ Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in
     return g;
   }
   g.w = empty_like_device({shape.k, shape.c / shape.groups, shape.r, shape.s}, dy);
-  if (engine == ConvEngine::Cudnn) {
+  if (engine == ConvLibrary::Cudnn) {
     cudnn::conv2d_backward_filter(s, shape, in(x), in(dy), out(g.w), out(g.bias));
     return g;
   }
@@ -161,7 +162,7 @@ Tensor cross_entropy_rows_backward(const Tensor& dloss_rows, const Tensor& logit
   Tensor unit = empty_like_device(logits.shape(), logits);
   SCALPEL_CUDA_CALL(s, cross_entropy_backward, in(logits), static_cast<const int64_t*>(labels.raw_data()),
                     out(unit), rows, cols, 1.0f);
-  return binary(BinaryOp::Mul, unit, dloss_rows.reshape({rows, 1}));
+  return ops::mul(unit, dloss_rows.reshape({rows, 1}));
 }
 
 Tensor dropout_backward(const Tensor& dy_in, const Tensor& mask, double p) {
@@ -171,6 +172,24 @@ Tensor dropout_backward(const Tensor& dy_in, const Tensor& mask, double p) {
   SCALPEL_CUDA_CALL(s, dropout_backward, in(dy), static_cast<const uint8_t*>(mask.raw_data()), out(dx),
                     dy.numel(), static_cast<float>(p));
   return dx;
+}
+
+// This file's ops in the dispatch table (tensor/backend.h), one line per op.
+void detail::register_backward_kernels(DeviceType type) {
+  using backend::Op;
+  using backend::register_kernel;
+  register_kernel<Op::conv2d_backward_data>(type, conv2d_backward_data);
+  register_kernel<Op::conv2d_backward_filter>(type, conv2d_backward_filter);
+  register_kernel<Op::batch_norm_backward>(type, batch_norm_backward);
+  register_kernel<Op::batch_norm_eval_backward>(type, batch_norm_eval_backward);
+  register_kernel<Op::unary_backward>(type, unary_backward);
+  register_kernel<Op::max_pool2d_backward>(type, max_pool2d_backward);
+  register_kernel<Op::avg_pool2d_backward>(type, avg_pool2d_backward);
+  register_kernel<Op::linear_backward>(type, linear_backward);
+  register_kernel<Op::softmax_last_backward>(type, softmax_last_backward);
+  register_kernel<Op::cross_entropy_rows_backward>(type, cross_entropy_rows_backward);
+  register_kernel<Op::upsample2d_backward>(type, upsample2d_backward);
+  register_kernel<Op::dropout_backward>(type, dropout_backward);
 }
 
 }  // namespace scalpel::cuda

@@ -2,11 +2,28 @@
 // Helpers shared by cuda/tensor_ops*.cpp (not part of the backend's interface).
 #include <initializer_list>
 
+#include "cuda/conv_library.h"
 #include "cuda/device.h"
 #include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "tensor/error.h"
 
+namespace scalpel::cuda {
+using backend::BatchNormGrads;
+using backend::BatchNormTrainOutput;
+using backend::Conv2dFilterGrads;
+using backend::Conv2dOutput;
+using backend::DropoutOutput;
+using backend::LinearGrads;
+using backend::MaxPoolOutput;
+}  // namespace scalpel::cuda
+
 namespace scalpel::cuda::detail {
+
+// Each file's part of init(): its ops into the dispatch table for one device type.
+void register_forward_kernels(DeviceType type);
+void register_backward_kernels(DeviceType type);
+void register_optimizer_kernels(DeviceType type);
 
 // The stream of the device all `tensors` (undefined ones skipped) live on; checks that each
 // is a float32 tensor there.

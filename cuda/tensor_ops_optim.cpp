@@ -1,4 +1,4 @@
-// Fused optimizer updates on the device (contracts in cuda/tensor_ops.h): one kernel per
+// Fused optimizer updates on the device (contracts in tensor/backend.h): one kernel per
 // parameter reads param, grad and state once and writes them back in place.
 #include "cuda/tensor_ops_internal.h"
 
@@ -35,6 +35,15 @@ void rmsprop_step(Tensor& param, const Tensor& grad_in, Tensor square_avg, Tenso
   SCALPEL_CUDA_CALL(s, rmsprop_step, out(param), in(grad), out(square_avg), out(momentum_buf), param.numel(),
                     static_cast<float>(lr), static_cast<float>(alpha), static_cast<float>(eps),
                     static_cast<float>(weight_decay), static_cast<float>(momentum));
+}
+
+// This file's ops in the dispatch table (tensor/backend.h), one line per op.
+void detail::register_optimizer_kernels(DeviceType type) {
+  using backend::Op;
+  using backend::register_kernel;
+  register_kernel<Op::sgd_step>(type, sgd_step);
+  register_kernel<Op::adam_step>(type, adam_step);
+  register_kernel<Op::rmsprop_step>(type, rmsprop_step);
 }
 
 }  // namespace scalpel::cuda

@@ -6,7 +6,7 @@
 #include <limits>
 #include <sstream>
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "layers/functional.h"
 #include "tensor/parallel.h"
 
@@ -205,15 +205,15 @@ Reduction parse_reduction(const std::string& text) {
 
 // ---------------------------------------------------------------- cross entropy
 
-// The CUDA device branch (cuda/kernels/softmax.cu): logits [N, C] and targets [N] on the
-// device, without class weights, label smoothing or ignored targets.
-static Tensor cuda_cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& o) {
+// The device branch (tensor/backend.h): logits [N, C] and targets [N] on the device, without
+// class weights, label smoothing or ignored targets.
+static Tensor device_cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& o) {
   if (logits.dim() != 2 || o.weight.defined() || o.label_smoothing != 0)
-    cuda::not_wired("cross_entropy with class weights, label smoothing or spatial targets", logits.device());
+    backend::not_implemented("cross_entropy with class weights, label smoothing or spatial targets", logits.device());
   // Checks every target is in [0, C) (an ignored target is refused there too).
-  Tensor rows = cuda::cross_entropy_rows(logits, target);
+  Tensor rows = backend::run<backend::Op::cross_entropy_rows>(logits.device(), logits, target);
   Tensor losses = record("cross_entropy", rows, {logits}, [x = logits.detach(), target](const Tensor& g) {
-    return V{cuda::cross_entropy_rows_backward(g, x, target)};
+    return V{backend::run<backend::Op::cross_entropy_rows_backward>(g.device(), g, x, target)};
   });
   return reduce(losses, o.reduction);  // no ignored targets: the mean is over all N
 }
@@ -231,7 +231,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target_in, const CrossE
   SCALPEL_CHECK(!o.weight.defined() || (o.weight.dim() == 1 && o.weight.size(0) == C),
                 "cross_entropy: class weight has shape {} but the logits {} have {} classes",
                 shape_str(o.weight.shape()), shape_str(logits.shape()), C);
-  if (!logits.device().is_cpu()) return cuda_cross_entropy(logits, target_in, o);
+  if (!logits.device().is_cpu()) return device_cross_entropy(logits, target_in, o);
   const Tensor x = logits.detach().contiguous();
   const Tensor target = target_in.contiguous();
   const Tensor weight = o.weight.defined() ? constant_like(o.weight, logits) : Tensor();

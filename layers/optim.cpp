@@ -1,11 +1,11 @@
 // Update rules follow torch/optim/{sgd,adam,adamw,rmsprop}.py (torch 1.13, single-tensor path)
-// line for line; each loop below names the formula it computes. Parameters on a CUDA device
-// step through the fused kernels of cuda/kernels/optimizer.cu (same formulas, float32).
+// line for line; each loop below names the formula it computes. Parameters on a device
+// step through its fused kernels (tensor/backend.h; same formulas, float32).
 #include "layers/optim.h"
 
 #include <cmath>
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 
 namespace scalpel::nn {
 
@@ -102,8 +102,8 @@ void SGD::step() {
     const bool first = !has_buffer(index, "momentum_buffer");
     Tensor* buf = options_.momentum != 0 ? &buffer(index, "momentum_buffer", p) : nullptr;
     if (!p.device().is_cpu()) {
-      cuda::sgd_step(p, grad, buf ? *buf : Tensor(), g.lr, options_.momentum, options_.dampening, g.weight_decay,
-                     options_.nesterov, first);
+      backend::run<backend::Op::sgd_step>(p.device(), p, grad, buf ? *buf : Tensor(), g.lr, options_.momentum,
+                                          options_.dampening, g.weight_decay, options_.nesterov, first);
       return;
     }
     dispatch_floating(p.dtype(), [&](auto tag) {
@@ -138,8 +138,9 @@ void Adam::step() {
     const double t = count.item() + 1;
     count.fill_(t);
     if (!p.device().is_cpu()) {
-      cuda::adam_step(p, grad, m, v, g.lr, options_.beta1, options_.beta2, options_.eps, g.weight_decay,
-                      options_.decoupled_weight_decay, static_cast<int64_t>(t));
+      backend::run<backend::Op::adam_step>(p.device(), p, grad, m, v, g.lr, options_.beta1, options_.beta2,
+                                           options_.eps, g.weight_decay, options_.decoupled_weight_decay,
+                                           static_cast<int64_t>(t));
       return;
     }
     dispatch_floating(p.dtype(), [&](auto tag) {
@@ -176,9 +177,10 @@ void RMSprop::step() {
     Tensor* mom_buf = options_.momentum > 0 ? &buffer(index, "momentum_buffer", p) : nullptr;
     Tensor* grad_avg = options_.centered ? &buffer(index, "grad_avg", p) : nullptr;
     if (!p.device().is_cpu()) {
-      if (options_.centered || options_.tf_style) cuda::not_wired(name() + (options_.centered ? " (centered)" : ""), p.device());
-      cuda::rmsprop_step(p, grad, sq, mom_buf ? *mom_buf : Tensor(), g.lr, options_.alpha, options_.eps,
-                         g.weight_decay, options_.momentum);
+      if (options_.centered || options_.tf_style)
+        backend::not_implemented(name() + (options_.centered ? " (centered)" : ""), p.device());
+      backend::run<backend::Op::rmsprop_step>(p.device(), p, grad, sq, mom_buf ? *mom_buf : Tensor(), g.lr,
+                                              options_.alpha, options_.eps, g.weight_decay, options_.momentum);
       return;
     }
     dispatch_floating(p.dtype(), [&](auto tag) {

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "tensor/device_ops.h"
+#include "tensor/backend.h"
 #include "tensor/gemm.h"
 
 namespace scalpel::ops {
@@ -16,6 +16,9 @@ void require_cpu(const char* op, const Tensor& t) {
   SCALPEL_CHECK(t.device().is_cpu(), "{}: tensor {} is on {}, which has no implementation of this op", op,
                 t.str(), t.device().str());
 }
+
+// A defined tensor off the CPU: the op runs its device backend's kernel.
+static bool on_device(const Tensor& t) { return t.defined() && !t.device().is_cpu(); }
 
 static void require_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
   SCALPEL_CHECK(a.dtype() == b.dtype(), "{}: dtype mismatch {} vs {}", op, dtype_name(a.dtype()),
@@ -58,18 +61,10 @@ static void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, Fn fn) {
                               [&](const std::array<int64_t, 2>& o) { y[i++] = static_cast<Out>(fn(x0[o[0]], x1[o[1]])); });
 }
 
-static DeviceArithmeticFn g_device_arithmetic[3] = {};
-
-void register_device_arithmetic(DeviceType type, DeviceArithmeticFn fn) {
-  g_device_arithmetic[static_cast<size_t>(type)] = fn;
-}
-
+// A device tensor goes to its backend's `binary` kernel (tensor/backend.h).
 template <typename Fn>
-static Tensor arithmetic(const char* op, const Tensor& a, const Tensor& b, Fn fn) {
-  if (a.defined() && !a.device().is_cpu()) {
-    DeviceArithmeticFn device_fn = g_device_arithmetic[static_cast<size_t>(a.device().type)];
-    if (device_fn != nullptr) return device_fn(op, a, b);
-  }
+static Tensor arithmetic(const char* op, BinaryOp device_op, const Tensor& a, const Tensor& b, Fn fn) {
+  if (on_device(a)) return backend::run<backend::Op::binary>(a.device(), device_op, a, b);
   require_cpu(op, a);
   require_cpu(op, b);
   require_same_dtype(op, a, b);
@@ -94,39 +89,31 @@ static Tensor comparison(const char* op, const Tensor& a, const Tensor& b, Fn fn
   return out;
 }
 
-Tensor add(const Tensor& a, const Tensor& b) { return arithmetic("add", a, b, [](auto x, auto y) { return x + y; }); }
-Tensor sub(const Tensor& a, const Tensor& b) { return arithmetic("sub", a, b, [](auto x, auto y) { return x - y; }); }
-Tensor mul(const Tensor& a, const Tensor& b) { return arithmetic("mul", a, b, [](auto x, auto y) { return x * y; }); }
+Tensor add(const Tensor& a, const Tensor& b) { return arithmetic("add", BinaryOp::Add, a, b, [](auto x, auto y) { return x + y; }); }
+Tensor sub(const Tensor& a, const Tensor& b) { return arithmetic("sub", BinaryOp::Sub, a, b, [](auto x, auto y) { return x - y; }); }
+Tensor mul(const Tensor& a, const Tensor& b) { return arithmetic("mul", BinaryOp::Mul, a, b, [](auto x, auto y) { return x * y; }); }
 Tensor div(const Tensor& a, const Tensor& b) {
   SCALPEL_CHECK(is_floating(a.dtype()), "div: integer division is not supported ({})", a.str());
-  return arithmetic("div", a, b, [](auto x, auto y) { return x / y; });
+  return arithmetic("div", BinaryOp::Div, a, b, [](auto x, auto y) { return x / y; });
 }
 Tensor pow(const Tensor& a, const Tensor& b) {
   SCALPEL_CHECK(is_floating(a.dtype()), "pow: needs float tensors ({})", a.str());
-  return arithmetic("pow", a, b, [](auto x, auto y) { return std::pow(x, y); });
+  return arithmetic("pow", BinaryOp::Pow, a, b, [](auto x, auto y) { return std::pow(x, y); });
 }
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  return arithmetic("maximum", a, b, [](auto x, auto y) { return x >= y || std::isnan(double(x)) ? x : y; });
+  return arithmetic("maximum", BinaryOp::Max, a, b, [](auto x, auto y) { return x >= y || std::isnan(double(x)) ? x : y; });
 }
 Tensor minimum(const Tensor& a, const Tensor& b) {
-  return arithmetic("minimum", a, b, [](auto x, auto y) { return x <= y || std::isnan(double(x)) ? x : y; });
+  return arithmetic("minimum", BinaryOp::Min, a, b, [](auto x, auto y) { return x <= y || std::isnan(double(x)) ? x : y; });
 }
 
-// A device tensor goes to its backend's scalar op (tensor/device_ops.h); null on the CPU.
-static DeviceScalarFn scalar_backend(const Tensor& a) {
-  if (!a.defined() || a.device().is_cpu()) return nullptr;
-  DeviceScalarFn fn = device_scalar(a.device().type);
-  SCALPEL_CHECK(fn != nullptr, "scalar op: tensor {} is on {}, which has no implementation of it", a.str(),
-                a.device().str());
-  return fn;
-}
-
+// A device tensor goes to its backend's `affine` kernel (tensor/backend.h).
 Tensor add_scalar(const Tensor& a, double s) {
-  if (DeviceScalarFn fn = scalar_backend(a)) return fn("add_scalar", a, s);
+  if (on_device(a)) return backend::run<backend::Op::affine>(a.device(), a, 1.0, s);
   return map(a, [s](auto x) { return x + s; });
 }
 Tensor mul_scalar(const Tensor& a, double s) {
-  if (DeviceScalarFn fn = scalar_backend(a)) return fn("mul_scalar", a, s);
+  if (on_device(a)) return backend::run<backend::Op::affine>(a.device(), a, s, 0.0);
   return map(a, [s](auto x) { return x * s; });
 }
 Tensor pow_scalar(const Tensor& a, double e) {
@@ -290,25 +277,20 @@ Tensor reduce_extreme(const char* op, const Tensor& a, const std::vector<int64_t
 
 }  // namespace
 
-// A device tensor goes to its backend's reductions (tensor/device_ops.h); null on the CPU.
-static DeviceReductionFn reduction_backend(const Tensor& a) {
-  if (!a.defined() || a.device().is_cpu()) return nullptr;
-  return device_reduction(a.device().type);  // without one, require_cpu names the device
-}
-
+// A device tensor goes to its backend's `reduce` and `argmax` kernels (tensor/backend.h).
 Tensor sum(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
-  if (DeviceReductionFn fn = reduction_backend(a)) return fn("sum", a, axes, keepdim);
+  if (on_device(a)) return backend::run<backend::Op::reduce>(a.device(), ReduceOp::Sum, a, axes, keepdim);
   return reduce_sum_like("sum", a, axes, keepdim, [](double s, int64_t) { return s; });
 }
 
 Tensor mean(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
   SCALPEL_CHECK(is_floating(a.dtype()), "mean: needs a float tensor, got {}", a.str());
-  if (DeviceReductionFn fn = reduction_backend(a)) return fn("mean", a, axes, keepdim);
+  if (on_device(a)) return backend::run<backend::Op::reduce>(a.device(), ReduceOp::Mean, a, axes, keepdim);
   return reduce_sum_like("mean", a, axes, keepdim, [](double s, int64_t n) { return s / static_cast<double>(n); });
 }
 
 Tensor max(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
-  if (DeviceReductionFn fn = reduction_backend(a)) return fn("max", a, axes, keepdim);
+  if (on_device(a)) return backend::run<backend::Op::reduce>(a.device(), ReduceOp::Max, a, axes, keepdim);
   return reduce_extreme<true>("max", a, axes, keepdim);
 }
 Tensor min(const Tensor& a, const std::vector<int64_t>& axes, bool keepdim) {
@@ -359,7 +341,7 @@ static Tensor arg_extreme(const char* op, const Tensor& a, int64_t axis, bool ke
 }
 
 Tensor argmax(const Tensor& a, int64_t axis, bool keepdim) {
-  if (DeviceReductionFn fn = reduction_backend(a)) return fn("argmax", a, {axis}, keepdim);
+  if (on_device(a)) return backend::run<backend::Op::argmax>(a.device(), a, axis, keepdim);
   return arg_extreme<true>("argmax", a, axis, keepdim);
 }
 Tensor argmin(const Tensor& a, int64_t axis, bool keepdim) { return arg_extreme<false>("argmin", a, axis, keepdim); }
@@ -460,10 +442,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
                     axis, shape_str(first.shape()), shape_str(t.shape()));
     shape[axis] += t.shape()[axis];
   }
-  if (!first.device().is_cpu()) {
-    DeviceConcatFn fn = device_concat(first.device().type);
-    if (fn != nullptr) return fn(tensors, axis);
-  }
+  if (!first.device().is_cpu()) return backend::run<backend::Op::concat>(first.device(), tensors, axis);
   require_cpu("concat", first);
   Tensor out = Tensor::empty(shape, first.dtype());
   int64_t at = 0;

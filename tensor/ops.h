@@ -10,12 +10,9 @@
 
 namespace scalpel::ops {
 
-// ---- device backends ----
-// A backend (the CUDA one, which links against this library and not the reverse) registers
-// its elementwise binary ops here; add/sub/mul/div/pow/maximum/minimum on a tensor of that
-// device type go to it. `op` is the op's name ("add", ...). Without one they throw.
-using DeviceArithmeticFn = Tensor (*)(const char* op, const Tensor& a, const Tensor& b);
-void register_device_arithmetic(DeviceType type, DeviceArithmeticFn fn);
+// Tensors on a device (not the CPU) run the kernels its backend registered in the dispatch
+// table (tensor/backend.h): add/sub/mul/div/pow/maximum/minimum, add_scalar/mul_scalar,
+// sum/mean/max, argmax and concat. The other ops are CPU-only and say so.
 
 // ---- broadcasting ----
 Shape broadcast_shapes(const Shape& a, const Shape& b);  // throws naming both shapes

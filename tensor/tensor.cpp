@@ -5,7 +5,7 @@
 #include <cstring>
 #include <optional>
 
-#include "tensor/device_ops.h"
+#include "tensor/backend.h"
 #include "tensor/strided.h"
 
 namespace scalpel {
@@ -399,11 +399,10 @@ Tensor& Tensor::copy_(const Tensor& src) {
       device_copy(raw_data(), device(), src.raw_data(), src.device(), nbytes());
       return *this;
     }
-    // A strided view on the device: the backend gathers it (tensor/device_ops.h).
-    DeviceStridedCopyFn strided_copy = device_strided_copy(device().type);
-    SCALPEL_CHECK(strided_copy != nullptr && src.device() == device(),
-                  "copy_ of the strided view {} on {}: no strided copy for that device", src.str(), src.device().str());
-    strided_copy(*this, src);
+    // A strided view on the device: the backend gathers it (tensor/backend.h).
+    SCALPEL_CHECK(src.device() == device(), "copy_ of the strided view {} on {} to {}: move it to one device first",
+                  src.str(), src.device().str(), device().str());
+    backend::run<backend::Op::strided_copy>(device(), *this, src);
     return *this;
   }
   Tensor source = src.expand(shape());

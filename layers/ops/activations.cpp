@@ -5,7 +5,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -186,28 +186,28 @@ Tensor activation_backward(ActivationKind kind, const Tensor& gy_in, const Tenso
 namespace scalpel::nn {
 namespace {
 
-// The CUDA kernel of an activation; GELU's tanh form has none.
-cuda::UnaryOp cuda_unary(const char* name, ops::ActivationKind kind, Device device) {
+// The device kernel of an activation; GELU's tanh form has none.
+UnaryOp device_unary(const char* name, ops::ActivationKind kind, Device device) {
   switch (kind) {
-    case ops::ActivationKind::ReLU: return cuda::UnaryOp::Relu;
-    case ops::ActivationKind::ReLU6: return cuda::UnaryOp::Relu6;
-    case ops::ActivationKind::LeakyReLU: return cuda::UnaryOp::LeakyRelu;
-    case ops::ActivationKind::SiLU: return cuda::UnaryOp::Silu;
-    case ops::ActivationKind::Sigmoid: return cuda::UnaryOp::Sigmoid;
-    case ops::ActivationKind::Tanh: return cuda::UnaryOp::Tanh;
-    case ops::ActivationKind::HardSwish: return cuda::UnaryOp::HardSwish;
-    case ops::ActivationKind::HardSigmoid: return cuda::UnaryOp::HardSigmoid;
-    case ops::ActivationKind::GELU: return cuda::UnaryOp::Gelu;
-    default: cuda::not_wired(name, device);
+    case ops::ActivationKind::ReLU: return UnaryOp::Relu;
+    case ops::ActivationKind::ReLU6: return UnaryOp::Relu6;
+    case ops::ActivationKind::LeakyReLU: return UnaryOp::LeakyRelu;
+    case ops::ActivationKind::SiLU: return UnaryOp::Silu;
+    case ops::ActivationKind::Sigmoid: return UnaryOp::Sigmoid;
+    case ops::ActivationKind::Tanh: return UnaryOp::Tanh;
+    case ops::ActivationKind::HardSwish: return UnaryOp::HardSwish;
+    case ops::ActivationKind::HardSigmoid: return UnaryOp::HardSigmoid;
+    case ops::ActivationKind::GELU: return UnaryOp::Gelu;
+    default: backend::not_implemented(name, device);
   }
 }
 
 Tensor activate(const char* name, ops::ActivationKind kind, const Tensor& x, double slope = 0.0) {
-  if (x.defined() && !x.device().is_cpu()) {  // CUDA device branch
-    const cuda::UnaryOp op = cuda_unary(name, kind, x.device());
-    Tensor y = cuda::unary(op, x, slope);
+  if (x.defined() && !x.device().is_cpu()) {  // device branch (tensor/backend.h)
+    const UnaryOp op = device_unary(name, kind, x.device());
+    Tensor y = backend::run<backend::Op::unary>(x.device(), op, x, slope);
     return record(name, y, {x}, [op, slope, x = x.detach()](const Tensor& gy) {
-      return std::vector<Tensor>{cuda::unary_backward(op, x, gy, slope)};
+      return std::vector<Tensor>{backend::run<backend::Op::unary_backward>(x.device(), op, x, gy, slope)};
     });
   }
   return record(name, ops::activation_forward(kind, x, slope), {x}, [kind, slope, x = x.detach()](const Tensor& gy) {

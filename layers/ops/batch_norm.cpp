@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "layers/communicator.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
@@ -174,28 +174,31 @@ void check_channel_tensor(const std::string& name, const char* what, const Tenso
 
 }  // namespace
 
-// The CUDA device branch: batch statistics (updating the running ones) when training, the
+// The device branch (tensor/backend.h): batch statistics (updating the running ones) when training, the
 // running statistics otherwise; backward through the matching kernels.
-static Tensor cuda_batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
-                              const Tensor& bias, bool training, double momentum, double eps) {
+static Tensor device_batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
+                                const Tensor& bias, bool training, double momentum, double eps) {
   const bool need_w = weight.defined() && weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
   const Tensor w = weight.defined() ? weight.detach() : Tensor();
   if (training) {
-    cuda::BatchNormTrainOutput r = cuda::batch_norm_train(x, weight, bias, running_mean, running_var, momentum, eps);
+    backend::BatchNormTrainOutput r = backend::run<backend::Op::batch_norm_train>(
+        x.device(), x, weight, bias, running_mean, running_var, momentum, eps);
     return record("batch_norm", r.y, {x, weight, bias},
                   [x = x.detach(), w, mean = r.save_mean, invstd = r.save_invstd, need_w, need_b](const Tensor& gy) {
-                    cuda::BatchNormGrads g = cuda::batch_norm_backward(gy, x, w, mean, invstd, need_w, need_b);
+                    backend::BatchNormGrads g = backend::run<backend::Op::batch_norm_backward>(
+                        gy.device(), gy, x, w, mean, invstd, need_w, need_b);
                     return std::vector<Tensor>{g.x, g.gamma, g.beta};
                   });
   }
-  Tensor y = cuda::batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
+  Tensor y = backend::run<backend::Op::batch_norm_eval>(x.device(), x, weight, bias, running_mean, running_var, eps);
   if (!any_requires_grad({x, weight, bias})) return y;
   // Copies: the buffers may be updated (a training step) before backward runs.
   return record("batch_norm", y, {x, weight, bias},
                 [x = x.detach(), w, mean = running_mean.clone(), var = running_var.clone(), eps, need_w,
                  need_b](const Tensor& gy) {
-                  cuda::BatchNormGrads g = cuda::batch_norm_eval_backward(gy, x, w, mean, var, eps, need_w, need_b);
+                  backend::BatchNormGrads g = backend::run<backend::Op::batch_norm_eval_backward>(
+                      gy.device(), gy, x, w, mean, var, eps, need_w, need_b);
                   return std::vector<Tensor>{g.x, g.gamma, g.beta};
                 });
 }
@@ -217,8 +220,8 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
   SCALPEL_CHECK(!training || per_channel > 1,
                 "{}: expected more than 1 value per channel when training, got input {}", name, shape_str(x.shape()));
   SCALPEL_CHECK(training || running_mean.defined(), "{}: evaluation mode needs running statistics", name);
-  if (!x.device().is_cpu())  // the CUDA kernels read contiguous inputs only (the CPU ones take channel slices)
-    return cuda_batch_norm(contiguous(x), running_mean, running_var, weight, bias, training, momentum, eps);
+  if (!x.device().is_cpu())  // the device kernels read contiguous inputs only (the CPU ones take channel slices)
+    return device_batch_norm(contiguous(x), running_mean, running_var, weight, bias, training, momentum, eps);
   if (Communicator* comm = sync_batch_norm_communicator(); comm && training) {
     return sync_batch_norm_train(contiguous(x), running_mean, running_var, weight, bias, momentum, eps, *comm);
   }

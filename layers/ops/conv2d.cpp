@@ -5,7 +5,7 @@
 #include <atomic>
 
 #include "autograd/autograd.h"
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "layers/functional.h"
 #include "layers/ops/conv2d_depthwise.h"
 #include "tensor/error.h"
@@ -312,31 +312,44 @@ SCALPEL_CONV2D_INSTANTIATE(double)
 
 namespace scalpel::nn {
 
-// The CUDA device branch: the same geometry through cuda/tensor_ops, forward and backward.
-static Tensor cuda_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                          const ops::Conv2dGeometry& g, const Conv2dOptions& options,
-                          const std::string& name) {
+// The device branch (tensor/backend.h): the same geometry, forward and backward.
+static Tensor device_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                            const ops::Conv2dGeometry& g, const Conv2dOptions& options,
+                            const std::string& name) {
   const Padding2d p = options.same ? same_padding(g.in_h, g.in_w, g.kernel_h, g.kernel_w, g.stride_h,
                                                   g.stride_w, g.dilation_h, g.dilation_w)
                                    : options.padding;
   // The kernels take symmetric padding; TF "SAME" with odd totals pads one more at the end.
-  if (p.top != p.bottom || p.left != p.right) cuda::not_wired(name + " with asymmetric padding", x.device());
-  cuda::Conv2dShape s;
+  // Asymmetric padding: the excess over the symmetric part is padded explicitly (pad2d, whose
+  // backward crops the gradient back) and the kernels pad the rest.
+  if (p.top != p.bottom || p.left != p.right) {
+    const int64_t pad_h = std::min(p.top, p.bottom), pad_w = std::min(p.left, p.right);
+    const Tensor x_padded = pad2d(x, {p.top - pad_h, p.bottom - pad_h, p.left - pad_w, p.right - pad_w}, 0.0);
+    ops::Conv2dGeometry symmetric = g;
+    symmetric.in_h = x_padded.size(2), symmetric.in_w = x_padded.size(3);
+    Conv2dOptions symmetric_options = options;
+    symmetric_options.same = false;
+    symmetric_options.padding = {pad_h, pad_h, pad_w, pad_w};
+    return device_conv2d(x_padded, weight, bias, symmetric, symmetric_options, name);
+  }
+  Conv2dShape s;
   s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
   s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
   s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = p.top, s.pad_w = p.left;
   s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
-  Tensor y = cuda::conv2d(x, weight, bias, s);
+  const backend::Conv2dOutput forward = backend::run<backend::Op::conv2d>(x.device(), x, weight, bias, s);
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
-  // Backward runs on the engine (handwritten or cuDNN) the forward used for this layer.
-  const cuda::ConvEngine engine = cuda::resolve_conv_engine(weight, x.device());
-  return record("conv2d", y, {x, weight, bias},
-                [s, need_x, need_w, need_b, engine, xs = need_w ? x.detach() : Tensor(),
+  // Backward runs on the library (handwritten or cuDNN) the forward used for this layer.
+  return record("conv2d", forward.y, {x, weight, bias},
+                [s, need_x, need_w, need_b, library = forward.library, xs = need_w ? x.detach() : Tensor(),
                  ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
-                  const Tensor gx = need_x ? cuda::conv2d_backward_data(gy, ws, s, engine) : Tensor();
-                  cuda::Conv2dFilterGrads gw;
-                  if (need_w || need_b) gw = cuda::conv2d_backward_filter(gy, xs, s, need_w, need_b, engine);
+                  const Device device = gy.device();
+                  const Tensor gx =
+                      need_x ? backend::run<backend::Op::conv2d_backward_data>(device, gy, ws, s, library) : Tensor();
+                  backend::Conv2dFilterGrads gw;
+                  if (need_w || need_b)
+                    gw = backend::run<backend::Op::conv2d_backward_filter>(device, gy, xs, s, need_w, need_b, library);
                   return std::vector<Tensor>{gx, gw.w, gw.bias};
                 });
 }
@@ -349,7 +362,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                 "{}: input, weight and bias must share one float dtype, got {} and {}{}", name,
                 dtype_name(x.dtype()), dtype_name(weight.dtype()),
                 bias.defined() ? fmt::format(" and {}", dtype_name(bias.dtype())) : "");
-  if (!x.device().is_cpu()) return cuda_conv2d(x, weight, bias, g, options, name);
+  if (!x.device().is_cpu()) return device_conv2d(x, weight, bias, g, options, name);
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,

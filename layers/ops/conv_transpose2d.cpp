@@ -1,7 +1,7 @@
 // conv_transpose2d through conv2d's kernels (see conv_transpose2d.h).
 #include "layers/ops/conv_transpose2d.h"
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "layers/functional.h"
 #include "tensor/error.h"
 
@@ -68,28 +68,31 @@ Conv2dGeometry conv_transpose2d_geometry(const Shape& x, const Shape& weight,
 
 namespace scalpel::nn {
 
-// The CUDA device branch: the transpose is conv2d's data gradient over the adjoint geometry
+// The device branch (tensor/backend.h): the transpose is conv2d's data gradient over the adjoint geometry
 // `g`, so it runs conv2d's kernels with the roles swapped (forward = backward-data, input
 // gradient = forward, weight gradient = backward-filter with x and dy exchanged).
-static Tensor cuda_conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                    const ops::Conv2dGeometry& g, const std::string& name) {
-  cuda::Conv2dShape s;
+static Tensor device_conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                      const ops::Conv2dGeometry& g, const std::string& name) {
+  Conv2dShape s;
   s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
   s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
   s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = g.pad_top, s.pad_w = g.pad_left;
   s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
   // output_padding >= stride (allowed below the dilation) leaves rows no convolution window reaches.
-  if (s.out_h() != g.out_h || s.out_w() != g.out_w) cuda::not_wired(name + " with this output_padding", x.device());
-  Tensor y = cuda::conv2d_backward_data(x, weight, s);
-  if (bias.defined()) y = cuda::binary(cuda::BinaryOp::Add, y, bias.reshape({1, g.in_channels, 1, 1}));
+  if (s.out_h() != g.out_h || s.out_w() != g.out_w) backend::not_implemented(name + " with this output_padding", x.device());
+  Tensor y = backend::run<backend::Op::conv2d_backward_data>(x.device(), x, weight, s, ConvLibrary::Handwritten);
+  if (bias.defined()) y = ops::add(y, bias.reshape({1, g.in_channels, 1, 1}));
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
   return record("conv_transpose2d", y, {x, weight, bias},
                 [s, need_x, need_w, need_b, xs = need_w ? x.detach() : Tensor(),
                  ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
-                  const Tensor gx = need_x ? cuda::conv2d(gy, ws, Tensor(), s) : Tensor();
-                  const Tensor gw = need_w ? cuda::conv2d_backward_filter(xs, gy, s, true, false).w : Tensor();
-                  const Tensor gb = need_b ? cuda::reduce(cuda::ReduceOp::Sum, gy, {0, 2, 3}, false) : Tensor();
+                  const Device device = gy.device();
+                  const Tensor gx = need_x ? backend::run<backend::Op::conv2d>(device, gy, ws, Tensor(), s).y : Tensor();
+                  const Tensor gw = need_w ? backend::run<backend::Op::conv2d_backward_filter>(
+                                                 device, xs, gy, s, true, false, ConvLibrary::Handwritten).w
+                                           : Tensor();
+                  const Tensor gb = need_b ? ops::sum(gy, {0, 2, 3}) : Tensor();
                   return std::vector<Tensor>{gx, gw, gb};
                 });
 }
@@ -104,7 +107,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   SCALPEL_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == g.in_channels),
                 "{}: bias must be [{}] for weight {} with groups {}, got {}", name, g.in_channels,
                 shape_str(weight.shape()), g.groups, bias.defined() ? shape_str(bias.shape()) : "");
-  if (!x.device().is_cpu()) return cuda_conv_transpose2d(x, weight, bias, g, name);
+  if (!x.device().is_cpu()) return device_conv_transpose2d(x, weight, bias, g, name);
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,

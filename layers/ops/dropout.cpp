@@ -1,7 +1,7 @@
 // Dropout and stochastic depth: a seeded mask and a differentiable multiplication.
 #include "layers/ops/dropout.h"
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "layers/functional.h"
 
 namespace scalpel::ops {
@@ -33,9 +33,9 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   SCALPEL_CHECK(p >= 0 && p <= 1, "dropout: probability must be in [0, 1], got {}", p);
   if (!training || p == 0) return x;
   if (!x.device().is_cpu()) {
-    cuda::DropoutOutput r = cuda::dropout(x, p, device_seed(gen));
+    backend::DropoutOutput r = backend::run<backend::Op::dropout>(x.device(), x, p, device_seed(gen));
     return record("dropout", r.y, {x}, [mask = r.mask, p](const Tensor& gy) {
-      return std::vector<Tensor>{cuda::dropout_backward(gy, mask, p)};
+      return std::vector<Tensor>{backend::run<backend::Op::dropout_backward>(gy.device(), gy, mask, p)};
     });
   }
   return mul(x, ops::dropout_mask(x.shape(), p, x.dtype(), gen));
@@ -47,7 +47,10 @@ Tensor drop_path(const Tensor& x, double p, bool training, Generator& gen) {
   if (!training || p == 0) return x;
   Shape mask_shape(x.dim(), 1);  // one draw per sample, broadcast over the rest
   mask_shape[0] = x.size(0);
-  if (!x.device().is_cpu()) return mul(x, cuda::drop_path_scale(x.size(0), p, device_seed(gen), x.device()).reshape(mask_shape));
+  if (!x.device().is_cpu()) {
+    const Tensor scale = backend::run<backend::Op::drop_path_scale>(x.device(), x.size(0), p, device_seed(gen), x.device());
+    return mul(x, scale.reshape(mask_shape));
+  }
   return mul(x, ops::dropout_mask(mask_shape, p, x.dtype(), gen));
 }
 

@@ -2,7 +2,7 @@
 // x [..., in] is viewed as [M, in]; weight [out, in]; bias [out] or undefined.
 //   grad_x = grad_y W     grad_W = grad_y^T x     grad_b = column sums of grad_y
 #include "layers/functional.h"
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
 
@@ -22,13 +22,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const s
                     (!bias.defined() || bias.dtype() == x.dtype()),
                 "{}: input, weight and bias must share one float dtype, got {} and {}", name,
                 dtype_name(x.dtype()), dtype_name(weight.dtype()));
-  if (!x.device().is_cpu()) {  // CUDA device branch
-    Tensor y = cuda::linear(x, weight, bias);
+  if (!x.device().is_cpu()) {  // device branch (tensor/backend.h)
+    Tensor y = backend::run<backend::Op::linear>(x.device(), x, weight, bias);
     const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
     const bool need_b = bias.defined() && bias.requires_grad();
     return record("linear", y, {x, weight, bias},
                   [need_x, need_w, need_b, xs = x.detach(), ws = weight.detach()](const Tensor& gy) {
-                    cuda::LinearGrads g = cuda::linear_backward(gy, xs, ws, need_x, need_w, need_b);
+                    backend::LinearGrads g =
+                        backend::run<backend::Op::linear_backward>(gy.device(), gy, xs, ws, need_x, need_w, need_b);
                     return std::vector<Tensor>{g.x, g.w, g.bias};
                   });
   }

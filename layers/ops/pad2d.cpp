@@ -2,7 +2,7 @@
 // input into its interior.
 #include "layers/ops/pad2d.h"
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 
 namespace scalpel::ops {
@@ -36,10 +36,10 @@ Tensor pad2d(const Tensor& x, const Padding2d& padding, double value) {
   SCALPEL_CHECK(padding.top >= 0 && padding.bottom >= 0 && padding.left >= 0 && padding.right >= 0,
                 "pad2d: padding (top {}, bottom {}, left {}, right {}) must not be negative for input {}", padding.top,
                 padding.bottom, padding.left, padding.right, shape_str(x.shape()));
-  // On a CUDA device the padding kernel runs; backward is the same interior view either way.
-  Tensor y = x.device().is_cpu()
-                 ? ops::pad2d_forward(x, padding, value)
-                 : cuda::pad2d(x, padding.top, padding.bottom, padding.left, padding.right, value);
+  // On a device its padding kernel runs (tensor/backend.h); backward is the same interior view either way.
+  Tensor y = x.device().is_cpu() ? ops::pad2d_forward(x, padding, value)
+                                 : backend::run<backend::Op::pad2d>(x.device(), x, padding.top, padding.bottom,
+                                                                    padding.left, padding.right, value);
   return record("pad2d", y, {x}, [padding](const Tensor& gy) {
     return std::vector<Tensor>{ops::pad2d_backward(gy, padding)};
   });

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
 
@@ -86,7 +86,7 @@ Pool2dGeometry pool2d_geometry(const Tensor& x, const nn::Pool2dOptions& o, cons
 // ---------------------------------------------------------------- max pool
 
 MaxPoolResult max_pool2d_forward(const Tensor& x_in, const Pool2dGeometry& g) {
-  require_cpu("max_pool2d_forward", x_in);  // the CUDA branch is in the nn:: wrappers below
+  require_cpu("max_pool2d_forward", x_in);  // the device branch is in the nn:: wrappers below
   const Tensor x = x_in.contiguous();
   const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   return dispatch_floating(x.dtype(), [&](auto tag) {
@@ -144,7 +144,7 @@ Tensor max_pool2d_backward(const Tensor& gy_in, const Tensor& argmax_in, const P
 // ---------------------------------------------------------------- average pool
 
 Tensor avg_pool2d_forward(const Tensor& x_in, const Pool2dGeometry& g, bool count_include_pad) {
-  require_cpu("avg_pool2d_forward", x_in);  // the CUDA branch is in the nn:: wrappers below
+  require_cpu("avg_pool2d_forward", x_in);  // the device branch is in the nn:: wrappers below
   const Tensor x = x_in.contiguous();
   const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   return dispatch_floating(x.dtype(), [&](auto tag) {
@@ -198,7 +198,7 @@ int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in 
 }  // namespace
 
 Tensor adaptive_avg_pool2d_forward(const Tensor& x_in, int64_t out_h, int64_t out_w) {
-  require_cpu("adaptive_avg_pool2d_forward", x_in);  // the CUDA branch is in the nn:: wrappers below
+  require_cpu("adaptive_avg_pool2d_forward", x_in);  // the device branch is in the nn:: wrappers below
   const Tensor x = x_in.contiguous();
   const int64_t in_h = x.size(2), in_w = x.size(3);
   const int64_t planes = x.size(0) * x.size(1), in_plane = in_h * in_w, out_plane = out_h * out_w;
@@ -255,24 +255,24 @@ namespace scalpel::nn {
 
 using V = std::vector<Tensor>;
 
-// The CUDA device branch of the pooling ops, forward and backward: the kernels take symmetric
-// padding and floor-mode output sizes.
-static Tensor cuda_pool2d(const Tensor& x, const ops::Pool2dGeometry& g, bool max, bool count_include_pad,
+// The device branch of the pooling ops (tensor/backend.h), forward and backward: the kernels
+// take symmetric padding and floor-mode output sizes.
+static Tensor device_pool2d(const Tensor& x, const ops::Pool2dGeometry& g, bool max, bool count_include_pad,
                           const std::string& name) {
-  cuda::Pool2dShape s;
+  Pool2dShape s;
   s.n = x.size(0), s.c = x.size(1), s.h = g.in_h, s.w = g.in_w;
   s.kernel_h = g.kernel_h, s.kernel_w = g.kernel_w, s.stride_h = g.stride_h, s.stride_w = g.stride_w;
   s.pad_h = g.pad.top, s.pad_w = g.pad.left, s.count_include_pad = count_include_pad;
   if (g.pad.top != g.pad.bottom || g.pad.left != g.pad.right || s.out_h() != g.out_h || s.out_w() != g.out_w)
-    cuda::not_wired(name + " with asymmetric padding or ceil_mode", x.device());
+    backend::not_implemented(name + " with asymmetric padding or ceil_mode", x.device());
   if (max) {
-    cuda::MaxPoolOutput r = cuda::max_pool2d(x, s);
+    backend::MaxPoolOutput r = backend::run<backend::Op::max_pool2d>(x.device(), x, s);
     return record("max_pool2d", r.y, {x}, [s, indices = r.indices](const Tensor& gy) {
-      return V{cuda::max_pool2d_backward(gy, indices, s)};
+      return V{backend::run<backend::Op::max_pool2d_backward>(gy.device(), gy, indices, s)};
     });
   }
-  return record(name.c_str(), cuda::avg_pool2d(x, s), {x}, [s](const Tensor& gy) {
-    return V{cuda::avg_pool2d_backward(gy, s)};
+  return record(name.c_str(), backend::run<backend::Op::avg_pool2d>(x.device(), x, s), {x}, [s](const Tensor& gy) {
+    return V{backend::run<backend::Op::avg_pool2d_backward>(gy.device(), gy, s)};
   });
 }
 
@@ -291,7 +291,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options, const std::stri
       const Padding2d pad{g.pad.top, g.pad.bottom + extra_h, g.pad.left, g.pad.right + extra_w};
       return max_pool2d(pad2d(x, pad, -std::numeric_limits<double>::infinity()), unpadded, name);
     }
-    return cuda_pool2d(x, g, true, false, name);
+    return device_pool2d(x, g, true, false, name);
   }
   ops::MaxPoolResult r = ops::max_pool2d_forward(x, g);
   return record("max_pool2d", r.y, {x}, [argmax = r.argmax, g](const Tensor& gy) {
@@ -302,7 +302,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options, const std::stri
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options, const std::string& name) {
   const ops::Pool2dGeometry g = ops::pool2d_geometry(x, options, name);
   const bool include = options.count_include_pad;
-  if (!x.device().is_cpu()) return cuda_pool2d(x, g, false, include, name);
+  if (!x.device().is_cpu()) return device_pool2d(x, g, false, include, name);
   return record("avg_pool2d", ops::avg_pool2d_forward(x, g, include), {x}, [g, include](const Tensor& gy) {
     return V{ops::avg_pool2d_backward(gy, g, include)};
   });
@@ -319,12 +319,12 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
     // On the device only when every output cell averages a whole, equal window (global
     // pooling included): then it is avg_pool2d with kernel = stride = in / out.
     if (in_h % out_h != 0 || in_w % out_w != 0)
-      cuda::not_wired(fmt::format("adaptive_avg_pool2d {}x{} -> {}x{}", in_h, in_w, out_h, out_w), x.device());
+      backend::not_implemented(fmt::format("adaptive_avg_pool2d {}x{} -> {}x{}", in_h, in_w, out_h, out_w), x.device());
     ops::Pool2dGeometry g;
     g.in_h = in_h, g.in_w = in_w, g.out_h = out_h, g.out_w = out_w;
     g.kernel_h = g.stride_h = in_h / out_h;
     g.kernel_w = g.stride_w = in_w / out_w;
-    return cuda_pool2d(x, g, false, true, "adaptive_avg_pool2d");
+    return device_pool2d(x, g, false, true, "adaptive_avg_pool2d");
   }
   return record("adaptive_avg_pool2d", ops::adaptive_avg_pool2d_forward(x, out_h, out_w), {x},
                 [in_h, in_w](const Tensor& gy) { return V{ops::adaptive_avg_pool2d_backward(gy, in_h, in_w)}; });

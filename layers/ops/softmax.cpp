@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -99,15 +99,17 @@ Tensor softmax_backward(const Tensor& gy_in, const Tensor& y_in, int64_t axis, b
 namespace scalpel::nn {
 
 static Tensor softmax_impl(const char* name, const Tensor& x, int64_t axis, bool log) {
-  if (x.defined() && !x.device().is_cpu()) {  // CUDA device branch
+  if (x.defined() && !x.device().is_cpu()) {  // device branch (tensor/backend.h)
     SCALPEL_CHECK(x.dim() > 0 && axis >= -x.dim() && axis < x.dim(), "{}: axis {} out of range for {}", name,
                   axis, shape_str(x.shape()));
     // The kernels work on the last axis: another axis is swapped there (a gather on the
     // device) and the result swapped back (a view).
     const int64_t a = axis < 0 ? axis + x.dim() : axis, last = x.dim() - 1;
-    Tensor y_last = cuda::softmax_last(x.transpose(a, last), log);
+    Tensor y_last = backend::run<backend::Op::softmax_last>(x.device(), x.transpose(a, last), log);
     return record(name, y_last.transpose(a, last), {x}, [a, last, log, y_last](const Tensor& gy) {
-      return std::vector<Tensor>{cuda::softmax_last_backward(y_last, gy.transpose(a, last), log).transpose(a, last)};
+      const Tensor gx_last =
+          backend::run<backend::Op::softmax_last_backward>(gy.device(), y_last, gy.transpose(a, last), log);
+      return std::vector<Tensor>{gx_last.transpose(a, last)};
     });
   }
   Tensor y = ops::softmax_forward(x, axis, log);

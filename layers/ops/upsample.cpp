@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "cuda/tensor_ops.h"
+#include "tensor/backend.h"
 #include "layers/functional.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -159,12 +159,12 @@ Tensor upsample(const Tensor& x, int64_t out_h, int64_t out_w, const std::string
   SCALPEL_CHECK(x.size(2) > 0 && x.size(3) > 0, "upsample: input {} has an empty plane", shape_str(x.shape()));
   const int64_t in_h = x.size(2), in_w = x.size(3);
   SCALPEL_CHECK(mode == "nearest" || mode == "bilinear", "upsample: unknown mode '{}' (nearest or bilinear)", mode);
-  if (!x.device().is_cpu()) {  // CUDA device branch: the kernels' bilinear is align_corners=false
-    if (mode == "bilinear" && align_corners) cuda::not_wired("upsample bilinear with align_corners", x.device());
-    const cuda::UpsampleMode m = mode == "nearest" ? cuda::UpsampleMode::Nearest : cuda::UpsampleMode::Bilinear;
-    return record(mode == "nearest" ? "upsample_nearest" : "upsample_bilinear", cuda::upsample2d(x, m, out_h, out_w),
-                  {x}, [m, in_h, in_w](const Tensor& gy) {
-                    return std::vector<Tensor>{cuda::upsample2d_backward(gy, m, in_h, in_w)};
+  if (!x.device().is_cpu()) {  // device branch (tensor/backend.h): the kernels' bilinear is align_corners=false
+    if (mode == "bilinear" && align_corners) backend::not_implemented("upsample bilinear with align_corners", x.device());
+    const UpsampleMode m = mode == "nearest" ? UpsampleMode::Nearest : UpsampleMode::Bilinear;
+    const Tensor y = backend::run<backend::Op::upsample2d>(x.device(), x, m, out_h, out_w);
+    return record(mode == "nearest" ? "upsample_nearest" : "upsample_bilinear", y, {x}, [m, in_h, in_w](const Tensor& gy) {
+                    return std::vector<Tensor>{backend::run<backend::Op::upsample2d_backward>(gy.device(), gy, m, in_h, in_w)};
                   });
   }
   if (mode == "nearest") {

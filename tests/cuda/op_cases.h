@@ -41,12 +41,9 @@ inline Inputs randn_inputs(Generator& gen, const std::vector<Shape>& shapes) {
   return in;
 }
 
-// Every row of tests/conv/conv_cases.h the device convolution supports: asymmetric and SAME
-// padding run on the CPU only (cuda::not_wired), until one conv geometry carries them.
+// Every row of tests/conv/conv_cases.h, asymmetric and TF SAME padding included.
 inline void add_conv_cases(std::vector<OpCase>& cases) {
   for (const testing_conv::ConvCase& c : testing_conv::conv_cases()) {
-    const nn::Padding2d& p = c.options.padding;
-    if (c.options.same || p.top != p.bottom || p.left != p.right) continue;
     cases.push_back({"conv2d_" + c.name,
                      [c](Generator& gen) {
                        return Inputs{randn(c.x, gen), randn(c.weight(), gen),

@@ -1,11 +1,11 @@
-// The convolution engine setting (cuda/conv_engine.h, --conv-engine): parsing, and the rule
+// The convolution engine setting (cuda/conv_library.h, --conv-engine): parsing, and the rule
 // that cuDNN is never emulated and never a silent fallback. test_conv_engine_switch.cpp runs
 // layers through the switch.
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "cuda/conv_engine.h"
+#include "cuda/conv_library.h"
 #include "cuda/cudnn.h"
 #include "support/cli_runner.h"
 #include "support/errors.h"
@@ -17,27 +17,27 @@ namespace {
 using scalpel::test::error_of;
 
 TEST(ConvEngineParse, NamesBothEnginesAndRejectsOthers) {
-  EXPECT_EQ(parse_conv_engine("handwritten"), ConvEngine::Handwritten);
-  EXPECT_EQ(parse_conv_engine("cudnn"), ConvEngine::Cudnn);
-  EXPECT_STREQ(conv_engine_name(ConvEngine::Cudnn), "cudnn");
-  EXPECT_STREQ(conv_engine_name(ConvEngine::Handwritten), "handwritten");
-  EXPECT_NE(error_of([] { parse_conv_engine("cuDNN"); }).find("unknown convolution engine 'cuDNN'"),
+  EXPECT_EQ(parse_conv_library("handwritten"), ConvLibrary::Handwritten);
+  EXPECT_EQ(parse_conv_library("cudnn"), ConvLibrary::Cudnn);
+  EXPECT_STREQ(conv_library_name(ConvLibrary::Cudnn), "cudnn");
+  EXPECT_STREQ(conv_library_name(ConvLibrary::Handwritten), "handwritten");
+  EXPECT_NE(error_of([] { parse_conv_library("cuDNN"); }).find("unknown convolution engine 'cuDNN'"),
             std::string::npos);
 }
 
 TEST(ConvEngineParse, GlobalEngineThenPerLayerOverrides) {
-  const ConvEngineSpec spec = parse_conv_engine_spec("cudnn, layer1.0.conv1=handwritten,features.0.0=cudnn");
-  EXPECT_EQ(spec.global, ConvEngine::Cudnn);
+  const ConvLibrarySpec spec = parse_conv_library_spec("cudnn, layer1.0.conv1=handwritten,features.0.0=cudnn");
+  EXPECT_EQ(spec.global, ConvLibrary::Cudnn);
   ASSERT_EQ(spec.layers.size(), 2u);
   EXPECT_EQ(spec.layers[0].first, "layer1.0.conv1");
-  EXPECT_EQ(spec.layers[0].second, ConvEngine::Handwritten);
+  EXPECT_EQ(spec.layers[0].second, ConvLibrary::Handwritten);
   EXPECT_EQ(spec.layers[1].first, "features.0.0");
-  EXPECT_EQ(spec.layers[1].second, ConvEngine::Cudnn);
+  EXPECT_EQ(spec.layers[1].second, ConvLibrary::Cudnn);
 
-  const ConvEngineSpec only = parse_conv_engine_spec("handwritten");
+  const ConvLibrarySpec only = parse_conv_library_spec("handwritten");
   EXPECT_TRUE(only.layers.empty());
-  EXPECT_FALSE(only.uses(ConvEngine::Cudnn));
-  EXPECT_TRUE(parse_conv_engine_spec("handwritten,conv1=cudnn").uses(ConvEngine::Cudnn));
+  EXPECT_FALSE(only.uses(ConvLibrary::Cudnn));
+  EXPECT_TRUE(parse_conv_library_spec("handwritten,conv1=cudnn").uses(ConvLibrary::Cudnn));
 }
 
 TEST(ConvEngineParse, MalformedSpecsNameTheCulprit) {
@@ -51,7 +51,7 @@ TEST(ConvEngineParse, MalformedSpecsNameTheCulprit) {
       {"cudnn,conv1=cudnn,conv1=handwritten", "module 'conv1' is given twice"},
   };
   for (const auto& [text, message] : cases)
-    EXPECT_NE(error_of([&] { parse_conv_engine_spec(text); }).find(message), std::string::npos)
+    EXPECT_NE(error_of([&] { parse_conv_library_spec(text); }).find(message), std::string::npos)
         << "'" << text << "' should fail with: " << message;
 }
 

@@ -1,4 +1,4 @@
-// The engine switch in cuda::conv2d (cuda/conv_engine.h): a per-layer override follows its
+// The engine switch in cuda::conv2d (cuda/conv_library.h): a per-layer override follows its
 // layer's weight, overrides beat the global engine, and cuDNN under cuda-emu is an error at
 // the convolution itself, never a silent fallback to the handwritten kernels.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <string>
 
 #include "autograd/autograd.h"
-#include "cuda/conv_engine.h"
+#include "cuda/conv_library.h"
 #include "cuda/tensor_ops.h"
 #include "layers/modules.h"
 #include "support/errors.h"
@@ -24,18 +24,18 @@ class ConvEngineSwitch : public ::testing::Test {
  protected:
   void SetUp() override { init(); }
   void TearDown() override {
-    set_conv_engine(ConvEngine::Handwritten);
-    clear_layer_conv_engines();
+    set_conv_library(ConvLibrary::Handwritten);
+    clear_layer_conv_libraries();
   }
 };
 
 TEST_F(ConvEngineSwitch, OverrideFollowsItsLayerAcrossDeviceMoves) {
   nn::Conv2d asked_cudnn(3, 4, 3), plain(3, 4, 3);
-  set_layer_conv_engine(asked_cudnn.weight, ConvEngine::Cudnn);  // bound on the CPU...
+  set_layer_conv_library(asked_cudnn.weight, ConvLibrary::Cudnn);  // bound on the CPU...
   asked_cudnn.to(kEmu);                                           // ...kept after the move
   plain.to(kEmu);
-  EXPECT_EQ(resolve_conv_engine(plain.weight, kEmu), ConvEngine::Handwritten);
-  EXPECT_NE(error_of([&] { resolve_conv_engine(asked_cudnn.weight, kEmu); }).find("cuDNN cannot be emulated"),
+  EXPECT_EQ(resolve_conv_library(plain.weight, kEmu), ConvLibrary::Handwritten);
+  EXPECT_NE(error_of([&] { resolve_conv_library(asked_cudnn.weight, kEmu); }).find("cuDNN cannot be emulated"),
             std::string::npos);
 
   // Through the layer: the overridden conv refuses to run on cuda-emu, the other one runs.
@@ -48,8 +48,8 @@ TEST_F(ConvEngineSwitch, GlobalCudnnUnderEmulationIsAnErrorAndOverridesWin) {
   nn::Conv2d global(3, 4, 3), kept(3, 4, 3);
   global.to(kEmu);
   kept.to(kEmu);
-  set_conv_engine(ConvEngine::Cudnn);
-  set_layer_conv_engine(kept.weight, ConvEngine::Handwritten);
+  set_conv_library(ConvLibrary::Cudnn);
+  set_layer_conv_library(kept.weight, ConvLibrary::Handwritten);
   const Tensor x = Tensor::ones({2, 3, 5, 5}).to(kEmu);
   EXPECT_NE(error_of([&] { global(x); }).find("cuDNN cannot be emulated"), std::string::npos);
   const std::vector<double> got = kept(x).to(Device{}).to_vector();
@@ -65,8 +65,8 @@ TEST_F(ConvEngineSwitch, BackwardRunsOnTheEngineItsForwardUsed) {
   // cuda-emu). That backward really reaches cuDNN is checked on a GPU only (test_cudnn).
   nn::Conv2d conv(3, 4, 3);
   conv.to(kEmu);
-  set_layer_conv_engine(conv.weight, ConvEngine::Handwritten);
-  set_conv_engine(ConvEngine::Cudnn);
+  set_layer_conv_library(conv.weight, ConvLibrary::Handwritten);
+  set_conv_library(ConvLibrary::Cudnn);
   Tensor x = Tensor::ones({2, 3, 5, 5}).to(kEmu);
   x.set_requires_grad(true);
   const Tensor y = conv(x);

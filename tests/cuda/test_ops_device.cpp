@@ -13,7 +13,7 @@
 #include "autograd/autograd.h"
 #include "autograd/functions.h"
 #include "cuda/caching_allocator.h"
-#include "cuda/conv_engine.h"
+#include "cuda/conv_library.h"
 #include "cuda/cudnn.h"
 #include "cuda/tensor_ops.h"
 #include "cuda_test_util.h"
@@ -42,17 +42,17 @@ double relative_error(const Tensor& got, const Tensor& want) {
 struct Backend {
   std::string name;
   Device device;
-  cuda::ConvEngine conv_engine = cuda::ConvEngine::Handwritten;
+  ConvLibrary conv_engine = ConvLibrary::Handwritten;
   cuda::emu::Schedule schedule = cuda::emu::Schedule::Forward;
 };
 
 const std::vector<Backend>& backends() {
   static const std::vector<Backend> all = {
-      {"emu_forward", kEmu, cuda::ConvEngine::Handwritten, cuda::emu::Schedule::Forward},
-      {"emu_reverse", kEmu, cuda::ConvEngine::Handwritten, cuda::emu::Schedule::Reverse},
-      {"emu_shuffled", kEmu, cuda::ConvEngine::Handwritten, cuda::emu::Schedule::Shuffled},
-      {"cuda", kGpu, cuda::ConvEngine::Handwritten},
-      {"cudnn", kGpu, cuda::ConvEngine::Cudnn},
+      {"emu_forward", kEmu, ConvLibrary::Handwritten, cuda::emu::Schedule::Forward},
+      {"emu_reverse", kEmu, ConvLibrary::Handwritten, cuda::emu::Schedule::Reverse},
+      {"emu_shuffled", kEmu, ConvLibrary::Handwritten, cuda::emu::Schedule::Shuffled},
+      {"cuda", kGpu, ConvLibrary::Handwritten},
+      {"cudnn", kGpu, ConvLibrary::Cudnn},
   };
   return all;
 }
@@ -69,7 +69,7 @@ std::vector<BackendCase> backend_cases() {
   std::vector<BackendCase> out;
   for (const Backend& b : backends())
     for (const OpCase& c : testing_ops::op_cases())
-      if (b.conv_engine != cuda::ConvEngine::Cudnn || c.convolution) out.push_back({&b, &c});
+      if (b.conv_engine != ConvLibrary::Cudnn || c.convolution) out.push_back({&b, &c});
   return out;
 }
 
@@ -77,7 +77,7 @@ std::vector<BackendCase> backend_cases() {
 std::string unavailable(const Backend& b) {
   try {
     if (b.device.type == DeviceType::CUDA) cuda::require_device(b.device);
-    if (b.conv_engine == cuda::ConvEngine::Cudnn) cuda::cudnn::require(b.device);
+    if (b.conv_engine == ConvLibrary::Cudnn) cuda::cudnn::require(b.device);
   } catch (const Error& e) {
     return e.what();
   }
@@ -95,11 +95,11 @@ class OpOnEveryBackend : public ::testing::TestWithParam<BackendCase> {
     const Backend& b = *GetParam().backend;
     if (const std::string why = unavailable(b); !why.empty()) GTEST_SKIP() << b.name << " is not available: " << why;
     cuda::emu::set_schedule(b.schedule, 7);
-    cuda::set_conv_engine(b.conv_engine);
+    cuda::set_conv_library(b.conv_engine);
   }
   void TearDown() override {
     cuda::emu::set_schedule(cuda::emu::Schedule::Forward);
-    cuda::set_conv_engine(cuda::ConvEngine::Handwritten);
+    cuda::set_conv_library(ConvLibrary::Handwritten);
   }
 };
 

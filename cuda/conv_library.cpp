@@ -1,4 +1,4 @@
-#include "cuda/conv_engine.h"
+#include "cuda/conv_library.h"
 
 #include <atomic>
 #include <map>
@@ -12,13 +12,13 @@ namespace scalpel::cuda {
 
 namespace {
 
-std::atomic<ConvEngine> g_engine{ConvEngine::Handwritten};
+std::atomic<ConvLibrary> g_engine{ConvLibrary::Handwritten};
 
 // Overrides keyed by the weight's TensorImpl through weak pointers compared by owner: an entry
 // can never match a later tensor that happens to reuse a destroyed weight's address.
 struct LayerOverrides {
   std::mutex mutex;
-  std::map<std::weak_ptr<TensorImpl>, ConvEngine, std::owner_less<>> engines;
+  std::map<std::weak_ptr<TensorImpl>, ConvLibrary, std::owner_less<>> engines;
 };
 LayerOverrides& overrides() {
   static LayerOverrides o;
@@ -33,25 +33,25 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
-const char* conv_engine_name(ConvEngine engine) {
-  return engine == ConvEngine::Cudnn ? "cudnn" : "handwritten";
+const char* conv_library_name(ConvLibrary engine) {
+  return engine == ConvLibrary::Cudnn ? "cudnn" : "handwritten";
 }
 
-ConvEngine parse_conv_engine(std::string_view text) {
-  if (text == "handwritten") return ConvEngine::Handwritten;
-  if (text == "cudnn") return ConvEngine::Cudnn;
+ConvLibrary parse_conv_library(std::string_view text) {
+  if (text == "handwritten") return ConvLibrary::Handwritten;
+  if (text == "cudnn") return ConvLibrary::Cudnn;
   fail("unknown convolution engine '{}': use handwritten or cudnn", text);
 }
 
-bool ConvEngineSpec::uses(ConvEngine engine) const {
+bool ConvLibrarySpec::uses(ConvLibrary engine) const {
   if (global == engine) return true;
   for (const auto& [name, e] : layers)
     if (e == engine) return true;
   return false;
 }
 
-ConvEngineSpec parse_conv_engine_spec(std::string_view text) {
-  ConvEngineSpec spec;
+ConvLibrarySpec parse_conv_library_spec(std::string_view text) {
+  ConvLibrarySpec spec;
   bool first = true;
   while (true) {
     const size_t comma = text.find(',');
@@ -61,7 +61,7 @@ ConvEngineSpec parse_conv_engine_spec(std::string_view text) {
     if (first) {
       SCALPEL_CHECK(eq == std::string_view::npos, "--conv-engine: '{}' must start with the global engine "
                     "(handwritten or cudnn), e.g. cudnn,{}", item, item);
-      spec.global = parse_conv_engine(item);
+      spec.global = parse_conv_library(item);
     } else {
       SCALPEL_CHECK(eq != std::string_view::npos, "--conv-engine: '{}' is not MODULE=ENGINE "
                     "(e.g. layer1.0.conv1=handwritten)", item);
@@ -69,7 +69,7 @@ ConvEngineSpec parse_conv_engine_spec(std::string_view text) {
       SCALPEL_CHECK(!name.empty(), "--conv-engine: '{}' names no module", item);
       for (const auto& [other, e] : spec.layers)
         SCALPEL_CHECK(other != name, "--conv-engine: module '{}' is given twice", name);
-      spec.layers.emplace_back(name, parse_conv_engine(trim(item.substr(eq + 1))));
+      spec.layers.emplace_back(name, parse_conv_library(trim(item.substr(eq + 1))));
     }
     first = false;
     if (comma == std::string_view::npos) break;
@@ -78,25 +78,25 @@ ConvEngineSpec parse_conv_engine_spec(std::string_view text) {
   return spec;
 }
 
-void set_conv_engine(ConvEngine engine) { g_engine = engine; }
-ConvEngine conv_engine() { return g_engine; }
+void set_conv_library(ConvLibrary engine) { g_engine = engine; }
+ConvLibrary conv_library() { return g_engine; }
 
-void set_layer_conv_engine(const Tensor& weight, ConvEngine engine) {
-  SCALPEL_CHECK(weight.defined(), "set_layer_conv_engine: the weight tensor is undefined");
+void set_layer_conv_library(const Tensor& weight, ConvLibrary engine) {
+  SCALPEL_CHECK(weight.defined(), "set_layer_conv_library: the weight tensor is undefined");
   LayerOverrides& o = overrides();
   std::lock_guard lock(o.mutex);
   std::erase_if(o.engines, [](const auto& entry) { return entry.first.expired(); });
   o.engines.insert_or_assign(std::weak_ptr<TensorImpl>(weight.impl_ptr()), engine);
 }
 
-void clear_layer_conv_engines() {
+void clear_layer_conv_libraries() {
   LayerOverrides& o = overrides();
   std::lock_guard lock(o.mutex);
   o.engines.clear();
 }
 
-ConvEngine resolve_conv_engine(const Tensor& weight, Device device) {
-  ConvEngine engine = g_engine;
+ConvLibrary resolve_conv_library(const Tensor& weight, Device device) {
+  ConvLibrary engine = g_engine;
   {
     LayerOverrides& o = overrides();
     std::lock_guard lock(o.mutex);
@@ -105,7 +105,7 @@ ConvEngine resolve_conv_engine(const Tensor& weight, Device device) {
       if (it != o.engines.end()) engine = it->second;
     }
   }
-  if (engine == ConvEngine::Cudnn) cudnn::require(device);
+  if (engine == ConvLibrary::Cudnn) cudnn::require(device);
   return engine;
 }
 
