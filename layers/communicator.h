@@ -23,8 +23,9 @@ class Communicator {
 // While a SyncBatchNorm scope is alive, batch_norm() in training mode (CPU) normalizes with the
 // statistics of every rank's batch together (allreduce of the per-channel sum and sum of
 // squares in forward, and of the two per-channel gradient sums in backward), as one process
-// with the concatenated batch would; its weight and bias gradients stay per rank (they are
-// summed with the other gradients). Without one, each rank uses its own batch (PyTorch DDP).
+// with the concatenated batch would, in the same summation order (layers/ops/batch_tree.h); its
+// weight and bias gradients are the global ones on rank 0 and zero on the others (the gradient
+// allreduce then leaves them exact). Without one, each rank uses its own batch (PyTorch DDP).
 class SyncBatchNorm {
  public:
   explicit SyncBatchNorm(Communicator* comm);
