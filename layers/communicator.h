@@ -18,6 +18,12 @@ class Communicator {
   virtual void allreduce_sum(double* data, int64_t n) = 0;
   // In place: every rank's data becomes rank `root`'s.
   virtual void broadcast(double* data, int64_t n, int root) = 0;
+  // allreduce_sum started without waiting (the gradient buckets, while backward runs): `data`
+  // must stay untouched until wait_all() returns. progress() lets started ones advance (MPI
+  // moves them only inside its calls). This default runs it at once.
+  virtual void start_allreduce_sum(float* data, int64_t n) { allreduce_sum(data, n); }
+  virtual void progress() {}
+  virtual void wait_all() {}
 };
 
 // While a SyncBatchNorm scope is alive, batch_norm() in training mode (CPU) normalizes with the

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -175,6 +176,28 @@ TEST_F(DistributedTest, FailingRankStopsEveryRank) {
     EXPECT_TRUE(name == "last.safetensors" || name == "best.safetensors") << "left behind: " << name;
   }
   EXPECT_TRUE(scalpel::models::read_checkpoint((root_ / "two/best.safetensors").string()));
+}
+
+// Rank 1 stops responding (SIGSTOP once rank 0 has logged the first step: alive, not dead, so
+// mpirun sees nothing): rank 0 waits in a collective, and after --dist-timeout 2 s the run ends
+// with rank 0's error naming rank 1, well before the 3 epochs would have.
+TEST_F(DistributedTest, HungRankStopsTheRunWithinTheTimeout) {
+  const fs::path log = root_ / "two.jsonl";
+  std::string command;
+  for (const std::string& a : train_args("two", {"--model", "mobilenet_v2", "--dropout", "0", "--dist-timeout", "2"}, 4, 3))
+    command += " '" + a + "'";
+  const std::string stop_when_logging = fmt::format(
+      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (while [ ! -s '{}' ]; do sleep 0.1; done; kill -STOP $$) & fi; "
+      "exec '{}'{}",
+      log.string(), SCALPEL_BINARY, command);
+  const auto t0 = std::chrono::steady_clock::now();
+  const CliResult r = run_cli({"--oversubscribe", "--allow-run-as-root", "-np", "2", "sh", "-c", stop_when_logging}, mpirun_);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (r.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("error: rank 0 of 2: rank 1 did not reach collective"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--dist-timeout 2 s"), std::string::npos) << r.err;
+  EXPECT_LT(seconds, 60) << r.err;
 }
 
 // An unreadable image stops a distributed run with an error naming it (in one process it would
