@@ -71,7 +71,7 @@ int run_train(const std::vector<std::string>& argv) {
       .option("log-json", "write one JSON object per optimizer step to this file")
       .flag("distributed", "data-parallel training over the ranks of mpirun, --batch per rank (implied when "
                            "mpirun starts more than one; docs/distributed.md)")
-      .option("distributed-backend", "communication of --distributed: mpi (nccl is planned)", "mpi")
+      .option("distributed-backend", "communication of --distributed: mpi (nccl: says what it lacks here)", "mpi")
       .flag("sync-bn", "distributed: batch-norm statistics over every rank's batch (default: per rank, as "
                        "PyTorch DDP)")
       .option("bucket-mb", "distributed: gradient allreduce bucket size in MiB", "25")

@@ -14,7 +14,9 @@
 #ifdef SCALPEL_HAVE_MPI
 #include <mpi.h>
 #endif
+#include <dlfcn.h>
 
+#include "cuda/device.h"
 #include "tensor/error.h"
 
 namespace scalpel::train {
@@ -192,6 +194,34 @@ class MpiCommunicator : public nn::Communicator {
 
 }  // namespace
 
+std::string nccl_unavailable_reason() {
+  std::vector<std::string> missing;
+  // Opened at run time, as cuDNN is (cuda/cudnn/loader.h): the binary starts without it.
+  void* nccl = nullptr;
+  std::string why;
+  for (const char* file : {"libnccl.so.2", "libnccl.so"}) {
+    if ((nccl = dlopen(file, RTLD_NOW | RTLD_LOCAL))) break;
+    const char* error = dlerror();
+    why += (why.empty() ? "" : "; ") + std::string(error ? error : file);
+  }
+  int version = 0;
+  if (!nccl) {
+    missing.push_back(fmt::format("libnccl is not loadable ({}; it comes with NCCL, e.g. Debian's libnccl2)", why));
+  } else if (auto get_version = reinterpret_cast<int (*)(int*)>(dlsym(nccl, "ncclGetVersion"));
+             !get_version || get_version(&version) != 0) {
+    missing.push_back("libnccl has no working ncclGetVersion");
+  }
+  try {
+    cuda::require_device(parse_device("cuda"));
+  } catch (const Error& e) {
+    missing.push_back(fmt::format("no usable GPU ({})", e.what()));
+  }
+  if (missing.empty()) {
+    return fmt::format("NCCL {} and a GPU are here, but GPU data-parallel training is not implemented yet", version);
+  }
+  return fmt::format("{}", fmt::join(missing, "; "));
+}
+
 int launcher_world_size() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
     if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
@@ -200,9 +230,8 @@ int launcher_world_size() {
 }
 
 std::unique_ptr<nn::Communicator> start_distributed(const std::string& backend, double timeout_s) {
-  SCALPEL_CHECK(backend != "nccl",
-                "--distributed-backend nccl: not available yet (GPU data-parallel training is planned); "
-                "use mpi on CPUs");
+  SCALPEL_CHECK(backend != "nccl", "--distributed-backend nccl: not available: {}; use mpi on CPUs",
+                nccl_unavailable_reason());
   SCALPEL_CHECK(backend == "mpi", "--distributed-backend: unknown backend '{}' (mpi)", backend);
   SCALPEL_CHECK(timeout_s > 0, "--dist-timeout must be positive, got {}", timeout_s);
 #ifdef SCALPEL_HAVE_MPI

@@ -24,6 +24,11 @@ int launcher_world_size();
 // the backend is unknown.
 std::unique_ptr<nn::Communicator> start_distributed(const std::string& backend, double timeout_s);
 
+// Why --distributed-backend nccl cannot run here: libnccl not loadable (dlopen, as cuDNN), no
+// usable GPU (or a build without CUDA), each said with its reason; with both present, that GPU
+// data-parallel training is not implemented yet (distributed runs are CPU and MPI only).
+std::string nccl_unavailable_reason();
+
 // After an error on this rank: prints "error: rank R of N: what" on stderr and ends every rank
 // (MPI_Abort), so that none waits forever in a collective for this one.
 [[noreturn]] void abort_distributed(nn::Communicator& comm, const std::string& what);
