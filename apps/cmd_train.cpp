@@ -71,15 +71,20 @@ int run_train(const std::vector<std::string>& argv) {
       .option("log-json", "write one JSON object per optimizer step to this file")
       .flag("distributed", "data-parallel training over the ranks of mpirun, --batch per rank (implied when "
                            "mpirun starts more than one; docs/distributed.md)")
-      .option("distributed-backend", "communication of --distributed: mpi (nccl is planned)", "mpi")
+      .option("distributed-backend", "communication of --distributed: mpi (nccl: says what it lacks here)", "mpi")
       .flag("sync-bn", "distributed: batch-norm statistics over every rank's batch (default: per rank, as "
                        "PyTorch DDP)")
-      .option("bucket-mb", "distributed: gradient allreduce bucket size in MiB", "25");
+      .option("bucket-mb", "distributed: gradient allreduce bucket size in MiB", "25")
+      .flag("no-overlap", "distributed: start the gradient allreduce after backward instead of during it, as "
+                          "each bucket's gradients are final (to measure what the overlap gains)")
+      .option("dist-timeout", "distributed: seconds a collective waits for a rank that does not respond (hangs, "
+                              "is stopped) before the run stops with an error naming it", "1800");
   add_max_pixels_flag(args);
   if (!args.parse(argv)) return 0;
   apply_max_pixels_flag(args);
   if (!args.has("distributed") && train::launcher_world_size() == 1) return train_from_args(args, nullptr);
-  const std::unique_ptr<nn::Communicator> comm = train::start_distributed(args.get("distributed-backend"));
+  const std::unique_ptr<nn::Communicator> comm =
+      train::start_distributed(args.get("distributed-backend"), args.get_double("dist-timeout"));
   if (comm->size() == 1) return train_from_args(args, comm.get());
   try {
     return train_from_args(args, comm.get());
@@ -180,6 +185,7 @@ int train_from_args(const Args& args, nn::Communicator* comm) {
   const double bucket_mb = args.get_double("bucket-mb");
   SCALPEL_CHECK(bucket_mb > 0, "--bucket-mb must be positive, got {}", bucket_mb);
   config.bucket_bytes = static_cast<int64_t>(bucket_mb * (1 << 20));
+  config.overlap_allreduce = !args.has("no-overlap");
 
   std::filesystem::create_directories(config.out_dir);
   if (writer) {  // another rank's removal could race rank 0's writing

@@ -79,8 +79,9 @@ void check_grad(const Node& node, size_t i, const Tensor& input, const Tensor& g
 
 // Runs the graph. For each input tensor in `wanted` (by autograd meta), the final
 // gradient is written to `out`; when accumulate_leaves, leaves' .grad fields are += too.
+// grad_ready (may be null) is called for each leaf once its gradient is final.
 void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_graph, bool accumulate_leaves,
-                  const std::vector<Tensor>& wanted, std::vector<Tensor>* out) {
+                  const std::vector<Tensor>& wanted, std::vector<Tensor>* out, const GradReadyFn* grad_ready) {
   SCALPEL_CHECK(root.defined() && root.requires_grad(), "backward: tensor {} does not require grad", root.str());
   Tensor seed = grad_output;
   if (!seed.defined()) {
@@ -96,10 +97,12 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
   std::unordered_set<const void*> wanted_keys;
   for (const Tensor& w : wanted) wanted_keys.insert(w.autograd_meta_ptr().get());
 
+  std::unordered_set<const void*> leaves_reached;  // leaves given a gradient in this backward
   auto deliver = [&](const Tensor& t, const Tensor& g) {
     const void* key = t.autograd_meta_ptr().get();
     if (wanted_keys.count(key)) accumulate(wanted_grads, key, g);
     if (t.is_leaf()) {
+      leaves_reached.insert(key);
       if (accumulate_leaves) {
         Tensor old = t.grad();
         const_cast<Tensor&>(t).set_grad(old.defined() ? ops::add(old, g) : g.contiguous());
@@ -115,26 +118,46 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
 
   if (root.is_leaf()) {
     deliver(root, seed);
+    if (grad_ready) (*grad_ready)(root);
   } else {
     if (wanted_keys.count(root.autograd_meta_ptr().get())) accumulate(wanted_grads, root.autograd_meta_ptr().get(), seed);
     grads.emplace(root.grad_fn().get(), seed);
-    for (const std::shared_ptr<Node>& node : topological_order(root.grad_fn())) {
-      auto it = grads.find(node.get());
-      if (it == grads.end()) continue;  // no gradient flows here
-      Tensor g = std::move(it->second);
-      grads.erase(it);
-      SCALPEL_CHECK(node->backward, "autograd: the graph through {} was already freed; pass retain_graph=true to "
-                    "run backward twice", node->name);
-      std::vector<Tensor> input_grads = node->backward(g);
-      SCALPEL_CHECK(input_grads.size() == node->inputs.size(), "autograd: backward of {} returned {} gradients for {} inputs",
-                    node->name, input_grads.size(), node->inputs.size());
-      for (size_t i = 0; i < node->inputs.size(); ++i) {
-        const Tensor& input = node->inputs[i];
-        if (!node->needs_input_grad(i) || !input_grads[i].defined()) continue;
-        check_grad(*node, i, input, input_grads[i]);
-        deliver(input, input_grads[i]);
+    const std::vector<std::shared_ptr<Node>> order = topological_order(root.grad_fn());
+    // Per leaf, the nodes still to run that may give it a gradient: at 0 its gradient is final.
+    std::unordered_map<const void*, int64_t> feeders_left;
+    const auto leaf_inputs = [](const Node& node, auto&& fn) {
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        if (node.needs_input_grad(i) && node.inputs[i].is_leaf()) fn(node.inputs[i]);
       }
-      if (!retain_graph) {
+    };
+    if (grad_ready) {
+      for (const auto& node : order) leaf_inputs(*node, [&](const Tensor& t) { ++feeders_left[t.autograd_meta_ptr().get()]; });
+    }
+    for (const std::shared_ptr<Node>& node : order) {
+      auto it = grads.find(node.get());
+      const bool runs = it != grads.end();  // else no gradient flows here
+      if (runs) {
+        Tensor g = std::move(it->second);
+        grads.erase(it);
+        SCALPEL_CHECK(node->backward, "autograd: the graph through {} was already freed; pass retain_graph=true to "
+                      "run backward twice", node->name);
+        std::vector<Tensor> input_grads = node->backward(g);
+        SCALPEL_CHECK(input_grads.size() == node->inputs.size(), "autograd: backward of {} returned {} gradients for {} inputs",
+                      node->name, input_grads.size(), node->inputs.size());
+        for (size_t i = 0; i < node->inputs.size(); ++i) {
+          const Tensor& input = node->inputs[i];
+          if (!node->needs_input_grad(i) || !input_grads[i].defined()) continue;
+          check_grad(*node, i, input, input_grads[i]);
+          deliver(input, input_grads[i]);
+        }
+      }
+      if (grad_ready) {
+        leaf_inputs(*node, [&](const Tensor& t) {
+          const void* key = t.autograd_meta_ptr().get();
+          if (--feeders_left[key] == 0 && leaves_reached.count(key)) (*grad_ready)(t);
+        });
+      }
+      if (runs && !retain_graph) {
         node->backward = nullptr;
         node->inputs.clear();
       }
@@ -152,7 +175,11 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
 }  // namespace
 
 void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) {
-  run_backward(root, grad_output, retain_graph, /*accumulate_leaves=*/true, {}, nullptr);
+  run_backward(root, grad_output, retain_graph, /*accumulate_leaves=*/true, {}, nullptr, nullptr);
+}
+
+void backward_with_grad_ready(const Tensor& root, const GradReadyFn& grad_ready) {
+  run_backward(root, Tensor(), /*retain_graph=*/false, /*accumulate_leaves=*/true, {}, nullptr, &grad_ready);
 }
 
 std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs, const Tensor& grad_output,
@@ -160,7 +187,7 @@ std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs
   for (const Tensor& t : inputs)
     SCALPEL_CHECK(t.defined() && t.requires_grad(), "grad: input {} does not require grad", t.str());
   std::vector<Tensor> out;
-  run_backward(output, grad_output, retain_graph, /*accumulate_leaves=*/false, inputs, &out);
+  run_backward(output, grad_output, retain_graph, /*accumulate_leaves=*/false, inputs, &out, nullptr);
   return out;
 }
 

@@ -55,6 +55,13 @@ Tensor record(const char* name, Tensor output, const std::vector<Tensor>& inputs
 // Runs backward from `root`. With no grad_output, root must have one element (grad 1).
 void backward(const Tensor& root, const Tensor& grad_output = Tensor(), bool retain_graph = false);
 
+// backward(root) that calls grad_ready(leaf) as soon as a leaf's .grad is final for this backward
+// (every node that may feed it has run), while backward goes on: data-parallel training sends
+// the gradients to the other ranks from there (apps/train/distributed.h). Leaves that get no
+// gradient are not reported.
+using GradReadyFn = std::function<void(const Tensor& leaf)>;
+void backward_with_grad_ready(const Tensor& root, const GradReadyFn& grad_ready);
+
 // Gradients of `outputs` w.r.t. `inputs` without touching .grad (used by the grad checker).
 std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs,
                          const Tensor& grad_output = Tensor(), bool retain_graph = false);

@@ -18,13 +18,20 @@ class Communicator {
   virtual void allreduce_sum(double* data, int64_t n) = 0;
   // In place: every rank's data becomes rank `root`'s.
   virtual void broadcast(double* data, int64_t n, int root) = 0;
+  // allreduce_sum started without waiting (the gradient buckets, while backward runs): `data`
+  // must stay untouched until wait_all() returns. progress() lets started ones advance (MPI
+  // moves them only inside its calls). This default runs it at once.
+  virtual void start_allreduce_sum(float* data, int64_t n) { allreduce_sum(data, n); }
+  virtual void progress() {}
+  virtual void wait_all() {}
 };
 
 // While a SyncBatchNorm scope is alive, batch_norm() in training mode (CPU) normalizes with the
 // statistics of every rank's batch together (allreduce of the per-channel sum and sum of
 // squares in forward, and of the two per-channel gradient sums in backward), as one process
-// with the concatenated batch would; its weight and bias gradients stay per rank (they are
-// summed with the other gradients). Without one, each rank uses its own batch (PyTorch DDP).
+// with the concatenated batch would, in the same summation order (layers/ops/batch_tree.h); its
+// weight and bias gradients are the global ones on rank 0 and zero on the others (the gradient
+// allreduce then leaves them exact). Without one, each rank uses its own batch (PyTorch DDP).
 class SyncBatchNorm {
  public:
   explicit SyncBatchNorm(Communicator* comm);

@@ -1,14 +1,15 @@
 // Batch normalization over the batches of every rank (layers/communicator.h). The statistics
 // and the input gradient follow the single-process kernels of layers/ops/batch_norm.cpp step
 // by step (two passes in double: the mean first, then squared deviations from it), with the
-// per-channel sums added over the ranks in between, so that N ranks agree with one process
-// up to summation order even when a channel's variance is tiny next to its mean.
+// per-channel sums added over the ranks in between, in the same order (layers/ops/batch_tree.h),
+// so that 2^k ranks get one process's bits, even when a channel's variance is tiny next to its mean.
 #include <algorithm>
 #include <vector>
 
 #include "autograd/autograd.h"
 #include "layers/communicator.h"
 #include "layers/ops/batch_norm.h"
+#include "layers/ops/batch_tree.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
 
@@ -23,10 +24,15 @@ struct Planes {
   int64_t n, c, s;
   explicit Planes(const Tensor& x) : n(x.size(0)), c(x.size(1)), s(x.numel() / std::max<int64_t>(n * c, 1)) {}
   int64_t at(int64_t sample, int64_t channel) const { return (sample * c + channel) * s; }
-  // Calls fn(k) for every element index k of channel `channel`.
-  template <typename Fn> void each(int64_t channel, Fn&& fn) const {
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < s; ++j) fn(at(i, channel) + j);
+  // The sum over this rank's samples of fn(k) over channel `channel`'s elements k, per sample
+  // over its plane, then over the samples as layers/ops/batch_tree.h's tree, as one process
+  // adds them (the allreduce then adds the ranks' sums as that tree's top does).
+  template <typename V, typename Fn> V sum(int64_t channel, Fn&& fn) const {
+    return ops::batch_tree_sum<V>(0, n, [&](int64_t sample) {
+      V plane{};
+      for (int64_t j = 0; j < s; ++j) plane += fn(at(sample, channel) + j);
+      return plane;
+    });
   }
 };
 
@@ -38,7 +44,7 @@ ops::BatchNormStats global_stats(const Tensor& x, Communicator& comm, double& co
     const T* px = x.data<T>();
     std::vector<double> sums(P.c + 1);  // per channel, then the element count per channel
     parallel_for(P.c, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) P.each(c, [&](int64_t k) { sums[c] += px[k]; });
+      for (int64_t c = c0; c < c1; ++c) sums[c] = P.sum<double>(c, [&](int64_t k) { return double(px[k]); });
     });
     sums[P.c] = static_cast<double>(P.n * P.s);
     comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
@@ -47,9 +53,9 @@ ops::BatchNormStats global_stats(const Tensor& x, Communicator& comm, double& co
     for (int64_t c = 0; c < P.c; ++c) mean[c] = sums[c] / count;
     parallel_for(P.c, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        P.each(c, [&](int64_t k) {
+        squares[c] = P.sum<double>(c, [&](int64_t k) {
           const double d = px[k] - mean[c];
-          squares[c] += d * d;
+          return d * d;
         });
       }
     });
@@ -60,8 +66,9 @@ ops::BatchNormStats global_stats(const Tensor& x, Communicator& comm, double& co
   });
 }
 
-// The training-mode input gradient with the gradient sums of every rank, and this rank's
-// weight and bias gradients (summed over the ranks later, with the other gradients).
+// The training-mode input gradient with the gradient sums of every rank. The weight and bias
+// gradients are the global sums too (allreduced here in double, as one process adds them), so
+// rank 0 holds them and the other ranks zero: the gradients' allreduce leaves them exact.
 ops::BatchNormGrads global_backward(const Tensor& gy_in, const Tensor& x, const Tensor& mean_t,
                                     const Tensor& invstd_t, const Tensor& weight_t, double count,
                                     Communicator& comm) {
@@ -76,30 +83,31 @@ ops::BatchNormGrads global_backward(const Tensor& gy_in, const Tensor& x, const 
     std::vector<double> sums(2 * P.c);  // sum gy per channel, then sum gy * xhat
     parallel_for(P.c, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        P.each(c, [&](int64_t k) {
-          sums[c] += pg[k];
-          sums[P.c + c] += pg[k] * (px[k] - mean[c]) * invstd[c];
-        });
+        sums[c] = P.sum<double>(c, [&](int64_t k) { return double(pg[k]); });
+        sums[P.c + c] = P.sum<double>(c, [&](int64_t k) { return double(pg[k] * (px[k] - mean[c]) * invstd[c]); });
       }
     });
+    comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
     ops::BatchNormGrads g{Tensor::empty(x.shape(), x.dtype()), Tensor::empty({P.c}, x.dtype()),
                           Tensor::empty({P.c}, x.dtype())};
     T* gb = g.bias.data<T>();
     T* gw = g.weight.data<T>();
+    const bool holder = comm.rank() == 0;
     for (int64_t c = 0; c < P.c; ++c) {
-      gb[c] = static_cast<T>(sums[c]);
-      gw[c] = static_cast<T>(sums[P.c + c]);
+      gb[c] = holder ? static_cast<T>(sums[c]) : T(0);
+      gw[c] = holder ? static_cast<T>(sums[P.c + c]) : T(0);
     }
-    comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
     T* gx = g.x.data<T>();
     parallel_for(P.c, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const double scale = static_cast<double>(invstd[c]) * (weight.empty() ? 1.0 : weight[c]);
         const double sum_g = sums[c], sum_g_xhat = sums[P.c + c];
-        P.each(c, [&](int64_t k) {
-          const double xhat = (px[k] - mean[c]) * static_cast<double>(invstd[c]);
-          gx[k] = static_cast<T>(scale * (pg[k] - sum_g / count - xhat * sum_g_xhat / count));
-        });
+        for (int64_t i = 0; i < P.n; ++i)
+          for (int64_t j = 0; j < P.s; ++j) {
+            const int64_t k = P.at(i, c) + j;
+            const double xhat = (px[k] - mean[c]) * static_cast<double>(invstd[c]);
+            gx[k] = static_cast<T>(scale * (pg[k] - sum_g / count - xhat * sum_g_xhat / count));
+          }
       }
     });
     return g;

@@ -442,10 +442,15 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
       }
       optimizer->zero_grad();
       if (distributed) {
-        backward(mul(loss, rank_share));
         std::vector<Tensor> trained;
         for (const auto& g : optimizer->groups()) trained.insert(trained.end(), g.params.begin(), g.params.end());
-        allreduce_gradients(trained, *comm, config.bucket_bytes);
+        GradientBuckets buckets(trained, *comm, config.bucket_bytes);
+        if (config.overlap_allreduce) {  // each bucket is sent as soon as its gradients are final
+          backward_with_grad_ready(mul(loss, rank_share), [&](const Tensor& param) { buckets.ready(param); });
+        } else {
+          backward(mul(loss, rank_share));
+        }
+        buckets.finish();
       } else {
         backward(loss);
       }

@@ -97,6 +97,7 @@ struct TrainConfig {
   nn::Communicator* communicator = nullptr;
   bool sync_bn = false;              // batch-norm statistics over every rank's batch
   int64_t bucket_bytes = 25 << 20;   // gradient allreduce bucket size
+  bool overlap_allreduce = true;     // start a bucket's allreduce during backward, once its gradients are final
   // Called after each epoch (on rank 0 only), once its checkpoints are written (a driver's own logging or
   // plotting; an exception thrown here ends the run as an interruption would).
   std::function<void(const EpochStats&)> on_epoch;

@@ -6,6 +6,7 @@
 #include "tensor/backend.h"
 #include "layers/communicator.h"
 #include "layers/functional.h"
+#include "layers/ops/batch_tree.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
 
@@ -46,6 +47,28 @@ template <typename T> const T* channel_data(const Tensor& t, Tensor& keep) {
   return keep.data<T>();
 }
 
+// The per-channel sums of batch norm's backward, over sample n's plane or added over samples.
+struct BatchNormGradSums {
+  double g = 0, g_xhat = 0;  // sum gy, sum gy * xhat
+  BatchNormGradSums operator+(const BatchNormGradSums& o) const { return {g + o.g, g_xhat + o.g_xhat}; }
+};
+
+// Channel c's sums, per sample over its plane, added over the samples as layers/ops/batch_tree.h's
+// tree. L: x's layout, G: gy's.
+template <typename T>
+BatchNormGradSums batch_norm_grad_sums(const ChannelLayout& L, const ChannelLayout& G, const T* px, const T* pg,
+                                       T mean, T invstd, int64_t c) {
+  return batch_tree_sum<BatchNormGradSums>(0, L.n, [&](int64_t n) {
+    BatchNormGradSums s;
+    for (int64_t i = 0; i < L.s; ++i) {
+      const int64_t k = G.at(n, c) + i;
+      s.g += pg[k];
+      s.g_xhat += pg[k] * (px[L.at(n, c) + i] - mean) * invstd;
+    }
+    return s;
+  });
+}
+
 }  // namespace
 
 BatchNormStats batch_norm_stats(const Tensor& x_in) {
@@ -60,16 +83,22 @@ BatchNormStats batch_norm_stats(const Tensor& x_in) {
     T* var = stats.var.data<T>();
     parallel_for(L.c, L.channel_grain(), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        double sum = 0;  // accumulate in double: M can be millions of float32 values
-        for (int64_t n = 0; n < L.n; ++n)
-          for (int64_t i = 0; i < L.s; ++i) sum += px[L.at(n, c) + i];
+        // In double (M can be millions of float32 values): per sample a plane's sum, added over
+        // the samples as layers/ops/batch_tree.h's tree (as sync_batch_norm adds the ranks').
+        const double sum = batch_tree_sum<double>(0, L.n, [&](int64_t n) {
+          double plane = 0;
+          for (int64_t i = 0; i < L.s; ++i) plane += px[L.at(n, c) + i];
+          return plane;
+        });
         const double m = sum / static_cast<double>(L.per_channel());
-        double sq = 0;
-        for (int64_t n = 0; n < L.n; ++n)
+        const double sq = batch_tree_sum<double>(0, L.n, [&](int64_t n) {
+          double plane = 0;
           for (int64_t i = 0; i < L.s; ++i) {
             const double d = px[L.at(n, c) + i] - m;
-            sq += d * d;
+            plane += d * d;
           }
+          return plane;
+        });
         mean[c] = static_cast<T>(m);
         var[c] = static_cast<T>(sq / static_cast<double>(L.per_channel()));
       }
@@ -133,13 +162,8 @@ BatchNormGrads batch_norm_backward(const Tensor& gy_in, const Tensor& x_in, cons
     const double M = static_cast<double>(L.per_channel());
     parallel_for(L.c, L.channel_grain(), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        double sum_g = 0, sum_g_xhat = 0;
-        for (int64_t n = 0; n < L.n; ++n)
-          for (int64_t i = 0; i < L.s; ++i) {
-            const int64_t k = G.at(n, c) + i;
-            sum_g += pg[k];
-            sum_g_xhat += pg[k] * (px[L.at(n, c) + i] - mean[c]) * invstd[c];
-          }
+        const BatchNormGradSums sums = batch_norm_grad_sums(L, G, px, pg, mean[c], invstd[c], c);
+        const double sum_g = sums.g, sum_g_xhat = sums.g_xhat;
         gb[c] = static_cast<T>(sum_g);
         gw[c] = static_cast<T>(sum_g_xhat);
         const double scale = static_cast<double>(invstd[c]) * (weight ? weight[c] : 1.0);

@@ -7,6 +7,7 @@
 #include "autograd/autograd.h"
 #include "tensor/backend.h"
 #include "layers/functional.h"
+#include "layers/ops/batch_tree.h"
 #include "layers/ops/conv2d_depthwise.h"
 #include "tensor/error.h"
 
@@ -227,13 +228,14 @@ void conv2d_backward_weight_reference(const Conv2dGeometry& g, const T* x, const
 template <typename T>
 void conv2d_backward_bias(int64_t batch, int64_t channels, int64_t plane, const T* grad_y,
                           T* grad_bias) {
+  // Per sample a plane's sum, added over the samples as layers/ops/batch_tree.h's tree.
   for (int64_t c = 0; c < channels; ++c) {
-    T acc = 0;
-    for (int64_t n = 0; n < batch; ++n) {
+    grad_bias[c] = batch_tree_sum<T>(0, batch, [&](int64_t n) {
       const T* p = grad_y + (n * channels + c) * plane;
+      T acc = 0;
       for (int64_t i = 0; i < plane; ++i) acc += p[i];
-    }
-    grad_bias[c] = acc;
+      return acc;
+    });
   }
 }
 

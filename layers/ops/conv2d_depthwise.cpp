@@ -5,6 +5,7 @@
 #include <atomic>
 #include <vector>
 
+#include "layers/ops/batch_tree.h"
 #include "layers/ops/conv2d_depthwise_avx512.h"
 #include "tensor/cpu_isa.h"
 #include "tensor/error.h"
@@ -294,22 +295,56 @@ void conv2d_backward_input_depthwise(const Conv2dGeometry& g, const T* grad_y, c
                [&](int64_t begin, int64_t end) { fn(args, begin, end); });
 }
 
+// Each sample's gradient into a row of its own (the kernels above with a batch of 1), then the
+// rows added as layers/ops/batch_tree.h's tree, so that data-parallel ranks get one process's
+// bits. The rows take batch x C_out x kH x kW entries: depthwise weights are small.
 template <typename T>
 void conv2d_backward_weight_depthwise(const Conv2dGeometry& g, const T* x, const T* grad_y,
                                       T* grad_weight) {
+  const int64_t wsize = g.out_channels * g.kernel_h * g.kernel_w;
+  if (g.batch == 0) {
+    std::fill(grad_weight, grad_weight + wsize, T(0));
+    return;
+  }
+  Conv2dGeometry one = g;
+  one.batch = 1;
+  const int64_t in_sample = g.in_channels * g.in_h * g.in_w, out_sample = g.out_channels * g.out_h * g.out_w;
+  thread_local std::vector<T> per_sample;
+  if (g.batch > 1) per_sample.resize(g.batch * wsize);
+  T* const rows = g.batch > 1 ? per_sample.data() : grad_weight;
+  // Work items: (sample, output channel) pairs, sample-major; each call covers one sample's channels.
+  auto run = [&](auto&& channels) {
+    parallel_for(g.batch * g.out_channels, plane_grain(g), [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end;) {
+        const int64_t n = item / g.out_channels, oc0 = item % g.out_channels;
+        const int64_t oc1 = std::min(g.out_channels, oc0 + (end - item));
+        channels(n, oc0, oc1);
+        item += oc1 - oc0;
+      }
+    });
+  };
   const ColumnPlan cols(g);
-  const Args<T> args{g, cols, x, grad_y, nullptr, grad_weight, {}};
-  const int64_t grain = std::max<int64_t>(1, plane_grain(g) / std::max<int64_t>(1, g.batch));
+  bool done = false;
   if constexpr (std::is_same_v<T, float>) {
     if (use_avx512_rows(g)) {
-      const depthwise_avx512::Operands o{g, x, grad_y, nullptr, grad_weight, {}};
-      parallel_for(g.out_channels, grain,
-                   [&](int64_t begin, int64_t end) { depthwise_avx512::weight_grad_channels(o, begin, end); });
-      return;
+      run([&](int64_t n, int64_t oc0, int64_t oc1) {
+        const depthwise_avx512::Operands o{one, x + n * in_sample, grad_y + n * out_sample, nullptr, rows + n * wsize,
+                                           {}};
+        depthwise_avx512::weight_grad_channels(o, oc0, oc1);
+      });
+      done = true;
     }
   }
-  const RangeFn<T> fn = weight_grad_channels_variant<T>();
-  parallel_for(g.out_channels, grain, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
+  if (!done) {
+    const RangeFn<T> fn = weight_grad_channels_variant<T>();
+    run([&](int64_t n, int64_t oc0, int64_t oc1) {
+      const Args<T> args{one, cols, x + n * in_sample, grad_y + n * out_sample, nullptr, rows + n * wsize, {}};
+      fn(args, oc0, oc1);
+    });
+  }
+  if (g.batch == 1) return;
+  batch_tree_sum_rows(int64_t{0}, g.batch, wsize, rows);
+  std::copy(rows, rows + wsize, grad_weight);
 }
 
 #define SCALPEL_DEPTHWISE_INSTANTIATE(T)                                                        \

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "layers/ops/batch_tree.h"
 #include "layers/ops/conv2d.h"
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
@@ -187,20 +188,13 @@ void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, cons
   });
 }
 
-// Samples per partial sum of the weight gradient. The batch is cut into partials of a size
-// fixed by the geometry alone, each summed from zero, and the partials are added in sample
-// order: the result is then the same bits whatever the thread count (a split per thread
-// would round differently with 1 and 2 threads, and training would not be reproducible).
-// Threads take whole partials (each GEMM single-threaded, as for the other passes); more
-// partials when grad_weight is small, at least two when the batch has two samples, and the
-// extra partial buffers within kPartialBudget entries unless that leaves fewer than two.
+// The weight gradient is the sum over the samples of each sample's gradient (computed from
+// zero), added as layers/ops/batch_tree.h's tree: the same bits whatever the thread count, and
+// 2^k data-parallel ranks get one process's bits. Adding a partial of grad_weight's size per
+// sample costs 1 / P of that sample's GEMM.
+// The parallel path gives each thread subtrees; its partial buffers stay within this many
+// entries (else the samples run one after another, each GEMM on every thread).
 constexpr int64_t kPartialBudget = int64_t{1} << 22;
-int64_t samples_per_partial(const Conv2dGeometry& g) {
-  const int64_t wsize = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
-  const int64_t partials =
-      std::clamp<int64_t>(kPartialBudget / std::max<int64_t>(wsize, 1), std::min<int64_t>(g.batch, 2), g.batch);
-  return (g.batch + partials - 1) / partials;
-}
 
 template <typename T>
 void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T* grad_y,
@@ -210,53 +204,75 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
   const int64_t wsize = g.out_channels * K;
   const bool direct = g.is_pointwise();
   const int64_t rows = rows_per_block(g);
-  const int64_t per_partial = samples_per_partial(g);
-  const int64_t partials = (g.batch + per_partial - 1) / per_partial;
-  // Partial 0 sums straight into grad_weight, the others into this thread's `extra`, added at
-  // the end. The first GEMM of a partial overwrites (beta 0), so nothing needs zeroing.
-  thread_local std::vector<T> extra;
-  if (static_cast<int64_t>(extra.size()) < (partials - 1) * wsize) extra.resize((partials - 1) * wsize);
-  T* const extra_data = extra.data();
-  if (g.batch == 0) std::fill(grad_weight, grad_weight + wsize, T(0));
-  auto sum_partial = [&](int64_t part, T* col) {
-    T* gw = part == 0 ? grad_weight : extra_data + (part - 1) * wsize;
-    const int64_t begin = part * per_partial, end = std::min(g.batch, begin + per_partial);
-    for (int64_t n = begin; n < end; ++n)
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
-        const T* gyg = grad_y + (n * g.out_channels + gi * opg) * P;
-        T* gwg = gw + gi * opg * K;
-        if (direct) {
-          gemm(false, true, opg, K, P, T(1), gyg, P, xg, P, T(n == begin ? 0 : 1), gwg, K);
-          continue;
-        }
-        for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
-          const int64_t cols = (oh1 - oh0) * g.out_w;
-          im2col(g, xg, oh0, oh1, col);
-          const T beta(n == begin && oh0 == 0 ? 0 : 1);
-          gemm(false, true, opg, K, cols, T(1), gyg + oh0 * g.out_w, P, col, cols, beta, gwg, K);
-        });
-      }
-  };
-  const int64_t scratch = direct ? 0 : K * rows * g.out_w;
-  auto run_partials = [&](int64_t begin, int64_t end) {
-    T* col = scratch > 0 ? column_buffer<T>(scratch) : nullptr;
-    for (int64_t part = begin; part < end; ++part) sum_partial(part, col);
-  };
-  // Where the partials run changes only the speed: each GEMM gives the same bits on one
-  // thread or many (tensor/gemm.h).
-  if (partials >= num_threads() && parallel_over_samples(g)) {
-    parallel_for(partials, 1, run_partials);
-  } else {
-    run_partials(0, partials);
+  if (g.batch == 0) {
+    std::fill(grad_weight, grad_weight + wsize, T(0));
+    return;
   }
-  if (partials <= 1) return;
-  parallel_for(wsize, 1 << 14, [&](int64_t begin, int64_t end) {
-    for (int64_t part = 1; part < partials; ++part) {
-      const T* src = extra_data + (part - 1) * wsize;
-      for (int64_t i = begin; i < end; ++i) grad_weight[i] += src[i];
+  const int64_t scratch = direct ? 0 : K * rows * g.out_w;
+  // gw = sample n's gradient (its first GEMM overwrites: beta 0).
+  auto sample_gradient = [&](int64_t n, T* gw) {
+    T* col = scratch > 0 ? column_buffer<T>(scratch) : nullptr;
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
+      const T* gyg = grad_y + (n * g.out_channels + gi * opg) * P;
+      T* gwg = gw + gi * opg * K;
+      if (direct) {
+        gemm(false, true, opg, K, P, T(1), gyg, P, xg, P, T(0), gwg, K);
+        continue;
+      }
+      for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
+        const int64_t cols = (oh1 - oh0) * g.out_w;
+        im2col(g, xg, oh0, oh1, col);
+        gemm(false, true, opg, K, cols, T(1), gyg + oh0 * g.out_w, P, col, cols, T(oh0 == 0 ? 0 : 1), gwg, K);
+      });
+    }
+  };
+  auto grown = [](std::vector<T>& buffer, int64_t size) {
+    if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
+    return buffer.data();
+  };
+  thread_local std::vector<T> levels_buffer;
+
+  // In parallel: the tree's nodes `depth` levels down (as many as threads at least) are summed
+  // one per task, the first into grad_weight and the others into `tops`, then added up the tree.
+  const int64_t depth = batch_tree_levels(num_threads());
+  std::vector<std::pair<int64_t, int64_t>> nodes = {{0, g.batch}};
+  for (int64_t d = 0; d < depth; ++d) {
+    std::vector<std::pair<int64_t, int64_t>> next;
+    for (const auto& [begin, end] : nodes) {
+      const int64_t mid = batch_tree_split(begin, end);
+      if (mid > begin) next.push_back({begin, mid});  // a single sample stays whole
+      next.push_back({mid, end});
+    }
+    nodes = std::move(next);
+  }
+  const auto tasks = static_cast<int64_t>(nodes.size());
+  const int64_t task_levels = batch_tree_levels((g.batch + tasks - 1) / tasks);  // the largest node
+  if (!parallel_over_samples(g) || (tasks - 1 + num_threads() * task_levels) * wsize > kPartialBudget) {
+    batch_tree_sum_into(int64_t{0}, g.batch, wsize, grad_weight,
+                        grown(levels_buffer, batch_tree_levels(g.batch) * wsize), sample_gradient);
+    return;
+  }
+  thread_local std::vector<T> tops_buffer;
+  T* const tops = grown(tops_buffer, (tasks - 1) * wsize);
+  auto result_of = [&](int64_t node) { return node == 0 ? grad_weight : tops + (node - 1) * wsize; };
+  parallel_for(tasks, 1, [&](int64_t first, int64_t last) {
+    T* levels = grown(levels_buffer, task_levels * wsize);
+    for (int64_t i = first; i < last; ++i) {
+      batch_tree_sum_into(nodes[i].first, nodes[i].second, wsize, result_of(i), levels, sample_gradient);
     }
   });
+  // Up the tree: the node [begin, end) adds its right half's result into its left half's.
+  auto combine = [&](auto& self, int64_t begin, int64_t end) -> T* {
+    for (int64_t i = 0; i < tasks; ++i) {
+      if (nodes[i] == std::pair{begin, end}) return result_of(i);
+    }
+    const int64_t mid = batch_tree_split(begin, end);
+    T* left = self(self, begin, mid);
+    batch_tree_add(left, self(self, mid, end), wsize);
+    return left;
+  };
+  combine(combine, int64_t{0}, g.batch);
 }
 
 #define SCALPEL_IM2COL_INSTANTIATE(T)                                                        \

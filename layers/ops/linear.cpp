@@ -2,11 +2,47 @@
 // x [..., in] is viewed as [M, in]; weight [out, in]; bias [out] or undefined.
 //   grad_x = grad_y W     grad_W = grad_y^T x     grad_b = column sums of grad_y
 #include "layers/functional.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "layers/ops/batch_tree.h"
 #include "tensor/backend.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
+#include "tensor/parallel.h"
 
 namespace scalpel::nn {
+namespace {
+
+// Above this many entries of tree scratch the weight gradient is one GEMM over the rows.
+constexpr int64_t kTreeBudget = int64_t{1} << 22;
+
+// gw [out, in] = g^T x over the M rows of g [M, out] and x [M, in]. A weight of up to a few
+// million entries (classifier heads) sums the rows' outer products as layers/ops/batch_tree.h's
+// tree, so that data-parallel ranks get one process's bits; larger ones (VGG's fc layers, where
+// the scratch would cost hundreds of MB) run one GEMM, exact up to summation order only.
+template <typename T>
+void linear_weight_grad(int64_t M, int64_t in, int64_t out, const T* g, const T* x, T* gw) {
+  const int64_t width = out * in;
+  if (width * ops::batch_tree_levels(M) > kTreeBudget) {
+    gemm(true, false, out, in, M, T(1), g, out, x, in, T(0), gw, in);
+    return;
+  }
+  std::vector<T> levels(ops::batch_tree_levels(M) * width);
+  ops::batch_tree_sum_into(int64_t{0}, M, width, gw, levels.data(), [&](int64_t i, T* outer) {
+    parallel_for(out, std::max<int64_t>(1, 4096 / in), [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o) {
+        const T go = g[i * out + o];
+        const T* xi = x + i * in;
+        T* row = outer + o * in;
+        for (int64_t k = 0; k < in; ++k) row[k] = go * xi[k];
+      }
+    });
+  });
+}
+
+}  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const std::string& name) {
   SCALPEL_CHECK(x.dim() >= 1 && weight.dim() == 2,
@@ -71,14 +107,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const s
                     }
                     if (need_w) {
                       gw = Tensor::zeros({out, in}, gy.dtype());
-                      if (M > 0 && in > 0 && out > 0)
-                        gemm(true, false, out, in, M, T(1), g, out, xs.data<T>(), in, T(0), gw.data<T>(), in);
+                      if (M > 0 && in > 0 && out > 0) linear_weight_grad(M, in, out, g, xs.data<T>(), gw.data<T>());
                     }
                     if (need_b) {
                       gb = Tensor::zeros({out}, gy.dtype());
-                      T* b = gb.data<T>();
-                      for (int64_t i = 0; i < M; ++i)
-                        for (int64_t j = 0; j < out; ++j) b[j] += g[i * out + j];
+                      if (M > 0 && out > 0) {
+                        std::vector<T> levels(ops::batch_tree_levels(M) * out);
+                        ops::batch_tree_sum_into(int64_t{0}, M, out, gb.data<T>(), levels.data(),
+                                                 [&](int64_t i, T* row) { std::copy(g + i * out, g + (i + 1) * out, row); });
+                      }
                     }
                   });
                   return std::vector<Tensor>{gx, gw, gb};

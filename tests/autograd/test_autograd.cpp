@@ -41,6 +41,33 @@ TEST(Autograd, SharedSubexpressionsSumTheirGradients) {
   EXPECT_DOUBLE_EQ(x.grad().item(), 36);
 }
 
+// The grad-ready hook (data-parallel training sends gradients from it while backward runs):
+// each leaf once, when its gradient is final, outputs' leaves first; an unused leaf never.
+TEST(Autograd, GradReadyReportsEachLeafOnceItsGradientIsFinal) {
+  Tensor x = Tensor::from_vector({2}, {1}, DType::F64).set_requires_grad();
+  Tensor w1 = Tensor::from_vector({3}, {1}, DType::F64).set_requires_grad();
+  Tensor w2 = Tensor::from_vector({5}, {1}, DType::F64).set_requires_grad();
+  Tensor unused = Tensor::from_vector({7}, {1}, DType::F64).set_requires_grad();
+  Tensor h = x * w1;
+  // w1 feeds two nodes (its gradient is final only after both); w2 only the last one.
+  Tensor y = sum((h + w1) * w2);
+  std::vector<std::pair<std::string, double>> reported;
+  const auto name = [&](const Tensor& t) -> std::string {
+    for (const auto& [n, leaf] : {std::pair{"x", x}, std::pair{"w1", w1}, std::pair{"w2", w2}})
+      if (t.autograd_meta_ptr() == leaf.autograd_meta_ptr()) return n;
+    return "other";
+  };
+  backward_with_grad_ready(y, [&](const Tensor& leaf) { reported.push_back({name(leaf), leaf.grad().item()}); });
+  (void)unused;
+  ASSERT_EQ(reported.size(), 3u);
+  EXPECT_EQ(reported[0], (std::pair<std::string, double>{"w2", 9}));  // h + w1 = 9
+  // dy/dw1 = (x + 1) * w2 = 15, dy/dx = w1 * w2 = 15: reported with their final values.
+  const std::pair<std::string, double> w1_final{"w1", 15}, x_final{"x", 15};
+  EXPECT_TRUE((reported[1] == w1_final && reported[2] == x_final) || (reported[1] == x_final && reported[2] == w1_final));
+  EXPECT_DOUBLE_EQ(w1.grad().item(), 15);
+  EXPECT_FALSE(unused.grad().defined());
+}
+
 TEST(Autograd, NoGradDetachAndRequiresGrad) {
   Tensor x = leaf({3}, 1);
   {

@@ -240,6 +240,54 @@ TEST(ConvEngines, SameBitsForAnyThreadCount) {
   set_num_threads(0);
 }
 
+// Data-parallel training gives one process's bits only if the weight gradient of a batch is
+// the sum of its halves' (the ranks' shards, added by the allreduce), bit for bit: the batch is
+// added as a tree (layers/ops/batch_tree.h). Batches of 8 (2 and 4 ranks) and 7 (halves of 3
+// and 4, as the data loader's shards), on 1 and 3 threads (the parallel-over-samples path),
+// for im2col, the pointwise GEMM, a weight over the partial budget, and depthwise.
+TEST(ConvEngines, WeightGradientOfABatchIsItsShardsAdded) {
+  struct Shape {
+    int64_t batch, channels, size, kernel, groups;
+  };
+  for (const Shape& sh : {Shape{8, 16, 20, 3, 1}, Shape{7, 16, 20, 3, 1}, Shape{8, 24, 13, 1, 1},
+                          Shape{8, 256, 5, 3, 1}, Shape{8, 32, 17, 3, 32}, Shape{7, 32, 17, 3, 32}}) {
+    Conv2dGeometry g;
+    g.batch = sh.batch;
+    g.in_channels = g.out_channels = sh.channels;
+    g.groups = sh.groups;
+    g.in_h = g.out_h = g.in_w = g.out_w = sh.size;
+    g.kernel_h = g.kernel_w = sh.kernel;
+    g.pad_top = g.pad_left = sh.kernel / 2;
+    Generator gen(5);
+    const int64_t in_sample = g.in_channels * g.in_h * g.in_w, out_sample = g.out_channels * g.out_h * g.out_w;
+    const int64_t nw = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
+    const auto x = random_values<float>(g.batch * in_sample, gen), gy = random_values<float>(g.batch * out_sample, gen);
+    // Samples [begin, end)'s weight gradient.
+    const auto shard = [&](int64_t begin, int64_t end) {
+      Conv2dGeometry part = g;
+      part.batch = end - begin;
+      auto gw = sentinel<float>(nw);
+      ops::conv2d_backward_weight(ConvEngine::Auto, part, x.data() + begin * in_sample, gy.data() + begin * out_sample,
+                                  gw.data());
+      return gw;
+    };
+    const auto added = [](std::vector<float> a, const std::vector<float>& b) {
+      for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+      return a;
+    };
+    for (int threads : {1, 3}) {
+      set_num_threads(threads);
+      SCOPED_TRACE(fmt::format("{} threads, {}", threads, geometry_str(g)));
+      const std::vector<float> whole = shard(0, g.batch);
+      const int64_t half = g.batch / 2;
+      EXPECT_TRUE(whole == added(shard(0, half), shard(half, g.batch))) << "2 shards";
+      if (g.batch == 8) EXPECT_TRUE(whole == added(added(shard(0, 2), shard(2, 4)), added(shard(4, 6), shard(6, 8))))
+          << "4 shards";
+    }
+  }
+  set_num_threads(0);
+}
+
 // Large images are unfolded a block of output rows at a time (a bounded column buffer of
 // 2^21 entries): with K = 64 * 9 these outputs take two blocks, the second one partial.
 TEST(ConvEngines, LargeImagesRunInRowBlocks) {

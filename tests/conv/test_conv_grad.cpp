@@ -149,5 +149,27 @@ TEST(ConvGrad, Linear) {
   }
 }
 
+// Data-parallel training gives one process's bits only if linear's weight and bias gradients
+// of a batch are the sums of its halves' (the ranks' shards), bit for bit (float32).
+TEST(ConvGrad, LinearGradientsOfABatchAreItsShardsAdded) {
+  Generator gen(6);
+  const Tensor x = randn({8, 64}, gen), w = randn({10, 64}, gen), b = randn({10}, gen), coef = randn({8, 10}, gen);
+  // The weight and bias gradients of sum(linear(x) * coef) over rows [begin, end).
+  const auto grads = [&](int64_t begin, int64_t end) {
+    Tensor wl = w.clone().set_requires_grad(true), bl = b.clone().set_requires_grad(true);
+    backward(sum(mul(nn::linear(x.slice(0, begin, end).contiguous(), wl, bl), coef.slice(0, begin, end).contiguous())));
+    return std::pair{wl.grad().to_vector(), bl.grad().to_vector()};
+  };
+  const auto added = [](std::vector<double> a, const std::vector<double>& c) {
+    for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(static_cast<float>(a[i]) + static_cast<float>(c[i]));
+    return a;
+  };
+  const auto [gw, gb] = grads(0, 8);
+  const auto [gw0, gb0] = grads(0, 4);
+  const auto [gw1, gb1] = grads(4, 8);
+  EXPECT_TRUE(gw == added(gw0, gw1));
+  EXPECT_TRUE(gb == added(gb0, gb1));
+}
+
 }  // namespace
 }  // namespace scalpel

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -104,13 +105,9 @@ class DistributedTest : public ::testing::Test {
     for (size_t t = 0; t < wa->model.size(); ++t) {
       const auto va = wa->model[t].second.to_vector(), vb = wb->model[t].second.to_vector();
       ASSERT_EQ(va.size(), vb.size()) << wa->model[t].first;
-      // Running statistics: 1e-4, as they follow the batch variance of channels with 8 values
-      // (1x1 maps), which amplifies rounding differences upstream.
-      const std::string& name = wa->model[t].first;
-      const double tolerance = name.ends_with("running_var") || name.ends_with("running_mean") ? 1e-4 : 1e-5;
       size_t bad = 0, worst = 0;
       for (size_t i = 0; i < va.size(); ++i) {
-        if (close(vb[i], va[i], tolerance)) continue;
+        if (close(vb[i], va[i])) continue;
         ++bad;
         if (std::abs(vb[i] - va[i]) > std::abs(vb[worst] - va[worst])) worst = i;
       }
@@ -124,33 +121,31 @@ class DistributedTest : public ::testing::Test {
   fs::path root_;
 };
 
-// Small learning rates: at 32x32 the last batch norms see 8 values per channel and a step
-// amplifies rounding differences, and Adam turns gradients at rounding level into steps of
-// size lr. mobilenet_v2 (ReLU6, near-constant channels) is so ill-conditioned there that one
-// process with 1 or 2 threads drifts apart by 3% by its 4th step even at lr 1e-4: one epoch.
-// The equality is up to summation order: the conv weight gradient adds fixed partials of the
-// batch in sample order, which 2 ranks of 4 associate differently from 1 process of 8; at
-// lr 1e-3 resnet18's 4th step then differs by 1 %, at 1e-4 by rounding only.
+// At the default learning rate (1e-3), as a normal training run. The sums over the batch (weight
+// gradients, batch-norm statistics) add the samples as a tree whose halves are the ranks' shards
+// (layers/ops/batch_tree.h), so the ranks take one process's steps up to the rounding of the
+// loss's logged mean; ill-conditioned steps (Adam on gradients near zero, mobilenet_v2's last
+// batch norms with 8 values per channel) would amplify any difference in summation order.
 TEST_F(DistributedTest, TwoRanksEqualOneProcessResNet18Sgd) {
-  expect_same_training({"--model", "resnet18", "--optimizer", "sgd", "--lr", "0.0001"});
+  expect_same_training({"--model", "resnet18", "--optimizer", "sgd"});
 }
 
 TEST_F(DistributedTest, TwoRanksEqualOneProcessResNet18Adam) {
-  expect_same_training({"--model", "resnet18", "--optimizer", "adam", "--lr", "0.000001"}, 1);
+  expect_same_training({"--model", "resnet18", "--optimizer", "adam"});
 }
 
 TEST_F(DistributedTest, TwoRanksEqualOneProcessMobileNetV2Sgd) {
-  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "sgd", "--lr", "0.0001"}, 1);
+  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "sgd"});
 }
 
 TEST_F(DistributedTest, TwoRanksEqualOneProcessMobileNetV2Adam) {
-  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "adam", "--lr", "0.000001"}, 1);
+  expect_same_training({"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "adam"});
 }
 
 // The run's checkpoint of a distributed first epoch continues in one process with the same
 // global batch as if it had run there throughout.
 TEST_F(DistributedTest, ResumeWithAnotherRankCount) {
-  const std::vector<std::string> model = {"--model", "resnet18", "--optimizer", "sgd", "--lr", "0.0001"};
+  const std::vector<std::string> model = {"--model", "resnet18", "--optimizer", "sgd"};
   const CliResult one = run_cli(train_args("one", model, 8, 2));
   ASSERT_EQ(one.exit_code, 0) << one.err;
   auto first_args = train_args("part", model, 4, 1);
@@ -183,6 +178,28 @@ TEST_F(DistributedTest, FailingRankStopsEveryRank) {
   EXPECT_TRUE(scalpel::models::read_checkpoint((root_ / "two/best.safetensors").string()));
 }
 
+// Rank 1 stops responding (SIGSTOP once rank 0 has logged the first step: alive, not dead, so
+// mpirun sees nothing): rank 0 waits in a collective, and after --dist-timeout 2 s the run ends
+// with rank 0's error naming rank 1, well before the 3 epochs would have.
+TEST_F(DistributedTest, HungRankStopsTheRunWithinTheTimeout) {
+  const fs::path log = root_ / "two.jsonl";
+  std::string command;
+  for (const std::string& a : train_args("two", {"--model", "mobilenet_v2", "--dropout", "0", "--dist-timeout", "2"}, 4, 3))
+    command += " '" + a + "'";
+  const std::string stop_when_logging = fmt::format(
+      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (while [ ! -s '{}' ]; do sleep 0.1; done; kill -STOP $$) & fi; "
+      "exec '{}'{}",
+      log.string(), SCALPEL_BINARY, command);
+  const auto t0 = std::chrono::steady_clock::now();
+  const CliResult r = run_cli({"--oversubscribe", "--allow-run-as-root", "-np", "2", "sh", "-c", stop_when_logging}, mpirun_);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (r.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("error: rank 0 of 2: rank 1 did not reach collective"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--dist-timeout 2 s"), std::string::npos) << r.err;
+  EXPECT_LT(seconds, 60) << r.err;
+}
+
 // An unreadable image stops a distributed run with an error naming it (in one process it would
 // be left out of its batch; a rank left without samples would skip a step the others take).
 TEST_F(DistributedTest, UnreadableImageStopsTheRun) {
@@ -201,7 +218,14 @@ TEST(Distributed, NcclBackendIsRefused) {
                                (fs::temp_directory_path() / "scalpel-dist-nccl").string(), "--distributed",
                                "--distributed-backend", "nccl"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(r.first_err_line().starts_with("error: --distributed-backend nccl: not available yet")) << r.err;
+  EXPECT_TRUE(r.first_err_line().starts_with("error: --distributed-backend nccl: not available: ")) << r.err;
+  // Each missing piece with its reason (this machine: no libnccl, no GPU; a GPU machine with
+  // NCCL: not implemented yet).
+  const bool has_gpu_and_nccl = r.err.find("not implemented yet") != std::string::npos;
+  if (!has_gpu_and_nccl) {
+    EXPECT_TRUE(r.err.find("libnccl is not loadable (") != std::string::npos ||
+                r.err.find("no usable GPU (") != std::string::npos) << r.err;
+  }
 }
 
 }  // namespace

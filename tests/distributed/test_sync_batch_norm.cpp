@@ -1,6 +1,6 @@
 // SyncBatchNorm (layers/communicator.h) without MPI: two ranks as two threads of this process,
 // each with half of a batch, give the outputs, input gradients, summed weight/bias gradients
-// and running statistics of batch_norm() over the whole batch.
+// and running statistics of batch_norm() over the whole batch, bit for bit.
 #include <gtest/gtest.h>
 
 #include <barrier>
@@ -71,10 +71,11 @@ BnResult run_bn(const Tensor& x_values, const Tensor& coef, const Tensor& weight
   return {y.detach(), x.grad(), w.grad(), b.grad(), rm, rv};
 }
 
-void expect_near(const Tensor& got, const Tensor& want, const char* what) {
+// Bit for bit: both sum the batch in the same order (layers/ops/batch_tree.h).
+void expect_same(const Tensor& got, const Tensor& want, const char* what) {
   const auto g = got.to_vector(), w = want.to_vector();
   ASSERT_EQ(g.size(), w.size()) << what;
-  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], w[i], 1e-5 * std::max(1.0, std::abs(w[i]))) << what << " " << i;
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(g[i], w[i]) << what << " " << i;
 }
 
 TEST(SyncBatchNorm, TwoThreadRanksEqualOneBatch) {
@@ -99,20 +100,21 @@ TEST(SyncBatchNorm, TwoThreadRanksEqualOneBatch) {
   }
   for (auto& t : ranks) t.join();
   for (int r = 0; r < 2; ++r) {
-    expect_near(part[r].y, whole.y.slice(0, 4 * r, 4 * r + 4).contiguous(), "y");
-    expect_near(part[r].gx, whole.gx.slice(0, 4 * r, 4 * r + 4).contiguous(), "x grad");
-    expect_near(part[r].running_mean, whole.running_mean, "running_mean");
-    expect_near(part[r].running_var, whole.running_var, "running_var");
+    expect_same(part[r].y, whole.y.slice(0, 4 * r, 4 * r + 4).contiguous(), "y");
+    expect_same(part[r].gx, whole.gx.slice(0, 4 * r, 4 * r + 4).contiguous(), "x grad");
+    expect_same(part[r].running_mean, whole.running_mean, "running_mean");
+    expect_same(part[r].running_var, whole.running_var, "running_var");
   }
-  // Per-rank weight and bias gradients add up to the whole batch's.
+  // Per-rank weight and bias gradients (rank 0's the global ones, rank 1's zero) add up to the
+  // whole batch's.
   const auto add = [](const Tensor& a, const Tensor& c) {
     std::vector<double> v = a.to_vector();
     const std::vector<double> u = c.to_vector();
     for (size_t i = 0; i < v.size(); ++i) v[i] += u[i];
     return Tensor::from_vector(v, a.shape());
   };
-  expect_near(add(part[0].gw, part[1].gw), whole.gw, "weight grad");
-  expect_near(add(part[0].gb, part[1].gb), whole.gb, "bias grad");
+  expect_same(add(part[0].gw, part[1].gw), whole.gw, "weight grad");
+  expect_same(add(part[0].gb, part[1].gb), whole.gb, "bias grad");
   // Outside a scope, a rank normalizes with its own half only (as PyTorch DDP).
   const BnResult alone = run_bn(shifted.slice(0, 0, 4).contiguous(), coef.slice(0, 0, 4).contiguous(), w, b);
   EXPECT_GT(std::abs(alone.running_mean.to_vector()[0] - whole.running_mean.to_vector()[0]), 1e-6);

@@ -1,0 +1,66 @@
+#pragma once
+// Sums over the samples of a batch, added as a balanced binary tree: samples [begin, end) split
+// into [begin, mid) and [mid, end), mid = begin + (end - begin) / 2, each half summed the same
+// way down to single samples. The rounding then depends only on which samples are summed, not
+// on the batch's size or the thread count: 2^k data-parallel ranks, whose shards of a global
+// batch are nodes of that tree (data/loader.h) and whose sums the allreduce adds pairwise, get
+// the bits of one process with the whole batch (tests/distributed). Used by the reductions
+// over the batch of the CPU kernels: conv, depthwise and linear weight (and bias) gradients,
+// batch-norm statistics and their gradients.
+#include <cstdint>
+
+#include "tensor/parallel.h"
+
+namespace scalpel::ops {
+
+inline int64_t batch_tree_split(int64_t begin, int64_t end) { return begin + (end - begin) / 2; }
+
+// Levels of the tree below its root for n samples: the scratch vectors batch_tree_sum_into needs.
+inline int64_t batch_tree_levels(int64_t n) {
+  int64_t levels = 0;
+  while ((int64_t{1} << levels) < n) ++levels;
+  return levels;
+}
+
+// The sum of leaf(i) over i in [begin, end), added as the tree (V{} when empty).
+template <typename V, typename Leaf>
+V batch_tree_sum(int64_t begin, int64_t end, const Leaf& leaf) {
+  if (end <= begin) return V{};
+  if (end - begin == 1) return leaf(begin);
+  const int64_t mid = batch_tree_split(begin, end);
+  const V left = batch_tree_sum<V>(begin, mid, leaf);
+  return left + batch_tree_sum<V>(mid, end, leaf);
+}
+
+// dst[i] += src[i] for i < width (threads for long vectors; the same bits either way).
+template <typename T>
+void batch_tree_add(T* dst, const T* src, int64_t width) {
+  parallel_for(width, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dst[i] += src[i];
+  });
+}
+
+// out[0, width) = the sum over samples [begin, end) of the vectors that leaf(i, dst) writes
+// (every entry) into dst, added as the tree. `levels` holds batch_tree_levels(end - begin) *
+// width scratch entries: the left half sums into out, the right one into levels[0, width).
+template <typename T, typename Leaf>
+void batch_tree_sum_into(int64_t begin, int64_t end, int64_t width, T* out, T* levels, const Leaf& leaf) {
+  if (end - begin == 1) return leaf(begin, out);
+  const int64_t mid = batch_tree_split(begin, end);
+  batch_tree_sum_into(begin, mid, width, out, levels, leaf);
+  batch_tree_sum_into(mid, end, width, levels, levels + width, leaf);
+  batch_tree_add(out, levels, width);
+}
+
+// The same sum in place over rows [begin, end) of `rows` (sample i's vector in row i, `width`
+// entries each): it ends in row `begin`; the other rows are overwritten.
+template <typename T>
+void batch_tree_sum_rows(int64_t begin, int64_t end, int64_t width, T* rows) {
+  if (end - begin <= 1) return;
+  const int64_t mid = batch_tree_split(begin, end);
+  batch_tree_sum_rows(begin, mid, width, rows);
+  batch_tree_sum_rows(mid, end, width, rows);
+  batch_tree_add(rows + begin * width, rows + mid * width, width);
+}
+
+}  // namespace scalpel::ops
