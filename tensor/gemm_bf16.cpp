@@ -24,7 +24,7 @@ const gemm_detail::Bf16KernelInfo& bf16_kernel() {
 
 struct Bf16Problem {
   bool trans_a, trans_b;
-  int64_t K;
+  int64_t M, K;
   float alpha;
   const float* A;
   int64_t lda;
@@ -34,6 +34,7 @@ struct Bf16Problem {
   float* C;
   int64_t ldc;
   const GemmEpilogue<float>& epilogue;
+  const uint32_t* prepacked_a;  // prepacked_a_bf16()'s pairs of A, or null
 };
 
 void gemm_bf16_block(const gemm_detail::Bf16KernelInfo& ki, const Bf16Problem& p, int64_t m0, int64_t m1,
@@ -41,7 +42,8 @@ void gemm_bf16_block(const gemm_detail::Bf16KernelInfo& ki, const Bf16Problem& p
   using gemm_detail::round_up;
   const int64_t mr = ki.mr, nr = ki.nr(), kp_max = ki.kc / 2;
   thread_local gemm_detail::Buffer a_buffer, b_buffer;
-  uint32_t* Ap = a_buffer.get<uint32_t>(round_up(std::min(ki.mc, m1 - m0), mr) * kp_max);
+  const int64_t prepacked_rows = round_up(p.M, mr);
+  uint32_t* Ap = p.prepacked_a ? nullptr : a_buffer.get<uint32_t>(round_up(std::min(ki.mc, m1 - m0), mr) * kp_max);
   uint32_t* Bp = b_buffer.get<uint32_t>(round_up(std::min(ki.nc, n1 - n0), nr) * kp_max);
   for (int64_t ic = m0; ic < m1; ic += ki.mc) {
     const int64_t mc = std::min(ki.mc, m1 - ic);
@@ -49,7 +51,9 @@ void gemm_bf16_block(const gemm_detail::Bf16KernelInfo& ki, const Bf16Problem& p
       const int64_t kc = std::min(ki.kc, p.K - pc), kp = (kc + 1) / 2;
       const float beta = pc == 0 ? p.beta : 1.0f;  // later K blocks accumulate
       const bool last_k_block = pc + kc == p.K;
-      ki.pack_a(p.trans_a, p.A, p.lda, ic, mc, pc, kc, Ap);
+      // A's pairs for rows [ic, ic + mc): packed once (prepack_constant_a) or now.
+      const uint32_t* a_block = p.prepacked_a ? p.prepacked_a + pc / 2 * prepacked_rows + ic * kp : Ap;
+      if (!p.prepacked_a) ki.pack_a(p.trans_a, p.A, p.lda, ic, mc, pc, kc, Ap);
       for (int64_t jc = n0; jc < n1; jc += ki.nc) {
         const int64_t nc = std::min(ki.nc, n1 - jc);
         ki.pack_b(p.trans_b, p.B, p.ldb, pc, kc, jc, nc, Bp);
@@ -58,7 +62,7 @@ void gemm_bf16_block(const gemm_detail::Bf16KernelInfo& ki, const Bf16Problem& p
           for (int64_t jr = 0; jr < nc; jr += nr) {
             const int64_t cols = std::min(nr, nc - jr);
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
-            ki.kernels[rows - 1][(cols + 15) / 16 - 1](kp, Ap + ir * kp, mr, Bp + jr * kp, nr, c, p.ldc, p.alpha,
+            ki.kernels[rows - 1][(cols + 15) / 16 - 1](kp, a_block + ir * kp, mr, Bp + jr * kp, nr, c, p.ldc, p.alpha,
                                                        beta, cols);
             if (last_k_block && !p.epilogue.empty())
               for (int64_t i = 0; i < rows; ++i)
@@ -114,7 +118,8 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
   SCALPEL_CHECK(lda >= a_cols && ldb >= b_cols && ldc >= N, "gemm_bf16: lda={} ldb={} ldc={} for M={} N={} K={}",
                 lda, ldb, ldc, M, N, K);
   const gemm_detail::Bf16KernelInfo& ki = bf16_kernel();
-  const Bf16Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue};
+  const uint32_t* prepacked = trans_a ? nullptr : gemm_detail::prepacked_a_bf16(A, M, K, lda, ki);
+  const Bf16Problem p{trans_a, trans_b, M, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, prepacked};
   const gemm_detail::ThreadGrid grid = gemm_detail::thread_grid(M, N, K, ki.mr, 16, threads);
   auto run = [&](int t) {
     const int64_t m0 = (t / grid.tn) * grid.m_step, n0 = (t % grid.tn) * grid.n_step;
