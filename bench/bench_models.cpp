@@ -5,9 +5,11 @@
 //
 //   bench_models [--models a,b] [--batches 1,8] [--size 224] [--iters 5] [--threads 2]
 //                [--train] [--fuse all|bn|none] [--profile] [--precision fp32|bf16|both] [--rounds R]
+//                [--no-prepack]
 // --precision: the float GEMMs in fp32 or bf16 (tensor/gemm_bf16.h); both alternates them in
 // R interleaved rounds in this one process (one line per round and precision), so their
-// ratio is taken under the same machine load.
+// ratio is taken under the same machine load. --no-prepack drops the conv weights that
+// --fuse all declared constant to the GEMM (prepack_constant_a), so they are packed per call.
 // --fuse: all (default) = models::fuse_for_inference (BatchNorm folded, conv + activation in
 // one pass), bn = models::fuse_batchnorm only, none = the model as trained.
 // --profile adds, per inference run, the time by layer type measured with a forward hook
@@ -31,6 +33,7 @@
 #include "layers/modules.h"
 #include "layers/optim.h"
 #include "models/fuse.h"
+#include "tensor/gemm.h"
 #include "tensor/gemm_bf16.h"
 #include "models/registry.h"
 #include "tensor/parallel.h"
@@ -118,7 +121,7 @@ int main(int argc, char** argv) {
   std::string fuse = "all";
   std::string precision = "fp32";
   int rounds = 1;
-  bool train = false, profile = false;
+  bool train = false, profile = false, prepack = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -138,6 +141,7 @@ int main(int argc, char** argv) {
     else if (a == "--profile") profile = true;
     else if (a == "--precision") precision = value();
     else if (a == "--rounds") rounds = std::stoi(value());
+    else if (a == "--no-prepack") prepack = false;
     else {
       std::fprintf(stderr, "bench_models: unknown argument %s\n", a.c_str());
       return 1;
@@ -164,6 +168,7 @@ int main(int argc, char** argv) {
       model->eval();
       if (fuse == "all") models::fuse_for_inference(*model, {1, 3, size, size});
       if (fuse == "bn") models::fuse_batchnorm(*model, {1, 3, size, size});
+      if (!prepack) forget_prepacked_constants();
       for (const std::string& b : split(batches)) {
         const int64_t batch = std::stoll(b);
         const Tensor x = randn({batch, 3, size, size});
@@ -173,11 +178,11 @@ int main(int argc, char** argv) {
             set_float32_matmul_precision(p == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32);
             const Timing t = best_ms([&] { (*model)(x); }, iters);
             std::printf("{\"peer\": \"scalpel\", \"model\": \"%s\", \"batch\": %lld, \"mode\": \"inference\", "
-                        "\"ms\": %.3f, \"cpu_ms\": %.3f, \"variant\": \"%s\", \"precision\": \"%s\", \"round\": %d, "
+                        "\"ms\": %.3f, \"cpu_ms\": %.3f, \"variant\": \"%s\", \"precision\": \"%s\", \"prepacked\": %s, \"round\": %d, "
                         "\"rss_mb\": %.1f%s%s}\n",
                         name.c_str(), static_cast<long long>(batch), t.ms, t.cpu_ms,
                         fuse == "all" ? "bn folded, conv+act fused" : fuse == "bn" ? "bn folded" : "unfused",
-                        p.c_str(), round, rss_mb(), profile ? ", \"profile_ms\": " : "",
+                        p.c_str(), prepack && fuse == "all" ? "true" : "false", round, rss_mb(), profile ? ", \"profile_ms\": " : "",
                         profile ? profile_json(*model, x).c_str() : "");
             std::fflush(stdout);
           }
