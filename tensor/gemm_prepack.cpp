@@ -80,6 +80,7 @@ void prepack_constant_a(const float* A, int64_t M, int64_t K, int64_t lda, std::
   SCALPEL_CHECK(A && M > 0 && K > 0 && lda >= K, "prepack_constant_a: bad matrix M={} K={} lda={}", M, K, lda);
   std::lock_guard lock(gemm_detail::g_mutex);
   if (gemm_detail::find_locked(A, M, K, lda)) return;
+  std::erase_if(gemm_detail::g_constants, [](const auto& entry) { return entry.second.owner.expired(); });  // their panels too
   gemm_detail::g_constants[A] = {M, K, lda, std::move(owner), {}};
   gemm_detail::g_registered.fetch_add(1, std::memory_order_relaxed);
 }
