@@ -228,10 +228,10 @@ void BM_Scalpel(benchmark::State& state, Shape s, Isa kernel) {
   state.SetLabel(scalpel::gemm_detail::kernel_info(kernel).name);
 }
 
-// The float GEMM with A declared constant (prepack_constant_a, as fuse_for_inference does for
-// conv weights), so A is packed once, not per call; `bf16`: the bf16 GEMM likewise.
-void BM_ScalpelPrepacked(benchmark::State& state, Shape s, bool bf16) {
-  if (bf16 && !scalpel::bf16_gemm_supported()) {
+// The bf16 GEMM with A declared constant (prepack_constant_a, as fuse_for_inference does for
+// conv weights), so A is converted once, not per call.
+void BM_ScalpelBf16Prepacked(benchmark::State& state, Shape s) {
+  if (!scalpel::bf16_gemm_supported()) {
     state.SkipWithError("this CPU has no AVX512_BF16");
     return;
   }
@@ -240,16 +240,11 @@ void BM_ScalpelPrepacked(benchmark::State& state, Shape s, bool bf16) {
   auto owner = std::make_shared<int>(0);
   scalpel::prepack_constant_a(o.A.data(), s.M, s.K, s.K, owner);
   time_gemm(state, s, threads, [&] {
-    if (bf16)
-      scalpel::gemm_bf16(false, s.trans_b, s.M, s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(), s.trans_b ? s.K : s.N,
-                         0.0f, o.C.data(), s.N, {}, threads);
-    else
-      scalpel::gemm_detail::gemm_with_kernel(scalpel::gemm_detail::best_kernel(), threads, Packing::automatic, false,
-                                             s.trans_b, s.M, s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(),
-                                             s.trans_b ? s.K : s.N, 0.0f, o.C.data(), s.N);
+    scalpel::gemm_bf16(false, s.trans_b, s.M, s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(), s.trans_b ? s.K : s.N,
+                       0.0f, o.C.data(), s.N, {}, threads);
   });
   scalpel::forget_prepacked_constants();
-  state.SetLabel(bf16 ? "avx512_bf16_8x48, A prepacked" : "A prepacked");
+  state.SetLabel("avx512_bf16_8x48, A prepacked");
 }
 
 // The bf16 GEMM (tensor/gemm_bf16.h): the same product with bf16 operands, float sums.
@@ -347,8 +342,7 @@ const bool registered = [] {
     reg(std::string("scalpel/") + s.name, BM_Scalpel, scalpel::gemm_detail::best_kernel());
     if (square) reg(std::string("scalpel_avx2/") + s.name, BM_Scalpel, Isa::avx2);
     reg(std::string("scalpel_bf16/") + s.name, BM_ScalpelBf16);
-    reg(std::string("scalpel_prepacked/") + s.name, BM_ScalpelPrepacked, false);
-    reg(std::string("scalpel_bf16_prepacked/") + s.name, BM_ScalpelPrepacked, true);
+    reg(std::string("scalpel_bf16_prepacked/") + s.name, BM_ScalpelBf16Prepacked);
     reg(std::string("eigen/") + s.name, BM_Eigen);
     reg(std::string("torch_onednn/") + s.name, BM_Torch, true)->Iterations(1);
     reg(std::string("torch_mm/") + s.name, BM_Torch, false)->Iterations(1);

@@ -9,7 +9,7 @@
 // --precision: the float GEMMs in fp32 or bf16 (tensor/gemm_bf16.h); both alternates them in
 // R interleaved rounds in this one process (one line per round and precision), so their
 // ratio is taken under the same machine load. --no-prepack drops the conv weights that
-// --fuse all declared constant to the GEMM (prepack_constant_a), so they are packed per call.
+// --fuse all declared constant to the GEMM (prepack_constant_a), so bf16 converts them per call.
 // --fuse: all (default) = models::fuse_for_inference (BatchNorm folded, conv + activation in
 // one pass), bn = models::fuse_batchnorm only, none = the model as trained.
 // --profile adds, per inference run, the time by layer type measured with a forward hook

@@ -122,8 +122,8 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
       report.blocks += fuse_resnet_block(*b, {b->conv1.get()}, *b->conv2, {b->bn1.get(), b->bn2.get()});
   }
 
-  // The conv weights are final now (folded, and a fused model is never trained): their GEMM
-  // panels are packed once, on first use, instead of per call (tensor/gemm.h). Depthwise
+  // The conv weights are final now (folded, and a fused model is never trained): the bf16
+  // GEMM converts them once, on first use, instead of per call (tensor/gemm.h). Depthwise
   // convs do not run as GEMMs.
   for (auto& [name, m] : model.named_modules()) {
     auto* conv = dynamic_cast<nn::Conv2d*>(m);

@@ -101,6 +101,8 @@ void apply_epilogue_rows(const GemmEpilogue<T>& e, int64_t M, int64_t N, T* C, i
 }  // namespace
 
 namespace gemm_detail {
+namespace {
+
 // ---- packing -------------------------------------------------------------------------------
 
 // Ap <- op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/mr) panels; panel p holds
@@ -122,8 +124,6 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, i
     }
   }
 }
-
-namespace {
 
 // Bp <- op(B)[p0 : p0+kc, j0 : j0+nc] as ceil(nc/nr) panels; panel p holds
 // Bp[p*nr*kc + k*nr + j] = op(B)[p0 + k][j0 + p*nr + j], columns past nc are zero.
@@ -156,7 +156,7 @@ void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, i
 
 struct Problem {
   bool trans_a, trans_b;
-  int64_t M, K;
+  int64_t K;
   float alpha;
   const float* A;
   int64_t lda;
@@ -166,7 +166,6 @@ struct Problem {
   float* C;
   int64_t ldc;
   const GemmEpilogue<float>& epilogue;
-  const float* prepacked_a;  // prepacked_a()'s panels of A, or null
 };
 
 // Where a kernel reads an MR-row panel of A or a column panel of B (see MicroKernel).
@@ -190,9 +189,7 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
                 int64_t n0, int64_t n1) {
   const int64_t mr = ki.mr, nr = ki.nr(), vec = ki.vec;
   const bool pack_all = packing == Packing::always, pack_none = packing == Packing::never;
-  const bool prepacked = p.prepacked_a != nullptr;
-  const bool packed_a = !prepacked && (pack_all || (!pack_none && n1 - n0 >= kPackAMinCols));
-  const int64_t prepacked_rows = round_up(p.M, mr);
+  const bool packed_a = pack_all || (!pack_none && n1 - n0 >= kPackAMinCols);
   const bool packed_b = p.trans_b || pack_all || (!pack_none && m1 - m0 >= kPackBMinRows);
 
   thread_local Buffer a_buffer, b_buffer, b_edge_buffer;
@@ -222,8 +219,7 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int64_t rows = std::min(mr, mc - ir);
           PanelA a;
-          if (prepacked) a = {p.prepacked_a + pc * prepacked_rows + (ic + ir) * kc, mr, false};
-          else if (packed_a) a = {Ap + ir * kc, mr, false};
+          if (packed_a) a = {Ap + ir * kc, mr, false};
           else if (p.trans_a) a = {p.A + pc * p.lda + ic + ir, p.lda, false};
           else a = {p.A + (ic + ir) * p.lda + pc, p.lda, true};
           const MicroKernel* kernels = (a.row_major ? ki.row_major : ki.k_major)[rows - 1];
@@ -367,8 +363,7 @@ void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bo
   if (is_gemv(trans_a, trans_b, M, N))
     return gemv_product(ki, threads, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                         ldc, epilogue);
-  const float* prepacked = trans_a ? nullptr : prepacked_a(A, M, K, lda, ki);
-  const Problem p{trans_a, trans_b, M, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, prepacked};
+  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue};
   const ThreadGrid grid = thread_grid(M, N, K, ki.mr, ki.vec, threads);
   const int tn = grid.tn;
   const int64_t m_step = grid.m_step, n_step = grid.n_step;

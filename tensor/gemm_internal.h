@@ -109,16 +109,6 @@ void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bo
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                       int64_t ldc, const GemmEpilogue<float>& epilogue = {});
 
-// Ap <- op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/mr) k-major panels of mr rows (gemm.cpp).
-void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int mr,
-            float* Ap);
-
-// The panels prepack_constant_a made of A for the float kernel `ki` (null when A was not
-// declared, has lapsed, or differs in M, K or lda): for each K block pc (ki.kc deep, the
-// last one shorter) ceil(M / mr) panels as pack_a writes them, at
-// packed + pc * round_up(M, mr) + row * kc for the panel of rows [row, row + mr), row % mr == 0.
-const float* prepacked_a(const float* A, int64_t M, int64_t K, int64_t lda, const KernelInfo& ki);
-
 // ---- bf16 (tensor/gemm_bf16.h) --------------------------------------------------------------
 // Packed operands hold pairs: one uint32 = bf16(X[k]) in the low half, bf16(X[k+1]) in the
 // high half, k even, the pair past an odd K's end zero; vdpbf16ps multiplies such pairs and
@@ -147,8 +137,10 @@ struct Bf16KernelInfo {
   int nr() const { return widths * 16; }
 };
 
-// prepacked_a for the bf16 kernel: per K block pc, at packed + pc / 2 * round_up(M, mr) +
-// row * ceil(kc / 2), the pairs ki.pack_a writes.
+// The pairs prepack_constant_a made of A for the bf16 kernel `ki` (null when A was not
+// declared, has lapsed, or differs in M, K or lda): per K block pc (ki.kc deep, the last one
+// shorter), at packed + pc / 2 * round_up(M, mr) + row * ceil(kc / 2) for the panel of rows
+// [row, row + mr), row % mr == 0, what ki.pack_a writes.
 const uint32_t* prepacked_a_bf16(const float* A, int64_t M, int64_t K, int64_t lda, const Bf16KernelInfo& ki);
 
 // The AVX512_BF16 kernel (tensor/gemm_bf16_avx512.cpp); only where bf16_gemm_supported().

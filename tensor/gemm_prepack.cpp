@@ -54,16 +54,6 @@ const void* packed_for(const float* A, int64_t M, int64_t K, int64_t lda, const 
 
 }  // namespace
 
-const float* prepacked_a(const float* A, int64_t M, int64_t K, int64_t lda, const KernelInfo& ki) {
-  if (g_registered.load(std::memory_order_relaxed) == 0) return nullptr;
-  return static_cast<const float*>(packed_for(A, M, K, lda, ki.name, [&](Buffer& buffer) {
-    const int64_t rows = round_up(M, ki.mr);
-    float* out = buffer.get<float>(rows * K);
-    for (int64_t pc = 0; pc < K; pc += ki.kc)
-      pack_a(false, A, lda, 0, M, pc, std::min(ki.kc, K - pc), ki.mr, out + pc * rows);
-  }));
-}
-
 const uint32_t* prepacked_a_bf16(const float* A, int64_t M, int64_t K, int64_t lda, const Bf16KernelInfo& ki) {
   if (g_registered.load(std::memory_order_relaxed) == 0) return nullptr;
   return static_cast<const uint32_t*>(packed_for(A, M, K, lda, ki.name, [&](Buffer& buffer) {

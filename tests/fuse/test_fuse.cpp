@@ -11,6 +11,7 @@
 #include "models/registry.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/random.h"
 
 namespace scalpel::models {
@@ -120,9 +121,9 @@ INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
                                            FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16}),
                          [](const ::testing::TestParamInfo<FuseCase>& info) { return std::string(info.param.model); });
 
-// fuse_for_inference declares every non-depthwise conv weight constant to the GEMM, which
-// packs it once: the logits keep their bits (packed panels feed the same products in the same
-// order), and the declarations lapse with the model.
+// fuse_for_inference declares every non-depthwise conv weight constant to the GEMM, whose bf16
+// path then converts it once: the logits keep their bits (the same pairs feed the same
+// products in the same order), and the declarations lapse with the model.
 TEST(Fuse, DeclaresConvWeightsConstantToTheGemm) {
   forget_prepacked_constants();
   Generator gen(3);
@@ -140,9 +141,12 @@ TEST(Fuse, DeclaresConvWeightsConstantToTheGemm) {
     EXPECT_EQ(report.prepacked, gemm_convs);
     EXPECT_EQ(prepacked_constant_count(), gemm_convs);
     NoGradGuard no_grad;
+    const bool bf16 = bf16_gemm_supported();  // else fp32, which reads A as before
+    if (bf16) set_float32_matmul_precision(MatmulPrecision::bf16);
     prepacked = (*model)(x).contiguous();
     forget_prepacked_constants();
     per_call = (*model)(x).contiguous();
+    set_float32_matmul_precision(MatmulPrecision::fp32);
     fuse_for_inference(*model, {1, 3, 64, 64});  // declares them again
     EXPECT_EQ(prepacked_constant_count(), gemm_convs);
   }

@@ -1,7 +1,7 @@
-// Constant left operands packed once (prepack_constant_a, tensor/gemm.h): the same bits as
-// packing per call for every float kernel this CPU runs and for the bf16 kernel, over several
-// K blocks, ragged rows and two threads; the packing is really used (a write to A after
-// declaring it, the contract's violation, stays invisible); entries lapse with their owner.
+// Constant left operands packed once for the bf16 GEMM (prepack_constant_a, tensor/gemm.h):
+// the same bits as converting per call, over several K blocks, ragged rows and 1-2 threads;
+// the packing is really used (a write to A after declaring it, the contract's violation,
+// stays invisible); the float GEMM ignores it; entries lapse with their owner.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -32,63 +32,56 @@ Matrices make(int64_t M, int64_t N, int64_t K) {
 
 class GemmPrepack : public testing::Test {
  protected:
-  void TearDown() override { forget_prepacked_constants(); }
+  void SetUp() override {
+    if (!bf16_gemm_supported()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  }
+  void TearDown() override {
+    forget_prepacked_constants();
+    set_float32_matmul_precision(MatmulPrecision::fp32);
+  }
 };
 
-// Each kernel's product with A declared constant against the same product packing A per
-// call; shapes with several K blocks of every kernel (kc <= 512), M off the tile rows, N
-// above the width where A is packed anyway and below it (read in place otherwise).
-TEST_F(GemmPrepack, SameBitsAsPackingPerCall) {
+// The bf16 product with A declared constant against the same product converting A per call;
+// shapes with several K blocks (kc = 512), M off the tile rows, N small and large.
+TEST_F(GemmPrepack, SameBitsAsConvertingPerCall) {
   for (const auto& [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{37, 300, 1100}, {70, 1100, 520}, {5, 49, 9}}) {
     Matrices m = make(M, N, K);
     std::vector<std::vector<float>> per_call;
-    for (Isa isa : kAllIsas) {
-      if (!cpu_supports(isa)) continue;
-      for (int threads : {1, 2}) {
-        per_call.emplace_back(M * N);
-        gemm_detail::gemm_with_kernel(isa, threads, gemm_detail::Packing::automatic, false, false, M, N, K, 1.0f,
-                                      m.A->data(), K, m.B.data(), N, 0.0f, per_call.back().data(), N,
-                                      GemmEpilogue<float>{});
-      }
+    for (int threads : {1, 2}) {
+      per_call.emplace_back(M * N);
+      gemm_bf16(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, per_call.back().data(), N, {},
+                threads);
     }
-    std::vector<float> bf16_per_call(M * N);
-    if (bf16_gemm_supported())
-      gemm_bf16(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, bf16_per_call.data(), N, {}, 2);
-
     prepack_constant_a(m.A->data(), M, K, K, m.A);
     EXPECT_EQ(prepacked_constant_count(), 1);
-    size_t at = 0;
-    for (Isa isa : kAllIsas) {
-      if (!cpu_supports(isa)) continue;
-      for (int threads : {1, 2}) {
-        std::vector<float> C(M * N);
-        gemm_detail::gemm_with_kernel(isa, threads, gemm_detail::Packing::never, false, false, M, N, K, 1.0f,
-                                      m.A->data(), K, m.B.data(), N, 0.0f, C.data(), N, GemmEpilogue<float>{});
-        EXPECT_EQ(C, per_call[at++]) << gemm_detail::kernel_info(isa).name << " M=" << M << " N=" << N << " K=" << K
-                                     << " threads=" << threads;
-      }
-    }
-    if (bf16_gemm_supported()) {
+    for (int threads : {1, 2}) {
       std::vector<float> C(M * N);
-      gemm_bf16(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, C.data(), N, {}, 2);
-      EXPECT_EQ(C, bf16_per_call) << "bf16 M=" << M << " N=" << N << " K=" << K;
+      gemm_bf16(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, C.data(), N, {}, threads);
+      EXPECT_EQ(C, per_call[threads - 1]) << "M=" << M << " N=" << N << " K=" << K << " threads=" << threads;
     }
     forget_prepacked_constants();
   }
 }
 
-// Writing A after declaring it constant is the caller's bug, and shows that gemm() reads the
-// panels packed on first use: the product still sees the old A. Another lda, or a transposed
-// read, is another matrix and reads the new values.
+// Writing A after declaring it constant is the caller's bug, and shows that a bf16 gemm()
+// reads the panels packed on first use: the product still sees the old A. The float GEMM
+// reads the new values, and so does bf16 once the declaration is dropped.
 TEST_F(GemmPrepack, ReadsThePanelsPackedOnFirstUse) {
   const int64_t M = 16, N = 64, K = 40;
   Matrices m = make(M, N, K);
   prepack_constant_a(m.A->data(), M, K, K, m.A);
+  std::vector<float> fp32_before(M * N), fp32_after(M * N);
+  gemm(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, fp32_before.data(), N);
+  set_float32_matmul_precision(MatmulPrecision::bf16);
   std::vector<float> before(M * N), after(M * N), fresh(M * N);
   gemm(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, before.data(), N);
   for (float& x : *m.A) x *= 2.0f;
   gemm(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, after.data(), N);
   EXPECT_EQ(after, before);
+  set_float32_matmul_precision(MatmulPrecision::fp32);
+  gemm(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, fp32_after.data(), N);
+  for (int64_t i = 0; i < M * N; ++i) ASSERT_EQ(fp32_after[i], 2.0f * fp32_before[i]) << i;
+  set_float32_matmul_precision(MatmulPrecision::bf16);
   forget_prepacked_constants();
   gemm(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, fresh.data(), N);
   for (int64_t i = 0; i < M * N; ++i) ASSERT_EQ(fresh[i], 2.0f * before[i]) << i;
