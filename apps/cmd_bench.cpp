@@ -30,7 +30,7 @@ int64_t peak_rss_kib() {
 }
 
 int run_bench(const std::vector<std::string>& argv) {
-  Args args("bench", "--model M [--batch N] [--size H W] [--iters K] [--warmup W] [--train] [--threads T] --json");
+  Args args("bench", "--model M [--batch N] [--size H W] [--iters K] [--warmup W] [--train] [--threads T] [--precision fp32|bf16] --json");
   add_model_flags(args, /*with_weights=*/false);
   args.option("batch", "images per pass", "1")
       .option("size", "input height and width (default: the model's input size)", "", 2)
@@ -39,7 +39,9 @@ int run_bench(const std::vector<std::string>& argv) {
       .flag("train", "time forward + backward + SGD step instead of an evaluation-mode forward")
       .option("threads", "CPU threads, 0 = all cores", "0")
       .flag("json", "print one JSON object (the only output format; accepted for scripts)");
+  add_precision_flag(args);
   if (!args.parse(argv)) return 0;
+  const MatmulPrecision precision = apply_precision_flag(args, parse_device(args.get("device")));
   const int64_t batch = args.get_int("batch"), iters = args.get_int("iters"), warmup = args.get_int("warmup");
   SCALPEL_CHECK(batch > 0, "--batch must be positive, got {}", batch);
   SCALPEL_CHECK(iters > 0, "--iters must be positive, got {}", iters);
@@ -104,6 +106,7 @@ int run_bench(const std::vector<std::string>& argv) {
   out["height"] = h;
   out["width"] = w;
   out["threads"] = num_threads();
+  out["precision"] = precision == MatmulPrecision::bf16 ? "bf16" : "fp32";
   out["warmup"] = warmup;
   out["iters"] = iters;
   out["ms_min"] = ms.front();

@@ -127,8 +127,10 @@ int run_eval(const std::vector<std::string>& argv) {
       .flag("group-tta", "average the probabilities over the images of one group (patient or lesion id, e.g. "
                          "HAM10000 lesion_id) and give each image the group's prediction");
   add_max_pixels_flag(args);
+  add_precision_flag(args);
   if (!args.parse(argv)) return 0;
   apply_max_pixels_flag(args);
+  apply_precision_flag(args, parse_device(args.get("device")));
   const std::string data_dir = args.require("data"), out = args.require("report");
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel eval' (see scalpel eval --help)");
 

@@ -127,8 +127,10 @@ int run_predict(const std::vector<std::string>& argv) {
       .flag("json", "print {\"predictions\": [{\"image\", \"top\": [{\"index\", \"class\", \"p\"}]}]}")
       .option("preprocess", "normalization preset instead of the model's: imagenet|tf|unit|caffe|none");
   add_max_pixels_flag(args);
+  add_precision_flag(args);
   if (!args.parse(argv)) return 0;
   apply_max_pixels_flag(args);
+  apply_precision_flag(args, parse_device(args.get("device")));
   const bool npy = args.has("input-npy"), images = args.has("image");
   SCALPEL_CHECK(npy != images, "predict needs exactly one of --input-npy or --image (see scalpel predict --help)");
   SCALPEL_CHECK(!args.get("weights").empty(), "--weights is required for 'scalpel predict' (see scalpel predict --help)");

@@ -105,8 +105,10 @@ int run_serve(const std::vector<std::string>& argv) {
       .option("timeout", "seconds a request's headers and body may take to arrive, in total (then HTTP 408); "
                          "also the limit of each socket write", "30");
   add_max_pixels_flag(args);
+  add_precision_flag(args);
   if (!args.parse(argv)) return 0;
   apply_max_pixels_flag(args);
+  apply_precision_flag(args, parse_device(args.get("device")));
 
   // Options are checked before the (slow) model loading.
   serve::ServeOptions o;

@@ -278,4 +278,29 @@ data::Preprocess default_preprocess(const models::ModelInfo& info, int64_t in_ch
   return p;
 }
 
+void add_precision_flag(Args& args) {
+  args.option("precision",
+              "fp32|bf16: bf16 runs the convolutions' and linear layers' products with bfloat16 operands and "
+              "float sums (AVX512_BF16; --device cpu only; a CPU without it runs fp32 and says so)",
+              "fp32");
+}
+
+PrecisionChoice choose_precision(const std::string& flag, Device device, bool cpu_has_bf16) {
+  SCALPEL_CHECK(flag == "fp32" || flag == "bf16", "--precision must be fp32 or bf16, got '{}'", flag);
+  if (flag == "fp32") return {};
+  SCALPEL_CHECK(device.is_cpu(), "--precision bf16 runs on --device cpu only (got --device {})", device.str());
+  if (!cpu_has_bf16)
+    return {MatmulPrecision::fp32,
+            fmt::format("note: --precision bf16: this CPU ({}) has no AVX512_BF16 (vdpbf16ps); running in fp32",
+                        cpu_features().model_name)};
+  return {MatmulPrecision::bf16, ""};
+}
+
+MatmulPrecision apply_precision_flag(const Args& args, Device device) {
+  const PrecisionChoice choice = choose_precision(args.get("precision"), device, bf16_gemm_supported());
+  if (!choice.note.empty()) std::fprintf(stderr, "%s\n", choice.note.c_str());
+  set_float32_matmul_precision(choice.precision);
+  return choice.precision;
+}
+
 }  // namespace scalpel::cli

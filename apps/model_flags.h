@@ -27,6 +27,7 @@
 #include "models/checkpoint.h"
 #include "models/registry.h"
 #include "tensor/device.h"
+#include "tensor/gemm_bf16.h"
 
 namespace scalpel::cli {
 
@@ -71,5 +72,23 @@ data::Preprocess default_preprocess(const models::ModelInfo& info, int64_t in_ch
 // What eval, predict, gradcam and serve feed the model: the checkpoint's preprocessing when it
 // has one, else default_preprocess.
 data::Preprocess eval_preprocess(const ModelSetup& s);
+
+// --precision fp32|bf16 (predict, eval, bench, serve): bf16 runs the float GEMMs of inference
+// (convolutions, linear layers) with bf16 operands and float sums (tensor/gemm_bf16.h).
+void add_precision_flag(Args& args);
+
+// What --precision `flag` runs with on `device` on a CPU with or without AVX512_BF16: bf16 on
+// a CPU without it falls back to fp32 with `note` saying so (a script that asks for bf16 runs
+// everywhere, and says where it did not get it); bf16 on a device other than the CPU, or an
+// unknown value, is an error.
+struct PrecisionChoice {
+  MatmulPrecision precision = MatmulPrecision::fp32;
+  std::string note;  // empty unless the request could not be honoured
+};
+PrecisionChoice choose_precision(const std::string& flag, Device device, bool cpu_has_bf16);
+
+// choose_precision for this CPU, the note printed on stderr, the choice made process-wide
+// (set_float32_matmul_precision). Returns the precision in effect.
+MatmulPrecision apply_precision_flag(const Args& args, Device device);
 
 }  // namespace scalpel::cli

@@ -10,6 +10,7 @@
 //
 //   build-*/bin/bench_gemm --benchmark_filter='2048'        # the headline number
 //   SCALPEL_BENCH_TORCH=0 build-*/bin/bench_gemm            # skip the PyTorch rows
+//   build-*/bin/bench_gemm --benchmark_filter='scalpel(_bf16)?/'  # bf16 next to fp32
 //
 // Eigen here is built with the project's flags (baseline x86-64: SSE2 only), which is what
 // scalpel would get from it; PyTorch rows run /usr/bin/python3 once per shape and report
@@ -26,11 +27,13 @@
 #include <cstdlib>
 #include <ctime>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "tensor/gemm.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/gemm_internal.h"
 
 namespace {
@@ -225,6 +228,41 @@ void BM_Scalpel(benchmark::State& state, Shape s, Isa kernel) {
   state.SetLabel(scalpel::gemm_detail::kernel_info(kernel).name);
 }
 
+// The bf16 GEMM with A declared constant (prepack_constant_a, as fuse_for_inference does for
+// conv weights), so A is converted once, not per call.
+void BM_ScalpelBf16Prepacked(benchmark::State& state, Shape s) {
+  if (!scalpel::bf16_gemm_supported()) {
+    state.SkipWithError("this CPU has no AVX512_BF16");
+    return;
+  }
+  const int threads = static_cast<int>(state.range(0));
+  Operands o(s);
+  auto owner = std::make_shared<int>(0);
+  scalpel::prepack_constant_a(o.A.data(), s.M, s.K, s.K, owner);
+  time_gemm(state, s, threads, [&] {
+    scalpel::gemm_bf16(false, s.trans_b, s.M, s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(), s.trans_b ? s.K : s.N,
+                       0.0f, o.C.data(), s.N, {}, threads);
+  });
+  scalpel::forget_prepacked_constants();
+  state.SetLabel("avx512_bf16_8x48, A prepacked");
+}
+
+// The bf16 GEMM (tensor/gemm_bf16.h): the same product with bf16 operands, float sums.
+// pct_peak is against the float FMA probe: vdpbf16ps does twice an FMA's multiply-adds.
+void BM_ScalpelBf16(benchmark::State& state, Shape s) {
+  if (!scalpel::bf16_gemm_supported()) {
+    state.SkipWithError("this CPU has no AVX512_BF16");
+    return;
+  }
+  const int threads = static_cast<int>(state.range(0));
+  Operands o(s);
+  time_gemm(state, s, threads, [&] {
+    scalpel::gemm_bf16(false, s.trans_b, s.M, s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(), s.trans_b ? s.K : s.N,
+                       0.0f, o.C.data(), s.N, {}, threads);
+  });
+  state.SetLabel("avx512_bf16_8x48");
+}
+
 void BM_Eigen(benchmark::State& state, Shape s) {
   const int threads = static_cast<int>(state.range(0));
   Operands o(s);
@@ -303,6 +341,8 @@ const bool registered = [] {
     };
     reg(std::string("scalpel/") + s.name, BM_Scalpel, scalpel::gemm_detail::best_kernel());
     if (square) reg(std::string("scalpel_avx2/") + s.name, BM_Scalpel, Isa::avx2);
+    reg(std::string("scalpel_bf16/") + s.name, BM_ScalpelBf16);
+    reg(std::string("scalpel_bf16_prepacked/") + s.name, BM_ScalpelBf16Prepacked);
     reg(std::string("eigen/") + s.name, BM_Eigen);
     reg(std::string("torch_onednn/") + s.name, BM_Torch, true)->Iterations(1);
     reg(std::string("torch_mm/") + s.name, BM_Torch, false)->Iterations(1);

@@ -4,7 +4,12 @@
 // per (model, batch, mode) in the same format as the peers.
 //
 //   bench_models [--models a,b] [--batches 1,8] [--size 224] [--iters 5] [--threads 2]
-//                [--train] [--fuse all|bn|none] [--profile]
+//                [--train] [--fuse all|bn|none] [--profile] [--precision fp32|bf16|both] [--rounds R]
+//                [--no-prepack]
+// --precision: the float GEMMs in fp32 or bf16 (tensor/gemm_bf16.h); both alternates them in
+// R interleaved rounds in this one process (one line per round and precision), so their
+// ratio is taken under the same machine load. --no-prepack drops the conv weights that
+// --fuse all declared constant to the GEMM (prepack_constant_a), so bf16 converts them per call.
 // --fuse: all (default) = models::fuse_for_inference (BatchNorm folded, conv + activation in
 // one pass), bn = models::fuse_batchnorm only, none = the model as trained.
 // --profile adds, per inference run, the time by layer type measured with a forward hook
@@ -28,6 +33,8 @@
 #include "layers/modules.h"
 #include "layers/optim.h"
 #include "models/fuse.h"
+#include "tensor/gemm.h"
+#include "tensor/gemm_bf16.h"
 #include "models/registry.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
@@ -112,7 +119,9 @@ int main(int argc, char** argv) {
   int64_t size = 224;
   int iters = 5, threads = 2;
   std::string fuse = "all";
-  bool train = false, profile = false;
+  std::string precision = "fp32";
+  int rounds = 1;
+  bool train = false, profile = false, prepack = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -130,6 +139,9 @@ int main(int argc, char** argv) {
     else if (a == "--train") train = true;
     else if (a == "--fuse") fuse = value();
     else if (a == "--profile") profile = true;
+    else if (a == "--precision") precision = value();
+    else if (a == "--rounds") rounds = std::stoi(value());
+    else if (a == "--no-prepack") prepack = false;
     else {
       std::fprintf(stderr, "bench_models: unknown argument %s\n", a.c_str());
       return 1;
@@ -139,6 +151,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_models: --fuse must be all, bn or none, not %s\n", fuse.c_str());
     return 1;
   }
+  if (precision != "fp32" && precision != "bf16" && precision != "both") {
+    std::fprintf(stderr, "bench_models: --precision must be fp32, bf16 or both, not %s\n", precision.c_str());
+    return 1;
+  }
+  if (precision != "fp32" && !bf16_gemm_supported()) {
+    std::fprintf(stderr, "bench_models: --precision %s: this CPU has no AVX512_BF16\n", precision.c_str());
+    return 1;
+  }
+  const std::vector<std::string> precisions =
+      precision == "both" ? std::vector<std::string>{"fp32", "bf16"} : std::vector<std::string>{precision};
   try {
     set_num_threads(threads);
     for (const std::string& name : split(models)) {
@@ -146,16 +168,25 @@ int main(int argc, char** argv) {
       model->eval();
       if (fuse == "all") models::fuse_for_inference(*model, {1, 3, size, size});
       if (fuse == "bn") models::fuse_batchnorm(*model, {1, 3, size, size});
+      if (!prepack) forget_prepacked_constants();
       for (const std::string& b : split(batches)) {
         const int64_t batch = std::stoll(b);
         const Tensor x = randn({batch, 3, size, size});
         NoGradGuard no_grad;
-        const Timing t = best_ms([&] { (*model)(x); }, iters);
-        std::printf("{\"peer\": \"scalpel\", \"model\": \"%s\", \"batch\": %lld, \"mode\": \"inference\", \"ms\": %.3f, "
-                    "\"cpu_ms\": %.3f, \"variant\": \"%s\", \"rss_mb\": %.1f%s%s}\n",
-                    name.c_str(), static_cast<long long>(batch), t.ms, t.cpu_ms,
-                    fuse == "all" ? "bn folded, conv+act fused" : fuse == "bn" ? "bn folded" : "unfused", rss_mb(),
-                    profile ? ", \"profile_ms\": " : "", profile ? profile_json(*model, x).c_str() : "");
+        for (int round = 0; round < rounds; ++round)
+          for (const std::string& p : precisions) {
+            set_float32_matmul_precision(p == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32);
+            const Timing t = best_ms([&] { (*model)(x); }, iters);
+            std::printf("{\"peer\": \"scalpel\", \"model\": \"%s\", \"batch\": %lld, \"mode\": \"inference\", "
+                        "\"ms\": %.3f, \"cpu_ms\": %.3f, \"variant\": \"%s\", \"precision\": \"%s\", \"prepacked\": %s, \"round\": %d, "
+                        "\"rss_mb\": %.1f%s%s}\n",
+                        name.c_str(), static_cast<long long>(batch), t.ms, t.cpu_ms,
+                        fuse == "all" ? "bn folded, conv+act fused" : fuse == "bn" ? "bn folded" : "unfused",
+                        p.c_str(), prepack && fuse == "all" ? "true" : "false", round, rss_mb(), profile ? ", \"profile_ms\": " : "",
+                        profile ? profile_json(*model, x).c_str() : "");
+            std::fflush(stdout);
+          }
+        set_float32_matmul_precision(MatmulPrecision::fp32);  // training below stays fp32
         std::fflush(stdout);
       }
       if (train) {

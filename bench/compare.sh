@@ -5,15 +5,17 @@
 #
 #   bench/compare.sh [--models resnet50,mobilenet_v2,efficientnet_b0] [--batches 1,8]
 #                    [--size 224] [--iters 5] [--train] [--build build-perf] [--ours auto|cli|fused]
+#                    [--precision fp32|bf16]
 # Ours: `<build>/bin/scalpel bench --model M --batch N --size H W --iters K [--train] --json`
 # (--ours cli; its ms_min, as the peers report their best), or <build>/bin/bench_models
 # (--ours fused: bench/bench_models.cpp); both run models::fuse_for_inference. auto: cli when
-# that command exists, else fused.
+# that command exists, else fused. --precision bf16 runs our inference GEMMs in bf16
+# (tensor/gemm_bf16.h; the peers stay fp32); the table's variant column says which.
 # Raw JSON lines are kept in $OUT_DIR (default: a temporary folder, printed at the end).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-models=resnet50,mobilenet_v2,efficientnet_b0 batches=1,8 size=224 iters=5 train="" build="$root/build-perf" ours=auto
+models=resnet50,mobilenet_v2,efficientnet_b0 batches=1,8 size=224 iters=5 train="" build="$root/build-perf" ours=auto precision=fp32
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --models) models="$2"; shift 2 ;;
@@ -23,6 +25,7 @@ while [[ $# -gt 0 ]]; do
     --train) train=1; shift ;;
     --build) build="$(cd "$2" && pwd)"; shift 2 ;;
     --ours) ours="$2"; shift 2 ;;
+    --precision) precision="$2"; shift 2 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 1 ;;
   esac
 done
@@ -51,8 +54,9 @@ fi
 if [[ "$ours" == cli ]]; then
   for m in ${models//,/ }; do
     for b in ${batches//,/ }; do
-      "$build/bin/scalpel" bench --model "$m" --batch "$b" --size "$size" "$size" --iters "$iters" --threads 2 --json |
-        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=int(sys.argv[2]), mode="inference"); d.update(ms=d["ms_min"], rss_mb=d["peak_rss_mib"], variant="scalpel bench (BN folded, conv+act fused)"); print(json.dumps(d))' "$m" "$b" >> "$results"
+      "$build/bin/scalpel" bench --model "$m" --batch "$b" --size "$size" "$size" --iters "$iters" --threads 2 \
+        --precision "$precision" --json |
+        /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(peer="scalpel", model=sys.argv[1], batch=int(sys.argv[2]), mode="inference"); d.update(ms=d["ms_min"], rss_mb=d["peak_rss_mib"], variant="scalpel bench (BN folded, conv+act fused, " + d["precision"] + ")"); print(json.dumps(d))' "$m" "$b" >> "$results"
     done
     if [[ -n "$train" ]]; then
       "$build/bin/scalpel" bench --model "$m" --batch 8 --size "$size" "$size" --iters "$iters" --threads 2 --train --json |
@@ -63,7 +67,7 @@ elif [[ "$ours" == fused && -x "$build/bin/bench_models" ]]; then
   # One process per model, so that each row's peak RSS is that model's.
   for m in ${models//,/ }; do
     "$build/bin/bench_models" --models "$m" --batches "$batches" --size "$size" --iters "$iters" \
-      ${train:+--train} >> "$results"
+      --precision "$precision" ${train:+--train} >> "$results"
   done
 else
   echo "compare.sh: no $build/bin/bench_models (--ours $ours); build it with" >&2

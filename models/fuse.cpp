@@ -8,6 +8,7 @@
 #include "layers/blocks.h"
 #include "layers/modules.h"
 #include "tensor/error.h"
+#include "tensor/gemm.h"
 
 namespace scalpel::models {
 namespace {
@@ -119,6 +120,20 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
       report.blocks += fuse_resnet_block(*b, {b->conv1.get(), b->conv2.get()}, *b->conv3, {b->bn1.get(), b->bn2.get(), b->bn3.get()});
     else if (auto* b = dynamic_cast<nn::BasicBlock*>(m))
       report.blocks += fuse_resnet_block(*b, {b->conv1.get()}, *b->conv2, {b->bn1.get(), b->bn2.get()});
+  }
+
+  // The conv weights are final now (folded, and a fused model is never trained): the bf16
+  // GEMM converts them once, on first use, instead of per call (tensor/gemm.h). Depthwise
+  // convs do not run as GEMMs.
+  for (auto& [name, m] : model.named_modules()) {
+    auto* conv = dynamic_cast<nn::Conv2d*>(m);
+    if (!conv || !foldable(conv->weight)) continue;
+    const int64_t groups = conv->options.groups, per_group = conv->out_channels / groups;
+    const int64_t K = conv->weight.numel() / conv->out_channels;  // in_channels / groups * kh * kw
+    if (per_group == 1 && conv->in_channels == groups) continue;
+    const float* w = conv->weight.data<float>();
+    for (int64_t g = 0; g < groups; ++g) prepack_constant_a(w + g * per_group * K, per_group, K, K, conv->weight.storage());
+    ++report.prepacked;
   }
 
   // Candidates from the structure: conv, [folded BN,] activation, adjacent in a Sequential,

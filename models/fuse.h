@@ -31,6 +31,7 @@ struct InferenceFuseReport {
   FuseReport batchnorm;
   int64_t activations = 0;  // ActivationLayers now applied in their conv's output store
   int64_t blocks = 0;       // ResNet blocks now running fused (nn::BasicBlock/Bottleneck::fused)
+  int64_t prepacked = 0;    // convs whose weights the bf16 GEMM converts once (prepack_constant_a)
 };
 
 // fuse_batchnorm, then moves each ActivationLayer (relu, relu6, silu/swish, hardswish) that
@@ -41,7 +42,10 @@ struct InferenceFuseReport {
 // ReLUs and the residual add in the convs' stores (nn::Bottleneck::fused). Same contract as
 // fuse_batchnorm (eval mode, CPU float32, idempotent);
 // the fused layers take their shortcut only in eval mode with gradients off, so Grad-CAM and
-// training still see every layer.
+// training still see every layer. Last, every non-depthwise conv weight is declared constant
+// to the GEMM (prepack_constant_a, tensor/gemm.h), whose bf16 path then converts it once
+// instead of per call: a fused model's weights must not be written in place afterwards (replacing the
+// tensor is fine: the old packing lapses with the old storage).
 InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_shape);
 
 }  // namespace scalpel::models

@@ -10,13 +10,15 @@
 //   avx512    AVX-512F on top of avx2 (code marked SCALPEL_TARGET_AVX512)
 // Code for a level lives in functions marked with that level's target attribute, in files
 // of their own (`*_avx2.cpp`, `*_avx512.cpp`) where it uses intrinsics, and runs only after
-// cpu_supports(level) said yes. Further features (AVX512-BF16, AMX) are detected for the
-// paths that will need them and reported by `cpu_features()`.
+// cpu_supports(level) said yes. Further features are reported by `cpu_features()`:
+// AVX512-BF16 runs the bf16 GEMM (tensor/gemm_bf16.h), AMX is detected only.
 #include <string>
 #include <string_view>
 
 #define SCALPEL_TARGET_AVX2 gnu::target("avx2,fma")
 #define SCALPEL_TARGET_AVX512 gnu::target("avx512f")
+// The bf16 GEMM kernel (tensor/gemm_bf16_avx512.cpp): vdpbf16ps, vcvtne2ps2bf16 and vpermw.
+#define SCALPEL_TARGET_AVX512_BF16 gnu::target("avx512f,avx512bw,avx512bf16")
 // Portable loops compiled for the avx2 level (the depthwise and Winograd engines): without
 // FMA, so that the compiler does not contract a * b + c and every level rounds alike.
 #define SCALPEL_TARGET_AVX2_NO_FMA gnu::target("avx2")

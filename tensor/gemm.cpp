@@ -61,6 +61,7 @@
 #include <sys/mman.h>
 
 #include "tensor/error.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/gemm_internal.h"
 #include "tensor/parallel.h"
 
@@ -150,41 +151,6 @@ void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, i
     }
   }
 }
-
-// ---- per-thread buffers --------------------------------------------------------------------
-
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-
-// Packing buffers are kept per thread and only grow, so steady-state calls do not allocate
-// (and do not page-fault fresh memory). 64-byte alignment keeps packed rows on cache lines.
-// Buffers of 1 MiB or more are 2 MiB aligned and asked to be backed by huge pages, so that
-// streaming a packed block through the kernel does not walk a new 4 KiB page every few rows.
-class Buffer {
- public:
-  float* get(int64_t n) {
-    if (n > size_) {
-      size_t bytes = n * sizeof(float);
-      const size_t align = bytes >= kHugePage / 2 ? kHugePage : 64;
-      bytes = round_up(bytes, align);
-      data_ = {static_cast<float*>(::operator new[](bytes, std::align_val_t(align))), Free{align}};
-#ifdef MADV_HUGEPAGE
-      if (align == kHugePage) madvise(data_.get(), bytes, MADV_HUGEPAGE);  // a hint only
-#endif
-      size_ = n;
-    }
-    return data_.get();
-  }
-
- private:
-  static constexpr size_t kHugePage = size_t(2) << 20;
-  struct Free {
-    size_t align;
-    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(align)); }
-  };
-  std::unique_ptr<float[], Free> data_;
-  int64_t size_ = 0;
-};
 
 // ---- the blocked loop nest on one thread's rectangle of C ----------------------------------
 
@@ -287,11 +253,6 @@ int threads_for(int64_t macs, int threads) {
   return static_cast<int>(std::clamp<int64_t>(macs / kMinMacsPerThread, 1, threads));
 }
 
-// Whether the product is a matrix-vector product the GEMV kernel takes: one column of C with
-// A read by rows, or one row of C with B read by rows (B^T).
-bool is_gemv(bool trans_a, bool trans_b, int64_t M, int64_t N) {
-  return (N == 1 && !trans_a) || (M == 1 && trans_b);
-}
 
 // C = alpha * op(A) op(B) + beta * C, then the epilogue, for the shapes is_gemv() accepts:
 // y = alpha * mat x + beta * y, where mat is A (y: C's column) or B (y: C's row) and x is
@@ -331,6 +292,40 @@ void gemv_product(const KernelInfo& ki, int threads, bool trans_a, bool trans_b,
 
 }  // namespace
 
+ThreadGrid thread_grid(int64_t M, int64_t N, int64_t K, int mr, int vec, int threads) {
+  threads = threads_for(M * N * K, threads);
+  // Thread grid tm x tn: the factorisation whose largest rectangle holds the fewest MR x vec
+  // tiles (the kernels' work, padding included); among equals, the one whose threads read the
+  // least of A and B (M/tm rows and N/tn columns each). E.g. 1152 x 49: 576 x 49 per thread
+  // rather than 1152 x 32 and 1152 x 17. Rectangles are cut on tile rows and vectors.
+  const auto ceil_div = [](int64_t x, int64_t d) { return (x + d - 1) / d; };
+  const int64_t m_tiles = ceil_div(M, mr), n_vecs = ceil_div(N, vec);
+  int tm = 1, tn = threads;
+  int64_t best_tiles = -1, best_reads = -1;
+  for (int f = 1; f <= threads; ++f) {
+    if (threads % f != 0) continue;
+    const int64_t tiles = ceil_div(m_tiles, f) * ceil_div(n_vecs, threads / f);
+    const int64_t reads = ceil_div(M, f) + ceil_div(N, threads / f);
+    if (best_tiles < 0 || tiles < best_tiles || (tiles == best_tiles && reads < best_reads))
+      best_tiles = tiles, best_reads = reads, tm = f, tn = threads / f;
+  }
+  return {threads, tm, tn, ceil_div(m_tiles, tm) * mr, ceil_div(n_vecs, tn) * vec};
+}
+
+void* Buffer::get_bytes(size_t bytes) {
+  if (bytes > size_) {
+    constexpr size_t kHugePage = size_t(2) << 20;
+    const size_t align = bytes >= kHugePage / 2 ? kHugePage : 64;
+    const size_t rounded = round_up(bytes, align);
+    data_ = {static_cast<std::byte*>(::operator new[](rounded, std::align_val_t(align))), Free{align}};
+#ifdef MADV_HUGEPAGE
+    if (align == kHugePage) madvise(data_.get(), rounded, MADV_HUGEPAGE);  // a hint only
+#endif
+    size_ = bytes;
+  }
+  return data_.get();
+}
+
 const KernelInfo& kernel_info(Isa k) {
   static const KernelInfo generic = generic_kernel(), avx2 = avx2_kernel(),
                           avx512 = avx512_kernel();
@@ -346,6 +341,10 @@ const KernelInfo& kernel_info(Isa k) {
 }
 
 Isa best_kernel() { return best_isa(); }
+
+bool is_gemv(bool trans_a, bool trans_b, int64_t M, int64_t N) {
+  return (N == 1 && !trans_a) || (M == 1 && trans_b);
+}
 
 void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bool trans_b,
                       int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -365,24 +364,10 @@ void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bo
     return gemv_product(ki, threads, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                         ldc, epilogue);
   const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue};
-  threads = threads_for(M * N * K, threads);
-
-  // Thread grid tm x tn: the factorisation whose largest rectangle holds the fewest MR x vec
-  // tiles (the kernels' work, padding included); among equals, the one whose threads read the
-  // least of A and B (M/tm rows and N/tn columns each). E.g. 1152 x 49: 576 x 49 per thread
-  // rather than 1152 x 32 and 1152 x 17. Rectangles are cut on tile rows and vectors.
-  const auto ceil_div = [](int64_t x, int64_t d) { return (x + d - 1) / d; };
-  const int64_t m_tiles = ceil_div(M, ki.mr), n_vecs = ceil_div(N, ki.vec);
-  int tm = 1, tn = threads;
-  int64_t best_tiles = -1, best_reads = -1;
-  for (int f = 1; f <= threads; ++f) {
-    if (threads % f != 0) continue;
-    const int64_t tiles = ceil_div(m_tiles, f) * ceil_div(n_vecs, threads / f);
-    const int64_t reads = ceil_div(M, f) + ceil_div(N, threads / f);
-    if (best_tiles < 0 || tiles < best_tiles || (tiles == best_tiles && reads < best_reads))
-      best_tiles = tiles, best_reads = reads, tm = f, tn = threads / f;
-  }
-  const int64_t m_step = ceil_div(m_tiles, tm) * ki.mr, n_step = ceil_div(n_vecs, tn) * ki.vec;
+  const ThreadGrid grid = thread_grid(M, N, K, ki.mr, ki.vec, threads);
+  const int tn = grid.tn;
+  const int64_t m_step = grid.m_step, n_step = grid.n_step;
+  threads = grid.threads;
 
   auto run = [&](int t) {
     const int64_t m0 = (t / tn) * m_step, n0 = (t % tn) * n_step;
@@ -405,6 +390,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc, const GemmEpilogue<float>& epilogue) {
+  if (float32_matmul_precision() == MatmulPrecision::bf16 &&
+      !gemm_detail::is_gemv(trans_a, trans_b, M, N))
+    return gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);
   gemm_detail::gemm_with_kernel(gemm_detail::best_kernel(), 0, gemm_detail::Packing::automatic,
                                 trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
                                 epilogue);

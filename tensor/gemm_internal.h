@@ -1,7 +1,9 @@
 #pragma once
 // Internals of the float GEMM (tensor/gemm.cpp), shared with its micro-kernel files
 // (tensor/gemm_kernel_*.cpp) and with tests/gemm and bench/bench_gemm.cpp. Not a public API.
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "tensor/cpu_isa.h"
 #include "tensor/gemm.h"
@@ -54,6 +56,39 @@ struct KernelInfo {
 // packs, whatever the policy.
 enum class Packing { automatic, always, never };
 
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Packing buffers are kept per thread and only grow, so steady-state calls do not allocate
+// (and do not page-fault fresh memory). 64-byte alignment keeps packed rows on cache lines.
+// Buffers of 1 MiB or more are 2 MiB aligned and asked to be backed by huge pages, so that
+// streaming a packed block through the kernel does not walk a new 4 KiB page every few rows.
+class Buffer {
+ public:
+  template <typename T = float>
+  T* get(int64_t n) {
+    return static_cast<T*>(get_bytes(static_cast<size_t>(n) * sizeof(T)));
+  }
+
+ private:
+  void* get_bytes(size_t bytes);
+  struct Free {
+    size_t align;
+    void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t(align)); }
+  };
+  std::unique_ptr<std::byte[], Free> data_;
+  size_t size_ = 0;
+};
+
+// How gemm_with_kernel shares C among `threads` threads (threads <= 0: num_threads(); fewer
+// when the product is small or the caller already runs in a parallel region): a tm x tn grid
+// of rectangles of m_step rows (a multiple of mr) and n_step columns (a multiple of vec);
+// thread t takes the rectangle at row t / tn, column t % tn.
+struct ThreadGrid {
+  int threads, tm, tn;
+  int64_t m_step, n_step;
+};
+ThreadGrid thread_grid(int64_t M, int64_t N, int64_t K, int mr, int vec, int threads);
+
 // Kernel descriptors, one per instruction set (tensor/cpu_isa.h) and file; the AVX ones must
 // only run where cpu_supports() says so.
 KernelInfo generic_kernel();
@@ -61,6 +96,10 @@ KernelInfo avx2_kernel();
 KernelInfo avx512_kernel();
 
 const KernelInfo& kernel_info(Isa isa);
+
+// Whether the product is a matrix-vector product the GEMV kernel takes: one column of C with
+// A read by rows, or one row of C with B read by rows (B^T).
+bool is_gemv(bool trans_a, bool trans_b, int64_t M, int64_t N);
 Isa best_kernel();  // what gemm() uses: the widest kernel this CPU runs (best_isa())
 
 // gemm() with a chosen micro-kernel, thread count (threads <= 0: scalpel::num_threads()) and
@@ -69,5 +108,45 @@ void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bo
                       int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                       int64_t ldc, const GemmEpilogue<float>& epilogue = {});
+
+// ---- bf16 (tensor/gemm_bf16.h) --------------------------------------------------------------
+// Packed operands hold pairs: one uint32 = bf16(X[k]) in the low half, bf16(X[k+1]) in the
+// high half, k even, the pair past an odd K's end zero; vdpbf16ps multiplies such pairs and
+// adds both products to a float lane. An A panel of mr rows: Ap[p * mr + i] = pair p of
+// op(A) row i; a B panel of nr columns: Bp[p * nr + j] = pair p of op(B) column j, columns
+// past the matrix zero.
+//   tile[i][j] = sum_p dot(Ap[p * a_step + i], Bp[p * b_step + j])   (pairs < kp)
+//   C[i*ldc + j] = alpha * tile[i][j] + beta * C[i*ldc + j]   (beta == 0: C is write-only)
+// for i < rows, j < cols (W - 16 < cols <= W, W = the kernel's width in vectors of 16).
+using Bf16MicroKernel = void (*)(int64_t kp, const uint32_t* a, int64_t a_step,
+                                 const uint32_t* b, int64_t b_step, float* c, int64_t ldc,
+                                 float alpha, float beta, int64_t cols);
+
+struct Bf16KernelInfo {
+  const char* name;
+  int mr, widths;      // tile rows; tile widths 1..widths vectors of 16 columns
+  int64_t kc, mc, nc;  // cache blocks (kc in k, even)
+  // Ap <- op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/mr) panels of ceil(kc/2) * mr pairs (rows
+  // of the last panel past mc unwritten); Bp <- op(B)[p0 : p0+kc, j0 : j0+nc] likewise, as
+  // panels of nr = widths * 16 columns, zero-padded.
+  void (*pack_a)(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+                 int64_t kc, uint32_t* Ap);
+  void (*pack_b)(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
+                 int64_t nc, uint32_t* Bp);
+  Bf16MicroKernel kernels[kMaxRows][kMaxWidths];  // [r][v]: r + 1 rows, v + 1 vectors
+  int nr() const { return widths * 16; }
+};
+
+// The pairs prepack_constant_a made of A for the bf16 kernel `ki` (null when A was not
+// declared, has lapsed, or differs in M, K or lda): per K block pc (ki.kc deep, the last one
+// shorter), at packed + pc / 2 * round_up(M, mr) + row * ceil(kc / 2) for the panel of rows
+// [row, row + mr), row % mr == 0, what ki.pack_a writes.
+const uint32_t* prepacked_a_bf16(const float* A, int64_t M, int64_t K, int64_t lda, const Bf16KernelInfo& ki);
+
+// The AVX512_BF16 kernel (tensor/gemm_bf16_avx512.cpp); only where bf16_gemm_supported().
+Bf16KernelInfo avx512_bf16_kernel();
+// Its conversion of 32 floats to 16 pairs (x[2p], x[2p+1]), the last n < 32 floats zero:
+// tests compare it with float_to_bf16.
+void avx512_bf16_convert(const float* x, int64_t n, uint32_t* pairs);
 
 }  // namespace scalpel::gemm_detail

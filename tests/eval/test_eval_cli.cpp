@@ -6,14 +6,18 @@
 #include <fstream>
 #include <sstream>
 
+#include "apps/model_flags.h"
 #include "apps/report/metrics.h"
 #include "data/image.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
 #include "support/cli_runner.h"
 #include "support/files.h"
+#include "tensor/error.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/json.h"
 #include "tensor/npy.h"
+#include "tensor/random.h"
 
 namespace scalpel {
 namespace {
@@ -229,6 +233,55 @@ TEST_F(EvalCli, BenchPrintsOneJsonObject) {
   }
   expect_error(run_cli({"bench", "--model", "nonet", "--json"}), "nonet");
   expect_error(run_cli({"bench", "--model", "resnet18", "--iters", "0"}), "--iters");
+}
+
+// --precision bf16 (tensor/gemm_bf16.h): on a CPU with AVX512_BF16 the logits move by bf16
+// rounding and bench says bf16; without it the command runs fp32 and says so on stderr.
+TEST_F(EvalCli, PrecisionBf16RunsOrSaysWhyNot) {
+  const bool bf16 = bf16_gemm_supported();
+  const auto b = run_cli({"bench", "--model", "mobilenet_v2", "--width", "0.25", "--size", "32", "32", "--iters", "1",
+                          "--warmup", "0", "--precision", "bf16", "--json"});
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(Json::parse(b.out).at("precision").as_string(), bf16 ? "bf16" : "fp32");
+  EXPECT_EQ(b.err.find("no AVX512_BF16") != std::string::npos, !bf16) << b.err;
+
+  const Tensor x = randn({2, 3, 32, 32});
+  save_npy(path("x.npy"), x);
+  std::vector<std::vector<double>> logits;
+  for (const char* precision : {"fp32", "bf16"}) {
+    const std::string out = path(std::string("y_") + precision + ".npy");
+    const auto r = run_cli({"predict", "--weights", weights(), "--input-npy", path("x.npy"), "--output-npy", out,
+                            "--precision", precision});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    logits.push_back(load_npy(out).to_vector());
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  double deviation = 0, range = 0;
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    deviation = std::max(deviation, std::abs(logits[0][i] - logits[1][i]));
+    range = std::max(range, std::abs(logits[0][i]));
+  }
+  if (bf16) EXPECT_GT(deviation, 0.0) << "--precision bf16 changed nothing";
+  else EXPECT_EQ(deviation, 0.0);
+  EXPECT_LT(deviation, 0.05 * range);
+
+  expect_error(run_cli({"predict", "--weights", weights(), "--input-npy", path("x.npy"), "--output-npy",
+                        path("y.npy"), "--precision", "fp16"}),
+               "--precision");
+  expect_error(run_cli({"bench", "--model", "resnet18", "--device", "cuda-emu", "--precision", "bf16", "--json"}),
+               "--device cpu");
+}
+
+TEST(PrecisionFlag, FallsBackToFp32WithANoteWithoutBf16) {
+  const cli::PrecisionChoice none = cli::choose_precision("bf16", Device::cpu(), /*cpu_has_bf16=*/false);
+  EXPECT_EQ(none.precision, MatmulPrecision::fp32);
+  EXPECT_NE(none.note.find("no AVX512_BF16"), std::string::npos) << none.note;
+  const cli::PrecisionChoice has = cli::choose_precision("bf16", Device::cpu(), /*cpu_has_bf16=*/true);
+  EXPECT_EQ(has.precision, MatmulPrecision::bf16);
+  EXPECT_TRUE(has.note.empty());
+  EXPECT_EQ(cli::choose_precision("fp32", Device::cpu(), true).precision, MatmulPrecision::fp32);
+  EXPECT_THROW(cli::choose_precision("bf16", parse_device("cuda-emu"), true), Error);
+  EXPECT_THROW(cli::choose_precision("half", Device::cpu(), true), Error);
 }
 
 // A copy of the data with two unreadable images: one truncated after its header, one empty.

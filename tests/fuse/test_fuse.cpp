@@ -10,6 +10,8 @@
 #include "models/fuse.h"
 #include "models/registry.h"
 #include "tensor/error.h"
+#include "tensor/gemm.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/random.h"
 
 namespace scalpel::models {
@@ -118,6 +120,39 @@ INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
                          ::testing::Values(FuseCase{"mobilenet_v2", true, 0}, FuseCase{"efficientnet_b0", true, 0},
                                            FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16}),
                          [](const ::testing::TestParamInfo<FuseCase>& info) { return std::string(info.param.model); });
+
+// fuse_for_inference declares every non-depthwise conv weight constant to the GEMM, whose bf16
+// path then converts it once: the logits keep their bits (the same pairs feed the same
+// products in the same order), and the declarations lapse with the model.
+TEST(Fuse, DeclaresConvWeightsConstantToTheGemm) {
+  forget_prepacked_constants();
+  Generator gen(3);
+  Tensor x = randn({2, 3, 64, 64}, gen);
+  Tensor prepacked, per_call;
+  {
+    ModelOptions o;
+    o.width = 0.5;
+    auto model = create_model("mobilenet_v2", o);
+    model->eval();
+    int64_t gemm_convs = 0;
+    for (auto& [name, m] : model->named_modules())
+      if (auto* conv = dynamic_cast<nn::Conv2d*>(m)) gemm_convs += conv->options.groups == 1;
+    const InferenceFuseReport report = fuse_for_inference(*model, {1, 3, 64, 64});
+    EXPECT_EQ(report.prepacked, gemm_convs);
+    EXPECT_EQ(prepacked_constant_count(), gemm_convs);
+    NoGradGuard no_grad;
+    const bool bf16 = bf16_gemm_supported();  // else fp32, which reads A as before
+    if (bf16) set_float32_matmul_precision(MatmulPrecision::bf16);
+    prepacked = (*model)(x).contiguous();
+    forget_prepacked_constants();
+    per_call = (*model)(x).contiguous();
+    set_float32_matmul_precision(MatmulPrecision::fp32);
+    fuse_for_inference(*model, {1, 3, 64, 64});  // declares them again
+    EXPECT_EQ(prepacked_constant_count(), gemm_convs);
+  }
+  EXPECT_EQ(prepacked_constant_count(), 0);
+  EXPECT_EQ(prepacked.to_vector(), per_call.to_vector());
+}
 
 // An activation whose input is not a lone conv output stays where it is.
 TEST(Fuse, LeavesActivationWithoutConvProducer) {
