@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -12,6 +13,8 @@
 namespace scalpel::models {
 
 namespace {
+
+bool keras_before_2_3(const std::string& version);
 
 // A value of the graph as Keras sees it. `shape` is Keras' shape without the batch axis (-1 for
 // a dimension of any size). A channels_last image tensor (H, W, C) is stored NCHW in the graph
@@ -965,9 +968,9 @@ class Builder {
     const Json* interp = config.find("interpolation");
     const std::string mode = interp && interp->is_string() ? interp->as_string() : "nearest";
     if (mode != "nearest" && mode != "bilinear") layer_error(layer, fmt::format("interpolation '{}' is not supported", mode));
-    if (mode == "bilinear" && options_.source == "tfjs") {
-      // TF.js resizes with half_pixel_centers = align_corners = false (TF1's coordinates).
-      layer_error(layer, "bilinear upsampling with TF.js' asymmetric coordinates is not supported");
+    if (mode == "bilinear" && (options_.source == "tfjs" || keras_before_2_3(options_.keras_version))) {
+      // TF.js and TF1 resize with half_pixel_centers = align_corners = false ("asymmetric").
+      layer_error(layer, "bilinear upsampling with TF1 / TF.js (asymmetric) coordinates is not supported");
     }
     Json attrs = Json::object();
     attrs["mode"] = mode;
@@ -1114,6 +1117,14 @@ class Builder {
   bool keras3_ = false;
   bool input_made_ = false;
 };
+
+// "2.2.4" -> true, "2.13.1" / "3.5.0" / "" -> false.
+bool keras_before_2_3(const std::string& version) {
+  int major = 0;
+  int minor = 0;
+  if (std::sscanf(version.c_str(), "%d.%d", &major, &minor) != 2) return false;
+  return major < 2 || (major == 2 && minor < 3);
+}
 
 Tensor convert_weight(const KerasWeight& w, const Tensor& stored) {
   const Tensor t = stored.to(DType::F32).contiguous();

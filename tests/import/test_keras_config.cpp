@@ -276,6 +276,33 @@ TEST(KerasConfig, SeparableAndTransposedConvolutions) {
   EXPECT_EQ(named(w, "sep_pointwise.weight").at({4, 2, 0, 0}), stored[1].at({0, 0, 2, 4}));
 }
 
+// channels_first: the graph's NCHW is Keras' own order, nothing is transposed.
+TEST(KerasConfig, ChannelsFirstNeedsNoTranspose) {
+  Json layers = Json::array();
+  Json c = conv(4, 3, 1, "same");
+  c["data_format"] = "channels_first";
+  c["batch_input_shape"] = Json::array({nullptr, 2, 5, 6});
+  layers.push_back(layer("Conv2D", "conv", c, {}));
+  layers.push_back(layer("BatchNormalization", "bn", obj({{"axis", 1}}), {}));
+  layers.push_back(layer("GlobalAveragePooling2D", "gap", obj({{"data_format", "channels_first"}}), {}));
+  const KerasGraph g = keras_graph_from_config(sequential(layers));
+  EXPECT_EQ(g.spec.input_shape, (std::vector<int64_t>{2, 5, 6}));
+  EXPECT_EQ(ops(g.spec), (std::vector<std::string>{"conv2d", "batch_norm", "global_avg_pool"}));
+  EXPECT_EQ(node(g.spec, "bn").attrs.at("channels").as_int(), 4);
+}
+
+TEST(KerasConfig, BilinearUpsamplingOfTf1IsRefused) {
+  Json layers = Json::array();
+  layers.push_back(input_layer("in", {4, 4, 3}));
+  layers.push_back(layer("UpSampling2D", "up", obj({{"size", Json::array({2, 2})}, {"interpolation", "bilinear"}}), {}));
+  KerasConfigOptions tf2;
+  tf2.keras_version = "2.13.1";
+  EXPECT_EQ(node(keras_graph_from_config(sequential(layers), tf2).spec, "up").attrs.at("mode").as_string(), "bilinear");
+  KerasConfigOptions tf1;
+  tf1.keras_version = "2.2.4";
+  expect_error([&] { keras_graph_from_config(sequential(layers), tf1); }, {"'up'", "UpSampling2D", "asymmetric"});
+}
+
 TEST(KerasConfig, BatchNormWithoutScaleOrCenterGetsOnesAndZeros) {
   Json layers = Json::array();
   layers.push_back(input_layer("in", {4, 4, 3}));
