@@ -147,7 +147,15 @@ class Builder {
         SCALPEL_CHECK(shape && shape->is_array(), "{}: the Sequential model states no input shape", options_.what);
         x = make_graph_input(*shape, input_channels_last(layers));
       }
-      x = apply_layer(layer, {*x}, top_layer, trainable);
+      if (is_model_class(cls)) {
+        const std::vector<Value> in = {*x};
+        const std::vector<Value> out = build_model(layer, &in, top_layer.empty() ? layer_name(layer) : top_layer,
+                                                   trainable);
+        if (out.size() != 1) fail("{}: nested model '{}' has {} outputs", options_.what, layer_name(layer), out.size());
+        x = out[0];
+      } else {
+        x = apply_layer(layer, {*x}, top_layer, trainable);
+      }
     }
     SCALPEL_CHECK(x.has_value(), "{}: the Sequential model has no layer after its input", options_.what);
     return *x;

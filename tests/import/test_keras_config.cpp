@@ -375,6 +375,29 @@ TEST(KerasConfig, NestedModelIsInlined) {
   EXPECT_EQ(g.weights[2].top_layer, "head");
 }
 
+// The usual transfer-learning model: Sequential([base, GlobalAveragePooling2D, Dense]), the
+// base frozen.
+TEST(KerasConfig, NestedModelInASequential) {
+  Json inner = Json::array();
+  inner.push_back(input_layer("base_in", {8, 8, 3}));
+  inner.push_back(layer("Conv2D", "base_conv", conv(4, 3, 2, "same"), {"base_in"}));
+  inner.push_back(layer("BatchNormalization", "base_bn", Json::object(), {"base_conv"}));
+  Json base = functional("base", inner, "base_in", "base_bn");
+  base["config"]["trainable"] = false;
+  Json layers = Json::array();
+  layers.push_back(input_layer("input", {8, 8, 3}));
+  layers.push_back(base);
+  layers.push_back(layer("GlobalAveragePooling2D", "gap", Json::object(), {}));
+  layers.push_back(layer("Dense", "head", obj({{"units", 2}}), {}));
+  const KerasGraph g = keras_graph_from_config(sequential(layers));
+  EXPECT_EQ(ops(g.spec), (std::vector<std::string>{"conv2d", "batch_norm", "global_avg_pool", "linear"}));
+  ASSERT_EQ(g.weights.size(), 8u);
+  EXPECT_EQ(g.weights[0].top_layer, "base");
+  EXPECT_FALSE(g.weights[0].trainable);  // the frozen base
+  EXPECT_TRUE(g.weights[6].trainable);   // head/kernel
+  EXPECT_EQ(node(g.spec, "head").attrs.at("in_features").as_int(), 4);
+}
+
 TEST(KerasConfig, UnsupportedLayerIsNamedWithItsClass) {
   Json layers = Json::array();
   layers.push_back(input_layer("in", {4, 4, 3}));
