@@ -673,7 +673,9 @@ class Builder {
     const bool cl = channels_last(config);
     const Value v = image_input(x, cl, layer);
     const bool bias = !config.contains("use_bias") || config.at("use_bias").as_bool();
-    const Value out = depthwise_node(layer, config, v, cl, layer_name(layer), bias, top, trainable, "depthwise_kernel");
+    // Keras 3 names DepthwiseConv2D's kernel "kernel" (SeparableConv2D keeps "depthwise_kernel").
+    const Value out = depthwise_node(layer, config, v, cl, layer_name(layer), bias, top, trainable,
+                                     keras3_ ? "kernel" : "depthwise_kernel");
     return activation(out, config.contains("activation") ? config.at("activation") : Json("linear"),
                       out.name + "_" + activation_suffix(config), layer);
   }
@@ -1084,15 +1086,22 @@ class Builder {
   // variance from the config when it states them, else the layer's weights.
   Value normalization(const Json& layer, const Json& config, const Value& x, const std::string& top, bool trainable) {
     const std::string name = layer_name(layer);
+    if (const Json* invert = config.find("invert"); invert && invert->is_bool() && invert->as_bool()) {
+      layer_error(layer, "invert=True (de-normalization) is not supported");
+    }
+    // axis None (or []): one mean and variance for everything; else one per channel of `axis`.
     const Json* axis_json = config.find("axis");
+    const bool whole = axis_json && (axis_json->is_null() || (axis_json->is_array() && axis_json->size() == 0));
     int64_t axis = -1;
     if (axis_json && axis_json->is_number()) axis = axis_json->as_int();
     else if (axis_json && axis_json->is_array() && axis_json->size() == 1) axis = axis_json->at(0).as_int();
-    else if (axis_json && !axis_json->is_null()) layer_error(layer, "normalizing over several axes is not supported");
+    else if (!whole && axis_json) layer_error(layer, "normalizing over several axes is not supported");
     const int64_t stored = stored_axis(x, axis, layer);
+    if (!whole && stored != stored_axis(x, -1, layer)) layer_error(layer, "only the last axis (channels) is supported");
     const Shape sshape = stored_shape(x);
-    const int64_t channels = known(sshape[stored - 1], layer, "channel count");
-    const Shape bshape = channel_shape(static_cast<int64_t>(sshape.size()) + 1, stored, channels);
+    const int64_t channels = whole ? 1 : known(sshape[stored - 1], layer, "channel count");
+    const Shape bshape = whole ? Shape{} : channel_shape(static_cast<int64_t>(sshape.size()) + 1, stored, channels);
+    const Shape wshape = whole ? Shape{} : Shape{channels};
     const Json* mean = config.find("mean");
     const Json* variance = config.find("variance");
     std::string mean_node;
@@ -1109,9 +1118,9 @@ class Builder {
       attrs["shape"] = int_array(bshape);
       mean_node = add_node(name + "_mean", "constant", {}, attrs);
       std_node = add_node(name + "_std", "constant", {}, attrs);
-      add_weight(layer, top, trainable, "mean", {channels}, mean_node + ".value", KerasWeightLayout::ChannelConstant,
+      add_weight(layer, top, trainable, "mean", wshape, mean_node + ".value", KerasWeightLayout::ChannelConstant,
                  bshape, true);
-      add_weight(layer, top, trainable, "variance", {channels}, std_node + ".value", KerasWeightLayout::ChannelStd,
+      add_weight(layer, top, trainable, "variance", wshape, std_node + ".value", KerasWeightLayout::ChannelStd,
                  bshape, true);
       add_weight(layer, top, trainable, "count", {}, "", KerasWeightLayout::Unused, {}, true);
     }

@@ -11,6 +11,7 @@
 
 #include <map>
 
+#include "layers/module.h"
 #include "models/import/keras_config.h"
 #include "support/errors.h"
 #include "tensor/error.h"
@@ -332,6 +333,35 @@ TEST(KerasConfig, NormalizationWeightsBecomeMeanAndStd) {
   EXPECT_DOUBLE_EQ(sd[0], 2.0);
   EXPECT_NEAR(sd[1], 1e-7, 1e-12);  // Keras: max(sqrt(variance), epsilon)
   EXPECT_EQ(ops(g.spec), (std::vector<std::string>{"constant", "constant", "sub", "div"}));
+}
+
+// Run through GraphModel: (x - mean) / sqrt(variance) per channel of an NHWC input (NCHW in
+// the graph), and with axis None one mean for everything.
+TEST(KerasConfig, NormalizationRunsPerChannelAndWhole) {
+  for (const bool whole : {false, true}) {
+    Json layers = Json::array();
+    layers.push_back(input_layer("in", {2, 3, 2}));
+    layers.push_back(layer("Normalization", "norm", obj({{"axis", whole ? Json() : Json(-1)}}), {}));
+    const KerasGraph g = keras_graph_from_config(sequential(layers));
+    std::vector<Tensor> stored;
+    if (whole) stored = {Tensor::scalar(0.5), Tensor::scalar(4), Tensor::scalar(3)};
+    else stored = {Tensor::from_vector({0.5, -1}, {2}), Tensor::from_vector({4, 0.25}, {2}), Tensor::scalar(3)};
+    const NamedTensors w = keras_weights_to_graph(g, stored, "m");
+    GraphModel model(g.spec);
+    std::vector<nn::NamedTensor> state;
+    for (const auto& [name, t] : w) state.push_back({name, t});
+    model.load_state_dict(state);
+    model.eval();
+    Generator gen(3);
+    const Tensor x = randn({1, 2, 2, 3}, gen);  // NCHW
+    const Tensor y = model.forward(x);
+    ASSERT_EQ(y.shape(), x.shape());
+    for (int64_t c = 0; c < 2; ++c) {
+      const double mean = whole ? 0.5 : (c == 0 ? 0.5 : -1.0);
+      const double sd = whole ? 2.0 : (c == 0 ? 2.0 : 0.5);
+      EXPECT_NEAR(y.at({0, c, 1, 2}), (x.at({0, c, 1, 2}) - mean) / sd, 1e-6) << (whole ? "whole" : "per channel");
+    }
+  }
 }
 
 TEST(KerasConfig, ActivationsAndReluVariants) {
