@@ -44,14 +44,29 @@ std::string shape_text(const Shape& shape) {
   return "(" + fmt::format("{}", fmt::join(parts, ", ")) + ")";
 }
 
-// Numbers of a config entry that Keras writes as one integer or a list of them.
+// A kernel size, stride, dilation or factor that Keras writes as one integer or a pair;
+// Error unless positive (a zero stride would divide by zero).
 Shape int_pair(const Json* value, int64_t fallback) {
   if (value == nullptr || value->is_null()) return {fallback, fallback};
-  if (value->is_number()) return {value->as_int(), value->as_int()};
   Shape out;
-  for (const Json& v : value->as_array()) out.push_back(v.as_int());
-  SCALPEL_CHECK(out.size() == 2, "expected 2 numbers, got {}", value->dump());
+  if (value->is_number()) {
+    out = {value->as_int(), value->as_int()};
+  } else {
+    for (const Json& v : value->as_array()) out.push_back(v.as_int());
+  }
+  SCALPEL_CHECK(out.size() == 2 && out[0] > 0 && out[1] > 0 && out[0] <= 1 << 16 && out[1] <= 1 << 16,
+                "expected 2 positive numbers, got {}", value->dump());
   return out;
+}
+
+// A count the config states (filters, units, depth_multiplier); Error unless positive.
+int64_t positive_int(const Json& config, const char* key, int64_t fallback = -1) {
+  const Json* v = config.find(key);
+  if ((v == nullptr || v->is_null()) && fallback > 0) return fallback;
+  SCALPEL_CHECK(v != nullptr, "'{}' missing", key);
+  const int64_t n = v->as_int();
+  SCALPEL_CHECK(n > 0 && n <= 1 << 24, "'{}' is {}, expected a positive count", key, n);
+  return n;
 }
 
 class Builder {
@@ -324,7 +339,9 @@ class Builder {
     input_made_ = true;
     Shape shape;
     for (size_t i = 1; i < batch_shape.size(); ++i) {
-      shape.push_back(batch_shape[i].is_null() ? -1 : batch_shape[i].as_int());
+      const int64_t d = batch_shape[i].is_null() ? -1 : batch_shape[i].as_int();
+      SCALPEL_CHECK(d == -1 || (d > 0 && d <= 1 << 24), "{}: input dimension {} is {}", options_.what, i, d);
+      shape.push_back(d);
     }
     Value v{graph_.spec.input, shape, channels_last && shape.size() == 3};
     const Shape stored = stored_shape(v);
@@ -604,7 +621,7 @@ class Builder {
     const Value v = image_input(x, cl, layer);
     const Shape c_h_w = chw(v, cl);
     const int64_t in = known(c_h_w[0], layer, "input channel count");
-    const int64_t filters = config.at("filters").as_int();
+    const int64_t filters = positive_int(config, "filters");
     const Shape k = int_pair(config.find("kernel_size"), 1);
     const Shape s = int_pair(config.find("strides"), 1);
     const Shape d = int_pair(config.find("dilation_rate"), 1);
@@ -645,8 +662,7 @@ class Builder {
                        bool bias, const std::string& top, bool trainable, const std::string& param) {
     const Shape c_h_w = chw(v, cl);
     const int64_t in = known(c_h_w[0], layer, "input channel count");
-    const Json* m = config.find("depth_multiplier");
-    const int64_t mult = m && !m->is_null() ? m->as_int() : 1;
+    const int64_t mult = positive_int(config, "depth_multiplier", 1);
     const Shape k = int_pair(config.find("kernel_size"), 1);
     const Shape s = int_pair(config.find("strides"), 1);
     const Shape d = int_pair(config.find("dilation_rate"), 1);
@@ -690,7 +706,7 @@ class Builder {
                                     "depthwise_kernel");
     const Shape c_h_w = chw(dw, cl);
     const int64_t mid = c_h_w[0];
-    const int64_t filters = config.at("filters").as_int();
+    const int64_t filters = positive_int(config, "filters");
     const bool bias = !config.contains("use_bias") || config.at("use_bias").as_bool();
     Json attrs = Json::object();
     attrs["in_channels"] = static_cast<long long>(mid);
@@ -712,7 +728,7 @@ class Builder {
     const Value v = image_input(x, cl, layer);
     const Shape c_h_w = chw(v, cl);
     const int64_t in = known(c_h_w[0], layer, "input channel count");
-    const int64_t filters = config.at("filters").as_int();
+    const int64_t filters = positive_int(config, "filters");
     const Shape k = int_pair(config.find("kernel_size"), 1);
     const Shape s = int_pair(config.find("strides"), 1);
     const Shape d = int_pair(config.find("dilation_rate"), 1);
@@ -754,7 +770,7 @@ class Builder {
     const Value v = keras_order(x, layer_name(layer));
     if (v.shape.empty()) layer_error(layer, "expects at least a vector per sample");
     const int64_t in = known(v.shape.back(), layer, "input feature count");
-    const int64_t units = config.at("units").as_int();
+    const int64_t units = positive_int(config, "units");
     const bool bias = !config.contains("use_bias") || config.at("use_bias").as_bool();
     Json attrs = Json::object();
     attrs["in_features"] = static_cast<long long>(in);
@@ -858,7 +874,10 @@ class Builder {
   Value reshape(const Json& layer, const Json& config, const Value& x) {
     const Value v = keras_order(x, layer_name(layer));
     Shape target;
-    for (const Json& d : config.at("target_shape").as_array()) target.push_back(d.as_int());
+    for (const Json& d : config.at("target_shape").as_array()) {
+      target.push_back(d.as_int());
+      if (target.back() == 0 || target.back() < -1) layer_error(layer, "target_shape entries must be positive or -1");
+    }
     int64_t in_count = 1;
     for (int64_t d : v.shape) in_count = (d < 0 || in_count < 0) ? -1 : in_count * d;
     int64_t known_count = 1;
@@ -923,12 +942,17 @@ class Builder {
     if (value == nullptr || value->is_null()) return {1, 1, 1, 1};
     if (value->is_number()) {
       const int64_t n = value->as_int();
+      if (n < 0 || n > 1 << 16) layer_error(layer, fmt::format("amount must be non-negative, got {}", n));
       return {n, n, n, n};
     }
     const Json& a = *value;
     if (a.size() != 2) layer_error(layer, fmt::format("expected 2 entries, got {}", a.dump()));
-    if (a[0].is_number()) return {a[0].as_int(), a[1].as_int(), a[0].as_int(), a[1].as_int()};
-    return {a[0][0].as_int(), a[1][0].as_int(), a[0][1].as_int(), a[1][1].as_int()};
+    Shape out = a[0].is_number() ? Shape{a[0].as_int(), a[1].as_int(), a[0].as_int(), a[1].as_int()}
+                                 : Shape{a[0][0].as_int(), a[1][0].as_int(), a[0][1].as_int(), a[1][1].as_int()};
+    for (int64_t n : out) {
+      if (n < 0 || n > 1 << 16) layer_error(layer, fmt::format("amounts must be non-negative, got {}", a.dump()));
+    }
+    return out;
   }
 
   static int64_t add_known(int64_t a, int64_t b) { return a < 0 ? -1 : a + b; }

@@ -454,6 +454,19 @@ TEST(KerasConfig, BadConfigsAreErrors) {
   bad_relu.push_back(input_layer("in", {4}));
   bad_relu.push_back(layer("ReLU", "thr", obj({{"threshold", 0.5}}), {}));
   expect_error([&] { keras_graph_from_config(sequential(bad_relu)); }, {"thr", "ReLU", "threshold"});
+  // A zero stride would divide by zero; a negative padding or filter count is nonsense.
+  Json zero_stride = Json::array();
+  zero_stride.push_back(input_layer("in", {4, 4, 3}));
+  zero_stride.push_back(layer("Conv2D", "c0", conv(2, 3, 0, "same"), {}));
+  expect_error([&] { keras_graph_from_config(sequential(zero_stride)); }, {"c0", "Conv2D", "positive"});
+  Json negative = Json::array();
+  negative.push_back(input_layer("in", {4, 4, 3}));
+  negative.push_back(layer("ZeroPadding2D", "zp", obj({{"padding", -1}}), {}));
+  expect_error([&] { keras_graph_from_config(sequential(negative)); }, {"zp", "non-negative"});
+  Json no_filters = Json::array();
+  no_filters.push_back(input_layer("in", {4, 4, 3}));
+  no_filters.push_back(layer("Conv2D", "c1", conv(0, 3, 1, "same"), {}));
+  expect_error([&] { keras_graph_from_config(sequential(no_filters)); }, {"c1", "filters"});
   Json no_class = Json::object();
   EXPECT_NE(error_of([&] { keras_graph_from_config(no_class); }), "");
 }

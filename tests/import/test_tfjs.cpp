@@ -169,6 +169,11 @@ TEST(Tfjs, ConfigAndManifestMustAgree) {
   wrong[0]["weights"][3]["shape"] = Json::array({2, 1});
   path = write_model(dir, topology(), wrong, m.shard);
   expect_error([&] { read_tfjs_model(path); }, {"model.json", "dense", "bias", "[2]"});
+  // A member of the wrong type.
+  Json bad_type = m.manifest;
+  bad_type[0]["paths"][0] = 7;
+  path = write_model(dir, topology(), bad_type, m.shard);
+  expect_error([&] { read_tfjs_model(path); }, {"model.json", "string"});
   // A shard path outside the model's folder.
   Json outside = m.manifest;
   outside[0]["paths"][0] = "../elsewhere.bin";
