@@ -152,9 +152,11 @@ ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& d
   ModelSetup s;
   s.device = parse_device(args.get("device"));
   std::optional<models::Checkpoint> checkpoint;
-  if (!weights.empty()) checkpoint = models::read_checkpoint(weights);
-  const bool graph = checkpoint ? checkpoint->info.model == "graph"
-                                : !weights.empty() && !args.has("model") && !models::graph_file_format(weights).empty();
+  // Another framework's file (Keras, TF.js, ONNX, TFLite) is no checkpoint: read_checkpoint
+  // would refuse its format.
+  const bool foreign = !weights.empty() && !models::graph_file_format(weights).empty();
+  if (!weights.empty() && !foreign) checkpoint = models::read_checkpoint(weights);
+  const bool graph = checkpoint ? checkpoint->info.model == "graph" : foreign && !args.has("model");
   if (graph) {
     load_graph_model(s, args, weights, checkpoint);
     if (!s.device.is_cpu()) s.model->to(s.device);

@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "models/import/tfjs.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/io/zip.h"
@@ -49,6 +50,9 @@ std::string graph_file_format(const std::string& path) {
     // A safetensors file starts with its 8-byte header length, so '{' first is JSON: TF.js.
     return read_file(path).find("\"modelTopology\"") != std::string::npos ? "tfjs" : "";
   }
+  // safetensors (scalpel's checkpoints too): an 8-byte header length, then '{'. Its first byte
+  // may well be 0x08, ONNX's first byte below.
+  if (h.size() >= 9 && h[8] == '{') return "";
   // ONNX ModelProto: field 1 (ir_version, varint) comes first in every exporter's output.
   if (!h.empty() && static_cast<unsigned char>(h[0]) == 0x08) return "onnx";
   return "";
@@ -58,6 +62,7 @@ ImportedGraph import_graph_file(const std::string& path) {
   const std::string format = graph_file_format(path);
   SCALPEL_CHECK(!format.empty(),
                 "{}: not a model file scalpel imports (Keras .h5/.keras, TF.js model.json, ONNX, TFLite)", path);
+  if (format == "tfjs") return read_tfjs_model(path);
   fail("{}: reading {} files is not built yet", path, format);
 }
 
