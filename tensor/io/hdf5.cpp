@@ -180,10 +180,12 @@ std::vector<std::string> Hdf5File::string_list_attribute(const std::string& path
   const Handle type(H5Aget_type(attribute.get()), H5Tclose);
   const Handle space(H5Aget_space(attribute.get()), H5Sclose);
   if (!type.valid() || !space.valid()) bad(hdf5_error());
-  if (H5Tget_class(type.get()) != H5T_STRING) bad("not a string");
   const hssize_t count = H5Sget_simple_extent_npoints(space.get());
   if (count < 0) bad(hdf5_error());
   const size_t n = static_cast<size_t>(count);
+  // Keras writes an empty list as numpy's np.asarray([]), a float64 array of zero elements.
+  if (n == 0) return {};
+  if (H5Tget_class(type.get()) != H5T_STRING) bad("not a string");
 
   std::vector<std::string> values;
   values.reserve(n);

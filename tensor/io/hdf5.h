@@ -52,7 +52,8 @@ class Hdf5File {
   // strings lose their NUL padding.
   std::string string_attribute(const std::string& path, const std::string& name) const;
   // A string attribute as a list: an array's elements in order, a scalar as one element (Keras
-  // stores layer_names and weight_names as fixed-length byte-string arrays).
+  // stores layer_names and weight_names as fixed-length byte-string arrays). An empty array of
+  // any type is an empty list (Keras writes a layer without weights' [] as float64).
   std::vector<std::string> string_list_attribute(const std::string& path, const std::string& name) const;
 
   // The dimensions of dataset `path` ([] for a scalar).

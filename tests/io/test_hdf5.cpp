@@ -32,7 +32,8 @@ std::string write_sample(const std::string& name) {
   h5.group("/model_weights/flatten_1");
   h5.fixed_strings("/model_weights", "layer_names", {"conv2d_1", "flatten_1", "dense_1"});
   h5.fixed_strings("/model_weights/conv2d_1", "weight_names", {"conv2d_1_1/kernel:0", "conv2d_1_1/bias:0"});
-  h5.fixed_strings("/model_weights/flatten_1", "weight_names", {});
+  h5.empty_float_array("/model_weights/flatten_1", "weight_names");
+  h5.int_attribute("/", "epochs", 102);
   h5.variable_strings("/model_weights", "tags", {"a", "", "ccc"});
   h5.dataset("/model_weights/conv2d_1/conv2d_1_1/kernel:0",
              Tensor::from_vector({0.5, -1.25, 3, 1e-3, 65504, -2}, {1, 2, 3}));
@@ -60,6 +61,7 @@ TEST(Hdf5, ReadsStringAttributesOfEveryKind) {
   EXPECT_FALSE(file.has_attribute("/no/such/group", "layer_names"));
   EXPECT_EQ(error_of([&] { file.string_attribute("/model_weights", "layer_names"); }),
             path + ": /model_weights: attribute 'layer_names' holds 3 strings, expected one");
+  EXPECT_EQ(error_of([&] { file.string_attribute("/", "epochs"); }), path + ": /: attribute 'epochs': not a string");
   EXPECT_EQ(error_of([&] { file.string_attribute("/model_weights", "absent"); }),
             path + ": /model_weights has no attribute 'absent'");
   fs::remove(path);

@@ -73,6 +73,16 @@ class Hdf5Writer {
     H5Tclose(type);
   }
 
+  void int_attribute(const std::string& object, const std::string& name, int value) {
+    write_attribute(object, name, H5T_STD_I32LE, H5Screate(H5S_SCALAR), &value, H5T_NATIVE_INT);
+  }
+
+  // numpy's np.asarray([]) as an attribute: float64, zero elements (Keras' empty weight_names).
+  void empty_float_array(const std::string& object, const std::string& name) {
+    const double unused = 0;  // libhdf5 wants a buffer even for no elements
+    write_attribute(object, name, H5T_IEEE_F64LE, space_of(0, false), &unused, H5T_NATIVE_DOUBLE);
+  }
+
   // A float32 tensor stored as `file_type` (H5T_IEEE_F32LE, H5T_IEEE_F64LE or half_type()).
   void dataset(const std::string& path, const Tensor& values, hid_t file_type = H5T_IEEE_F32LE) {
     const Tensor c = values.contiguous();
@@ -114,11 +124,11 @@ class Hdf5Writer {
     return scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, dims, nullptr);
   }
   void write_attribute(const std::string& object, const std::string& name, hid_t type, hid_t space,
-                       const void* data) {
+                       const void* data, hid_t memory_type = -1) {
     const hid_t a = H5Acreate_by_name(file_, object.c_str(), name.c_str(), type, space, H5P_DEFAULT,
                                       H5P_DEFAULT, H5P_DEFAULT);
     EXPECT_GE(a, 0) << "cannot create attribute " << object << " " << name;
-    EXPECT_GE(H5Awrite(a, type, data), 0) << name;
+    EXPECT_GE(H5Awrite(a, memory_type >= 0 ? memory_type : type, data), 0) << name;
     H5Aclose(a);
     H5Sclose(space);
   }
