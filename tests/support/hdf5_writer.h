@@ -125,6 +125,14 @@ class Hdf5Writer {
   }
   void write_attribute(const std::string& object, const std::string& name, hid_t type, hid_t space,
                        const void* data, hid_t memory_type = -1) {
+    // The object's group is created when absent, as h5py's f.require_group(object).attrs[...]
+    const hid_t object_id = H5Oopen(file_, object.c_str(), H5P_DEFAULT);
+    if (object_id >= 0) {
+      H5Oclose(object_id);
+    } else {
+      H5Eclear2(H5E_DEFAULT);
+      group(object);
+    }
     const hid_t a = H5Acreate_by_name(file_, object.c_str(), name.c_str(), type, space, H5P_DEFAULT,
                                       H5P_DEFAULT, H5P_DEFAULT);
     EXPECT_GE(a, 0) << "cannot create attribute " << object << " " << name;
