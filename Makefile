@@ -11,7 +11,7 @@ PACKAGES   := cmake make g++ pkg-config libeigen3-dev libstb-dev libfmt-dev libg
               libbenchmark-dev libcpp-httplib-dev zlib1g-dev libhdf5-dev python3 chromium libopenmpi-dev openmpi-bin
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps configure build test check test-asan demo bench clean fixtures
+.PHONY: all deps configure build reference test check test-asan demo bench clean fixtures
 
 all: build
 
@@ -30,7 +30,23 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+# Reference runtimes for the import tests (tests/reference/*.js): @tensorflow/tfjs and
+# onnxruntime-node from npm into $(BUILD)/reference/node_modules, once. Fails soft: without npm
+# or a network the tests that need them report themselves skipped.
+REFERENCE_PACKAGES := @tensorflow/tfjs@4.22.0 onnxruntime-node@1.20.1
+reference:
+	@modules=$(BUILD)/reference/node_modules; \
+	if grep -qs '"version": "4.22.0"' $$modules/@tensorflow/tfjs/package.json && \
+	   grep -qs '"version": "1.20.1"' $$modules/onnxruntime-node/package.json; then :; \
+	elif ! command -v npm >/dev/null 2>&1; then \
+	  echo "reference: npm not found; the tests against tfjs and onnxruntime will be skipped"; \
+	else \
+	  mkdir -p $(BUILD)/reference && \
+	  npm install --ignore-scripts --no-audit --no-fund --prefix $(BUILD)/reference $(REFERENCE_PACKAGES) || \
+	  echo "reference: npm install failed; the tests against tfjs and onnxruntime will be skipped"; \
+	fi
+
+test: build reference
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The tiers are ctest labels (tests/CMakeLists.txt): unit, parity, cli, emu-slow.
