@@ -290,6 +290,7 @@ NamedTensors keras_h5_weights_for_model(const std::string& path, nn::Module& mod
     return k.permute({2, 3, 0, 1}).contiguous().reshape({k.size(2) * k.size(3), 1, k.size(0), k.size(1)});
   };
 
+  int64_t channels = 0;  // of the last feature map (for a Dense after a Flatten of it)
   for (const KerasLayerWeights& w : layers) {
     const auto has = [&](const char* p) { return w.params.count(p) > 0; };
     if (has("depthwise_kernel") && has("pointwise_kernel")) {  // SeparableConv2D
@@ -302,21 +303,33 @@ NamedTensors keras_h5_weights_for_model(const std::string& path, nn::Module& mod
       expect_type(w, pw, "Conv2d");
       put(w, pw, "weight", w.params.at("pointwise_kernel").permute({3, 2, 0, 1}));
       put_bias(w, pw);
+      channels = w.params.at("pointwise_kernel").size(3);
     } else if (has("depthwise_kernel")) {  // DepthwiseConv2D
       const ModuleSlot& slot = take(w, "DepthwiseConv2D");
       expect_type(w, slot, "Conv2d");
       put(w, slot, "weight", depthwise(w.params.at("depthwise_kernel")));
       put_bias(w, slot);
+      channels = w.params.at("depthwise_kernel").size(2) * w.params.at("depthwise_kernel").size(3);
     } else if (has("kernel") && w.params.at("kernel").dim() == 4) {  // Conv2D
       const ModuleSlot& slot = take(w, "Conv2D");
       expect_type(w, slot, "Conv2d");
       put(w, slot, "weight", w.params.at("kernel").permute({3, 2, 0, 1}));
       put_bias(w, slot);
+      channels = w.params.at("kernel").size(3);
     } else if (has("kernel") && w.params.at("kernel").dim() == 2) {  // Dense
       const ModuleSlot& slot = take(w, "Dense");
       expect_type(w, slot, "Linear");
-      put(w, slot, "weight", w.params.at("kernel").transpose(0, 1));
+      Tensor kernel = w.params.at("kernel");  // [in, out]
+      const int64_t in = kernel.size(0), spatial = channels > 0 && in % channels == 0 ? in / channels : 1;
+      if (spatial > 1) {
+        // Keras flattens an (H, W, C) map, scalpel's models a (C, H, W) one (torchvision's VGG
+        // classifier): rows s * C + c become c * S + s.
+        const int64_t out = kernel.size(1);
+        kernel = kernel.reshape({spatial, channels, out}).permute({1, 0, 2}).contiguous().reshape({in, out});
+      }
+      put(w, slot, "weight", kernel.transpose(0, 1));
       put_bias(w, slot);
+      channels = 0;
     } else if (has("moving_mean") && has("moving_variance")) {  // BatchNormalization
       const ModuleSlot& slot = take(w, "BatchNormalization");
       expect_type(w, slot, "BatchNorm2d");

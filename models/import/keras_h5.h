@@ -33,7 +33,10 @@ ImportedGraph import_keras_zip(const std::string& path);
 //   SeparableConv2D (depthwise_kernel, pointwise_kernel, bias)   two Conv2d: depthwise, 1x1
 //   BatchNormalization (gamma, beta, moving_mean, moving_variance; gamma/beta may be absent)
 //                                                  one BatchNorm2d
-//   Dense (kernel [in, out], bias)                 one Linear
+//   Dense (kernel [in, out], bias)                 one Linear; after a conv whose C channels
+//                                                  divide `in` by S > 1, the Dense is taken to
+//                                                  read a flattened map: Keras' (H, W, C) rows
+//                                                  are reordered to scalpel's (C, H, W)
 // Kernels are transposed to scalpel's layout. Error naming the file, the first Keras layer that
 // does not fit and the module it met (or the one left over), before anything is loaded.
 NamedTensors keras_h5_weights_for_model(const std::string& path, nn::Module& model);

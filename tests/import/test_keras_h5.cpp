@@ -516,6 +516,48 @@ TEST(KerasH5, WeightsOnlyFileOntoModulesByLayerOrder) {
   fs::remove(path);
 }
 
+// Keras' Flatten reads (H, W, C), a torchvision-style classifier (C, H, W): a Dense after a
+// conv map gets its rows reordered, so the scalpel module computes what Keras computes.
+TEST(KerasH5, WeightsOnlyDenseAfterFlattenReadsChannelsLast) {
+  const Tensor kernel = uniform({1, 1, 2, 3}, -1, 1, 1), bias = uniform({3}, -1, 1, 2);
+  const Tensor dense = uniform({2 * 2 * 3, 4}, -1, 1, 3), dense_bias = uniform({4}, -1, 1, 4);
+  const std::string path = temp_path("flatten.h5").string();
+  {
+    test::Hdf5Writer h5(path);
+    h5.fixed_strings("/", "layer_names", {"conv", "flatten", "fc"});
+    h5.fixed_strings("/conv", "weight_names", {"conv/kernel:0", "conv/bias:0"});
+    h5.dataset("/conv/conv/kernel:0", kernel);
+    h5.dataset("/conv/conv/bias:0", bias);
+    h5.empty_float_array("/flatten", "weight_names");
+    h5.fixed_strings("/fc", "weight_names", {"fc/kernel:0", "fc/bias:0"});
+    h5.dataset("/fc/fc/kernel:0", dense);
+    h5.dataset("/fc/fc/bias:0", dense_bias);
+  }
+  auto net = std::make_shared<nn::Sequential>();
+  net->add("conv", std::make_shared<nn::Conv2d>(2, 3, 1));
+  net->add("flatten", std::make_shared<nn::Flatten>());
+  net->add("fc", std::make_shared<nn::Linear>(12, 4));
+  std::vector<nn::NamedTensor> state;
+  for (const auto& [n, t] : keras_h5_weights_for_model(path, *net)) state.push_back({n, t});
+  net->load_state_dict(state);
+
+  const Tensor x = uniform({1, 2, 2, 2}, -1, 1, 5);  // NHWC
+  Tensor expected = Tensor::zeros({1, 4});
+  for (int64_t k = 0; k < 4; ++k) {
+    double s = dense_bias.at({k});
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t w = 0; w < 2; ++w)
+        for (int64_t o = 0; o < 3; ++o) {
+          double y = bias.at({o});
+          for (int64_t c = 0; c < 2; ++c) y += x.at({0, h, w, c}) * kernel.at({0, 0, c, o});
+          s += y * dense.at({(h * 2 + w) * 3 + o, k});
+        }
+    expected.data<float>()[k] = static_cast<float>(s);
+  }
+  expect_close(net->forward(x.permute({0, 3, 1, 2}).contiguous()), expected, 1e-5, "Keras flatten order");
+  fs::remove(path);
+}
+
 TEST(KerasH5, WeightsOnlyFileRoundTripsAZooModel) {
   const std::string path = temp_path("mobilenet.h5").string();
   ModelOptions options;
