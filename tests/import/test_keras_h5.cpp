@@ -317,7 +317,9 @@ TEST(KerasH5, WeightsOnlyFileNeedsAModel) {
 
 // The tiny model as Keras 3 writes it: config.json with dict inbound_nodes, and
 // model.weights.h5 with layers/<snake_case class>/vars/<i>.
-std::string keras3_archive(const TinyWeights& w, bool short_bn = false) {
+// legacy: the groups under "_layer_checkpoint_dependencies" instead of "layers", as Keras
+// 2.13-2.15 wrote its .keras files.
+std::string keras3_archive(const TinyWeights& w, bool short_bn = false, bool legacy = false) {
   const std::string config = R"({"module": "keras", "class_name": "Sequential", "config": {"name": "tiny",
     "layers": [
       {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [null, 5, 5, 2], "name": "input_layer"}},
@@ -334,15 +336,16 @@ std::string keras3_archive(const TinyWeights& w, bool short_bn = false) {
   const std::string h5_path = temp_path("model.weights.h5").string();
   {
     test::Hdf5Writer h5(h5_path);
-    h5.dataset("/layers/conv2d/vars/0", w.kernel);
-    h5.dataset("/layers/conv2d/vars/1", w.bias);
-    h5.dataset("/layers/batch_normalization/vars/0", w.gamma);
-    h5.dataset("/layers/batch_normalization/vars/1", w.beta, test::Hdf5Writer::half_type());
-    h5.dataset("/layers/batch_normalization/vars/2", w.mean);
-    if (!short_bn) h5.dataset("/layers/batch_normalization/vars/3", w.var);
-    h5.group("/layers/global_average_pooling2d/vars");
-    h5.dataset("/layers/dense/vars/0", w.dense);
-    h5.dataset("/layers/dense/vars/1", w.dense_bias);
+    const std::string l = legacy ? "/_layer_checkpoint_dependencies/" : "/layers/";
+    h5.dataset(l + "conv2d/vars/0", w.kernel);
+    h5.dataset(l + "conv2d/vars/1", w.bias);
+    h5.dataset(l + "batch_normalization/vars/0", w.gamma);
+    h5.dataset(l + "batch_normalization/vars/1", w.beta, test::Hdf5Writer::half_type());
+    h5.dataset(l + "batch_normalization/vars/2", w.mean);
+    if (!short_bn) h5.dataset(l + "batch_normalization/vars/3", w.var);
+    h5.group(l + "global_average_pooling2d/vars");
+    h5.dataset(l + "dense/vars/0", w.dense);
+    h5.dataset(l + "dense/vars/1", w.dense_bias);
     h5.group("/optimizer/vars");
   }
   std::string weights = read_file(h5_path);
@@ -363,6 +366,10 @@ TEST(KerasZip, Keras3ArchiveLoadsByClassNamedGroups) {
   const Tensor x = uniform({2, 5, 5, 2}, -1, 1, 10);
   auto model = build_imported_model(g);
   expect_close(model->forward(x.permute({0, 3, 1, 2}).contiguous()), tiny_reference_logits(x, w), 1e-5, "logits");
+
+  write_file_atomic(path, keras3_archive(w, /*short_bn=*/false, /*legacy=*/true));
+  expect_equal(weight(import_graph_file(path), "dense.weight"), w.dense.transpose(0, 1).contiguous(),
+               "Keras 2.13 layout");
 
   write_file_atomic(path, keras3_archive(w, /*short_bn=*/true));
   EXPECT_EQ(error_of([&] { import_graph_file(path); }),
@@ -524,7 +531,9 @@ TEST(KerasH5, WeightsOnlyDenseAfterFlattenReadsChannelsLast) {
   const std::string path = temp_path("flatten.h5").string();
   {
     test::Hdf5Writer h5(path);
-    h5.fixed_strings("/", "layer_names", {"conv", "flatten", "fc"});
+    // As Keras splits an attribute too big for an HDF5 object header: layer_names0, layer_names1.
+    h5.fixed_strings("/", "layer_names0", {"conv", "flatten"});
+    h5.fixed_strings("/", "layer_names1", {"fc"});
     h5.fixed_strings("/conv", "weight_names", {"conv/kernel:0", "conv/bias:0"});
     h5.dataset("/conv/conv/kernel:0", kernel);
     h5.dataset("/conv/conv/bias:0", bias);
