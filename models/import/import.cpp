@@ -51,6 +51,9 @@ std::string graph_file_format(const std::string& path) {
     // A safetensors file starts with its 8-byte header length, so '{' first is JSON: TF.js.
     return read_file(path).find("\"modelTopology\"") != std::string::npos ? "tfjs" : "";
   }
+  // safetensors (scalpel's checkpoints too): an 8-byte header length, then '{'. Its first byte
+  // may well be 0x08, ONNX's first byte below.
+  if (h.size() >= 9 && h[8] == '{') return "";
   // ONNX ModelProto: field 1 (ir_version, varint) comes first in every exporter's output.
   if (!h.empty() && static_cast<unsigned char>(h[0]) == 0x08) return "onnx";
   return "";

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -12,6 +13,8 @@
 namespace scalpel::models {
 
 namespace {
+
+bool keras_before_2_3(const std::string& version);
 
 // A value of the graph as Keras sees it. `shape` is Keras' shape without the batch axis (-1 for
 // a dimension of any size). A channels_last image tensor (H, W, C) is stored NCHW in the graph
@@ -41,14 +44,29 @@ std::string shape_text(const Shape& shape) {
   return "(" + fmt::format("{}", fmt::join(parts, ", ")) + ")";
 }
 
-// Numbers of a config entry that Keras writes as one integer or a list of them.
+// A kernel size, stride, dilation or factor that Keras writes as one integer or a pair;
+// Error unless positive (a zero stride would divide by zero).
 Shape int_pair(const Json* value, int64_t fallback) {
   if (value == nullptr || value->is_null()) return {fallback, fallback};
-  if (value->is_number()) return {value->as_int(), value->as_int()};
   Shape out;
-  for (const Json& v : value->as_array()) out.push_back(v.as_int());
-  SCALPEL_CHECK(out.size() == 2, "expected 2 numbers, got {}", value->dump());
+  if (value->is_number()) {
+    out = {value->as_int(), value->as_int()};
+  } else {
+    for (const Json& v : value->as_array()) out.push_back(v.as_int());
+  }
+  SCALPEL_CHECK(out.size() == 2 && out[0] > 0 && out[1] > 0 && out[0] <= 1 << 16 && out[1] <= 1 << 16,
+                "expected 2 positive numbers, got {}", value->dump());
   return out;
+}
+
+// A count the config states (filters, units, depth_multiplier); Error unless positive.
+int64_t positive_int(const Json& config, const char* key, int64_t fallback = -1) {
+  const Json* v = config.find(key);
+  if ((v == nullptr || v->is_null()) && fallback > 0) return fallback;
+  SCALPEL_CHECK(v != nullptr, "'{}' missing", key);
+  const int64_t n = v->as_int();
+  SCALPEL_CHECK(n > 0 && n <= 1 << 24, "'{}' is {}, expected a positive count", key, n);
+  return n;
 }
 
 class Builder {
@@ -144,7 +162,15 @@ class Builder {
         SCALPEL_CHECK(shape && shape->is_array(), "{}: the Sequential model states no input shape", options_.what);
         x = make_graph_input(*shape, input_channels_last(layers));
       }
-      x = apply_layer(layer, {*x}, top_layer, trainable);
+      if (is_model_class(cls)) {
+        const std::vector<Value> in = {*x};
+        const std::vector<Value> out = build_model(layer, &in, top_layer.empty() ? layer_name(layer) : top_layer,
+                                                   trainable);
+        if (out.size() != 1) fail("{}: nested model '{}' has {} outputs", options_.what, layer_name(layer), out.size());
+        x = out[0];
+      } else {
+        x = apply_layer(layer, {*x}, top_layer, trainable);
+      }
     }
     SCALPEL_CHECK(x.has_value(), "{}: the Sequential model has no layer after its input", options_.what);
     return *x;
@@ -313,7 +339,9 @@ class Builder {
     input_made_ = true;
     Shape shape;
     for (size_t i = 1; i < batch_shape.size(); ++i) {
-      shape.push_back(batch_shape[i].is_null() ? -1 : batch_shape[i].as_int());
+      const int64_t d = batch_shape[i].is_null() ? -1 : batch_shape[i].as_int();
+      SCALPEL_CHECK(d == -1 || (d > 0 && d <= 1 << 24), "{}: input dimension {} is {}", options_.what, i, d);
+      shape.push_back(d);
     }
     Value v{graph_.spec.input, shape, channels_last && shape.size() == 3};
     const Shape stored = stored_shape(v);
@@ -593,7 +621,7 @@ class Builder {
     const Value v = image_input(x, cl, layer);
     const Shape c_h_w = chw(v, cl);
     const int64_t in = known(c_h_w[0], layer, "input channel count");
-    const int64_t filters = config.at("filters").as_int();
+    const int64_t filters = positive_int(config, "filters");
     const Shape k = int_pair(config.find("kernel_size"), 1);
     const Shape s = int_pair(config.find("strides"), 1);
     const Shape d = int_pair(config.find("dilation_rate"), 1);
@@ -634,8 +662,7 @@ class Builder {
                        bool bias, const std::string& top, bool trainable, const std::string& param) {
     const Shape c_h_w = chw(v, cl);
     const int64_t in = known(c_h_w[0], layer, "input channel count");
-    const Json* m = config.find("depth_multiplier");
-    const int64_t mult = m && !m->is_null() ? m->as_int() : 1;
+    const int64_t mult = positive_int(config, "depth_multiplier", 1);
     const Shape k = int_pair(config.find("kernel_size"), 1);
     const Shape s = int_pair(config.find("strides"), 1);
     const Shape d = int_pair(config.find("dilation_rate"), 1);
@@ -662,7 +689,9 @@ class Builder {
     const bool cl = channels_last(config);
     const Value v = image_input(x, cl, layer);
     const bool bias = !config.contains("use_bias") || config.at("use_bias").as_bool();
-    const Value out = depthwise_node(layer, config, v, cl, layer_name(layer), bias, top, trainable, "depthwise_kernel");
+    // Keras 3 names DepthwiseConv2D's kernel "kernel" (SeparableConv2D keeps "depthwise_kernel").
+    const Value out = depthwise_node(layer, config, v, cl, layer_name(layer), bias, top, trainable,
+                                     keras3_ ? "kernel" : "depthwise_kernel");
     return activation(out, config.contains("activation") ? config.at("activation") : Json("linear"),
                       out.name + "_" + activation_suffix(config), layer);
   }
@@ -677,7 +706,7 @@ class Builder {
                                     "depthwise_kernel");
     const Shape c_h_w = chw(dw, cl);
     const int64_t mid = c_h_w[0];
-    const int64_t filters = config.at("filters").as_int();
+    const int64_t filters = positive_int(config, "filters");
     const bool bias = !config.contains("use_bias") || config.at("use_bias").as_bool();
     Json attrs = Json::object();
     attrs["in_channels"] = static_cast<long long>(mid);
@@ -699,7 +728,7 @@ class Builder {
     const Value v = image_input(x, cl, layer);
     const Shape c_h_w = chw(v, cl);
     const int64_t in = known(c_h_w[0], layer, "input channel count");
-    const int64_t filters = config.at("filters").as_int();
+    const int64_t filters = positive_int(config, "filters");
     const Shape k = int_pair(config.find("kernel_size"), 1);
     const Shape s = int_pair(config.find("strides"), 1);
     const Shape d = int_pair(config.find("dilation_rate"), 1);
@@ -741,7 +770,7 @@ class Builder {
     const Value v = keras_order(x, layer_name(layer));
     if (v.shape.empty()) layer_error(layer, "expects at least a vector per sample");
     const int64_t in = known(v.shape.back(), layer, "input feature count");
-    const int64_t units = config.at("units").as_int();
+    const int64_t units = positive_int(config, "units");
     const bool bias = !config.contains("use_bias") || config.at("use_bias").as_bool();
     Json attrs = Json::object();
     attrs["in_features"] = static_cast<long long>(in);
@@ -845,7 +874,10 @@ class Builder {
   Value reshape(const Json& layer, const Json& config, const Value& x) {
     const Value v = keras_order(x, layer_name(layer));
     Shape target;
-    for (const Json& d : config.at("target_shape").as_array()) target.push_back(d.as_int());
+    for (const Json& d : config.at("target_shape").as_array()) {
+      target.push_back(d.as_int());
+      if (target.back() == 0 || target.back() < -1) layer_error(layer, "target_shape entries must be positive or -1");
+    }
     int64_t in_count = 1;
     for (int64_t d : v.shape) in_count = (d < 0 || in_count < 0) ? -1 : in_count * d;
     int64_t known_count = 1;
@@ -910,12 +942,17 @@ class Builder {
     if (value == nullptr || value->is_null()) return {1, 1, 1, 1};
     if (value->is_number()) {
       const int64_t n = value->as_int();
+      if (n < 0 || n > 1 << 16) layer_error(layer, fmt::format("amount must be non-negative, got {}", n));
       return {n, n, n, n};
     }
     const Json& a = *value;
     if (a.size() != 2) layer_error(layer, fmt::format("expected 2 entries, got {}", a.dump()));
-    if (a[0].is_number()) return {a[0].as_int(), a[1].as_int(), a[0].as_int(), a[1].as_int()};
-    return {a[0][0].as_int(), a[1][0].as_int(), a[0][1].as_int(), a[1][1].as_int()};
+    Shape out = a[0].is_number() ? Shape{a[0].as_int(), a[1].as_int(), a[0].as_int(), a[1].as_int()}
+                                 : Shape{a[0][0].as_int(), a[1][0].as_int(), a[0][1].as_int(), a[1][1].as_int()};
+    for (int64_t n : out) {
+      if (n < 0 || n > 1 << 16) layer_error(layer, fmt::format("amounts must be non-negative, got {}", a.dump()));
+    }
+    return out;
   }
 
   static int64_t add_known(int64_t a, int64_t b) { return a < 0 ? -1 : a + b; }
@@ -965,9 +1002,9 @@ class Builder {
     const Json* interp = config.find("interpolation");
     const std::string mode = interp && interp->is_string() ? interp->as_string() : "nearest";
     if (mode != "nearest" && mode != "bilinear") layer_error(layer, fmt::format("interpolation '{}' is not supported", mode));
-    if (mode == "bilinear" && options_.source == "tfjs") {
-      // TF.js resizes with half_pixel_centers = align_corners = false (TF1's coordinates).
-      layer_error(layer, "bilinear upsampling with TF.js' asymmetric coordinates is not supported");
+    if (mode == "bilinear" && (options_.source == "tfjs" || keras_before_2_3(options_.keras_version))) {
+      // TF.js and TF1 resize with half_pixel_centers = align_corners = false ("asymmetric").
+      layer_error(layer, "bilinear upsampling with TF1 / TF.js (asymmetric) coordinates is not supported");
     }
     Json attrs = Json::object();
     attrs["mode"] = mode;
@@ -1073,15 +1110,22 @@ class Builder {
   // variance from the config when it states them, else the layer's weights.
   Value normalization(const Json& layer, const Json& config, const Value& x, const std::string& top, bool trainable) {
     const std::string name = layer_name(layer);
+    if (const Json* invert = config.find("invert"); invert && invert->is_bool() && invert->as_bool()) {
+      layer_error(layer, "invert=True (de-normalization) is not supported");
+    }
+    // axis None (or []): one mean and variance for everything; else one per channel of `axis`.
     const Json* axis_json = config.find("axis");
+    const bool whole = axis_json && (axis_json->is_null() || (axis_json->is_array() && axis_json->size() == 0));
     int64_t axis = -1;
     if (axis_json && axis_json->is_number()) axis = axis_json->as_int();
     else if (axis_json && axis_json->is_array() && axis_json->size() == 1) axis = axis_json->at(0).as_int();
-    else if (axis_json && !axis_json->is_null()) layer_error(layer, "normalizing over several axes is not supported");
+    else if (!whole && axis_json) layer_error(layer, "normalizing over several axes is not supported");
     const int64_t stored = stored_axis(x, axis, layer);
+    if (!whole && stored != stored_axis(x, -1, layer)) layer_error(layer, "only the last axis (channels) is supported");
     const Shape sshape = stored_shape(x);
-    const int64_t channels = known(sshape[stored - 1], layer, "channel count");
-    const Shape bshape = channel_shape(static_cast<int64_t>(sshape.size()) + 1, stored, channels);
+    const int64_t channels = whole ? 1 : known(sshape[stored - 1], layer, "channel count");
+    const Shape bshape = whole ? Shape{} : channel_shape(static_cast<int64_t>(sshape.size()) + 1, stored, channels);
+    const Shape wshape = whole ? Shape{} : Shape{channels};
     const Json* mean = config.find("mean");
     const Json* variance = config.find("variance");
     std::string mean_node;
@@ -1098,9 +1142,9 @@ class Builder {
       attrs["shape"] = int_array(bshape);
       mean_node = add_node(name + "_mean", "constant", {}, attrs);
       std_node = add_node(name + "_std", "constant", {}, attrs);
-      add_weight(layer, top, trainable, "mean", {channels}, mean_node + ".value", KerasWeightLayout::ChannelConstant,
+      add_weight(layer, top, trainable, "mean", wshape, mean_node + ".value", KerasWeightLayout::ChannelConstant,
                  bshape, true);
-      add_weight(layer, top, trainable, "variance", {channels}, std_node + ".value", KerasWeightLayout::ChannelStd,
+      add_weight(layer, top, trainable, "variance", wshape, std_node + ".value", KerasWeightLayout::ChannelStd,
                  bshape, true);
       add_weight(layer, top, trainable, "count", {}, "", KerasWeightLayout::Unused, {}, true);
     }
@@ -1114,6 +1158,14 @@ class Builder {
   bool keras3_ = false;
   bool input_made_ = false;
 };
+
+// "2.2.4" -> true, "2.13.1" / "3.5.0" / "" -> false.
+bool keras_before_2_3(const std::string& version) {
+  int major = 0;
+  int minor = 0;
+  if (std::sscanf(version.c_str(), "%d.%d", &major, &minor) != 2) return false;
+  return major < 2 || (major == 2 && minor < 3);
+}
 
 Tensor convert_weight(const KerasWeight& w, const Tensor& stored) {
   const Tensor t = stored.to(DType::F32).contiguous();

@@ -58,6 +58,9 @@ struct KerasWeight {
 struct KerasConfigOptions {
   std::string source = "keras";  // GraphSpec::source: "keras" or "tfjs"
   std::string what = "model";    // names the file in errors
+  // The Keras that wrote the file (an .h5 file's "keras_version" attribute), "" when unknown.
+  // Standalone Keras before 2.3 ran on TF1, whose bilinear resize used other coordinates.
+  std::string keras_version;
 };
 
 struct KerasGraph {

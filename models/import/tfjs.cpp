@@ -164,7 +164,9 @@ StoredWeight* find_weight(std::map<std::string, StoredWeight>& stored, const Ker
 
 }  // namespace
 
-ImportedGraph read_tfjs_model(const std::string& model_json) {
+namespace {
+
+ImportedGraph read_tfjs(const std::string& model_json) {
   const Json j = Json::parse(read_file(model_json), model_json);
   SCALPEL_CHECK(j.is_object() && j.contains("modelTopology"), "{}: no modelTopology: not a TF.js model", model_json);
   if (const Json* format = j.find("format"); format && format->is_string()) {
@@ -194,6 +196,19 @@ ImportedGraph read_tfjs_model(const std::string& model_json) {
   out.weights = keras_weights_to_graph(g, tensors, model_json);
   out.spec = g.spec;
   return out;
+}
+
+}  // namespace
+
+ImportedGraph read_tfjs_model(const std::string& model_json) {
+  try {
+    return read_tfjs(model_json);
+  } catch (const Error& e) {
+    // A member of the wrong JSON type, deep in the manifest: name the file all the same.
+    const std::string what = e.what();
+    if (what.find(model_json) != std::string::npos) throw;
+    fail("{}: {}", model_json, what);
+  }
 }
 
 }  // namespace scalpel::models

@@ -11,6 +11,7 @@
 
 #include <map>
 
+#include "layers/module.h"
 #include "models/import/keras_config.h"
 #include "support/errors.h"
 #include "tensor/error.h"
@@ -276,6 +277,33 @@ TEST(KerasConfig, SeparableAndTransposedConvolutions) {
   EXPECT_EQ(named(w, "sep_pointwise.weight").at({4, 2, 0, 0}), stored[1].at({0, 0, 2, 4}));
 }
 
+// channels_first: the graph's NCHW is Keras' own order, nothing is transposed.
+TEST(KerasConfig, ChannelsFirstNeedsNoTranspose) {
+  Json layers = Json::array();
+  Json c = conv(4, 3, 1, "same");
+  c["data_format"] = "channels_first";
+  c["batch_input_shape"] = Json::array({nullptr, 2, 5, 6});
+  layers.push_back(layer("Conv2D", "conv", c, {}));
+  layers.push_back(layer("BatchNormalization", "bn", obj({{"axis", 1}}), {}));
+  layers.push_back(layer("GlobalAveragePooling2D", "gap", obj({{"data_format", "channels_first"}}), {}));
+  const KerasGraph g = keras_graph_from_config(sequential(layers));
+  EXPECT_EQ(g.spec.input_shape, (std::vector<int64_t>{2, 5, 6}));
+  EXPECT_EQ(ops(g.spec), (std::vector<std::string>{"conv2d", "batch_norm", "global_avg_pool"}));
+  EXPECT_EQ(node(g.spec, "bn").attrs.at("channels").as_int(), 4);
+}
+
+TEST(KerasConfig, BilinearUpsamplingOfTf1IsRefused) {
+  Json layers = Json::array();
+  layers.push_back(input_layer("in", {4, 4, 3}));
+  layers.push_back(layer("UpSampling2D", "up", obj({{"size", Json::array({2, 2})}, {"interpolation", "bilinear"}}), {}));
+  KerasConfigOptions tf2;
+  tf2.keras_version = "2.13.1";
+  EXPECT_EQ(node(keras_graph_from_config(sequential(layers), tf2).spec, "up").attrs.at("mode").as_string(), "bilinear");
+  KerasConfigOptions tf1;
+  tf1.keras_version = "2.2.4";
+  expect_error([&] { keras_graph_from_config(sequential(layers), tf1); }, {"'up'", "UpSampling2D", "asymmetric"});
+}
+
 TEST(KerasConfig, BatchNormWithoutScaleOrCenterGetsOnesAndZeros) {
   Json layers = Json::array();
   layers.push_back(input_layer("in", {4, 4, 3}));
@@ -305,6 +333,35 @@ TEST(KerasConfig, NormalizationWeightsBecomeMeanAndStd) {
   EXPECT_DOUBLE_EQ(sd[0], 2.0);
   EXPECT_NEAR(sd[1], 1e-7, 1e-12);  // Keras: max(sqrt(variance), epsilon)
   EXPECT_EQ(ops(g.spec), (std::vector<std::string>{"constant", "constant", "sub", "div"}));
+}
+
+// Run through GraphModel: (x - mean) / sqrt(variance) per channel of an NHWC input (NCHW in
+// the graph), and with axis None one mean for everything.
+TEST(KerasConfig, NormalizationRunsPerChannelAndWhole) {
+  for (const bool whole : {false, true}) {
+    Json layers = Json::array();
+    layers.push_back(input_layer("in", {2, 3, 2}));
+    layers.push_back(layer("Normalization", "norm", obj({{"axis", whole ? Json() : Json(-1)}}), {}));
+    const KerasGraph g = keras_graph_from_config(sequential(layers));
+    std::vector<Tensor> stored;
+    if (whole) stored = {Tensor::scalar(0.5), Tensor::scalar(4), Tensor::scalar(3)};
+    else stored = {Tensor::from_vector({0.5, -1}, {2}), Tensor::from_vector({4, 0.25}, {2}), Tensor::scalar(3)};
+    const NamedTensors w = keras_weights_to_graph(g, stored, "m");
+    GraphModel model(g.spec);
+    std::vector<nn::NamedTensor> state;
+    for (const auto& [name, t] : w) state.push_back({name, t});
+    model.load_state_dict(state);
+    model.eval();
+    Generator gen(3);
+    const Tensor x = randn({1, 2, 2, 3}, gen);  // NCHW
+    const Tensor y = model.forward(x);
+    ASSERT_EQ(y.shape(), x.shape());
+    for (int64_t c = 0; c < 2; ++c) {
+      const double mean = whole ? 0.5 : (c == 0 ? 0.5 : -1.0);
+      const double sd = whole ? 2.0 : (c == 0 ? 2.0 : 0.5);
+      EXPECT_NEAR(y.at({0, c, 1, 2}), (x.at({0, c, 1, 2}) - mean) / sd, 1e-6) << (whole ? "whole" : "per channel");
+    }
+  }
 }
 
 TEST(KerasConfig, ActivationsAndReluVariants) {
@@ -348,6 +405,29 @@ TEST(KerasConfig, NestedModelIsInlined) {
   EXPECT_EQ(g.weights[2].top_layer, "head");
 }
 
+// The usual transfer-learning model: Sequential([base, GlobalAveragePooling2D, Dense]), the
+// base frozen.
+TEST(KerasConfig, NestedModelInASequential) {
+  Json inner = Json::array();
+  inner.push_back(input_layer("base_in", {8, 8, 3}));
+  inner.push_back(layer("Conv2D", "base_conv", conv(4, 3, 2, "same"), {"base_in"}));
+  inner.push_back(layer("BatchNormalization", "base_bn", Json::object(), {"base_conv"}));
+  Json base = functional("base", inner, "base_in", "base_bn");
+  base["config"]["trainable"] = false;
+  Json layers = Json::array();
+  layers.push_back(input_layer("input", {8, 8, 3}));
+  layers.push_back(base);
+  layers.push_back(layer("GlobalAveragePooling2D", "gap", Json::object(), {}));
+  layers.push_back(layer("Dense", "head", obj({{"units", 2}}), {}));
+  const KerasGraph g = keras_graph_from_config(sequential(layers));
+  EXPECT_EQ(ops(g.spec), (std::vector<std::string>{"conv2d", "batch_norm", "global_avg_pool", "linear"}));
+  ASSERT_EQ(g.weights.size(), 8u);
+  EXPECT_EQ(g.weights[0].top_layer, "base");
+  EXPECT_FALSE(g.weights[0].trainable);  // the frozen base
+  EXPECT_TRUE(g.weights[6].trainable);   // head/kernel
+  EXPECT_EQ(node(g.spec, "head").attrs.at("in_features").as_int(), 4);
+}
+
 TEST(KerasConfig, UnsupportedLayerIsNamedWithItsClass) {
   Json layers = Json::array();
   layers.push_back(input_layer("in", {4, 4, 3}));
@@ -374,6 +454,19 @@ TEST(KerasConfig, BadConfigsAreErrors) {
   bad_relu.push_back(input_layer("in", {4}));
   bad_relu.push_back(layer("ReLU", "thr", obj({{"threshold", 0.5}}), {}));
   expect_error([&] { keras_graph_from_config(sequential(bad_relu)); }, {"thr", "ReLU", "threshold"});
+  // A zero stride would divide by zero; a negative padding or filter count is nonsense.
+  Json zero_stride = Json::array();
+  zero_stride.push_back(input_layer("in", {4, 4, 3}));
+  zero_stride.push_back(layer("Conv2D", "c0", conv(2, 3, 0, "same"), {}));
+  expect_error([&] { keras_graph_from_config(sequential(zero_stride)); }, {"c0", "Conv2D", "positive"});
+  Json negative = Json::array();
+  negative.push_back(input_layer("in", {4, 4, 3}));
+  negative.push_back(layer("ZeroPadding2D", "zp", obj({{"padding", -1}}), {}));
+  expect_error([&] { keras_graph_from_config(sequential(negative)); }, {"zp", "non-negative"});
+  Json no_filters = Json::array();
+  no_filters.push_back(input_layer("in", {4, 4, 3}));
+  no_filters.push_back(layer("Conv2D", "c1", conv(0, 3, 1, "same"), {}));
+  expect_error([&] { keras_graph_from_config(sequential(no_filters)); }, {"c1", "filters"});
   Json no_class = Json::object();
   EXPECT_NE(error_of([&] { keras_graph_from_config(no_class); }), "");
 }

@@ -5,6 +5,7 @@
 //  - bad input is one Error naming the file and the weight: truncated shard, missing shard,
 //    bytes that do not add up, an unknown layer class, a weight missing or left over
 //  - the real nsfwjs MobileNetV2 (shared samples) translates to the expected graph
+//  - a safetensors file is never taken for ONNX (its first byte may be 0x08)
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -169,11 +170,30 @@ TEST(Tfjs, ConfigAndManifestMustAgree) {
   wrong[0]["weights"][3]["shape"] = Json::array({2, 1});
   path = write_model(dir, topology(), wrong, m.shard);
   expect_error([&] { read_tfjs_model(path); }, {"model.json", "dense", "bias", "[2]"});
+  // A member of the wrong type.
+  Json bad_type = m.manifest;
+  bad_type[0]["paths"][0] = 7;
+  path = write_model(dir, topology(), bad_type, m.shard);
+  expect_error([&] { read_tfjs_model(path); }, {"model.json", "string"});
   // A shard path outside the model's folder.
   Json outside = m.manifest;
   outside[0]["paths"][0] = "../elsewhere.bin";
   path = write_model(dir, topology(), outside, m.shard);
   expect_error([&] { read_tfjs_model(path); }, {"model.json", "../elsewhere.bin"});
+}
+
+// A safetensors file (a scalpel checkpoint) whose header length's low byte is 0x08, ONNX's
+// first byte, is no graph file.
+TEST(ImportFormat, SafetensorsIsNeverOnnx) {
+  TempDir dir;
+  std::string header = R"({"__metadata__":{"format":"pt"}})";
+  header.resize(0x108, ' ');
+  std::string bytes;
+  append<uint64_t>(bytes, header.size());
+  write(dir / "w.safetensors", bytes + header);
+  EXPECT_EQ(graph_file_format((dir / "w.safetensors").string()), "");
+  write(dir / "m.onnx", std::string("\x08\x07\x12\x07pytorch", 12));
+  EXPECT_EQ(graph_file_format((dir / "m.onnx").string()), "onnx");
 }
 
 const fs::path kNsfwjs = fs::path(SCALPEL_SAMPLES) / "weights/tfjs/nsfwjs_mobilenet_v2/model.json";

@@ -7,7 +7,8 @@
 // convs:  functional, odd input 17x19x3: TF "same" padding with strides 2 (asymmetric), dilation,
 //         depthwise with a multiplier, separable, transposed conv, cropping, zero padding,
 //         upsampling, pooling (same/valid), merges, BatchNormalization without scale/center
-// dense:  sequential, Flatten of a channels-last map into Dense, Reshape back into an image
+// dense:  sequential, Rescaling, Flatten of a channels-last map into Dense, BatchNormalization
+//         of features, Reshape back into an image
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -34,7 +35,8 @@ function convs() {
   const m = L.multiply({ name: 'mul' }).apply([a, b]);
   const s = L.add({ name: 'add' }).apply([a, m]);
   const mx = L.maximum({ name: 'max' }).apply([s, b]);
-  const av = L.average({ name: 'avg' }).apply([mx, a]);
+  const mn = L.minimum({ name: 'min' }).apply([mx, m]);
+  const av = L.average({ name: 'avg' }).apply([mn, a]);
   let y = L.concatenate({ axis: -1, name: 'cat' }).apply([av, s, x]);
   y = L.batchNormalization({ scale: false, center: false, name: 'bn_plain' }).apply(y);
   const pooled = L.averagePooling2d({ poolSize: 2, padding: 'valid', name: 'avg_valid' }).apply(y);
@@ -49,9 +51,11 @@ function convs() {
 function dense() {
   const L = tf.layers;
   const model = tf.sequential({ name: 'dense' });
-  model.add(L.conv2d({ inputShape: [6, 5, 2], filters: 3, kernelSize: 3, activation: 'elu', name: 'conv' }));
+  model.add(L.rescaling({ inputShape: [6, 5, 2], scale: 0.5, offset: -0.25, name: 'rescale' }));
+  model.add(L.conv2d({ filters: 3, kernelSize: 3, activation: 'elu', name: 'conv' }));
   model.add(L.flatten({ name: 'flat' }));
   model.add(L.dense({ units: 16, activation: 'sigmoid', name: 'fc1' }));
+  model.add(L.batchNormalization({ name: 'bn_fc' }));
   model.add(L.dropout({ rate: 0.3, name: 'drop' }));
   model.add(L.reshape({ targetShape: [4, 4, 1], name: 'reshape' }));
   model.add(L.conv2d({ filters: 2, kernelSize: 2, padding: 'same', activation: 'relu', name: 'conv2' }));
