@@ -80,7 +80,9 @@ ImportedGraph import_keras_h5(const std::string& path) {
                 "{}: a Keras weights-only file (no model_config): give the architecture with --model NAME",
                 path);
   const Json config = Json::parse(file.string_attribute("/", "model_config"), path + ": model_config");
-  KerasGraph g = keras_graph_from_config(config, {"keras", path});
+  KerasConfigOptions options{"keras", path, ""};
+  if (file.has_attribute("/", "keras_version")) options.keras_version = file.string_attribute("/", "keras_version");
+  KerasGraph g = keras_graph_from_config(config, options);
   // model.save() puts the weights in "model_weights"; save_weights() at the root.
   const std::string root = file.is_group("/model_weights") ? "/model_weights" : "/";
   const std::vector<std::string> file_layers = keras_list_attribute(file, root, "layer_names");

@@ -302,6 +302,30 @@ TEST(KerasH5, BadFilesGiveOneErrorNamingTheCulprit) {
   fs::remove(path);
 }
 
+// The file's keras_version reaches the config builder: standalone Keras 2.2 (TF1) resized
+// bilinearly with other coordinates, which scalpel refuses rather than run differently.
+TEST(KerasH5, KerasVersionOfTheFileIsHeeded) {
+  const std::string config = R"({"class_name": "Sequential", "config": {"name": "up", "layers": [
+    {"class_name": "UpSampling2D", "config": {"name": "up_1", "batch_input_shape": [null, 4, 4, 3], "size": [2, 2],
+      "interpolation": "bilinear", "data_format": "channels_last"}}]}})";
+  const std::string path = temp_path("version.h5").string();
+  for (const char* version : {"2.2.4", "2.13.1"}) {
+    {
+      test::Hdf5Writer h5(path);
+      h5.fixed_strings("/", "model_config", {config}, true);
+      h5.fixed_strings("/", "keras_version", {version}, true);
+      h5.fixed_strings("/model_weights", "layer_names", {"up_1"});
+      h5.empty_float_array("/model_weights/up_1", "weight_names");
+    }
+    if (std::string(version) == "2.2.4") {
+      expect_error([&] { import_graph_file(path); }, {path, "'up_1'", "UpSampling2D"});
+    } else {
+      EXPECT_EQ(error_of([&] { import_graph_file(path); }), "");
+    }
+  }
+  fs::remove(path);
+}
+
 TEST(KerasH5, WeightsOnlyFileNeedsAModel) {
   const std::string path = temp_path("weights_only.h5").string();
   {
