@@ -5,9 +5,10 @@ BUILD      ?= build
 BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 # python3 and chromium run the browser test of `scalpel serve` (tests/browser); OpenMPI runs
-# data-parallel training (`mpirun -np N scalpel train`, docs/distributed.md).
+# data-parallel training (`mpirun -np N scalpel train`, docs/distributed.md); libhdf5-dev reads Keras .h5
+# files (optional: without it scalpel builds and refuses them).
 PACKAGES   := cmake make g++ pkg-config libeigen3-dev libstb-dev libfmt-dev libgtest-dev \
-              libbenchmark-dev libcpp-httplib-dev zlib1g-dev python3 chromium libopenmpi-dev openmpi-bin
+              libbenchmark-dev libcpp-httplib-dev zlib1g-dev libhdf5-dev python3 chromium libopenmpi-dev openmpi-bin
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps configure build reference test check test-asan demo bench clean fixtures

@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "models/import/keras_h5.h"
 #include "models/import/tfjs.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
@@ -62,6 +63,8 @@ ImportedGraph import_graph_file(const std::string& path) {
   const std::string format = graph_file_format(path);
   SCALPEL_CHECK(!format.empty(),
                 "{}: not a model file scalpel imports (Keras .h5/.keras, TF.js model.json, ONNX, TFLite)", path);
+  if (format == "keras-h5") return import_keras_h5(path);
+  if (format == "keras-zip") return import_keras_zip(path);
   if (format == "tfjs") return read_tfjs_model(path);
   fail("{}: reading {} files is not built yet", path, format);
 }

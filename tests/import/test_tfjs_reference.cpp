@@ -8,15 +8,11 @@
 //    separable convs, pooling, merges, Flatten into Dense, Reshape back into an image
 // Skipped with a message where node, the npm modules (`make reference`) or the samples are absent.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cmath>
-#include <cstdio>
 #include <filesystem>
 
 #include "data/image.h"
+#include "import/tfjs_reference.h"
 #include "layers/functional.h"
 #include "models/import/import.h"
 #include "tensor/npy.h"
@@ -28,68 +24,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kScripts = SCALPEL_REFERENCE_SCRIPTS;
-const fs::path kNodeModules = SCALPEL_REFERENCE_NODE_MODULES;
-const fs::path kSamples = SCALPEL_SAMPLES;
+using namespace reference;
+
 const fs::path kNsfwjs = kSamples / "weights/tfjs/nsfwjs_mobilenet_v2/model.json";
-
-// Why the reference cannot run here, or "" when it can.
-std::string reference_missing() {
-  const std::string node = SCALPEL_NODE;
-  if (node.empty()) return "node not found at configure time";
-  if (!fs::exists(kNodeModules / "@tensorflow/tfjs/package.json")) {
-    return "@tensorflow/tfjs not installed in " + kNodeModules.string() + " (run `make reference`)";
-  }
-  return "";
-}
-
-#define SKIP_WITHOUT_REFERENCE()                                          \
-  do {                                                                    \
-    const std::string missing = reference_missing();                     \
-    if (!missing.empty()) GTEST_SKIP() << "tfjs reference: " << missing;  \
-  } while (0)
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "scalpel-tfjsref-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// Runs a script of tests/reference with node; fails the test (returns false) when it fails.
-bool run_node(const std::string& script, const std::vector<std::string>& args) {
-  std::string command = "NODE_PATH=" + quoted(kNodeModules.string()) + " " + quoted(SCALPEL_NODE) + " " +
-                        quoted((kScripts / script).string());
-  for (const std::string& a : args) command += " " + quoted(a);
-  command += " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    ADD_FAILURE() << "cannot run " << command;
-    return false;
-  }
-  std::string output;
-  std::array<char, 4096> buffer;
-  while (fgets(buffer.data(), buffer.size(), pipe) != nullptr) output += buffer.data();
-  const int status = pclose(pipe);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    ADD_FAILURE() << script << " failed (status " << status << "):\n" << output;
-    return false;
-  }
-  return true;
-}
 
 // The imported model's logits on NHWC input (as tfjs takes it).
 Tensor scalpel_logits(const std::string& model_json, const Tensor& nhwc) {
@@ -97,20 +34,6 @@ Tensor scalpel_logits(const std::string& model_json, const Tensor& nhwc) {
   auto model = build_imported_model(g);
   EXPECT_TRUE(model->ends_in_softmax());
   return model->forward(nhwc.permute({0, 3, 1, 2}).contiguous());
-}
-
-// max |a - b| <= tolerance * max(1, max |b|).
-void expect_close(const Tensor& actual, const Tensor& expected, double tolerance, const std::string& what) {
-  ASSERT_EQ(actual.shape(), expected.shape()) << what;
-  const std::vector<double> a = actual.to_vector();
-  const std::vector<double> b = expected.to_vector();
-  double scale = 1;
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    scale = std::max(scale, std::abs(b[i]));
-    worst = std::max(worst, std::abs(a[i] - b[i]));
-  }
-  EXPECT_LE(worst, tolerance * scale) << what << ": max abs difference " << worst << " (scale " << scale << ")";
 }
 
 Tensor softmax_rows(const Tensor& logits) { return nn::softmax(logits, 1); }
