@@ -126,9 +126,11 @@ class Parser {
   OnnxModel model(std::string_view bytes) {
     ProtoReader r(bytes, source_);
     OnnxModel m;
-    bool default_opset = false;
+    bool default_opset = false, any_opset = false;
+    int64_t ir_version = 0;
     while (r.next()) {
       switch (r.field()) {
+        case 1: ir_version = r.int64(); break;
         case 7:
           m.graph = graph(r.message());
           m.has_graph = true;
@@ -141,6 +143,7 @@ class Parser {
             if (o.field() == 1) domain = o.string();
             if (o.field() == 2) version = o.int64();
           }
+          any_opset = true;
           if (domain.empty() || domain == "ai.onnx") {
             m.opset = version;
             default_opset = true;
@@ -150,7 +153,11 @@ class Parser {
         default: break;
       }
     }
-    if (!default_opset) m.opset = 1;  // IR version 1 files name no opset
+    if (!default_opset) {
+      // Files of IR version 3 on name their opsets (after the graph: a file cut there is short).
+      SCALPEL_CHECK(ir_version < 3 || any_opset, "{}: no opset_import (truncated file?)", source_);
+      m.opset = 1;
+    }
     return m;
   }
 
@@ -547,7 +554,7 @@ class Translator {
         } else {
           dims.push_back({-1, next_symbol_++});
         }
-        if (k > 0) out_.spec.input_shape.push_back(std::max<int64_t>(input.dims[k], 0));
+        if (k > 0 && !options_.tensor_input) out_.spec.input_shape.push_back(std::max<int64_t>(input.dims[k], 0));
       }
       v.dims = dims;
     }
@@ -757,9 +764,14 @@ class Translator {
     c.name = onnx_name;
     c.op_type = "Constant";
     c.outputs = {onnx_name};
-    const std::string value = emit(c, "constant", {}, Json::object(), std::nullopt, {{"value", v.constant}}, "const");
+    const std::string value = emit_constant(c, v.constant, "const");
     constant_nodes_[onnx_name] = value;
     return value;
+  }
+
+  // A `constant` node holding t (as float32), an intermediate step of n.
+  std::string emit_constant(const Node& n, const Tensor& t, const std::string& step) {
+    return emit(n, "constant", {}, obj({{"shape", int_array(t.shape())}}), std::nullopt, {{"value", t}}, step);
   }
   std::string dynamic(const Node& n, size_t i) { return dynamic_value(input(n, i), n, i); }
 
@@ -887,8 +899,12 @@ class Translator {
   }
 
   void identity(const Node& n) {
-    if (n.op_type == "Dropout" && n.outputs.size() > 1 && !n.outputs[1].empty()) {
-      // The mask output is left unmade: a node using it fails naming it.
+    // Dropout is the identity at inference; its mask output is left unmade (a node using it
+    // fails naming it). Training mode (opset 12 on: a constant true input) is random.
+    if (n.op_type == "Dropout" && has_input(n, 2) &&
+        constant_input(n, 2, "training_mode").contiguous().to_vector().at(0) != 0 &&
+        (!has_input(n, 1) || constant_input(n, 1, "the ratio").contiguous().to_vector().at(0) != 0)) {
+      fail_node(n, "Dropout in training mode (random) is not supported");
     }
     alias(n, input(n, 0));
   }
@@ -1256,6 +1272,17 @@ class Translator {
   void binary(const Node& n) {
     static const std::map<std::string, std::string> names = {{"Add", "add"}, {"Sub", "sub"}, {"Mul", "mul"},
                                                               {"Div", "div"}, {"Max", "max"}, {"Min", "min"}};
+    if ((n.op_type == "Max" || n.op_type == "Min") && n.inputs.size() != 2) {
+      // Variadic: one input is itself, more fold pairwise.
+      SCALPEL_CHECK(!n.inputs.empty(), "{}: {}: no inputs", source_, where(n));
+      if (n.inputs.size() == 1) return alias(n, input(n, 0));
+      std::string value = dynamic(n, 0);
+      for (size_t k = 1; k < n.inputs.size(); ++k) {
+        value = emit(n, n.op_type == "Max" ? "max" : "min", {value, dynamic(n, k)}, Json::object(), std::nullopt, {},
+                     k + 1 == n.inputs.size() ? "" : fmt::format("step{}", k));
+      }
+      return;
+    }
     SCALPEL_CHECK(n.inputs.size() == 2, "{}: {}: {} inputs (scalpel's {} takes two)", source_, where(n),
                   n.inputs.size(), n.op_type);
     const Value& a = input(n, 0);
@@ -1610,8 +1637,7 @@ class Translator {
       if (trans_b) b = emit(n, "transpose", {b}, obj({{"perm", int_array({1, 0})}}), std::nullopt, {}, "b_t");
       product = emit(n, "matmul", {a, b}, Json::object(), std::nullopt, {}, alpha == 1 && last_is_product ? "" : "product");
       if (alpha != 1) {
-        const std::string alpha_value = emit(n, "constant", {}, Json::object(), std::nullopt,
-                                             {{"value", Tensor::scalar(alpha)}}, "alpha");
+        const std::string alpha_value = emit_constant(n, Tensor::scalar(alpha), "alpha");
         product = emit(n, "mul", {product, alpha_value}, Json::object(), std::nullopt, {}, last_is_product ? "" : "scaled");
       }
       if (c_done) return;
@@ -1619,8 +1645,7 @@ class Translator {
     // The bias C as a separate addition (a [M, N] matrix or a computed tensor).
     std::string c_value;
     if (c) {
-      c_value = emit(n, "constant", {}, Json::object(), std::nullopt,
-                     {{"value", ops::mul_scalar(c->to(DType::F32), beta)}}, "c");
+      c_value = emit_constant(n, ops::mul_scalar(c->to(DType::F32), beta), "c");
     } else {
       if (beta != 1) fail_node(n, "beta {} with a computed C", beta);
       c_value = dynamic(n, 2);
@@ -1749,7 +1774,8 @@ class Translator {
     if (mode == "nearest") {
       if (coordinates == "asymmetric" && nearest_mode == "floor") {
         spec_coordinates = "asymmetric";
-      } else if ((coordinates == "half_pixel" || coordinates == "pytorch_half_pixel") && integer_upscale()) {
+      } else if ((coordinates == "half_pixel" || coordinates == "pytorch_half_pixel") &&
+                 (nearest_mode == "round_prefer_floor" || nearest_mode == "round_prefer_ceil") && integer_upscale()) {
         spec_coordinates = "asymmetric";  // the same source pixels for integer factors, whatever the rounding
       } else if (coordinates == "asymmetric" && nearest_mode == "round_prefer_floor" && !scales.empty() &&
                  scales[2] <= 2 && scales[3] <= 2 && integer_upscale()) {
@@ -1763,6 +1789,18 @@ class Translator {
       else if (coordinates == "align_corners") spec_coordinates = "align_corners";
       else fail_node(n, "linear resize with coordinate_transformation_mode {} is not supported", coordinates);
       if (n.op_type == "Upsample" || opset_ < 11) fail_node(n, "linear {} (asymmetric coordinates) is not supported", n.op_type);
+    }
+    // ONNX maps coordinates with the scale it is given; scalpel with the ratio of the sizes:
+    // the same when the scaled size is whole. pytorch_half_pixel differs for an output of 1.
+    for (size_t k = 0; k < 2 && !scales.empty(); ++k) {
+      const double scaled = in && (*in)[2 + k].known() ? (*in)[2 + k].size * scales[2 + k] : scales[2 + k];
+      if (std::floor(scaled) != scaled) {
+        fail_node(n, "scales [{}] give a fractional output size (ONNX then maps coordinates with the scale, scalpel with the size ratio)",
+                  fmt::join(scales, ", "));
+      }
+    }
+    if (coordinates == "pytorch_half_pixel" && !sizes.empty() && (sizes[2] == 1 || sizes[3] == 1)) {
+      fail_node(n, "pytorch_half_pixel with an output size of 1 is not supported");
     }
     Json attrs = Json::object();
     attrs["mode"] = mode == "nearest" ? "nearest" : "bilinear";

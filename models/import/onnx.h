@@ -23,6 +23,9 @@ struct OnnxImportOptions {
   // Graph inputs fed as constants (by input name): the model then has one runtime input left.
   // The operator tests of ONNX feed several inputs; a model file normally needs none of this.
   NamedTensors constant_inputs;
+  // The input is a plain tensor, not an image batch: the spec's input_shape is left empty, so
+  // the GraphModel runs it as it is (no image dry run, no feature layer).
+  bool tensor_input = false;
 };
 
 // `folder` is where external data files are looked up ("" = the current folder).
