@@ -23,6 +23,10 @@ namespace {
 
 // More elements than this in one tensor is an absurd size, refused before allocating.
 constexpr int64_t kMaxElements = int64_t{1} << 31;
+// Tensors made at import from a few bytes (ConstantOfShape) and sizes a file asks for (Resize,
+// Pad): beyond these a small file would make scalpel allocate gigabytes.
+constexpr int64_t kMaxFoldedElements = int64_t{1} << 26;
+constexpr int64_t kMaxSpatialSize = int64_t{1} << 16;
 
 // TensorProto.DataType values.
 enum OnnxType : int {
@@ -863,7 +867,7 @@ class Translator {
     const std::vector<int64_t> shape = int_values(constant_input(n, 0, "the shape"));
     int64_t numel = 1;
     for (const int64_t d : shape) {
-      if (d < 0 || (d != 0 && numel > kMaxElements / d)) fail_node(n, "absurd shape {}", shape_str(shape));
+      if (d < 0 || (d != 0 && numel > kMaxFoldedElements / d)) fail_node(n, "absurd shape {}", shape_str(shape));
       numel *= d;
     }
     Tensor fill = Tensor::zeros({1});
@@ -1698,6 +1702,7 @@ class Translator {
     }
     for (const int64_t p : pads) {
       if (p < 0) fail_node(n, "negative pads {} (cropping) are not supported", shape_str(pads));
+      if (p > kMaxSpatialSize) fail_node(n, "absurd pads {}", shape_str(pads));
     }
     std::optional<Dims> out = dims_of(n, 0);
     if (out && out->size() == 4) {
@@ -1752,7 +1757,13 @@ class Translator {
         fail_node(n, "scales [{}] (scalpel resizes the last two axes of 4-D tensors)", fmt::join(scales, ", "));
       }
     }
+    for (const double f : scales) {
+      if (!(f > 0 && f <= 1024)) fail_node(n, "absurd scales [{}]", fmt::join(scales, ", "));
+    }
     if (!sizes.empty()) {
+      if (sizes.size() == 4 && (sizes[2] > kMaxSpatialSize || sizes[3] > kMaxSpatialSize || sizes[2] <= 0 || sizes[3] <= 0)) {
+        fail_node(n, "absurd sizes {}", shape_str(sizes));
+      }
       // The batch and channel entries must leave those axes alone.
       const bool fits = sizes.size() == 4 && in && in->size() == 4 &&
                         (!(*in)[0].known() || (*in)[0].size == sizes[0] || sizes[0] < 0) &&

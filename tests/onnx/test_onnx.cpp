@@ -463,6 +463,14 @@ TEST(OnnxImport, AbsurdTensorSizes) {
   const std::string lying = model_bytes({node("a", "Add", {"x", "big"}, {"y"})}, {short_data}, value_info("x", {1, 2}), "y");
   EXPECT_EQ(error_of([&] { parse_onnx(lying, "l.onnx", ""); }),
             "l.onnx: tensor 'big': [1000, 1000] FLOAT needs 4000000 bytes of data, found 4");
+  // A few bytes asking for a huge tensor or image: refused before anything is allocated.
+  const std::string fill = model_bytes({node("shape", "Constant", {}, {"s"}, {tensor_attr("value", int_tensor("", {3}, {1 << 20, 1 << 20, 1 << 10}))}),
+                                        node("fill", "ConstantOfShape", {"s"}, {"c"}), node("a", "Add", {"x", "c"}, {"y"})},
+                                       {}, value_info("x", {1, 2}), "y");
+  expect_error([&] { parse_onnx(fill, "f.onnx", ""); }, {"node 'fill' (ConstantOfShape)", "absurd shape"});
+  const std::string resize = model_bytes({node("big", "Resize", {"x", "", "", "sizes"}, {"y"})},
+                                         {int_tensor("sizes", {4}, {1, 3, 1 << 20, 1 << 20})}, value_info("x", {1, 3, 8, 8}), "y");
+  expect_error([&] { parse_onnx(resize, "r.onnx", ""); }, {"node 'big' (Resize)", "absurd sizes"});
   ProtoWriter negative;
   negative.packed_varints(1, {-3}).varint(2, 1).string(8, "neg");
   expect_error([&] { parse_onnx(model_bytes({}, {negative}, value_info("x", {1}), "x"), "n.onnx", ""); },
