@@ -40,7 +40,9 @@ for target in "${targets[@]}"; do
   corpus=$build/corpus_$target
   mkdir -p "$corpus"
   seeds_var="seeds_${target}[@]"
-  cp "${!seeds_var}" "$corpus/"
+  for seed in "${!seeds_var}"; do  # the folder in the name: ONNX's seeds are all model.onnx
+    cp "$seed" "$corpus/$(basename "$(dirname "$seed")")_$(basename "$seed")"
+  done
   echo "== fuzz_$target for ${seconds}s"
   "$binary" "$corpus" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
     -artifact_prefix="$build/artifacts/" -print_final_stats=1

@@ -177,6 +177,7 @@ void ProtoReader::append_floats(std::vector<float>& out) const {
     out.push_back(float32());
     return;
   }
+  if (payload_.empty()) return;  // (memcpy into out.data() of an empty vector would be UB)
   if (payload_.size() % 4 != 0) {
     fail_at(value_pos_, fmt::format("packed floats of field {} take {} bytes, not a multiple of 4",
                                     field_, payload_.size()));
@@ -191,6 +192,7 @@ void ProtoReader::append_doubles(std::vector<double>& out) const {
     out.push_back(float64());
     return;
   }
+  if (payload_.empty()) return;  // (memcpy into out.data() of an empty vector would be UB)
   if (payload_.size() % 8 != 0) {
     fail_at(value_pos_, fmt::format("packed doubles of field {} take {} bytes, not a multiple of 8",
                                     field_, payload_.size()));

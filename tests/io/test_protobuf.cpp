@@ -78,6 +78,15 @@ TEST(Protobuf, RepeatedFieldsPackedOrNot) {
   }
   EXPECT_EQ(ints, (std::vector<int64_t>{1, -2, 300, 7}));
   EXPECT_EQ(floats, (std::vector<float>{0.5f, -1.0f, 3.0f}));
+  // An empty packed run appends nothing (found by fuzz_protobuf: a memcpy to null under UBSan).
+  ProtoReader empty(ProtoWriter().string(1, "").string(2, "").bytes(), "msg");
+  std::vector<float> no_floats;
+  std::vector<double> no_doubles;
+  ASSERT_TRUE(empty.next());
+  empty.append_floats(no_floats);
+  ASSERT_TRUE(empty.next());
+  empty.append_doubles(no_doubles);
+  EXPECT_TRUE(no_floats.empty() && no_doubles.empty());
 }
 
 TEST(Protobuf, ErrorsNameSourceAndOffset) {
