@@ -632,6 +632,7 @@ std::string graph_label(const GraphSpec& spec) {
 }
 
 ModelOptions with_input_channels(ModelOptions options, const GraphSpec& spec) {
+  if (spec.input_shape.size() != 3) return options;  // not an image: see the constructor
   SCALPEL_CHECK(spec.input_shape.size() == 3, "{}: the graph input needs a [C, H, W] shape, got {} dimensions",
                 graph_label(spec), spec.input_shape.size());
   SCALPEL_CHECK(spec.input_shape[0] > 0, "{}: the graph input's channel count is unknown", graph_label(spec));
@@ -685,6 +686,15 @@ GraphModel::GraphModel(GraphSpec spec, ModelOptions options)
   SCALPEL_CHECK(out != slot_of.end() && out->second != 0, "{}: the graph output '{}' is not made by any node", label,
                 spec_.output);
   impl_->output_slot = out->second;
+
+  if (spec_.input_shape.size() != 3) {
+    // Not an image batch (ONNX's operator tests feed 1-D to 5-D tensors): no dry run and no
+    // feature layer; forward and run_all take the tensor as it is.
+    for (size_t i = 0; i < impl_->steps.size(); ++i) register_module(spec_.nodes[i].name, impl_->steps[i].op);
+    impl_->feature_step = impl_->steps.size() - 1;
+    set_layout("", spec_.nodes.back().name, 0, 1);
+    return;
+  }
 
   // Shapes come from one run on a zero image of the declared size (224 where it is dynamic).
   const int64_t h = spec_.input_shape[1] > 0 ? spec_.input_shape[1] : 224;

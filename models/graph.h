@@ -73,7 +73,9 @@ struct GraphSpec {
   std::string source;   // where it came from: "keras", "tfjs", "onnx", "tflite", "scalpel"
   std::string name;     // the file's model name (Keras model name, ONNX graph name), may be ""
   std::string input = "input";  // value name of the image batch [N, C, H, W]
-  // [C, H, W] the file declares; 0 for a dimension of any size (dynamic).
+  // [C, H, W] the file declares; 0 for a dimension of any size (dynamic). Any other rank (the
+  // input's dimensions after the batch) marks a graph of plain tensors, not images: it is built
+  // without the dry run and has no feature layer (ONNX's operator tests).
   std::vector<int64_t> input_shape;
   std::string output;  // value name of the network's output
   std::vector<GraphNode> nodes;  // topological order

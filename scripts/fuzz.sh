@@ -3,7 +3,7 @@
 # and runs each for a while, seeded with the committed fixtures. Not part of the regular build
 # or of CI.
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 120 s; pickle zip safetensors torch)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 120 s; pickle zip safetensors torch protobuf)
 #
 # Environment: FUZZ_BUILD (build folder, default build-fuzz), JOBS (build parallelism, default 2).
 # A crash stops that target and leaves the reproducer (crash-*) in $FUZZ_BUILD/artifacts/;
@@ -15,7 +15,7 @@ build=${FUZZ_BUILD:-$root/build-fuzz}
 seconds=${1:-120}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pickle zip safetensors torch)
+[ ${#targets[@]} -gt 0 ] || targets=(pickle zip safetensors torch protobuf)
 
 sanitizers="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
@@ -29,6 +29,7 @@ seeds_pickle=("$fixtures"/pickle_values_p*.pkl "$fixtures"/*legacy*.pt)
 seeds_zip=("$fixtures"/*.zip "$fixtures"/tiny_zip.pt "$fixtures"/evil_zip.pt)
 seeds_safetensors=("$fixtures"/*.safetensors)
 seeds_torch=("$fixtures"/*.pt)
+seeds_protobuf=(/usr/share/libonnx-testdata/data/node/test_{conv,gemm,resize}*/model.onnx)  # Debian libonnx-testdata
 
 mkdir -p "$build/artifacts"
 for target in "${targets[@]}"; do
@@ -39,7 +40,9 @@ for target in "${targets[@]}"; do
   corpus=$build/corpus_$target
   mkdir -p "$corpus"
   seeds_var="seeds_${target}[@]"
-  cp "${!seeds_var}" "$corpus/"
+  for seed in "${!seeds_var}"; do  # the folder in the name: ONNX's seeds are all model.onnx
+    cp "$seed" "$corpus/$(basename "$(dirname "$seed")")_$(basename "$seed")"
+  done
   echo "== fuzz_$target for ${seconds}s"
   "$binary" "$corpus" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
     -artifact_prefix="$build/artifacts/" -print_final_stats=1
