@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "models/import/tflite.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "tensor/io/zip.h"
@@ -58,6 +59,7 @@ ImportedGraph import_graph_file(const std::string& path) {
   const std::string format = graph_file_format(path);
   SCALPEL_CHECK(!format.empty(),
                 "{}: not a model file scalpel imports (Keras .h5/.keras, TF.js model.json, ONNX, TFLite)", path);
+  if (format == "tflite") return import_tflite_file(path);
   fail("{}: reading {} files is not built yet", path, format);
 }
 
