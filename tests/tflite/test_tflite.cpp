@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -249,6 +250,120 @@ TEST(TfliteImport, QuantizedNetMatchesNhwcLoops) {
   const Tensor two = model->forward(ops::concat({net.input(), net.input()}, 0));
   ASSERT_EQ(two.shape(), (Shape{2, 4}));
   for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(two.data<float>()[4 + i], expected[i], 1e-4);
+}
+
+// ---- a float network over the other operators ----
+// x [1, 4, 4, 3] -> PAD (1 top, 1 right) -> MAX_POOL_2D 2x2 stride 2 SAME [1, 3, 3, 3] ->
+// (MUL by a per-channel constant with fused RELU_N1_TO_1 -> LOGISTIC) and HARD_SWISH ->
+// CONCATENATION axis -1 [1, 3, 3, 6] -> QUANTIZE -> DEQUANTIZE -> MEAN over H, W [1, 6] ->
+// FULLY_CONNECTED (float16 weights through DEQUANTIZE, no bias) [1, 2] -> SOFTMAX beta 0.5.
+uint16_t half_bits(float v) {  // exact for the small dyadic values used here
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  if ((bits & 0x7FFFFFFF) == 0) return static_cast<uint16_t>(bits >> 16);
+  const uint32_t sign = (bits >> 16) & 0x8000, exponent = ((bits >> 23) & 0xFF) - 127 + 15;
+  return static_cast<uint16_t>(sign | (exponent << 10) | ((bits >> 13) & 0x3FF));
+}
+
+struct OpsNet {
+  std::vector<float> x, mul_constant = {0.5f, -1.5f, 2.0f}, fc_w;
+  OpsNet() {
+    for (int i = 0; i < 4 * 4 * 3; ++i) x.push_back(static_cast<float>((i * 7) % 11) * 0.5f - 2.5f);
+    for (int i = 0; i < 12; ++i) fc_w.push_back(static_cast<float>(i % 5) * 0.25f - 0.5f);
+  }
+  TfModelDef model() const {
+    std::vector<uint16_t> w16;
+    for (float v : fc_w) w16.push_back(half_bits(v));
+    TfModelDef m;
+    m.tensors = {
+        {{1, 4, 4, 3}, kF32, "x"},
+        {{4, 2}, kI32, "paddings", raw(std::vector<int32_t>{0, 0, 1, 0, 0, 1, 0, 0})},
+        {{1, 5, 5, 3}, kF32, "padded"},
+        {{1, 3, 3, 3}, kF32, "pooled"},
+        {{3}, kF32, "mul_constant", raw(mul_constant)},
+        {{1, 3, 3, 3}, kF32, "scaled"},
+        {{1, 3, 3, 3}, kF32, "sigmoid"},
+        {{1, 3, 3, 3}, kF32, "hard_swish"},
+        {{1, 3, 3, 6}, kF32, "concat"},
+        {{1, 3, 3, 6}, kU8, "quantized", "", {0.1f}, {0}},
+        {{1, 3, 3, 6}, kF32, "dequantized"},
+        {{2}, kI32, "axes", raw(std::vector<int32_t>{1, 2})},
+        {{1, 6}, kF32, "mean"},
+        {{2, 6}, 1 /* FLOAT16 */, "fc/w16", raw(w16)},
+        {{2, 6}, kF32, "fc/w"},
+        {{1, 2}, kF32, "logits"},
+        {{1, 2}, kF32, "probs"},
+    };
+    m.ops = {
+        {34 /* PAD */, {0, 1}, {2}},
+        {17 /* MAX_POOL_2D */, {2}, {3}, 5,
+         {fb::scalar<int8_t>(0, 0), fb::scalar<int32_t>(1, 2), fb::scalar<int32_t>(2, 2), fb::scalar<int32_t>(3, 2),
+          fb::scalar<int32_t>(4, 2)}},
+        {18 /* MUL */, {3, 4}, {5}, 21, {fb::scalar<int8_t>(0, 2)}},
+        {14 /* LOGISTIC */, {5}, {6}},
+        {117 /* HARD_SWISH */, {3}, {7}},
+        {2 /* CONCATENATION */, {6, 7}, {8}, 10, {fb::scalar<int32_t>(0, -1)}},
+        {114 /* QUANTIZE */, {8}, {9}},
+        {6 /* DEQUANTIZE */, {9}, {10}},
+        {kMean, {10, 11}, {12}, 27, {fb::scalar<uint8_t>(0, 0)}},
+        {6 /* DEQUANTIZE */, {13}, {14}},
+        {kFullyConnected, {12, 14, -1}, {15}},
+        {kSoftmax, {15}, {16}, 9, {fb::scalar<float>(0, 0.5f)}},
+    };
+    m.input = 0;
+    m.output = 16;
+    return m;
+  }
+  // beta * logits: what the graph returns before its trailing softmax.
+  std::vector<float> reference_scaled_logits() const {
+    auto at = [&](int h, int w, int c) { return x[static_cast<size_t>((h * 4 + w) * 3 + c)]; };
+    // Padded [5, 5]: row 0 and column 4 are zeros; SAME 2x2 stride 2 on 5 pads one more at the end.
+    auto padded = [&](int h, int w, int c) { return (h < 1 || w > 3) ? 0.0f : at(h - 1, w, c); };
+    std::vector<float> concat;  // [3, 3, 6]
+    for (int oh = 0; oh < 3; ++oh)
+      for (int ow = 0; ow < 3; ++ow) {
+        float pooled[3];
+        for (int c = 0; c < 3; ++c) {
+          float best = -1e30f;
+          for (int kh = 0; kh < 2; ++kh)
+            for (int kw = 0; kw < 2; ++kw) {
+              const int h = oh * 2 + kh, w = ow * 2 + kw;
+              if (h < 5 && w < 5) best = std::max(best, padded(h, w, c));
+            }
+          pooled[c] = best;
+        }
+        for (int c = 0; c < 3; ++c) {
+          const float scaled = std::clamp(pooled[c] * mul_constant[static_cast<size_t>(c)], -1.0f, 1.0f);
+          concat.push_back(1.0f / (1.0f + std::exp(-scaled)));
+        }
+        for (int c = 0; c < 3; ++c) concat.push_back(pooled[c] * std::clamp(pooled[c] + 3.0f, 0.0f, 6.0f) / 6.0f);
+      }
+    std::vector<float> mean(6, 0.0f);
+    for (size_t i = 0; i < concat.size(); ++i) mean[i % 6] += concat[i] / 9.0f;
+    std::vector<float> out(2, 0.0f);
+    for (size_t o = 0; o < 2; ++o)
+      for (size_t i = 0; i < 6; ++i) out[o] += 0.5f * fc_w[o * 6 + i] * mean[i];
+    return out;
+  }
+  Tensor input() const {
+    Tensor t = Tensor::empty({1, 3, 4, 4});
+    for (int h = 0; h < 4; ++h)
+      for (int w = 0; w < 4; ++w)
+        for (int c = 0; c < 3; ++c) t.data<float>()[(c * 4 + h) * 4 + w] = x[static_cast<size_t>((h * 4 + w) * 3 + c)];
+    return t;
+  }
+};
+
+TEST(TfliteImport, FloatNetOverTheOtherOpsMatchesNhwcLoops) {
+  const OpsNet net;
+  const ImportedGraph g = import_tflite(write_tflite(net.model()), "ops.tflite");
+  EXPECT_TRUE(g.preprocess.is_null());  // a float input states no normalization
+  const auto model = build_imported_model(g);
+  const Tensor out = model->forward(net.input());
+  ASSERT_EQ(out.shape(), (Shape{1, 2}));
+  const std::vector<float> expected = net.reference_scaled_logits();
+  for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(out.data<float>()[i], expected[i], 1e-5) << i;
+  EXPECT_GT(std::abs(expected[0] - expected[1]), 0.05f);  // not a degenerate case
 }
 
 // ---- bad files: one Error naming the culprit, nothing returned ----
