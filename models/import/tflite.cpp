@@ -94,6 +94,7 @@ std::string builtin_name(int32_t code) {
 
 // Any tensor larger than this is refused (2^31 elements: 8 GB of float).
 constexpr int64_t kMaxElements = int64_t{1} << 31;
+constexpr int64_t kMaxImageSide = 8192, kMaxImageChannels = 1024;
 
 struct TfTensor {
   int index = 0;
@@ -411,6 +412,11 @@ void Importer::add_input(const Vector& inputs) {
   SCALPEL_CHECK(t.shape.size() == 4 && !t.constant(),
                 "{}: the input tensor '{}' of shape [{}] is not an NHWC image batch", source_, t.name,
                 fmt::join(t.shape, ", "));
+  // GraphModel runs the graph once on the declared size: refuse sizes no image has.
+  SCALPEL_CHECK(t.shape[1] >= 1 && t.shape[1] <= kMaxImageSide && t.shape[2] >= 1 &&
+                    t.shape[2] <= kMaxImageSide && t.shape[3] >= 1 && t.shape[3] <= kMaxImageChannels,
+                "{}: the input '{}' of shape [{}] is not an image of at most {}x{} pixels and {} channels",
+                source_, t.name, fmt::join(t.shape, ", "), kMaxImageSide, kMaxImageSide, kMaxImageChannels);
   spec_.input = "input";
   spec_.input_shape = {t.shape[3], t.shape[1], t.shape[2]};
   std::string x = spec_.input;
@@ -649,7 +655,7 @@ void Importer::conv2d(const Table& op, const Vector& in, const TfTensor& out, bo
   if (depthwise) {
     // [1, kh, kw, in * mult] -> [in * mult, 1, kh, kw]
     out_channels = f[3];
-    check_op(f[0] == 1 && in_channels > 0 && out_channels % in_channels == 0,
+    check_op(f[0] == 1 && in_channels > 0 && out_channels > 0 && out_channels % in_channels == 0,
              "filter [{}] does not fit {} input channels", fmt::join(f, ", "), in_channels);
     groups = in_channels;
     weight = Tensor::from_data(w.data(), {kh, kw, out_channels}).permute({2, 0, 1}).contiguous()
@@ -657,7 +663,8 @@ void Importer::conv2d(const Table& op, const Vector& in, const TfTensor& out, bo
   } else {
     // [out, kh, kw, in / groups] -> [out, in / groups, kh, kw]
     out_channels = f[0];
-    check_op(f[3] > 0 && in_channels % f[3] == 0 && out_channels % (in_channels / f[3]) == 0,
+    check_op(in_channels > 0 && out_channels > 0 && f[3] > 0 && in_channels % f[3] == 0 &&
+                 out_channels % (in_channels / f[3]) == 0,
              "filter [{}] does not fit {} input channels", fmt::join(f, ", "), in_channels);
     groups = in_channels / f[3];
     weight = Tensor::from_data(w.data(), Shape(f)).permute({0, 3, 1, 2}).contiguous();

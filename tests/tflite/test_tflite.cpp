@@ -424,6 +424,16 @@ TEST(TfliteImport, RefusesAbsurdOrInconsistentTensors) {
   huge.tensors[6].shape = {1, 100000, 100000, 1000};
   expect_error([&] { import_tflite(write_tflite(huge), "m.tflite"); },
                {"m.tflite: tensor 6 'dw/out'", "absurdly large"});
+  TfModelDef huge_image = net.model();  // under 2^31 elements, but no image is that large
+  huge_image.tensors[0].shape = {1, 20000, 20000, 2};
+  expect_error([&] { import_tflite(write_tflite(huge_image), "m.tflite"); },
+               {"m.tflite: the input 'image' of shape [1, 20000, 20000, 2]", "at most 8192x8192"});
+  TfModelDef no_channels = net.model();  // a CONV_2D over a map declared with 0 channels
+  no_channels.tensors[3].shape = {1, 3, 3, 0};
+  no_channels.ops[1].code = kConv;
+  no_channels.ops[1].options_type = 1;
+  expect_error([&] { import_tflite(write_tflite(no_channels), "m.tflite"); },
+               {"m.tflite: operator 1 (CONV_2D)", "does not fit 0 input channels"});
   TfModelDef negative = net.model();
   negative.tensors[9].shape = {1, -1, 2, 6};
   expect_error([&] { import_tflite(write_tflite(negative), "m.tflite"); }, {"tensor 9 'pool'", "negative"});
