@@ -2,11 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <optional>
 #include <set>
-#include <unordered_map>
 
 #include "tensor/error.h"
 #include "tensor/io/element_convert.h"
