@@ -28,7 +28,7 @@ if [[ " ${targets[*]} " == *" tflite "* ]]; then
   # The importer lives in models/ (it builds a GraphSpec): link the libraries under it too.
   cmake --build "$build" -j "${JOBS:-2}" --target scalpel_models
   libs=("$build/models/libscalpel_models.a" "$build/layers/libscalpel_layers.a"
-        "$build/autograd/libscalpel_autograd.a" "${libs[@]}")
+        "$build/autograd/libscalpel_autograd.a" "$build/cuda/libscalpel_cuda.a" "${libs[@]}")
 else
   cmake --build "$build" -j "${JOBS:-2}" --target scalpel_tensor
 fi
