@@ -710,6 +710,8 @@ GraphModel::GraphModel(GraphSpec spec, ModelOptions options)
     impl_->steps.pop_back();
   }
   for (size_t i = 0; i < impl_->steps.size(); ++i) register_module(spec_.nodes[i].name, impl_->steps[i].op);
+  output_shape_ = values[impl_->output_slot].shape();
+  if (output_shape_.size() >= 2) set_classes(output_shape_[1]);
 
   // The feature layer (Grad-CAM's default, where forward_head starts): the last node that
   // makes a spatial map and that every later node reaches only through it.

@@ -97,6 +97,8 @@ TEST(Graph, RunsAsTheSameOpsWrittenByHand) {
   EXPECT_EQ(model.feature_layer(), "sum");
   EXPECT_EQ(model.head_name(), "fc");
   EXPECT_EQ(model.feature_dim(), 8);
+  EXPECT_EQ(model.options().classes, 5);
+  EXPECT_EQ(shape_str(model.output_shape()), "[1, 5]");
 
   Generator gen(3);
   const Tensor x = randn({2, 3, 13, 11}, gen);
