@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "data/preprocess.h"
+#include "models/checkpoint.h"
 #include "support/errors.h"
 #include "support/flatbuffer_builder.h"
 #include "tensor/ops.h"
@@ -461,6 +462,9 @@ TEST(TfliteImport, FileEntryPointDetectsTheFormat) {
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
   EXPECT_EQ(graph_file_format(path), "tflite");
+  // The CLI asks first whether --weights is a scalpel checkpoint: a graph file is not one (this
+  // used to be "unknown weights format").
+  EXPECT_FALSE(read_checkpoint(path).has_value());
   EXPECT_EQ(import_graph_file(path).spec.nodes.size(), import_tflite_file(path).spec.nodes.size());
   std::filesystem::remove(path);
 }
