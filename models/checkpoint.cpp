@@ -137,7 +137,10 @@ void save_checkpoint(const std::string& path, const Model& model, const Checkpoi
 
 std::optional<Checkpoint> read_checkpoint(const std::string& path) {
   const MappedFile file(path);
-  if (sniff_weights_format(file.bytes().substr(0, 16), path) != WeightsFormat::Safetensors) return std::nullopt;
+  // Only a safetensors file can be one; anything else (a torch.save file, a TFLite or ONNX
+  // graph) is not, and is left for its own reader to judge (sniffing would refuse graphs).
+  const std::string_view head = file.bytes().substr(0, 16);
+  if (head.size() < 9 || head[8] != '{') return std::nullopt;
   SafetensorsContents contents = parse_safetensors(file.bytes(), path);
   const StringMap& meta = contents.metadata;
   const std::string* format = lookup(meta, "format");

@@ -7,6 +7,7 @@
 
 #include "models/import/keras_h5.h"
 #include "models/import/onnx.h"
+#include "models/import/tflite.h"
 #include "models/import/tfjs.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
@@ -68,6 +69,7 @@ ImportedGraph import_graph_file(const std::string& path) {
   if (format == "keras-zip") return import_keras_zip(path);
   if (format == "tfjs") return read_tfjs_model(path);
   if (format == "onnx") return import_onnx(path);
+  if (format == "tflite") return import_tflite_file(path);
   fail("{}: reading {} files is not built yet", path, format);
 }
 
