@@ -106,6 +106,8 @@ class OnnxGraph {
   OnnxGraph(const GraphSpec& spec, const NamedTensors& weights, int64_t opset) : spec_(spec), opset_(opset) {
     for (const auto& [name, t] : weights) weights_.emplace(name, t);
     rank_[spec.input] = 4;
+    for (const GraphNode& n : spec.nodes)
+      if (n.op == "max_pool2d" && !n.inputs.empty()) max_pool_inputs_.insert(n.inputs[0]);
   }
 
   void add(const GraphNode& n) {
@@ -254,8 +256,13 @@ class OnnxGraph {
       onnx_pads[rank - 1] = p[1];
       onnx_pads[2 * rank - 2] = p[2];
       onnx_pads[2 * rank - 1] = p[3];
-      emit("Pad", {x, int64s(onnx_pads), scalar(static_cast<float>(number(a, "value", 0.0)))}, {y},
-           {Attr("mode", text(a, "mode", "constant"))});
+      const std::string mode = text(a, "mode", "constant");
+      float value = static_cast<float>(number(a, "value", 0.0));
+      // ONNX Runtime (1.20) folds a zero-valued Pad into a following MaxPool's pads, which pad
+      // with -inf, not zero (Keras ResNet V2's ZeroPadding2D + MaxPooling2D gave other logits).
+      // It checks the value's bytes, so -0.0 (equal to 0 in every comparison and sum) keeps the Pad.
+      if (mode == "constant" && value == 0.0f && max_pool_inputs_.contains(y)) value = -0.0f;
+      emit("Pad", {x, int64s(onnx_pads), scalar(value)}, {y}, {Attr("mode", mode)});
     } else if (op == "matmul") {
       out_rank = std::max(rank, rank_of(n.inputs.at(1)));
       emit("MatMul", n.inputs, {y});
@@ -331,7 +338,7 @@ class OnnxGraph {
   }
   // A float32 scalar constant, shared by every node that uses the same value.
   std::string scalar(float value) {
-    const std::string name = fmt::format("scalpel_const_f32_{}", value);
+    const std::string name = fmt::format("scalpel_const_f32_{}", value);  // fmt writes -0.0 as "-0"
     if (!initializers_.contains(name))
       add_initializer(name, {}, onnx::kFloat32, std::string_view(reinterpret_cast<const char*>(&value), sizeof value));
     return name;
@@ -362,6 +369,7 @@ class OnnxGraph {
   std::map<std::string, Tensor> weights_;
   std::map<std::string, int64_t> rank_;
   std::set<std::string> initializers_;
+  std::set<std::string> max_pool_inputs_;  // values a max_pool2d reads
   const GraphNode* node_ = nullptr;
   ProtoWriter graph_;
 };
