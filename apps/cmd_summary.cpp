@@ -12,20 +12,26 @@ namespace scalpel::cli {
 namespace {
 
 int run_summary(const std::vector<std::string>& argv) {
-  Args args("summary", "--model M [--classes N] [--size H W] [--depth D]");
-  add_model_flags(args, /*with_weights=*/false);
+  Args args("summary", "--model M [--classes N] [--size H W] [--depth D] | --weights FILE");
+  add_model_flags(args);
   args.option("size", "input height and width (default: the model's input size)", "", 2)
       .option("batch", "batch size of the input", "1")
       .option("depth", "leave out rows nested deeper than this (0 = all)", "0");
   if (!args.parse(argv)) return 0;
-  const std::string name = models::canonical_model_name(args.require("model"));
-  const models::ModelOptions options = model_options_from_flags(args);
   std::shared_ptr<models::Model> model;
-  {
+  models::ModelInfo info;
+  if (args.has("weights")) {  // a checkpoint or another framework's model file: its network
+    const ModelSetup s = load_model_from_flags(args);
+    model = s.model;
+    info = s.info;
+  } else {
+    const std::string name = models::canonical_model_name(args.require("model"));
+    const models::ModelOptions options = model_options_from_flags(args);
     nn::SkipInitGuard skip_init;  // the values do not matter for shapes and counts
     model = models::create_model(name, options);
+    info = models::model_info(name, options);
   }
-  const models::ModelInfo info = models::model_info(name, options);
+  const std::string& name = info.name;
   int64_t h = info.input_size, w = info.input_size;
   if (args.has("size")) {
     const auto hw = args.get_all("size");
@@ -39,7 +45,7 @@ int run_summary(const std::vector<std::string>& argv) {
   SCALPEL_CHECK(batch > 0, "--batch must be positive, got {}", batch);
   SCALPEL_CHECK(depth >= 0, "--depth must be >= 0, got {}", depth);
   const Device device = parse_device(args.get("device"));
-  if (!device.is_cpu()) model->to(device);
+  if (!device.is_cpu() && !args.has("weights")) model->to(device);
   const models::Summary summary = models::summarize(*model, {batch, model->in_channels(), h, w});
   std::printf("%s (%s layout), input %s\n", name.c_str(), info.layout.c_str(), shape_str(summary.input).c_str());
   std::fputs(models::format_summary(summary, static_cast<int>(depth)).c_str(), stdout);

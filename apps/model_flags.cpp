@@ -6,6 +6,8 @@
 #include "cuda/conv_engine.h"
 #include "cuda/cudnn.h"
 #include "layers/modules.h"
+#include "models/graph.h"
+#include "models/import/import.h"
 #include "models/registry.h"
 #include "models/weights.h"
 #include "tensor/error.h"
@@ -29,9 +31,13 @@ void add_model_flags(Args& args, bool with_weights) {
                       "ResNet for 28x28 images)")
       .option("dropout", "classifier dropout probability (default: the model's, e.g. 0.2 for mobilenet_v2)");
   if (with_weights) {
-    args.option("weights", "weights file: torch.save (.pt/.pth/.tar), .safetensors or a scalpel checkpoint")
+    args.option("weights", "weights file: torch.save (.pt/.pth/.tar), .safetensors or a scalpel checkpoint; or a "
+                           "whole model written by another framework (Keras .h5/.keras, TF.js model.json, ONNX, "
+                           "TFLite), then without --model")
         .option("weights-map", "names: by name (torchvision 1:1, timm via a table); order: by position and shape",
-                "names");
+                "names")
+        .option("normalize", "imported models: input normalization when the file does not state it: "
+                             "imagenet|tf|unit|caffe|none (default unit, [0, 1])");
   }
   args.option("device", "cpu|cuda|cuda-emu", "cpu")
       .option("conv-engine", "convolutions on --device cuda: handwritten|cudnn, optionally followed by "
@@ -74,6 +80,67 @@ void apply_conv_engine_flag(const std::string& text, nn::Module& model, Device d
   cuda::set_conv_engine(spec.global);
 }
 
+// What the zoo's ModelInfo says for an imported network: its declared input size (224 where
+// dynamic), the whole image resized to it (Keras pipelines do not crop), bilinear.
+models::ModelInfo graph_info(const models::GraphModel& model, const std::string& normalize) {
+  const models::GraphSpec& spec = model.spec();
+  models::ModelInfo info;
+  info.name = model.name();
+  info.task = "classification";
+  info.layout = spec.source;
+  info.input_size = spec.input_shape[1] > 0 ? spec.input_shape[1] : 224;
+  info.resize_size = info.input_size;
+  info.interpolation = "bilinear";
+  info.preprocess = normalize;
+  return info;
+}
+
+// A network read from another framework's file, or a scalpel checkpoint of one: the file
+// holds the graph, so --model and the architecture flags do not apply.
+void load_graph_model(ModelSetup& s, const Args& args, const std::string& weights,
+                      std::optional<models::Checkpoint>& checkpoint) {
+  SCALPEL_CHECK(!checkpoint || !args.has("model"), "--model {}: {} holds an imported network (leave --model out)",
+                args.has("model") ? args.get("model") : "", weights);
+  for (const char* flag : {"width", "activation", "padding", "in-channels", "base-width", "aux-logits", "stem"})
+    SCALPEL_CHECK(!args.has(flag), "--{}: {} holds a whole network; architecture flags do not apply to it", flag,
+                  weights);
+  const std::string normalize = args.has("normalize") ? args.get("normalize") : "unit";
+  data::normalization_preset(normalize);  // Error naming an unknown preset
+  models::ModelOptions options = model_options_from_flags(args, checkpoint ? checkpoint->info.options : models::ModelOptions{});
+  if (checkpoint) {
+    auto model = std::make_shared<models::GraphModel>(models::GraphSpec::from_json(checkpoint->info.graph, weights),
+                                                      options);
+    std::vector<nn::NamedTensor> state;
+    for (auto& [name, t] : checkpoint->model) state.push_back({name, t});
+    model->load_state_dict(state);
+    s.class_names = checkpoint->info.class_names;
+    s.preprocess = checkpoint->info.preprocess;
+    s.training = std::move(checkpoint->training);
+    s.info = graph_info(*model, normalize);
+    s.model = model;
+  } else {
+    models::ImportedGraph g = models::import_graph_file(weights);
+    auto model = models::build_imported_model(g, options);
+    model->train();
+    s.class_names = g.class_names;
+    s.info = graph_info(*model, normalize);
+    s.preprocess = g.preprocess;
+    if (s.preprocess.is_null()) {
+      if (!args.has("normalize"))
+        std::fprintf(stderr, "note: %s does not state its input normalization; using unit ([0, 1]): set --normalize "
+                             "imagenet|tf|unit|caffe|none\n", weights.c_str());
+      data::Preprocess p = default_preprocess(s.info, model->in_channels());
+      p.fit = data::Fit::stretch;
+      s.preprocess = preprocess_to_json(p);
+    }
+    s.model = model;
+  }
+  const int64_t classes = s.model->options().classes;
+  SCALPEL_CHECK(!args.has("classes") || args.get_int("classes") == classes,
+                "--classes {}: {} has {} outputs (changing the head of an imported network is not supported)",
+                args.get_int("classes"), weights, classes);
+}
+
 }  // namespace
 
 ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& defaults,
@@ -86,6 +153,14 @@ ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& d
   s.device = parse_device(args.get("device"));
   std::optional<models::Checkpoint> checkpoint;
   if (!weights.empty()) checkpoint = models::read_checkpoint(weights);
+  const bool graph = checkpoint ? checkpoint->info.model == "graph"
+                                : !weights.empty() && !args.has("model") && !models::graph_file_format(weights).empty();
+  if (graph) {
+    load_graph_model(s, args, weights, checkpoint);
+    if (!s.device.is_cpu()) s.model->to(s.device);
+    apply_conv_engine_flag(args.get("conv-engine"), *s.model, s.device);
+    return s;
+  }
 
   std::string name;
   if (checkpoint) {

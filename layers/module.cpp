@@ -294,8 +294,12 @@ ForwardHookGuard::~ForwardHookGuard() { current_hook = previous_; }
 
 Tensor Module::operator()(const Tensor& x) {
   Tensor y = forward(x);
-  if (current_hook) (*current_hook)(*this, x, y);
+  report_forward(x, y);
   return y;
+}
+
+void Module::report_forward(const Tensor& input, const Tensor& output) {
+  if (current_hook) (*current_hook)(*this, input, output);
 }
 
 // ---------------------------------------------------------------- Sequential

@@ -36,6 +36,9 @@ class Module {
   // forward(x), then the calling thread's ForwardHook (if one is installed). Parents call
   // their children through this, so a hook sees every module of a network.
   Tensor operator()(const Tensor& x);
+  // Tells the calling thread's ForwardHook about a call made without operator() (a graph node
+  // with several inputs reports its first one).
+  void report_forward(const Tensor& input, const Tensor& output);
 
   // Short type name for summaries ("Conv2d", "BatchNorm2d", ...) and a one-line description
   // of its configuration ("3->64, k7x7, s2, p3").

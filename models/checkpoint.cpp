@@ -3,6 +3,7 @@
 #include <bit>
 #include <cmath>
 
+#include "models/graph.h"
 #include "tensor/error.h"
 #include "tensor/io/mapped_file.h"
 #include "tensor/io/safetensors.h"
@@ -13,6 +14,7 @@ namespace {
 
 constexpr const char* kFormat = "scalpel";
 constexpr const char* kFormatVersion = "1";
+constexpr const char* kGraphModel = "graph";
 constexpr std::string_view kOptimizerPrefix = "training/optimizer/";
 
 // uint64 values (RNG state) do not fit a JSON double: exact hex strings instead.
@@ -115,10 +117,12 @@ void save_checkpoint(const std::string& path, const Model& model, const Checkpoi
                      const TrainingState* training) {
   NamedTensors tensors;
   for (const auto& nt : model.state_dict()) tensors.push_back({nt.name, nt.tensor});
+  const auto* graph = dynamic_cast<const GraphModel*>(&model);
   StringMap meta = {{"format", kFormat},
                     {"format_version", kFormatVersion},
-                    {"model", info.model},
+                    {"model", graph ? std::string(kGraphModel) : info.model},
                     {"options", options_to_json(info.options).dump()}};
+  if (graph) meta.push_back({"graph", graph->spec().to_json().dump()});
   Json classes = Json::array();
   for (const auto& c : info.class_names) classes.push_back(c);
   meta.push_back({"classes", classes.dump()});
@@ -156,6 +160,10 @@ std::optional<Checkpoint> read_checkpoint(const std::string& path) {
   const Json classes = field("classes");
   for (const Json& c : classes.as_array()) ck.info.class_names.push_back(c.as_string());
   ck.info.preprocess = field("preprocess");
+  if (ck.info.model == kGraphModel) {
+    ck.info.graph = field("graph");
+    GraphSpec::from_json(ck.info.graph, path);  // malformed: refused here, naming the file
+  }
   if (lookup(meta, "training")) ck.training = training_from_json(field("training"), path);
 
   check_finite(contents.tensors, path);

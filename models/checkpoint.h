@@ -8,7 +8,8 @@
 //       {k: v for k, v in load_file(path).items() if not k.startswith("training/")}
 //   - the optimizer state (nn::Optimizer::state_dict()) as "training/optimizer/<name>";
 //   - "__metadata__" strings: "format" = "scalpel", "format_version" = "1", "model" (registry
-//     name), "options" (ModelOptions as JSON), "classes" (JSON array of class names),
+//     name, or "graph" for an imported network: then "graph" holds its GraphSpec as JSON,
+//     models/graph.h), "options" (ModelOptions as JSON), "classes" (JSON array of class names),
 //     "preprocess" (JSON object, see apps/model_flags.h) and, with training state, "training"
 //     (JSON: step, epoch, optimizer name, scheduler spec, RNG state as exact hex, extra).
 // Written atomically (temporary file, fsync, rename: a crash mid-save keeps the old file).
@@ -35,10 +36,11 @@ struct TrainingState {
 };
 
 struct CheckpointInfo {
-  std::string model;  // registry name
+  std::string model;  // registry name, or "graph"
   ModelOptions options;
   std::vector<std::string> class_names;  // in index order; empty when unnamed
   Json preprocess;                       // null when unknown
+  Json graph;  // the GraphSpec of model "graph" (read_checkpoint fills it; save takes the model's); else null
 };
 
 struct Checkpoint {
@@ -47,7 +49,8 @@ struct Checkpoint {
   std::optional<TrainingState> training;
 };
 
-// Saves model.state_dict() (CPU copies) with `info` and, when given, the training state.
+// Saves model.state_dict() (CPU copies) with `info` and, when given, the training state. A
+// GraphModel is saved as model "graph" with its spec, whatever info.model says.
 void save_checkpoint(const std::string& path, const Model& model, const CheckpointInfo& info,
                      const TrainingState* training = nullptr);
 

@@ -103,6 +103,9 @@ class GraphModel : public Model {
   Tensor forward_head(const Tensor& features) override;
   const GraphSpec& spec() const { return spec_; }
   bool ends_in_softmax() const { return ends_in_softmax_; }
+  // forward()'s output shape for one image of the declared input size (224 where dynamic);
+  // options().classes is its size 1.
+  const Shape& output_shape() const { return output_shape_; }
   // Runs the graph and returns every value by name (for tests that compare intermediate
   // tensors with a reference runtime, and for exporters).
   std::vector<std::pair<std::string, Tensor>> run_all(const Tensor& x);
@@ -114,6 +117,7 @@ class GraphModel : public Model {
   struct Impl;
   GraphSpec spec_;
   bool ends_in_softmax_ = false;
+  Shape output_shape_;
   std::shared_ptr<Impl> impl_;
 };
 

@@ -74,6 +74,8 @@ class Model : public nn::Module {
   // Called by the constructors of the concrete models once their layers exist.
   void set_layout(std::string head_name, std::string feature_layer, int64_t feature_dim, int64_t min_input_size);
   void add_head(std::string name) { head_names_.push_back(std::move(name)); }  // after set_layout
+  // Networks whose class count comes from a file (GraphModel) say it once they know it.
+  void set_classes(int64_t classes) { options_.classes = classes; }
   // The network up to the last feature map, on a checked input.
   virtual Tensor features(const Tensor& x) = 0;
 
