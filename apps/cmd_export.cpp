@@ -6,6 +6,7 @@
 #include "apps/cli.h"
 #include "apps/model_flags.h"
 #include "models/export/onnx.h"
+#include "models/graph.h"
 #include "models/export/zoo_graph.h"
 #include "tensor/error.h"
 
@@ -49,6 +50,8 @@ int run_export(const std::vector<std::string>& argv) {
   models::ExportedGraph g = models::model_to_graph(*s.model, {s.model->in_channels(), h, w});
   const int64_t folded = args.has("fused") ? models::fold_batchnorm(g.spec, g.weights) : 0;
 
+  const auto* graph = dynamic_cast<const models::GraphModel*>(s.model.get());
+  const bool ends_in_softmax = graph && graph->ends_in_softmax();
   Json classes = Json::array();
   for (const std::string& name : s.class_names) classes.push_back(name);
   options.metadata = {{"model", s.model->name()},
@@ -56,7 +59,7 @@ int run_export(const std::vector<std::string>& argv) {
                       {"classes", classes.dump()},
                       {"preprocess", preprocess_to_json(p).dump()},
                       {"input", "float32 NCHW, preprocessed as 'preprocess' says"},
-                      {"output", "logits (no softmax)"}};
+                      {"output", ends_in_softmax ? "probabilities (the imported network's softmax)" : "logits (no softmax)"}};
   models::write_onnx(out, g.spec, g.weights, g.input_shape, g.output_shape, options);
   std::printf("wrote %s (%s, opset %lld, %zu nodes%s, input %s%s)\n", out.c_str(), s.model->name().c_str(),
               static_cast<long long>(options.opset), g.spec.nodes.size(),

@@ -113,9 +113,7 @@ class Walker {
 
   // "layer1.0.conv1" -> "layer1_0_conv1", made unique with a counter.
   std::string unique_name(const std::string& scope) {
-    std::string name;
-    for (char c : scope) name.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '_' ? c : '_');
-    if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) name = "n_" + name;
+    const std::string name = graph_safe_name(scope);
     std::string candidate = name;
     for (int i = 2; !names_.insert(candidate).second; ++i) candidate = fmt::format("{}_{}", name, i);
     return candidate;
@@ -434,6 +432,17 @@ ExportedGraph model_to_graph(Model& model, const Shape& input_chw) {
   uniform_(probe, -1.0, 1.0, gen);
   probe = probe.to(model.parameters().empty() ? Device::cpu() : model.parameters().front().device());
   model.check_input(probe);
+  if (auto* graph = dynamic_cast<GraphModel*>(&model)) {  // already a graph: its spec and weights as they are
+    g.spec = graph->spec();
+    g.spec.input_shape = input_chw;
+    for (const nn::NamedTensor& p : graph->state_dict())
+      if (p.tensor.dtype() == DType::F32 || p.tensor.dtype() == DType::F64)
+        g.weights.emplace_back(p.name, p.tensor.to(Device::cpu()).to(DType::F32).contiguous());
+    for (auto& [name, value] : graph->run_all(probe))
+      if (name == g.spec.output) g.output_shape = value.shape();
+    SCALPEL_CHECK(!g.output_shape.empty(), "{}: the graph's output '{}' was not computed", model.name(), g.spec.output);
+    return g;
+  }
   const Value out = Walker(model, g).walk({g.spec.input, probe});
   g.spec.output = out.name;
   g.output_shape = out.t.shape();

@@ -1,7 +1,8 @@
 #pragma once
 // A model as a GraphSpec (models/graph.h) plus its weights, for the exporters.
 //
-// A GraphModel (an imported network) already is one: its spec and state dict are returned.
+// A GraphModel (an imported network) already is one: its spec and state dict are returned
+// (with the file's trailing softmax, if any, so the export computes what the file did).
 // A zoo model is walked through its known structure: one small function per block and per
 // family (resnet, vgg, mobilenet v1/v2, efficientnet, densenet, inception, xception, unet)
 // turns each layer module into its node (Conv2d -> conv2d, BatchNorm2d -> batch_norm, ...)

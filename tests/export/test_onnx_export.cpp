@@ -9,12 +9,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <tuple>
 
 #include "autograd/autograd.h"
 #include "layers/modules.h"
 #include "models/checkpoint.h"
 #include "models/export/onnx.h"
 #include "models/export/zoo_graph.h"
+#include "models/graph.h"
 #include "models/registry.h"
 #include "support/cli_runner.h"
 #include "tensor/error.h"
@@ -74,6 +76,12 @@ std::string hex(const std::string& bytes) {
   std::string out;
   for (unsigned char c : bytes) out += fmt::format("{:02x}", c);
   return out;
+}
+
+ModelOptions with_classes(int64_t classes) {
+  ModelOptions o;
+  o.classes = classes;
+  return o;
 }
 
 // ---------------------------------------------------------------- wire format
@@ -195,6 +203,37 @@ TEST(ZooGraph, ResNet18HasItsBlocksGlue) {
   EXPECT_TRUE(has);
 }
 
+// The walked GraphSpec with its weights, run by scalpel's own GraphModel, gives the zoo model's
+// logits: the graph means what the model computes, independently of any ONNX runtime.
+std::shared_ptr<GraphModel> graph_model(const ExportedGraph& g) {
+  auto gm = std::make_shared<GraphModel>(g.spec);
+  std::vector<nn::NamedTensor> state;
+  for (const auto& [name, t] : g.weights) state.push_back({name, t});
+  gm->load_state_dict(state);
+  gm->eval();
+  return gm;
+}
+
+TEST(ZooGraph, GraphModelRunsTheWalkedGraph) {
+  ModelOptions unet;
+  unet.classes = 2;
+  unet.base_width = 4;
+  unet.bilinear = true;
+  for (const auto& [name, options, size] : std::vector<std::tuple<std::string, ModelOptions, int64_t>>{
+           {"resnet18", with_classes(4), 32}, {"mobilenet_v2", with_classes(4), 32},
+           {"efficientnet_b0", with_classes(4), 32}, {"unet", unet, 36}}) {
+    SCOPED_TRACE(name);
+    Generator gen(9);
+    auto model = create_model(name, options);
+    randomize_batchnorms(*model, gen);
+    const ExportedGraph g = model_to_graph(*model, {3, size, size});
+    auto gm = graph_model(g);
+    const Tensor x = randn({2, 3, size, size}, gen);
+    NoGradGuard no_grad;
+    EXPECT_LE(relative_diff(model->forward(x), gm->forward(x)), 1e-5);
+  }
+}
+
 // Every model of the zoo walks, and the walk's own check against forward() passes. Small
 // heads and the smallest inputs keep this quick.
 TEST(ZooGraph, EveryZooModelWalks) {
@@ -288,11 +327,6 @@ TEST_P(OrtMatches, LogitsWithBatchNormKeptAndFolded) {
   }
 }
 
-ModelOptions with_classes(int64_t classes) {
-  ModelOptions o;
-  o.classes = classes;
-  return o;
-}
 ModelOptions unet_options(bool bilinear) {
   ModelOptions o;
   o.classes = 2;
@@ -375,6 +409,32 @@ TEST(OrtPad, ZeroPaddingBeforeAMaxPoolStaysZero) {
   // Every window of the border touches a padded zero; the inner 2x2 windows see only -1.
   const std::vector<double> expected = {0, 0, 0, 0, 0, -1, -1, 0, 0, -1, -1, 0, 0, 0, 0, 0};
   EXPECT_EQ(got.to_vector(), expected);
+}
+
+// An imported network (a GraphModel checkpoint) exports too: its spec is written as it is.
+TEST(OrtGraph, GraphModelCheckpointExports) {
+  const std::string missing = ort_missing();
+  if (!missing.empty()) GTEST_SKIP() << missing;
+  Scratch dir;
+  Generator gen(13);
+  ModelOptions options = with_classes(3);
+  options.width = 0.25;
+  auto zoo = create_model("mobilenet_v1", options);
+  randomize_batchnorms(*zoo, gen);
+  auto gm = graph_model(model_to_graph(*zoo, {3, 32, 32}));
+  CheckpointInfo info;
+  info.options = gm->options();
+  const std::string ckpt = dir / "graph.safetensors", onnx = dir / "graph.onnx";
+  save_checkpoint(ckpt, *gm, info);
+  const CliResult r = run_cli({"export", "--weights", ckpt, "--out", onnx, "--size", "32", "32", "--fused"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Tensor x = randn({1, 3, 32, 32}, gen);
+  NoGradGuard no_grad;
+  const Tensor expected = gm->forward(x);
+  const Tensor got = run_ort(onnx, x, dir);
+  ASSERT_TRUE(got.defined());
+  ASSERT_EQ(got.shape(), expected.shape());
+  EXPECT_LE(relative_diff(expected, got), 1e-4);
 }
 
 // ---------------------------------------------------------------- the command
