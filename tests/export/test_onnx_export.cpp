@@ -369,6 +369,10 @@ TEST(OrtDynamicBatch, OneFileRunsBatchOneAndThree) {
   save_checkpoint(ckpt, *model, info);
   ASSERT_EQ(run_cli({"export", "--weights", ckpt, "--out", dynamic, "--size", "32", "32", "--dynamic-batch"}).exit_code, 0);
   ASSERT_EQ(run_cli({"export", "--weights", ckpt, "--out", fixed, "--size", "32", "32", "--opset", "13"}).exit_code, 0);
+  // metadata_props: the class names and the preprocessing as JSON, the producer.
+  const std::string bytes = test::slurp(dynamic);
+  for (const std::string want : {"scalpel", "classes", R"(["a","b","c","d"])", "preprocess", "\"normalize\":"})
+    EXPECT_NE(bytes.find(want), std::string::npos) << want;
   model->eval();
   for (const int64_t batch : {1, 3}) {
     SCOPED_TRACE(batch);
