@@ -8,6 +8,7 @@
 #include "layers/modules.h"
 #include "models/graph.h"
 #include "models/import/import.h"
+#include "models/import/keras_h5.h"
 #include "models/registry.h"
 #include "models/weights.h"
 #include "tensor/error.h"
@@ -185,7 +186,12 @@ ModelSetup load_model_from_flags(const Args& args, const models::ModelOptions& d
   s.info = models::model_info(name, options);
 
   if (!weights.empty()) {
-    const NamedTensors tensors = checkpoint ? std::move(checkpoint->model) : load_weights_file(weights);
+    // A Keras .h5 given with --model is a weights-only file (model.save_weights): its layers
+    // map onto the zoo model by order (models/import/keras_h5.h).
+    const NamedTensors tensors = checkpoint ? std::move(checkpoint->model)
+                                 : models::graph_file_format(weights) == "keras-h5"
+                                     ? models::keras_h5_weights_for_model(weights, *s.model)
+                                     : load_weights_file(weights);
     const models::LoadResult r = models::load_weights(*s.model, tensors, weights, map);
     if (r.naming == "order") {
       std::fprintf(stderr, "--weights-map order: %zu tensors of %s loaded by position:\n", r.mapping.size(),

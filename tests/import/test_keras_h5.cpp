@@ -16,6 +16,7 @@
 #include "models/import/keras_h5.h"
 #include "models/registry.h"
 #include "models/weights.h"
+#include "support/cli_runner.h"
 #include "support/errors.h"
 #include "support/hdf5_writer.h"
 #include "support/zip_writer.h"
@@ -603,6 +604,29 @@ TEST(KerasH5, WeightsOnlyFileRoundTripsAZooModel) {
   EXPECT_FALSE(r.head_replaced);
   expect_same_state(*source, *target);
   fs::remove(path);
+}
+
+// The same file through the CLI: `predict --model M --weights w.h5` gives the source model's logits.
+TEST(KerasH5, WeightsOnlyFileThroughTheCli) {
+  const std::string path = temp_path("cli_mobilenet.h5").string(), x = temp_path("cli_x.npy").string(),
+                    y = temp_path("cli_y.npy").string();
+  ModelOptions options;
+  options.classes = 3;
+  options.width = 0.25;
+  auto source = create_model("mobilenet_v1", options);
+  write_keras_weights(path, *source);
+  Generator gen(3);
+  const Tensor input = randn({2, 3, 64, 64}, gen);
+  save_npy(x, input);
+  const test::CliResult r = test::run_cli({"predict", "--model", "mobilenet_v1", "--width", "0.25", "--classes", "3",
+                                           "--weights", path, "--input-npy", x, "--output-npy", y});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  source->eval();
+  NoGradGuard no_grad;
+  const auto expected = (*source)(input).to_vector(), got = load_npy(y).to_vector();
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-5 * (1 + std::abs(expected[i])));
+  for (const auto& p : {path, x, y}) fs::remove(p);
 }
 
 #else
