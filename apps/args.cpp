@@ -16,8 +16,9 @@ Args& Args::flag(const std::string& name, const std::string& help) {
 }
 
 Args& Args::option(const std::string& name, const std::string& help, const std::string& default_value, int values) {
+  // A command may declare a shared flag again with its own help and default: listed once.
+  if (!specs_.count(name)) order_.push_back(name);
   specs_[name] = Spec{help, default_value, values, false};
-  order_.push_back(name);
   return *this;
 }
 
@@ -149,6 +150,20 @@ int64_t Args::get_int(const std::string& name) const {
   long long d = std::strtoll(v.c_str(), &end, 10);
   SCALPEL_CHECK(!v.empty() && end && *end == '\0', "--{} expects an integer, got '{}'", name, v);
   return d;
+}
+
+}  // namespace scalpel::cli
+
+namespace scalpel::cli {
+
+std::array<int64_t, 2> Args::get_hw(const std::string& name) const {
+  const auto hw = get_all(name);
+  SCALPEL_CHECK(hw.size() == 2, "--{} expects two positive integers H W", name);
+  char *end_h = nullptr, *end_w = nullptr;
+  const int64_t h = std::strtoll(hw[0].c_str(), &end_h, 10), w = std::strtoll(hw[1].c_str(), &end_w, 10);
+  SCALPEL_CHECK(!hw[0].empty() && !hw[1].empty() && *end_h == '\0' && *end_w == '\0' && h > 0 && w > 0,
+                "--{} expects two positive integers H W, got {} {}", name, hw[0], hw[1]);
+  return {h, w};
 }
 
 }  // namespace scalpel::cli

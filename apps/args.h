@@ -3,6 +3,7 @@
 // `--help` prints them, and an unknown flag, a missing value or a malformed number is a
 // scalpel::Error naming the flag. Flags take the forms `--name value`, `--name=value`, and
 // for multi-value flags `--name v1 v2 ...` (e.g. --size H W, --image a.png b.png).
+#include <array>
 #include <map>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@ class Args {
   std::string require(const std::string& name) const;  // Error "--name is required" when absent
   double get_double(const std::string& name) const;
   int64_t get_int(const std::string& name) const;
+  // A two-value flag such as --size H W: both positive integers, else Error naming the flag.
+  std::array<int64_t, 2> get_hw(const std::string& name) const;
   std::vector<std::string> positionals() const { return positionals_; }
   std::string help_text() const;
 

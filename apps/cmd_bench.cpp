@@ -51,12 +51,9 @@ int run_bench(const std::vector<std::string>& argv) {
   ModelSetup s = load_model_from_flags(args);
   int64_t h = s.info.input_size, w = s.info.input_size;
   if (args.has("size")) {
-    const auto hw = args.get_all("size");
-    char *end_h = nullptr, *end_w = nullptr;
-    h = std::strtoll(hw.at(0).c_str(), &end_h, 10);
-    w = std::strtoll(hw.at(1).c_str(), &end_w, 10);
-    SCALPEL_CHECK(*end_h == '\0' && *end_w == '\0' && h > 0 && w > 0,
-                  "--size expects two positive integers H W, got {} {}", hw.at(0), hw.at(1));
+    const auto hw = args.get_hw("size");
+    h = hw[0];
+    w = hw[1];
   }
   const bool train = args.has("train");
   const Tensor x = randn({batch, s.model->in_channels(), h, w}).to(s.device);

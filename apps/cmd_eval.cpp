@@ -1,7 +1,6 @@
 // scalpel eval: metrics, predictions and an HTML report of a classifier on a labelled
 // dataset (see ../shared/interface.md and apps/report/evaluate.h).
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -149,12 +148,9 @@ int run_eval(const std::vector<std::string>& argv) {
                 fmt::join(s.class_names, ", "), data_dir, fmt::join(dataset.classes, ", "));
   data::Preprocess p = eval_preprocess(s);
   if (args.has("size")) {
-    const auto hw = args.get_all("size");
-    char *end_h = nullptr, *end_w = nullptr;
-    p.height = static_cast<int>(std::strtol(hw.at(0).c_str(), &end_h, 10));
-    p.width = static_cast<int>(std::strtol(hw.at(1).c_str(), &end_w, 10));
-    SCALPEL_CHECK(*end_h == '\0' && *end_w == '\0' && p.height > 0 && p.width > 0,
-                  "--size expects two positive integers H W, got {} {}", hw.at(0), hw.at(1));
+    const auto [h, w] = args.get_hw("size");
+    p.height = static_cast<int>(h);
+    p.width = static_cast<int>(w);
   }
   if (segmentation) return eval_segmentation(args, s, dataset, p);
 

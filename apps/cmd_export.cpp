@@ -1,7 +1,6 @@
 // scalpel export: a model and its weights -> an ONNX file (models/export/onnx.h), for ONNX
 // Runtime, TensorRT and the other runtimes that read ONNX.
 #include <cstdio>
-#include <cstdlib>
 
 #include "apps/cli.h"
 #include "apps/model_flags.h"
@@ -39,12 +38,9 @@ int run_export(const std::vector<std::string>& argv) {
   const data::Preprocess p = eval_preprocess(s);
   int64_t h = p.height, w = p.width;
   if (args.has("size")) {
-    const auto hw = args.get_all("size");
-    char *end_h = nullptr, *end_w = nullptr;
-    h = std::strtoll(hw.at(0).c_str(), &end_h, 10);
-    w = std::strtoll(hw.at(1).c_str(), &end_w, 10);
-    SCALPEL_CHECK(*end_h == '\0' && *end_w == '\0' && h > 0 && w > 0,
-                  "--size expects two positive integers H W, got {} {}", hw.at(0), hw.at(1));
+    const auto hw = args.get_hw("size");
+    h = hw[0];
+    w = hw[1];
   }
 
   models::ExportedGraph g = models::model_to_graph(*s.model, {s.model->in_channels(), h, w});

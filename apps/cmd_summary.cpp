@@ -1,6 +1,5 @@
 // scalpel summary: the per-layer table of a network (models/summary.h).
 #include <cstdio>
-#include <cstdlib>
 
 #include "apps/cli.h"
 #include "apps/model_flags.h"
@@ -34,12 +33,9 @@ int run_summary(const std::vector<std::string>& argv) {
   const std::string& name = info.name;
   int64_t h = info.input_size, w = info.input_size;
   if (args.has("size")) {
-    const auto hw = args.get_all("size");
-    char *end_h = nullptr, *end_w = nullptr;
-    h = std::strtoll(hw.at(0).c_str(), &end_h, 10);
-    w = std::strtoll(hw.at(1).c_str(), &end_w, 10);
-    SCALPEL_CHECK(*end_h == '\0' && *end_w == '\0' && h > 0 && w > 0,
-                  "--size expects two positive integers H W, got {} {}", hw.at(0), hw.at(1));
+    const auto hw = args.get_hw("size");
+    h = hw[0];
+    w = hw[1];
   }
   const int64_t batch = args.get_int("batch"), depth = args.get_int("depth");
   SCALPEL_CHECK(batch > 0, "--batch must be positive, got {}", batch);

@@ -1,5 +1,4 @@
 // scalpel train: trains a classifier on an image dataset (apps/train/trainer.h).
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -163,12 +162,9 @@ int train_from_args(const Args& args, nn::Communicator* comm) {
   data::Preprocess& p = config.preprocess;
   p.width = p.height = static_cast<int>(setup.info.input_size);
   if (args.has("size")) {
-    const auto hw = args.get_all("size");
-    char *end_h = nullptr, *end_w = nullptr;
-    p.height = static_cast<int>(std::strtol(hw.at(0).c_str(), &end_h, 10));
-    p.width = static_cast<int>(std::strtol(hw.at(1).c_str(), &end_w, 10));
-    SCALPEL_CHECK(*end_h == '\0' && *end_w == '\0' && p.height > 0 && p.width > 0,
-                  "--size expects two positive integers H W, got {} {}", hw.at(0), hw.at(1));
+    const auto [h, w] = args.get_hw("size");
+    p.height = static_cast<int>(h);
+    p.width = static_cast<int>(w);
   }
   p.fit = data::Fit::stretch;
   p.norm = data::normalization_preset(args.get("normalize"));
