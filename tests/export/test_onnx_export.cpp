@@ -17,6 +17,7 @@
 #include "models/export/onnx.h"
 #include "models/export/zoo_graph.h"
 #include "models/graph.h"
+#include "models/import/import.h"
 #include "models/registry.h"
 #include "support/cli_runner.h"
 #include "tensor/error.h"
@@ -83,6 +84,8 @@ ModelOptions with_classes(int64_t classes) {
   o.classes = classes;
   return o;
 }
+
+ModelOptions unet_options(bool bilinear);
 
 // ---------------------------------------------------------------- wire format
 
@@ -231,6 +234,42 @@ TEST(ZooGraph, GraphModelRunsTheWalkedGraph) {
     const Tensor x = randn({2, 3, size, size}, gen);
     NoGradGuard no_grad;
     EXPECT_LE(relative_diff(model->forward(x), gm->forward(x)), 1e-5);
+  }
+}
+
+// Export then import (models/import/onnx.cpp) gives the zoo model's logits: the two halves of
+// scalpel's ONNX support agree with each other, with a dynamic batch and BatchNorm kept or folded.
+TEST(OnnxRoundTrip, ExportThenImportGivesTheSameLogits) {
+  Scratch dir;
+  ModelOptions unet = unet_options(false);
+  for (const auto& [name, options, size] : std::vector<std::tuple<std::string, ModelOptions, int64_t>>{
+           {"resnet18", with_classes(4), 32}, {"mobilenet_v2", with_classes(4), 32},
+           {"efficientnet_b0", with_classes(4), 32}, {"densenet121", with_classes(4), 32}, {"unet", unet, 40}}) {
+    SCOPED_TRACE(name);
+    Generator gen(13);
+    auto model = create_model(name, options);
+    randomize_batchnorms(*model, gen);
+    model->eval();
+    const Tensor x = randn({3, 3, size, size}, gen);
+    Tensor expected;
+    {
+      NoGradGuard no_grad;
+      expected = model->forward(x);
+    }
+    for (const bool fused : {false, true}) {
+      SCOPED_TRACE(fused ? "--fused" : "BatchNorm kept");
+      ExportedGraph g = model_to_graph(*model, {3, size, size});
+      if (fused) fold_batchnorm(g.spec, g.weights);
+      OnnxOptions o;
+      o.dynamic_batch = true;
+      const std::string path = dir / (name + (fused ? "_fused.onnx" : ".onnx"));
+      write_onnx(path, g.spec, g.weights, g.input_shape, g.output_shape, o);
+      auto imported = build_imported_model(import_graph_file(path));
+      NoGradGuard no_grad;
+      const double diff = relative_diff(expected, imported->forward(x));
+      fmt::print("{}{}: max |imported - scalpel| / max |scalpel| = {:.2g}\n", name, fused ? " fused" : "", diff);
+      EXPECT_LE(diff, 1e-5);
+    }
   }
 }
 
