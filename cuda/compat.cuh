@@ -7,6 +7,20 @@
 //   SCALPEL_LAUNCH(kernel, grid, block, shared_bytes, stream, args...)  instead of <<<>>>
 //   SCALPEL_DYNAMIC_SHARED(T, name)  instead of `extern __shared__ T name[];`
 // Template kernels are named in parentheses: SCALPEL_LAUNCH((gemm_tiled<16>), ...).
+//
+// A kernel file is one op's whole device side, in three parts:
+// 1. SCALPEL_KERNEL_API( declarations ): its launchers with their contracts, declared in both
+//    implementations (the entry points below call either through SCALPEL_CUDA_CALL);
+// 2. the kernels and launchers in `namespace scalpel::cuda::SCALPEL_CUDA_IMPL`;
+// 3. `#if SCALPEL_CUDA_ENTRY_POINTS ... #endif`: the tensor-level entry points (checks, stream,
+//    launch; contracts in tensor/backend.h) and, at namespace scope,
+//    `SCALPEL_REGISTER_KERNELS(<file name>) { backend::register_kernel<Op::foo>(type, foo); }`.
+//    This part is host code: the host compiler builds it once (in the emulation pass), nvcc
+//    skips it. Every kernels/*.cu has the block (empty when the file only serves others):
+//    cuda/CMakeLists.txt lists the files and cuda::init calls each block, so no central list
+//    is edited by hand.
+// Launchers shared by several files (fill, gemm, the conv kernels) are declared in
+// cuda/kernels.inc instead.
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -17,6 +31,7 @@
 #include <cuda_runtime.h>
 
 #define SCALPEL_CUDA_IMPL gpu
+#define SCALPEL_CUDA_ENTRY_POINTS 0
 
 namespace scalpel::cuda::gpu {
 // Throws scalpel::Error naming the kernel and the launch site when the launch failed (or, with
@@ -43,11 +58,27 @@ void launch(const char* name, const char* file, int line, void (*kernel)(Params.
 #include "cuda/emu/runtime.h"
 
 #define SCALPEL_CUDA_IMPL emu
+#define SCALPEL_CUDA_ENTRY_POINTS 1
 #define SCALPEL_LAUNCH(kernel, grid, block, shared_bytes, stream, ...) \
   ((void)(stream), ::scalpel::cuda::emu::launch(#kernel, kernel, grid, block, shared_bytes, __VA_ARGS__))
 #define SCALPEL_DYNAMIC_SHARED(T, name) \
   T* name = static_cast<T*>(::scalpel::cuda::emu::detail::dynamic_shared())
 #endif
+
+#define SCALPEL_KERNEL_API(...)                    \
+  namespace scalpel::cuda::emu {                   \
+  __VA_ARGS__                                      \
+  }                                                \
+  namespace scalpel::cuda::gpu {                   \
+  __VA_ARGS__                                      \
+  }
+
+// Defines this file's part of cuda::init: `type` is the device type being registered.
+#define SCALPEL_REGISTER_KERNELS(file)                                      \
+  namespace scalpel::cuda::detail {                                         \
+  void register_kernels_##file(DeviceType type);                            \
+  }                                                                         \
+  void scalpel::cuda::detail::register_kernels_##file([[maybe_unused]] DeviceType type)
 
 namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 

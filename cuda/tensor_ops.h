@@ -4,8 +4,9 @@
 // the tensor and layer ops reach them; nothing above this library calls them by name. Each
 // takes tensors on one CUDA device, checks that, gathers strided views, runs the handwritten
 // kernels on the device's default stream and returns new contiguous tensors there; float32.
-// Forward ops live in tensor_ops.cpp, backward ones in tensor_ops_backward.cpp, the optimizer
-// updates in tensor_ops_optim.cpp; each file registers its own (its last function).
+// Each op's entry points live in its kernel file (cuda/kernels/foo.cu), which registers them
+// in a SCALPEL_REGISTER_KERNELS block; the convolution's are in tensor_ops.cpp and
+// tensor_ops_backward.cpp.
 #include "tensor/device.h"
 
 namespace scalpel::cuda {

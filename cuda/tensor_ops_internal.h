@@ -1,6 +1,9 @@
 #pragma once
-// Helpers shared by cuda/tensor_ops*.cpp (not part of the backend's interface).
+// Helpers shared by the entry points (cuda/kernels/*.cu, cuda/tensor_ops*.cpp); not part of the
+// backend's interface.
+#include <algorithm>
 #include <initializer_list>
+#include <vector>
 
 #include "cuda/conv_library.h"
 #include "cuda/device.h"
@@ -20,10 +23,12 @@ using backend::MaxPoolOutput;
 
 namespace scalpel::cuda::detail {
 
-// Each file's part of init(): its ops into the dispatch table for one device type.
+// Parts of init(), each registering ops in the dispatch table for one device type: every
+// kernel file's SCALPEL_REGISTER_KERNELS block (the generated kernel_files.cpp calls them), the
+// convolution's forward and backward (tensor_ops.cpp, tensor_ops_backward.cpp).
+void register_kernel_files(DeviceType type);
 void register_forward_kernels(DeviceType type);
 void register_backward_kernels(DeviceType type);
-void register_optimizer_kernels(DeviceType type);
 
 // The stream of the device all `tensors` (undefined ones skipped) live on; checks that each
 // is a float32 tensor there.

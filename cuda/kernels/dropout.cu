@@ -1,6 +1,14 @@
 // Dropout with a counter-based hash instead of a stateful generator: element i's decision is
-// a pure function of (seed, i), so the GPU, the emulation and any block order agree.
+// a pure function of (seed, i), so the GPU, the emulation and any block order agree. Kernels, entry points (dropout, drop_path) and registration.
 #include "cuda/compat.cuh"
+
+SCALPEL_KERNEL_API(
+// mask[i] = hash(seed, i) >= p (the same bits on GPU and emulation); y = x * mask / (1 - p).
+void dropout_forward(const Stream& s, const float* x, float* y, uint8_t* mask, int64_t n,
+                     float p, uint64_t seed);
+void dropout_backward(const Stream& s, const float* dy, const uint8_t* mask, float* dx,
+                      int64_t n, float p);
+)
 
 namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 
@@ -53,3 +61,46 @@ void dropout_backward(const Stream& s, const float* dy, const uint8_t* mask, flo
 }
 
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
+
+#if SCALPEL_CUDA_ENTRY_POINTS
+#include "cuda/tensor_ops_internal.h"
+
+namespace scalpel::cuda {
+namespace {
+using namespace detail;
+
+DropoutOutput dropout(const Tensor& x_in, double p, uint64_t seed) {
+  const Tensor x = dense(x_in);
+  const Stream s = stream_for("dropout", {&x});
+  DropoutOutput r{empty_like_device(x.shape(), x), Tensor::empty(x.shape(), DType::U8, x.device())};
+  SCALPEL_CUDA_CALL(s, dropout_forward, in(x), out(r.y), static_cast<uint8_t*>(r.mask.raw_data()),
+                    x.numel(), static_cast<float>(p), seed);
+  return r;
+}
+
+Tensor dropout_backward(const Tensor& dy_in, const Tensor& mask, double p) {
+  const Tensor dy = dense(dy_in);
+  const Stream s = stream_for("dropout backward", {&dy});
+  Tensor dx = empty_like_device(dy.shape(), dy);
+  SCALPEL_CUDA_CALL(s, dropout_backward, in(dy), static_cast<const uint8_t*>(mask.raw_data()), out(dx),
+                    dy.numel(), static_cast<float>(p));
+  return dx;
+}
+
+Tensor drop_path_scale(int64_t n, double p, uint64_t seed, Device device) {
+  const Stream s = default_stream(device);
+  Tensor ones = Tensor::empty({n}, DType::F32, device);
+  SCALPEL_CUDA_CALL(s, fill, out(ones), n, 1.0f);
+  return dropout(ones, p, seed).y;
+}
+
+}  // namespace
+}  // namespace scalpel::cuda
+
+SCALPEL_REGISTER_KERNELS(dropout) {
+  using backend::Op;
+  backend::register_kernel<Op::dropout>(type, dropout);
+  backend::register_kernel<Op::dropout_backward>(type, dropout_backward);
+  backend::register_kernel<Op::drop_path_scale>(type, drop_path_scale);
+}
+#endif

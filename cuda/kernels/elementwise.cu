@@ -1,7 +1,25 @@
-// Elementwise kernels: fill, affine, pitched copies, broadcast binary ops, unary activations
-// and their derivatives, concat. All are memory-bound: one grid-stride loop, coalesced
-// accesses, judged in GB/s.
+// Elementwise ops: fill, affine, pitched copies, strided gathers (Tensor::contiguous), broadcast
+// binary ops, unary activations and their derivatives, concat; their kernels, entry points and
+// registration. All are memory-bound: one grid-stride loop, coalesced accesses, judged in GB/s.
+// fill, affine and copy_2d serve other files too (declared in cuda/kernels.inc).
 #include "cuda/compat.cuh"
+
+SCALPEL_KERNEL_API(
+// Gathers the strided view `x` (layout.strides in elements, x at its first element) into the
+// contiguous `out` of layout.shape: Tensor::contiguous() of a view on the device.
+void strided_copy(const Stream& s, const float* x, float* out, const StridedLayout& layout);
+// out (contiguous, layout.shape) = op(a, b) with broadcasting through the layout's strides.
+void binary(const Stream& s, BinaryOp op, const float* a, const float* b, float* out,
+            const BroadcastLayout& layout);
+// y = f(x) over n elements. May run in place.
+void unary_forward(const Stream& s, UnaryOp op, float alpha, const float* x, float* y, int64_t n);
+// dx = dy * f'(x) over n elements, from the forward input x. May run in place (dx == dy).
+void unary_backward(const Stream& s, UnaryOp op, float alpha, const float* x, const float* dy,
+                    float* dx, int64_t n);
+// Concat along one axis, tensors viewed as [outer, size_i * inner]: one pitched copy each.
+void concat_forward(const Stream& s, const float* const* inputs, const int64_t* sizes,
+                    int count, int64_t outer, int64_t inner, float* out);
+)
 
 namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 
@@ -70,18 +88,6 @@ __global__ void strided_copy_kernel(const float* x, float* out, StridedLayout la
       rest /= layout.shape[d];
     }
     out[i] = x[ix];
-  }
-}
-
-// Constant padding: one thread per output element of [planes, out_h, out_w].
-__global__ void pad2d_kernel(const float* x, float* y, int64_t planes, int64_t h, int64_t w,
-                             int64_t top, int64_t left, int64_t out_h, int64_t out_w, float value) {
-  const int64_t n = planes * out_h * out_w;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t ox = i % out_w, oy = i / out_w % out_h, plane = i / (out_h * out_w);
-    const int64_t yy = oy - top, xx = ox - left;
-    y[i] = (yy >= 0 && yy < h && xx >= 0 && xx < w) ? x[(plane * h + yy) * w + xx] : value;
   }
 }
 
@@ -195,14 +201,6 @@ void strided_copy(const Stream& s, const float* x, float* out, const StridedLayo
     SCALPEL_LAUNCH(strided_copy_kernel, grid_for(n, kThreads), kThreads, 0, s, x, out, layout, n);
 }
 
-void pad2d(const Stream& s, const float* x, float* y, int64_t planes, int64_t h, int64_t w,
-           int64_t top, int64_t left, int64_t out_h, int64_t out_w, float value) {
-  const int64_t n = planes * out_h * out_w;
-  if (n > 0)
-    SCALPEL_LAUNCH(pad2d_kernel, grid_for(n, kThreads), kThreads, 0, s, x, y, planes, h, w, top,
-                   left, out_h, out_w, value);
-}
-
 void unary_forward(const Stream& s, UnaryOp op, float alpha, const float* x, float* y, int64_t n) {
   if (n > 0)
     SCALPEL_LAUNCH(unary_forward_kernel, grid_for(n, kThreads), kThreads, 0, s, op, alpha, x, y, n);
@@ -227,16 +225,107 @@ void concat_forward(const Stream& s, const float* const* inputs, const int64_t* 
   }
 }
 
-void concat_backward(const Stream& s, const float* dout, const int64_t* sizes, int count,
-                     int64_t outer, int64_t inner, float* const* dinputs) {
-  int64_t total = 0;
-  for (int i = 0; i < count; ++i) total += sizes[i];
-  int64_t offset = 0;
-  for (int i = 0; i < count; ++i) {
-    copy_2d(s, dout + offset * inner, total * inner, dinputs[i], sizes[i] * inner, outer,
-            sizes[i] * inner);
-    offset += sizes[i];
+}  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
+
+#if SCALPEL_CUDA_ENTRY_POINTS
+#include "cuda/tensor_ops_internal.h"
+#include "tensor/ops.h"
+
+namespace scalpel::cuda {
+namespace {
+using namespace detail;
+
+void strided_copy(Tensor& dst, const Tensor& src) {
+  const Stream s = stream_for("contiguous copy", {&src, &dst});
+  SCALPEL_CHECK(src.dim() <= kMaxDims, "contiguous copy: {} has more than {} dimensions", src.str(), kMaxDims);
+  StridedLayout layout;
+  layout.ndim = static_cast<int>(src.dim());
+  for (int d = 0; d < layout.ndim; ++d) {
+    layout.shape[d] = src.size(d);
+    layout.strides[d] = src.strides()[d];
   }
+  SCALPEL_CUDA_CALL(s, strided_copy, static_cast<const float*>(src.raw_data()), out(dst), layout);
 }
 
-}  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
+Tensor unary(UnaryOp op, const Tensor& x_in, double alpha) {
+  const Tensor x = dense(x_in);
+  const Stream s = stream_for("activation", {&x});
+  Tensor y = empty_like_device(x.shape(), x);
+  SCALPEL_CUDA_CALL(s, unary_forward, op, static_cast<float>(alpha), in(x), out(y), x.numel());
+  return y;
+}
+
+Tensor unary_backward(UnaryOp op, const Tensor& x_in, const Tensor& dy_in, double alpha) {
+  const Tensor x = dense(x_in), dy = dense(dy_in);
+  const Stream s = stream_for("activation backward", {&x, &dy});
+  Tensor dx = empty_like_device(x.shape(), dy);
+  SCALPEL_CUDA_CALL(s, unary_backward, op, static_cast<float>(alpha), in(x), in(dy), out(dx), x.numel());
+  return dx;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const Stream s = stream_for("binary op", {&a, &b});
+  const Shape shape = ops::broadcast_shapes(a.shape(), b.shape());
+  const int ndim = static_cast<int>(shape.size());
+  SCALPEL_CHECK(ndim <= kMaxDims, "binary op: {} dimensions, the CUDA kernel takes at most {}", ndim, kMaxDims);
+  BroadcastLayout layout;
+  layout.ndim = ndim;
+  // Right-aligned element strides of a and b (views welcome), 0 on the axes they broadcast along.
+  for (int d = ndim - 1; d >= 0; --d) {
+    layout.shape[d] = shape[d];
+    const int da = d - (ndim - static_cast<int>(a.dim())), db = d - (ndim - static_cast<int>(b.dim()));
+    layout.a_strides[d] = da >= 0 && a.size(da) != 1 ? a.strides()[da] : 0;
+    layout.b_strides[d] = db >= 0 && b.size(db) != 1 ? b.strides()[db] : 0;
+  }
+  Tensor y = empty_like_device(shape, a);
+  if (y.numel() > 0)
+    SCALPEL_CUDA_CALL(s, binary, op, static_cast<const float*>(a.raw_data()),
+                      static_cast<const float*>(b.raw_data()), out(y), layout);
+  return y;
+}
+
+Tensor affine(const Tensor& x_in, double scale, double shift) {
+  const Tensor x = dense(x_in);
+  const Stream s = stream_for("scalar op", {&x});
+  Tensor y = empty_like_device(x.shape(), x);
+  SCALPEL_CUDA_CALL(s, affine, in(x), out(y), x.numel(), static_cast<float>(scale), static_cast<float>(shift));
+  return y;
+}
+
+Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
+  std::vector<Tensor> parts;
+  std::vector<const float*> inputs;
+  std::vector<int64_t> sizes;
+  for (const Tensor& t : tensors) {
+    parts.push_back(dense(t));
+    stream_for("concat", {&parts.front(), &parts.back()});
+    inputs.push_back(in(parts.back()));
+    sizes.push_back(t.size(axis));
+  }
+  const Stream s = default_stream(parts.front().device());
+  Shape shape = parts.front().shape();
+  shape[axis] = 0;
+  for (int64_t size : sizes) shape[axis] += size;
+  // Viewed as [outer, size_i * inner]: each input is one pitched block copy.
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= shape[d];
+  for (int64_t d = axis + 1; d < static_cast<int64_t>(shape.size()); ++d) inner *= shape[d];
+  Tensor y = empty_like_device(shape, parts.front());
+  SCALPEL_CUDA_CALL(s, concat_forward, inputs.data(), sizes.data(), static_cast<int>(parts.size()), outer, inner,
+                    out(y));
+  return y;
+}
+
+}  // namespace
+}  // namespace scalpel::cuda
+
+SCALPEL_REGISTER_KERNELS(elementwise) {
+  using backend::Op;
+  backend::register_kernel<Op::strided_copy>(type, strided_copy);
+  backend::register_kernel<Op::unary>(type, unary);
+  backend::register_kernel<Op::unary_backward>(type, unary_backward);
+  backend::register_kernel<Op::binary>(type, binary);
+  backend::register_kernel<Op::affine>(type, affine);
+  backend::register_kernel<Op::concat>(type, concat);
+}
+#endif

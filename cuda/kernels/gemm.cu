@@ -192,3 +192,8 @@ void gemm(const Stream& s, GemmConfig config, bool trans_a, bool trans_b, int64_
 }
 
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
+
+#if SCALPEL_CUDA_ENTRY_POINTS
+// No op of its own in the dispatch table: its launchers serve linear.cu, the convolutions and the kernel lab.
+SCALPEL_REGISTER_KERNELS(gemm) {}
+#endif

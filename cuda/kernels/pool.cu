@@ -1,7 +1,18 @@
 // Max and average pooling over NCHW planes. Forward: one thread per output. Backward: one
 // thread per input gathering from the outputs whose window covers it (no atomics, a fixed sum
-// order).
+// order). Kernels, entry points and registration.
 #include "cuda/compat.cuh"
+
+SCALPEL_KERNEL_API(
+// Max pooling; `indices` [n, c, oh, ow] receives the argmax's offset within its h*w plane
+// (first maximum wins; padding never wins).
+void max_pool2d_forward(const Stream& s, const Pool2dShape& shape, const float* x, float* y,
+                        int32_t* indices);
+void max_pool2d_backward(const Stream& s, const Pool2dShape& shape, const float* dy,
+                         const int32_t* indices, float* dx);
+void avg_pool2d_forward(const Stream& s, const Pool2dShape& shape, const float* x, float* y);
+void avg_pool2d_backward(const Stream& s, const Pool2dShape& shape, const float* dy, float* dx);
+)
 
 namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 
@@ -138,3 +149,57 @@ void avg_pool2d_backward(const Stream& s, const Pool2dShape& p, const float* dy,
 }
 
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
+
+#if SCALPEL_CUDA_ENTRY_POINTS
+#include "cuda/tensor_ops_internal.h"
+
+namespace scalpel::cuda {
+namespace {
+using namespace detail;
+
+MaxPoolOutput max_pool2d(const Tensor& x_in, const Pool2dShape& shape) {
+  const Tensor x = dense(x_in);
+  const Stream s = stream_for("max_pool2d", {&x});
+  const Shape y_shape{shape.n, shape.c, shape.out_h(), shape.out_w()};
+  static_assert(sizeof(int32_t) == sizeof(float));
+  MaxPoolOutput r{empty_like_device(y_shape, x), empty_like_device(y_shape, x)};
+  SCALPEL_CUDA_CALL(s, max_pool2d_forward, shape, in(x), out(r.y), static_cast<int32_t*>(r.indices.raw_data()));
+  return r;
+}
+
+Tensor max_pool2d_backward(const Tensor& dy_in, const Tensor& indices, const Pool2dShape& shape) {
+  const Tensor dy = dense(dy_in);
+  const Stream s = stream_for("max_pool2d backward", {&dy, &indices});
+  Tensor dx = empty_like_device({shape.n, shape.c, shape.h, shape.w}, dy);
+  SCALPEL_CUDA_CALL(s, max_pool2d_backward, shape, in(dy), static_cast<const int32_t*>(indices.raw_data()),
+                    out(dx));
+  return dx;
+}
+
+Tensor avg_pool2d(const Tensor& x_in, const Pool2dShape& shape) {
+  const Tensor x = dense(x_in);
+  const Stream s = stream_for("avg_pool2d", {&x});
+  Tensor y = empty_like_device({shape.n, shape.c, shape.out_h(), shape.out_w()}, x);
+  SCALPEL_CUDA_CALL(s, avg_pool2d_forward, shape, in(x), out(y));
+  return y;
+}
+
+Tensor avg_pool2d_backward(const Tensor& dy_in, const Pool2dShape& shape) {
+  const Tensor dy = dense(dy_in);
+  const Stream s = stream_for("avg_pool2d backward", {&dy});
+  Tensor dx = empty_like_device({shape.n, shape.c, shape.h, shape.w}, dy);
+  SCALPEL_CUDA_CALL(s, avg_pool2d_backward, shape, in(dy), out(dx));
+  return dx;
+}
+
+}  // namespace
+}  // namespace scalpel::cuda
+
+SCALPEL_REGISTER_KERNELS(pool) {
+  using backend::Op;
+  backend::register_kernel<Op::max_pool2d>(type, max_pool2d);
+  backend::register_kernel<Op::max_pool2d_backward>(type, max_pool2d_backward);
+  backend::register_kernel<Op::avg_pool2d>(type, avg_pool2d);
+  backend::register_kernel<Op::avg_pool2d_backward>(type, avg_pool2d_backward);
+}
+#endif

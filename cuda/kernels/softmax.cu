@@ -1,6 +1,23 @@
 // Softmax, log-softmax and cross-entropy over the last axis: one block per row, the row's
-// max and sum of exponentials by block reductions (max first, for a stable exp).
+// max and sum of exponentials by block reductions (max first, for a stable exp). Kernels, entry points and registration.
 #include "cuda/kernels/block_reduce.cuh"
+
+SCALPEL_KERNEL_API(
+// Softmax (log: log-softmax) over the last axis of [rows, cols].
+void softmax_forward(const Stream& s, const float* x, float* y, int64_t rows, int64_t cols,
+                     bool log);
+// From the forward output y: dx = y * (dy - sum(dy * y))  or, for log-softmax,
+// dx = dy - exp(y) * sum(dy).
+void softmax_backward(const Stream& s, const float* y, const float* dy, float* dx,
+                      int64_t rows, int64_t cols, bool log);
+// loss[r] = logsumexp(logits[r]) - logits[r, labels[r]]. Labels are int64 in [0, cols)
+// (checked by the caller: a kernel cannot throw).
+void cross_entropy_forward(const Stream& s, const float* logits, const int64_t* labels,
+                           float* loss, int64_t rows, int64_t cols);
+// dlogits = (softmax(logits) - one_hot(labels)) * scale; scale = dloss / rows for a mean.
+void cross_entropy_backward(const Stream& s, const float* logits, const int64_t* labels,
+                            float* dlogits, int64_t rows, int64_t cols, float scale);
+)
 
 namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 
@@ -103,3 +120,75 @@ void cross_entropy_backward(const Stream& s, const float* logits, const int64_t*
 }
 
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
+
+#if SCALPEL_CUDA_ENTRY_POINTS
+#include "tensor/ops.h"
+#include "cuda/tensor_ops_internal.h"
+
+namespace scalpel::cuda {
+namespace {
+using namespace detail;
+
+Tensor softmax_last(const Tensor& x_in, bool log) {
+  const Tensor x = dense(x_in);
+  const Stream s = stream_for(log ? "log_softmax" : "softmax", {&x});
+  const int64_t cols = x.size(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
+  Tensor y = empty_like_device(x.shape(), x);
+  if (y.numel() > 0) SCALPEL_CUDA_CALL(s, softmax_forward, in(x), out(y), rows, cols, log);
+  return y;
+}
+
+Tensor softmax_last_backward(const Tensor& y_in, const Tensor& dy_in, bool log) {
+  const Tensor y = dense(y_in), dy = dense(dy_in);
+  const Stream s = stream_for(log ? "log_softmax backward" : "softmax backward", {&y, &dy});
+  const int64_t cols = y.size(-1), rows = y.numel() / std::max<int64_t>(cols, 1);
+  Tensor dx = empty_like_device(y.shape(), dy);
+  SCALPEL_CUDA_CALL(s, softmax_backward, in(y), in(dy), out(dx), rows, cols, log);
+  return dx;
+}
+
+// Labels are int64 device memory; the kernels index with them, so they are checked on the host.
+void check_labels(const Tensor& labels, int64_t classes) {
+  SCALPEL_CHECK(labels.dtype() == DType::I64 && labels.dim() == 1,
+                "cross_entropy: expected int64 labels [N] on the device, got {}", labels.str());
+  const std::vector<double> values = labels.to(Device::cpu()).to_vector();  // a counted copy
+  for (size_t i = 0; i < values.size(); ++i)
+    SCALPEL_CHECK(values[i] >= 0 && values[i] < static_cast<double>(classes),
+                  "cross_entropy: target {} at position {} is outside [0, {})", values[i], i, classes);
+}
+
+Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& labels_in) {
+  const Tensor logits = dense(logits_in), labels = dense(labels_in);
+  const Stream s = stream_for("cross_entropy", {&logits});
+  SCALPEL_CHECK(labels.device() == logits.device(), "cross_entropy: logits on {} but labels on {}",
+                logits.device().str(), labels.device().str());
+  const int64_t rows = logits.size(0), cols = logits.size(1);
+  check_labels(labels, cols);
+  Tensor loss = empty_like_device({rows}, logits);
+  SCALPEL_CUDA_CALL(s, cross_entropy_forward, in(logits), static_cast<const int64_t*>(labels.raw_data()),
+                    out(loss), rows, cols);
+  return loss;
+}
+
+Tensor cross_entropy_rows_backward(const Tensor& dloss_rows, const Tensor& logits_in, const Tensor& labels_in) {
+  const Tensor logits = dense(logits_in), labels = dense(labels_in);
+  const Stream s = stream_for("cross_entropy backward", {&logits, &dloss_rows});
+  const int64_t rows = logits.size(0), cols = logits.size(1);
+  // softmax - one_hot with unit scale, then each row times its incoming gradient (broadcast).
+  Tensor unit = empty_like_device(logits.shape(), logits);
+  SCALPEL_CUDA_CALL(s, cross_entropy_backward, in(logits), static_cast<const int64_t*>(labels.raw_data()),
+                    out(unit), rows, cols, 1.0f);
+  return ops::mul(unit, dloss_rows.reshape({rows, 1}));
+}
+
+}  // namespace
+}  // namespace scalpel::cuda
+
+SCALPEL_REGISTER_KERNELS(softmax) {
+  using backend::Op;
+  backend::register_kernel<Op::softmax_last>(type, softmax_last);
+  backend::register_kernel<Op::softmax_last_backward>(type, softmax_last_backward);
+  backend::register_kernel<Op::cross_entropy_rows>(type, cross_entropy_rows);
+  backend::register_kernel<Op::cross_entropy_rows_backward>(type, cross_entropy_rows_backward);
+}
+#endif

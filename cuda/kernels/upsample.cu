@@ -1,7 +1,15 @@
 // Upsampling of NCHW planes (PyTorch's F.interpolate, nearest and bilinear with
 // align_corners=False). Backward scatters each output's gradient to its sources with
-// atomicAdd (a bilinear source is shared by a varying number of outputs).
+// atomicAdd (a bilinear source is shared by a varying number of outputs). Kernels, entry points and registration.
 #include "cuda/compat.cuh"
+
+SCALPEL_KERNEL_API(
+// NCHW planes [nc, h, w] to [nc, oh, ow] and the backward (dx written, not accumulated).
+void upsample2d_forward(const Stream& s, UpsampleMode mode, const float* x, float* y,
+                        int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow);
+void upsample2d_backward(const Stream& s, UpsampleMode mode, const float* dy, float* dx,
+                         int64_t nc, int64_t h, int64_t w, int64_t oh, int64_t ow);
+)
 
 namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 
@@ -79,3 +87,37 @@ void upsample2d_backward(const Stream& s, UpsampleMode mode, const float* dy, fl
 }
 
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
+
+#if SCALPEL_CUDA_ENTRY_POINTS
+#include "cuda/tensor_ops_internal.h"
+
+namespace scalpel::cuda {
+namespace {
+using namespace detail;
+
+Tensor upsample2d(const Tensor& x_in, UpsampleMode mode, int64_t out_h, int64_t out_w) {
+  const Tensor x = dense(x_in);
+  const Stream s = stream_for("upsample", {&x});
+  Tensor y = empty_like_device({x.size(0), x.size(1), out_h, out_w}, x);
+  SCALPEL_CUDA_CALL(s, upsample2d_forward, mode, in(x), out(y), x.size(0) * x.size(1), x.size(2), x.size(3),
+                    out_h, out_w);
+  return y;
+}
+
+Tensor upsample2d_backward(const Tensor& dy_in, UpsampleMode mode, int64_t in_h, int64_t in_w) {
+  const Tensor dy = dense(dy_in);
+  const Stream s = stream_for("upsample backward", {&dy});
+  Tensor dx = empty_like_device({dy.size(0), dy.size(1), in_h, in_w}, dy);
+  SCALPEL_CUDA_CALL(s, upsample2d_backward, mode, in(dy), out(dx), dy.size(0) * dy.size(1), in_h, in_w,
+                    dy.size(2), dy.size(3));
+  return dx;
+}
+
+}  // namespace
+}  // namespace scalpel::cuda
+
+SCALPEL_REGISTER_KERNELS(upsample) {
+  backend::register_kernel<backend::Op::upsample2d>(type, upsample2d);
+  backend::register_kernel<backend::Op::upsample2d_backward>(type, upsample2d_backward);
+}
+#endif
