@@ -176,7 +176,7 @@ TEST(CudaEmuWiring, UnwiredOpsSayWhichAndWhere) {
   EXPECT_NE(up.find("upsample"), std::string::npos) << up;
   EXPECT_NE(up.find("cuda-emu"), std::string::npos) << up;
   // Nor has adaptive average pooling over unequal windows (asymmetric conv padding has one now:
-  // tests/cuda/op_cases.h runs the asymmetric and SAME conv cases on every backend).
+  // tests/layer_ops/op_cases.h runs the asymmetric and SAME conv cases on every backend).
   const std::string pool = error_of([&] { nn::adaptive_avg_pool2d(x, 3, 3); });
   EXPECT_NE(pool.find("adaptive_avg_pool2d 5x5 -> 3x3"), std::string::npos) << pool;
   EXPECT_NE(pool.find("cuda-emu"), std::string::npos) << pool;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "layer_ops/op_cases.h"
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
 #include "layers/ops/activations.h"
@@ -192,3 +193,45 @@ TEST(Softmax, BadAxis) { EXPECT_THROW(nn::softmax(Tensor::zeros({2, 3}), 2), Err
 
 }  // namespace
 }  // namespace scalpel
+
+// ---- device rows (layer_ops/op_cases.h): forward and backward against the CPU on every backend
+namespace scalpel::testing_ops {
+namespace {
+using namespace op_cases_detail;
+
+OpCase unary(const std::string& name, Tensor (*fn)(const Tensor&)) {
+  // Spread over [-8, 8] so every piece of relu6/hardswish/hardsigmoid is hit.
+  return {name, [](Generator& gen) { return Inputs{ops::mul_scalar(randn({3, 5, 7}, gen), 4.0)}; }, {true},
+          [fn](const Inputs& in) { return fn(in[0]); }};
+}
+
+SCALPEL_OP_CASES(activations) {
+  std::vector<OpCase> c;
+  c.push_back(unary("relu", nn::relu));
+  c.push_back(unary("relu6", nn::relu6));
+  c.push_back(unary("silu", nn::silu));
+  c.push_back(unary("sigmoid", nn::sigmoid));
+  c.push_back(unary("tanh", nn::tanh));
+  c.push_back(unary("hardswish", nn::hardswish));
+  c.push_back(unary("hardsigmoid", nn::hardsigmoid));
+  c.push_back(unary("gelu", nn::gelu));
+  c.push_back({"leaky_relu", [](Generator& gen) { return Inputs{ops::mul_scalar(randn({3, 5, 7}, gen), 4.0)}; },
+               {true},
+               [](const Inputs& in) { return nn::leaky_relu(in[0], 0.1); }});
+  return c;
+}
+
+SCALPEL_OP_CASES(softmax) {
+  std::vector<OpCase> c;
+  for (int64_t axis : {-1, 1}) {
+    const std::string suffix = axis < 0 ? "_last_axis" : "_axis1";
+    auto inputs = [](Generator& gen) { return Inputs{ops::mul_scalar(randn({2, 5, 3, 4}, gen), 3.0)}; };
+    c.push_back({"softmax" + suffix, inputs, {true}, [axis](const Inputs& in) { return nn::softmax(in[0], axis); }});
+    c.push_back({"log_softmax" + suffix, inputs, {true},
+                 [axis](const Inputs& in) { return nn::log_softmax(in[0], axis); }});
+  }
+  return c;
+}
+
+}  // namespace
+}  // namespace scalpel::testing_ops

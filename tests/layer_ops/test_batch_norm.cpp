@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "layer_ops/op_cases.h"
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
 #include "support/errors.h"
@@ -174,3 +175,37 @@ TEST(BatchNorm, Errors) {
 
 }  // namespace
 }  // namespace scalpel
+
+// ---- device rows (layer_ops/op_cases.h): forward and backward against the CPU on every backend
+namespace scalpel::testing_ops {
+namespace {
+using namespace op_cases_detail;
+
+// Inputs x, weight, bias, running mean, running var; without affine parameters there are no
+// running statistics either.
+OpCase batch_norm(const std::string& name, bool training, bool affine) {
+  return {name,
+          [affine](Generator& gen) {
+            const Tensor x = randn({3, 4, 5, 3}, gen);
+            if (!affine) return Inputs{x, Tensor(), Tensor(), Tensor(), Tensor()};
+            const Tensor w = randn({4}, gen), b = randn({4}, gen);
+            const Tensor rm = randn({4}, gen), rv = ops::add_scalar(rand({4}, gen), 0.5);
+            return Inputs{x, w, b, rm, rv};
+          },
+          {true, affine, affine, false, false},
+          [training](const Inputs& in) { return nn::batch_norm(in[0], in[3], in[4], in[1], in[2], training, 0.1, 1e-5); },
+          1e-4,
+          false,
+          {3, 4}};
+}
+
+SCALPEL_OP_CASES(batch_norm) {
+  std::vector<OpCase> c;
+  c.push_back(batch_norm("batch_norm_training", true, true));
+  c.push_back(batch_norm("batch_norm_eval", false, true));
+  c.push_back(batch_norm("batch_norm_training_without_affine_or_running_stats", true, false));
+  return c;
+}
+
+}  // namespace
+}  // namespace scalpel::testing_ops

@@ -3,6 +3,7 @@
 // PyTorch parity, errors.
 #include <gtest/gtest.h>
 
+#include "layer_ops/op_cases.h"
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
 #include "layers/ops/pooling.h"
@@ -186,3 +187,47 @@ TEST(Pooling, Errors) {
 
 }  // namespace
 }  // namespace scalpel
+
+// ---- device rows (layer_ops/op_cases.h): forward and backward against the CPU on every backend
+namespace scalpel::testing_ops {
+namespace {
+using namespace op_cases_detail;
+
+OpCase pool(const std::string& name, std::function<Tensor(const Tensor&)> fn) {
+  return {name, [](Generator& gen) { return Inputs{randn({2, 3, 7, 6}, gen)}; }, {true},
+          [fn = std::move(fn)](const Inputs& in) { return fn(in[0]); }};
+}
+
+nn::Pool2dOptions pool3x3_stride2(bool count_include_pad) {
+  nn::Pool2dOptions o;
+  o.kernel = {3, 3};
+  o.stride = {2, 2};
+  o.padding = nn::Padding2d::symmetric(1);
+  o.count_include_pad = count_include_pad;
+  return o;
+}
+
+SCALPEL_OP_CASES(pooling) {
+  std::vector<OpCase> c;
+  c.push_back(pool("max_pool2d", [](const Tensor& x) { return nn::max_pool2d(x, pool3x3_stride2(true)); }));
+  // TF "SAME" (Xception's pools: the odd pixel bottom/right) and ceil_mode: an explicitly
+  // -inf-padded input on the device.
+  c.push_back(pool("max_pool2d_same", [](const Tensor& x) {
+    nn::Pool2dOptions same = pool3x3_stride2(true);
+    same.padding = nn::same_padding(7, 6, 3, 3, 2, 2);
+    return nn::max_pool2d(x, same);
+  }));
+  c.push_back(pool("max_pool2d_ceil_mode", [](const Tensor& x) {
+    nn::Pool2dOptions ceil = pool3x3_stride2(true);
+    ceil.padding = {};
+    ceil.ceil_mode = true;
+    return nn::max_pool2d(x, ceil);
+  }));
+  c.push_back(pool("avg_pool2d", [](const Tensor& x) { return nn::avg_pool2d(x, pool3x3_stride2(false)); }));
+  c.push_back(pool("global_avg_pool", [](const Tensor& x) { return nn::global_avg_pool(x); }));
+  c.push_back(pool("adaptive_avg_pool2d_7x6_to_7x2", [](const Tensor& x) { return nn::adaptive_avg_pool2d(x, 7, 2); }));
+  return c;
+}
+
+}  // namespace
+}  // namespace scalpel::testing_ops

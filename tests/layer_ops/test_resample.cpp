@@ -2,6 +2,7 @@
 // values, PyTorch's index rules, gradient checks, PyTorch parity, errors.
 #include <gtest/gtest.h>
 
+#include "layer_ops/op_cases.h"
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
 
@@ -134,3 +135,27 @@ TEST(Pad2d, NegativePaddingIsAnError) {
 
 }  // namespace
 }  // namespace scalpel
+
+// ---- device rows (layer_ops/op_cases.h): forward and backward against the CPU on every backend
+namespace scalpel::testing_ops {
+namespace {
+using namespace op_cases_detail;
+
+SCALPEL_OP_CASES(upsample) {
+  std::vector<OpCase> c;
+  c.push_back({"upsample_nearest", [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}}); }, {true},
+               [](const Inputs& in) { return nn::upsample(in[0], 10, 9, "nearest"); }});
+  c.push_back({"upsample_bilinear", [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}}); }, {true},
+               [](const Inputs& in) { return nn::upsample(in[0], 11, 8, "bilinear"); }});
+  return c;
+}
+
+SCALPEL_OP_CASES(pad2d) {
+  std::vector<OpCase> c;
+  c.push_back({"pad2d", [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}}); }, {true},
+               [](const Inputs& in) { return nn::pad2d(in[0], nn::Padding2d{1, 0, 2, 3}, -0.5); }});
+  return c;
+}
+
+}  // namespace
+}  // namespace scalpel::testing_ops

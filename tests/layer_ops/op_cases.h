@@ -3,7 +3,15 @@
 // each row builds its inputs on the CPU and says which of them are differentiable; the test
 // runs the row on the CPU (the reference) and on every available device backend from the same
 // inputs and compares the output, every input gradient and the inputs the op updates in place.
-// A new op is checked on every backend by adding one row here.
+// A new op is checked on every backend by one row, written beside its other tests:
+//
+//   SCALPEL_OP_CASES(pad2d) {  // in tests/layer_ops/test_<op>.cpp
+//     return {{"pad2d", [](Generator& gen) { return Inputs{randn({2, 3, 5, 4}, gen)}; }, {true},
+//              [](const Inputs& in) { return nn::pad2d(in[0], nn::Padding2d{1, 0, 2, 3}, -0.5); }}};
+//   }
+//
+// The ops whose tests live in other areas (convolution, linear, losses, tensor ops) keep their
+// rows in the table below.
 //
 // Inputs reach the op all on one device (labels and running statistics included), so a row's
 // `op` never names a device. Rows marked `convolution` also run under cuDNN where it works.
@@ -32,6 +40,22 @@ struct OpCase {
   bool convolution = false;                  // also run under each device convolution engine
   std::vector<size_t> updated_in_place = {};  // inputs the op writes (running statistics)
 };
+
+// Rows a test file adds with SCALPEL_OP_CASES, collected at start-up (gtest expands the table
+// after static initialization, in InitGoogleTest).
+using OpCaseMaker = std::vector<OpCase> (*)();
+inline std::vector<OpCaseMaker>& op_case_makers() {
+  static std::vector<OpCaseMaker> makers;
+  return makers;
+}
+struct OpCaseRegistrar {
+  explicit OpCaseRegistrar(OpCaseMaker maker) { op_case_makers().push_back(maker); }
+};
+#define SCALPEL_OP_CASES(name)                                                                         \
+  static std::vector<::scalpel::testing_ops::OpCase> scalpel_op_cases_##name();                       \
+  static const ::scalpel::testing_ops::OpCaseRegistrar scalpel_op_case_registrar_##name(               \
+      scalpel_op_cases_##name);                                                                         \
+  static std::vector<::scalpel::testing_ops::OpCase> scalpel_op_cases_##name()
 
 namespace op_cases_detail {
 
@@ -66,44 +90,6 @@ inline nn::ConvTranspose2dOptions transpose_options(std::array<int64_t, 2> strid
   return o;
 }
 
-inline OpCase unary(const std::string& name, Tensor (*fn)(const Tensor&)) {
-  // Spread over [-8, 8] so every piece of relu6/hardswish/hardsigmoid is hit.
-  return {name, [](Generator& gen) { return Inputs{ops::mul_scalar(randn({3, 5, 7}, gen), 4.0)}; }, {true},
-          [fn](const Inputs& in) { return fn(in[0]); }};
-}
-
-// Inputs x, weight, bias, running mean, running var; without affine parameters there are no
-// running statistics either.
-inline OpCase batch_norm(const std::string& name, bool training, bool affine) {
-  return {name,
-          [affine](Generator& gen) {
-            const Tensor x = randn({3, 4, 5, 3}, gen);
-            if (!affine) return Inputs{x, Tensor(), Tensor(), Tensor(), Tensor()};
-            const Tensor w = randn({4}, gen), b = randn({4}, gen);
-            const Tensor rm = randn({4}, gen), rv = ops::add_scalar(rand({4}, gen), 0.5);
-            return Inputs{x, w, b, rm, rv};
-          },
-          {true, affine, affine, false, false},
-          [training](const Inputs& in) { return nn::batch_norm(in[0], in[3], in[4], in[1], in[2], training, 0.1, 1e-5); },
-          1e-4,
-          false,
-          {3, 4}};
-}
-
-inline OpCase pool(const std::string& name, std::function<Tensor(const Tensor&)> fn) {
-  return {name, [](Generator& gen) { return Inputs{randn({2, 3, 7, 6}, gen)}; }, {true},
-          [fn = std::move(fn)](const Inputs& in) { return fn(in[0]); }};
-}
-
-inline nn::Pool2dOptions pool3x3_stride2(bool count_include_pad) {
-  nn::Pool2dOptions o;
-  o.kernel = {3, 3};
-  o.stride = {2, 2};
-  o.padding = nn::Padding2d::symmetric(1);
-  o.count_include_pad = count_include_pad;
-  return o;
-}
-
 inline OpCase cross_entropy(const std::string& name, nn::Reduction reduction) {
   return {name,
           [](Generator& gen) {
@@ -120,7 +106,8 @@ inline OpCase cross_entropy(const std::string& name, nn::Reduction reduction) {
 
 }  // namespace op_cases_detail
 
-// The table. Small odd shapes, so that partial tiles and tails are exercised.
+// The table, then the rows of SCALPEL_OP_CASES. Small odd shapes, so that partial tiles and
+// tails are exercised.
 inline const std::vector<OpCase>& op_cases() {
   using namespace op_cases_detail;
   static const std::vector<OpCase> cases = [] {
@@ -147,20 +134,6 @@ inline const std::vector<OpCase>& op_cases() {
                  {true, true, true},
                  [](const Inputs& in) { return nn::linear(in[0], in[1], in[2]); },
                  1e-4});
-    c.push_back(batch_norm("batch_norm_training", true, true));
-    c.push_back(batch_norm("batch_norm_eval", false, true));
-    c.push_back(batch_norm("batch_norm_training_without_affine_or_running_stats", true, false));
-    c.push_back(unary("relu", nn::relu));
-    c.push_back(unary("relu6", nn::relu6));
-    c.push_back(unary("silu", nn::silu));
-    c.push_back(unary("sigmoid", nn::sigmoid));
-    c.push_back(unary("tanh", nn::tanh));
-    c.push_back(unary("hardswish", nn::hardswish));
-    c.push_back(unary("hardsigmoid", nn::hardsigmoid));
-    c.push_back(unary("gelu", nn::gelu));
-    c.push_back({"leaky_relu", [](Generator& gen) { return Inputs{ops::mul_scalar(randn({3, 5, 7}, gen), 4.0)}; },
-                 {true},
-                 [](const Inputs& in) { return nn::leaky_relu(in[0], 0.1); }});
     // Residual add, squeeze-excite scale [N, C, 1, 1], a bias-like [C, 1, 1].
     c.push_back({"broadcast_mul_add",
                  [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}, {2, 3, 1, 1}, {3, 1, 1}}); },
@@ -179,43 +152,15 @@ inline const std::vector<OpCase>& op_cases() {
     for (int64_t axis : {0, 1, 3})
       c.push_back({"argmax_axis" + std::to_string(axis), [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}}); },
                    {false}, [axis](const Inputs& in) { return ops::argmax(in[0], axis); }, 0.0});
-    c.push_back(pool("max_pool2d", [](const Tensor& x) { return nn::max_pool2d(x, pool3x3_stride2(true)); }));
-    // TF "SAME" (Xception's pools: the odd pixel bottom/right) and ceil_mode: an explicitly
-    // -inf-padded input on the device.
-    c.push_back(pool("max_pool2d_same", [](const Tensor& x) {
-      nn::Pool2dOptions same = pool3x3_stride2(true);
-      same.padding = nn::same_padding(7, 6, 3, 3, 2, 2);
-      return nn::max_pool2d(x, same);
-    }));
-    c.push_back(pool("max_pool2d_ceil_mode", [](const Tensor& x) {
-      nn::Pool2dOptions ceil = pool3x3_stride2(true);
-      ceil.padding = {};
-      ceil.ceil_mode = true;
-      return nn::max_pool2d(x, ceil);
-    }));
-    c.push_back(pool("avg_pool2d", [](const Tensor& x) { return nn::avg_pool2d(x, pool3x3_stride2(false)); }));
-    c.push_back(pool("global_avg_pool", [](const Tensor& x) { return nn::global_avg_pool(x); }));
-    c.push_back(pool("adaptive_avg_pool2d_7x6_to_7x2", [](const Tensor& x) { return nn::adaptive_avg_pool2d(x, 7, 2); }));
-    for (int64_t axis : {-1, 1}) {
-      const std::string suffix = axis < 0 ? "_last_axis" : "_axis1";
-      auto inputs = [](Generator& gen) { return Inputs{ops::mul_scalar(randn({2, 5, 3, 4}, gen), 3.0)}; };
-      c.push_back({"softmax" + suffix, inputs, {true}, [axis](const Inputs& in) { return nn::softmax(in[0], axis); }});
-      c.push_back({"log_softmax" + suffix, inputs, {true},
-                   [axis](const Inputs& in) { return nn::log_softmax(in[0], axis); }});
-    }
     c.push_back(cross_entropy("cross_entropy_mean", nn::Reduction::Mean));
     c.push_back(cross_entropy("cross_entropy_sum", nn::Reduction::Sum));
-    c.push_back({"upsample_nearest", [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}}); }, {true},
-                 [](const Inputs& in) { return nn::upsample(in[0], 10, 9, "nearest"); }});
-    c.push_back({"upsample_bilinear", [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}}); }, {true},
-                 [](const Inputs& in) { return nn::upsample(in[0], 11, 8, "bilinear"); }});
-    c.push_back({"pad2d", [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}}); }, {true},
-                 [](const Inputs& in) { return nn::pad2d(in[0], nn::Padding2d{1, 0, 2, 3}, -0.5); }});
     c.push_back({"concat_channels", [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5, 4}, {2, 2, 5, 4}}); },
                  {true, true},
                  [](const Inputs& in) { return concat({in[0], in[1], in[0]}, 1); }});
     c.push_back({"contiguous_copy_of_a_view", [](Generator& gen) { return randn_inputs(gen, {{3, 4, 5}}); }, {false},
                  [](const Inputs& in) { return in[0].permute({2, 0, 1}).slice(1, 1, 3).contiguous(); }, 0.0});
+    for (OpCaseMaker make : op_case_makers())
+      for (OpCase& row : make()) c.push_back(std::move(row));
     return c;
   }();
   return cases;

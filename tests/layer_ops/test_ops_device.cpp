@@ -16,11 +16,11 @@
 #include "cuda/conv_library.h"
 #include "cuda/cudnn.h"
 #include "cuda/tensor_ops.h"
-#include "cuda_test_util.h"
+#include "cuda/cuda_test_util.h"
 #include "layers/functional.h"
 #include "layers/loss.h"
 #include "layers/optim.h"
-#include "op_cases.h"
+#include "layer_ops/op_cases.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
