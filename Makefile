@@ -11,7 +11,7 @@ PACKAGES   := cmake make g++ pkg-config libeigen3-dev libstb-dev libfmt-dev libg
               libbenchmark-dev libcpp-httplib-dev zlib1g-dev libhdf5-dev python3 chromium libopenmpi-dev openmpi-bin
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps configure build reference test check test-asan demo bench clean fixtures
+.PHONY: all deps configure build reference test check test-asan demo bench clean fixtures op-table
 
 all: build
 
@@ -66,6 +66,10 @@ bench: build
 # Regenerates tests/fixtures with Debian's python3-torch (not needed by CI).
 fixtures:
 	/usr/bin/python3 scripts/make_fixtures.py
+
+# Rewrites README.md's op table from the `// op table:` rows at the end of each op's reference file.
+op-table:
+	/usr/bin/python3 scripts/op_table.py
 
 clean:
 	rm -rf $(BUILD)

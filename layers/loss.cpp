@@ -416,3 +416,7 @@ std::vector<double> parse_class_weights(const std::string& spec, const std::vect
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | losses: cross entropy (weights, smoothing, ignore index), BCE with logits, focal, soft Dice, MSE | `layers/loss.cpp` |
+//   | cross entropy without weights or smoothing (`softmax.cu`) | |

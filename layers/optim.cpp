@@ -258,3 +258,6 @@ void clip_grad_value(const std::vector<Tensor>& params, double clip_value) {
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | SGD, Adam, AdamW, RMSprop (+TF form), clipping | `layers/optim.cpp` | | `optimizer.cu` | |

@@ -169,3 +169,6 @@ std::unique_ptr<Schedule> parse_schedule(const std::string& spec, int64_t total_
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | step, multistep, exponential, warmup-cosine, one-cycle, reduce-on-plateau | `layers/schedule.cpp` | | (host only) | |

@@ -429,3 +429,8 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double al
 }
 
 }  // namespace scalpel
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | GEMM | `gemm_reference` in `tensor/gemm.h` | packed, cache-blocked AVX-512/AVX2 kernels (`tensor/gemm*.cpp`) chosen by
+//   CPUID through `tensor/cpu_isa.h`, the one place every fast path asks what the CPU runs | `gemm.cu` (numbered variants:
+//   `docs/kernels.md`) | (cuBLAS in the kernel lab, `cuda/lab/`) |

@@ -284,3 +284,7 @@ std::string Activation::str() const {
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | relu, relu6, leaky_relu, silu, sigmoid, tanh, hardswish, hardsigmoid, gelu | `layers/ops/activations.cpp` | |
+//   `elementwise.cu` | |

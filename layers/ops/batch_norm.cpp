@@ -276,3 +276,6 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | batch_norm (train/eval, running stats as PyTorch) | `layers/ops/batch_norm.cpp` | | `batch_norm.cu` | |

@@ -47,3 +47,7 @@ Tensor ChannelBuffer::append(const Tensor& y) {
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | channel concatenation into a preallocated buffer (DenseNet) | `layers/ops/channel_buffer.cpp` (`nn::ChannelBuffer`) |
+//   | | |

@@ -442,3 +442,11 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, c
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | conv2d (stride, asymmetric/SAME padding, dilation, groups, bias) | `layers/ops/conv2d.cpp` (`conv2d_*_reference`) |
+//   im2col + GEMM and direct 1x1 GEMM (`conv2d_im2col.cpp`), Winograd F(4x4,3x3) for stride-1 3x3 convs on large planes
+//   (`conv2d_winograd.cpp`), depthwise loops compiled per ISA (`conv2d_depthwise.cpp`) and AVX-512 row kernels
+//   (`conv2d_depthwise_avx512.cpp`); chosen per layer shape by `choose_conv_engine`, forced with `set_conv_engine` |
+//   im2col + GEMM, direct (`conv.cu`, `gemm.cu`), depthwise (`depthwise_conv.cu`); asymmetric/SAME padding through an
+//   explicit `pad2d` of the excess | forward, backward data and filter (`cudnn.cpp`) |

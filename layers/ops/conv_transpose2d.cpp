@@ -156,3 +156,6 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | conv_transpose2d | adjoint of conv2d (`conv_transpose2d.cpp`) | every conv engine | conv2d's kernels, adjoint (`conv.cu`) | |

@@ -55,3 +55,6 @@ Tensor drop_path(const Tensor& x, double p, bool training, Generator& gen) {
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | dropout, drop_path | `layers/ops/dropout.cpp` | | `dropout.cu` | |

@@ -123,3 +123,6 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const s
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | linear | `layers/ops/linear.cpp` | GEMM | `linear.cu` on `gemm.cu` | |

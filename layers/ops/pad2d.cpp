@@ -46,3 +46,6 @@ Tensor pad2d(const Tensor& x, const Padding2d& padding, double value) {
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | pad2d (constant padding of the last two axes) | `layers/ops/pad2d.cpp` | | `pad2d.cu` | |

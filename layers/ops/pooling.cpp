@@ -337,3 +337,6 @@ Tensor global_avg_pool(const Tensor& x) {
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | max/avg/adaptive/global pooling (ceil_mode, count_include_pad as PyTorch) | `layers/ops/pooling.cpp` | | `pool.cu` | |

@@ -122,3 +122,6 @@ Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl("softmax", x
 Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl("log_softmax", x, axis, true); }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | softmax, log_softmax | `layers/ops/softmax.cpp` | | `softmax.cu` | |

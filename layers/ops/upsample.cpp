@@ -180,3 +180,6 @@ Tensor upsample(const Tensor& x, int64_t out_h, int64_t out_w, const std::string
 }
 
 }  // namespace scalpel::nn
+
+// This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
+// op table: | upsample nearest/bilinear (align_corners) | `layers/ops/upsample.cpp` | | `upsample.cu` | |
