@@ -1,7 +1,8 @@
 #pragma once
 // The CUDA backend's entry point: handwritten kernels on raw device pointers.
 //
-// Two implementations with identical signatures (declared once, in cuda/kernels.inc):
+// Two implementations with identical signatures (declared once: the shared launchers in
+// cuda/kernels.inc, the others in their kernel file's SCALPEL_KERNEL_API, cuda/compat.cuh):
 //   scalpel::cuda::gpu::*  compiled by nvcc, runs on a real GPU (only when built with nvcc:
 //                          SCALPEL_HAVE_CUDA);
 //   scalpel::cuda::emu::*  the same .cu sources compiled by the host compiler against
@@ -9,7 +10,7 @@
 // Callers pick one at run time from the stream's device with SCALPEL_CUDA_CALL:
 //   SCALPEL_CUDA_CALL(stream, relu_forward, x, y, n);
 //
-// Common contracts (every function in kernels.inc):
+// Common contracts (every launcher):
 // - float32 only; pointers are device memory of the stream's device (for cuda-emu, memory
 //   from its allocator, see cuda/device.h); tensors are contiguous row-major unless a stride
 //   parameter says otherwise; NCHW for images.

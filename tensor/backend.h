@@ -17,7 +17,8 @@
 // the caller, whose CPU op defines the semantics. A gradient that is not wanted stays undefined.
 //
 // Adding an op: one enumerator in `Op`, one SCALPEL_DEVICE_OP line with its signature and a
-// one-line contract, the backend's kernel and its register_kernel line (cuda/tensor_ops.cpp).
+// one-line contract, the backend's kernel and its register_kernel line (for CUDA both in
+// cuda/kernels/<op>.cu; docs/CONTRIBUTING.md has the whole checklist).
 #include <string>
 #include <utility>
 #include <vector>
