@@ -1,5 +1,6 @@
 // Batch normalization over N, H, W for each channel of NCHW data. Training kernels give one
-// block per channel: block reductions produce the statistics, then the same block normalizes. Kernels, entry points and registration.
+// block per channel: block reductions produce the statistics, then the same block normalizes.
+// Kernels, entry points and registration.
 #include "cuda/kernels/block_reduce.cuh"
 
 SCALPEL_KERNEL_API(

@@ -178,6 +178,7 @@ void conv2d_backward_filter(const Stream& s, const Conv2dShape& p, const float* 
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
 
 #if SCALPEL_CUDA_ENTRY_POINTS
-// No op of its own in the dispatch table: the convolution entry points are in cuda/tensor_ops.cpp and tensor_ops_backward.cpp.
+// No op of its own in the dispatch table: the convolution's entry points are in
+// cuda/tensor_ops.cpp and tensor_ops_backward.cpp.
 SCALPEL_REGISTER_KERNELS(conv) {}
 #endif

@@ -1,5 +1,6 @@
 // Dropout with a counter-based hash instead of a stateful generator: element i's decision is
-// a pure function of (seed, i), so the GPU, the emulation and any block order agree. Kernels, entry points (dropout, drop_path) and registration.
+// a pure function of (seed, i), so the GPU, the emulation and any block order agree.
+// Kernels, entry points (dropout, drop_path) and registration.
 #include "cuda/compat.cuh"
 
 SCALPEL_KERNEL_API(

@@ -1,5 +1,6 @@
 // Softmax, log-softmax and cross-entropy over the last axis: one block per row, the row's
-// max and sum of exponentials by block reductions (max first, for a stable exp). Kernels, entry points and registration.
+// max and sum of exponentials by block reductions (max first, for a stable exp).
+// Kernels, entry points and registration.
 #include "cuda/kernels/block_reduce.cuh"
 
 SCALPEL_KERNEL_API(

@@ -286,5 +286,5 @@ std::string Activation::str() const {
 }  // namespace scalpel::nn
 
 // This op's row of README.md's op table (scripts/op_table.py writes the table from these rows).
-// op table: | relu, relu6, leaky_relu, silu, sigmoid, tanh, hardswish, hardsigmoid, gelu | `layers/ops/activations.cpp` | |
-//   `elementwise.cu` | |
+// op table: | relu, relu6, leaky_relu, silu, sigmoid, tanh, hardswish, hardsigmoid, gelu |
+//   `layers/ops/activations.cpp` | | `elementwise.cu` | |
