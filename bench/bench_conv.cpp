@@ -14,7 +14,7 @@
 
 namespace {
 
-using scalpel::ops::Conv2dGeometry;
+using scalpel::Conv2dGeometry;
 using scalpel::ops::ConvEngine;
 
 struct Layer {
@@ -68,10 +68,9 @@ Conv2dGeometry geometry(const Layer& l) {
   g.out_channels = l.out_channels;
   g.kernel_h = g.kernel_w = l.kernel;
   g.stride_h = g.stride_w = l.stride;
-  g.pad_top = g.pad_left = (l.kernel - 1) / 2;
+  g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = (l.kernel - 1) / 2;
   g.groups = l.groups;
-  const int64_t pad = (l.kernel - 1) / 2;
-  g.out_h = g.out_w = scalpel::ops::conv2d_output_size(l.size, l.kernel, l.stride, pad, pad, 1);
+  g.set_output_size();
   return g;
 }
 

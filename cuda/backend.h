@@ -20,6 +20,7 @@
 // - Device memory, copies, streams and errors are in cuda/device.h; cuDNN in cuda/cudnn.h.
 #include <cstdint>
 
+#include "tensor/conv2d_geometry.h"
 #include "tensor/device.h"
 #include "tensor/op_params.h"  // the op enums and shapes, shared with the dispatch table
 
@@ -81,8 +82,8 @@ struct ConvConfig {
 };
 // Floats of im2col workspace conv2d_* need: one sample and group's column matrix (the
 // depthwise and direct kernels need none, but may be forced onto im2col by ConvConfig).
-inline int64_t conv2d_workspace_floats(const Conv2dShape& s) {
-  return s.c / s.groups * s.r * s.s * s.out_h() * s.out_w();
+inline int64_t conv2d_workspace_floats(const Conv2dGeometry& g) {
+  return g.in_per_group() * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
 }
 
 namespace emu {

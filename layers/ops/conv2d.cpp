@@ -13,14 +13,6 @@
 
 namespace scalpel::ops {
 
-int64_t conv2d_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
-                           int64_t pad_after, int64_t dilation) {
-  const int64_t span = dilation * (kernel - 1) + 1;  // input extent one output pixel reads
-  const int64_t padded = in + pad_before + pad_after;
-  if (padded < span) return 0;
-  return (padded - span) / stride + 1;
-}
-
 Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Conv2dOptions& o,
                                const std::string& name) {
   SCALPEL_CHECK(x.size() == 4, "{}: input must be 4-D [N, C, H, W], got {}", name, shape_str(x));
@@ -67,9 +59,10 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Co
                 "{}: padding must be >= 0, got top {} bottom {} left {} right {}", name, pad.top,
                 pad.bottom, pad.left, pad.right);
   g.pad_top = pad.top;
+  g.pad_bottom = pad.bottom;
   g.pad_left = pad.left;
-  g.out_h = conv2d_output_size(g.in_h, g.kernel_h, g.stride_h, pad.top, pad.bottom, g.dilation_h);
-  g.out_w = conv2d_output_size(g.in_w, g.kernel_w, g.stride_w, pad.left, pad.right, g.dilation_w);
+  g.pad_right = pad.right;
+  g.set_output_size();
   SCALPEL_CHECK(g.out_h > 0 && g.out_w > 0,
                 "{}: kernel {}x{} (dilation [{}, {}]) is larger than the padded input {}x{} "
                 "(input {}, padding top {} bottom {} left {} right {})",
@@ -315,56 +308,33 @@ SCALPEL_CONV2D_INSTANTIATE(double)
 namespace scalpel::nn {
 
 // The device branch (tensor/backend.h): the same geometry, forward and backward.
-static Tensor device_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                            const ops::Conv2dGeometry& g, const Conv2dOptions& options,
-                            const std::string& name) {
-  const Padding2d p = options.same ? same_padding(g.in_h, g.in_w, g.kernel_h, g.kernel_w, g.stride_h,
-                                                  g.stride_w, g.dilation_h, g.dilation_w)
-                                   : options.padding;
-  // The kernels take symmetric padding; TF "SAME" with odd totals pads one more at the end.
-  // Asymmetric padding: the excess over the symmetric part is padded explicitly (pad2d, whose
-  // backward crops the gradient back) and the kernels pad the rest.
-  if (p.top != p.bottom || p.left != p.right) {
-    const int64_t pad_h = std::min(p.top, p.bottom), pad_w = std::min(p.left, p.right);
-    const Tensor x_padded = pad2d(x, {p.top - pad_h, p.bottom - pad_h, p.left - pad_w, p.right - pad_w}, 0.0);
-    ops::Conv2dGeometry symmetric = g;
-    symmetric.in_h = x_padded.size(2), symmetric.in_w = x_padded.size(3);
-    Conv2dOptions symmetric_options = options;
-    symmetric_options.same = false;
-    symmetric_options.padding = {pad_h, pad_h, pad_w, pad_w};
-    return device_conv2d(x_padded, weight, bias, symmetric, symmetric_options, name);
-  }
-  Conv2dShape s;
-  s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
-  s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
-  s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = p.top, s.pad_w = p.left;
-  s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
-  const backend::Conv2dOutput forward = backend::run<backend::Op::conv2d>(x.device(), x, weight, bias, s);
+static Tensor device_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dGeometry& g) {
+  const backend::Conv2dOutput forward = backend::run<backend::Op::conv2d>(x.device(), x, weight, bias, g);
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
   // Backward runs on the library (handwritten or cuDNN) the forward used for this layer.
   return record("conv2d", forward.y, {x, weight, bias},
-                [s, need_x, need_w, need_b, library = forward.library, xs = need_w ? x.detach() : Tensor(),
+                [g, need_x, need_w, need_b, library = forward.library, xs = need_w ? x.detach() : Tensor(),
                  ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
                   const Device device = gy.device();
                   const Tensor gx =
-                      need_x ? backend::run<backend::Op::conv2d_backward_data>(device, gy, ws, s, library) : Tensor();
+                      need_x ? backend::run<backend::Op::conv2d_backward_data>(device, gy, ws, g, library) : Tensor();
                   backend::Conv2dFilterGrads gw;
                   if (need_w || need_b)
-                    gw = backend::run<backend::Op::conv2d_backward_filter>(device, gy, xs, s, need_w, need_b, library);
+                    gw = backend::run<backend::Op::conv2d_backward_filter>(device, gy, xs, g, need_w, need_b, library);
                   return std::vector<Tensor>{gx, gw.w, gw.bias};
                 });
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
               const std::string& name) {
-  const ops::Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
+  const Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
   SCALPEL_CHECK(is_floating(x.dtype()) && weight.dtype() == x.dtype() &&
                     (!bias.defined() || bias.dtype() == x.dtype()),
                 "{}: input, weight and bias must share one float dtype, got {} and {}{}", name,
                 dtype_name(x.dtype()), dtype_name(weight.dtype()),
                 bias.defined() ? fmt::format(" and {}", dtype_name(bias.dtype())) : "");
-  if (!x.device().is_cpu()) return device_conv2d(x, weight, bias, g, options, name);
+  if (!x.device().is_cpu()) return device_conv2d(x, weight, bias, g);
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,
@@ -411,7 +381,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 
 Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
                     EpilogueActivation activation, const Tensor& residual, const std::string& name) {
-  const ops::Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
+  const Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
   SCALPEL_CHECK(!(grad_enabled() && (x.requires_grad() || weight.requires_grad() ||
                                      (bias.defined() && bias.requires_grad()) ||
                                      (residual.defined() && residual.requires_grad()))),

@@ -2,11 +2,8 @@
 // conv2d raw kernels (no autograd): the reference loops, the fast CPU engines, and the
 // run-time engine choice. The differentiable wrapper is nn::conv2d (layers/functional.h).
 //
-// Layout: x [N, C_in, H, W], weight [C_out, C_in/groups, kH, kW], y [N, C_out, OH, OW], all
-// contiguous row-major, float or double. Output pixel (oh, ow) reads input rows
-//   ih = oh * stride_h - pad_top + kh * dilation_h   (and likewise for columns),
-// positions outside [0, H) x [0, W) read zero. Bottom/right padding only enters through the
-// output size, so asymmetric and TF "SAME" padding need nothing special in the kernels.
+// Layout, padding and output size: tensor/conv2d_geometry.h (Conv2dGeometry, shared with the
+// device backends). Float or double.
 //
 // Engines (all compute the same function and are tested against the reference):
 //   Reference   explicit loops over n, oc, oh, ow, ic, kh, kw; single-threaded, for reading.
@@ -27,45 +24,16 @@
 #include <string_view>
 
 #include "layers/functional.h"
+#include "tensor/conv2d_geometry.h"
 #include "tensor/cpu_isa.h"
 #include "tensor/gemm.h"
 
 namespace scalpel::ops {
 
-// Sizes of one convolution. out_h/out_w are normally conv2d_output_size(); conv_transpose2d
-// sets them directly (its output_padding makes the matching conv's input larger).
-struct Conv2dGeometry {
-  int64_t batch = 1, in_channels = 1, in_h = 1, in_w = 1;
-  int64_t out_channels = 1, kernel_h = 1, kernel_w = 1;
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t pad_top = 0, pad_left = 0;
-  int64_t dilation_h = 1, dilation_w = 1;
-  int64_t groups = 1;
-  int64_t out_h = 1, out_w = 1;
-
-  int64_t in_per_group() const { return in_channels / groups; }
-  int64_t out_per_group() const { return out_channels / groups; }
-  bool is_depthwise() const { return groups == in_channels && out_channels % in_channels == 0; }
-  // 1x1, stride 1, no padding: the input already is the im2col matrix.
-  bool is_pointwise() const {
-    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 &&
-           pad_left == 0 && out_h == in_h && out_w == in_w;
-  }
-  // Multiply-adds of the forward pass (backward input and backward weight cost the same).
-  int64_t macs() const {
-    return batch * out_channels * out_h * out_w * in_per_group() * kernel_h * kernel_w;
-  }
-};
-
 // Validates shapes and options (errors name the layer `name` and the shapes: ranks, sizes,
 // channels vs groups, kernel larger than the padded input) and resolves padding (TF SAME too).
 Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Conv2dOptions& options,
                                const std::string& name);
-
-// floor((in + pad_before + pad_after - dilation*(kernel-1) - 1) / stride) + 1; may be <= 0
-// when the kernel does not fit (callers check).
-int64_t conv2d_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
-                           int64_t pad_after, int64_t dilation);
 
 // The output positions o in [lo, hi) whose input position o * stride + offset lies in
 // [0, in): the fast kernels run their inner loops over this range without bounds checks.

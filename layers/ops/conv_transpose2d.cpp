@@ -37,6 +37,10 @@ Conv2dGeometry conv_transpose2d_geometry(const Shape& x, const Shape& weight,
   g.stride_w = o.stride[1];
   g.pad_top = o.padding[0];
   g.pad_left = o.padding[1];
+  // The matching conv's input is output_padding larger than its padding needs: its last rows
+  // are never read (tensor/conv2d_geometry.h), so the bottom/right padding is smaller.
+  g.pad_bottom = o.padding[0] - o.output_padding[0];
+  g.pad_right = o.padding[1] - o.output_padding[1];
   g.dilation_h = o.dilation[0];
   g.dilation_w = o.dilation[1];
   for (int axis = 0; axis < 2; ++axis) {
@@ -72,25 +76,20 @@ namespace scalpel::nn {
 // `g`, so it runs conv2d's kernels with the roles swapped (forward = backward-data, input
 // gradient = forward, weight gradient = backward-filter with x and dy exchanged).
 static Tensor device_conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                      const ops::Conv2dGeometry& g, const std::string& name) {
-  Conv2dShape s;
-  s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
-  s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
-  s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = g.pad_top, s.pad_w = g.pad_left;
-  s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
-  // output_padding >= stride (allowed below the dilation) leaves rows no convolution window reaches.
-  if (s.out_h() != g.out_h || s.out_w() != g.out_w) backend::not_implemented(name + " with this output_padding", x.device());
-  Tensor y = backend::run<backend::Op::conv2d_backward_data>(x.device(), x, weight, s, ConvLibrary::Handwritten);
+                                      const Conv2dGeometry& g) {
+  Tensor y = backend::run<backend::Op::conv2d_backward_data>(x.device(), x, weight, g, ConvLibrary::Handwritten);
   if (bias.defined()) y = ops::add(y, bias.reshape({1, g.in_channels, 1, 1}));
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
   return record("conv_transpose2d", y, {x, weight, bias},
-                [s, need_x, need_w, need_b, xs = need_w ? x.detach() : Tensor(),
+                [g, need_x, need_w, need_b, xs = need_w ? x.detach() : Tensor(),
                  ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
                   const Device device = gy.device();
-                  const Tensor gx = need_x ? backend::run<backend::Op::conv2d>(device, gy, ws, Tensor(), s).y : Tensor();
+                  const Tensor gx =
+                      need_x ? backend::run<backend::Op::conv2d>(device, gy, ws, Tensor(), g).y : Tensor();
                   const Tensor gw = need_w ? backend::run<backend::Op::conv2d_backward_filter>(
-                                                 device, xs, gy, s, true, false, ConvLibrary::Handwritten).w
+                                                 device, xs, gy, g, true, false, ConvLibrary::Handwritten)
+                                                 .w
                                            : Tensor();
                   const Tensor gb = need_b ? ops::sum(gy, {0, 2, 3}) : Tensor();
                   return std::vector<Tensor>{gx, gw, gb};
@@ -99,7 +98,7 @@ static Tensor device_conv_transpose2d(const Tensor& x, const Tensor& weight, con
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                         const ConvTranspose2dOptions& options, const std::string& name) {
-  const ops::Conv2dGeometry g = ops::conv_transpose2d_geometry(x.shape(), weight.shape(), options, name);
+  const Conv2dGeometry g = ops::conv_transpose2d_geometry(x.shape(), weight.shape(), options, name);
   SCALPEL_CHECK(is_floating(x.dtype()) && weight.dtype() == x.dtype() &&
                     (!bias.defined() || bias.dtype() == x.dtype()),
                 "{}: input, weight and bias must share one float dtype, got {} and {}", name,
@@ -107,7 +106,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   SCALPEL_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == g.in_channels),
                 "{}: bias must be [{}] for weight {} with groups {}, got {}", name, g.in_channels,
                 shape_str(weight.shape()), g.groups, bias.defined() ? shape_str(bias.shape()) : "");
-  if (!x.device().is_cpu()) return device_conv_transpose2d(x, weight, bias, g, name);
+  if (!x.device().is_cpu()) return device_conv_transpose2d(x, weight, bias, g);
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,

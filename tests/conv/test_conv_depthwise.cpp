@@ -18,7 +18,6 @@
 namespace scalpel {
 namespace {
 
-using ops::Conv2dGeometry;
 using ops::ConvEngine;
 
 template <typename T>
@@ -63,9 +62,9 @@ Conv2dGeometry depthwise_geometry(int64_t batch, int64_t channels, int64_t mult,
   g.kernel_h = g.kernel_w = k;
   g.stride_h = g.stride_w = stride;
   g.pad_top = g.pad_left = pad;
+  g.pad_bottom = g.pad_right = pad_after;
   g.dilation_h = g.dilation_w = dilation;
-  g.out_h = ops::conv2d_output_size(h, k, stride, pad, pad_after, dilation);
-  g.out_w = ops::conv2d_output_size(w, k, stride, pad, pad_after, dilation);
+  g.set_output_size();
   return g;
 }
 

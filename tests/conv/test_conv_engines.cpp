@@ -16,7 +16,6 @@ namespace scalpel {
 namespace {
 
 using ops::ConvEngine;
-using ops::Conv2dGeometry;
 using testing_conv::ConvCase;
 
 template <typename T>
@@ -122,9 +121,9 @@ std::vector<Conv2dGeometry> random_geometries(int count, uint64_t seed) {
     g.dilation_w = 1 + gen.below(2);
     g.pad_top = gen.below(3);
     g.pad_left = gen.below(3);
-    const int64_t pad_bottom = gen.below(3), pad_right = gen.below(3);
-    g.out_h = ops::conv2d_output_size(g.in_h, g.kernel_h, g.stride_h, g.pad_top, pad_bottom, g.dilation_h);
-    g.out_w = ops::conv2d_output_size(g.in_w, g.kernel_w, g.stride_w, g.pad_left, pad_right, g.dilation_w);
+    g.pad_bottom = gen.below(3);
+    g.pad_right = gen.below(3);
+    g.set_output_size();
     if (g.out_h > 0 && g.out_w > 0) out.push_back(g);
   }
   return out;
@@ -180,10 +179,11 @@ TEST(ConvEngines, ThreadedPathsMatchReference) {
         g.in_channels = 32;
         g.out_channels = 32;
         g.groups = groups;
-        g.in_h = g.out_h = 23;
-        g.in_w = g.out_w = 21;
+        g.in_h = 23;
+        g.in_w = 21;
         g.kernel_h = g.kernel_w = 3;
-        g.pad_top = g.pad_left = 1;
+        g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = 1;
+        g.set_output_size();
         SCOPED_TRACE(fmt::format("threads {}, {}", threads, geometry_str(g)));
         compare_engines<float>(g, true, 7, 1e-5);
       }
@@ -206,9 +206,10 @@ TEST(ConvEngines, SameBitsForAnyThreadCount) {
       g.batch = sh.batch;
       g.in_channels = g.out_channels = sh.channels;
       g.groups = groups;
-      g.in_h = g.out_h = g.in_w = g.out_w = sh.size;
+      g.in_h = g.in_w = sh.size;
       g.kernel_h = g.kernel_w = sh.kernel;
-      g.pad_top = g.pad_left = sh.kernel / 2;
+      g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = sh.kernel / 2;
+      g.set_output_size();
       Generator gen(11);
       const int64_t nx = g.batch * g.in_channels * g.in_h * g.in_w;
       const int64_t nw = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
@@ -255,9 +256,10 @@ TEST(ConvEngines, WeightGradientOfABatchIsItsShardsAdded) {
     g.batch = sh.batch;
     g.in_channels = g.out_channels = sh.channels;
     g.groups = sh.groups;
-    g.in_h = g.out_h = g.in_w = g.out_w = sh.size;
+    g.in_h = g.in_w = sh.size;
     g.kernel_h = g.kernel_w = sh.kernel;
-    g.pad_top = g.pad_left = sh.kernel / 2;
+    g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = sh.kernel / 2;
+    g.set_output_size();
     Generator gen(5);
     const int64_t in_sample = g.in_channels * g.in_h * g.in_w, out_sample = g.out_channels * g.out_h * g.out_w;
     const int64_t nw = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
@@ -301,9 +303,9 @@ TEST(ConvEngines, LargeImagesRunInRowBlocks) {
     g.kernel_h = g.kernel_w = 3;
     g.dilation_h = g.dilation_w = dilation;
     g.pad_top = pad_top;
-    g.pad_left = pad_side;
-    g.out_h = ops::conv2d_output_size(in_h, 3, 1, pad_top, pad_bottom, dilation);
-    g.out_w = ops::conv2d_output_size(in_w, 3, 1, pad_side, pad_side, dilation);
+    g.pad_bottom = pad_bottom;
+    g.pad_left = g.pad_right = pad_side;
+    g.set_output_size();
     ASSERT_GT(64 * 9 * g.out_h * g.out_w, int64_t{1} << 21);
     SCOPED_TRACE(geometry_str(g));
     compare_engines<float>(g, true, 5, 1e-5);

@@ -16,7 +16,6 @@ namespace scalpel {
 namespace {
 
 using ops::ConvEngine;
-using ops::Conv2dGeometry;
 
 constexpr EpilogueActivation kActivations[] = {EpilogueActivation::none, EpilogueActivation::relu,
                                                EpilogueActivation::relu6, EpilogueActivation::silu,

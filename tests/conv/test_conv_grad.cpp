@@ -30,7 +30,7 @@ GradcheckOptions linear_op() {
 
 TEST(ConvGrad, Conv2dEveryCase) {
   for (const ConvCase& c : testing_conv::conv_cases()) {
-    const ops::Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+    const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
     Generator gen(11);
     std::vector<Tensor> inputs{random_leaf(c.x, gen), random_leaf(c.weight(), gen)};
     if (c.bias) inputs.push_back(random_leaf({c.out_channels}, gen));
@@ -91,7 +91,7 @@ std::vector<TransposeCase> transpose_cases() {
 
 TEST(ConvGrad, ConvTranspose2dEveryCase) {
   for (const TransposeCase& c : transpose_cases()) {
-    const ops::Conv2dGeometry g = ops::conv_transpose2d_geometry(c.x, c.weight(), c.options, c.name);
+    const Conv2dGeometry g = ops::conv_transpose2d_geometry(c.x, c.weight(), c.options, c.name);
     Generator gen(5);
     std::vector<Tensor> inputs{random_leaf(c.x, gen), random_leaf(c.weight(), gen)};
     if (c.bias) inputs.push_back(random_leaf({c.out_channels}, gen));
@@ -110,7 +110,7 @@ TEST(ConvGrad, ConvTranspose2dEveryCase) {
 // the adjoint (independently of the kernels' own backward code).
 TEST(ConvGrad, ConvTransposeIsAdjointOfConv) {
   for (const TransposeCase& c : transpose_cases()) {
-    const ops::Conv2dGeometry g = ops::conv_transpose2d_geometry(c.x, c.weight(), c.options, c.name);
+    const Conv2dGeometry g = ops::conv_transpose2d_geometry(c.x, c.weight(), c.options, c.name);
     Generator gen(9);
     const Tensor v = randn(c.x, gen, DType::F64);
     const Tensor w = randn(c.weight(), gen, DType::F64);

@@ -18,7 +18,6 @@
 namespace scalpel {
 namespace {
 
-using ops::Conv2dGeometry;
 using ops::ConvEngine;
 
 
@@ -32,8 +31,8 @@ Conv2dGeometry conv3x3(int64_t batch, int64_t cin, int64_t cout, int64_t h, int6
   g.in_w = w;
   g.kernel_h = g.kernel_w = 3;
   g.pad_top = g.pad_left = pad_before;
-  g.out_h = ops::conv2d_output_size(h, 3, 1, pad_before, pad_after, 1);
-  g.out_w = ops::conv2d_output_size(w, 3, 1, pad_before, pad_after, 1);
+  g.pad_bottom = g.pad_right = pad_after;
+  g.set_output_size();
   return g;
 }
 
