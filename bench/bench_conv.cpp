@@ -15,7 +15,7 @@
 namespace {
 
 using scalpel::Conv2dGeometry;
-using scalpel::ops::ConvEngine;
+using scalpel::ops::CpuConvAlgorithm;
 
 struct Layer {
   const char* name;
@@ -76,7 +76,7 @@ Conv2dGeometry geometry(const Layer& l) {
 
 enum class Pass { Forward, BackwardInput, BackwardWeight };
 
-void run(benchmark::State& state, const Layer& layer, ConvEngine engine, Pass pass) {
+void run(benchmark::State& state, const Layer& layer, CpuConvAlgorithm engine, Pass pass) {
   const Conv2dGeometry g = geometry(layer);
   scalpel::Generator gen(1);
   const auto x = scalpel::randn({g.batch, g.in_channels, g.in_h, g.in_w}, gen);
@@ -115,19 +115,19 @@ const int kRegistered = [] {
       {Pass::Forward, "fwd"}, {Pass::BackwardInput, "bwd_input"}, {Pass::BackwardWeight, "bwd_weight"}};
   for (const Layer& layer : kLayers) {
     const Conv2dGeometry g = geometry(layer);
-    std::vector<ConvEngine> engines(std::begin(scalpel::ops::kFastConvEngines),
-                                    std::end(scalpel::ops::kFastConvEngines));
-    engines.push_back(ConvEngine::Reference);
-    for (ConvEngine engine : engines) {
-      if (!scalpel::ops::conv_engine_supports(engine, g)) continue;
+    std::vector<CpuConvAlgorithm> engines(std::begin(scalpel::ops::kFastCpuConvAlgorithms),
+                                          std::end(scalpel::ops::kFastCpuConvAlgorithms));
+    engines.push_back(CpuConvAlgorithm::Reference);
+    for (CpuConvAlgorithm engine : engines) {
+      if (!scalpel::ops::cpu_conv_algorithm_supports(engine, g)) continue;
       for (const auto& [pass, pass_name] : passes) {
         const std::string name = std::string(layer.name) + "/" + pass_name + "/" +
-                                 std::string(scalpel::ops::conv_engine_name(engine));
+                                 std::string(scalpel::ops::cpu_conv_algorithm_name(engine));
         auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
           run(s, layer, engine, pass);
         });
         b->Unit(benchmark::kMillisecond)->UseRealTime();
-        if (engine == ConvEngine::Reference) b->Iterations(1);
+        if (engine == CpuConvAlgorithm::Reference) b->Iterations(1);
       }
     }
   }

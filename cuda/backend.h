@@ -75,9 +75,9 @@ GemmVariant gemm_resolve(GemmVariant variant, bool trans_a, bool trans_b, int64_
 
 // How conv2d_forward computes: Auto is Depthwise for depthwise shapes and Im2colGemm
 // otherwise; Direct is the naive loop kernel (one thread per output, the lab's baseline).
-enum class ConvAlgo : uint8_t { Auto, Direct, Im2colGemm, Depthwise };
+enum class CudaConvAlgorithm : uint8_t { Auto, Direct, Im2colGemm, Depthwise };
 struct ConvConfig {
-  ConvAlgo algo = ConvAlgo::Auto;
+  CudaConvAlgorithm algorithm = CudaConvAlgorithm::Auto;
   GemmConfig gemm;  // for Im2colGemm
 };
 // Floats of im2col workspace conv2d_* need: one sample and group's column matrix (the

@@ -91,7 +91,7 @@ Conv2dOutput conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_i
   const bool depthwise = g.is_depthwise_one_filter();
   Tensor workspace = Tensor::empty({depthwise ? 1 : conv2d_workspace_floats(g)}, DType::F32, x.device());
   SCALPEL_CUDA_CALL(s, conv2d_forward, g, in(x), in(w), in(bias), out(y), out(workspace),
-                    ConvConfig{ConvAlgo::Auto, detail::gemm_config(s)});
+                    ConvConfig{CudaConvAlgorithm::Auto, detail::gemm_config(s)});
   return {y, ConvLibrary::Handwritten};
 }
 

@@ -108,10 +108,11 @@ void conv2d_forward(const Stream& s, const Conv2dGeometry& p, const float* x, co
                     float* y, float* workspace, ConvConfig config) {
   const int64_t oh = p.out_h, ow = p.out_w, total = p.batch * p.out_channels * oh * ow;
   if (total == 0) return;
-  ConvAlgo algo = config.algo;
-  if (algo == ConvAlgo::Auto) algo = p.is_depthwise_one_filter() ? ConvAlgo::Depthwise : ConvAlgo::Im2colGemm;
-  if (algo == ConvAlgo::Depthwise) return depthwise_conv2d_forward(s, p, x, w, bias, y);
-  if (algo == ConvAlgo::Direct) {
+  CudaConvAlgorithm algorithm = config.algorithm;
+  if (algorithm == CudaConvAlgorithm::Auto)
+    algorithm = p.is_depthwise_one_filter() ? CudaConvAlgorithm::Depthwise : CudaConvAlgorithm::Im2colGemm;
+  if (algorithm == CudaConvAlgorithm::Depthwise) return depthwise_conv2d_forward(s, p, x, w, bias, y);
+  if (algorithm == CudaConvAlgorithm::Direct) {
     SCALPEL_LAUNCH(conv2d_direct_kernel, grid_for(total, kThreads), kThreads, 0, s, p, x, w, bias, y);
     return;
   }

@@ -1,6 +1,7 @@
 // Convolution lab: y = conv(x, w) + bias, NCHW, float32. Variants:
-//   1 direct          the backend's conv2d_direct_kernel (ConvAlgo::Direct): one thread per output
-//   2 im2col + GEMM   the backend's default (ConvAlgo::Im2colGemm)        sweep: GEMM C tile 32, 64, 128
+//   1 direct          the backend's conv2d_direct_kernel (CudaConvAlgorithm::Direct): one thread
+//                     per output
+//   2 im2col + GEMM   the backend's default (CudaConvAlgorithm::Im2colGemm)   sweep: GEMM C tile 32, 64, 128
 //   3 implicit GEMM   lab candidate (cuda/lab/kernels/conv_implicit_gemm.cu)  sweep: tile 16, 32
 //   4 cuDNN           cuda/cudnn.h (GPU with cuDNN only): the unit of measurement
 // usage: lab_conv [VARIANT] [--emu] [--repeat R] [--size N C H W K R S STRIDE PAD [GROUPS]]
@@ -73,12 +74,12 @@ int main(int argc, char** argv) {
 
     h.run(1, "direct", "", [&] {
       SCALPEL_CUDA_CALL(s, conv2d_forward, p, X.get(), W.get(), Bias.get(), Y.get(), workspace.get(),
-                        ConvConfig{ConvAlgo::Direct, {}});
+                        ConvConfig{CudaConvAlgorithm::Direct, {}});
     }, Y, want, flops, bytes);
     for (const int tile : {32, 64, 128})
       h.run(2, "im2col+gemm", fmt::format("tile {}", tile), [&] {
         SCALPEL_CUDA_CALL(s, conv2d_forward, p, X.get(), W.get(), Bias.get(), Y.get(), workspace.get(),
-                          ConvConfig{ConvAlgo::Im2colGemm, GemmConfig{GemmVariant::Auto, tile}});
+                          ConvConfig{CudaConvAlgorithm::Im2colGemm, GemmConfig{GemmVariant::Auto, tile}});
       }, Y, want, flops, bytes);
     for (const int tile : {16, 32})
       h.run(3, "implicit-gemm", fmt::format("tile {}", tile), [&] {

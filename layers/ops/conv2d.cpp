@@ -1,5 +1,5 @@
-// conv2d: the reference loops, the engine dispatch and the autograd wrapper nn::conv2d.
-// The fast engines live beside this file: conv2d_im2col.cpp and conv2d_depthwise.cpp.
+// conv2d: the reference loops, the algorithm dispatch and the autograd wrapper nn::conv2d.
+// The fast algorithms live beside this file: conv2d_im2col.cpp and conv2d_depthwise.cpp.
 #include "layers/ops/conv2d.h"
 
 #include <atomic>
@@ -72,40 +72,40 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Co
   return g;
 }
 
-// ---------------------------------------------------------------- engine choice
+// ---------------------------------------------------------------- algorithm choice
 
 namespace {
-std::atomic<ConvEngine> g_engine{ConvEngine::Auto};
+std::atomic<CpuConvAlgorithm> g_algorithm{CpuConvAlgorithm::Auto};
 std::atomic<int64_t> g_fallbacks{0};
 }  // namespace
 
-std::string_view conv_engine_name(ConvEngine engine) {
-  switch (engine) {
-    case ConvEngine::Auto: return "auto";
-    case ConvEngine::Reference: return "reference";
-    case ConvEngine::Im2colGemm: return "im2col_gemm";
-    case ConvEngine::Depthwise: return "depthwise";
-    case ConvEngine::Winograd: return "winograd";
+std::string_view cpu_conv_algorithm_name(CpuConvAlgorithm algorithm) {
+  switch (algorithm) {
+    case CpuConvAlgorithm::Auto: return "auto";
+    case CpuConvAlgorithm::Reference: return "reference";
+    case CpuConvAlgorithm::Im2colGemm: return "im2col_gemm";
+    case CpuConvAlgorithm::Depthwise: return "depthwise";
+    case CpuConvAlgorithm::Winograd: return "winograd";
   }
   return "?";
 }
 
-bool conv_engine_supports(ConvEngine engine, const Conv2dGeometry& g) {
-  switch (engine) {
-    case ConvEngine::Auto:
-    case ConvEngine::Reference:
-    case ConvEngine::Im2colGemm: return true;
-    case ConvEngine::Depthwise: return g.is_depthwise();
-    case ConvEngine::Winograd:
+bool cpu_conv_algorithm_supports(CpuConvAlgorithm algorithm, const Conv2dGeometry& g) {
+  switch (algorithm) {
+    case CpuConvAlgorithm::Auto:
+    case CpuConvAlgorithm::Reference:
+    case CpuConvAlgorithm::Im2colGemm: return true;
+    case CpuConvAlgorithm::Depthwise: return g.is_depthwise();
+    case CpuConvAlgorithm::Winograd:
       return g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 &&
              g.dilation_w == 1 && g.groups == 1;
   }
   return false;
 }
 
-ConvEngine choose_conv_engine(const Conv2dGeometry& g) {
+CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g) {
   // Depthwise as GEMMs would be one tiny GEMM per channel (BVLC/caffe#5649): never.
-  if (g.is_depthwise()) return ConvEngine::Depthwise;
+  if (g.is_depthwise()) return CpuConvAlgorithm::Depthwise;
   // Winograd pays where its per-call weight transform (36 * C_out * C_in values) is shared by
   // enough 4x4 output tiles, and there are enough channels for its GEMMs: measured faster
   // (CPU time, bench_conv) on resnet50's layer1 at batch 1 and layer1-3 at batch 8,
@@ -113,22 +113,22 @@ ConvEngine choose_conv_engine(const Conv2dGeometry& g) {
   // 1-3 input channels.
   constexpr int64_t kMinTiles = 64, kMinChannels = 16;
   const int64_t tiles = g.batch * ((g.out_h + 3) / 4) * ((g.out_w + 3) / 4);
-  if (conv_engine_supports(ConvEngine::Winograd, g) && tiles >= kMinTiles && g.in_channels >= kMinChannels &&
-      g.out_channels >= kMinChannels)
-    return ConvEngine::Winograd;
-  return ConvEngine::Im2colGemm;
+  if (cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g) && tiles >= kMinTiles &&
+      g.in_channels >= kMinChannels && g.out_channels >= kMinChannels)
+    return CpuConvAlgorithm::Winograd;
+  return CpuConvAlgorithm::Im2colGemm;
 }
 
-void set_conv_engine(ConvEngine engine) { g_engine = engine; }
-ConvEngine conv_engine() { return g_engine; }
-int64_t conv_engine_fallbacks() { return g_fallbacks; }
+void set_cpu_conv_algorithm(CpuConvAlgorithm algorithm) { g_algorithm = algorithm; }
+CpuConvAlgorithm cpu_conv_algorithm() { return g_algorithm; }
+int64_t cpu_conv_algorithm_fallbacks() { return g_fallbacks; }
 
-ConvEngine resolve_conv_engine(const Conv2dGeometry& g) {
-  const ConvEngine forced = g_engine;
-  if (forced == ConvEngine::Auto) return choose_conv_engine(g);
-  if (conv_engine_supports(forced, g)) return forced;
+CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g) {
+  const CpuConvAlgorithm forced = g_algorithm;
+  if (forced == CpuConvAlgorithm::Auto) return choose_cpu_conv_algorithm(g);
+  if (cpu_conv_algorithm_supports(forced, g)) return forced;
   ++g_fallbacks;
-  return choose_conv_engine(g);
+  return choose_cpu_conv_algorithm(g);
 }
 
 // ---------------------------------------------------------------- reference loops
@@ -235,20 +235,20 @@ void conv2d_backward_bias(int64_t batch, int64_t channels, int64_t plane, const 
 // ---------------------------------------------------------------- dispatch
 
 namespace {
-ConvEngine check_engine(ConvEngine engine, const Conv2dGeometry& g) {
-  if (engine == ConvEngine::Auto) return choose_conv_engine(g);
-  SCALPEL_CHECK(conv_engine_supports(engine, g),
+CpuConvAlgorithm check_algorithm(CpuConvAlgorithm algorithm, const Conv2dGeometry& g) {
+  if (algorithm == CpuConvAlgorithm::Auto) return choose_cpu_conv_algorithm(g);
+  SCALPEL_CHECK(cpu_conv_algorithm_supports(algorithm, g),
                 "conv engine {} cannot run this convolution (C_in {}, C_out {}, groups {})",
-                conv_engine_name(engine), g.in_channels, g.out_channels, g.groups);
-  return engine;
+                cpu_conv_algorithm_name(algorithm), g.in_channels, g.out_channels, g.groups);
+  return algorithm;
 }
 }  // namespace
 
 template <typename T>
-void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, const T* weight,
-                    const T* bias, T* y, const ConvEpilogue<T>& epilogue) {
-  switch (check_engine(engine, g)) {
-    case ConvEngine::Reference: {
+void conv2d_forward(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                    T* y, const ConvEpilogue<T>& epilogue) {
+  switch (check_algorithm(algorithm, g)) {
+    case CpuConvAlgorithm::Reference: {
       // The plain loops, then the epilogue as a separate pass over each output plane.
       conv2d_forward_reference(g, x, weight, bias, y);
       const GemmEpilogue<T> e{nullptr, epilogue.activation, epilogue.residual, 0};
@@ -256,47 +256,42 @@ void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, cons
       for (int64_t p = 0; p < g.batch * g.out_channels; ++p) apply_epilogue(e, 0, p * plane, plane, y + p * plane);
       return;
     }
-    case ConvEngine::Depthwise: return conv2d_forward_depthwise(g, x, weight, bias, y, epilogue);
-    case ConvEngine::Winograd: return conv2d_forward_winograd(g, x, weight, bias, y, epilogue);
+    case CpuConvAlgorithm::Depthwise: return conv2d_forward_depthwise(g, x, weight, bias, y, epilogue);
+    case CpuConvAlgorithm::Winograd: return conv2d_forward_winograd(g, x, weight, bias, y, epilogue);
     default: return conv2d_forward_im2col(g, x, weight, bias, y, epilogue);
   }
 }
 
 template <typename T>
-void conv2d_backward_input(ConvEngine engine, const Conv2dGeometry& g, const T* grad_y,
-                           const T* weight, T* grad_x) {
-  switch (check_engine(engine, g)) {
-    case ConvEngine::Reference: return conv2d_backward_input_reference(g, grad_y, weight, grad_x);
-    case ConvEngine::Depthwise: return conv2d_backward_input_depthwise(g, grad_y, weight, grad_x);
-    case ConvEngine::Winograd: return conv2d_backward_input_winograd(g, grad_y, weight, grad_x);
+void conv2d_backward_input(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                           T* grad_x) {
+  switch (check_algorithm(algorithm, g)) {
+    case CpuConvAlgorithm::Reference: return conv2d_backward_input_reference(g, grad_y, weight, grad_x);
+    case CpuConvAlgorithm::Depthwise: return conv2d_backward_input_depthwise(g, grad_y, weight, grad_x);
+    case CpuConvAlgorithm::Winograd: return conv2d_backward_input_winograd(g, grad_y, weight, grad_x);
     default: return conv2d_backward_input_im2col(g, grad_y, weight, grad_x);
   }
 }
 
 template <typename T>
-void conv2d_backward_weight(ConvEngine engine, const Conv2dGeometry& g, const T* x,
-                            const T* grad_y, T* grad_weight) {
-  switch (check_engine(engine, g)) {
-    case ConvEngine::Reference: return conv2d_backward_weight_reference(g, x, grad_y, grad_weight);
-    case ConvEngine::Depthwise: return conv2d_backward_weight_depthwise(g, x, grad_y, grad_weight);
+void conv2d_backward_weight(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* x, const T* grad_y,
+                            T* grad_weight) {
+  switch (check_algorithm(algorithm, g)) {
+    case CpuConvAlgorithm::Reference: return conv2d_backward_weight_reference(g, x, grad_y, grad_weight);
+    case CpuConvAlgorithm::Depthwise: return conv2d_backward_weight_depthwise(g, x, grad_y, grad_weight);
     default: return conv2d_backward_weight_im2col(g, x, grad_y, grad_weight);
   }
 }
 
-#define SCALPEL_CONV2D_INSTANTIATE(T)                                                           \
-  template void conv2d_forward_reference<T>(const Conv2dGeometry&, const T*, const T*,         \
-                                            const T*, T*);                                     \
-  template void conv2d_backward_input_reference<T>(const Conv2dGeometry&, const T*, const T*,  \
-                                                   T*);                                        \
-  template void conv2d_backward_weight_reference<T>(const Conv2dGeometry&, const T*, const T*, \
-                                                    T*);                                       \
-  template void conv2d_backward_bias<T>(int64_t, int64_t, int64_t, const T*, T*);              \
-  template void conv2d_forward<T>(ConvEngine, const Conv2dGeometry&, const T*, const T*,       \
-                                  const T*, T*, const ConvEpilogue<T>&);                       \
-  template void conv2d_backward_input<T>(ConvEngine, const Conv2dGeometry&, const T*,          \
-                                         const T*, T*);                                        \
-  template void conv2d_backward_weight<T>(ConvEngine, const Conv2dGeometry&, const T*,         \
-                                          const T*, T*);
+#define SCALPEL_CONV2D_INSTANTIATE(T)                                                                        \
+  template void conv2d_forward_reference<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*);        \
+  template void conv2d_backward_input_reference<T>(const Conv2dGeometry&, const T*, const T*, T*);           \
+  template void conv2d_backward_weight_reference<T>(const Conv2dGeometry&, const T*, const T*, T*);          \
+  template void conv2d_backward_bias<T>(int64_t, int64_t, int64_t, const T*, T*);                            \
+  template void conv2d_forward<T>(CpuConvAlgorithm, const Conv2dGeometry&, const T*, const T*, const T*, T*, \
+                                  const ConvEpilogue<T>&);                                                   \
+  template void conv2d_backward_input<T>(CpuConvAlgorithm, const Conv2dGeometry&, const T*, const T*, T*);   \
+  template void conv2d_backward_weight<T>(CpuConvAlgorithm, const Conv2dGeometry&, const T*, const T*, T*);
 SCALPEL_CONV2D_INSTANTIATE(float)
 SCALPEL_CONV2D_INSTANTIATE(double)
 #undef SCALPEL_CONV2D_INSTANTIATE
@@ -347,7 +342,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    ops::conv2d_forward<T>(ops::resolve_conv_engine(g), g, xc.data<T>(), wc.data<T>(),
+    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g), g, xc.data<T>(), wc.data<T>(),
                            bc.defined() ? bc.data<T>() : nullptr, y.data<T>());
   });
   // Which gradients are wanted is known now; the closure skips the others.
@@ -360,14 +355,14 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                   Tensor gx, gw, gb;
                   dispatch_floating(gy.dtype(), [&](auto tag) {
                     using T = decltype(tag);
-                    const ops::ConvEngine engine = ops::resolve_conv_engine(g);
+                    const ops::CpuConvAlgorithm algorithm = ops::resolve_cpu_conv_algorithm(g);
                     if (need_x) {
                       gx = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w}, gy.dtype());
-                      ops::conv2d_backward_input<T>(engine, g, gy.data<T>(), ws.data<T>(), gx.data<T>());
+                      ops::conv2d_backward_input<T>(algorithm, g, gy.data<T>(), ws.data<T>(), gx.data<T>());
                     }
                     if (need_w) {
                       gw = Tensor::empty({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, gy.dtype());
-                      ops::conv2d_backward_weight<T>(engine, g, xs.data<T>(), gy.data<T>(), gw.data<T>());
+                      ops::conv2d_backward_weight<T>(algorithm, g, xs.data<T>(), gy.data<T>(), gw.data<T>());
                     }
                     if (need_b) {
                       gb = Tensor::empty({g.out_channels}, gy.dtype());
@@ -405,7 +400,7 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, c
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const ops::ConvEpilogue<T> epilogue{activation, rc.defined() ? rc.data<T>() : nullptr};
-    ops::conv2d_forward<T>(ops::resolve_conv_engine(g), g, xc.data<T>(), wc.data<T>(),
+    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g), g, xc.data<T>(), wc.data<T>(),
                            bc.defined() ? bc.data<T>() : nullptr, y.data<T>(), epilogue);
   });
   return y;

@@ -13,7 +13,7 @@
 namespace scalpel {
 namespace {
 
-using ops::ConvEngine;
+using ops::CpuConvAlgorithm;
 using testing_conv::ConvCase;
 
 Tensor random_leaf(const Shape& shape, Generator& gen) {
@@ -37,10 +37,10 @@ TEST(ConvGrad, Conv2dEveryCase) {
     auto fn = [&](const std::vector<Tensor>& in) {
       return nn::conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), c.options, c.name);
     };
-    for (ConvEngine engine : {ConvEngine::Reference, ops::choose_conv_engine(g)}) {
+    for (CpuConvAlgorithm engine : {CpuConvAlgorithm::Reference, ops::choose_cpu_conv_algorithm(g)}) {
       testing_conv::EngineGuard guard(engine);
       const GradcheckResult r = gradcheck(fn, inputs, linear_op());
-      EXPECT_TRUE(r.ok) << c.name << " with " << ops::conv_engine_name(engine) << ": " << r.message;
+      EXPECT_TRUE(r.ok) << c.name << " with " << ops::cpu_conv_algorithm_name(engine) << ": " << r.message;
     }
   }
 }
@@ -98,10 +98,10 @@ TEST(ConvGrad, ConvTranspose2dEveryCase) {
     auto fn = [&](const std::vector<Tensor>& in) {
       return nn::conv_transpose2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), c.options, c.name);
     };
-    for (ConvEngine engine : {ConvEngine::Reference, ops::choose_conv_engine(g)}) {
+    for (CpuConvAlgorithm engine : {CpuConvAlgorithm::Reference, ops::choose_cpu_conv_algorithm(g)}) {
       testing_conv::EngineGuard guard(engine);
       const GradcheckResult r = gradcheck(fn, inputs, linear_op());
-      EXPECT_TRUE(r.ok) << c.name << " with " << ops::conv_engine_name(engine) << ": " << r.message;
+      EXPECT_TRUE(r.ok) << c.name << " with " << ops::cpu_conv_algorithm_name(engine) << ": " << r.message;
     }
   }
 }

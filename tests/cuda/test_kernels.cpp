@@ -336,8 +336,8 @@ TEST_P(Kernels, ConvolutionIm2colGemmDirectAndDepthwise) {
   check_conv(s, conv(2, 5, 6, 7, 3, 1, 1, 1, 0, 1, 1), {}, "pointwise");
   check_conv(s, conv(2, 6, 9, 8, 6, 3, 3, 2, 1, 1, 6), {}, "depthwise stride 2");
   check_conv(s, conv(1, 5, 7, 7, 5, 5, 5, 1, 2, 1, 5), {}, "depthwise 5x5");
-  check_conv(s, conv(2, 3, 9, 7, 5, 3, 3, 2, 1, 1, 1), {ConvAlgo::Direct, {}}, "direct");
-  check_conv(s, conv(1, 6, 9, 8, 6, 3, 3, 1, 1, 1, 6), {ConvAlgo::Im2colGemm, {GemmVariant::SharedTiled, 16}},
+  check_conv(s, conv(2, 3, 9, 7, 5, 3, 3, 2, 1, 1, 1), {CudaConvAlgorithm::Direct, {}}, "direct");
+  check_conv(s, conv(1, 6, 9, 8, 6, 3, 3, 1, 1, 1, 6), {CudaConvAlgorithm::Im2colGemm, {GemmVariant::SharedTiled, 16}},
              "depthwise as grouped im2col");
 }
 
@@ -346,7 +346,7 @@ TEST_P(Kernels, ConvolutionIm2colGemmDirectAndDepthwise) {
 TEST_P(Kernels, ConvolutionWithAsymmetricPadding) {
   const Conv2dGeometry strided = padded(conv(2, 3, 9, 7, 5, 3, 3, 2, 0, 1, 1), 0, 1, 2, 1);
   check_conv(s, strided, {}, "im2col, padding 0 1 2 1");
-  check_conv(s, strided, {ConvAlgo::Direct, {}}, "direct, padding 0 1 2 1");
+  check_conv(s, strided, {CudaConvAlgorithm::Direct, {}}, "direct, padding 0 1 2 1");
   check_conv(s, padded(conv(1, 4, 11, 10, 6, 3, 2, 2, 0, 2, 2), 2, 0, 1, 3), {}, "grouped dilated, padding 2 0 1 3");
   check_conv(s, padded(conv(2, 6, 9, 8, 6, 3, 3, 2, 0, 1, 6), 1, 0, 0, 2), {}, "depthwise, padding 1 0 0 2");
   check_conv(s, padded(conv(1, 5, 7, 7, 5, 5, 5, 1, 0, 1, 5), 1, 3, 2, 2), {}, "depthwise 5x5, padding 1 3 2 2");
