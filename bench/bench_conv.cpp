@@ -14,8 +14,8 @@
 
 namespace {
 
-using scalpel::ops::Conv2dGeometry;
-using scalpel::ops::ConvEngine;
+using scalpel::Conv2dGeometry;
+using scalpel::ops::CpuConvAlgorithm;
 
 struct Layer {
   const char* name;
@@ -68,16 +68,15 @@ Conv2dGeometry geometry(const Layer& l) {
   g.out_channels = l.out_channels;
   g.kernel_h = g.kernel_w = l.kernel;
   g.stride_h = g.stride_w = l.stride;
-  g.pad_top = g.pad_left = (l.kernel - 1) / 2;
+  g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = (l.kernel - 1) / 2;
   g.groups = l.groups;
-  const int64_t pad = (l.kernel - 1) / 2;
-  g.out_h = g.out_w = scalpel::ops::conv2d_output_size(l.size, l.kernel, l.stride, pad, pad, 1);
+  g.set_output_size();
   return g;
 }
 
 enum class Pass { Forward, BackwardInput, BackwardWeight };
 
-void run(benchmark::State& state, const Layer& layer, ConvEngine engine, Pass pass) {
+void run(benchmark::State& state, const Layer& layer, CpuConvAlgorithm engine, Pass pass) {
   const Conv2dGeometry g = geometry(layer);
   scalpel::Generator gen(1);
   const auto x = scalpel::randn({g.batch, g.in_channels, g.in_h, g.in_w}, gen);
@@ -116,19 +115,19 @@ const int kRegistered = [] {
       {Pass::Forward, "fwd"}, {Pass::BackwardInput, "bwd_input"}, {Pass::BackwardWeight, "bwd_weight"}};
   for (const Layer& layer : kLayers) {
     const Conv2dGeometry g = geometry(layer);
-    std::vector<ConvEngine> engines(std::begin(scalpel::ops::kFastConvEngines),
-                                    std::end(scalpel::ops::kFastConvEngines));
-    engines.push_back(ConvEngine::Reference);
-    for (ConvEngine engine : engines) {
-      if (!scalpel::ops::conv_engine_supports(engine, g)) continue;
+    std::vector<CpuConvAlgorithm> engines(std::begin(scalpel::ops::kFastCpuConvAlgorithms),
+                                          std::end(scalpel::ops::kFastCpuConvAlgorithms));
+    engines.push_back(CpuConvAlgorithm::Reference);
+    for (CpuConvAlgorithm engine : engines) {
+      if (!scalpel::ops::cpu_conv_algorithm_supports(engine, g)) continue;
       for (const auto& [pass, pass_name] : passes) {
         const std::string name = std::string(layer.name) + "/" + pass_name + "/" +
-                                 std::string(scalpel::ops::conv_engine_name(engine));
+                                 std::string(scalpel::ops::cpu_conv_algorithm_name(engine));
         auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
           run(s, layer, engine, pass);
         });
         b->Unit(benchmark::kMillisecond)->UseRealTime();
-        if (engine == ConvEngine::Reference) b->Iterations(1);
+        if (engine == CpuConvAlgorithm::Reference) b->Iterations(1);
       }
     }
   }

@@ -21,6 +21,7 @@
 // - Device memory, copies, streams and errors are in cuda/device.h; cuDNN in cuda/cudnn.h.
 #include <cstdint>
 
+#include "tensor/conv2d_geometry.h"
 #include "tensor/device.h"
 #include "tensor/op_params.h"  // the op enums and shapes, shared with the dispatch table
 
@@ -75,15 +76,15 @@ GemmVariant gemm_resolve(GemmVariant variant, bool trans_a, bool trans_b, int64_
 
 // How conv2d_forward computes: Auto is Depthwise for depthwise shapes and Im2colGemm
 // otherwise; Direct is the naive loop kernel (one thread per output, the lab's baseline).
-enum class ConvAlgo : uint8_t { Auto, Direct, Im2colGemm, Depthwise };
+enum class CudaConvAlgorithm : uint8_t { Auto, Direct, Im2colGemm, Depthwise };
 struct ConvConfig {
-  ConvAlgo algo = ConvAlgo::Auto;
+  CudaConvAlgorithm algorithm = CudaConvAlgorithm::Auto;
   GemmConfig gemm;  // for Im2colGemm
 };
 // Floats of im2col workspace conv2d_* need: one sample and group's column matrix (the
 // depthwise and direct kernels need none, but may be forced onto im2col by ConvConfig).
-inline int64_t conv2d_workspace_floats(const Conv2dShape& s) {
-  return s.c / s.groups * s.r * s.s * s.out_h() * s.out_w();
+inline int64_t conv2d_workspace_floats(const Conv2dGeometry& g) {
+  return g.in_per_group() * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
 }
 
 namespace emu {

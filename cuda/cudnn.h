@@ -15,8 +15,9 @@
 // once and cached: by default the first one of cuDNN's ranked heuristics
 // (cudnnGet*Algorithm_v7) whose workspace fits workspace_limit(); with AlgoSearch::Measure,
 // the fastest one that fits as timed by cudnnFind*AlgorithmEx on the first call's buffers.
-// Workspaces come from the backend's caching device allocator. Every cuDNN and CUDA call is
-// checked: failures throw scalpel::Error "<file>:<line>: <call> failed: <status>".
+// Workspaces come from the backend's caching device allocator. cuDNN pads symmetrically:
+// asymmetric padding is run on an explicitly padded input (cuda/cudnn/cudnn.cpp, symmetric_form).
+// Every cuDNN and CUDA call is checked: failures throw scalpel::Error "<file>:<line>: <call> failed: <status>".
 #include <cstddef>
 #include <cstdint>
 
@@ -42,13 +43,12 @@ void set_workspace_limit(size_t bytes);
 size_t workspace_limit();
 
 // y [n, k, oh, ow] = conv(x, w) + bias (bias may be null).
-void conv2d_forward(const Stream& s, const Conv2dShape& shape, const float* x, const float* w,
-                    const float* bias, float* y);
+void conv2d_forward(const Stream& s, const Conv2dGeometry& shape, const float* x, const float* w, const float* bias,
+                    float* y);
 // dx [n, c, h, w] from dy and w.
-void conv2d_backward_data(const Stream& s, const Conv2dShape& shape, const float* w,
-                          const float* dy, float* dx);
+void conv2d_backward_data(const Stream& s, const Conv2dGeometry& shape, const float* w, const float* dy, float* dx);
 // dw [k, c/groups, r, s] and db [k] (db may be null) from x and dy.
-void conv2d_backward_filter(const Stream& s, const Conv2dShape& shape, const float* x,
-                            const float* dy, float* dw, float* db);
+void conv2d_backward_filter(const Stream& s, const Conv2dGeometry& shape, const float* x, const float* dy, float* dw,
+                            float* db);
 
 }  // namespace scalpel::cuda::cudnn

@@ -10,15 +10,13 @@ bool compiled() { return false; }
 
 void initialize(Device device) { require(device); }
 
-void conv2d_forward(const Stream& s, const Conv2dShape&, const float*, const float*, const float*,
-                    float*) {
+void conv2d_forward(const Stream& s, const Conv2dGeometry&, const float*, const float*, const float*, float*) {
   require(s.device);
 }
-void conv2d_backward_data(const Stream& s, const Conv2dShape&, const float*, const float*, float*) {
+void conv2d_backward_data(const Stream& s, const Conv2dGeometry&, const float*, const float*, float*) {
   require(s.device);
 }
-void conv2d_backward_filter(const Stream& s, const Conv2dShape&, const float*, const float*, float*,
-                            float*) {
+void conv2d_backward_filter(const Stream& s, const Conv2dGeometry&, const float*, const float*, float*, float*) {
   require(s.device);
 }
 

@@ -67,20 +67,20 @@ void init() {
   }
 }
 
-Conv2dOutput conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dShape& shape) {
+Conv2dOutput conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dGeometry& g) {
   const Tensor x = dense(x_in), w = dense(w_in), bias = dense(bias_in);
   const Stream s = stream_for("conv2d", {&x, &w, &bias});
-  Tensor y = Tensor::empty({shape.n, shape.k, shape.out_h(), shape.out_w()}, DType::F32, x.device());
+  Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, DType::F32, x.device());
   // The engine switch: cuDNN when asked for globally or for this layer (cuda/conv_library.h).
   if (resolve_conv_library(w_in, x.device()) == ConvLibrary::Cudnn) {
-    cudnn::conv2d_forward(s, shape, in(x), in(w), in(bias), out(y));
+    cudnn::conv2d_forward(s, g, in(x), in(w), in(bias), out(y));
     return {y, ConvLibrary::Cudnn};
   }
   // The depthwise kernel needs no column buffer; im2col needs one sample and group's.
-  const bool depthwise = shape.depthwise();
-  Tensor workspace = Tensor::empty({depthwise ? 1 : conv2d_workspace_floats(shape)}, DType::F32, x.device());
-  SCALPEL_CUDA_CALL(s, conv2d_forward, shape, in(x), in(w), in(bias), out(y), out(workspace),
-                    ConvConfig{ConvAlgo::Auto, detail::gemm_config(s)});
+  const bool depthwise = g.is_depthwise_one_filter();
+  Tensor workspace = Tensor::empty({depthwise ? 1 : conv2d_workspace_floats(g)}, DType::F32, x.device());
+  SCALPEL_CUDA_CALL(s, conv2d_forward, g, in(x), in(w), in(bias), out(y), out(workspace),
+                    ConvConfig{CudaConvAlgorithm::Auto, detail::gemm_config(s)});
   return {y, ConvLibrary::Handwritten};
 }
 

@@ -14,42 +14,40 @@ using detail::in;
 using detail::out;
 using detail::stream_for;
 
-Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2dShape& shape,
-                            ConvLibrary engine) {
+Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2dGeometry& g, ConvLibrary engine) {
   const Tensor dy = dense(dy_in), w = dense(w_in);
   const Stream s = stream_for("conv2d backward", {&dy, &w});
-  Tensor dx = empty_like_device({shape.n, shape.c, shape.h, shape.w}, dy);
+  Tensor dx = empty_like_device({g.batch, g.in_channels, g.in_h, g.in_w}, dy);
   if (engine == ConvLibrary::Cudnn) {
-    if (dx.numel() > 0) cudnn::conv2d_backward_data(s, shape, in(w), in(dy), out(dx));
+    if (dx.numel() > 0) cudnn::conv2d_backward_data(s, g, in(w), in(dy), out(dx));
     return dx;
   }
-  Tensor workspace = empty_like_device({shape.depthwise() ? 1 : conv2d_workspace_floats(shape)}, dy);
-  if (dx.numel() > 0) SCALPEL_CUDA_CALL(s, conv2d_backward_data, shape, in(w), in(dy), out(dx), out(workspace),
-                                         detail::gemm_config(s));
+  Tensor workspace = empty_like_device({g.is_depthwise_one_filter() ? 1 : conv2d_workspace_floats(g)}, dy);
+  if (dx.numel() > 0)
+    SCALPEL_CUDA_CALL(s, conv2d_backward_data, g, in(w), in(dy), out(dx), out(workspace), detail::gemm_config(s));
   return dx;
 }
 
-Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in,
-                                         const Conv2dShape& shape, bool need_w, bool need_bias,
-                                         ConvLibrary engine) {
+Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in, const Conv2dGeometry& g, bool need_w,
+                                         bool need_bias, ConvLibrary engine) {
   const Tensor dy = dense(dy_in), x = dense(x_in);
   const Stream s = stream_for("conv2d backward", {&dy, &x});
-  Conv2dFilterGrads g;
-  if (need_bias) g.bias = empty_like_device({shape.k}, dy);
-  const int64_t hw = shape.out_h() * shape.out_w();
+  Conv2dFilterGrads grads;
+  if (need_bias) grads.bias = empty_like_device({g.out_channels}, dy);
+  const int64_t hw = g.out_h * g.out_w;
   if (!need_w) {
-    if (need_bias) SCALPEL_CUDA_CALL(s, conv2d_bias_backward, in(dy), out(g.bias), shape.n, shape.k, hw);
-    return g;
+    if (need_bias) SCALPEL_CUDA_CALL(s, conv2d_bias_backward, in(dy), out(grads.bias), g.batch, g.out_channels, hw);
+    return grads;
   }
-  g.w = empty_like_device({shape.k, shape.c / shape.groups, shape.r, shape.s}, dy);
+  grads.w = empty_like_device({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, dy);
   if (engine == ConvLibrary::Cudnn) {
-    cudnn::conv2d_backward_filter(s, shape, in(x), in(dy), out(g.w), out(g.bias));
-    return g;
+    cudnn::conv2d_backward_filter(s, g, in(x), in(dy), out(grads.w), out(grads.bias));
+    return grads;
   }
-  Tensor workspace = empty_like_device({shape.depthwise() ? 1 : conv2d_workspace_floats(shape)}, dy);
-  SCALPEL_CUDA_CALL(s, conv2d_backward_filter, shape, in(x), in(dy), out(g.w), out(g.bias), out(workspace),
+  Tensor workspace = empty_like_device({g.is_depthwise_one_filter() ? 1 : conv2d_workspace_floats(g)}, dy);
+  SCALPEL_CUDA_CALL(s, conv2d_backward_filter, g, in(x), in(dy), out(grads.w), out(grads.bias), out(workspace),
                     detail::gemm_config(s));
-  return g;
+  return grads;
 }
 
 // The convolution's backward entry points in the dispatch table.

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/conv2d_geometry.h"
 #include "tensor/op_params.h"
 #include "tensor/tensor.h"
 
@@ -78,12 +79,13 @@ struct OpTraits;
     static constexpr const char* name = #op_name;   \
   }
 
-// ---- convolution (symmetric padding) ----
+// ---- convolution (tensor/conv2d_geometry.h: any padding, asymmetric and TF SAME included) ----
 // bias may be undefined; the backend picks the library (cuda/conv_library.h) and reports it.
-SCALPEL_DEVICE_OP(conv2d, Conv2dOutput(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dShape& shape));
+SCALPEL_DEVICE_OP(conv2d, Conv2dOutput(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& g));
 // dx from dy (also conv_transpose2d's forward), with the library the forward ran.
-SCALPEL_DEVICE_OP(conv2d_backward_data, Tensor(const Tensor& dy, const Tensor& w, const Conv2dShape& shape, ConvLibrary library));
-SCALPEL_DEVICE_OP(conv2d_backward_filter, Conv2dFilterGrads(const Tensor& dy, const Tensor& x, const Conv2dShape& shape,
+SCALPEL_DEVICE_OP(conv2d_backward_data,
+                  Tensor(const Tensor& dy, const Tensor& w, const Conv2dGeometry& g, ConvLibrary library));
+SCALPEL_DEVICE_OP(conv2d_backward_filter, Conv2dFilterGrads(const Tensor& dy, const Tensor& x, const Conv2dGeometry& g,
                                                             bool need_w, bool need_bias, ConvLibrary library));
 // ---- batch norm over the channels of [N, C, ...] ----
 // y = (x - mean) * invstd * gamma + beta with running statistics (gamma/beta may be undefined).

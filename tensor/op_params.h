@@ -30,18 +30,6 @@ enum class UpsampleMode : uint8_t { Nearest, Bilinear };  // bilinear: align_cor
 // kernels or the vendor library (cuDNN). Chosen per call, see cuda/conv_library.h.
 enum class ConvLibrary : uint8_t { Handwritten, Cudnn };
 
-// 2-D convolution geometry (NCHW input, [K, C/groups, R, S] weights, NCHW output).
-struct Conv2dShape {
-  int64_t n = 1, c = 1, h = 1, w = 1;  // input
-  int64_t k = 1, r = 1, s = 1;         // output channels, kernel height, width
-  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
-  int64_t groups = 1;
-  SCALPEL_HOST_DEVICE int64_t out_h() const { return (h + 2 * pad_h - dilation_h * (r - 1) - 1) / stride_h + 1; }
-  SCALPEL_HOST_DEVICE int64_t out_w() const { return (w + 2 * pad_w - dilation_w * (s - 1) - 1) / stride_w + 1; }
-  // Depthwise: one filter per input channel (groups == c == k); runs the dedicated kernel.
-  SCALPEL_HOST_DEVICE bool depthwise() const { return groups == c && k == c; }
-};
-
 // 2-D pooling geometry (NCHW), symmetric padding.
 struct Pool2dShape {
   int64_t n = 1, c = 1, h = 1, w = 1;

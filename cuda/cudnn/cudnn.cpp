@@ -4,6 +4,7 @@
 #include <cudnn.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <map>
@@ -50,11 +51,12 @@ struct TensorDesc {
 
 struct FilterDesc {
   cudnnFilterDescriptor_t d = nullptr;
-  explicit FilterDesc(const Conv2dShape& p) {
+  explicit FilterDesc(const Conv2dGeometry& p) {
     SCALPEL_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d));
     SCALPEL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                                   to_int(p.k, "k"), to_int(p.c / p.groups, "c/groups"),
-                                                   to_int(p.r, "r"), to_int(p.s, "s")));
+                                                   to_int(p.out_channels, "out_channels"),
+                                                   to_int(p.in_per_group(), "in_channels/groups"),
+                                                   to_int(p.kernel_h, "kernel_h"), to_int(p.kernel_w, "kernel_w")));
   }
   ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
   FilterDesc(const FilterDesc&) = delete;
@@ -63,13 +65,13 @@ struct FilterDesc {
 
 struct ConvDesc {
   cudnnConvolutionDescriptor_t d = nullptr;
-  explicit ConvDesc(const Conv2dShape& p) {
+  explicit ConvDesc(const Conv2dGeometry& p) {
     SCALPEL_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d));
     // PyTorch's convolution is cuDNN's cross-correlation (no kernel flip).
     SCALPEL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
-        d, to_int(p.pad_h, "pad_h"), to_int(p.pad_w, "pad_w"), to_int(p.stride_h, "stride_h"),
-        to_int(p.stride_w, "stride_w"), to_int(p.dilation_h, "dilation_h"),
-        to_int(p.dilation_w, "dilation_w"), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+        d, to_int(p.pad_top, "pad_top"), to_int(p.pad_left, "pad_left"), to_int(p.stride_h, "stride_h"),
+        to_int(p.stride_w, "stride_w"), to_int(p.dilation_h, "dilation_h"), to_int(p.dilation_w, "dilation_w"),
+        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     SCALPEL_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d, to_int(p.groups, "groups")));
     SCALPEL_CUDNN_CHECK(cudnnSetConvolutionMathType(d, CUDNN_FMA_MATH));  // no TF32
   }
@@ -83,8 +85,8 @@ struct ConvDescs {
   TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv;
-  explicit ConvDescs(const Conv2dShape& p)
-      : x(p.n, p.c, p.h, p.w), y(p.n, p.k, p.out_h(), p.out_w()), w(p), conv(p) {}
+  explicit ConvDescs(const Conv2dGeometry& p)
+      : x(p.batch, p.in_channels, p.in_h, p.in_w), y(p.batch, p.out_channels, p.out_h, p.out_w), w(p), conv(p) {}
 };
 
 // Device memory for an algorithm, from the caching allocator. Released when the call
@@ -123,9 +125,23 @@ struct Choice {
   size_t workspace = 0;
 };
 
-ShapeKey key_of(Direction dir, const Stream& s, const Conv2dShape& p) {
-  return {static_cast<int64_t>(dir), s.device.index, p.n, p.c, p.h, p.w, p.k, p.r, p.s,
-          p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w, p.groups,
+ShapeKey key_of(Direction dir, const Stream& s, const Conv2dGeometry& p) {
+  return {static_cast<int64_t>(dir),
+          s.device.index,
+          p.batch,
+          p.in_channels,
+          p.in_h,
+          p.in_w,
+          p.out_channels,
+          p.kernel_h,
+          p.kernel_w,
+          p.stride_h,
+          p.stride_w,
+          p.pad_top,
+          p.pad_left,
+          p.dilation_h,
+          p.dilation_w,
+          p.groups,
           static_cast<int64_t>(algo_search())};
 }
 
@@ -140,18 +156,20 @@ ChoiceCache& cache() {
 
 // The first result (cuDNN ranks them best first) that ran and fits the workspace limit.
 template <typename Perf>
-Choice first_fitting(const Perf* perfs, int count, const char* direction, const Conv2dShape& p) {
+Choice first_fitting(const Perf* perfs, int count, const char* direction, const Conv2dGeometry& p) {
   for (int i = 0; i < count; ++i)
     if (perfs[i].status == CUDNN_STATUS_SUCCESS && perfs[i].memory <= workspace_limit())
       return {static_cast<int>(perfs[i].algo), perfs[i].memory};
-  fail("cuDNN has no {} algorithm for conv {}x{}x{}x{} -> {} ({}x{}, groups {}) within the {} MiB "
-       "workspace limit; raise cudnn::set_workspace_limit or use --conv-engine handwritten",
-       direction, p.n, p.c, p.h, p.w, p.k, p.r, p.s, p.groups, workspace_limit() >> 20);
+  fail(
+      "cuDNN has no {} algorithm for conv {}x{}x{}x{} -> {} ({}x{}, groups {}) within the {} MiB "
+      "workspace limit; raise cudnn::set_workspace_limit or use --conv-engine handwritten",
+      direction, p.batch, p.in_channels, p.in_h, p.in_w, p.out_channels, p.kernel_h, p.kernel_w, p.groups,
+      workspace_limit() >> 20);
 }
 
 // Looks the choice up, or makes it with `choose` (which runs cuDNN's heuristics or Find).
 template <typename Choose>
-Choice cached_choice(Direction dir, const Stream& s, const Conv2dShape& p, Choose choose) {
+Choice cached_choice(Direction dir, const Stream& s, const Conv2dGeometry& p, Choose choose) {
   const ShapeKey key = key_of(dir, s, p);
   ChoiceCache& c = cache();
   {
@@ -190,8 +208,11 @@ void initialize(Device device) {
 
 // ---- convolution ----
 
-void conv2d_forward(const Stream& s, const Conv2dShape& p, const float* x, const float* w,
-                    const float* bias, float* y) {
+namespace {
+
+// The cuDNN calls themselves, on a geometry with symmetric padding.
+void forward_symmetric(const Stream& s, const Conv2dGeometry& p, const float* x, const float* w, const float* bias,
+                       float* y) {
   cudnnHandle_t h = handle(s);
   const ConvDescs d(p);
   const Choice choice = cached_choice(Direction::Forward, s, p, [&] {
@@ -215,13 +236,12 @@ void conv2d_forward(const Stream& s, const Conv2dShape& p, const float* x, const
                                               static_cast<cudnnConvolutionFwdAlgo_t>(choice.algo),
                                               ws.ptr, ws.bytes, &zero, d.y.d, y));
   if (bias) {
-    const TensorDesc b(1, p.k, 1, 1);
+    const TensorDesc b(1, p.out_channels, 1, 1);
     SCALPEL_CUDNN_CHECK(cudnnAddTensor(h, &one, b.d, bias, &one, d.y.d, y));
   }
 }
 
-void conv2d_backward_data(const Stream& s, const Conv2dShape& p, const float* w, const float* dy,
-                          float* dx) {
+void backward_data_symmetric(const Stream& s, const Conv2dGeometry& p, const float* w, const float* dy, float* dx) {
   cudnnHandle_t h = handle(s);
   const ConvDescs d(p);
   const Choice choice = cached_choice(Direction::BackwardData, s, p, [&] {
@@ -245,8 +265,8 @@ void conv2d_backward_data(const Stream& s, const Conv2dShape& p, const float* w,
       ws.ptr, ws.bytes, &zero, d.x.d, dx));
 }
 
-void conv2d_backward_filter(const Stream& s, const Conv2dShape& p, const float* x,
-                            const float* dy, float* dw, float* db) {
+void backward_filter_symmetric(const Stream& s, const Conv2dGeometry& p, const float* x, const float* dy, float* dw,
+                               float* db) {
   cudnnHandle_t h = handle(s);
   const ConvDescs d(p);
   const Choice choice = cached_choice(Direction::BackwardFilter, s, p, [&] {
@@ -269,9 +289,82 @@ void conv2d_backward_filter(const Stream& s, const Conv2dShape& p, const float* 
       h, &one, d.x.d, x, d.y.d, dy, d.conv.d,
       static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algo), ws.ptr, ws.bytes, &zero, d.w.d, dw));
   if (db) {
-    const TensorDesc b(1, p.k, 1, 1);
+    const TensorDesc b(1, p.out_channels, 1, 1);
     SCALPEL_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &one, d.y.d, dy, &zero, b.d, db));
   }
+}
+
+// cuDNN takes one padding per axis, applied on both sides. Asymmetric padding (TF "SAME" with
+// an odd total, explicit {top, bottom, left, right}) runs as the symmetric convolution with
+// min(top, bottom) and min(left, right) on an input explicitly padded by the excess: the one
+// place where scalpel materialises convolution padding (the handwritten kernels take all four
+// sides, tensor/conv2d_geometry.h). The data gradient is computed for the padded input and
+// cropped back.
+struct SymmetricForm {
+  Conv2dGeometry g;           // symmetric padding; input grown by the excess
+  int64_t top = 0, left = 0;  // where the caller's input sits in the grown one
+  bool grown = false;         // false: g is the caller's geometry
+};
+
+SymmetricForm symmetric_form(const Conv2dGeometry& p) {
+  SCALPEL_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0,
+                "cuDNN convolution: padding top {} bottom {} left {} right {} must not be negative "
+                "(use --conv-engine handwritten)",
+                p.pad_top, p.pad_bottom, p.pad_left, p.pad_right);
+  SymmetricForm f;
+  f.g = p;
+  if (p.symmetric_padding()) return f;
+  const int64_t pad_h = std::min(p.pad_top, p.pad_bottom), pad_w = std::min(p.pad_left, p.pad_right);
+  f.top = p.pad_top - pad_h;
+  f.left = p.pad_left - pad_w;
+  f.g.in_h = p.in_h + (p.pad_top - pad_h) + (p.pad_bottom - pad_h);
+  f.g.in_w = p.in_w + (p.pad_left - pad_w) + (p.pad_right - pad_w);
+  f.g.pad_top = f.g.pad_bottom = pad_h;
+  f.g.pad_left = f.g.pad_right = pad_w;
+  f.grown = true;
+  return f;
+}
+
+// A device buffer of the grown input [batch, in_channels, in_h, in_w] of `f`.
+struct GrownInput {
+  Workspace buffer;
+  explicit GrownInput(const SymmetricForm& f)
+      : buffer(static_cast<size_t>(f.g.batch * f.g.in_channels * f.g.in_h * f.g.in_w) * sizeof(float)) {}
+  float* data() const { return static_cast<float*>(buffer.ptr); }
+};
+
+// grown = x placed at (f.top, f.left), zeros around it.
+void grow(const Stream& s, const Conv2dGeometry& p, const SymmetricForm& f, const float* x, float* grown) {
+  gpu::pad2d(s, x, grown, p.batch * p.in_channels, p.in_h, p.in_w, f.top, f.left, f.g.in_h, f.g.in_w, 0.0f);
+}
+
+}  // namespace
+
+void conv2d_forward(const Stream& s, const Conv2dGeometry& p, const float* x, const float* w, const float* bias,
+                    float* y) {
+  const SymmetricForm f = symmetric_form(p);
+  if (!f.grown) return forward_symmetric(s, p, x, w, bias, y);
+  const GrownInput xp(f);
+  grow(s, p, f, x, xp.data());
+  forward_symmetric(s, f.g, xp.data(), w, bias, y);
+}
+
+void conv2d_backward_data(const Stream& s, const Conv2dGeometry& p, const float* w, const float* dy, float* dx) {
+  const SymmetricForm f = symmetric_form(p);
+  if (!f.grown) return backward_data_symmetric(s, p, w, dy, dx);
+  const GrownInput dxp(f);
+  backward_data_symmetric(s, f.g, w, dy, dxp.data());
+  // The crop: pad2d with negative offsets reads the window at (top, left).
+  gpu::pad2d(s, dxp.data(), dx, p.batch * p.in_channels, f.g.in_h, f.g.in_w, -f.top, -f.left, p.in_h, p.in_w, 0.0f);
+}
+
+void conv2d_backward_filter(const Stream& s, const Conv2dGeometry& p, const float* x, const float* dy, float* dw,
+                            float* db) {
+  const SymmetricForm f = symmetric_form(p);
+  if (!f.grown) return backward_filter_symmetric(s, p, x, dy, dw, db);
+  const GrownInput xp(f);
+  grow(s, p, f, x, xp.data());
+  backward_filter_symmetric(s, f.g, xp.data(), dy, dw, db);
 }
 
 }  // namespace scalpel::cuda::cudnn

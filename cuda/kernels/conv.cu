@@ -10,36 +10,38 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// col[(ci * r + kr) * s + ks][oy * ow + ox] = x[ci][oy * sh - ph + kr * dh][ox * sw - pw + ks * dw]
-__global__ void im2col_kernel(Conv2dShape p, const float* x, float* col, int64_t channels) {
-  const int64_t oh = p.out_h(), ow = p.out_w();
-  const int64_t n = channels * p.r * p.s * oh * ow;
+// col[(ci * kh + kr) * kw + ks][oy * ow + ox] =
+//   x[ci][oy * stride_h - pad_top + kr * dilation_h][ox * stride_w - pad_left + ks * dilation_w]
+__global__ void im2col_kernel(Conv2dGeometry p, const float* x, float* col, int64_t channels) {
+  const int64_t oh = p.out_h, ow = p.out_w;
+  const int64_t n = channels * p.kernel_h * p.kernel_w * oh * ow;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t ox = i % ow, oy = i / ow % oh, row = i / (oh * ow);
-    const int64_t ks = row % p.s, kr = row / p.s % p.r, ci = row / (p.r * p.s);
-    const int64_t y = oy * p.stride_h - p.pad_h + kr * p.dilation_h;
-    const int64_t xx = ox * p.stride_w - p.pad_w + ks * p.dilation_w;
-    col[i] = (y >= 0 && y < p.h && xx >= 0 && xx < p.w) ? x[(ci * p.h + y) * p.w + xx] : 0.0f;
+    const int64_t ks = row % p.kernel_w, kr = row / p.kernel_w % p.kernel_h;
+    const int64_t ci = row / (p.kernel_h * p.kernel_w);
+    const int64_t y = oy * p.stride_h - p.pad_top + kr * p.dilation_h;
+    const int64_t xx = ox * p.stride_w - p.pad_left + ks * p.dilation_w;
+    col[i] = (y >= 0 && y < p.in_h && xx >= 0 && xx < p.in_w) ? x[(ci * p.in_h + y) * p.in_w + xx] : 0.0f;
   }
 }
 
 // The reverse of im2col: every input pixel gathers the column entries it was copied to (a
 // gather, not a scatter with atomics, so the sum order is fixed).
-__global__ void col2im_kernel(Conv2dShape p, const float* col, float* x, int64_t channels) {
-  const int64_t oh = p.out_h(), ow = p.out_w();
-  const int64_t n = channels * p.h * p.w;
+__global__ void col2im_kernel(Conv2dGeometry p, const float* col, float* x, int64_t channels) {
+  const int64_t oh = p.out_h, ow = p.out_w;
+  const int64_t n = channels * p.in_h * p.in_w;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t xx = i % p.w, y = i / p.w % p.h, ci = i / (p.h * p.w);
+    const int64_t xx = i % p.in_w, y = i / p.in_w % p.in_h, ci = i / (p.in_h * p.in_w);
     float acc = 0.0f;
-    for (int64_t kr = 0; kr < p.r; ++kr) {
-      const int64_t ty = y + p.pad_h - kr * p.dilation_h;
+    for (int64_t kr = 0; kr < p.kernel_h; ++kr) {
+      const int64_t ty = y + p.pad_top - kr * p.dilation_h;
       if (ty < 0 || ty % p.stride_h != 0 || ty / p.stride_h >= oh) continue;
-      for (int64_t ks = 0; ks < p.s; ++ks) {
-        const int64_t tx = xx + p.pad_w - ks * p.dilation_w;
+      for (int64_t ks = 0; ks < p.kernel_w; ++ks) {
+        const int64_t tx = xx + p.pad_left - ks * p.dilation_w;
         if (tx < 0 || tx % p.stride_w != 0 || tx / p.stride_w >= ow) continue;
-        acc += col[((ci * p.r + kr) * p.s + ks) * oh * ow + ty / p.stride_h * ow + tx / p.stride_w];
+        acc += col[((ci * p.kernel_h + kr) * p.kernel_w + ks) * oh * ow + ty / p.stride_h * ow + tx / p.stride_w];
       }
     }
     x[i] = acc;
@@ -47,24 +49,24 @@ __global__ void col2im_kernel(Conv2dShape p, const float* col, float* x, int64_t
 }
 
 // The naive direct convolution: one thread per output, loops over its receptive field.
-__global__ void conv2d_direct_kernel(Conv2dShape p, const float* x, const float* w,
-                                     const float* bias, float* y) {
-  const int64_t oh = p.out_h(), ow = p.out_w(), cg = p.c / p.groups, kg = p.k / p.groups;
-  const int64_t n = p.n * p.k * oh * ow;
+__global__ void conv2d_direct_kernel(Conv2dGeometry p, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t oh = p.out_h, ow = p.out_w, cg = p.in_per_group(), kg = p.out_per_group();
+  const int64_t n = p.batch * p.out_channels * oh * ow;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t ox = i % ow, oy = i / ow % oh, ko = i / (oh * ow) % p.k, b = i / (p.k * oh * ow);
+    const int64_t ox = i % ow, oy = i / ow % oh, ko = i / (oh * ow) % p.out_channels;
+    const int64_t b = i / (p.out_channels * oh * ow);
     const int64_t g = ko / kg;
     float acc = bias ? bias[ko] : 0.0f;
     for (int64_t ci = 0; ci < cg; ++ci)
-      for (int64_t kr = 0; kr < p.r; ++kr) {
-        const int64_t yy = oy * p.stride_h - p.pad_h + kr * p.dilation_h;
-        if (yy < 0 || yy >= p.h) continue;
-        for (int64_t ks = 0; ks < p.s; ++ks) {
-          const int64_t xx = ox * p.stride_w - p.pad_w + ks * p.dilation_w;
-          if (xx < 0 || xx >= p.w) continue;
-          acc += x[((b * p.c + g * cg + ci) * p.h + yy) * p.w + xx] *
-                 w[((ko * cg + ci) * p.r + kr) * p.s + ks];
+      for (int64_t kr = 0; kr < p.kernel_h; ++kr) {
+        const int64_t yy = oy * p.stride_h - p.pad_top + kr * p.dilation_h;
+        if (yy < 0 || yy >= p.in_h) continue;
+        for (int64_t ks = 0; ks < p.kernel_w; ++ks) {
+          const int64_t xx = ox * p.stride_w - p.pad_left + ks * p.dilation_w;
+          if (xx < 0 || xx >= p.in_w) continue;
+          acc += x[((b * p.in_channels + g * cg + ci) * p.in_h + yy) * p.in_w + xx] *
+                 w[((ko * cg + ci) * p.kernel_h + kr) * p.kernel_w + ks];
         }
       }
     y[i] = acc;
@@ -89,16 +91,11 @@ __global__ void bias_backward_kernel(const float* dy, float* db, int64_t n, int6
   }
 }
 
-bool is_pointwise(const Conv2dShape& p) {
-  return p.r == 1 && p.s == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
-         p.pad_w == 0;
-}
-
 }  // namespace
 
-void im2col(const Stream& s, const Conv2dShape& shape, const float* x, float* col) {
-  const int64_t channels = shape.c / shape.groups;
-  const int64_t n = channels * shape.r * shape.s * shape.out_h() * shape.out_w();
+void im2col(const Stream& s, const Conv2dGeometry& shape, const float* x, float* col) {
+  const int64_t channels = shape.in_channels / shape.groups;
+  const int64_t n = channels * shape.kernel_h * shape.kernel_w * shape.out_h * shape.out_w;
   if (n > 0) SCALPEL_LAUNCH(im2col_kernel, grid_for(n, kThreads), kThreads, 0, s, shape, x, col, channels);
 }
 
@@ -107,72 +104,73 @@ void conv2d_bias_backward(const Stream& s, const float* dy, float* db, int64_t n
   if (k > 0) SCALPEL_LAUNCH(bias_backward_kernel, grid_for(k, 1, 65535), kReductionThreads, 0, s, dy, db, n, k, hw);
 }
 
-void conv2d_forward(const Stream& s, const Conv2dShape& p, const float* x, const float* w,
-                    const float* bias, float* y, float* workspace, ConvConfig config) {
-  const int64_t oh = p.out_h(), ow = p.out_w(), total = p.n * p.k * oh * ow;
+void conv2d_forward(const Stream& s, const Conv2dGeometry& p, const float* x, const float* w, const float* bias,
+                    float* y, float* workspace, ConvConfig config) {
+  const int64_t oh = p.out_h, ow = p.out_w, total = p.batch * p.out_channels * oh * ow;
   if (total == 0) return;
-  ConvAlgo algo = config.algo;
-  if (algo == ConvAlgo::Auto) algo = p.depthwise() ? ConvAlgo::Depthwise : ConvAlgo::Im2colGemm;
-  if (algo == ConvAlgo::Depthwise) return depthwise_conv2d_forward(s, p, x, w, bias, y);
-  if (algo == ConvAlgo::Direct) {
+  CudaConvAlgorithm algorithm = config.algorithm;
+  if (algorithm == CudaConvAlgorithm::Auto)
+    algorithm = p.is_depthwise_one_filter() ? CudaConvAlgorithm::Depthwise : CudaConvAlgorithm::Im2colGemm;
+  if (algorithm == CudaConvAlgorithm::Depthwise) return depthwise_conv2d_forward(s, p, x, w, bias, y);
+  if (algorithm == CudaConvAlgorithm::Direct) {
     SCALPEL_LAUNCH(conv2d_direct_kernel, grid_for(total, kThreads), kThreads, 0, s, p, x, w, bias, y);
     return;
   }
-  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, rows = cg * p.r * p.s, cols = oh * ow;
-  for (int64_t b = 0; b < p.n; ++b)
+  const int64_t cg = p.in_per_group(), kg = p.out_per_group(), rows = cg * p.kernel_h * p.kernel_w, cols = oh * ow;
+  for (int64_t b = 0; b < p.batch; ++b)
     for (int64_t g = 0; g < p.groups; ++g) {
-      const float* xg = x + (b * p.c + g * cg) * p.h * p.w;
+      const float* xg = x + (b * p.in_channels + g * cg) * p.in_h * p.in_w;
       const float* col = xg;
-      if (!is_pointwise(p)) {
+      if (!p.is_pointwise()) {
         im2col(s, p, xg, workspace);
         col = workspace;
       }
-      gemm(s, config.gemm, false, false, kg, cols, rows, 1.0f, w + g * kg * rows, rows, col, cols,
-           0.0f, y + (b * p.k + g * kg) * cols, cols);
+      gemm(s, config.gemm, false, false, kg, cols, rows, 1.0f, w + g * kg * rows, rows, col, cols, 0.0f,
+           y + (b * p.out_channels + g * kg) * cols, cols);
     }
   if (bias)
-    SCALPEL_LAUNCH(add_bias_kernel, grid_for(total, kThreads), kThreads, 0, s, y, bias, p.n, p.k, oh * ow);
+    SCALPEL_LAUNCH(add_bias_kernel, grid_for(total, kThreads), kThreads, 0, s, y, bias, p.batch, p.out_channels,
+                   oh * ow);
 }
 
-void conv2d_backward_data(const Stream& s, const Conv2dShape& p, const float* w,
-                          const float* dy, float* dx, float* workspace, GemmConfig config) {
-  if (p.depthwise()) return depthwise_conv2d_backward_data(s, p, w, dy, dx);
-  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, rows = cg * p.r * p.s;
-  const int64_t cols = p.out_h() * p.out_w();
-  for (int64_t b = 0; b < p.n; ++b)
+void conv2d_backward_data(const Stream& s, const Conv2dGeometry& p, const float* w, const float* dy, float* dx,
+                          float* workspace, GemmConfig config) {
+  if (p.is_depthwise_one_filter()) return depthwise_conv2d_backward_data(s, p, w, dy, dx);
+  const int64_t cg = p.in_per_group(), kg = p.out_per_group(), rows = cg * p.kernel_h * p.kernel_w;
+  const int64_t cols = p.out_h * p.out_w;
+  for (int64_t b = 0; b < p.batch; ++b)
     for (int64_t g = 0; g < p.groups; ++g) {
-      float* dxg = dx + (b * p.c + g * cg) * p.h * p.w;
+      float* dxg = dx + (b * p.in_channels + g * cg) * p.in_h * p.in_w;
       // col [rows, cols] = W_g^T [rows, kg] x dy_g [kg, cols]
-      float* col = is_pointwise(p) ? dxg : workspace;
+      float* col = p.is_pointwise() ? dxg : workspace;
       gemm(s, config, true, false, rows, cols, kg, 1.0f, w + g * kg * rows, rows,
-           dy + (b * p.k + g * kg) * cols, cols, 0.0f, col, cols);
-      if (!is_pointwise(p)) {
-        const int64_t n = cg * p.h * p.w;
+           dy + (b * p.out_channels + g * kg) * cols, cols, 0.0f, col, cols);
+      if (!p.is_pointwise()) {
+        const int64_t n = cg * p.in_h * p.in_w;
         SCALPEL_LAUNCH(col2im_kernel, grid_for(n, kThreads), kThreads, 0, s, p, col, dxg, cg);
       }
     }
 }
 
-void conv2d_backward_filter(const Stream& s, const Conv2dShape& p, const float* x,
-                            const float* dy, float* dw, float* db, float* workspace,
-                            GemmConfig config) {
-  if (p.depthwise()) return depthwise_conv2d_backward_filter(s, p, x, dy, dw, db);
-  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, rows = cg * p.r * p.s;
-  const int64_t cols = p.out_h() * p.out_w();
-  if (p.n == 0) fill(s, dw, p.k * rows, 0.0f);
-  for (int64_t b = 0; b < p.n; ++b)
+void conv2d_backward_filter(const Stream& s, const Conv2dGeometry& p, const float* x, const float* dy, float* dw,
+                            float* db, float* workspace, GemmConfig config) {
+  if (p.is_depthwise_one_filter()) return depthwise_conv2d_backward_filter(s, p, x, dy, dw, db);
+  const int64_t cg = p.in_per_group(), kg = p.out_per_group(), rows = cg * p.kernel_h * p.kernel_w;
+  const int64_t cols = p.out_h * p.out_w;
+  if (p.batch == 0) fill(s, dw, p.out_channels * rows, 0.0f);
+  for (int64_t b = 0; b < p.batch; ++b)
     for (int64_t g = 0; g < p.groups; ++g) {
-      const float* xg = x + (b * p.c + g * cg) * p.h * p.w;
+      const float* xg = x + (b * p.in_channels + g * cg) * p.in_h * p.in_w;
       const float* col = xg;
-      if (!is_pointwise(p)) {
+      if (!p.is_pointwise()) {
         im2col(s, p, xg, workspace);
         col = workspace;
       }
       // dW_g [kg, rows] (+)= dy_g [kg, cols] x col^T [cols, rows]; the first sample writes.
-      gemm(s, config, false, true, kg, rows, cols, 1.0f, dy + (b * p.k + g * kg) * cols, cols, col,
-           cols, b == 0 ? 0.0f : 1.0f, dw + g * kg * rows, rows);
+      gemm(s, config, false, true, kg, rows, cols, 1.0f, dy + (b * p.out_channels + g * kg) * cols, cols, col, cols,
+           b == 0 ? 0.0f : 1.0f, dw + g * kg * rows, rows);
     }
-  if (db) conv2d_bias_backward(s, dy, db, p.n, p.k, cols);
+  if (db) conv2d_bias_backward(s, dy, db, p.batch, p.out_channels, cols);
 }
 
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL

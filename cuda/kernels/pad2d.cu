@@ -1,14 +1,8 @@
 // Constant padding of the last two axes (nn::pad2d, layers/ops/pad2d.h): the kernel, its
 // tensor-level entry point and its registration. The backward needs no kernel: the layer op
-// slices the interior of the gradient.
+// slices the interior of the gradient. The launcher is declared in cuda/kernels.inc, since
+// cuDNN's asymmetric padding (cuda/cudnn/cudnn.cpp) pads and crops with it too.
 #include "cuda/compat.cuh"
-
-SCALPEL_KERNEL_API(
-// y [planes, out_h, out_w] = x [planes, h, w] placed at (top, left), `value` elsewhere
-// (out_h >= top + h and out_w >= left + w).
-void pad2d(const Stream& s, const float* x, float* y, int64_t planes, int64_t h, int64_t w,
-           int64_t top, int64_t left, int64_t out_h, int64_t out_w, float value);
-)
 
 namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
 

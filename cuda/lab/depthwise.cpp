@@ -30,24 +30,26 @@ int main(int argc, char** argv) {
       size = h.on_gpu() ? std::vector<int64_t>{32, 144, 56, 56, 3, 1} : std::vector<int64_t>{2, 3, 13, 10, 3, 2};
     SCALPEL_CHECK(size.size() == 6, "--size takes N C H W R STRIDE, got {} values", size.size());
     for (const int64_t v : size) SCALPEL_CHECK(v > 0, "--size: N C H W R STRIDE must be positive");
-    Conv2dShape p;
-    p.n = size[0], p.c = p.k = p.groups = size[1], p.h = size[2], p.w = size[3], p.r = p.s = size[4];
+    Conv2dGeometry p;
+    p.batch = size[0], p.in_channels = p.out_channels = p.groups = size[1], p.in_h = size[2], p.in_w = size[3],
+    p.kernel_h = p.kernel_w = size[4];
     p.stride_h = p.stride_w = size[5];
-    p.pad_h = p.pad_w = p.r / 2;
-    SCALPEL_CHECK(p.out_h() > 0 && p.out_w() > 0, "--size: the {}x{} kernel does not fit the padded {}x{} input",
-                  p.r, p.s, p.h, p.w);
+    p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = p.kernel_h / 2;
+    p.set_output_size();
+    SCALPEL_CHECK(p.out_h > 0 && p.out_w > 0, "--size: the {}x{} kernel does not fit the padded {}x{} input",
+                  p.kernel_h, p.kernel_w, p.in_h, p.in_w);
     std::printf("x [%lld,%lld,%lld,%lld], %lldx%lld depthwise, stride %lld, pad %lld -> [%lld,%lld,%lld,%lld]\n",
-                (long long)p.n, (long long)p.c, (long long)p.h, (long long)p.w, (long long)p.r, (long long)p.s,
-                (long long)p.stride_h, (long long)p.pad_h, (long long)p.n, (long long)p.c, (long long)p.out_h(),
-                (long long)p.out_w());
+                (long long)p.batch, (long long)p.in_channels, (long long)p.in_h, (long long)p.in_w,
+                (long long)p.kernel_h, (long long)p.kernel_w, (long long)p.stride_h, (long long)p.pad_top,
+                (long long)p.batch, (long long)p.in_channels, (long long)p.out_h, (long long)p.out_w);
 
-    const std::vector<float> x = lab::random_values(p.n * p.c * p.h * p.w, 1);
-    const std::vector<float> w = lab::random_values(p.c * p.r * p.s, 2);
-    const std::vector<float> bias = lab::random_values(p.c, 3);
+    const std::vector<float> x = lab::random_values(p.batch * p.in_channels * p.in_h * p.in_w, 1);
+    const std::vector<float> w = lab::random_values(p.in_channels * p.kernel_h * p.kernel_w, 2);
+    const std::vector<float> bias = lab::random_values(p.in_channels, 3);
     const std::vector<float> want = lab::conv2d_forward_reference(p, x, w, bias);
     lab::DeviceBuffer X(h.stream(), x), W(h.stream(), w), Bias(h.stream(), bias);
     lab::DeviceBuffer Y(h.stream(), std::vector<float>(want.size()));
-    const double flops = 2.0 * p.n * p.c * p.out_h() * p.out_w() * p.r * p.s;
+    const double flops = 2.0 * p.batch * p.in_channels * p.out_h * p.out_w * p.kernel_h * p.kernel_w;
     const double bytes = 4.0 * (x.size() + w.size() + want.size());
     const Stream s = h.stream();
 

@@ -1,5 +1,5 @@
-// conv2d: the reference loops, the engine dispatch and the autograd wrapper nn::conv2d.
-// The fast engines live beside this file: conv2d_im2col.cpp and conv2d_depthwise.cpp.
+// conv2d: the reference loops, the algorithm dispatch and the autograd wrapper nn::conv2d.
+// The fast algorithms live beside this file: conv2d_im2col.cpp and conv2d_depthwise.cpp.
 #include "layers/ops/conv2d.h"
 
 #include <atomic>
@@ -12,14 +12,6 @@
 #include "tensor/error.h"
 
 namespace scalpel::ops {
-
-int64_t conv2d_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
-                           int64_t pad_after, int64_t dilation) {
-  const int64_t span = dilation * (kernel - 1) + 1;  // input extent one output pixel reads
-  const int64_t padded = in + pad_before + pad_after;
-  if (padded < span) return 0;
-  return (padded - span) / stride + 1;
-}
 
 Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Conv2dOptions& o,
                                const std::string& name) {
@@ -67,9 +59,10 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Co
                 "{}: padding must be >= 0, got top {} bottom {} left {} right {}", name, pad.top,
                 pad.bottom, pad.left, pad.right);
   g.pad_top = pad.top;
+  g.pad_bottom = pad.bottom;
   g.pad_left = pad.left;
-  g.out_h = conv2d_output_size(g.in_h, g.kernel_h, g.stride_h, pad.top, pad.bottom, g.dilation_h);
-  g.out_w = conv2d_output_size(g.in_w, g.kernel_w, g.stride_w, pad.left, pad.right, g.dilation_w);
+  g.pad_right = pad.right;
+  g.set_output_size();
   SCALPEL_CHECK(g.out_h > 0 && g.out_w > 0,
                 "{}: kernel {}x{} (dilation [{}, {}]) is larger than the padded input {}x{} "
                 "(input {}, padding top {} bottom {} left {} right {})",
@@ -79,40 +72,40 @@ Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Co
   return g;
 }
 
-// ---------------------------------------------------------------- engine choice
+// ---------------------------------------------------------------- algorithm choice
 
 namespace {
-std::atomic<ConvEngine> g_engine{ConvEngine::Auto};
+std::atomic<CpuConvAlgorithm> g_algorithm{CpuConvAlgorithm::Auto};
 std::atomic<int64_t> g_fallbacks{0};
 }  // namespace
 
-std::string_view conv_engine_name(ConvEngine engine) {
-  switch (engine) {
-    case ConvEngine::Auto: return "auto";
-    case ConvEngine::Reference: return "reference";
-    case ConvEngine::Im2colGemm: return "im2col_gemm";
-    case ConvEngine::Depthwise: return "depthwise";
-    case ConvEngine::Winograd: return "winograd";
+std::string_view cpu_conv_algorithm_name(CpuConvAlgorithm algorithm) {
+  switch (algorithm) {
+    case CpuConvAlgorithm::Auto: return "auto";
+    case CpuConvAlgorithm::Reference: return "reference";
+    case CpuConvAlgorithm::Im2colGemm: return "im2col_gemm";
+    case CpuConvAlgorithm::Depthwise: return "depthwise";
+    case CpuConvAlgorithm::Winograd: return "winograd";
   }
   return "?";
 }
 
-bool conv_engine_supports(ConvEngine engine, const Conv2dGeometry& g) {
-  switch (engine) {
-    case ConvEngine::Auto:
-    case ConvEngine::Reference:
-    case ConvEngine::Im2colGemm: return true;
-    case ConvEngine::Depthwise: return g.is_depthwise();
-    case ConvEngine::Winograd:
+bool cpu_conv_algorithm_supports(CpuConvAlgorithm algorithm, const Conv2dGeometry& g) {
+  switch (algorithm) {
+    case CpuConvAlgorithm::Auto:
+    case CpuConvAlgorithm::Reference:
+    case CpuConvAlgorithm::Im2colGemm: return true;
+    case CpuConvAlgorithm::Depthwise: return g.is_depthwise();
+    case CpuConvAlgorithm::Winograd:
       return g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 &&
              g.dilation_w == 1 && g.groups == 1;
   }
   return false;
 }
 
-ConvEngine choose_conv_engine(const Conv2dGeometry& g) {
+CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g) {
   // Depthwise as GEMMs would be one tiny GEMM per channel (BVLC/caffe#5649): never.
-  if (g.is_depthwise()) return ConvEngine::Depthwise;
+  if (g.is_depthwise()) return CpuConvAlgorithm::Depthwise;
   // Winograd pays where its per-call weight transform (36 * C_out * C_in values) is shared by
   // enough 4x4 output tiles, and there are enough channels for its GEMMs: measured faster
   // (CPU time, bench_conv) on resnet50's layer1 at batch 1 and layer1-3 at batch 8,
@@ -120,22 +113,22 @@ ConvEngine choose_conv_engine(const Conv2dGeometry& g) {
   // 1-3 input channels.
   constexpr int64_t kMinTiles = 64, kMinChannels = 16;
   const int64_t tiles = g.batch * ((g.out_h + 3) / 4) * ((g.out_w + 3) / 4);
-  if (conv_engine_supports(ConvEngine::Winograd, g) && tiles >= kMinTiles && g.in_channels >= kMinChannels &&
-      g.out_channels >= kMinChannels)
-    return ConvEngine::Winograd;
-  return ConvEngine::Im2colGemm;
+  if (cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g) && tiles >= kMinTiles &&
+      g.in_channels >= kMinChannels && g.out_channels >= kMinChannels)
+    return CpuConvAlgorithm::Winograd;
+  return CpuConvAlgorithm::Im2colGemm;
 }
 
-void set_conv_engine(ConvEngine engine) { g_engine = engine; }
-ConvEngine conv_engine() { return g_engine; }
-int64_t conv_engine_fallbacks() { return g_fallbacks; }
+void set_cpu_conv_algorithm(CpuConvAlgorithm algorithm) { g_algorithm = algorithm; }
+CpuConvAlgorithm cpu_conv_algorithm() { return g_algorithm; }
+int64_t cpu_conv_algorithm_fallbacks() { return g_fallbacks; }
 
-ConvEngine resolve_conv_engine(const Conv2dGeometry& g) {
-  const ConvEngine forced = g_engine;
-  if (forced == ConvEngine::Auto) return choose_conv_engine(g);
-  if (conv_engine_supports(forced, g)) return forced;
+CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g) {
+  const CpuConvAlgorithm forced = g_algorithm;
+  if (forced == CpuConvAlgorithm::Auto) return choose_cpu_conv_algorithm(g);
+  if (cpu_conv_algorithm_supports(forced, g)) return forced;
   ++g_fallbacks;
-  return choose_conv_engine(g);
+  return choose_cpu_conv_algorithm(g);
 }
 
 // ---------------------------------------------------------------- reference loops
@@ -242,20 +235,20 @@ void conv2d_backward_bias(int64_t batch, int64_t channels, int64_t plane, const 
 // ---------------------------------------------------------------- dispatch
 
 namespace {
-ConvEngine check_engine(ConvEngine engine, const Conv2dGeometry& g) {
-  if (engine == ConvEngine::Auto) return choose_conv_engine(g);
-  SCALPEL_CHECK(conv_engine_supports(engine, g),
+CpuConvAlgorithm check_algorithm(CpuConvAlgorithm algorithm, const Conv2dGeometry& g) {
+  if (algorithm == CpuConvAlgorithm::Auto) return choose_cpu_conv_algorithm(g);
+  SCALPEL_CHECK(cpu_conv_algorithm_supports(algorithm, g),
                 "conv engine {} cannot run this convolution (C_in {}, C_out {}, groups {})",
-                conv_engine_name(engine), g.in_channels, g.out_channels, g.groups);
-  return engine;
+                cpu_conv_algorithm_name(algorithm), g.in_channels, g.out_channels, g.groups);
+  return algorithm;
 }
 }  // namespace
 
 template <typename T>
-void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, const T* weight,
-                    const T* bias, T* y, const ConvEpilogue<T>& epilogue) {
-  switch (check_engine(engine, g)) {
-    case ConvEngine::Reference: {
+void conv2d_forward(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                    T* y, const ConvEpilogue<T>& epilogue) {
+  switch (check_algorithm(algorithm, g)) {
+    case CpuConvAlgorithm::Reference: {
       // The plain loops, then the epilogue as a separate pass over each output plane.
       conv2d_forward_reference(g, x, weight, bias, y);
       const GemmEpilogue<T> e{nullptr, epilogue.activation, epilogue.residual, 0};
@@ -263,47 +256,42 @@ void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, cons
       for (int64_t p = 0; p < g.batch * g.out_channels; ++p) apply_epilogue(e, 0, p * plane, plane, y + p * plane);
       return;
     }
-    case ConvEngine::Depthwise: return conv2d_forward_depthwise(g, x, weight, bias, y, epilogue);
-    case ConvEngine::Winograd: return conv2d_forward_winograd(g, x, weight, bias, y, epilogue);
+    case CpuConvAlgorithm::Depthwise: return conv2d_forward_depthwise(g, x, weight, bias, y, epilogue);
+    case CpuConvAlgorithm::Winograd: return conv2d_forward_winograd(g, x, weight, bias, y, epilogue);
     default: return conv2d_forward_im2col(g, x, weight, bias, y, epilogue);
   }
 }
 
 template <typename T>
-void conv2d_backward_input(ConvEngine engine, const Conv2dGeometry& g, const T* grad_y,
-                           const T* weight, T* grad_x) {
-  switch (check_engine(engine, g)) {
-    case ConvEngine::Reference: return conv2d_backward_input_reference(g, grad_y, weight, grad_x);
-    case ConvEngine::Depthwise: return conv2d_backward_input_depthwise(g, grad_y, weight, grad_x);
-    case ConvEngine::Winograd: return conv2d_backward_input_winograd(g, grad_y, weight, grad_x);
+void conv2d_backward_input(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                           T* grad_x) {
+  switch (check_algorithm(algorithm, g)) {
+    case CpuConvAlgorithm::Reference: return conv2d_backward_input_reference(g, grad_y, weight, grad_x);
+    case CpuConvAlgorithm::Depthwise: return conv2d_backward_input_depthwise(g, grad_y, weight, grad_x);
+    case CpuConvAlgorithm::Winograd: return conv2d_backward_input_winograd(g, grad_y, weight, grad_x);
     default: return conv2d_backward_input_im2col(g, grad_y, weight, grad_x);
   }
 }
 
 template <typename T>
-void conv2d_backward_weight(ConvEngine engine, const Conv2dGeometry& g, const T* x,
-                            const T* grad_y, T* grad_weight) {
-  switch (check_engine(engine, g)) {
-    case ConvEngine::Reference: return conv2d_backward_weight_reference(g, x, grad_y, grad_weight);
-    case ConvEngine::Depthwise: return conv2d_backward_weight_depthwise(g, x, grad_y, grad_weight);
+void conv2d_backward_weight(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* x, const T* grad_y,
+                            T* grad_weight) {
+  switch (check_algorithm(algorithm, g)) {
+    case CpuConvAlgorithm::Reference: return conv2d_backward_weight_reference(g, x, grad_y, grad_weight);
+    case CpuConvAlgorithm::Depthwise: return conv2d_backward_weight_depthwise(g, x, grad_y, grad_weight);
     default: return conv2d_backward_weight_im2col(g, x, grad_y, grad_weight);
   }
 }
 
-#define SCALPEL_CONV2D_INSTANTIATE(T)                                                           \
-  template void conv2d_forward_reference<T>(const Conv2dGeometry&, const T*, const T*,         \
-                                            const T*, T*);                                     \
-  template void conv2d_backward_input_reference<T>(const Conv2dGeometry&, const T*, const T*,  \
-                                                   T*);                                        \
-  template void conv2d_backward_weight_reference<T>(const Conv2dGeometry&, const T*, const T*, \
-                                                    T*);                                       \
-  template void conv2d_backward_bias<T>(int64_t, int64_t, int64_t, const T*, T*);              \
-  template void conv2d_forward<T>(ConvEngine, const Conv2dGeometry&, const T*, const T*,       \
-                                  const T*, T*, const ConvEpilogue<T>&);                       \
-  template void conv2d_backward_input<T>(ConvEngine, const Conv2dGeometry&, const T*,          \
-                                         const T*, T*);                                        \
-  template void conv2d_backward_weight<T>(ConvEngine, const Conv2dGeometry&, const T*,         \
-                                          const T*, T*);
+#define SCALPEL_CONV2D_INSTANTIATE(T)                                                                        \
+  template void conv2d_forward_reference<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*);        \
+  template void conv2d_backward_input_reference<T>(const Conv2dGeometry&, const T*, const T*, T*);           \
+  template void conv2d_backward_weight_reference<T>(const Conv2dGeometry&, const T*, const T*, T*);          \
+  template void conv2d_backward_bias<T>(int64_t, int64_t, int64_t, const T*, T*);                            \
+  template void conv2d_forward<T>(CpuConvAlgorithm, const Conv2dGeometry&, const T*, const T*, const T*, T*, \
+                                  const ConvEpilogue<T>&);                                                   \
+  template void conv2d_backward_input<T>(CpuConvAlgorithm, const Conv2dGeometry&, const T*, const T*, T*);   \
+  template void conv2d_backward_weight<T>(CpuConvAlgorithm, const Conv2dGeometry&, const T*, const T*, T*);
 SCALPEL_CONV2D_INSTANTIATE(float)
 SCALPEL_CONV2D_INSTANTIATE(double)
 #undef SCALPEL_CONV2D_INSTANTIATE
@@ -315,56 +303,33 @@ SCALPEL_CONV2D_INSTANTIATE(double)
 namespace scalpel::nn {
 
 // The device branch (tensor/backend.h): the same geometry, forward and backward.
-static Tensor device_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                            const ops::Conv2dGeometry& g, const Conv2dOptions& options,
-                            const std::string& name) {
-  const Padding2d p = options.same ? same_padding(g.in_h, g.in_w, g.kernel_h, g.kernel_w, g.stride_h,
-                                                  g.stride_w, g.dilation_h, g.dilation_w)
-                                   : options.padding;
-  // The kernels take symmetric padding; TF "SAME" with odd totals pads one more at the end.
-  // Asymmetric padding: the excess over the symmetric part is padded explicitly (pad2d, whose
-  // backward crops the gradient back) and the kernels pad the rest.
-  if (p.top != p.bottom || p.left != p.right) {
-    const int64_t pad_h = std::min(p.top, p.bottom), pad_w = std::min(p.left, p.right);
-    const Tensor x_padded = pad2d(x, {p.top - pad_h, p.bottom - pad_h, p.left - pad_w, p.right - pad_w}, 0.0);
-    ops::Conv2dGeometry symmetric = g;
-    symmetric.in_h = x_padded.size(2), symmetric.in_w = x_padded.size(3);
-    Conv2dOptions symmetric_options = options;
-    symmetric_options.same = false;
-    symmetric_options.padding = {pad_h, pad_h, pad_w, pad_w};
-    return device_conv2d(x_padded, weight, bias, symmetric, symmetric_options, name);
-  }
-  Conv2dShape s;
-  s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
-  s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
-  s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = p.top, s.pad_w = p.left;
-  s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
-  const backend::Conv2dOutput forward = backend::run<backend::Op::conv2d>(x.device(), x, weight, bias, s);
+static Tensor device_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dGeometry& g) {
+  const backend::Conv2dOutput forward = backend::run<backend::Op::conv2d>(x.device(), x, weight, bias, g);
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
   // Backward runs on the library (handwritten or cuDNN) the forward used for this layer.
   return record("conv2d", forward.y, {x, weight, bias},
-                [s, need_x, need_w, need_b, library = forward.library, xs = need_w ? x.detach() : Tensor(),
+                [g, need_x, need_w, need_b, library = forward.library, xs = need_w ? x.detach() : Tensor(),
                  ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
                   const Device device = gy.device();
                   const Tensor gx =
-                      need_x ? backend::run<backend::Op::conv2d_backward_data>(device, gy, ws, s, library) : Tensor();
+                      need_x ? backend::run<backend::Op::conv2d_backward_data>(device, gy, ws, g, library) : Tensor();
                   backend::Conv2dFilterGrads gw;
                   if (need_w || need_b)
-                    gw = backend::run<backend::Op::conv2d_backward_filter>(device, gy, xs, s, need_w, need_b, library);
+                    gw = backend::run<backend::Op::conv2d_backward_filter>(device, gy, xs, g, need_w, need_b, library);
                   return std::vector<Tensor>{gx, gw.w, gw.bias};
                 });
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
               const std::string& name) {
-  const ops::Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
+  const Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
   SCALPEL_CHECK(is_floating(x.dtype()) && weight.dtype() == x.dtype() &&
                     (!bias.defined() || bias.dtype() == x.dtype()),
                 "{}: input, weight and bias must share one float dtype, got {} and {}{}", name,
                 dtype_name(x.dtype()), dtype_name(weight.dtype()),
                 bias.defined() ? fmt::format(" and {}", dtype_name(bias.dtype())) : "");
-  if (!x.device().is_cpu()) return device_conv2d(x, weight, bias, g, options, name);
+  if (!x.device().is_cpu()) return device_conv2d(x, weight, bias, g);
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,
@@ -377,7 +342,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    ops::conv2d_forward<T>(ops::resolve_conv_engine(g), g, xc.data<T>(), wc.data<T>(),
+    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g), g, xc.data<T>(), wc.data<T>(),
                            bc.defined() ? bc.data<T>() : nullptr, y.data<T>());
   });
   // Which gradients are wanted is known now; the closure skips the others.
@@ -390,14 +355,14 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                   Tensor gx, gw, gb;
                   dispatch_floating(gy.dtype(), [&](auto tag) {
                     using T = decltype(tag);
-                    const ops::ConvEngine engine = ops::resolve_conv_engine(g);
+                    const ops::CpuConvAlgorithm algorithm = ops::resolve_cpu_conv_algorithm(g);
                     if (need_x) {
                       gx = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w}, gy.dtype());
-                      ops::conv2d_backward_input<T>(engine, g, gy.data<T>(), ws.data<T>(), gx.data<T>());
+                      ops::conv2d_backward_input<T>(algorithm, g, gy.data<T>(), ws.data<T>(), gx.data<T>());
                     }
                     if (need_w) {
                       gw = Tensor::empty({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, gy.dtype());
-                      ops::conv2d_backward_weight<T>(engine, g, xs.data<T>(), gy.data<T>(), gw.data<T>());
+                      ops::conv2d_backward_weight<T>(algorithm, g, xs.data<T>(), gy.data<T>(), gw.data<T>());
                     }
                     if (need_b) {
                       gb = Tensor::empty({g.out_channels}, gy.dtype());
@@ -411,7 +376,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 
 Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
                     EpilogueActivation activation, const Tensor& residual, const std::string& name) {
-  const ops::Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
+  const Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
   SCALPEL_CHECK(!(grad_enabled() && (x.requires_grad() || weight.requires_grad() ||
                                      (bias.defined() && bias.requires_grad()) ||
                                      (residual.defined() && residual.requires_grad()))),
@@ -435,7 +400,7 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, c
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const ops::ConvEpilogue<T> epilogue{activation, rc.defined() ? rc.data<T>() : nullptr};
-    ops::conv2d_forward<T>(ops::resolve_conv_engine(g), g, xc.data<T>(), wc.data<T>(),
+    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g), g, xc.data<T>(), wc.data<T>(),
                            bc.defined() ? bc.data<T>() : nullptr, y.data<T>(), epilogue);
   });
   return y;
@@ -447,6 +412,7 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, c
 // op table: | conv2d (stride, asymmetric/SAME padding, dilation, groups, bias) | `layers/ops/conv2d.cpp` (`conv2d_*_reference`) |
 //   im2col + GEMM and direct 1x1 GEMM (`conv2d_im2col.cpp`), Winograd F(4x4,3x3) for stride-1 3x3 convs on large planes
 //   (`conv2d_winograd.cpp`), depthwise loops compiled per ISA (`conv2d_depthwise.cpp`) and AVX-512 row kernels
-//   (`conv2d_depthwise_avx512.cpp`); chosen per layer shape by `choose_conv_engine`, forced with `set_conv_engine` |
-//   im2col + GEMM, direct (`conv.cu`, `gemm.cu`), depthwise (`depthwise_conv.cu`); asymmetric/SAME padding through an
-//   explicit `pad2d` of the excess | forward, backward data and filter (`cudnn.cpp`) |
+//   (`conv2d_depthwise_avx512.cpp`); chosen per layer shape by `choose_cpu_conv_algorithm`, forced with
+//   `set_cpu_conv_algorithm` | im2col + GEMM, direct (`conv.cu`, `gemm.cu`), depthwise (`depthwise_conv.cu`); any
+//   padding in the kernels (`tensor/conv2d_geometry.h`) | forward, backward data and filter (`cudnn.cpp`); asymmetric
+//   padding on an explicitly padded input |

@@ -1,14 +1,11 @@
 #pragma once
-// conv2d raw kernels (no autograd): the reference loops, the fast CPU engines, and the
-// run-time engine choice. The differentiable wrapper is nn::conv2d (layers/functional.h).
+// conv2d raw kernels (no autograd): the reference loops, the fast CPU algorithms, and the
+// run-time algorithm choice. The differentiable wrapper is nn::conv2d (layers/functional.h).
 //
-// Layout: x [N, C_in, H, W], weight [C_out, C_in/groups, kH, kW], y [N, C_out, OH, OW], all
-// contiguous row-major, float or double. Output pixel (oh, ow) reads input rows
-//   ih = oh * stride_h - pad_top + kh * dilation_h   (and likewise for columns),
-// positions outside [0, H) x [0, W) read zero. Bottom/right padding only enters through the
-// output size, so asymmetric and TF "SAME" padding need nothing special in the kernels.
+// Layout, padding and output size: tensor/conv2d_geometry.h (Conv2dGeometry, shared with the
+// device backends). Float or double.
 //
-// Engines (all compute the same function and are tested against the reference):
+// Algorithms (all compute the same function and are tested against the reference):
 //   Reference   explicit loops over n, oc, oh, ow, ic, kh, kw; single-threaded, for reading.
 //   Im2colGemm  per sample and group, unfold the input into columns [C_in/g*kH*kW, OH*OW] and
 //               multiply by the weight matrix (tensor/gemm.h); a 1x1 stride-1 unpadded conv
@@ -18,8 +15,8 @@
 //               channel, see layers/ops/conv2d_depthwise.h.
 //   Winograd    3x3, stride 1, dilation 1, groups 1, any padding: F(4x4, 3x3) forward
 //               and input gradient (layers/ops/conv2d_winograd.cpp, declarations below); the
-//               weight gradient runs the Im2colGemm engine.
-// `Auto` picks Depthwise when it applies, Winograd where choose_conv_engine says it measured
+//               weight gradient runs the Im2colGemm algorithm.
+// `Auto` picks Depthwise when it applies, Winograd where choose_cpu_conv_algorithm says it measured
 // faster, Im2colGemm otherwise.
 #include <algorithm>
 #include <cstdint>
@@ -27,45 +24,16 @@
 #include <string_view>
 
 #include "layers/functional.h"
+#include "tensor/conv2d_geometry.h"
 #include "tensor/cpu_isa.h"
 #include "tensor/gemm.h"
 
 namespace scalpel::ops {
 
-// Sizes of one convolution. out_h/out_w are normally conv2d_output_size(); conv_transpose2d
-// sets them directly (its output_padding makes the matching conv's input larger).
-struct Conv2dGeometry {
-  int64_t batch = 1, in_channels = 1, in_h = 1, in_w = 1;
-  int64_t out_channels = 1, kernel_h = 1, kernel_w = 1;
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t pad_top = 0, pad_left = 0;
-  int64_t dilation_h = 1, dilation_w = 1;
-  int64_t groups = 1;
-  int64_t out_h = 1, out_w = 1;
-
-  int64_t in_per_group() const { return in_channels / groups; }
-  int64_t out_per_group() const { return out_channels / groups; }
-  bool is_depthwise() const { return groups == in_channels && out_channels % in_channels == 0; }
-  // 1x1, stride 1, no padding: the input already is the im2col matrix.
-  bool is_pointwise() const {
-    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 &&
-           pad_left == 0 && out_h == in_h && out_w == in_w;
-  }
-  // Multiply-adds of the forward pass (backward input and backward weight cost the same).
-  int64_t macs() const {
-    return batch * out_channels * out_h * out_w * in_per_group() * kernel_h * kernel_w;
-  }
-};
-
 // Validates shapes and options (errors name the layer `name` and the shapes: ranks, sizes,
 // channels vs groups, kernel larger than the padded input) and resolves padding (TF SAME too).
 Conv2dGeometry conv2d_geometry(const Shape& x, const Shape& weight, const nn::Conv2dOptions& options,
                                const std::string& name);
-
-// floor((in + pad_before + pad_after - dilation*(kernel-1) - 1) / stride) + 1; may be <= 0
-// when the kernel does not fit (callers check).
-int64_t conv2d_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
-                           int64_t pad_after, int64_t dilation);
 
 // The output positions o in [lo, hi) whose input position o * stride + offset lies in
 // [0, in): the fast kernels run their inner loops over this range without bounds checks.
@@ -78,28 +46,28 @@ inline ConvRange conv_valid_range(int64_t out, int64_t in, int64_t stride, int64
   return {std::min(lo, hi), hi};
 }
 
-enum class ConvEngine { Auto, Reference, Im2colGemm, Depthwise, Winograd };
-// The fast engines, for tests and benchmarks that run each one on the shapes it supports.
-inline constexpr ConvEngine kFastConvEngines[] = {ConvEngine::Im2colGemm, ConvEngine::Depthwise,
-                                                  ConvEngine::Winograd};
-std::string_view conv_engine_name(ConvEngine engine);
-bool conv_engine_supports(ConvEngine engine, const Conv2dGeometry& g);
-// The engine `Auto` resolves to for this shape (never Auto).
-ConvEngine choose_conv_engine(const Conv2dGeometry& g);
+enum class CpuConvAlgorithm { Auto, Reference, Im2colGemm, Depthwise, Winograd };
+// The fast algorithms, for tests and benchmarks that run each one on the shapes it supports.
+inline constexpr CpuConvAlgorithm kFastCpuConvAlgorithms[] = {CpuConvAlgorithm::Im2colGemm, CpuConvAlgorithm::Depthwise,
+                                                              CpuConvAlgorithm::Winograd};
+std::string_view cpu_conv_algorithm_name(CpuConvAlgorithm algorithm);
+bool cpu_conv_algorithm_supports(CpuConvAlgorithm algorithm, const Conv2dGeometry& g);
+// The algorithm `Auto` resolves to for this shape (never Auto).
+CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g);
 
-// Process-wide engine override for nn::conv2d / nn::conv_transpose2d (default Auto), used by
-// tests and benchmarks. When the forced engine cannot run a shape, the automatic choice runs
-// instead and conv_engine_fallbacks() counts it (a loud fallback, never a silent one).
-void set_conv_engine(ConvEngine engine);
-ConvEngine conv_engine();
-int64_t conv_engine_fallbacks();
-// The engine that will run `g`: the override when it supports g, else the automatic choice.
-ConvEngine resolve_conv_engine(const Conv2dGeometry& g);
+// Process-wide algorithm override for nn::conv2d / nn::conv_transpose2d (default Auto), used by
+// tests and benchmarks. When the forced algorithm cannot run a shape, the automatic choice runs
+// instead and cpu_conv_algorithm_fallbacks() counts it (a loud fallback, never a silent one).
+void set_cpu_conv_algorithm(CpuConvAlgorithm algorithm);
+CpuConvAlgorithm cpu_conv_algorithm();
+int64_t cpu_conv_algorithm_fallbacks();
+// The algorithm that will run `g`: the override when it supports g, else the automatic choice.
+CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g);
 
 // What an inference conv may fuse into its output store (models/fuse.h): after the bias,
 //   y = activation(y + residual)
 // residual null: none; else a contiguous [N, C_out, OH, OW] tensor (the block's shortcut),
-// which may not alias y. The fast engines apply it to each output tile while it is in cache.
+// which may not alias y. The fast algorithms apply it to each output tile while it is in cache.
 template <typename T>
 struct ConvEpilogue {
   EpilogueActivation activation = EpilogueActivation::none;
@@ -109,23 +77,23 @@ struct ConvEpilogue {
 // ---- kernels; T is float or double. Outputs are overwritten (never accumulated into). ----
 // y = epilogue(conv(x, weight) + bias); bias may be null.
 template <typename T>
-void conv2d_forward(ConvEngine engine, const Conv2dGeometry& g, const T* x, const T* weight,
-                    const T* bias, T* y, const ConvEpilogue<T>& epilogue = {});
+void conv2d_forward(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
+                    T* y, const ConvEpilogue<T>& epilogue = {});
 // grad_x [N, C_in, H, W] = conv2d's adjoint applied to grad_y (also conv_transpose2d's forward).
 template <typename T>
-void conv2d_backward_input(ConvEngine engine, const Conv2dGeometry& g, const T* grad_y,
-                           const T* weight, T* grad_x);
+void conv2d_backward_input(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* grad_y, const T* weight,
+                           T* grad_x);
 // grad_weight [C_out, C_in/g, kH, kW] = sum over n, oh, ow of grad_y * x.
-// Every engine gives the same bits whatever the thread count (forward and grad_x too).
+// Every algorithm gives the same bits whatever the thread count (forward and grad_x too).
 template <typename T>
-void conv2d_backward_weight(ConvEngine engine, const Conv2dGeometry& g, const T* x,
-                            const T* grad_y, T* grad_weight);
+void conv2d_backward_weight(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* x, const T* grad_y,
+                            T* grad_weight);
 // grad_bias [C] = sum over n, h, w of grad_y [N, C, H, W] (conv2d and conv_transpose2d).
 template <typename T>
 void conv2d_backward_bias(int64_t batch, int64_t channels, int64_t plane, const T* grad_y,
                           T* grad_bias);
 
-// The reference engine, callable directly.
+// The reference algorithm, callable directly.
 template <typename T>
 void conv2d_forward_reference(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                               T* y);
@@ -136,7 +104,7 @@ template <typename T>
 void conv2d_backward_weight_reference(const Conv2dGeometry& g, const T* x, const T* grad_y,
                                       T* grad_weight);
 
-// The im2col + GEMM engine (layers/ops/conv2d_im2col.cpp), any shape.
+// The im2col + GEMM algorithm (layers/ops/conv2d_im2col.cpp), any shape.
 template <typename T>
 void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                            T* y, const ConvEpilogue<T>& epilogue = {});
@@ -147,14 +115,14 @@ template <typename T>
 void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T* grad_y,
                                    T* grad_weight);
 
-// The Winograd F(4x4, 3x3) engine (layers/ops/conv2d_winograd.cpp); requires
-// conv_engine_supports(Winograd, g) (Error otherwise). Float and double run the same code.
+// The Winograd F(4x4, 3x3) algorithm (layers/ops/conv2d_winograd.cpp); requires
+// cpu_conv_algorithm_supports(Winograd, g) (Error otherwise). Float and double run the same code.
 // Per call it transforms the weights (U = G g G^T: 36 * C_out * C_in values, 4x the weight),
 // the input in 6x6 tiles with stride 4 (V = B^T d B), runs 36 GEMMs over the tiles of the
 // whole batch (tensor/gemm.h) and transforms back (Y = A^T M A) with bias and epilogue,
 // cropping the ragged edge tiles. Interpolation points 0, -1, 1, 1/2, -2 and infinity.
 // The per-call weight transform is paid whatever the input size, which is why
-// choose_conv_engine wants >= 64 tiles per call; float32 is about twice as far from the
+// choose_cpu_conv_algorithm wants >= 64 tiles per call; float32 is about twice as far from the
 // float64 reference as im2col + GEMM. Measured cost and accuracy: docs/performance.md
 // ("Winograd: weight-transform cost and accuracy").
 template <typename T>
@@ -179,7 +147,7 @@ namespace scalpel::nn {
 // pass over the output (models/fuse.h wires it into eval-mode Conv2d modules). CPU only and
 // not differentiable: Error when gradients would be recorded (grad mode on and an input
 // requiring grad) -- training runs the unfused ops. `residual`: undefined, or shaped like the
-// output (Error naming both shapes otherwise). Same checks and engines as nn::conv2d.
+// output (Error naming both shapes otherwise). Same checks and algorithms as nn::conv2d.
 Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
                     EpilogueActivation activation, const Tensor& residual, const std::string& name = "conv2d");
 

@@ -350,7 +350,7 @@ void reset_winograd_isa() { g_isa = best_isa(); }
 template <typename T>
 void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias, T* y,
                              const ConvEpilogue<T>& epilogue) {
-  SCALPEL_CHECK(conv_engine_supports(ConvEngine::Winograd, g),
+  SCALPEL_CHECK(cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g),
                 "winograd conv: needs a 3x3 kernel, stride 1, dilation 1 and groups 1 (got {}x{}, stride [{}, {}], "
                 "dilation [{}, {}], groups {})",
                 g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, g.groups);
@@ -401,7 +401,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
 // ih + pad_top - 2 + kh', kh' = 2 - kh), so the forward engine runs it.
 template <typename T>
 void conv2d_backward_input_winograd(const Conv2dGeometry& g, const T* grad_y, const T* weight, T* grad_x) {
-  SCALPEL_CHECK(conv_engine_supports(ConvEngine::Winograd, g),
+  SCALPEL_CHECK(cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g),
                 "winograd conv: needs a 3x3 kernel, stride 1, dilation 1 and groups 1 (got {}x{}, stride [{}, {}], "
                 "dilation [{}, {}], groups {})",
                 g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, g.groups);

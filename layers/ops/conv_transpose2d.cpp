@@ -37,6 +37,10 @@ Conv2dGeometry conv_transpose2d_geometry(const Shape& x, const Shape& weight,
   g.stride_w = o.stride[1];
   g.pad_top = o.padding[0];
   g.pad_left = o.padding[1];
+  // The matching conv's input is output_padding larger than its padding needs: its last rows
+  // are never read (tensor/conv2d_geometry.h), so the bottom/right padding is smaller.
+  g.pad_bottom = o.padding[0] - o.output_padding[0];
+  g.pad_right = o.padding[1] - o.output_padding[1];
   g.dilation_h = o.dilation[0];
   g.dilation_w = o.dilation[1];
   for (int axis = 0; axis < 2; ++axis) {
@@ -72,25 +76,20 @@ namespace scalpel::nn {
 // `g`, so it runs conv2d's kernels with the roles swapped (forward = backward-data, input
 // gradient = forward, weight gradient = backward-filter with x and dy exchanged).
 static Tensor device_conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                      const ops::Conv2dGeometry& g, const std::string& name) {
-  Conv2dShape s;
-  s.n = g.batch, s.c = g.in_channels, s.h = g.in_h, s.w = g.in_w;
-  s.k = g.out_channels, s.r = g.kernel_h, s.s = g.kernel_w;
-  s.stride_h = g.stride_h, s.stride_w = g.stride_w, s.pad_h = g.pad_top, s.pad_w = g.pad_left;
-  s.dilation_h = g.dilation_h, s.dilation_w = g.dilation_w, s.groups = g.groups;
-  // output_padding >= stride (allowed below the dilation) leaves rows no convolution window reaches.
-  if (s.out_h() != g.out_h || s.out_w() != g.out_w) backend::not_implemented(name + " with this output_padding", x.device());
-  Tensor y = backend::run<backend::Op::conv2d_backward_data>(x.device(), x, weight, s, ConvLibrary::Handwritten);
+                                      const Conv2dGeometry& g) {
+  Tensor y = backend::run<backend::Op::conv2d_backward_data>(x.device(), x, weight, g, ConvLibrary::Handwritten);
   if (bias.defined()) y = ops::add(y, bias.reshape({1, g.in_channels, 1, 1}));
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
   return record("conv_transpose2d", y, {x, weight, bias},
-                [s, need_x, need_w, need_b, xs = need_w ? x.detach() : Tensor(),
+                [g, need_x, need_w, need_b, xs = need_w ? x.detach() : Tensor(),
                  ws = need_x ? weight.detach() : Tensor()](const Tensor& gy) {
                   const Device device = gy.device();
-                  const Tensor gx = need_x ? backend::run<backend::Op::conv2d>(device, gy, ws, Tensor(), s).y : Tensor();
+                  const Tensor gx =
+                      need_x ? backend::run<backend::Op::conv2d>(device, gy, ws, Tensor(), g).y : Tensor();
                   const Tensor gw = need_w ? backend::run<backend::Op::conv2d_backward_filter>(
-                                                 device, xs, gy, s, true, false, ConvLibrary::Handwritten).w
+                                                 device, xs, gy, g, true, false, ConvLibrary::Handwritten)
+                                                 .w
                                            : Tensor();
                   const Tensor gb = need_b ? ops::sum(gy, {0, 2, 3}) : Tensor();
                   return std::vector<Tensor>{gx, gw, gb};
@@ -99,7 +98,7 @@ static Tensor device_conv_transpose2d(const Tensor& x, const Tensor& weight, con
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                         const ConvTranspose2dOptions& options, const std::string& name) {
-  const ops::Conv2dGeometry g = ops::conv_transpose2d_geometry(x.shape(), weight.shape(), options, name);
+  const Conv2dGeometry g = ops::conv_transpose2d_geometry(x.shape(), weight.shape(), options, name);
   SCALPEL_CHECK(is_floating(x.dtype()) && weight.dtype() == x.dtype() &&
                     (!bias.defined() || bias.dtype() == x.dtype()),
                 "{}: input, weight and bias must share one float dtype, got {} and {}", name,
@@ -107,7 +106,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   SCALPEL_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == g.in_channels),
                 "{}: bias must be [{}] for weight {} with groups {}, got {}", name, g.in_channels,
                 shape_str(weight.shape()), g.groups, bias.defined() ? shape_str(bias.shape()) : "");
-  if (!x.device().is_cpu()) return device_conv_transpose2d(x, weight, bias, g, name);
+  if (!x.device().is_cpu()) return device_conv_transpose2d(x, weight, bias, g);
   SCALPEL_CHECK(x.device().is_cpu() && weight.device().is_cpu() &&
                     (!bias.defined() || bias.device().is_cpu()),
                 "{}: only CPU tensors are supported here, got input on {} and weight on {}", name,
@@ -116,7 +115,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   Tensor y = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w}, x.dtype());
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    ops::conv2d_backward_input<T>(ops::resolve_conv_engine(g), g, xc.data<T>(), wc.data<T>(), y.data<T>());
+    ops::conv2d_backward_input<T>(ops::resolve_cpu_conv_algorithm(g), g, xc.data<T>(), wc.data<T>(), y.data<T>());
     if (bias.defined()) {
       const Tensor bc = bias.contiguous();
       const T* b = bc.data<T>();
@@ -136,14 +135,14 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
                   Tensor gx, gw, gb;
                   dispatch_floating(gy.dtype(), [&](auto tag) {
                     using T = decltype(tag);
-                    const ops::ConvEngine engine = ops::resolve_conv_engine(g);
+                    const ops::CpuConvAlgorithm algorithm = ops::resolve_cpu_conv_algorithm(g);
                     if (need_x) {
                       gx = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, gy.dtype());
-                      ops::conv2d_forward<T>(engine, g, gy.data<T>(), ws.data<T>(), nullptr, gx.data<T>());
+                      ops::conv2d_forward<T>(algorithm, g, gy.data<T>(), ws.data<T>(), nullptr, gx.data<T>());
                     }
                     if (need_w) {
                       gw = Tensor::empty({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, gy.dtype());
-                      ops::conv2d_backward_weight<T>(engine, g, gy.data<T>(), xs.data<T>(), gw.data<T>());
+                      ops::conv2d_backward_weight<T>(algorithm, g, gy.data<T>(), xs.data<T>(), gw.data<T>());
                     }
                     if (need_b) {
                       gb = Tensor::empty({g.in_channels}, gy.dtype());

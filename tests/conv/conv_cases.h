@@ -67,15 +67,15 @@ inline std::vector<ConvCase> conv_cases() {
 // Forces an engine for nn::conv2d within a scope.
 class EngineGuard {
  public:
-  explicit EngineGuard(ops::ConvEngine engine) { ops::set_conv_engine(engine); }
-  ~EngineGuard() { ops::set_conv_engine(ops::ConvEngine::Auto); }
+  explicit EngineGuard(ops::CpuConvAlgorithm engine) { ops::set_cpu_conv_algorithm(engine); }
+  ~EngineGuard() { ops::set_cpu_conv_algorithm(ops::CpuConvAlgorithm::Auto); }
   EngineGuard(const EngineGuard&) = delete;
   EngineGuard& operator=(const EngineGuard&) = delete;
 };
 
-inline const std::vector<ops::ConvEngine>& fast_engines() {
-  static const std::vector<ops::ConvEngine> engines(std::begin(ops::kFastConvEngines),
-                                                    std::end(ops::kFastConvEngines));
+inline const std::vector<ops::CpuConvAlgorithm>& fast_engines() {
+  static const std::vector<ops::CpuConvAlgorithm> engines(std::begin(ops::kFastCpuConvAlgorithms),
+                                                          std::end(ops::kFastCpuConvAlgorithms));
   return engines;
 }
 

@@ -18,8 +18,7 @@
 namespace scalpel {
 namespace {
 
-using ops::Conv2dGeometry;
-using ops::ConvEngine;
+using ops::CpuConvAlgorithm;
 
 template <typename T>
 std::vector<T> random_values(int64_t n, Generator& gen) {
@@ -63,9 +62,9 @@ Conv2dGeometry depthwise_geometry(int64_t batch, int64_t channels, int64_t mult,
   g.kernel_h = g.kernel_w = k;
   g.stride_h = g.stride_w = stride;
   g.pad_top = g.pad_left = pad;
+  g.pad_bottom = g.pad_right = pad_after;
   g.dilation_h = g.dilation_w = dilation;
-  g.out_h = ops::conv2d_output_size(h, k, stride, pad, pad_after, dilation);
-  g.out_w = ops::conv2d_output_size(w, k, stride, pad, pad_after, dilation);
+  g.set_output_size();
   return g;
 }
 
@@ -105,9 +104,9 @@ void compare_with_reference(const Conv2dGeometry& g, uint64_t seed, double tol) 
   ops::conv2d_backward_input_reference(g, gy.data(), w.data(), ref_gx.data());
   ops::conv2d_backward_weight_reference(g, x.data(), gy.data(), ref_gw.data());
   auto y = sentinel<T>(ny), gx = sentinel<T>(nx), gw = sentinel<T>(nw);
-  ops::conv2d_forward(ConvEngine::Depthwise, g, x.data(), w.data(), bias, y.data());
-  ops::conv2d_backward_input(ConvEngine::Depthwise, g, gy.data(), w.data(), gx.data());
-  ops::conv2d_backward_weight(ConvEngine::Depthwise, g, x.data(), gy.data(), gw.data());
+  ops::conv2d_forward(CpuConvAlgorithm::Depthwise, g, x.data(), w.data(), bias, y.data());
+  ops::conv2d_backward_input(CpuConvAlgorithm::Depthwise, g, gy.data(), w.data(), gx.data());
+  ops::conv2d_backward_weight(CpuConvAlgorithm::Depthwise, g, x.data(), gy.data(), gw.data());
   EXPECT_TRUE(close(y, ref_y, tol)) << "forward";
   EXPECT_TRUE(close(gx, ref_gx, tol)) << "grad_x";
   EXPECT_TRUE(close(gw, ref_gw, tol)) << "grad_weight";
@@ -124,7 +123,7 @@ void compare_with_reference(const Conv2dGeometry& g, uint64_t seed, double tol) 
       for (int64_t p = 0; p < g.batch * g.out_channels; ++p)
         apply_epilogue(reference_epilogue, p, 0, plane, expected.data() + p * plane);
       auto fused = sentinel<T>(ny);
-      ops::conv2d_forward(ConvEngine::Depthwise, g, x.data(), w.data(), bias, fused.data(),
+      ops::conv2d_forward(CpuConvAlgorithm::Depthwise, g, x.data(), w.data(), bias, fused.data(),
                           ops::ConvEpilogue<T>{act, with_residual ? residual.data() : nullptr});
       EXPECT_TRUE(close(fused, expected, tol)) << "epilogue " << static_cast<int>(act) << " residual " << with_residual;
     }

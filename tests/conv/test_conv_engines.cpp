@@ -15,8 +15,7 @@
 namespace scalpel {
 namespace {
 
-using ops::ConvEngine;
-using ops::Conv2dGeometry;
+using ops::CpuConvAlgorithm;
 using testing_conv::ConvCase;
 
 template <typename T>
@@ -75,10 +74,10 @@ int compare_engines(const Conv2dGeometry& g, bool with_bias, uint64_t seed, doub
   ops::conv2d_backward_weight_reference(g, x.data(), gy.data(), ref_gw.data());
 
   int ran = 0;
-  for (ConvEngine engine : testing_conv::fast_engines()) {
-    if (!ops::conv_engine_supports(engine, g)) continue;
+  for (CpuConvAlgorithm engine : testing_conv::fast_engines()) {
+    if (!ops::cpu_conv_algorithm_supports(engine, g)) continue;
     ++ran;
-    const std::string what = fmt::format("{} {} ({})", ops::conv_engine_name(engine), geometry_str(g),
+    const std::string what = fmt::format("{} {} ({})", ops::cpu_conv_algorithm_name(engine), geometry_str(g),
                                          sizeof(T) == 4 ? "float32" : "float64");
     auto y = sentinel<T>(ny), gx = sentinel<T>(nx), gw = sentinel<T>(nw);
     ops::conv2d_forward(engine, g, x.data(), w.data(), bias, y.data());
@@ -122,9 +121,9 @@ std::vector<Conv2dGeometry> random_geometries(int count, uint64_t seed) {
     g.dilation_w = 1 + gen.below(2);
     g.pad_top = gen.below(3);
     g.pad_left = gen.below(3);
-    const int64_t pad_bottom = gen.below(3), pad_right = gen.below(3);
-    g.out_h = ops::conv2d_output_size(g.in_h, g.kernel_h, g.stride_h, g.pad_top, pad_bottom, g.dilation_h);
-    g.out_w = ops::conv2d_output_size(g.in_w, g.kernel_w, g.stride_w, g.pad_left, pad_right, g.dilation_w);
+    g.pad_bottom = gen.below(3);
+    g.pad_right = gen.below(3);
+    g.set_output_size();
     if (g.out_h > 0 && g.out_w > 0) out.push_back(g);
   }
   return out;
@@ -180,10 +179,11 @@ TEST(ConvEngines, ThreadedPathsMatchReference) {
         g.in_channels = 32;
         g.out_channels = 32;
         g.groups = groups;
-        g.in_h = g.out_h = 23;
-        g.in_w = g.out_w = 21;
+        g.in_h = 23;
+        g.in_w = 21;
         g.kernel_h = g.kernel_w = 3;
-        g.pad_top = g.pad_left = 1;
+        g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = 1;
+        g.set_output_size();
         SCOPED_TRACE(fmt::format("threads {}, {}", threads, geometry_str(g)));
         compare_engines<float>(g, true, 7, 1e-5);
       }
@@ -206,18 +206,19 @@ TEST(ConvEngines, SameBitsForAnyThreadCount) {
       g.batch = sh.batch;
       g.in_channels = g.out_channels = sh.channels;
       g.groups = groups;
-      g.in_h = g.out_h = g.in_w = g.out_w = sh.size;
+      g.in_h = g.in_w = sh.size;
       g.kernel_h = g.kernel_w = sh.kernel;
-      g.pad_top = g.pad_left = sh.kernel / 2;
+      g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = sh.kernel / 2;
+      g.set_output_size();
       Generator gen(11);
       const int64_t nx = g.batch * g.in_channels * g.in_h * g.in_w;
       const int64_t nw = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
       const int64_t ny = g.batch * g.out_channels * g.out_h * g.out_w;
       const auto x = random_values<float>(nx, gen), w = random_values<float>(nw, gen);
       const auto gy = random_values<float>(ny, gen);
-      for (ConvEngine engine : testing_conv::fast_engines()) {
-        if (!ops::conv_engine_supports(engine, g)) continue;
-        SCOPED_TRACE(fmt::format("{} {}", ops::conv_engine_name(engine), geometry_str(g)));
+      for (CpuConvAlgorithm engine : testing_conv::fast_engines()) {
+        if (!ops::cpu_conv_algorithm_supports(engine, g)) continue;
+        SCOPED_TRACE(fmt::format("{} {}", ops::cpu_conv_algorithm_name(engine), geometry_str(g)));
         std::vector<float> y1, gx1, gw1;
         for (int threads : {1, 2, 3}) {
           set_num_threads(threads);
@@ -255,9 +256,10 @@ TEST(ConvEngines, WeightGradientOfABatchIsItsShardsAdded) {
     g.batch = sh.batch;
     g.in_channels = g.out_channels = sh.channels;
     g.groups = sh.groups;
-    g.in_h = g.out_h = g.in_w = g.out_w = sh.size;
+    g.in_h = g.in_w = sh.size;
     g.kernel_h = g.kernel_w = sh.kernel;
-    g.pad_top = g.pad_left = sh.kernel / 2;
+    g.pad_top = g.pad_bottom = g.pad_left = g.pad_right = sh.kernel / 2;
+    g.set_output_size();
     Generator gen(5);
     const int64_t in_sample = g.in_channels * g.in_h * g.in_w, out_sample = g.out_channels * g.out_h * g.out_w;
     const int64_t nw = g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w;
@@ -267,8 +269,8 @@ TEST(ConvEngines, WeightGradientOfABatchIsItsShardsAdded) {
       Conv2dGeometry part = g;
       part.batch = end - begin;
       auto gw = sentinel<float>(nw);
-      ops::conv2d_backward_weight(ConvEngine::Auto, part, x.data() + begin * in_sample, gy.data() + begin * out_sample,
-                                  gw.data());
+      ops::conv2d_backward_weight(CpuConvAlgorithm::Auto, part, x.data() + begin * in_sample,
+                                  gy.data() + begin * out_sample, gw.data());
       return gw;
     };
     const auto added = [](std::vector<float> a, const std::vector<float>& b) {
@@ -301,9 +303,9 @@ TEST(ConvEngines, LargeImagesRunInRowBlocks) {
     g.kernel_h = g.kernel_w = 3;
     g.dilation_h = g.dilation_w = dilation;
     g.pad_top = pad_top;
-    g.pad_left = pad_side;
-    g.out_h = ops::conv2d_output_size(in_h, 3, 1, pad_top, pad_bottom, dilation);
-    g.out_w = ops::conv2d_output_size(in_w, 3, 1, pad_side, pad_side, dilation);
+    g.pad_bottom = pad_bottom;
+    g.pad_left = g.pad_right = pad_side;
+    g.set_output_size();
     ASSERT_GT(64 * 9 * g.out_h * g.out_w, int64_t{1} << 21);
     SCOPED_TRACE(geometry_str(g));
     compare_engines<float>(g, true, 5, 1e-5);
@@ -314,7 +316,7 @@ TEST(ConvEngines, AutoPicksDepthwiseOnlyForDepthwise) {
   for (const ConvCase& c : testing_conv::conv_cases()) {
     const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
     const bool depthwise = c.options.groups == c.x[1];
-    EXPECT_EQ(ops::choose_conv_engine(g), depthwise ? ConvEngine::Depthwise : ConvEngine::Im2colGemm)
+    EXPECT_EQ(ops::choose_cpu_conv_algorithm(g), depthwise ? CpuConvAlgorithm::Depthwise : CpuConvAlgorithm::Im2colGemm)
         << c.name;
   }
 }
@@ -325,16 +327,16 @@ TEST(ConvEngines, ForcedEngineFallsBackLoudly) {
   std::vector<float> x(c.x[0] * c.x[1] * c.x[2] * c.x[3]), w(shape_numel(c.weight()));
   std::vector<float> y(g.batch * g.out_channels * g.out_h * g.out_w);
   // Asking a kernel directly for an engine that cannot run the shape is an error ...
-  EXPECT_THROW(ops::conv2d_forward<float>(ConvEngine::Depthwise, g, x.data(), w.data(), nullptr, y.data()),
+  EXPECT_THROW(ops::conv2d_forward<float>(CpuConvAlgorithm::Depthwise, g, x.data(), w.data(), nullptr, y.data()),
                Error);
   // ... while the process-wide override falls back to the automatic choice and counts it.
-  testing_conv::EngineGuard guard(ConvEngine::Depthwise);
-  EXPECT_EQ(ops::conv_engine(), ConvEngine::Depthwise);
-  const int64_t before = ops::conv_engine_fallbacks();
-  EXPECT_EQ(ops::resolve_conv_engine(g), ConvEngine::Im2colGemm);
-  EXPECT_EQ(ops::conv_engine_fallbacks(), before + 1);
+  testing_conv::EngineGuard guard(CpuConvAlgorithm::Depthwise);
+  EXPECT_EQ(ops::cpu_conv_algorithm(), CpuConvAlgorithm::Depthwise);
+  const int64_t before = ops::cpu_conv_algorithm_fallbacks();
+  EXPECT_EQ(ops::resolve_cpu_conv_algorithm(g), CpuConvAlgorithm::Im2colGemm);
+  EXPECT_EQ(ops::cpu_conv_algorithm_fallbacks(), before + 1);
   nn::conv2d(Tensor::zeros(c.x), Tensor::zeros(c.weight()), Tensor(), c.options);
-  EXPECT_EQ(ops::conv_engine_fallbacks(), before + 2);
+  EXPECT_EQ(ops::cpu_conv_algorithm_fallbacks(), before + 2);
 }
 
 }  // namespace

@@ -15,8 +15,7 @@
 namespace scalpel {
 namespace {
 
-using ops::ConvEngine;
-using ops::Conv2dGeometry;
+using ops::CpuConvAlgorithm;
 
 constexpr EpilogueActivation kActivations[] = {EpilogueActivation::none, EpilogueActivation::relu,
                                                EpilogueActivation::relu6, EpilogueActivation::silu,
@@ -74,8 +73,9 @@ int compare_fused(const Conv2dGeometry& g, DType dtype, bool with_bias, uint64_t
     const T* bias = with_bias ? b.data<T>() : nullptr;
     Tensor conv = Tensor::empty(ys, dtype);
     ops::conv2d_forward_reference(g, x.data<T>(), w.data<T>(), bias, conv.data<T>());
-    for (ConvEngine engine : {ConvEngine::Reference, ConvEngine::Im2colGemm, ConvEngine::Depthwise}) {
-      if (!ops::conv_engine_supports(engine, g)) continue;
+    for (CpuConvAlgorithm engine :
+         {CpuConvAlgorithm::Reference, CpuConvAlgorithm::Im2colGemm, CpuConvAlgorithm::Depthwise}) {
+      if (!ops::cpu_conv_algorithm_supports(engine, g)) continue;
       ++ran;
       for (EpilogueActivation act : kActivations)
         for (bool with_residual : {false, true}) {
@@ -84,9 +84,9 @@ int compare_fused(const Conv2dGeometry& g, DType dtype, bool with_bias, uint64_t
           const ops::ConvEpilogue<T> epilogue{act, with_residual ? residual.data<T>() : nullptr};
           ops::conv2d_forward<T>(engine, g, x.data<T>(), w.data<T>(), bias, y.data<T>(), epilogue);
           expect_close(y, expected, tol,
-                       fmt::format("{} act {} residual {} x {} k {}x{} s {} groups {} ({})", ops::conv_engine_name(engine),
-                                   static_cast<int>(act), with_residual, shape_str(xs), g.kernel_h, g.kernel_w,
-                                   g.stride_h, g.groups, dtype_name(dtype)));
+                       fmt::format("{} act {} residual {} x {} k {}x{} s {} groups {} ({})",
+                                   ops::cpu_conv_algorithm_name(engine), static_cast<int>(act), with_residual,
+                                   shape_str(xs), g.kernel_h, g.kernel_w, g.stride_h, g.groups, dtype_name(dtype)));
         }
     }
   });

@@ -13,7 +13,7 @@
 namespace scalpel {
 namespace {
 
-using ops::ConvEngine;
+using ops::CpuConvAlgorithm;
 using testing_conv::ConvCase;
 
 Tensor random_leaf(const Shape& shape, Generator& gen) {
@@ -30,17 +30,17 @@ GradcheckOptions linear_op() {
 
 TEST(ConvGrad, Conv2dEveryCase) {
   for (const ConvCase& c : testing_conv::conv_cases()) {
-    const ops::Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+    const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
     Generator gen(11);
     std::vector<Tensor> inputs{random_leaf(c.x, gen), random_leaf(c.weight(), gen)};
     if (c.bias) inputs.push_back(random_leaf({c.out_channels}, gen));
     auto fn = [&](const std::vector<Tensor>& in) {
       return nn::conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), c.options, c.name);
     };
-    for (ConvEngine engine : {ConvEngine::Reference, ops::choose_conv_engine(g)}) {
+    for (CpuConvAlgorithm engine : {CpuConvAlgorithm::Reference, ops::choose_cpu_conv_algorithm(g)}) {
       testing_conv::EngineGuard guard(engine);
       const GradcheckResult r = gradcheck(fn, inputs, linear_op());
-      EXPECT_TRUE(r.ok) << c.name << " with " << ops::conv_engine_name(engine) << ": " << r.message;
+      EXPECT_TRUE(r.ok) << c.name << " with " << ops::cpu_conv_algorithm_name(engine) << ": " << r.message;
     }
   }
 }
@@ -91,17 +91,17 @@ std::vector<TransposeCase> transpose_cases() {
 
 TEST(ConvGrad, ConvTranspose2dEveryCase) {
   for (const TransposeCase& c : transpose_cases()) {
-    const ops::Conv2dGeometry g = ops::conv_transpose2d_geometry(c.x, c.weight(), c.options, c.name);
+    const Conv2dGeometry g = ops::conv_transpose2d_geometry(c.x, c.weight(), c.options, c.name);
     Generator gen(5);
     std::vector<Tensor> inputs{random_leaf(c.x, gen), random_leaf(c.weight(), gen)};
     if (c.bias) inputs.push_back(random_leaf({c.out_channels}, gen));
     auto fn = [&](const std::vector<Tensor>& in) {
       return nn::conv_transpose2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), c.options, c.name);
     };
-    for (ConvEngine engine : {ConvEngine::Reference, ops::choose_conv_engine(g)}) {
+    for (CpuConvAlgorithm engine : {CpuConvAlgorithm::Reference, ops::choose_cpu_conv_algorithm(g)}) {
       testing_conv::EngineGuard guard(engine);
       const GradcheckResult r = gradcheck(fn, inputs, linear_op());
-      EXPECT_TRUE(r.ok) << c.name << " with " << ops::conv_engine_name(engine) << ": " << r.message;
+      EXPECT_TRUE(r.ok) << c.name << " with " << ops::cpu_conv_algorithm_name(engine) << ": " << r.message;
     }
   }
 }
@@ -110,7 +110,7 @@ TEST(ConvGrad, ConvTranspose2dEveryCase) {
 // the adjoint (independently of the kernels' own backward code).
 TEST(ConvGrad, ConvTransposeIsAdjointOfConv) {
   for (const TransposeCase& c : transpose_cases()) {
-    const ops::Conv2dGeometry g = ops::conv_transpose2d_geometry(c.x, c.weight(), c.options, c.name);
+    const Conv2dGeometry g = ops::conv_transpose2d_geometry(c.x, c.weight(), c.options, c.name);
     Generator gen(9);
     const Tensor v = randn(c.x, gen, DType::F64);
     const Tensor w = randn(c.weight(), gen, DType::F64);

@@ -19,7 +19,7 @@ namespace scalpel {
 namespace {
 
 namespace fs = std::filesystem;
-using ops::ConvEngine;
+using ops::CpuConvAlgorithm;
 
 const fs::path kOps = fs::path(SCALPEL_FIXTURES) / "ops";
 
@@ -82,13 +82,13 @@ void check_case(const Fixture& f, DType dtype, double forward_rtol, double grad_
 }
 
 // float32 and float64, with the automatic engine and each engine that can run `g`.
-void check_all(const Fixture& f, const ops::Conv2dGeometry& g,
+void check_all(const Fixture& f, const Conv2dGeometry& g,
                const std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>& op) {
-  for (ConvEngine engine : {ConvEngine::Auto, ConvEngine::Reference, ConvEngine::Im2colGemm,
-                            ConvEngine::Depthwise}) {
-    if (!ops::conv_engine_supports(engine, g)) continue;
+  for (CpuConvAlgorithm engine : {CpuConvAlgorithm::Auto, CpuConvAlgorithm::Reference, CpuConvAlgorithm::Im2colGemm,
+                                  CpuConvAlgorithm::Depthwise}) {
+    if (!ops::cpu_conv_algorithm_supports(engine, g)) continue;
     testing_conv::EngineGuard guard(engine);
-    const std::string label = f.name + " " + std::string(ops::conv_engine_name(engine));
+    const std::string label = f.name + " " + std::string(ops::cpu_conv_algorithm_name(engine));
     check_case(f, DType::F32, 1e-5, 1e-4, op, label + " float32");
     check_case(f, DType::F64, 1e-10, 1e-10, op, label + " float64");
   }
@@ -116,8 +116,8 @@ TEST(ConvParity, Conv2dMatchesTorch) {
     } else {
       o.padding = explicit_pad;
     }
-    const ops::Conv2dGeometry g = ops::conv2d_geometry(f.get("x", DType::F64).shape(),
-                                                       f.get("weight", DType::F64).shape(), o, f.name);
+    const Conv2dGeometry g =
+        ops::conv2d_geometry(f.get("x", DType::F64).shape(), f.get("weight", DType::F64).shape(), o, f.name);
     check_all(f, g, [&](const Tensor& x, const Tensor& w, const Tensor& b) {
       return nn::conv2d(x, w, b, o, f.name);
     });
@@ -135,8 +135,8 @@ TEST(ConvParity, ConvTranspose2dMatchesTorch) {
     o.output_padding = pair_of(m.at("output_padding"));
     o.dilation = pair_of(m.at("dilation"));
     o.groups = m.at("groups").as_int();
-    const ops::Conv2dGeometry g = ops::conv_transpose2d_geometry(
-        f.get("x", DType::F64).shape(), f.get("weight", DType::F64).shape(), o, f.name);
+    const Conv2dGeometry g =
+        ops::conv_transpose2d_geometry(f.get("x", DType::F64).shape(), f.get("weight", DType::F64).shape(), o, f.name);
     check_all(f, g, [&](const Tensor& x, const Tensor& w, const Tensor& b) {
       return nn::conv_transpose2d(x, w, b, o, f.name);
     });

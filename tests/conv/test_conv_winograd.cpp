@@ -3,7 +3,7 @@
 // channel counts that are multiples of nothing, chunked and threaded tile rows, each fused
 // epilogue, every compiled SIMD variant of the transforms, and its float32 error on resnet50's
 // layer shapes. The case table and random shapes of test_conv_engines.cpp run it too
-// (kFastConvEngines), backward passes included.
+// (kFastCpuConvAlgorithms), backward passes included.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,9 +18,7 @@
 namespace scalpel {
 namespace {
 
-using ops::Conv2dGeometry;
-using ops::ConvEngine;
-
+using ops::CpuConvAlgorithm;
 
 Conv2dGeometry conv3x3(int64_t batch, int64_t cin, int64_t cout, int64_t h, int64_t w, int64_t pad_before,
                        int64_t pad_after) {
@@ -32,8 +30,8 @@ Conv2dGeometry conv3x3(int64_t batch, int64_t cin, int64_t cout, int64_t h, int6
   g.in_w = w;
   g.kernel_h = g.kernel_w = 3;
   g.pad_top = g.pad_left = pad_before;
-  g.out_h = ops::conv2d_output_size(h, 3, 1, pad_before, pad_after, 1);
-  g.out_w = ops::conv2d_output_size(w, 3, 1, pad_before, pad_after, 1);
+  g.pad_bottom = g.pad_right = pad_after;
+  g.set_output_size();
   return g;
 }
 
@@ -85,7 +83,7 @@ double winograd_error(const Conv2dGeometry& g, uint64_t seed, bool with_bias = t
   const ops::ConvEpilogue<T> epilogue{activation, with_residual ? r.data() : nullptr};
   const T* bias = with_bias ? b.data() : nullptr;
   std::vector<T> y(ny, std::numeric_limits<T>::quiet_NaN());  // every element must be written
-  ops::conv2d_forward<T>(ConvEngine::Winograd, g, x.data(), w.data(), bias, y.data(), epilogue);
+  ops::conv2d_forward<T>(CpuConvAlgorithm::Winograd, g, x.data(), w.data(), bias, y.data(), epilogue);
   return relative_error(y, reference(g, x, w, bias, epilogue));
 }
 
@@ -98,7 +96,7 @@ double input_gradient_error(const Conv2dGeometry& g, uint64_t seed) {
   const int64_t nx = g.batch * g.in_channels * g.in_h * g.in_w;
   std::vector<T> expected(nx), gx(nx, std::numeric_limits<T>::quiet_NaN());
   ops::conv2d_backward_input_reference(g, gy.data(), w.data(), expected.data());
-  ops::conv2d_backward_input<T>(ConvEngine::Winograd, g, gy.data(), w.data(), gx.data());
+  ops::conv2d_backward_input<T>(CpuConvAlgorithm::Winograd, g, gy.data(), w.data(), gx.data());
   return relative_error(gx, expected);
 }
 
@@ -206,26 +204,29 @@ TEST(ConvWinograd, Float32ErrorOnResnet50Layers) {
 // The automatic choice follows the measured break-even (layers/ops/conv2d.cpp): enough tiles
 // per call to share the weight transform, and enough channels.
 TEST(ConvWinograd, AutoChoosesItWhereItMeasuredFaster) {
-  EXPECT_EQ(ops::choose_conv_engine(conv3x3(1, 64, 64, 56, 56, 1, 1)), ConvEngine::Winograd);     // 196 tiles
-  EXPECT_EQ(ops::choose_conv_engine(conv3x3(8, 256, 256, 14, 14, 1, 1)), ConvEngine::Winograd);   // 128 tiles
-  EXPECT_EQ(ops::choose_conv_engine(conv3x3(1, 256, 256, 14, 14, 1, 1)), ConvEngine::Im2colGemm); // 16 tiles
-  EXPECT_EQ(ops::choose_conv_engine(conv3x3(1, 3, 64, 224, 224, 1, 1)), ConvEngine::Im2colGemm);  // 3 channels
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 64, 64, 56, 56, 1, 1)), CpuConvAlgorithm::Winograd);  // 196 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 256, 256, 14, 14, 1, 1)),
+            CpuConvAlgorithm::Winograd);  // 128 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 256, 256, 14, 14, 1, 1)),
+            CpuConvAlgorithm::Im2colGemm);  // 16 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 3, 64, 224, 224, 1, 1)),
+            CpuConvAlgorithm::Im2colGemm);  // 3 channels
 }
 
 TEST(ConvWinograd, SupportsOnly3x3Stride1Dense) {
   const Conv2dGeometry plain = conv3x3(1, 4, 4, 8, 8, 1, 1);
-  EXPECT_TRUE(ops::conv_engine_supports(ConvEngine::Winograd, plain));
+  EXPECT_TRUE(ops::cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, plain));
   Conv2dGeometry strided = plain, dilated = plain, grouped = plain, wide = plain;
   strided.stride_h = 2;
   dilated.dilation_w = 2;
   grouped.groups = 2;
   wide.kernel_w = 5;
   for (const Conv2dGeometry& g : {strided, dilated, grouped, wide}) {
-    EXPECT_FALSE(ops::conv_engine_supports(ConvEngine::Winograd, g));
+    EXPECT_FALSE(ops::cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g));
     std::vector<float> x(1024), w(1024), y(1024);
     EXPECT_THROW(ops::conv2d_forward_winograd<float>(g, x.data(), w.data(), nullptr, y.data()), Error);
   }
-  EXPECT_EQ(ops::conv_engine_name(ConvEngine::Winograd), "winograd");
+  EXPECT_EQ(ops::cpu_conv_algorithm_name(CpuConvAlgorithm::Winograd), "winograd");
 }
 
 }  // namespace

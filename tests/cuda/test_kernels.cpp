@@ -192,27 +192,27 @@ TEST_P(Kernels, GemmResolvesVectorizedOnlyWhenAligned) {
 // ---------------------------------------------------------------- convolution
 
 struct ConvRef {
-  Conv2dShape p;
+  Conv2dGeometry p;
   Vec y, dx, dw, db;
 };
 
-ConvRef conv_reference(const Conv2dShape& p, const Vec& x, const Vec& w, const Vec& bias, const Vec& dy) {
-  const int64_t oh = p.out_h(), ow = p.out_w(), cg = p.c / p.groups, kg = p.k / p.groups;
-  ConvRef r{p, Vec(p.n * p.k * oh * ow, 0), Vec(x.size(), 0), Vec(w.size(), 0), Vec(p.k, 0)};
-  for (int64_t b = 0; b < p.n; ++b)
-    for (int64_t k = 0; k < p.k; ++k)
+ConvRef conv_reference(const Conv2dGeometry& p, const Vec& x, const Vec& w, const Vec& bias, const Vec& dy) {
+  const int64_t oh = p.out_h, ow = p.out_w, cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
+  ConvRef r{p, Vec(p.batch * p.out_channels * oh * ow, 0), Vec(x.size(), 0), Vec(w.size(), 0), Vec(p.out_channels, 0)};
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t k = 0; k < p.out_channels; ++k)
       for (int64_t oy = 0; oy < oh; ++oy)
         for (int64_t ox = 0; ox < ow; ++ox) {
-          const int64_t o = ((b * p.k + k) * oh + oy) * ow + ox;
+          const int64_t o = ((b * p.out_channels + k) * oh + oy) * ow + ox;
           double acc = bias[k];
           for (int64_t ci = 0; ci < cg; ++ci)
-            for (int64_t kr = 0; kr < p.r; ++kr)
-              for (int64_t ks = 0; ks < p.s; ++ks) {
-                const int64_t yy = oy * p.stride_h - p.pad_h + kr * p.dilation_h;
-                const int64_t xx = ox * p.stride_w - p.pad_w + ks * p.dilation_w;
-                if (yy < 0 || yy >= p.h || xx < 0 || xx >= p.w) continue;
-                const int64_t xi = ((b * p.c + k / kg * cg + ci) * p.h + yy) * p.w + xx;
-                const int64_t wi = ((k * cg + ci) * p.r + kr) * p.s + ks;
+            for (int64_t kr = 0; kr < p.kernel_h; ++kr)
+              for (int64_t ks = 0; ks < p.kernel_w; ++ks) {
+                const int64_t yy = oy * p.stride_h - p.pad_top + kr * p.dilation_h;
+                const int64_t xx = ox * p.stride_w - p.pad_left + ks * p.dilation_w;
+                if (yy < 0 || yy >= p.in_h || xx < 0 || xx >= p.in_w) continue;
+                const int64_t xi = ((b * p.in_channels + k / kg * cg + ci) * p.in_h + yy) * p.in_w + xx;
+                const int64_t wi = ((k * cg + ci) * p.kernel_h + kr) * p.kernel_w + ks;
                 acc += double(x[xi]) * w[wi];
                 r.dx[xi] += dy[o] * w[wi];
                 r.dw[wi] += dy[o] * x[xi];
@@ -223,15 +223,16 @@ ConvRef conv_reference(const Conv2dShape& p, const Vec& x, const Vec& w, const V
   return r;
 }
 
-void check_conv(const Stream& s, const Conv2dShape& p, ConvConfig config, const std::string& what) {
-  const int64_t oh = p.out_h(), ow = p.out_w();
-  const Vec x = random_values(p.n * p.c * p.h * p.w, 14), w = random_values(p.k * p.c / p.groups * p.r * p.s, 15);
-  const Vec bias = random_values(p.k, 16), dy = random_values(p.n * p.k * oh * ow, 17);
+void check_conv(const Stream& s, const Conv2dGeometry& p, ConvConfig config, const std::string& what) {
+  const int64_t oh = p.out_h, ow = p.out_w;
+  const Vec x = random_values(p.batch * p.in_channels * p.in_h * p.in_w, 14),
+            w = random_values(p.out_channels * p.in_channels / p.groups * p.kernel_h * p.kernel_w, 15);
+  const Vec bias = random_values(p.out_channels, 16), dy = random_values(p.batch * p.out_channels * oh * ow, 17);
   const ConvRef ref = conv_reference(p, x, w, bias, dy);
   DeviceArray<float> dx_in(x), dw_in(w), dbias(bias), ddy(dy), y(ref.y.size()), ws(conv2d_workspace_floats(p));
   emu::conv2d_forward(s, p, dx_in.get(), dw_in.get(), dbias.get(), y.get(), ws.get(), config);
   expect_close(y.download(), ref.y, 1e-4f, what + " forward");
-  DeviceArray<float> dx(x.size()), dw(w.size()), db(p.k);
+  DeviceArray<float> dx(x.size()), dw(w.size()), db(p.out_channels);
   emu::conv2d_backward_data(s, p, dw_in.get(), ddy.get(), dx.get(), ws.get());
   emu::conv2d_backward_filter(s, p, dx_in.get(), ddy.get(), dw.get(), db.get(), ws.get());
   expect_close(dx.download(), ref.dx, 1e-4f, what + " backward data");
@@ -239,15 +240,22 @@ void check_conv(const Stream& s, const Conv2dShape& p, ConvConfig config, const 
   expect_close(db.download(), ref.db, 1e-4f, what + " bias grad");
 }
 
-Conv2dShape conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t r, int64_t s,
-                 int64_t stride, int64_t pad, int64_t dilation, int64_t groups) {
-  Conv2dShape p;
-  p.n = n; p.c = c; p.h = h; p.w = w; p.k = k; p.r = r; p.s = s;
+// Any padding: top, bottom, left, right (negative bottom/right as conv_transpose2d's
+// output_padding makes them: the last input rows are never read).
+Conv2dGeometry padded(Conv2dGeometry p, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  p.pad_top = top, p.pad_bottom = bottom, p.pad_left = left, p.pad_right = right;
+  p.set_output_size();
+  return p;
+}
+
+Conv2dGeometry conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t r, int64_t s, int64_t stride,
+                    int64_t pad, int64_t dilation, int64_t groups) {
+  Conv2dGeometry p;
+  p.batch = n, p.in_channels = c, p.in_h = h, p.in_w = w, p.out_channels = k, p.kernel_h = r, p.kernel_w = s;
   p.stride_h = p.stride_w = stride;
-  p.pad_h = p.pad_w = pad;
   p.dilation_h = p.dilation_w = dilation;
   p.groups = groups;
-  return p;
+  return padded(p, pad, pad, pad, pad);
 }
 
 TEST_P(Kernels, ConvolutionIm2colGemmDirectAndDepthwise) {
@@ -257,9 +265,24 @@ TEST_P(Kernels, ConvolutionIm2colGemmDirectAndDepthwise) {
   check_conv(s, conv(2, 5, 6, 7, 3, 1, 1, 1, 0, 1, 1), {}, "pointwise");
   check_conv(s, conv(2, 6, 9, 8, 6, 3, 3, 2, 1, 1, 6), {}, "depthwise stride 2");
   check_conv(s, conv(1, 5, 7, 7, 5, 5, 5, 1, 2, 1, 5), {}, "depthwise 5x5");
-  check_conv(s, conv(2, 3, 9, 7, 5, 3, 3, 2, 1, 1, 1), {ConvAlgo::Direct, {}}, "direct");
-  check_conv(s, conv(1, 6, 9, 8, 6, 3, 3, 1, 1, 1, 6), {ConvAlgo::Im2colGemm, {GemmVariant::SharedTiled, 16}},
+  check_conv(s, conv(2, 3, 9, 7, 5, 3, 3, 2, 1, 1, 1), {CudaConvAlgorithm::Direct, {}}, "direct");
+  check_conv(s, conv(1, 6, 9, 8, 6, 3, 3, 1, 1, 1, 6), {CudaConvAlgorithm::Im2colGemm, {GemmVariant::SharedTiled, 16}},
              "depthwise as grouped im2col");
+}
+
+// Asymmetric padding goes straight into the kernels (only pad_top/pad_left and the output size
+// enter them), forward and both backward passes.
+TEST_P(Kernels, ConvolutionWithAsymmetricPadding) {
+  const Conv2dGeometry strided = padded(conv(2, 3, 9, 7, 5, 3, 3, 2, 0, 1, 1), 0, 1, 2, 1);
+  check_conv(s, strided, {}, "im2col, padding 0 1 2 1");
+  check_conv(s, strided, {CudaConvAlgorithm::Direct, {}}, "direct, padding 0 1 2 1");
+  check_conv(s, padded(conv(1, 4, 11, 10, 6, 3, 2, 2, 0, 2, 2), 2, 0, 1, 3), {}, "grouped dilated, padding 2 0 1 3");
+  check_conv(s, padded(conv(2, 6, 9, 8, 6, 3, 3, 2, 0, 1, 6), 1, 0, 0, 2), {}, "depthwise, padding 1 0 0 2");
+  check_conv(s, padded(conv(1, 5, 7, 7, 5, 5, 5, 1, 0, 1, 5), 1, 3, 2, 2), {}, "depthwise 5x5, padding 1 3 2 2");
+  // A 1x1 conv padded at the end only is no longer a plain GEMM on the input.
+  check_conv(s, padded(conv(2, 5, 6, 7, 3, 1, 1, 1, 0, 1, 1), 0, 1, 0, 1), {}, "1x1, padding 0 1 0 1");
+  check_conv(s, padded(conv(2, 3, 9, 7, 4, 3, 3, 2, 0, 1, 1), 1, -1, 1, -1), {}, "negative bottom and right");
+  check_conv(s, padded(conv(2, 6, 9, 8, 6, 3, 3, 1, 0, 1, 6), 1, -1, 1, 0), {}, "depthwise, negative bottom");
 }
 
 // ---------------------------------------------------------------- dropout

@@ -129,6 +129,16 @@ inline const std::vector<OpCase>& op_cases() {
                    return nn::conv_transpose2d(in[0], in[1], in[2], transpose_options({2, 3}, {1, 0}, {1, 2}, 2));
                  },
                  1e-4});
+    // output_padding >= stride (allowed below the dilation): output rows no window reaches.
+    c.push_back({"conv_transpose2d_dilated_output_padding",
+                 [](Generator& gen) { return randn_inputs(gen, {{2, 3, 4, 5}, {3, 2, 3, 2}, {2}}); },
+                 {true, true, true},
+                 [](const Inputs& in) {
+                   nn::ConvTranspose2dOptions o = transpose_options({1, 1}, {1, 0}, {1, 2}, 1);
+                   o.dilation = {2, 3};
+                   return nn::conv_transpose2d(in[0], in[1], in[2], o);
+                 },
+                 1e-4});
     c.push_back({"linear_batch_axes",
                  [](Generator& gen) { return randn_inputs(gen, {{2, 3, 5}, {4, 5}, {4}}); },
                  {true, true, true},

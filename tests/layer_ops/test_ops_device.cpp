@@ -42,7 +42,7 @@ double relative_error(const Tensor& got, const Tensor& want) {
 struct Backend {
   std::string name;
   Device device;
-  ConvLibrary conv_engine = ConvLibrary::Handwritten;
+  ConvLibrary conv_library = ConvLibrary::Handwritten;
   cuda::emu::Schedule schedule = cuda::emu::Schedule::Forward;
 };
 
@@ -69,7 +69,7 @@ std::vector<BackendCase> backend_cases() {
   std::vector<BackendCase> out;
   for (const Backend& b : backends())
     for (const OpCase& c : testing_ops::op_cases())
-      if (b.conv_engine != ConvLibrary::Cudnn || c.convolution) out.push_back({&b, &c});
+      if (b.conv_library != ConvLibrary::Cudnn || c.convolution) out.push_back({&b, &c});
   return out;
 }
 
@@ -77,7 +77,7 @@ std::vector<BackendCase> backend_cases() {
 std::string unavailable(const Backend& b) {
   try {
     if (b.device.type == DeviceType::CUDA) cuda::require_device(b.device);
-    if (b.conv_engine == ConvLibrary::Cudnn) cuda::cudnn::require(b.device);
+    if (b.conv_library == ConvLibrary::Cudnn) cuda::cudnn::require(b.device);
   } catch (const Error& e) {
     return e.what();
   }
@@ -95,7 +95,7 @@ class OpOnEveryBackend : public ::testing::TestWithParam<BackendCase> {
     const Backend& b = *GetParam().backend;
     if (const std::string why = unavailable(b); !why.empty()) GTEST_SKIP() << b.name << " is not available: " << why;
     cuda::emu::set_schedule(b.schedule, 7);
-    cuda::set_conv_library(b.conv_engine);
+    cuda::set_conv_library(b.conv_library);
   }
   void TearDown() override {
     cuda::emu::set_schedule(cuda::emu::Schedule::Forward);

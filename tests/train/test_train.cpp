@@ -292,9 +292,9 @@ TEST(TrainParity, Resnet18AdamFloat64MatchesTorchAndFloat32DriftIsTorchsToo) {
   };
   // Im2col convs: the Winograd engine (the default for these 3x3 convs) rounds more in float32
   // (docs/numerics.md); its drift is printed, not checked.
-  scalpel::ops::set_conv_engine(scalpel::ops::ConvEngine::Im2colGemm);
+  scalpel::ops::set_cpu_conv_algorithm(scalpel::ops::CpuConvAlgorithm::Im2colGemm);
   const std::vector<double> ours64 = run(scalpel::DType::F64), ours32 = run(scalpel::DType::F32);
-  scalpel::ops::set_conv_engine(scalpel::ops::ConvEngine::Auto);
+  scalpel::ops::set_cpu_conv_algorithm(scalpel::ops::CpuConvAlgorithm::Auto);
   const std::vector<double> winograd32 = run(scalpel::DType::F32);
   const auto& torch64 = torch.at("float64").as_array();
   const auto& torch32 = torch.at("float32").as_array();

@@ -13,13 +13,13 @@ namespace scalpel::cuda::SCALPEL_CUDA_IMPL::lab {
 namespace {
 
 template <int T>
-__global__ void conv_implicit_gemm_kernel(Conv2dShape p, const float* x, const float* w,
-                                          const float* bias, float* y) {
+__global__ void conv_implicit_gemm_kernel(Conv2dGeometry p, const float* x, const float* w, const float* bias,
+                                          float* y) {
   __shared__ float Ws[T][T];
   __shared__ float Xs[T][T + 1];  // +1: no bank conflicts when a column is read
-  const int64_t oh = p.out_h(), ow = p.out_w(), plane = oh * ow;
-  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, taps = cg * p.r * p.s;
-  const int64_t cols = p.n * plane;
+  const int64_t oh = p.out_h, ow = p.out_w, plane = oh * ow;
+  const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups, taps = cg * p.kernel_h * p.kernel_w;
+  const int64_t cols = p.batch * plane;
   const int64_t g = blockIdx.z;
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t row = blockIdx.y * int64_t{T} + ty;  // output channel within the group
@@ -34,11 +34,11 @@ __global__ void conv_implicit_gemm_kernel(Conv2dShape p, const float* x, const f
     const int64_t q = q0 + ty;
     float v = 0.0f;
     if (q < taps && col < cols) {
-      const int64_t ks = q % p.s, kr = q / p.s % p.r, ci = q / (p.r * p.s);
-      const int64_t iy = oy * p.stride_h - p.pad_h + kr * p.dilation_h;
-      const int64_t ix = ox * p.stride_w - p.pad_w + ks * p.dilation_w;
-      if (iy >= 0 && iy < p.h && ix >= 0 && ix < p.w)
-        v = x[((b * p.c + g * cg + ci) * p.h + iy) * p.w + ix];
+      const int64_t ks = q % p.kernel_w, kr = q / p.kernel_w % p.kernel_h, ci = q / (p.kernel_h * p.kernel_w);
+      const int64_t iy = oy * p.stride_h - p.pad_top + kr * p.dilation_h;
+      const int64_t ix = ox * p.stride_w - p.pad_left + ks * p.dilation_w;
+      if (iy >= 0 && iy < p.in_h && ix >= 0 && ix < p.in_w)
+        v = x[((b * p.in_channels + g * cg + ci) * p.in_h + iy) * p.in_w + ix];
     }
     Xs[ty][tx] = v;
     __syncthreads();  // both tiles complete
@@ -47,23 +47,22 @@ __global__ void conv_implicit_gemm_kernel(Conv2dShape p, const float* x, const f
   }
   if (row < kg && col < cols) {
     const int64_t ko = g * kg + row;
-    y[(b * p.k + ko) * plane + col % plane] = acc + (bias ? bias[ko] : 0.0f);
+    y[(b * p.out_channels + ko) * plane + col % plane] = acc + (bias ? bias[ko] : 0.0f);
   }
 }
 
 template <int T>
-void launch(const Stream& s, const Conv2dShape& p, const float* x, const float* w,
-            const float* bias, float* y) {
-  const dim3 grid(ceil_div(p.n * p.out_h() * p.out_w(), T), ceil_div(p.k / p.groups, T),
+void launch(const Stream& s, const Conv2dGeometry& p, const float* x, const float* w, const float* bias, float* y) {
+  const dim3 grid(ceil_div(p.batch * p.out_h * p.out_w, T), ceil_div(p.out_channels / p.groups, T),
                   static_cast<unsigned>(p.groups));
   SCALPEL_LAUNCH((conv_implicit_gemm_kernel<T>), grid, dim3(T, T), 0, s, p, x, w, bias, y);
 }
 
 }  // namespace
 
-void conv2d_implicit_gemm(const Stream& s, const Conv2dShape& p, const float* x, const float* w,
-                          const float* bias, float* y, int tile) {
-  if (p.n * p.k * p.out_h() * p.out_w() == 0) return;
+void conv2d_implicit_gemm(const Stream& s, const Conv2dGeometry& p, const float* x, const float* w, const float* bias,
+                          float* y, int tile) {
+  if (p.batch * p.out_channels * p.out_h * p.out_w == 0) return;
   switch (tile) {
     case 16: launch<16>(s, p, x, w, bias, y); break;
     case 32: launch<32>(s, p, x, w, bias, y); break;
