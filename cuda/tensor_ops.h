@@ -5,8 +5,7 @@
 // takes tensors on one CUDA device, checks that, gathers strided views, runs the handwritten
 // kernels on the device's default stream and returns new contiguous tensors there; float32.
 // Each op's entry points live in its kernel file (cuda/kernels/foo.cu), which registers them
-// in a SCALPEL_REGISTER_KERNELS block; the convolution's are in tensor_ops.cpp and
-// tensor_ops_backward.cpp.
+// in a SCALPEL_REGISTER_KERNELS block.
 #include "tensor/device.h"
 
 namespace scalpel::cuda {

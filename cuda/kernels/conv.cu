@@ -2,6 +2,7 @@
 // column matrix, then one GEMM per sample and group. 1x1 stride-1 convolutions skip the
 // unfolding (the input already is the column matrix). Depthwise shapes go to their own kernel
 // (depthwise_conv.cu): as a GEMM they are c tiny products, which is what made MobileNet crawl.
+// At the end: the convolution's entry points (handwritten kernels or cuDNN) and registration.
 #include "cuda/kernels/block_reduce.cuh"
 
 namespace scalpel::cuda::SCALPEL_CUDA_IMPL {
@@ -176,7 +177,77 @@ void conv2d_backward_filter(const Stream& s, const Conv2dGeometry& p, const floa
 }  // namespace scalpel::cuda::SCALPEL_CUDA_IMPL
 
 #if SCALPEL_CUDA_ENTRY_POINTS
-// No op of its own in the dispatch table: the convolution's entry points are in
-// cuda/tensor_ops.cpp and tensor_ops_backward.cpp.
-SCALPEL_REGISTER_KERNELS(conv) {}
+#include "cuda/conv_library.h"
+#include "cuda/cudnn.h"
+#include "cuda/tensor_ops_internal.h"
+
+namespace scalpel::cuda {
+namespace {
+using namespace detail;
+
+// The convolution's entry points: the handwritten kernels (this file, depthwise_conv.cu and
+// gemm.cu) or cuDNN, as cuda/conv_library.h chooses per layer; the backward passes run the
+// library the forward ran.
+Conv2dOutput conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dGeometry& g) {
+  const Tensor x = dense(x_in), w = dense(w_in), bias = dense(bias_in);
+  const Stream s = stream_for("conv2d", {&x, &w, &bias});
+  Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, DType::F32, x.device());
+  // The engine switch: cuDNN when asked for globally or for this layer (cuda/conv_library.h).
+  if (resolve_conv_library(w_in, x.device()) == ConvLibrary::Cudnn) {
+    cudnn::conv2d_forward(s, g, in(x), in(w), in(bias), out(y));
+    return {y, ConvLibrary::Cudnn};
+  }
+  // The depthwise kernel needs no column buffer; im2col needs one sample and group's.
+  const bool depthwise = g.is_depthwise_one_filter();
+  Tensor workspace = Tensor::empty({depthwise ? 1 : conv2d_workspace_floats(g)}, DType::F32, x.device());
+  SCALPEL_CUDA_CALL(s, conv2d_forward, g, in(x), in(w), in(bias), out(y), out(workspace),
+                    ConvConfig{CudaConvAlgorithm::Auto, gemm_config(s)});
+  return {y, ConvLibrary::Handwritten};
+}
+
+Tensor conv2d_backward_data(const Tensor& dy_in, const Tensor& w_in, const Conv2dGeometry& g, ConvLibrary engine) {
+  const Tensor dy = dense(dy_in), w = dense(w_in);
+  const Stream s = stream_for("conv2d backward", {&dy, &w});
+  Tensor dx = empty_like_device({g.batch, g.in_channels, g.in_h, g.in_w}, dy);
+  if (engine == ConvLibrary::Cudnn) {
+    if (dx.numel() > 0) cudnn::conv2d_backward_data(s, g, in(w), in(dy), out(dx));
+    return dx;
+  }
+  Tensor workspace = empty_like_device({g.is_depthwise_one_filter() ? 1 : conv2d_workspace_floats(g)}, dy);
+  if (dx.numel() > 0)
+    SCALPEL_CUDA_CALL(s, conv2d_backward_data, g, in(w), in(dy), out(dx), out(workspace), gemm_config(s));
+  return dx;
+}
+
+Conv2dFilterGrads conv2d_backward_filter(const Tensor& dy_in, const Tensor& x_in, const Conv2dGeometry& g, bool need_w,
+                                         bool need_bias, ConvLibrary engine) {
+  const Tensor dy = dense(dy_in), x = dense(x_in);
+  const Stream s = stream_for("conv2d backward", {&dy, &x});
+  Conv2dFilterGrads grads;
+  if (need_bias) grads.bias = empty_like_device({g.out_channels}, dy);
+  const int64_t hw = g.out_h * g.out_w;
+  if (!need_w) {
+    if (need_bias) SCALPEL_CUDA_CALL(s, conv2d_bias_backward, in(dy), out(grads.bias), g.batch, g.out_channels, hw);
+    return grads;
+  }
+  grads.w = empty_like_device({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, dy);
+  if (engine == ConvLibrary::Cudnn) {
+    cudnn::conv2d_backward_filter(s, g, in(x), in(dy), out(grads.w), out(grads.bias));
+    return grads;
+  }
+  Tensor workspace = empty_like_device({g.is_depthwise_one_filter() ? 1 : conv2d_workspace_floats(g)}, dy);
+  SCALPEL_CUDA_CALL(s, conv2d_backward_filter, g, in(x), in(dy), out(grads.w), out(grads.bias), out(workspace),
+                    gemm_config(s));
+  return grads;
+}
+
+}  // namespace
+}  // namespace scalpel::cuda
+
+SCALPEL_REGISTER_KERNELS(conv) {
+  using backend::Op;
+  backend::register_kernel<Op::conv2d>(type, conv2d);
+  backend::register_kernel<Op::conv2d_backward_data>(type, conv2d_backward_data);
+  backend::register_kernel<Op::conv2d_backward_filter>(type, conv2d_backward_filter);
+}
 #endif
