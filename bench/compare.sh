@@ -3,7 +3,7 @@
 # in one run, 2 threads each, best of N. Prints the CPU model, then a table of ms and ratios
 # (ours / best peer).
 #
-#   bench/compare.sh [--models resnet50,mobilenet_v2,efficientnet_b0] [--batches 1,8]
+#   bench/compare.sh [--models resnet50,mobilenet_v2,efficientnet_b0,densenet121] [--batches 1,8]
 #                    [--size 224] [--iters 5] [--train] [--build build-perf] [--ours auto|cli|fused]
 #                    [--precision fp32|bf16]
 # Ours: `<build>/bin/scalpel bench --model M --batch N --size H W --iters K [--train] --json`
@@ -15,7 +15,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-models=resnet50,mobilenet_v2,efficientnet_b0 batches=1,8 size=224 iters=5 train="" build="$root/build-perf" ours=auto precision=fp32
+models=resnet50,mobilenet_v2,efficientnet_b0,densenet121 batches=1,8 size=224 iters=5 train="" build="$root/build-perf" ours=auto precision=fp32
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --models) models="$2"; shift 2 ;;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "autograd/autograd.h"
@@ -13,13 +14,41 @@
 namespace scalpel::models {
 namespace {
 
-struct Call {
-  nn::Module* module;
-  Tensor input, output;  // kept alive during the probe so no address is reused by a later tensor
+// What the probe forward saw of a tensor, without keeping its memory: the probe's
+// activations are freed as they would be in inference (holding them all was the peak RSS of
+// every batch-1 benchmark: densenet121 +165 MB). The weak reference keeps the storage's
+// control block, so a later tensor that reuses the freed address is still told apart.
+struct TensorId {
+  std::weak_ptr<Storage> storage;
+  const void* data = nullptr;
+  Shape shape;
+  explicit TensorId(const Tensor& t) {
+    if (!t.defined()) return;
+    storage = t.storage();
+    data = t.raw_data();
+    shape = t.shape();
+  }
 };
 
-bool same_tensor(const Tensor& a, const Tensor& b) {
-  return a.defined() && b.defined() && a.raw_data() == b.raw_data() && a.shape() == b.shape();
+struct Call {
+  nn::Module* module;
+  TensorId input, output;
+};
+
+// The same tensor (storage, first element and shape) in two calls of the probe.
+bool same_tensor(const TensorId& a, const TensorId& b) {
+  const bool same_storage = !a.storage.owner_before(b.storage) && !b.storage.owner_before(a.storage);
+  return a.data != nullptr && same_storage && a.data == b.data && a.shape == b.shape;
+}
+
+// Runs one forward of zeros without autograd and records every module call.
+std::vector<Call> probe_calls(nn::Module& model, const Shape& input_shape) {
+  std::vector<Call> calls;
+  NoGradGuard no_grad;
+  nn::ForwardHookGuard hook(
+      [&](nn::Module& m, const Tensor& in, const Tensor& out) { calls.push_back({&m, TensorId(in), TensorId(out)}); });
+  model(Tensor::zeros(input_shape));
+  return calls;
 }
 
 bool foldable(const Tensor& t) { return t.defined() && t.dtype() == DType::F32 && t.device().is_cpu() && t.is_contiguous(); }
@@ -48,12 +77,7 @@ void fold(nn::Conv2d& conv, nn::BatchNorm2d& bn) {
 FuseReport fuse_batchnorm(nn::Module& model, const Shape& input_shape) {
   SCALPEL_CHECK(!model.is_training(), "fuse_batchnorm: {} is in training mode; BatchNorm folding is for eval mode only",
                 model.type());
-  std::vector<Call> calls;
-  {
-    NoGradGuard no_grad;
-    nn::ForwardHookGuard hook([&](nn::Module& m, const Tensor& in, const Tensor& out) { calls.push_back({&m, in, out}); });
-    model(Tensor::zeros(input_shape));
-  }
+  const std::vector<Call> calls = probe_calls(model, input_shape);
   std::map<nn::Module*, int> times_called;
   for (const Call& c : calls) ++times_called[c.module];
 
@@ -156,12 +180,7 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
 
   // Confirm with the data flow of a probe forward: each module called once, and the
   // activation's input is the conv's output (a Sequential subclass may reorder its children).
-  std::vector<Call> calls;
-  {
-    NoGradGuard no_grad;
-    nn::ForwardHookGuard hook([&](nn::Module& m, const Tensor& in, const Tensor& out) { calls.push_back({&m, in, out}); });
-    model(Tensor::zeros(input_shape));
-  }
+  const std::vector<Call> calls = probe_calls(model, input_shape);
   std::map<nn::Module*, std::vector<const Call*>> calls_of;
   for (const Call& c : calls) calls_of[c.module].push_back(&c);
   for (auto [act, conv] : candidates) {

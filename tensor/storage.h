@@ -21,17 +21,20 @@ class Allocator {
 
 Allocator* cpu_allocator();
 
-// The CPU allocator keeps freed blocks of kCachedBlockMin bytes or more for reuse (at most
-// kMaxCachedBytes of them; tensor/storage.cpp says why): blocks it holds, and how many
-// large requests it served from them (hits) or with new memory (misses).
+// The CPU allocator maps blocks of kCachedBlockMin bytes or more itself and keeps them when
+// freed, for reuse (tensor/storage.cpp says why). Bound: live + cached <= 5/4 of the most
+// bytes live at once so far (high_water), and cached <= kMaxCachedBytes. Stats count blocks of that
+// class only: cached, live (handed out, not yet freed), the high-water mark, and how many
+// requests were served from the cache (hits) or with new memory (misses).
 inline constexpr size_t kCachedBlockMin = size_t(32) << 20;
 inline constexpr size_t kMaxCachedBytes = size_t(1) << 30;
 struct CpuCacheStats {
-  size_t cached_bytes = 0;
+  size_t cached_bytes = 0, live_bytes = 0, high_water = 0;
   int64_t hits = 0, misses = 0;
 };
 CpuCacheStats cpu_allocator_stats();
-void cpu_allocator_release_cache();  // unmaps every cached block
+// Unmaps every cached block and restarts the high-water mark from the live bytes.
+void cpu_allocator_release_cache();
 // The allocator for a device; throws Error when no backend for it is linked in or available.
 Allocator* allocator_for(Device device);
 void register_allocator(DeviceType type, Allocator* allocator);

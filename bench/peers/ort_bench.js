@@ -13,7 +13,7 @@ function randomInput(batch, size) {
 }
 
 async function main() {
-  const [dir, models = 'resnet50,mobilenet_v2,efficientnet_b0', batches = '1,8', size = '224', iters = '5'] =
+  const [dir, models = 'resnet50,mobilenet_v2,efficientnet_b0,densenet121', batches = '1,8', size = '224', iters = '5'] =
     process.argv.slice(2);
   if (!dir) throw new Error('usage: ort_bench.js ONNX_DIR [models] [batches] [size] [iters]');
   for (const model of models.split(',')) {
@@ -32,7 +32,8 @@ async function main() {
       }
       console.log(JSON.stringify({
         peer: 'onnxruntime', model, batch, mode: 'inference', ms: best, variant: `ort ${ort.env.versions.common}${process.env.ORT_SPIN === '0' ? ' no spinning' : ''}`,
-        rss_mb: process.memoryUsage().rss / 1048576,
+        // Peak RSS (KiB), as ours and torch_bench.py report it; current RSS under-reports.
+        rss_mb: process.resourceUsage().maxRSS / 1024, rss_now_mb: process.memoryUsage().rss / 1048576,
       }));
     }
     await session.release();

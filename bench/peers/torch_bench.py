@@ -32,7 +32,7 @@ def rss_mb():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="resnet50,mobilenet_v2,efficientnet_b0")
+    ap.add_argument("--models", default="resnet50,mobilenet_v2,efficientnet_b0,densenet121")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--iters", type=int, default=5)
