@@ -237,6 +237,18 @@ TEST_F(DistributedTest, CudaEmuTrainsOverMpi) {
   EXPECT_TRUE(scalpel::models::read_checkpoint((root_ / "emu/last.safetensors").string()));
 }
 
+// The device batch-norm kernels have no synchronized path: --sync-bn on a device is refused
+// rather than silently trained with per-rank statistics.
+TEST_F(DistributedTest, SyncBnOnADeviceIsRefused) {
+  auto args = train_args("emu", {"--model", "mobilenet_v2", "--dropout", "0", "--sync-bn"}, 4, 1);
+  args.insert(args.end(), {"--device", "cuda-emu"});
+  const CliResult r = run_mpi(2, args);
+  if (r.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--sync-bn runs on the CPU only for now, got --device cuda-emu"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "emu" / "last.safetensors"));
+}
+
 CliResult train_with_backend(const std::string& backend, const std::string& device) {
   return run_cli({"train", "--model", "resnet18", "--data", "no-such-folder", "--out",
                   (fs::temp_directory_path() / "scalpel-dist-nccl").string(), "--distributed", "--distributed-backend",
