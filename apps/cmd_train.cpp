@@ -11,6 +11,7 @@
 #include "apps/train/distributed.h"
 #include "apps/train/segmentation.h"
 #include "apps/train/trainer.h"
+#include "cuda/nccl.h"
 #include "data/augment.h"
 #include "data/medmnist.h"
 #include "data/split.h"
@@ -70,7 +71,8 @@ int run_train(const std::vector<std::string>& argv) {
       .option("log-json", "write one JSON object per optimizer step to this file")
       .flag("distributed", "data-parallel training over the ranks of mpirun, --batch per rank (implied when "
                            "mpirun starts more than one; docs/distributed.md)")
-      .option("distributed-backend", "communication of --distributed: mpi (nccl: says what it lacks here)", "mpi")
+      .option("distributed-backend", "communication of --distributed: auto (nccl for --device cuda when libnccl "
+                                     "loads, else mpi), mpi, or nccl (an error where it cannot run)", "auto")
       .flag("sync-bn", "distributed: batch-norm statistics over every rank's batch (default: per rank, as "
                        "PyTorch DDP)")
       .option("bucket-mb", "distributed: gradient allreduce bucket size in MiB", "25")
@@ -82,8 +84,17 @@ int run_train(const std::vector<std::string>& argv) {
   if (!args.parse(argv)) return 0;
   apply_max_pixels_flag(args);
   if (!args.has("distributed") && train::launcher_world_size() == 1) return train_from_args(args, nullptr);
+  const Device device = parse_device(args.get("device"));
   const std::unique_ptr<nn::Communicator> comm =
-      train::start_distributed(args.get("distributed-backend"), args.get_double("dist-timeout"));
+      train::start_distributed(args.get("distributed-backend"), device, args.get_double("dist-timeout"));
+  if (comm->rank() == 0) {
+    std::cout << fmt::format("distributed: {} rank{}, backend {}{}, device {}\n", comm->size(),
+                             comm->size() == 1 ? "" : "s", comm->backend(),
+                             comm->backend() == "nccl" ? " " + cuda::nccl::version() : "", device.str());
+    if (device.type == DeviceType::CUDA && comm->backend() == "mpi")
+      std::cout << fmt::format("note: the gradients of --device cuda go through host memory and MPI{}\n",
+                               cuda::nccl::load_error().empty() ? "" : " (" + cuda::nccl::load_error() + ")");
+  }
   if (comm->size() == 1) return train_from_args(args, comm.get());
   try {
     return train_from_args(args, comm.get());

@@ -1,6 +1,7 @@
 # SCALPEL_CUDA=AUTO builds the CUDA backend when nvcc is found, ON requires it, OFF skips it.
 set(SCALPEL_HAVE_CUDA OFF)
 set(SCALPEL_HAVE_CUDNN OFF)
+set(SCALPEL_HAVE_NCCL OFF)
 if(NOT SCALPEL_CUDA STREQUAL "OFF")
   include(CheckLanguage)
   if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
@@ -17,6 +18,13 @@ if(NOT SCALPEL_CUDA STREQUAL "OFF")
       if(CUDNN_LIBRARY AND CUDNN_INCLUDE_DIR)
         set(SCALPEL_HAVE_CUDNN ON)
       endif()
+      # NCCL (data-parallel training on GPUs): only its header at build time; the library is
+      # opened at run time (cuda/nccl.h), so the binary starts without it.
+      find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+      find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib /usr/local/cuda/lib)
+      if(NCCL_INCLUDE_DIR)
+        set(SCALPEL_HAVE_NCCL ON)
+      endif()
     endif()
   endif()
   if(SCALPEL_CUDA STREQUAL "ON" AND NOT SCALPEL_HAVE_CUDA)
@@ -27,7 +35,7 @@ if(SCALPEL_HAVE_CUDA)
   set(CMAKE_CUDA_STANDARD 20)
   set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
 endif()
-message(STATUS "scalpel: CUDA backend ${SCALPEL_HAVE_CUDA}, cuDNN ${SCALPEL_HAVE_CUDNN}")
+message(STATUS "scalpel: CUDA backend ${SCALPEL_HAVE_CUDA}, cuDNN ${SCALPEL_HAVE_CUDNN}, NCCL ${SCALPEL_HAVE_NCCL}")
 
 # CMake 3.25 does not know nvcc 13's C++20 flag (tensor/device.h needs C++20): name it
 # (here, so that cuda/ and cuda/lab both see it).

@@ -130,6 +130,15 @@ void synchronize(const Stream& s) {
 #endif
 }
 
+bool stream_done(const Stream& s) {
+  if (s.emulated()) return true;
+#if SCALPEL_HAVE_CUDA
+  return gpu::query(s);
+#else
+  fail_no_cuda_build("stream_done");
+#endif
+}
+
 void copy_host_to_device(const Stream& s, void* dst, const void* src, size_t bytes) {
   copy(s, dst, src, bytes, Direction::H2D);
 }

@@ -30,6 +30,9 @@ void require_device(Device device);
 Stream default_stream(Device device);
 // Waits until the stream's work is done (a no-op under emulation, which is synchronous).
 void synchronize(const Stream& s);
+// True when the stream's work is done, without waiting (always, under emulation): lets a
+// caller poll with a timeout (apps/train/distributed.cpp waits for NCCL this way).
+bool stream_done(const Stream& s);
 
 // Copies between host memory and device memory of the stream's device.
 void copy_host_to_device(const Stream& s, void* dst, const void* src, size_t bytes);

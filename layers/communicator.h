@@ -1,8 +1,10 @@
 #pragma once
 // The collective operations data-parallel training needs, behind an interface so that layers/
-// does not depend on MPI (apps/train/distributed.h implements it with MPI). Every rank calls
-// the same operations in the same order with the same sizes.
+// does not depend on MPI or NCCL (apps/train/distributed.h implements it with MPI, and with
+// NCCL for GPU gradients). Every rank calls the same operations in the same order with the
+// same sizes.
 #include <cstdint>
+#include <string>
 
 #include "tensor/tensor.h"
 
@@ -13,15 +15,23 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  // In place: data[i] becomes the sum over the ranks of their data[i].
+  // "mpi" or "nccl", for the start-up line of a run.
+  virtual std::string backend() const = 0;
+  // In place, host memory: data[i] becomes the sum over the ranks of their data[i].
   virtual void allreduce_sum(float* data, int64_t n) = 0;
   virtual void allreduce_sum(double* data, int64_t n) = 0;
-  // In place: every rank's data becomes rank `root`'s.
+  // In place, host memory: every rank's data becomes rank `root`'s.
   virtual void broadcast(double* data, int64_t n, int root) = 0;
-  // allreduce_sum started without waiting (the gradient buckets, while backward runs): `data`
-  // must stay untouched until wait_all() returns. progress() lets started ones advance (MPI
-  // moves them only inside its calls). This default runs it at once.
+  // Where start_allreduce_sum's buffers live: the CPU (MPI) or the GPU (NCCL); gradients
+  // elsewhere are copied there and back (counted, cuda/device.h).
+  virtual Device buffer_device() const { return Device::cpu(); }
+  // allreduce_sum started without waiting (the gradient buckets, while backward runs), on a
+  // buffer of buffer_device(): `data` must stay untouched until wait_all() returns. progress()
+  // lets started ones advance (MPI moves them only inside its calls). This default runs it at
+  // once. Those started between group_start() and group_end() may be launched as one (NCCL).
   virtual void start_allreduce_sum(float* data, int64_t n) { allreduce_sum(data, n); }
+  virtual void group_start() {}
+  virtual void group_end() {}
   virtual void progress() {}
   virtual void wait_all() {}
 };

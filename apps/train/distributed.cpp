@@ -1,12 +1,15 @@
-// MPI communicator and gradient buckets (see distributed.h).
+// MPI and NCCL communicators, backend choice, and gradient buckets (see distributed.h).
 #include "apps/train/distributed.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <limits>
 #include <list>
+#include <string_view>
 #include <thread>
 
 #include <fmt/ranges.h>
@@ -14,10 +17,10 @@
 #ifdef SCALPEL_HAVE_MPI
 #include <mpi.h>
 #endif
-#include <dlfcn.h>
-
 #include "cuda/device.h"
+#include "cuda/nccl.h"
 #include "tensor/error.h"
+#include "tensor/ops.h"
 
 namespace scalpel::train {
 namespace {
@@ -65,6 +68,7 @@ class MpiCommunicator : public nn::Communicator {
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
   void allreduce_sum(float* data, int64_t n) override { reduce(data, n, MPI_FLOAT, "allreduce"); }
   void allreduce_sum(double* data, int64_t n) override { reduce(data, n, MPI_DOUBLE, "allreduce"); }
   void broadcast(double* data, int64_t n, int root) override {
@@ -89,6 +93,53 @@ class MpiCommunicator : public nn::Communicator {
   void wait_all() override {
     wait(pending_);
     pending_.clear();
+  }
+
+  // For the NCCL communicator, whose collectives are numbered with these and whose waits name
+  // the silent ranks with these notices.
+  int64_t next_sequence() { return sequence_++; }
+  double timeout_s() const { return timeout_s_; }
+  double notice_after_s() const { return notice_after_s_; }
+  void send_notices(int64_t sequence) {
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      auto& [request, value] = notice_sends_.emplace_back(MPI_REQUEST_NULL, sequence);
+      check_mpi(MPI_Isend(&value, 1, MPI_INT64_T, r, 0, notices_, &request), "MPI_Isend");
+    }
+  }
+  void poll_notices() {
+    for (;;) {
+      int done = 0;
+      MPI_Status status;
+      check_mpi(MPI_Test(&notice_receive_, &done, &status), "MPI_Test");
+      if (!done) break;
+      int64_t& last = last_notice_[static_cast<size_t>(status.MPI_SOURCE)];
+      last = std::max(last, notice_in_);
+      post_notice_receive();
+    }
+    notice_sends_.remove_if([](std::pair<MPI_Request, int64_t>& send) {
+      int done = 0;
+      MPI_Test(&send.first, &done, MPI_STATUS_IGNORE);
+      return done != 0;
+    });
+  }
+  // Collective `sequence` (`what`) made no progress for timeout_s: fails naming the ranks that
+  // sent no notice of waiting in it.
+  [[noreturn]] void fail_silent(int64_t sequence, const char* what) const {
+    std::vector<int> silent;
+    for (int r = 0; r < size_; ++r) {
+      if (r != rank_ && last_notice_[static_cast<size_t>(r)] < sequence) silent.push_back(r);
+    }
+    if (silent.empty()) {
+      fail(
+          "collective {} ({}) made no progress for --dist-timeout {} s although every rank reached it "
+          "(a network failure?)",
+          sequence, what, timeout_s_);
+    }
+    fail(
+        "{} {} did not reach collective {} ({}) within --dist-timeout {} s: hung, stopped, or busy for longer "
+        "(rank 0 validates and writes checkpoints alone; raise --dist-timeout if that takes longer)",
+        silent.size() == 1 ? "rank" : "ranks", fmt::join(silent, ", "), sequence, what, timeout_s_);
   }
 
  private:
@@ -131,53 +182,15 @@ class MpiCommunicator : public nn::Communicator {
         send_notices(stuck_at);
         noticed = true;
       }
-      if (waited >= timeout_s_) fail_silent(*oldest);
+      if (waited >= timeout_s_) fail_silent(oldest->sequence, oldest->what);
       // Spin briefly (a collective usually completes within microseconds), then leave the core
       // to the ranks still computing.
       if (polls > 1000) std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
   }
 
-  [[noreturn]] void fail_silent(const Pending& op) const {
-    std::vector<int> silent;
-    for (int r = 0; r < size_; ++r) {
-      if (r != rank_ && last_notice_[static_cast<size_t>(r)] < op.sequence) silent.push_back(r);
-    }
-    if (silent.empty()) {
-      fail("collective {} ({}) made no progress for --dist-timeout {} s although every rank reached it "
-           "(a network failure?)",
-           op.sequence, op.what, timeout_s_);
-    }
-    fail("{} {} did not reach collective {} ({}) within --dist-timeout {} s: hung, stopped, or busy for longer "
-         "(rank 0 validates and writes checkpoints alone; raise --dist-timeout if that takes longer)",
-         silent.size() == 1 ? "rank" : "ranks", fmt::join(silent, ", "), op.sequence, op.what, timeout_s_);
-  }
-
   void post_notice_receive() {
     check_mpi(MPI_Irecv(&notice_in_, 1, MPI_INT64_T, MPI_ANY_SOURCE, 0, notices_, &notice_receive_), "MPI_Irecv");
-  }
-  void poll_notices() {
-    for (;;) {
-      int done = 0;
-      MPI_Status status;
-      check_mpi(MPI_Test(&notice_receive_, &done, &status), "MPI_Test");
-      if (!done) break;
-      int64_t& last = last_notice_[static_cast<size_t>(status.MPI_SOURCE)];
-      last = std::max(last, notice_in_);
-      post_notice_receive();
-    }
-    notice_sends_.remove_if([](std::pair<MPI_Request, int64_t>& send) {
-      int done = 0;
-      MPI_Test(&send.first, &done, MPI_STATUS_IGNORE);
-      return done != 0;
-    });
-  }
-  void send_notices(int64_t sequence) {
-    for (int r = 0; r < size_; ++r) {
-      if (r == rank_) continue;
-      auto& [request, value] = notice_sends_.emplace_back(MPI_REQUEST_NULL, sequence);
-      check_mpi(MPI_Isend(&value, 1, MPI_INT64_T, r, 0, notices_, &request), "MPI_Isend");
-    }
   }
 
   int rank_ = 0, size_ = 1;
@@ -190,37 +203,80 @@ class MpiCommunicator : public nn::Communicator {
   std::vector<int64_t> last_notice_;                     // per rank, the latest collective it waits in
   std::list<std::pair<MPI_Request, int64_t>> notice_sends_;  // in flight (a list: payloads stay put)
 };
+
+// MPI for the start-up (rank 0's NCCL id goes to the others by broadcast), for the small host
+// reductions (loss sums, validation metrics, --sync-bn's per-channel sums) and for the notices
+// naming silent ranks; NCCL for the gradient buckets, which stay in GPU memory and are reduced
+// on the compute stream (after the backward kernels that wrote them). A wait that makes no
+// progress for timeout_s aborts the NCCL communicator (its kernels return) and fails as MPI's.
+class NcclCommunicator : public nn::Communicator {
+ public:
+  NcclCommunicator(std::unique_ptr<MpiCommunicator> mpi, Device device) : mpi_(std::move(mpi)), device_(device) {
+    try {
+      stream_ = cuda::default_stream(device);  // checks for a usable GPU
+      cuda::nccl::UniqueId id{};
+      if (mpi_->rank() == 0) id = cuda::nccl::unique_id();
+      double words[sizeof(id) / sizeof(double)];  // MPI moves the bits; no arithmetic touches them
+      std::memcpy(words, id.bytes, sizeof(id));
+      mpi_->broadcast(words, std::size(words), 0);
+      std::memcpy(id.bytes, words, sizeof(id));
+      nccl_ = std::make_unique<cuda::nccl::Communicator>(id, mpi_->size(), mpi_->rank());
+    } catch (const std::exception& e) {  // the other ranks may wait for this one's NCCL id: end them
+      abort_distributed(*mpi_, e.what());
+    }
+  }
+  int rank() const override { return mpi_->rank(); }
+  int size() const override { return mpi_->size(); }
+  std::string backend() const override { return "nccl"; }
+  void allreduce_sum(float* data, int64_t n) override { mpi_->allreduce_sum(data, n); }
+  void allreduce_sum(double* data, int64_t n) override { mpi_->allreduce_sum(data, n); }
+  void broadcast(double* data, int64_t n, int root) override { mpi_->broadcast(data, n, root); }
+  Device buffer_device() const override { return device_; }
+  void start_allreduce_sum(float* data, int64_t n) override {
+    in_flight_.push_back(mpi_->next_sequence());
+    nccl_->allreduce_sum(data, n, cuda::nccl::Element::F32, stream_);
+  }
+  void group_start() override { nccl_->group_start(); }
+  void group_end() override { nccl_->group_end(); }
+  void progress() override {
+    nccl_->check_async();
+    mpi_->poll_notices();
+  }
+  // Polls the stream (the allreduces follow the step's kernels on it) with the timeout.
+  void wait_all() override {
+    if (in_flight_.empty()) return;
+    using Clock = std::chrono::steady_clock;
+    const int64_t first = in_flight_.front();
+    const Clock::time_point since = Clock::now();
+    bool noticed = false;
+    for (int64_t polls = 0;; ++polls) {
+      nccl_->check_async();
+      if (cuda::stream_done(stream_)) break;
+      mpi_->poll_notices();
+      const double waited = std::chrono::duration<double>(Clock::now() - since).count();
+      if (!noticed && waited >= mpi_->notice_after_s()) {
+        mpi_->send_notices(first);
+        noticed = true;
+      }
+      if (waited >= mpi_->timeout_s()) {
+        nccl_->abort();
+        mpi_->fail_silent(first, "gradient allreduce, NCCL");
+      }
+      if (polls > 1000) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    in_flight_.clear();
+  }
+
+ private:
+  std::unique_ptr<MpiCommunicator> mpi_;  // declared first: finalized after NCCL is destroyed
+  Device device_;
+  cuda::Stream stream_;
+  std::unique_ptr<cuda::nccl::Communicator> nccl_;
+  std::vector<int64_t> in_flight_;  // sequence numbers of the started gradient allreduces
+};
 #endif
 
 }  // namespace
-
-std::string nccl_unavailable_reason() {
-  std::vector<std::string> missing;
-  // Opened at run time, as cuDNN is (cuda/cudnn/loader.h): the binary starts without it.
-  void* nccl = nullptr;
-  std::string why;
-  for (const char* file : {"libnccl.so.2", "libnccl.so"}) {
-    if ((nccl = dlopen(file, RTLD_NOW | RTLD_LOCAL))) break;
-    const char* error = dlerror();
-    why += (why.empty() ? "" : "; ") + std::string(error ? error : file);
-  }
-  int version = 0;
-  if (!nccl) {
-    missing.push_back(fmt::format("libnccl is not loadable ({}; it comes with NCCL, e.g. Debian's libnccl2)", why));
-  } else if (auto get_version = reinterpret_cast<int (*)(int*)>(dlsym(nccl, "ncclGetVersion"));
-             !get_version || get_version(&version) != 0) {
-    missing.push_back("libnccl has no working ncclGetVersion");
-  }
-  try {
-    cuda::require_device(parse_device("cuda"));
-  } catch (const Error& e) {
-    missing.push_back(fmt::format("no usable GPU ({})", e.what()));
-  }
-  if (missing.empty()) {
-    return fmt::format("NCCL {} and a GPU are here, but GPU data-parallel training is not implemented yet", version);
-  }
-  return fmt::format("{}", fmt::join(missing, "; "));
-}
 
 int launcher_world_size() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
@@ -229,13 +285,64 @@ int launcher_world_size() {
   return 1;
 }
 
-std::unique_ptr<nn::Communicator> start_distributed(const std::string& backend, double timeout_s) {
-  SCALPEL_CHECK(backend != "nccl", "--distributed-backend nccl: not available: {}; use mpi on CPUs",
-                nccl_unavailable_reason());
-  SCALPEL_CHECK(backend == "mpi", "--distributed-backend: unknown backend '{}' (mpi)", backend);
+int launcher_local_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+    if (const char* v = std::getenv(name)) return std::max(0, std::atoi(v));
+  }
+  return -1;
+}
+
+std::string gpu_for_local_rank(int local_rank, const char* visible) {
+  if (!visible || !*visible) return std::to_string(local_rank);
+  std::vector<std::string> gpus;
+  for (std::string_view rest = visible;;) {
+    const size_t comma = rest.find(',');
+    gpus.emplace_back(rest.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  if (gpus.size() == 1) return gpus[0];
+  SCALPEL_CHECK(local_rank < static_cast<int>(gpus.size()),
+                "local rank {} needs a GPU of its own, but CUDA_VISIBLE_DEVICES={} lists {}: start at most {} ranks "
+                "per machine (one per GPU)",
+                local_rank, visible, gpus.size(), gpus.size());
+  return gpus[static_cast<size_t>(local_rank)];
+}
+
+std::string choose_backend(const std::string& requested, Device device, const std::string& nccl_error) {
+  SCALPEL_CHECK(requested == "auto" || requested == "mpi" || requested == "nccl",
+                "--distributed-backend: unknown backend '{}' (auto, mpi, nccl)", requested);
+  const bool gpu = device.type == DeviceType::CUDA;
+  if (requested == "nccl") {
+    SCALPEL_CHECK(gpu,
+                  "--distributed-backend nccl needs --device cuda (NCCL reduces GPU memory), got --device {}; "
+                  "use --distributed-backend mpi (or auto)",
+                  device.str());
+    SCALPEL_CHECK(nccl_error.empty(), "--distributed-backend nccl: {}; use --distributed-backend mpi (or auto)",
+                  nccl_error);
+  }
+  if (requested == "mpi" || !gpu || !nccl_error.empty()) return "mpi";
+  return "nccl";
+}
+
+std::unique_ptr<nn::Communicator> start_distributed(const std::string& requested, Device device, double timeout_s) {
   SCALPEL_CHECK(timeout_s > 0, "--dist-timeout must be positive, got {}", timeout_s);
+  const bool gpu = device.type == DeviceType::CUDA;
+  const std::string backend = choose_backend(requested, device, gpu ? cuda::nccl::load_error() : "");
 #ifdef SCALPEL_HAVE_MPI
-  return std::make_unique<MpiCommunicator>(timeout_s);
+  if (gpu && launcher_local_rank() >= 0) {
+    // Before MPI_Init (a CUDA-aware MPI initializes CUDA there) and before any CUDA call: the
+    // CUDA runtime reads CUDA_VISIBLE_DEVICES once. The rank's GPU is then its cuda:0.
+    SCALPEL_CHECK(device.index == 0,
+                  "--device {}: in a distributed run each rank uses the GPU of its local rank "
+                  "(CUDA_VISIBLE_DEVICES); give --device cuda",
+                  device.str());
+    const std::string own = gpu_for_local_rank(launcher_local_rank(), std::getenv("CUDA_VISIBLE_DEVICES"));
+    setenv("CUDA_VISIBLE_DEVICES", own.c_str(), 1);
+  }
+  auto mpi = std::make_unique<MpiCommunicator>(timeout_s);
+  if (backend == "mpi") return mpi;
+  return std::make_unique<NcclCommunicator>(std::move(mpi), device);
 #else
   fail("distributed training needs MPI, and this scalpel was built without it (install libopenmpi-dev, "
        "then rebuild: make){}",
@@ -277,27 +384,30 @@ void GradientBuckets::ready(const Tensor& param) {
 }
 
 void GradientBuckets::launch(Bucket& bucket) {
+  std::vector<Tensor> flat;
   for (const Tensor& p : bucket.members) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
-    SCALPEL_CHECK(g.dtype() == DType::F32 && g.device().is_cpu(),
-                  "distributed training: gradients must be float32 on the CPU, got {}", g.str());
-    const Tensor c = g.contiguous();
-    bucket.values.insert(bucket.values.end(), c.data<float>(), c.data<float>() + c.numel());
+    SCALPEL_CHECK(g.dtype() == DType::F32, "distributed training: gradients must be float32, got {}", g.str());
+    flat.push_back(g.to(comm_.buffer_device()).reshape({g.numel()}));
   }
-  if (!bucket.values.empty()) comm_.start_allreduce_sum(bucket.values.data(), static_cast<int64_t>(bucket.values.size()));
+  if (flat.empty()) return;
+  bucket.values = ops::concat(flat, 0);  // a copy: the gradients stay as they are until finish()
+  comm_.start_allreduce_sum(bucket.values.data<float>(), bucket.values.numel());
 }
 
 void GradientBuckets::finish() {
+  comm_.group_start();  // the buckets not started during backward (all of them with --no-overlap)
   while (launched_ < buckets_.size()) launch(buckets_[launched_++]);
+  comm_.group_end();
   comm_.wait_all();
   for (Bucket& bucket : buckets_) {
-    size_t offset = 0;
+    int64_t offset = 0;
     for (Tensor& p : bucket.members) {
       const Tensor g = p.grad();
       if (!g.defined()) continue;
-      p.set_grad(Tensor::from_data(bucket.values.data() + offset, g.shape()));
-      offset += static_cast<size_t>(g.numel());
+      p.set_grad(bucket.values.slice(0, offset, offset + g.numel()).view(g.shape()).to(g.device()));
+      offset += g.numel();
     }
   }
 }

@@ -293,8 +293,12 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
   const bool writer = comm == nullptr || comm->rank() == 0;  // writes files and progress lines
   std::ostream silent(nullptr);
   std::ostream& log = writer ? rank_log : silent;
-  SCALPEL_CHECK(!distributed || device.is_cpu(), "distributed training runs on the CPU only for now (NCCL is "
-                "planned), got --device {}", device.str());
+  // The device batch-norm kernels have no synchronized path (layers/communicator.h): refuse
+  // rather than train with per-rank statistics unasked.
+  SCALPEL_CHECK(!distributed || !config.sync_bn || device.is_cpu(),
+                "--sync-bn runs on the CPU only for now, got --device {}: leave it out (per-rank batch-norm "
+                "statistics, as PyTorch DDP) or train on the CPU",
+                device.str());
   std::optional<nn::SyncBatchNorm> sync_bn;
   if (distributed && config.sync_bn) sync_bn.emplace(comm);
 

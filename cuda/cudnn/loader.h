@@ -4,13 +4,12 @@
 // for cuDNN there says what is missing (cuda::cudnn::initialize). loader.cpp defines every
 // cuDNN function scalpel calls as a forwarder to the library's symbol.
 #include <string>
-#include <vector>
+
+#include "cuda/dynamic_library.h"
 
 namespace scalpel::cuda::cudnn {
 
-// Opens the first of `candidates` (file names or paths) that dlopen accepts; returns its handle,
-// or nullptr with `error` naming every candidate and dlopen's reason for each.
-void* open_first(const std::vector<std::string>& candidates, std::string& error);
+using cuda::open_first;  // (cuda/dynamic_library.h)
 
 // Why the cuDNN library did not load ("" when it did). Tries libcudnn.so.<major> on the
 // loader's search path (LD_LIBRARY_PATH, ld.so.cache), then the file CMake found at build time.

@@ -73,4 +73,11 @@ void synchronize(const Stream& s) {
   SCALPEL_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(s.handle)));
 }
 
+bool query(const Stream& s) {
+  const cudaError_t e = cudaStreamQuery(static_cast<cudaStream_t>(s.handle));
+  if (e == cudaErrorNotReady) return false;
+  SCALPEL_CUDA_CHECK(e);
+  return true;
+}
+
 }  // namespace scalpel::cuda::gpu

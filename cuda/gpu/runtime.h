@@ -16,6 +16,7 @@ void raw_release(void* ptr);
 enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
 void copy(const Stream& s, void* dst, const void* src, size_t bytes, CopyKind kind);
 void synchronize(const Stream& s);
+bool query(const Stream& s);
 
 }  // namespace scalpel::cuda::gpu
 

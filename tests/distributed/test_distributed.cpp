@@ -213,19 +213,79 @@ TEST_F(DistributedTest, UnreadableImageStopsTheRun) {
   EXPECT_FALSE(fs::exists(root_ / "two" / "last.safetensors"));
 }
 
-TEST(Distributed, NcclBackendIsRefused) {
-  const CliResult r = run_cli({"train", "--model", "resnet18", "--data", "no-such-folder", "--out",
-                               (fs::temp_directory_path() / "scalpel-dist-nccl").string(), "--distributed",
-                               "--distributed-backend", "nccl"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(r.first_err_line().starts_with("error: --distributed-backend nccl: not available: ")) << r.err;
-  // Each missing piece with its reason (this machine: no libnccl, no GPU; a GPU machine with
-  // NCCL: not implemented yet).
-  const bool has_gpu_and_nccl = r.err.find("not implemented yet") != std::string::npos;
-  if (!has_gpu_and_nccl) {
-    EXPECT_TRUE(r.err.find("libnccl is not loadable (") != std::string::npos ||
-                r.err.find("no usable GPU (") != std::string::npos) << r.err;
+// The backend each device gets, said by rank 0 at the start: cuda-emu runs the CUDA backend's
+// kernels, and its gradients go through host memory and MPI (NCCL needs a GPU). The first
+// step's loss (before any update) is the CPU run's up to the kernels' rounding; later ones
+// drift by the kernels' rounding amplified by the steps (0.3% at step 2 here), so the exact
+// sums are checked in test_gradient_buckets.cpp instead.
+TEST_F(DistributedTest, CudaEmuTrainsOverMpi) {
+  const std::vector<std::string> model = {"--model", "mobilenet_v2", "--dropout", "0", "--optimizer", "sgd"};
+  const CliResult cpu = run_mpi(2, train_args("cpu", model, 4, 1));
+  if (cpu.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  EXPECT_NE(cpu.out.find("distributed: 2 ranks, backend mpi, device cpu\n"), std::string::npos) << cpu.out;
+  auto emu_args = train_args("emu", model, 4, 1);
+  emu_args.insert(emu_args.end(), {"--device", "cuda-emu"});
+  const CliResult emu = run_mpi(2, emu_args);
+  ASSERT_EQ(emu.exit_code, 0) << emu.err;
+  EXPECT_NE(emu.out.find("distributed: 2 ranks, backend mpi, device cuda-emu\n"), std::string::npos) << emu.out;
+  const auto a = step_losses((root_ / "cpu.jsonl").string()), b = step_losses((root_ / "emu.jsonl").string());
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), a.size());
+  EXPECT_TRUE(close(b[0], a[0], 1e-4)) << b[0] << " vs " << a[0];
+  EXPECT_TRUE(close(b[1], a[1], 1e-2)) << b[1] << " vs " << a[1];
+  EXPECT_TRUE(scalpel::models::read_checkpoint((root_ / "emu/last.safetensors").string()));
+}
+
+// The device batch-norm kernels have no synchronized path: --sync-bn on a device is refused
+// rather than silently trained with per-rank statistics.
+TEST_F(DistributedTest, SyncBnOnADeviceIsRefused) {
+  auto args = train_args("emu", {"--model", "mobilenet_v2", "--dropout", "0", "--sync-bn"}, 4, 1);
+  args.insert(args.end(), {"--device", "cuda-emu"});
+  const CliResult r = run_mpi(2, args);
+  if (r.err.find("built without MPI") != std::string::npos) GTEST_SKIP() << "scalpel was built without MPI";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--sync-bn runs on the CPU only for now, got --device cuda-emu"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "emu" / "last.safetensors"));
+}
+
+CliResult train_with_backend(const std::string& backend, const std::string& device) {
+  return run_cli({"train", "--model", "resnet18", "--data", "no-such-folder", "--out",
+                  (fs::temp_directory_path() / "scalpel-dist-nccl").string(), "--distributed", "--distributed-backend",
+                  backend, "--device", device});
+}
+
+// NCCL reduces GPU memory: asked for with another device, the run stops before starting MPI.
+TEST(Distributed, NcclNeedsACudaDevice) {
+  for (const char* device : {"cpu", "cuda-emu"}) {
+    const CliResult r = train_with_backend("nccl", device);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.first_err_line(), fmt::format("error: --distributed-backend nccl needs --device cuda (NCCL reduces GPU "
+                                              "memory), got --device {}; use --distributed-backend mpi (or auto)",
+                                              device))
+        << r.err;
   }
+}
+
+// Where libnccl does not load (here: SCALPEL_NCCL_LIBRARY names a file that does not exist),
+// nccl says so with dlopen's reason; a build without NCCL says that instead.
+TEST(Distributed, NcclWithoutTheLibraryIsRefused) {
+  setenv("SCALPEL_NCCL_LIBRARY", "libscalpel-no-such-nccl.so.2", 1);
+  const CliResult r = train_with_backend("nccl", "cuda");
+  unsetenv("SCALPEL_NCCL_LIBRARY");
+  EXPECT_EQ(r.exit_code, 1);
+  const std::string line = r.first_err_line();
+  EXPECT_TRUE(line.starts_with("error: --distributed-backend nccl: ")) << r.err;
+  EXPECT_TRUE(line.ends_with("; use --distributed-backend mpi (or auto)")) << r.err;
+  EXPECT_TRUE(line.find("libnccl is not loadable (libscalpel-no-such-nccl.so.2: ") != std::string::npos ||
+              line.find("built without NCCL") != std::string::npos)
+      << r.err;
+}
+
+TEST(Distributed, UnknownBackendIsRefused) {
+  const CliResult r = train_with_backend("gloo", "cpu");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.first_err_line(), "error: --distributed-backend: unknown backend 'gloo' (auto, mpi, nccl)") << r.err;
 }
 
 }  // namespace

@@ -43,6 +43,7 @@ class ThreadCommunicator : public nn::Communicator {
   ThreadCommunicator(ThreadGroup& group, int rank) : group_(group), rank_(rank) {}
   int rank() const override { return rank_; }
   int size() const override { return group_.size(); }
+  std::string backend() const override { return "threads"; }
   void allreduce_sum(double* data, int64_t n) override { group_.allreduce(rank_, data, n); }
   void allreduce_sum(float* data, int64_t n) override {
     std::vector<double> d(data, data + n);
