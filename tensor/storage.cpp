@@ -67,11 +67,9 @@ class CpuAllocator final : public Allocator {
         return p;
       }
       ++misses_;
-      // The new block counts as live from now on: make room for it under the bound first.
-      live_bytes_ += size;
-      high_water_ = std::max(high_water_, live_bytes_);
-      evict_beyond_bound();
-      live_bytes_ -= size;
+      // Make room for the new block under the bound before mapping it.
+      high_water_ = std::max(high_water_, live_bytes_ + size);
+      evict_beyond_bound(size);
     }
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     SCALPEL_CHECK(p != MAP_FAILED, "out of memory allocating {} bytes on the CPU", nbytes);
@@ -119,11 +117,12 @@ class CpuAllocator final : public Allocator {
     high_water_ = std::max(high_water_, live_bytes_);
   }
 
-  // Unmaps the largest cached blocks until live + cached <= 5/4 of the high-water mark and
-  // cached <= kMaxCachedBytes. Called with mutex_ held.
-  void evict_beyond_bound() {
+  // Unmaps the largest cached blocks until live + `incoming` (a block about to be mapped) +
+  // cached <= 5/4 of the high-water mark and cached <= kMaxCachedBytes. Called with mutex_ held.
+  void evict_beyond_bound(size_t incoming = 0) {
     const size_t bound = high_water_ + high_water_ / kSlackDivisor;
-    while (!cache_.empty() && (live_bytes_ + cached_bytes_ > bound || cached_bytes_ > kMaxCachedBytes)) {
+    while (!cache_.empty() &&
+           (live_bytes_ + incoming + cached_bytes_ > bound || cached_bytes_ > kMaxCachedBytes)) {
       const auto largest = std::prev(cache_.end());
       munmap(largest->second, largest->first);
       cached_bytes_ -= largest->first;
