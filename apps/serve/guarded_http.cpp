@@ -201,6 +201,11 @@ std::string GuardedHttpServer::failure_message(ArrivalFailure failure) const {
   return "server busy with slow uploads, retry later";
 }
 
+void GuardedHttpServer::widen_listen_backlog() {
+  // Calling listen() again on a listening socket only changes its backlog.
+  if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, SOMAXCONN);
+}
+
 bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
   RequestStream stream(sock, limits_, slow_requests_, svr_sock_);
   t_stream = &stream;

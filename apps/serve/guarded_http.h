@@ -46,6 +46,9 @@ class GuardedHttpServer : public httplib::Server {
   // The answer to a failed arrival: 408 or 503, and a sentence saying why.
   static int failure_status(ArrivalFailure failure);
   std::string failure_message(ArrivalFailure failure) const;
+  // Once bound: lets the kernel queue up to SOMAXCONN connections not yet accepted instead of
+  // httplib's 5, so that a burst of clients is queued rather than dropped and reset.
+  void widen_listen_backlog();
 
  private:
   bool process_and_close_socket(socket_t sock) override;  // a private virtual of httplib::Server

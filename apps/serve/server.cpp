@@ -397,6 +397,7 @@ int Server::bind() {
     impl_->port = impl_->http_server->bind_to_port(o.host, o.port) ? o.port : -1;
   }
   SCALPEL_CHECK(impl_->port > 0, "serve: cannot listen on {}:{} (address in use or not local?)", o.host, o.port);
+  impl_->http_server->widen_listen_backlog();
   return impl_->port;
 }
 

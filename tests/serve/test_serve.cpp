@@ -355,17 +355,19 @@ TEST_F(ServeTest, ReportsCannotEscapeTheirFolder) {
 TEST_F(ServeTest, BurstIsServedOrRefusedAndServerSurvives) {
   const std::string png = test_png();
   std::vector<int> status(20, 0);
+  std::vector<std::string> failure(status.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < status.size(); ++i)
     threads.emplace_back([&, i] {
       auto r = post(i % 4 == 0 ? "/api/gradcam" : "/api/predict", png);
       status[i] = r ? r->status : -1;
+      if (!r) failure[i] = httplib::to_string(r.error());
     });
   for (auto& t : threads) t.join();
   int ok = 0;
-  for (int s : status) {
-    EXPECT_TRUE(s == 200 || s == 503) << s;
-    ok += s == 200;
+  for (size_t i = 0; i < status.size(); ++i) {
+    EXPECT_TRUE(status[i] == 200 || status[i] == 503) << "request " << i << ": " << status[i] << " " << failure[i];
+    ok += status[i] == 200;
   }
   EXPECT_GE(ok, 1);
   auto after = post("/api/predict", png);
