@@ -2,8 +2,10 @@
 // autograd wrappers of layers/functional.h.
 #include "layers/ops/pooling.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "tensor/backend.h"
 #include "tensor/ops.h"
@@ -119,6 +121,43 @@ MaxPoolResult max_pool2d_forward(const Tensor& x_in, const Pool2dGeometry& g) {
         }
     });
     return r;
+  });
+}
+
+Tensor max_pool2d_values(const Tensor& x_in, const Pool2dGeometry& g) {
+  require_cpu("max_pool2d_values", x_in);
+  const Tensor x = x_in.contiguous();
+  const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  // One padded row of column maxima: -inf left of the input and right of it up to the end of
+  // the last window (ceil_mode may place it past the right padding).
+  const int64_t row_len = std::max(g.pad.left + g.in_w, (g.out_w - 1) * g.stride_w + g.kernel_w);
+  return dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const auto pick = [](T best, T v) { return v > best || v != v ? v : best; };
+    Tensor y = Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype());
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    parallel_for(planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(in_plane, 1)), [&](int64_t p0, int64_t p1) {
+      std::vector<T> row(static_cast<size_t>(row_len), -std::numeric_limits<T>::infinity());
+      T* columns = row.data() + g.pad.left;
+      for (int64_t plane = p0; plane < p1; ++plane) {
+        const T* in = px + plane * in_plane;
+        T* out = py + plane * out_plane;
+        for (int64_t oh = 0; oh < g.out_h; ++oh, out += g.out_w) {
+          const int64_t h0 = std::max<int64_t>(oh * g.stride_h - g.pad.top, 0);
+          const int64_t h1 = std::min(oh * g.stride_h - g.pad.top + g.kernel_h, g.in_h);
+          std::copy_n(in + h0 * g.in_w, g.in_w, columns);
+          for (int64_t h = h0 + 1; h < h1; ++h) {
+            const T* r = in + h * g.in_w;
+            for (int64_t w = 0; w < g.in_w; ++w) columns[w] = pick(columns[w], r[w]);
+          }
+          for (int64_t ow = 0; ow < g.out_w; ++ow) out[ow] = row[ow * g.stride_w];
+          for (int64_t kw = 1; kw < g.kernel_w; ++kw)
+            for (int64_t ow = 0; ow < g.out_w; ++ow) out[ow] = pick(out[ow], row[ow * g.stride_w + kw]);
+        }
+      }
+    });
+    return y;
   });
 }
 
@@ -293,6 +332,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options, const std::stri
     }
     return device_pool2d(x, g, true, false, name);
   }
+  if (!any_requires_grad({x})) return ops::max_pool2d_values(x, g);
   ops::MaxPoolResult r = ops::max_pool2d_forward(x, g);
   return record("max_pool2d", r.y, {x}, [argmax = r.argmax, g](const Tensor& gy) {
     return V{ops::max_pool2d_backward(gy, argmax, g)};

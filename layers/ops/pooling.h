@@ -27,6 +27,10 @@ struct MaxPoolResult {
 };
 // Padding counts as -inf; the first maximum in row-major window order wins ties (NaN wins).
 MaxPoolResult max_pool2d_forward(const Tensor& x, const Pool2dGeometry& g);
+// The same values without the argmax, for inference: the max over the window's rows for
+// each column, then over its columns, so the loops run along contiguous rows. NaN propagates
+// as above; of equal values of opposite sign (+0, -0) either may be returned.
+Tensor max_pool2d_values(const Tensor& x, const Pool2dGeometry& g);
 // gx [N, C, H, W]: each gy element added at its argmax.
 Tensor max_pool2d_backward(const Tensor& gy, const Tensor& argmax, const Pool2dGeometry& g);
 

@@ -59,6 +59,41 @@ TEST(Pooling, MaxGradientGoesToTheFirstMaximumOnTies) {
   EXPECT_EQ(gx.to_vector(), (std::vector<double>{1, 1, 0, 1, 1, 0, 0, 0, 0}));
 }
 
+TEST(Pooling, InferencePathGivesTheSameValuesAsTheArgmaxPath) {
+  // max_pool2d without grad takes max_pool2d_values (no index tensor): same values for
+  // odd sizes, strides, padding, ceil_mode's extra window and rectangular kernels, with NaN.
+  nn::Pool2dOptions rect;
+  rect.kernel = {3, 2};
+  rect.stride = {1, 2};
+  rect.padding = {1, 1, 1, 0};
+  rect.ceil_mode = true;
+  for (const nn::Pool2dOptions& o : {pool(2, 2), pool(3, 2, 1), pool(3, 2, 0, true), pool(2, 2, 1, true),
+                                     pool(3, 1, 1), rect}) {
+    for (DType dtype : {DType::F32, DType::F64}) {
+      Tensor x = random_leaf({2, 3, 9, 8}, 7).to(dtype).detach();
+      std::vector<double> values = x.to_vector();
+      values[5] = std::nan("");
+      values[100] = std::nan("");
+      x = Tensor::from_vector(values, x.shape(), dtype);
+      const ops::Pool2dGeometry g = ops::pool2d_geometry(x, o, "pool");
+      const Tensor reference = ops::max_pool2d_forward(x, g).y;
+      const Tensor fast = nn::max_pool2d(x, o);
+      ASSERT_EQ(fast.shape(), reference.shape());
+      const std::vector<double> a = fast.to_vector(), b = reference.to_vector();
+      int nans = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(b[i])) {
+          ++nans;
+          EXPECT_TRUE(std::isnan(a[i])) << i;
+        } else {
+          EXPECT_EQ(a[i], b[i]) << i;
+        }
+      }
+      EXPECT_GT(nans, 0);
+    }
+  }
+}
+
 TEST(Pooling, AvgCountIncludePadAndCeilWindows) {
   // One row [1, 2, 3, 4], kernel 1x3, stride 2, padding 1 left/right, ceil_mode: three windows
   // [pad 1 2], [2 3 4], [4 pad | outside]. The last one is clipped to the padded input, so its
