@@ -3,8 +3,10 @@
 #include <cmath>
 
 #include "autograd/autograd.h"
+#include "layers/ops/batch_norm.h"
 #include "layers/ops/conv2d.h"
 #include "tensor/error.h"
+#include "tensor/ops.h"
 
 namespace scalpel::nn {
 
@@ -172,6 +174,10 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
                 "{} (BatchNorm2d {}): expected {} channels in an NCHW or NC input, got input {}", label(), describe(),
                 num_features, shape_str(x.shape()));
   if (folded && !training_) return x;  // already applied by the preceding conv (models/fuse.h)
+  if (fused_activation != EpilogueActivation::none && runs_fused(*this, x) && running_mean.defined()) {
+    const Tensor invstd = ops::pow_scalar(ops::add_scalar(running_var, eps), -0.5);
+    return ops::batch_norm_forward(x, running_mean, invstd, weight, bias, fused_activation);
+  }
   if (training_) {
     // A host-side counter, wherever the module lives (to(cpu) is the tensor itself on the CPU).
     Tensor count = num_batches_tracked.to(Device::cpu());

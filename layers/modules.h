@@ -105,6 +105,11 @@ class BatchNorm2d : public Module {
   // Set by models::fuse_batchnorm (models/fuse.h) once this layer's eval transform is folded
   // into the preceding conv: forward in eval mode then returns its input unchanged.
   bool folded = false;
+  // Set by models::fuse_for_inference on a BN that is not folded and feeds an activation
+  // (DenseNet's pre-activation norm1 + relu1): when forward runs on the CPU in eval mode
+  // recording nothing it applies the activation in its own pass, and that ActivationLayer
+  // is `folded`.
+  EpilogueActivation fused_activation = EpilogueActivation::none;
 };
 
 class MaxPool2d : public Module {

@@ -8,6 +8,7 @@
 #include "autograd/autograd.h"
 #include "layers/blocks.h"
 #include "layers/modules.h"
+#include "models/densenet.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
 
@@ -134,6 +135,22 @@ bool fuse_resnet_block(Block& block, std::initializer_list<nn::Conv2d*> inner, n
   return true;
 }
 
+// Modules whose children run one after the other, each one's output the next one's input and
+// nothing else's: a Sequential's children, and a DenseLayer's (DenseLayer::forward).
+std::vector<std::vector<nn::Module*>> chains_of(nn::Module& model) {
+  std::vector<std::vector<nn::Module*>> chains;
+  for (auto& [name, m] : model.named_modules()) {
+    if (dynamic_cast<nn::Sequential*>(m)) {
+      std::vector<nn::Module*> chain;
+      for (auto& [child_name, child] : m->named_children()) chain.push_back(child.get());
+      chains.push_back(chain);
+    } else if (auto* d = dynamic_cast<DenseLayer*>(m)) {
+      chains.push_back({d->norm1.get(), d->relu1.get(), d->conv1.get(), d->norm2.get(), d->relu2.get(), d->conv2.get()});
+    }
+  }
+  return chains;
+}
+
 }  // namespace
 
 InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_shape) {
@@ -160,23 +177,31 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
     ++report.prepacked;
   }
 
-  // Candidates from the structure: conv, [folded BN,] activation, adjacent in a Sequential,
-  // so that the conv's output reaches nothing but the activation (Sequential chains them).
+  // Candidates from the structure: conv, [folded BN,] activation, adjacent in a chain, so
+  // that the conv's output reaches nothing but the activation; or an unfolded BN, activation.
   std::map<nn::ActivationLayer*, nn::Conv2d*> candidates;
-  for (auto& [name, m] : model.named_modules()) {
-    if (!dynamic_cast<nn::Sequential*>(m)) continue;
-    const auto children = m->named_children();
-    for (size_t i = 0; i + 1 < children.size(); ++i) {
-      auto* conv = dynamic_cast<nn::Conv2d*>(children[i].second.get());
+  std::map<nn::ActivationLayer*, nn::BatchNorm2d*> bn_candidates;
+  for (const std::vector<nn::Module*>& chain : chains_of(model)) {
+    for (size_t i = 0; i + 1 < chain.size(); ++i) {
+      if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(chain[i]); bn && !bn->folded) {
+        auto* act = dynamic_cast<nn::ActivationLayer*>(chain[i + 1]);
+        const bool params_ok = foldable(bn->running_mean) && foldable(bn->running_var) &&
+                               (!bn->weight.defined() || foldable(bn->weight)) && (!bn->bias.defined() || foldable(bn->bias));
+        if (act && !act->folded && params_ok && bn->fused_activation == EpilogueActivation::none &&
+            epilogue_for(act->activation) != EpilogueActivation::none)
+          bn_candidates[act] = bn;
+        continue;
+      }
+      auto* conv = dynamic_cast<nn::Conv2d*>(chain[i]);
       if (!conv || conv->fused_activation != EpilogueActivation::none || !foldable(conv->weight)) continue;
       size_t next = i + 1;
-      if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(children[next].second.get()); bn && bn->folded) ++next;
-      if (next >= children.size()) continue;
-      auto* act = dynamic_cast<nn::ActivationLayer*>(children[next].second.get());
+      if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(chain[next]); bn && bn->folded) ++next;
+      if (next >= chain.size()) continue;
+      auto* act = dynamic_cast<nn::ActivationLayer*>(chain[next]);
       if (act && !act->folded && epilogue_for(act->activation) != EpilogueActivation::none) candidates[act] = conv;
     }
   }
-  if (candidates.empty()) return report;
+  if (candidates.empty() && bn_candidates.empty()) return report;
 
   // Confirm with the data flow of a probe forward: each module called once, and the
   // activation's input is the conv's output (a Sequential subclass may reorder its children).
@@ -191,6 +216,15 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
     conv->fused_activation = epilogue_for(act->activation);
     act->folded = true;
     ++report.activations;
+  }
+  for (auto [act, bn] : bn_candidates) {
+    const auto& act_calls = calls_of[act];
+    const auto& bn_calls = calls_of[bn];
+    if (act_calls.size() != 1 || bn_calls.size() != 1 || !same_tensor(bn_calls[0]->output, act_calls[0]->input))
+      continue;
+    bn->fused_activation = epilogue_for(act->activation);
+    act->folded = true;
+    ++report.batchnorm_activations;
   }
   return report;
 }

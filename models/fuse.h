@@ -30,6 +30,7 @@ FuseReport fuse_batchnorm(nn::Module& model, const Shape& input_shape);
 struct InferenceFuseReport {
   FuseReport batchnorm;
   int64_t activations = 0;  // ActivationLayers now applied in their conv's output store
+  int64_t batchnorm_activations = 0;  // ActivationLayers now applied by the BatchNorm2d before them
   int64_t blocks = 0;       // ResNet blocks now running fused (nn::BasicBlock/Bottleneck::fused)
   int64_t prepacked = 0;    // convs whose weights the bf16 GEMM converts once (prepack_constant_a)
 };
@@ -38,7 +39,9 @@ struct InferenceFuseReport {
 // directly follows a Conv2d -- the next child of the same Sequential, after the conv's folded
 // BatchNorm if any, with the conv's output as its input in a probe forward -- into that
 // conv's output store (nn::Conv2d::fused_activation, nn::conv2d_fused): one pass over each
-// such output less. ResNet basic/bottleneck blocks whose BatchNorms all folded run their
+// such output less. An activation that follows a BatchNorm2d left unfolded (DenseNet's
+// pre-activation norm1 + relu1) runs in that BN's pass instead (BatchNorm2d::fused_activation).
+// A DenseLayer's children are a chain as a Sequential's are. ResNet basic/bottleneck blocks whose BatchNorms all folded run their
 // ReLUs and the residual add in the convs' stores (nn::Bottleneck::fused). Same contract as
 // fuse_batchnorm (eval mode, CPU float32, idempotent);
 // the fused layers take their shortcut only in eval mode with gradients off, so Grad-CAM and

@@ -108,7 +108,7 @@ BatchNormStats batch_norm_stats(const Tensor& x_in) {
 }
 
 Tensor batch_norm_forward(const Tensor& x_in, const Tensor& mean_in, const Tensor& invstd_in, const Tensor& weight_in,
-                          const Tensor& bias_in) {
+                          const Tensor& bias_in, EpilogueActivation activation) {
   require_cpu("batch_norm", x_in);
   const Tensor x = sample_blocks(x_in);
   const ChannelLayout L(x);
@@ -122,6 +122,8 @@ Tensor batch_norm_forward(const Tensor& x_in, const Tensor& mean_in, const Tenso
     Tensor y = Tensor::empty(x.shape(), x.dtype());
     const T* px = x.data<T>();
     T* py = y.data<T>();
+    GemmEpilogue<T> epilogue;
+    epilogue.activation = activation;
     // One (sample, channel) plane per work item. (x - mean) first: folding the mean into a
     // shift (x * scale + shift) cancels catastrophically when |mean| >> std in float32.
     parallel_for(L.n * L.c, std::max<int64_t>(1, 4096 / std::max<int64_t>(L.s, 1)), [&](int64_t p0, int64_t p1) {
@@ -129,9 +131,11 @@ Tensor batch_norm_forward(const Tensor& x_in, const Tensor& mean_in, const Tenso
         const int64_t c = p % L.c;
         const T scale = invstd[c] * (weight ? weight[c] : T(1));
         const T shift = bias ? bias[c] : T(0);
+        const T m = mean[c];  // a local: ys might alias mean as far as the compiler knows
         const T* xs = px + L.at(p / L.c, c);
         T* ys = py + p * L.s;
-        for (int64_t i = 0; i < L.s; ++i) ys[i] = (xs[i] - mean[c]) * scale + shift;
+        for (int64_t i = 0; i < L.s; ++i) ys[i] = (xs[i] - m) * scale + shift;
+        if (activation != EpilogueActivation::none) apply_epilogue(epilogue, 0, 0, L.s, ys);
       }
     });
     return y;

@@ -81,8 +81,9 @@ int64_t count_activation_layers(nn::Module& model) {
 
 struct FuseCase {
   const char* model;
-  bool every_activation_layer;  // every ActivationLayer follows a conv (+ BN) in a Sequential
+  bool every_activation_layer;  // every ActivationLayer follows a conv (+ BN) or a BN in a chain
   int64_t resnet_blocks;
+  int64_t batchnorms_left = 0;  // neither folded nor running an activation (DenseNet's norm5)
 };
 void PrintTo(const FuseCase& c, std::ostream* os) { *os << c.model; }
 
@@ -104,21 +105,25 @@ TEST_P(FuseForInference, FusesAndKeepsTheLogits) {
     expected = (*model)(x);
   }
   const InferenceFuseReport report = fuse_for_inference(*model, shape);
-  EXPECT_EQ(report.batchnorm.folded, count_batchnorms(*model));
-  if (c.every_activation_layer) EXPECT_EQ(report.activations, count_activation_layers(*model));
+  EXPECT_EQ(report.batchnorm.folded + report.batchnorm_activations + c.batchnorms_left, count_batchnorms(*model));
+  if (c.every_activation_layer)
+    EXPECT_EQ(report.activations + report.batchnorm_activations, count_activation_layers(*model));
   EXPECT_EQ(report.blocks, c.resnet_blocks);
   {
     NoGradGuard no_grad;
     EXPECT_LE(relative_diff(expected, (*model)(x)), 1e-4);
     const InferenceFuseReport again = fuse_for_inference(*model, shape);
-    EXPECT_EQ(again.activations + again.blocks, 0);  // already fused
+    EXPECT_EQ(again.activations + again.batchnorm_activations + again.blocks, 0);  // already fused
   }
   EXPECT_LE(relative_diff(expected, (*model)(x).detach()), 1e-4);  // grad mode: the plain ops
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
                          ::testing::Values(FuseCase{"mobilenet_v2", true, 0}, FuseCase{"efficientnet_b0", true, 0},
-                                           FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16}),
+                                           FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16},
+                                           // norm1 + relu1 (and the transitions') in one BN pass,
+                                           // conv1 + folded norm2 + relu2 in the conv's store
+                                           FuseCase{"densenet121", true, 0, 1}),
                          [](const ::testing::TestParamInfo<FuseCase>& info) { return std::string(info.param.model); });
 
 // fuse_for_inference declares every non-depthwise conv weight constant to the GEMM, whose bf16
