@@ -35,6 +35,11 @@ const std::vector<Layer> kLayers = {
     {"r50_l3_3x3", 1, 256, 14, 256, 3, 1, 1},
     {"r50_l4_3x3", 1, 512, 7, 512, 3, 1, 1},
     {"mv2_pw_96_24_56", 1, 96, 56, 24, 1, 1, 1},
+    // DenseNet's 3x3 conv (128 -> growth 32) on each dense block's plane.
+    {"dn_3x3_128_32_56", 1, 128, 56, 32, 3, 1, 1},
+    {"dn_3x3_128_32_28", 1, 128, 28, 32, 3, 1, 1},
+    {"dn_3x3_128_32_14", 1, 128, 14, 32, 3, 1, 1},
+    {"dn_3x3_128_32_7", 1, 128, 7, 32, 3, 1, 1},
     // Every depthwise shape of mobilenet_v2 and efficientnet_b0 at 224x224 (multiplier 1;
     // efficientnet_b0's 3x3 layers on 112x112 and its 144@56 s1 are mobilenet_v2's).
     {"mv2_dw3x3_32_112", 1, 32, 112, 32, 3, 1, 32},
