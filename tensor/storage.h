@@ -26,7 +26,7 @@ Allocator* cpu_allocator();
 // bytes live at once so far (high_water), and cached <= kMaxCachedBytes. Stats count blocks of that
 // class only: cached, live (handed out, not yet freed), the high-water mark, and how many
 // requests were served from the cache (hits) or with new memory (misses).
-inline constexpr size_t kCachedBlockMin = size_t(32) << 20;
+inline constexpr size_t kCachedBlockMin = size_t(8) << 20;
 inline constexpr size_t kMaxCachedBytes = size_t(1) << 30;
 struct CpuCacheStats {
   size_t cached_bytes = 0, live_bytes = 0, high_water = 0;
