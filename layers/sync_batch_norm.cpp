@@ -4,6 +4,7 @@
 // per-channel sums added over the ranks in between, in the same order (layers/ops/batch_tree.h),
 // so that 2^k ranks get one process's bits, even when a channel's variance is tiny next to its mean.
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "autograd/autograd.h"
@@ -27,13 +28,22 @@ struct Planes {
   // The sum over this rank's samples of fn(k) over channel `channel`'s elements k, per sample
   // over its plane, then over the samples as layers/ops/batch_tree.h's tree, as one process
   // adds them (the allreduce then adds the ranks' sums as that tree's top does).
-  template <typename V, typename Fn> V sum(int64_t channel, Fn&& fn) const {
-    return ops::batch_tree_sum<V>(0, n, [&](int64_t sample) {
-      V plane{};
-      for (int64_t j = 0; j < s; ++j) plane += fn(at(sample, channel) + j);
-      return plane;
-    });
+  // fn(k) -> std::array<double, kSums>; per plane with ops::plane_sums, as the kernels.
+  template <int kSums, typename Fn> std::array<double, kSums> sum(int64_t channel, Fn&& fn) const {
+    return ops::batch_tree_sum<Sums<kSums>>(0, n, [&](int64_t sample) {
+             const int64_t first = at(sample, channel);
+             return Sums<kSums>{ops::plane_sums<kSums>(s, [&](int64_t j) { return fn(first + j); })};
+           })
+        .v;
   }
+  template <int kSums> struct Sums {
+    std::array<double, kSums> v{};
+    Sums operator+(const Sums& o) const {
+      Sums r;
+      for (int k = 0; k < kSums; ++k) r.v[k] = v[k] + o.v[k];
+      return r;
+    }
+  };
 };
 
 // Per-channel mean and biased variance of every rank's x together.
@@ -44,7 +54,8 @@ ops::BatchNormStats global_stats(const Tensor& x, Communicator& comm, double& co
     const T* px = x.data<T>();
     std::vector<double> sums(P.c + 1);  // per channel, then the element count per channel
     parallel_for(P.c, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) sums[c] = P.sum<double>(c, [&](int64_t k) { return double(px[k]); });
+      for (int64_t c = c0; c < c1; ++c)
+        sums[c] = P.sum<1>(c, [&](int64_t k) { return std::array<double, 1>{double(px[k])}; })[0];
     });
     sums[P.c] = static_cast<double>(P.n * P.s);
     comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
@@ -53,10 +64,10 @@ ops::BatchNormStats global_stats(const Tensor& x, Communicator& comm, double& co
     for (int64_t c = 0; c < P.c; ++c) mean[c] = sums[c] / count;
     parallel_for(P.c, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        squares[c] = P.sum<double>(c, [&](int64_t k) {
-          const double d = px[k] - mean[c];
-          return d * d;
-        });
+        squares[c] = P.sum<1>(c, [&](int64_t k) {
+          const double d = double(px[k]) - mean[c];
+          return std::array<double, 1>{d * d};
+        })[0];
       }
     });
     comm.allreduce_sum(squares.data(), P.c);
@@ -83,8 +94,21 @@ ops::BatchNormGrads global_backward(const Tensor& gy_in, const Tensor& x, const 
     std::vector<double> sums(2 * P.c);  // sum gy per channel, then sum gy * xhat
     parallel_for(P.c, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        sums[c] = P.sum<double>(c, [&](int64_t k) { return double(pg[k]); });
-        sums[P.c + c] = P.sum<double>(c, [&](int64_t k) { return double(pg[k] * (px[k] - mean[c]) * invstd[c]); });
+        // As ops::batch_norm_backward: sum gy and sum gy * (x - mean) per plane, the latter
+        // times invstd before the planes are added.
+        const double m = mean[c], is = invstd[c];
+        const std::array<double, 2> s = ops::batch_tree_sum<Planes::Sums<2>>(0, P.n, [&](int64_t sample) {
+                                          const T* g = pg + P.at(sample, c);
+                                          const T* xs = px + P.at(sample, c);
+                                          std::array<double, 2> t = ops::plane_sums<2>(P.s, [&](int64_t j) {
+                                            const double gj = g[j];
+                                            return std::array<double, 2>{gj, gj * (double(xs[j]) - m)};
+                                          });
+                                          t[1] *= is;
+                                          return Planes::Sums<2>{t};
+                                        }).v;
+        sums[c] = s[0];
+        sums[P.c + c] = s[1];
       }
     });
     comm.allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
@@ -102,11 +126,11 @@ ops::BatchNormGrads global_backward(const Tensor& gy_in, const Tensor& x, const 
       for (int64_t c = c0; c < c1; ++c) {
         const double scale = static_cast<double>(invstd[c]) * (weight.empty() ? 1.0 : weight[c]);
         const double sum_g = sums[c], sum_g_xhat = sums[P.c + c];
+        const double m = mean[c], mean_g = sum_g / count, xc_factor = static_cast<double>(invstd[c]) * sum_g_xhat / count;
         for (int64_t i = 0; i < P.n; ++i)
           for (int64_t j = 0; j < P.s; ++j) {
             const int64_t k = P.at(i, c) + j;
-            const double xhat = (px[k] - mean[c]) * static_cast<double>(invstd[c]);
-            gx[k] = static_cast<T>(scale * (pg[k] - sum_g / count - xhat * sum_g_xhat / count));
+            gx[k] = static_cast<T>(scale * (pg[k] - mean_g - (static_cast<double>(px[k]) - m) * xc_factor));
           }
       }
     });

@@ -1,6 +1,7 @@
 // Batch normalization: reference per-channel loops and the autograd wrapper batch_norm().
 #include "layers/ops/batch_norm.h"
 
+#include <array>
 #include <cmath>
 
 #include "tensor/backend.h"
@@ -58,14 +59,15 @@ struct BatchNormGradSums {
 template <typename T>
 BatchNormGradSums batch_norm_grad_sums(const ChannelLayout& L, const ChannelLayout& G, const T* px, const T* pg,
                                        T mean, T invstd, int64_t c) {
+  const double m = mean;
   return batch_tree_sum<BatchNormGradSums>(0, L.n, [&](int64_t n) {
-    BatchNormGradSums s;
-    for (int64_t i = 0; i < L.s; ++i) {
-      const int64_t k = G.at(n, c) + i;
-      s.g += pg[k];
-      s.g_xhat += pg[k] * (px[L.at(n, c) + i] - mean) * invstd;
-    }
-    return s;
+    const T* g = pg + G.at(n, c);
+    const T* x = px + L.at(n, c);
+    const std::array<double, 2> sums = plane_sums<2>(L.s, [&](int64_t i) {
+      const double gi = g[i];
+      return std::array<double, 2>{gi, gi * (static_cast<double>(x[i]) - m)};
+    });
+    return BatchNormGradSums{sums[0], sums[1] * static_cast<double>(invstd)};
   });
 }
 
@@ -86,18 +88,16 @@ BatchNormStats batch_norm_stats(const Tensor& x_in) {
         // In double (M can be millions of float32 values): per sample a plane's sum, added over
         // the samples as layers/ops/batch_tree.h's tree (as sync_batch_norm adds the ranks').
         const double sum = batch_tree_sum<double>(0, L.n, [&](int64_t n) {
-          double plane = 0;
-          for (int64_t i = 0; i < L.s; ++i) plane += px[L.at(n, c) + i];
-          return plane;
+          const T* x = px + L.at(n, c);
+          return plane_sums<1>(L.s, [&](int64_t i) { return std::array<double, 1>{static_cast<double>(x[i])}; })[0];
         });
         const double m = sum / static_cast<double>(L.per_channel());
         const double sq = batch_tree_sum<double>(0, L.n, [&](int64_t n) {
-          double plane = 0;
-          for (int64_t i = 0; i < L.s; ++i) {
-            const double d = px[L.at(n, c) + i] - m;
-            plane += d * d;
-          }
-          return plane;
+          const T* x = px + L.at(n, c);
+          return plane_sums<1>(L.s, [&](int64_t i) {
+            const double d = static_cast<double>(x[i]) - m;
+            return std::array<double, 1>{d * d};
+          })[0];
         });
         mean[c] = static_cast<T>(m);
         var[c] = static_cast<T>(sq / static_cast<double>(L.per_channel()));
@@ -171,16 +171,20 @@ BatchNormGrads batch_norm_backward(const Tensor& gy_in, const Tensor& x_in, cons
         gb[c] = static_cast<T>(sum_g);
         gw[c] = static_cast<T>(sum_g_xhat);
         const double scale = static_cast<double>(invstd[c]) * (weight ? weight[c] : 1.0);
-        for (int64_t n = 0; n < L.n; ++n)
-          for (int64_t i = 0; i < L.s; ++i) {
-            const int64_t k = G.at(n, c) + i;
-            if (training) {
-              const double xhat = (px[L.at(n, c) + i] - mean[c]) * static_cast<double>(invstd[c]);
-              gx[k] = static_cast<T>(scale * (pg[k] - sum_g / M - xhat * sum_g_xhat / M));
-            } else {
-              gx[k] = static_cast<T>(scale * pg[k]);
-            }
+        // Per channel constants in locals (gx might alias them as far as the compiler knows):
+        // gx = scale * (gy - sum_g / M - xhat * sum_g_xhat / M), xhat = (x - mean) * invstd.
+        const double m = mean[c], mean_g = sum_g / M, xc_factor = static_cast<double>(invstd[c]) * sum_g_xhat / M;
+        for (int64_t n = 0; n < L.n; ++n) {
+          const T* g_in = pg + G.at(n, c);
+          const T* x = px + L.at(n, c);
+          T* g_out = gx + G.at(n, c);
+          if (training) {
+            for (int64_t i = 0; i < L.s; ++i)
+              g_out[i] = static_cast<T>(scale * (g_in[i] - mean_g - (static_cast<double>(x[i]) - m) * xc_factor));
+          } else {
+            for (int64_t i = 0; i < L.s; ++i) g_out[i] = static_cast<T>(scale * g_in[i]);
           }
+        }
       }
     });
     return g;

@@ -7,11 +7,40 @@
 // the bits of one process with the whole batch (tests/distributed). Used by the reductions
 // over the batch of the CPU kernels: conv, depthwise and linear weight (and bias) gradients,
 // batch-norm statistics and their gradients.
+#include <array>
 #include <cstdint>
 
 #include "tensor/parallel.h"
 
 namespace scalpel::ops {
+
+// Sums of terms(i) over one sample's plane, i in [0, s), in double: kSums sums at once, each in
+// kPlaneLanes independent partial sums added at the end as a tree (one running sum is a chain of
+// dependent adds, a few cycles per element; independent lanes vectorize). The order depends
+// only on s, so a plane's sums have the same bits in every kernel that uses this (batch norm's
+// and sync batch norm's) and on every rank.
+constexpr int64_t kPlaneLanes = 8;
+
+template <int kSums, typename Terms>
+std::array<double, kSums> plane_sums(int64_t s, const Terms& terms) {
+  double lane[kSums][kPlaneLanes] = {};
+  int64_t i = 0;
+  for (; i + kPlaneLanes <= s; i += kPlaneLanes)
+    for (int64_t j = 0; j < kPlaneLanes; ++j) {
+      const std::array<double, kSums> t = terms(i + j);
+      for (int k = 0; k < kSums; ++k) lane[k][j] += t[k];
+    }
+  std::array<double, kSums> total{};
+  for (int k = 0; k < kSums; ++k) {
+    const double* l = lane[k];
+    total[k] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+  }
+  for (; i < s; ++i) {
+    const std::array<double, kSums> t = terms(i);
+    for (int k = 0; k < kSums; ++k) total[k] += t[k];
+  }
+  return total;
+}
 
 inline int64_t batch_tree_split(int64_t begin, int64_t end) { return begin + (end - begin) / 2; }
 
