@@ -6,8 +6,12 @@
 #include <cmath>
 
 #include "tensor/backend.h"
+#include "tensor/parallel.h"
 
 namespace scalpel::nn {
+
+// Elements per thread chunk of an optimizer step: small parameters stay on one thread.
+constexpr int64_t kStepGrain = int64_t{1} << 15;
 
 Optimizer::Optimizer(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
   size_t count = 0;
@@ -112,14 +116,19 @@ void SGD::step() {
       const T* gr = grad.data<T>();
       T* b = buf ? buf->data<T>() : nullptr;
       const double lr = g.lr, wd = g.weight_decay, mom = options_.momentum, damp = options_.dampening;
-      for (int64_t i = 0; i < p.numel(); ++i) {
-        double d = gr[i] + wd * w[i];                 // d_p = g + wd * p
-        if (b) {
-          b[i] = first ? T(d) : T(mom * b[i] + (1 - damp) * d);  // buf = m buf + (1 - dampening) d_p
-          d = options_.nesterov ? d + mom * b[i] : b[i];
+      const bool nesterov = options_.nesterov;
+      // Elementwise, so threads give the same bits; the flags are loop-invariant locals the
+      // compiler can hoist.
+      parallel_for(p.numel(), kStepGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          double d = gr[i] + wd * w[i];  // d_p = g + wd * p
+          if (b) {
+            b[i] = first ? T(d) : T(mom * b[i] + (1 - damp) * d);  // buf = m buf + (1 - dampening) d_p
+            d = nesterov ? d + mom * b[i] : b[i];
+          }
+          w[i] = T(w[i] - lr * d);  // p -= lr d_p
         }
-        w[i] = T(w[i] - lr * d);                       // p -= lr d_p
-      }
+      });
     });
   });
 }
@@ -151,15 +160,19 @@ void Adam::step() {
       T* vp = v.data<T>();
       const double lr = g.lr, wd = g.weight_decay, b1 = options_.beta1, b2 = options_.beta2;
       const double bias1 = 1 - std::pow(b1, t), bias2_sqrt = std::sqrt(1 - std::pow(b2, t));
-      for (int64_t i = 0; i < p.numel(); ++i) {
-        double gi = gr[i];
-        if (options_.decoupled_weight_decay) w[i] = T(w[i] * (1 - lr * wd));  // AdamW: p *= 1 - lr wd
-        else gi += wd * w[i];                                                 // Adam: L2 in the gradient
-        mp[i] = T(b1 * mp[i] + (1 - b1) * gi);
-        vp[i] = T(b2 * vp[i] + (1 - b2) * gi * gi);
-        const double denom = std::sqrt(double(vp[i])) / bias2_sqrt + options_.eps;
-        w[i] = T(w[i] - (lr / bias1) * mp[i] / denom);
-      }
+      const double eps = options_.eps;
+      const bool decoupled = options_.decoupled_weight_decay;
+      parallel_for(p.numel(), kStepGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          double gi = gr[i];
+          if (decoupled) w[i] = T(w[i] * (1 - lr * wd));  // AdamW: p *= 1 - lr wd
+          else gi += wd * w[i];                           // Adam: L2 in the gradient
+          mp[i] = T(b1 * mp[i] + (1 - b1) * gi);
+          vp[i] = T(b2 * vp[i] + (1 - b2) * gi * gi);
+          const double denom = std::sqrt(double(vp[i])) / bias2_sqrt + eps;
+          w[i] = T(w[i] - (lr / bias1) * mp[i] / denom);
+        }
+      });
     });
   });
 }
@@ -191,7 +204,8 @@ void RMSprop::step() {
       T* b = mom_buf ? mom_buf->data<T>() : nullptr;
       T* ga = grad_avg ? grad_avg->data<T>() : nullptr;
       const double lr = g.lr, wd = g.weight_decay, a = options_.alpha, eps = options_.eps, mom = options_.momentum;
-      for (int64_t i = 0; i < p.numel(); ++i) {
+      const int64_t n = p.numel();
+      for (int64_t i = 0; i < n; ++i) {
         const double gi = gr[i] + wd * w[i];
         s[i] = T(a * s[i] + (1 - a) * gi * gi);
         if (options_.tf_style) {
