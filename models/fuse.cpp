@@ -208,20 +208,21 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
   const std::vector<Call> calls = probe_calls(model, input_shape);
   std::map<nn::Module*, std::vector<const Call*>> calls_of;
   for (const Call& c : calls) calls_of[c.module].push_back(&c);
-  for (auto [act, conv] : candidates) {
+  // Each called once, and the activation's input is the producer's output.
+  const auto feeds = [&](nn::Module* producer, nn::ActivationLayer* act) {
     const auto& act_calls = calls_of[act];
-    const auto& conv_calls = calls_of[conv];
-    if (act_calls.size() != 1 || conv_calls.size() != 1 || !same_tensor(conv_calls[0]->output, act_calls[0]->input))
-      continue;
+    const auto& producer_calls = calls_of[producer];
+    return act_calls.size() == 1 && producer_calls.size() == 1 &&
+           same_tensor(producer_calls[0]->output, act_calls[0]->input);
+  };
+  for (auto [act, conv] : candidates) {
+    if (!feeds(conv, act)) continue;
     conv->fused_activation = epilogue_for(act->activation);
     act->folded = true;
     ++report.activations;
   }
   for (auto [act, bn] : bn_candidates) {
-    const auto& act_calls = calls_of[act];
-    const auto& bn_calls = calls_of[bn];
-    if (act_calls.size() != 1 || bn_calls.size() != 1 || !same_tensor(bn_calls[0]->output, act_calls[0]->input))
-      continue;
+    if (!feeds(bn, act)) continue;
     bn->fused_activation = epilogue_for(act->activation);
     act->folded = true;
     ++report.batchnorm_activations;
