@@ -190,9 +190,13 @@ template <typename T>
 }
 
 // One chunk: tile rows [row0, row1) of the global numbering (sample n = row / tiles_h),
-// whose tiles are numbered from 0 in V[e][ic][tile] (row stride `tiles` of the chunk).
+// whose tiles are numbered from 0 in V[e][ic][tile] (row stride v_stride()) and M[e][oc][tile].
 struct Chunk {
   int64_t row0, row1, tiles;
+  // Row stride of V[e][ic]: kLanes entries of slack, so the input transform stores whole
+  // vectors; a ragged store spills into the next tile row, which is written after it, or into
+  // the slack. (Masked or rep-movs stores of the ragged lanes were a quarter of the transform.)
+  int64_t v_stride() const { return tiles + kLanes; }
 };
 
 // V for input channels [ic0, ic1) of the chunk. For each sample's run of tile rows, the input
@@ -202,7 +206,7 @@ template <typename T>
 [[gnu::always_inline]] inline void transform_input(const Conv2dGeometry& g, const WinogradPlan& plan,
                                                    const T* x, const Chunk& chunk, int64_t ic0, int64_t ic1,
                                                    T* V, T* phase) {
-  const int64_t pw = plan.phase_width, stride_e = g.in_channels * chunk.tiles;
+  const int64_t pw = plan.phase_width, v_stride = chunk.v_stride(), stride_e = g.in_channels * v_stride;
   for (int64_t ic = ic0; ic < ic1; ++ic) {
     int64_t tile0 = 0;  // first tile of the current tile row within the chunk
     for (int64_t row = chunk.row0; row < chunk.row1;) {
@@ -238,9 +242,8 @@ template <typename T>
             }
           left_multiply(kMatrices.BT, d, bd);
           right_multiply_transposed(kMatrices.BT, bd, v);
-          const int64_t lanes = std::min<int64_t>(kLanes, plan.tiles_w - tw0);
           for (int e = 0; e < kIn * kIn; ++e)
-            store_lanes(v[e / kIn][e % kIn], lanes, V + e * stride_e + ic * chunk.tiles + tile0 + tw0);
+            store_lanes(v[e / kIn][e % kIn], kLanes, V + e * stride_e + ic * v_stride + tile0 + tw0);
         }
       }
       row += th1 - th0;
@@ -364,7 +367,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
   // Runs tile rows [begin, end) chunk by chunk with this thread's buffers.
   auto run_rows = [&](int64_t begin, int64_t end) {
     const int64_t max_tiles = plan.chunk_rows * plan.tiles_w;
-    T* V = scratch<T, 0>(kIn * kIn * cin * max_tiles);
+    T* V = scratch<T, 0>(kIn * kIn * cin * (max_tiles + kLanes));
     T* M = scratch<T, 1>(kIn * kIn * cout * max_tiles + kLanes);
     for (int64_t row0 = begin; row0 < end; row0 += plan.chunk_rows) {
       const int64_t row1 = std::min(end, row0 + plan.chunk_rows);
@@ -375,9 +378,10 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
         T* phase = scratch<T, 2>(kOut * phase_rows * plan.phase_width);
         fn.input(g, plan, x, chunk, ic0, ic1, V, phase);
       });
+      const int64_t v_stride = chunk.v_stride();
       for (int e = 0; e < kIn * kIn; ++e)
-        gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * cout * cin, cin, V + e * cin * chunk.tiles,
-             chunk.tiles, T(0), M + e * cout * chunk.tiles, chunk.tiles);
+        gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * cout * cin, cin, V + e * cin * v_stride, v_stride,
+             T(0), M + e * cout * chunk.tiles, chunk.tiles);
       parallel_for(cout, channel_grain(chunk.tiles), [&](int64_t oc0, int64_t oc1) {
         fn.output(g, plan, M, chunk, oc0, oc1, bias, epilogue, y);
       });
