@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "layers/ops/conv2d.h"
+#include "tensor/constants.h"
 #include "tensor/random.h"
 
 namespace {
@@ -32,8 +33,11 @@ const std::vector<Layer> kLayers = {
     {"r50_l2_3x3s2", 1, 128, 56, 128, 3, 2, 1},
     {"r50_l2_down_1x1s2", 1, 256, 56, 512, 1, 2, 1},
     {"r50_l2_3x3", 1, 128, 28, 128, 3, 1, 1},
+    {"r50_l2_3x3_batch8", 8, 128, 28, 128, 3, 1, 1},
     {"r50_l3_3x3", 1, 256, 14, 256, 3, 1, 1},
+    {"r50_l3_3x3_batch8", 8, 256, 14, 256, 3, 1, 1},
     {"r50_l4_3x3", 1, 512, 7, 512, 3, 1, 1},
+    {"r50_l4_3x3_batch8", 8, 512, 7, 512, 3, 1, 1},
     {"mv2_pw_96_24_56", 1, 96, 56, 24, 1, 1, 1},
     // DenseNet's 3x3 conv (128 -> growth 32) on each dense block's plane.
     {"dn_3x3_128_32_56", 1, 128, 56, 32, 3, 1, 1},
@@ -79,7 +83,9 @@ Conv2dGeometry geometry(const Layer& l) {
   return g;
 }
 
-enum class Pass { Forward, BackwardInput, BackwardWeight };
+// ForwardConstant: the forward pass with the weights declared constant (tensor/constants.h), as
+// models::fuse_for_inference declares them: Winograd transforms them once instead of per call.
+enum class Pass { Forward, ForwardConstant, BackwardInput, BackwardWeight };
 
 void run(benchmark::State& state, const Layer& layer, CpuConvAlgorithm engine, Pass pass) {
   const Conv2dGeometry g = geometry(layer);
@@ -90,9 +96,11 @@ void run(benchmark::State& state, const Layer& layer, CpuConvAlgorithm engine, P
   auto y = scalpel::randn({g.batch, g.out_channels, g.out_h, g.out_w}, gen);
   auto gx = scalpel::Tensor::empty(x.shape());
   auto gw = scalpel::Tensor::empty(w.shape());
+  if (pass == Pass::ForwardConstant) scalpel::declare_constant(w.data<float>(), w.storage());
   for (auto _ : state) {
     switch (pass) {
       case Pass::Forward:
+      case Pass::ForwardConstant:
         scalpel::ops::conv2d_forward(engine, g, x.data<float>(), w.data<float>(), b.data<float>(),
                                      y.data<float>());
         break;
@@ -117,7 +125,10 @@ void run(benchmark::State& state, const Layer& layer, CpuConvAlgorithm engine, P
 
 const int kRegistered = [] {
   const std::pair<Pass, const char*> passes[] = {
-      {Pass::Forward, "fwd"}, {Pass::BackwardInput, "bwd_input"}, {Pass::BackwardWeight, "bwd_weight"}};
+      {Pass::Forward, "fwd"},
+      {Pass::ForwardConstant, "fwd_constant"},
+      {Pass::BackwardInput, "bwd_input"},
+      {Pass::BackwardWeight, "bwd_weight"}};
   for (const Layer& layer : kLayers) {
     const Conv2dGeometry g = geometry(layer);
     std::vector<CpuConvAlgorithm> engines(std::begin(scalpel::ops::kFastCpuConvAlgorithms),
@@ -126,6 +137,7 @@ const int kRegistered = [] {
     for (CpuConvAlgorithm engine : engines) {
       if (!scalpel::ops::cpu_conv_algorithm_supports(engine, g)) continue;
       for (const auto& [pass, pass_name] : passes) {
+        if (pass == Pass::ForwardConstant && engine != CpuConvAlgorithm::Winograd) continue;  // the same as fwd
         const std::string name = std::string(layer.name) + "/" + pass_name + "/" +
                                  std::string(scalpel::ops::cpu_conv_algorithm_name(engine));
         auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {

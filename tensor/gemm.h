@@ -92,18 +92,17 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double al
           int64_t ldc, const GemmEpilogue<double>& epilogue);
 
 // Constant left operands packed once (inference weights; tensor/gemm_prepack.cpp).
-// prepack_constant_a declares that A (M x K, row stride lda, read not transposed) keeps its
-// values while `owner` lives: bf16 GEMMs (tensor/gemm_bf16.h) with trans_a = false and this
-// same A, M, K and lda then read A from bf16 panels converted once, on first use, instead of
-// converting it on every call. (The float GEMM does not use them: its A packing is a plain
-// copy that measured no faster packed once, and a packed copy would add the weights' size
-// to the resident memory.) The entry lapses when owner's last reference goes, so freed and
-// reused memory is never mistaken for it; writing to A while owner lives is the caller's bug
-// (models::fuse_for_inference declares conv weights, which a fused model never changes).
-// Declaring the same A again is a no-op.
+// prepack_constant_a declares (tensor/constants.h) that A (M x K, row stride lda) keeps its
+// values while `owner` lives: bf16 GEMMs (tensor/gemm_bf16.h) with trans_a = false on this A
+// then read it from bf16 panels converted once per shape, on first use, instead of on every
+// call. (The float GEMM does not use them: its A packing is a plain copy that measured no
+// faster packed once, and a packed copy would add the weights' size to the resident memory.)
+// The entry lapses when owner's last reference goes; writing to A while owner lives is the
+// caller's bug (models::fuse_for_inference declares conv weights, which a fused model never
+// changes). Declaring the same A again is a no-op.
 void prepack_constant_a(const float* A, int64_t M, int64_t K, int64_t lda, std::weak_ptr<const void> owner);
-int64_t prepacked_constant_count();  // live entries (tests, reports)
-void forget_prepacked_constants();   // drops every entry (tests)
+int64_t prepacked_constant_count();  // live declared constants (tests, reports)
+void forget_prepacked_constants();   // drops every declared constant (tests)
 
 template <typename T>
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,

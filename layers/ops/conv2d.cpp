@@ -9,6 +9,7 @@
 #include "layers/functional.h"
 #include "layers/ops/batch_tree.h"
 #include "layers/ops/conv2d_depthwise.h"
+#include "tensor/constants.h"
 #include "tensor/error.h"
 
 namespace scalpel::ops {
@@ -103,18 +104,24 @@ bool cpu_conv_algorithm_supports(CpuConvAlgorithm algorithm, const Conv2dGeometr
   return false;
 }
 
-CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g) {
+CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g, bool constant_weight) {
   // Depthwise as GEMMs would be one tiny GEMM per channel (BVLC/caffe#5649): never.
   if (g.is_depthwise()) return CpuConvAlgorithm::Depthwise;
   // Winograd pays where its per-call weight transform (36 * C_out * C_in values) is shared by
   // enough 4x4 output tiles, and there are enough channels for its GEMMs: measured faster
   // (CPU time, bench_conv) on resnet50's layer1 at batch 1 and layer1-3 at batch 8,
   // VGG and U-Net planes of 32x32 and more; slower on 7x7 and 14x14 planes at batch 1 and on
-  // 1-3 input channels.
-  constexpr int64_t kMinTiles = 64, kMinChannels = 16;
-  const int64_t tiles = g.batch * ((g.out_h + 3) / 4) * ((g.out_w + 3) / 4);
-  if (cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g) && tiles >= kMinTiles &&
-      g.in_channels >= kMinChannels && g.out_channels >= kMinChannels)
+  // 1-3 input channels. Weights transformed once (constant and small enough to keep) also make
+  // it pay from 32 tiles when C_out >= 64: resnet50's layer2 at batch 1 (49 tiles: 0.92 vs
+  // 1.47 ms); not on 16 tiles (layer3 at batch 1: 2.3x im2col's time) nor for DenseNet's 32
+  // output channels on 49 tiles (a tie). Figures: docs/performance.md, "Issue 21, session 5".
+  constexpr int64_t kMinChannels = 16, kMinTilesKept = 32, kMinChannelsKept = 64;
+  if (!cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g) || g.in_channels < kMinChannels ||
+      g.out_channels < kMinChannels)
+    return CpuConvAlgorithm::Im2colGemm;
+  const int64_t tiles = winograd_tiles(g);
+  const bool transformed_once = constant_weight && winograd_keeps_weights(g);
+  if (tiles >= kWinogradMinTiles || (transformed_once && tiles >= kMinTilesKept && g.out_channels >= kMinChannelsKept))
     return CpuConvAlgorithm::Winograd;
   return CpuConvAlgorithm::Im2colGemm;
 }
@@ -123,12 +130,11 @@ void set_cpu_conv_algorithm(CpuConvAlgorithm algorithm) { g_algorithm = algorith
 CpuConvAlgorithm cpu_conv_algorithm() { return g_algorithm; }
 int64_t cpu_conv_algorithm_fallbacks() { return g_fallbacks; }
 
-CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g) {
+CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g, const void* weight) {
   const CpuConvAlgorithm forced = g_algorithm;
-  if (forced == CpuConvAlgorithm::Auto) return choose_cpu_conv_algorithm(g);
-  if (cpu_conv_algorithm_supports(forced, g)) return forced;
-  ++g_fallbacks;
-  return choose_cpu_conv_algorithm(g);
+  if (forced != CpuConvAlgorithm::Auto && cpu_conv_algorithm_supports(forced, g)) return forced;
+  if (forced != CpuConvAlgorithm::Auto) ++g_fallbacks;
+  return choose_cpu_conv_algorithm(g, weight && is_declared_constant(weight));
 }
 
 // ---------------------------------------------------------------- reference loops
@@ -342,7 +348,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g), g, xc.data<T>(), wc.data<T>(),
+    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g, wc.data<T>()), g, xc.data<T>(), wc.data<T>(),
                            bc.defined() ? bc.data<T>() : nullptr, y.data<T>());
   });
   // Which gradients are wanted is known now; the closure skips the others.
@@ -400,7 +406,7 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, c
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const ops::ConvEpilogue<T> epilogue{activation, rc.defined() ? rc.data<T>() : nullptr};
-    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g), g, xc.data<T>(), wc.data<T>(),
+    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g, wc.data<T>()), g, xc.data<T>(), wc.data<T>(),
                            bc.defined() ? bc.data<T>() : nullptr, y.data<T>(), epilogue);
   });
   return y;

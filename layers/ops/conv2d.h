@@ -52,8 +52,9 @@ inline constexpr CpuConvAlgorithm kFastCpuConvAlgorithms[] = {CpuConvAlgorithm::
                                                               CpuConvAlgorithm::Winograd};
 std::string_view cpu_conv_algorithm_name(CpuConvAlgorithm algorithm);
 bool cpu_conv_algorithm_supports(CpuConvAlgorithm algorithm, const Conv2dGeometry& g);
-// The algorithm `Auto` resolves to for this shape (never Auto).
-CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g);
+// The algorithm `Auto` resolves to for this shape (never Auto); constant_weight: the weights
+// are declared constant (tensor/constants.h), so Winograd transforms them once, not per call.
+CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g, bool constant_weight = false);
 
 // Process-wide algorithm override for nn::conv2d / nn::conv_transpose2d (default Auto), used by
 // tests and benchmarks. When the forced algorithm cannot run a shape, the automatic choice runs
@@ -61,8 +62,9 @@ CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g);
 void set_cpu_conv_algorithm(CpuConvAlgorithm algorithm);
 CpuConvAlgorithm cpu_conv_algorithm();
 int64_t cpu_conv_algorithm_fallbacks();
-// The algorithm that will run `g`: the override when it supports g, else the automatic choice.
-CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g);
+// The algorithm that will run `g`: the override when it supports g, else the automatic choice
+// (for the forward pass, given its `weight`: whether it is declared constant counts).
+CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g, const void* weight = nullptr);
 
 // What an inference conv may fuse into its output store (models/fuse.h): after the bias,
 //   y = activation(y + residual)
@@ -117,14 +119,28 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
 
 // The Winograd F(4x4, 3x3) algorithm (layers/ops/conv2d_winograd.cpp); requires
 // cpu_conv_algorithm_supports(Winograd, g) (Error otherwise). Float and double run the same code.
-// Per call it transforms the weights (U = G g G^T: 36 * C_out * C_in values, 4x the weight),
+// Per call it transforms the weights (U = G g G^T: 36 * C_out * C_in values, 4x the weight;
+// once, on first use, for weights declared constant (tensor/constants.h), as fused models' are,
+// when winograd_keeps_weights(g)),
 // the input in 6x6 tiles with stride 4 (V = B^T d B), runs 36 GEMMs over the tiles of the
 // whole batch (tensor/gemm.h) and transforms back (Y = A^T M A) with bias and epilogue,
 // cropping the ragged edge tiles. Interpolation points 0, -1, 1, 1/2, -2 and infinity.
 // The per-call weight transform is paid whatever the input size, which is why
-// choose_cpu_conv_algorithm wants >= 64 tiles per call; float32 is about twice as far from the
+// choose_cpu_conv_algorithm wants >= 64 tiles per call (32 for kept weights); float32 is about twice as far from the
 // float64 reference as im2col + GEMM. Measured cost and accuracy: docs/performance.md
 // ("Winograd: weight-transform cost and accuracy").
+// 4x4 output tiles per call, and from how many the per-call weight transform pays.
+inline int64_t winograd_tiles(const Conv2dGeometry& g) { return g.batch * ((g.out_h + 3) / 4) * ((g.out_w + 3) / 4); }
+inline constexpr int64_t kWinogradMinTiles = 64;
+// Whether constant weights are transformed once and kept: only where the per-call transform
+// would not pay (fewer tiles), and at most kWinogradMaxKeptWeights values per layer. Kept
+// transforms are 4x the weights and live as long as the model: resnet50 at batch 8 would
+// keep 130 MB (past ONNX Runtime's whole peak RSS) to save ~3 % of its time, and even its
+// layer1-2's 9 MB, interleaved with the activations' heap chunks, raised its peak RSS by 30-50 MB.
+inline constexpr int64_t kWinogradMaxKeptWeights = int64_t{1} << 20;
+inline bool winograd_keeps_weights(const Conv2dGeometry& g) {
+  return winograd_tiles(g) < kWinogradMinTiles && 36 * g.in_channels * g.out_channels <= kWinogradMaxKeptWeights;
+}
 template <typename T>
 void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                              T* y, const ConvEpilogue<T>& epilogue = {});

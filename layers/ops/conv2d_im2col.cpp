@@ -12,6 +12,7 @@
 #include "layers/ops/batch_tree.h"
 #include "layers/ops/conv2d.h"
 #include "tensor/gemm.h"
+#include "tensor/mapped_scratch.h"
 #include "tensor/parallel.h"
 
 namespace scalpel::ops {
@@ -133,12 +134,11 @@ bool parallel_over_samples(const Conv2dGeometry& g) {
 }
 
 // A per-thread column buffer that only grows: steady-state calls reuse it instead of
-// allocating (and page-faulting) up to kColumnBudget fresh entries per conv.
+// allocating (and page-faulting) up to kColumnBudget fresh entries per conv (tensor/mapped_scratch.h).
 template <typename T>
 T* column_buffer(int64_t size) {
-  thread_local std::vector<T> buffer;
-  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
-  return buffer.data();
+  thread_local MappedScratch buffer;
+  return buffer.get<T>(size);
 }
 
 // fn(begin, end, col) gets a scratch buffer of `scratch` elements per chunk of samples

@@ -23,9 +23,13 @@
 #include <atomic>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "layers/ops/conv2d.h"
+#include "tensor/constants.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
+#include "tensor/mapped_scratch.h"
 #include "tensor/parallel.h"
 
 namespace scalpel::ops {
@@ -163,12 +167,11 @@ template <typename T>
   }
 }
 
-// Per-thread scratch that only grows (no allocation per call in steady state).
+// Per-thread scratch that only grows (no allocation per call in steady state; tensor/mapped_scratch.h).
 template <typename T, int kSlot>
 T* scratch(int64_t size) {
-  thread_local std::vector<T> buffer;
-  if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
-  return buffer.data();
+  thread_local MappedScratch buffer;
+  return buffer.get<T>(size);
 }
 
 // U[e][oc][ic] = (G g G^T)[e] for output channels [oc0, oc1); vectorized over ic.
@@ -341,6 +344,21 @@ Transforms<T> transforms() {
 // Channels per task of the threaded transforms: enough work that starting threads pays.
 int64_t channel_grain(int64_t tiles) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, tiles)); }
 
+// U for weights declared constant (tensor/constants.h: a fused model's), transformed on the
+// first call and kept with the weights; null for other weights and for U too large to keep.
+template <typename T>
+const T* constant_transformed_weights(const Conv2dGeometry& g, const T* weight, const Transforms<T>& fn) {
+  if (!winograd_keeps_weights(g) || !is_declared_constant(weight)) return nullptr;
+  const std::string key = fmt::format("winograd F(4x4, 3x3) U {} {}x{} {}", sizeof(T) * 8, g.out_channels,
+                                      g.in_channels, isa_name(g_isa.load()));
+  return static_cast<const T*>(derived_from_constant(weight, key, [&] {
+    auto U = std::make_shared<std::vector<T>>(kIn * kIn * g.out_channels * g.in_channels);
+    parallel_for(g.out_channels, channel_grain(g.in_channels),
+                 [&](int64_t begin, int64_t end) { fn.weights(g, weight, begin, end, U->data()); });
+    return std::shared_ptr<void>(U, U->data());
+  }));
+}
+
 }  // namespace
 
 void set_winograd_isa(Isa level) {
@@ -361,8 +379,13 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
   const WinogradPlan plan(g, sizeof(T));
   const int64_t cin = g.in_channels, cout = g.out_channels;
 
-  T* U = scratch<T, 3>(kIn * kIn * cout * cin);
-  parallel_for(cout, channel_grain(cin), [&](int64_t begin, int64_t end) { fn.weights(g, weight, begin, end, U); });
+  const T* U = constant_transformed_weights(g, weight, fn);
+  if (!U) {
+    T* per_call = scratch<T, 3>(kIn * kIn * cout * cin);
+    parallel_for(cout, channel_grain(cin),
+                 [&](int64_t begin, int64_t end) { fn.weights(g, weight, begin, end, per_call); });
+    U = per_call;
+  }
 
   // Runs tile rows [begin, end) chunk by chunk with this thread's buffers.
   auto run_rows = [&](int64_t begin, int64_t end) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "layers/ops/conv2d.h"
+#include "tensor/constants.h"
 #include "tensor/error.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
@@ -211,6 +212,47 @@ TEST(ConvWinograd, AutoChoosesItWhereItMeasuredFaster) {
             CpuConvAlgorithm::Im2colGemm);  // 16 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 3, 64, 224, 224, 1, 1)),
             CpuConvAlgorithm::Im2colGemm);  // 3 channels
+  // Weights transformed once (declared constant, small enough to keep) pay from 32 tiles with
+  // >= 64 output channels.
+  const bool constant = true;
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 128, 28, 28, 1, 1)), CpuConvAlgorithm::Im2colGemm);
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 128, 28, 28, 1, 1), constant),
+            CpuConvAlgorithm::Winograd);  // 49 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 96, 96, 7, 7, 1, 1), constant),
+            CpuConvAlgorithm::Winograd);  // 32 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 512, 512, 7, 7, 1, 1), constant),
+            CpuConvAlgorithm::Im2colGemm);  // transformed weights too large to keep
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 256, 256, 14, 14, 1, 1), constant),
+            CpuConvAlgorithm::Im2colGemm);  // 16 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 32, 28, 28, 1, 1), constant),
+            CpuConvAlgorithm::Im2colGemm);  // 32 output channels
+}
+
+// Weights declared constant (tensor/constants.h) are transformed on the first call and reused:
+// the same bits as transforming per call; a later write to them (the contract's violation)
+// stays invisible while the owner lives; the entry lapses with its owner.
+TEST(ConvWinograd, ConstantWeightsAreTransformedOnceWithTheSameBits) {
+  const Conv2dGeometry g = conv3x3(2, 24, 40, 13, 11, 1, 1);
+  Generator gen(21);
+  const Tensor x = randn({g.batch, g.in_channels, g.in_h, g.in_w}, gen);
+  Tensor w = randn({g.out_channels, g.in_channels, 3, 3}, gen);
+  auto run = [&] {
+    std::vector<float> y(g.batch * g.out_channels * g.out_h * g.out_w);
+    ops::conv2d_forward_winograd<float>(g, x.data<float>(), w.data<float>(), nullptr, y.data());
+    return y;
+  };
+  const std::vector<float> per_call = run();
+  auto owner = std::make_shared<int>(0);
+  declare_constant(w.data<float>(), owner);
+  EXPECT_EQ(run(), per_call);  // transformed now
+  EXPECT_EQ(run(), per_call);  // reused
+  float* wp = w.data<float>();
+  for (int64_t i = 0; i < w.numel(); ++i) wp[i] *= 2.0f;
+  EXPECT_EQ(run(), per_call) << "the weights were transformed again: the cache is not used";
+  owner.reset();
+  const std::vector<float> doubled = run();
+  for (size_t i = 0; i < doubled.size(); ++i) ASSERT_FLOAT_EQ(doubled[i], 2.0f * per_call[i]) << i;
+  EXPECT_EQ(declared_constant_count(), 0);
 }
 
 TEST(ConvWinograd, SupportsOnly3x3Stride1Dense) {
