@@ -225,7 +225,8 @@ void BM_Scalpel(benchmark::State& state, Shape s, Isa kernel) {
                                            s.M, s.N, s.K, 1.0f, o.A.data(), s.K, o.B.data(),
                                            s.trans_b ? s.K : s.N, 0.0f, o.C.data(), s.N);
   });
-  state.SetLabel(scalpel::gemm_detail::kernel_info(kernel).name);
+  const scalpel::gemm_detail::KernelInfo& ki = scalpel::gemm_detail::kernel_info(kernel);
+  state.SetLabel(fmt::format("{} kc {} nc {}", ki.name, ki.kc, ki.nc));  // nc fitted to the L2
 }
 
 // The bf16 GEMM with A declared constant (prepack_constant_a, as fuse_for_inference does for

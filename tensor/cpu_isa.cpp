@@ -27,6 +27,27 @@ uint64_t xcr0() {
   return (uint64_t(hi) << 32) | lo;
 }
 
+// Sizes of the level-1 data and level-2 caches. The deterministic cache leaf lists one cache
+// per subleaf (type 0 ends the list): size = ways * partitions * line size * sets.
+void detect_caches(CpuFeatures& f) {
+  const bool amd = f.vendor == "AuthenticAMD" || f.vendor == "HygonGenuine";
+  const unsigned max_ext = cpuid(0x80000000).a;
+  const bool amd_topology = amd && max_ext >= 0x80000001 && bit(cpuid(0x80000001).c, 22);
+  unsigned leaf = 0;
+  if (!amd && cpuid(0).a >= 4) leaf = 4;
+  else if (amd_topology && max_ext >= 0x8000001D) leaf = 0x8000001D;
+  for (unsigned sub = 0; leaf && sub < 16; ++sub) {
+    const Regs r = cpuid(leaf, sub);
+    const unsigned type = r.a & 0x1f, level = (r.a >> 5) & 0x7;
+    if (type == 0) break;
+    const int64_t bytes = int64_t((r.b >> 22) + 1) * (((r.b >> 12) & 0x3ff) + 1) * ((r.b & 0xfff) + 1) * (int64_t(r.c) + 1);
+    if (level == 1 && type == 1) f.l1d_bytes = bytes;           // data
+    if (level == 2 && (type == 3 || type == 1)) f.l2_bytes = bytes;  // unified (or data)
+  }
+  if (amd && f.l1d_bytes == 0 && max_ext >= 0x80000005) f.l1d_bytes = int64_t(cpuid(0x80000005).c >> 24) << 10;
+  if (amd && f.l2_bytes == 0 && max_ext >= 0x80000006) f.l2_bytes = int64_t(cpuid(0x80000006).c >> 16) << 10;
+}
+
 CpuFeatures detect() {
   CpuFeatures f;
   const Regs leaf0 = cpuid(0);
@@ -49,6 +70,7 @@ CpuFeatures detect() {
     const size_t first = f.model_name.find_first_not_of(' '), last = f.model_name.find_last_not_of(' ');
     f.model_name = first == std::string::npos ? "" : f.model_name.substr(first, last - first + 1);
   }
+  detect_caches(f);
   const bool osxsave = bit(leaf1.c, 27);
   const uint64_t xcr = osxsave ? xcr0() : 0;
   const bool ymm_state = (xcr & 0x6) == 0x6;             // SSE and AVX state

@@ -12,6 +12,7 @@
 // of their own (`*_avx2.cpp`, `*_avx512.cpp`) where it uses intrinsics, and runs only after
 // cpu_supports(level) said yes. Further features are reported by `cpu_features()`:
 // AVX512-BF16 runs the bf16 GEMM (tensor/gemm_bf16.h), AMX is detected only.
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -36,6 +37,10 @@ struct CpuFeatures {
   std::string vendor;                             // "GenuineIntel", "AuthenticAMD", ...
   std::string model_name;                         // the brand string, e.g. "AMD EPYC"
   int family = 0, model = 0;                      // display family and model
+  // Per-core data cache sizes in bytes (CPUID's deterministic cache leaves: 4 on Intel,
+  // 0x8000001D on AMD, else AMD's legacy 0x80000005/6); 0 where the CPU does not say.
+  // The GEMM sizes its cache blocks from them (tensor/gemm.cpp).
+  int64_t l1d_bytes = 0, l2_bytes = 0;
 };
 
 const CpuFeatures& cpu_features();  // detected on first use

@@ -95,7 +95,16 @@ KernelInfo generic_kernel();
 KernelInfo avx2_kernel();
 KernelInfo avx512_kernel();
 
+// What gemm() runs for `isa`: its kernel with the blocks fitted to this CPU's L2
+// (fit_blocks_to_l2 with cpu_features().l2_bytes).
 const KernelInfo& kernel_info(Isa isa);
+
+// `ki` with nc lowered so that the packed kc x nc block of B fills at most half of an L2 of
+// `l2_bytes` (the rest holds the A micro-panels and C tiles streaming past it), a multiple of
+// nr and at least nr; never above the kernel's own nc, which was tuned on a 2 MiB L2
+// (l2_bytes <= 0: unknown, ki unchanged). kc is kept: it fixes the order of each sum, so
+// results depend on the kernel, not on the machine's caches.
+KernelInfo fit_blocks_to_l2(KernelInfo ki, int64_t l2_bytes);
 
 // Whether the product is a matrix-vector product the GEMV kernel takes: one column of C with
 // A read by rows, or one row of C with B read by rows (B^T).

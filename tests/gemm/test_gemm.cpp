@@ -236,6 +236,29 @@ INSTANTIATE_TEST_SUITE_P(, GemmKernel,
                            return std::string(gemm_detail::kernel_info(info.param).name);
                          });
 
+// The B block is fitted to the L2: half of it at most, whole panels, at least one panel,
+// never above the tuned size; kc (the order of each sum) is the same on every machine.
+TEST(Gemm, BlocksFitTheL2AndKeepTheirDepth) {
+  const gemm_detail::KernelInfo tuned = gemm_detail::generic_kernel();  // kc 256, nc 1024, nr 8
+  const int64_t kib = 1024;
+  EXPECT_EQ(gemm_detail::fit_blocks_to_l2(tuned, 2048 * kib).nc, 1024);  // 1 MiB block fits
+  EXPECT_EQ(gemm_detail::fit_blocks_to_l2(tuned, 1024 * kib).nc, 512);
+  EXPECT_EQ(gemm_detail::fit_blocks_to_l2(tuned, 1000 * kib).nc, 496);   // rounded down to nr
+  EXPECT_EQ(gemm_detail::fit_blocks_to_l2(tuned, 64 * kib).nc, 32);
+  EXPECT_EQ(gemm_detail::fit_blocks_to_l2(tuned, 1 * kib).nc, 8);        // one panel at least
+  EXPECT_EQ(gemm_detail::fit_blocks_to_l2(tuned, 64 * 1024 * kib).nc, 1024);  // never above
+  EXPECT_EQ(gemm_detail::fit_blocks_to_l2(tuned, 0).nc, 1024);           // unknown: as tuned
+  for (int64_t l2 : {0, 64, 1000, 1024, 2048})
+    EXPECT_EQ(gemm_detail::fit_blocks_to_l2(tuned, l2 * kib).kc, tuned.kc);
+  // What gemm() runs is the fitted kernel, on this CPU's L2.
+  for (Isa isa : kAllIsas) {
+    const gemm_detail::KernelInfo& used = gemm_detail::kernel_info(isa);
+    EXPECT_EQ(used.nc % used.nr(), 0) << used.name;
+    if (used.nc > used.nr() && cpu_features().l2_bytes > 0)
+      EXPECT_LE(used.kc * used.nc * int64_t(sizeof(float)), cpu_features().l2_bytes / 2) << used.name;
+  }
+}
+
 // The epilogue on the GEMV path: per element of C's column (bias per row), along C's row.
 TEST(Gemm, EpilogueOnMatrixVectorProducts) {
   std::mt19937 rng(13);

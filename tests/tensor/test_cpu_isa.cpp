@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <string>
 
+#include <unistd.h>
+
 #include "tensor/cpu_isa.h"
 
 namespace scalpel {
@@ -26,6 +28,18 @@ TEST(CpuIsa, AgreesWithTheCompilersDetection) {
   std::printf("CPU: %s (%s, family %d model %d), best level %s%s%s\n", f.model_name.c_str(), f.vendor.c_str(),
               f.family, f.model, std::string(isa_name(best_isa())).c_str(), f.avx512_bf16 ? ", avx512_bf16" : "",
               f.amx_tile ? ", amx" : "");
+}
+
+// The cache sizes from CPUID against glibc's (its own reading of the same leaves, or of
+// sysfs); a CPU that does not report them leaves both 0 and the GEMM keeps its tuned blocks.
+TEST(CpuIsa, CacheSizesAgreeWithTheCLibrary) {
+  const CpuFeatures& f = cpu_features();
+  std::printf("caches: L1d %lld KiB, L2 %lld KiB\n", static_cast<long long>(f.l1d_bytes >> 10),
+              static_cast<long long>(f.l2_bytes >> 10));
+  const long l1d = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (l1d <= 0 || l2 <= 0) GTEST_SKIP() << "the C library does not report cache sizes here";
+  EXPECT_EQ(f.l1d_bytes, l1d);
+  EXPECT_EQ(f.l2_bytes, l2);
 }
 
 TEST(CpuIsa, LevelsAreOrderedAndTheBestIsSupported) {
