@@ -39,7 +39,7 @@ struct CpuFeatures {
   int family = 0, model = 0;                      // display family and model
   // Per-core data cache sizes in bytes (CPUID's deterministic cache leaves: 4 on Intel,
   // 0x8000001D on AMD, else AMD's legacy 0x80000005/6); 0 where the CPU does not say.
-  // The GEMM sizes its cache blocks from them (tensor/gemm.cpp).
+  // The GEMM sizes its B block from the L2 (tensor/gemm.cpp).
   int64_t l1d_bytes = 0, l2_bytes = 0;
 };
 

@@ -44,11 +44,11 @@
 //
 // The block sizes (MC, KC, NC) come with each micro-kernel (KernelInfo); they were tuned on
 // the development machine (Xeon Sapphire Rapids: 48 KiB L1d, 2 MiB L2 per core) with
-// bench/bench_gemm.cpp, and NC is lowered on CPUs with a smaller L2 (fit_blocks_to_l2), the
-// usual rule of keeping B's block in half the L2. On AMD Zen 5 (1 MiB L2: NC 480 -> 240) the
-// gain is within that guest's run-to-run noise (docs/performance.md, issue 21 session 7). There the 8 x 48 kernel alone, hot in cache, runs at ~140 GFLOP/s
+// bench/bench_gemm.cpp. There the 8 x 48 kernel alone, hot in cache, runs at ~140 GFLOP/s
 // per core against ~158 for the FMA probe: any mix of ~11 loads per 24 FMAs measured the same
-// ceiling, so that is the kernel's bound, and blocking/packing lose the rest.
+// ceiling, so that is the kernel's bound, and blocking/packing lose the rest. NC is lowered on
+// CPUs with a smaller L2 (fit_blocks_to_l2: B's block in half the L2); on AMD Zen 5 (1 MiB,
+// NC 480 -> 240) the gain is within that guest's run-to-run noise (docs/performance.md).
 // Double precision goes through Eigen: it is only used by gradient checks.
 #include "tensor/gemm.h"
 
@@ -336,10 +336,9 @@ KernelInfo fit_blocks_to_l2(KernelInfo ki, int64_t l2_bytes) {
 }
 
 const KernelInfo& kernel_info(Isa k) {
-  const int64_t l2 = cpu_features().l2_bytes;
-  static const KernelInfo generic = fit_blocks_to_l2(generic_kernel(), l2),
-                          avx2 = fit_blocks_to_l2(avx2_kernel(), l2),
-                          avx512 = fit_blocks_to_l2(avx512_kernel(), l2);
+  static const KernelInfo generic = fit_blocks_to_l2(generic_kernel(), cpu_features().l2_bytes),
+                          avx2 = fit_blocks_to_l2(avx2_kernel(), cpu_features().l2_bytes),
+                          avx512 = fit_blocks_to_l2(avx512_kernel(), cpu_features().l2_bytes);
   switch (k) {
     case Isa::baseline:
       return generic;
