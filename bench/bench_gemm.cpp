@@ -133,6 +133,7 @@ struct Shape {
   const char* name;
   int64_t M, N, K;
   bool trans_b = false;  // scalpel rows only: B stored [N, K], as linear() passes its weight
+  int64_t items = 1;     // > 1: also timed as gemm_items, N / items columns per item (a conv's samples)
 };
 
 // C[Cout, pixels] = W[Cout, Cin*kh*kw] * cols[Cin*kh*kw, pixels]
@@ -148,6 +149,12 @@ const std::vector<Shape>& shapes() {
       {"resnet50_l3_1x1_1024", 1024, 196, 256},
       {"resnet50_l4_3x3_512", 512, 49, 4608},
       {"resnet50_l4_1x1_2048", 2048, 49, 512},
+      // The small-plane layers at batch 8, N = 8 planes: one matrix, and as 8 items (gemm_items,
+      // the samples of conv2d_im2col.cpp's side-by-side path).
+      {"resnet50_l3_1x1_1024_b8", 1024, 1568, 256, false, 8},
+      {"resnet50_l3_3x3_256_b8", 256, 1568, 2304, false, 8},
+      {"resnet50_l4_3x3_512_b8", 512, 392, 4608, false, 8},
+      {"resnet50_l4_1x1_2048_b8", 2048, 392, 512, false, 8},
       {"resnet50_fc_b8", 8, 1000, 2048, true},
       {"resnet50_fc_b1", 1, 1000, 2048, true},
       {"mobilenet_v2_conv1_3x3s2", 32, 12544, 27},
@@ -227,6 +234,20 @@ void BM_Scalpel(benchmark::State& state, Shape s, Isa kernel) {
   });
   const scalpel::gemm_detail::KernelInfo& ki = scalpel::gemm_detail::kernel_info(kernel);
   state.SetLabel(fmt::format("{} kc {} nc {}", ki.name, ki.kc, ki.nc));  // nc fitted to the L2
+}
+
+// gemm_items: the same product as s.items matrices side by side in B and C.
+void BM_ScalpelItems(benchmark::State& state, Shape s) {
+  const int threads = static_cast<int>(state.range(0));
+  Operands o(s);
+  const int64_t width = s.N / s.items;
+  const scalpel::ColumnItems items{s.items, width, s.K * width, s.M * width};
+  time_gemm(state, s, threads, [&] {
+    scalpel::gemm_detail::gemm_items_with_kernel(scalpel::gemm_detail::best_kernel(), threads, Packing::automatic,
+                                                 false, s.M, s.K, items, 1.0f, o.A.data(), s.K, o.B.data(), width,
+                                                 0.0f, o.C.data(), width);
+  });
+  state.SetLabel(fmt::format("{} items of {} columns", s.items, width));
 }
 
 // The bf16 GEMM with A declared constant (prepack_constant_a, as fuse_for_inference does for
@@ -342,6 +363,7 @@ const bool registered = [] {
     };
     reg(std::string("scalpel/") + s.name, BM_Scalpel, scalpel::gemm_detail::best_kernel());
     if (square) reg(std::string("scalpel_avx2/") + s.name, BM_Scalpel, Isa::avx2);
+    if (s.items > 1) reg(std::string("scalpel_items/") + s.name, BM_ScalpelItems);
     reg(std::string("scalpel_bf16/") + s.name, BM_ScalpelBf16);
     reg(std::string("scalpel_bf16_prepacked/") + s.name, BM_ScalpelBf16Prepacked);
     reg(std::string("eigen/") + s.name, BM_Eigen);

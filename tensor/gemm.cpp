@@ -32,6 +32,10 @@
 // kernels also load B's last vector under a mask; the others need a ragged B panel packed
 // (zero-padded) when they read B in place.
 //
+// gemm_items (several products sharing A, e.g. a 1x1 conv's samples) runs the same loop nest
+// over the items' columns side by side: B's packing gathers each column from its item, and a
+// tile of C that straddles two items is stored through a small buffer (store_straddling_tile).
+//
 // Matrix-vector products (N = 1, e.g. the squeeze-excite convs on one pixel, or M = 1, a
 // linear layer at batch 1) would use one column or row of each tile; they go to a GEMV
 // kernel instead, which streams the matrix once, unpacked.
@@ -100,6 +104,23 @@ void apply_epilogue_rows(const GemmEpilogue<T>& e, int64_t M, int64_t N, T* C, i
   for (int64_t i = 0; i < M; ++i) apply_epilogue(e, i, 0, N, C + i * ldc);
 }
 
+// The epilogue as item `item` of C sees it: its residual moves with C.
+template <typename T>
+GemmEpilogue<T> item_epilogue(const GemmEpilogue<T>& epilogue, int64_t item, int64_t c_stride) {
+  GemmEpilogue<T> e = epilogue;
+  if (e.residual) e.residual += item * c_stride;
+  return e;
+}
+
+// gemm_items as one gemm() per item.
+template <typename T>
+void gemm_each_item(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, T alpha, const T* A, int64_t lda,
+                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& epilogue) {
+  for (int64_t s = 0; s < items.count; ++s)
+    gemm(trans_a, false, M, items.width, K, alpha, A, lda, B + s * items.b_stride, ldb, beta, C + s * items.c_stride,
+         ldc, item_epilogue(epilogue, s, items.c_stride));
+}
+
 }  // namespace
 
 namespace gemm_detail {
@@ -128,9 +149,10 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, i
 }
 
 // Bp <- op(B)[p0 : p0+kc, j0 : j0+nc] as ceil(nc/nr) panels; panel p holds
-// Bp[p*nr*kc + k*nr + j] = op(B)[p0 + k][j0 + p*nr + j], columns past nc are zero.
-void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
-            int64_t nc, int nr, float* Bp) {
+// Bp[p*nr*kc + k*nr + j] = op(B)[p0 + k][j0 + p*nr + j], columns past nc are zero. Column j of
+// a non-transposed B is column j % width of item j / width (ColumnItems; one item: width = N).
+void pack_b(bool trans_b, const float* B, int64_t ldb, const ColumnItems& items, int64_t p0, int64_t kc,
+            int64_t j0, int64_t nc, int nr, float* Bp) {
   if (trans_b) {  // op(B)[k][j] = B[j][k]: walk each column j of the panel along k
     for (int64_t jp = 0; jp < nc; jp += nr, Bp += nr * kc) {
       const int64_t cols = std::min<int64_t>(nr, nc - jp);
@@ -142,14 +164,20 @@ void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t p0, int64_t kc, i
     }
     return;
   }
-  // Row by row, so B is read sequentially whatever its row stride.
+  // Row by row, so B is read sequentially whatever its row stride, in runs that end at panel
+  // and item edges.
   for (int64_t k = 0; k < kc; ++k) {
-    const float* src = B + (p0 + k) * ldb + j0;
     float* dst = Bp + k * nr;
-    for (int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
-      const int64_t cols = std::min<int64_t>(nr, nc - jp);
-      std::copy(src + jp, src + jp + cols, dst);
-      std::fill(dst + cols, dst + nr, 0.0f);
+    for (int64_t j = 0; j < nc;) {
+      const int64_t col = j0 + j, item = col / items.width, at = col % items.width;
+      const int64_t run = std::min({nr - j % nr, items.width - at, nc - j});
+      const float* src = B + item * items.b_stride + (p0 + k) * ldb + at;
+      std::copy(src, src + run, dst + j / nr * nr * kc + j % nr);
+      j += run;
+    }
+    if (nc % nr) {
+      float* last = dst + nc / nr * nr * kc;
+      std::fill(last + nc % nr, last + nr, 0.0f);
     }
   }
 }
@@ -168,7 +196,37 @@ struct Problem {
   float* C;
   int64_t ldc;
   const GemmEpilogue<float>& epilogue;
+  ColumnItems items;  // B's and C's columns (one item of N columns for a plain gemm)
 };
+
+// Stores an R x `cols` tile of C whose columns [j, j + cols) straddle items: the kernel writes
+// it to `tile` (row stride nr; with beta != 0 it first gathers C's old values there), then each
+// item's run of columns is copied out and given the epilogue. With 49-column items about every
+// other tile straddles; the copies stay in L1.
+template <typename Kernel>
+void store_straddling_tile(const Problem& p, Kernel&& kernel, int64_t nr, int64_t row, int64_t rows, int64_t j,
+                           int64_t cols, float beta, bool last_k_block, float* tile) {
+  const int64_t w = p.items.width;
+  // fn(item, column in the item, C's first element of the run in row 0, offset in the tile, length)
+  auto for_runs = [&](auto&& fn) {
+    for (int64_t t = 0; t < cols;) {
+      const int64_t item = (j + t) / w, at = (j + t) % w, run = std::min(w - at, cols - t);
+      fn(item, at, p.C + item * p.items.c_stride + row * p.ldc + at, t, run);
+      t += run;
+    }
+  };
+  if (beta != 0.0f)
+    for_runs([&](int64_t, int64_t, float* c, int64_t t, int64_t run) {
+      for (int64_t i = 0; i < rows; ++i) std::copy(c + i * p.ldc, c + i * p.ldc + run, tile + i * nr + t);
+    });
+  kernel(tile, nr);
+  for_runs([&](int64_t item, int64_t at, float* c, int64_t t, int64_t run) {
+    for (int64_t i = 0; i < rows; ++i) std::copy(tile + i * nr + t, tile + i * nr + t + run, c + i * p.ldc);
+    if (!last_k_block || p.epilogue.empty()) return;
+    const GemmEpilogue<float> e = item_epilogue(p.epilogue, item, p.items.c_stride);
+    for (int64_t i = 0; i < rows; ++i) apply_epilogue(e, row + i, at, run, c + i * p.ldc);
+  });
+}
 
 // Where a kernel reads an MR-row panel of A or a column panel of B (see MicroKernel).
 struct PanelA {
@@ -192,12 +250,13 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
   const int64_t mr = ki.mr, nr = ki.nr(), vec = ki.vec;
   const bool pack_all = packing == Packing::always, pack_none = packing == Packing::never;
   const bool packed_a = pack_all || (!pack_none && n1 - n0 >= kPackAMinCols);
-  const bool packed_b = p.trans_b || pack_all || (!pack_none && m1 - m0 >= kPackBMinRows);
+  const bool packed_b = p.trans_b || p.items.count > 1 || pack_all || (!pack_none && m1 - m0 >= kPackBMinRows);
 
   thread_local Buffer a_buffer, b_buffer, b_edge_buffer;
   float* Ap = packed_a ? a_buffer.get(round_up(std::min(ki.mc, m1 - m0), mr) * ki.kc) : nullptr;
   float* Bp = packed_b ? b_buffer.get(round_up(std::min(ki.nc, n1 - n0), nr) * ki.kc) : nullptr;
   float* b_edge = packed_b ? nullptr : b_edge_buffer.get(nr * ki.kc);  // a ragged B panel
+  alignas(64) float tile[kMaxRows * kMaxWidths * 16];                   // a tile straddling items
 
   for (int64_t ic = m0; ic < m1; ic += ki.mc) {
     const int64_t mc = std::min(ki.mc, m1 - ic);
@@ -214,9 +273,9 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
         const int64_t last_panel = (nc - 1) / nr * nr;
         const bool pad_b_edge = !packed_b && nc % vec && !ki.masked_b_loads;
         if (packed_b)
-          pack_b(p.trans_b, p.B, p.ldb, pc, kc, jc, nc, nr, Bp);
+          pack_b(p.trans_b, p.B, p.ldb, p.items, pc, kc, jc, nc, nr, Bp);
         else if (pad_b_edge)
-          pack_b(false, p.B, p.ldb, pc, kc, jc + last_panel, nc - last_panel, nr, b_edge);
+          pack_b(false, p.B, p.ldb, p.items, pc, kc, jc + last_panel, nc - last_panel, nr, b_edge);
 
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int64_t rows = std::min(mr, mc - ir);
@@ -233,11 +292,20 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
             if (packed_b) b = {Bp + jr * kc, nr};
             else if (pad_b_edge && jr == last_panel) b = {b_edge, nr};
             else b = {p.B + pc * p.ldb + jc + jr, p.ldb};
-            float* c = p.C + (ic + ir) * p.ldc + jc + jr;
-            kernels[width / vec - 1](kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols);
-            if (last_k_block && !p.epilogue.empty())
-              for (int64_t i = 0; i < rows; ++i)
-                apply_epilogue(p.epilogue, ic + ir + i, jc + jr, cols, c + i * p.ldc);
+            const MicroKernel kernel = kernels[width / vec - 1];
+            const int64_t j = jc + jr, item = j / p.items.width, at = j % p.items.width;
+            if (at + cols > p.items.width) {
+              store_straddling_tile(
+                  p, [&](float* c, int64_t ldc) { kernel(kc, a.p, a.step, b.p, b.step, c, ldc, p.alpha, beta, cols); },
+                  nr, ic + ir, rows, j, cols, beta, last_k_block, tile);
+              continue;
+            }
+            float* c = p.C + item * p.items.c_stride + (ic + ir) * p.ldc + at;
+            kernel(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols);
+            if (last_k_block && !p.epilogue.empty()) {
+              const GemmEpilogue<float> e = item_epilogue(p.epilogue, item, p.items.c_stride);
+              for (int64_t i = 0; i < rows; ++i) apply_epilogue(e, ic + ir + i, at, cols, c + i * p.ldc);
+            }
           }
         }
       }
@@ -255,6 +323,23 @@ int threads_for(int64_t macs, int threads) {
   return static_cast<int>(std::clamp<int64_t>(macs / kMinMacsPerThread, 1, threads));
 }
 
+
+// The loop nest of gemm_block over the thread grid, on p's M x N columns.
+void run_blocks(const KernelInfo& ki, int threads, Packing packing, const Problem& p, int64_t M, int64_t N) {
+  const ThreadGrid grid = thread_grid(M, N, p.K, ki.mr, ki.vec, threads);
+  const int tn = grid.tn;
+  const int64_t m_step = grid.m_step, n_step = grid.n_step;
+  threads = grid.threads;
+
+  auto run = [&](int t) {
+    const int64_t m0 = (t / tn) * m_step, n0 = (t % tn) * n_step;
+    if (m0 < M && n0 < N)
+      gemm_block(ki, packing, p, m0, std::min(M, m0 + m_step), n0, std::min(N, n0 + n_step));
+  };
+  if (threads == 1) return run(0);
+#pragma omp parallel num_threads(threads)
+  run(omp_get_thread_num());
+}
 
 // C = alpha * op(A) op(B) + beta * C, then the epilogue, for the shapes is_gemv() accepts:
 // y = alpha * mat x + beta * y, where mat is A (y: C's column) or B (y: C's row) and x is
@@ -373,20 +458,37 @@ void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bo
   if (is_gemv(trans_a, trans_b, M, N))
     return gemv_product(ki, threads, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                         ldc, epilogue);
-  const Problem p{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue};
-  const ThreadGrid grid = thread_grid(M, N, K, ki.mr, ki.vec, threads);
-  const int tn = grid.tn;
-  const int64_t m_step = grid.m_step, n_step = grid.n_step;
-  threads = grid.threads;
+  run_blocks(ki, threads, packing, {trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, {1, N, 0, 0}},
+             M, N);
+}
 
-  auto run = [&](int t) {
-    const int64_t m0 = (t / tn) * m_step, n0 = (t % tn) * n_step;
-    if (m0 < M && n0 < N)
-      gemm_block(ki, packing, p, m0, std::min(M, m0 + m_step), n0, std::min(N, n0 + n_step));
-  };
-  if (threads == 1) return run(0);
-#pragma omp parallel num_threads(threads)
-  run(omp_get_thread_num());
+void gemm_items_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, int64_t M, int64_t K,
+                            const ColumnItems& items, float alpha, const float* A, int64_t lda, const float* B,
+                            int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue<float>& epilogue) {
+  SCALPEL_CHECK(items.count >= 0 && items.width >= 0, "gemm_items: negative size {} x {}", items.count, items.width);
+  if (items.count <= 1)
+    return gemm_with_kernel(kernel, threads, packing, trans_a, false, M, items.count * items.width, K, alpha, A, lda,
+                            B, ldb, beta, C, ldc, epilogue);
+  if (is_gemv(trans_a, false, M, items.width)) {  // one column per item: each is the GEMV gemm() runs
+    for (int64_t s = 0; s < items.count; ++s)
+      gemm_with_kernel(kernel, threads, packing, trans_a, false, M, 1, K, alpha, A, lda, B + s * items.b_stride, ldb,
+                       beta, C + s * items.c_stride, ldc, item_epilogue(epilogue, s, items.c_stride));
+    return;
+  }
+  check_args(trans_a, false, M, items.width, K, lda, ldb, ldc);
+  SCALPEL_CHECK(cpu_supports(kernel), "gemm: this CPU cannot run the {} kernel", kernel_info(kernel).name);
+  const int64_t N = items.count * items.width;
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) {
+    for (int64_t s = 0; s < items.count; ++s) {
+      float* c = C + s * items.c_stride;
+      scale_c(M, items.width, beta, c, ldc);
+      apply_epilogue_rows(item_epilogue(epilogue, s, items.c_stride), M, items.width, c, ldc);
+    }
+    return;
+  }
+  run_blocks(kernel_info(kernel), threads, packing,
+             {trans_a, false, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, items}, M, N);
 }
 
 }  // namespace gemm_detail
@@ -406,6 +508,21 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   gemm_detail::gemm_with_kernel(gemm_detail::best_kernel(), 0, gemm_detail::Packing::automatic,
                                 trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
                                 epilogue);
+}
+
+void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                const GemmEpilogue<float>& epilogue) {
+  if (float32_matmul_precision() != MatmulPrecision::bf16)
+    return gemm_detail::gemm_items_with_kernel(gemm_detail::best_kernel(), 0, gemm_detail::Packing::automatic,
+                                               trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);
+  gemm_each_item(trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);  // bf16: item by item
+}
+
+void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, double alpha, const double* A,
+                int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
+                const GemmEpilogue<double>& epilogue) {
+  gemm_each_item(trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,

@@ -91,6 +91,28 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double al
           const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
           int64_t ldc, const GemmEpilogue<double>& epilogue);
 
+// Several products that share A, with B and C made of `count` matrices ("items") side by
+// side, each `width` columns: item s of B at B + s * b_stride (K x width, row stride ldb), of C
+// at C + s * c_stride (M x width, row stride ldc), and of the epilogue's residual at
+// residual + s * c_stride (row stride ldr). A conv's samples are such items: its 1x1 weights
+// times each sample's [C_in, H*W] plane.
+struct ColumnItems {
+  int64_t count = 1, width = 0, b_stride = 0, c_stride = 0;
+};
+// C_s = epilogue(alpha * op(A) * B_s + beta * C_s) for every item s, computed as one product of
+// M x (count * width) whose tiles run across items: a 7x7 plane's 49 columns per sample would
+// fill one 48-wide tile and 1/16 of another, and each thread would stream all of A once per
+// sample. Every element is the same sum, bit for bit, as gemm() on its item alone (items of one
+// column with A not transposed are gemm()'s matrix-vector products, run one by one). B is not
+// transposed (convs store it so).
+void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                const GemmEpilogue<float>& epilogue = {});
+// Double (gradient checks): one gemm() per item.
+void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, double alpha, const double* A,
+                int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
+                const GemmEpilogue<double>& epilogue = {});
+
 // Constant left operands packed once (inference weights; tensor/gemm_prepack.cpp).
 // prepack_constant_a declares (tensor/constants.h) that A (M x K, row stride lda) keeps its
 // values while `owner` lives: bf16 GEMMs (tensor/gemm_bf16.h) with trans_a = false on this A

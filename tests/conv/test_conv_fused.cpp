@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "autograd/autograd.h"
@@ -121,6 +122,45 @@ TEST(ConvFused, ModelShapesThreaded) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     compare_fused(ops::conv2d_geometry(c.x, c.weight(), c.options, c.name), DType::F32, true, 5, 1e-5);
+  }
+}
+
+// A pointwise conv on a small plane runs its samples side by side in one GEMM, forward and
+// input gradient (layers/ops/conv2d_im2col.cpp): each sample must still get the bits it gets
+// alone, epilogue included, grouped or not.
+TEST(ConvFused, PointwiseSamplesSideBySideKeepEachSamplesBits) {
+  using P = nn::Padding2d;
+  for (int64_t groups : {1, 2}) {
+    const testing_conv::ConvCase c{"pointwise_7x7", {5, 24, 7, 7}, 40, 1, 1, testing_conv::conv_opts({1, 1}, P{}, groups)};
+    const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+    Conv2dGeometry one = g;
+    one.batch = 1;
+    Generator gen(12);
+    const Tensor x = uniform_tensor(c.x, DType::F32, gen, 2.0);
+    const Tensor w = uniform_tensor(c.weight(), DType::F32, gen, 1.0);
+    const Tensor b = uniform_tensor({g.out_channels}, DType::F32, gen, 1.0);
+    const Shape ys{g.batch, g.out_channels, g.out_h, g.out_w};
+    const Tensor residual = uniform_tensor(ys, DType::F32, gen, 1.0);
+    const int64_t x_size = g.in_channels * g.in_h * g.in_w, y_size = g.out_channels * g.out_h * g.out_w;
+    Tensor batched = Tensor::empty(ys), alone = Tensor::empty(ys);
+    ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, g, x.data<float>(), w.data<float>(), b.data<float>(),
+                               batched.data<float>(), {EpilogueActivation::relu, residual.data<float>()});
+    for (int64_t n = 0; n < g.batch; ++n)
+      ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, one, x.data<float>() + n * x_size, w.data<float>(),
+                                 b.data<float>(), alone.data<float>() + n * y_size,
+                                 {EpilogueActivation::relu, residual.data<float>() + n * y_size});
+    EXPECT_EQ(std::memcmp(batched.data<float>(), alone.data<float>(), batched.numel() * sizeof(float)), 0)
+        << "forward, groups " << groups;
+
+    // The input gradient, W^T times each sample's gy, runs side by side too.
+    Tensor gx_batched = Tensor::empty(c.x), gx_alone = Tensor::empty(c.x);
+    ops::conv2d_backward_input<float>(CpuConvAlgorithm::Im2colGemm, g, residual.data<float>(), w.data<float>(),
+                                      gx_batched.data<float>());
+    for (int64_t n = 0; n < g.batch; ++n)
+      ops::conv2d_backward_input<float>(CpuConvAlgorithm::Im2colGemm, one, residual.data<float>() + n * y_size,
+                                        w.data<float>(), gx_alone.data<float>() + n * x_size);
+    EXPECT_EQ(std::memcmp(gx_batched.data<float>(), gx_alone.data<float>(), gx_batched.numel() * sizeof(float)), 0)
+        << "input gradient, groups " << groups;
   }
 }
 
