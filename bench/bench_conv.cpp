@@ -39,11 +39,20 @@ const std::vector<Layer> kLayers = {
     {"r50_l4_3x3", 1, 512, 7, 512, 3, 1, 1},
     {"r50_l4_3x3_batch8", 8, 512, 7, 512, 3, 1, 1},
     {"mv2_pw_96_24_56", 1, 96, 56, 24, 1, 1, 1},
+    // ResNet-50's 1x1 convs at batch 8 on the small planes, where one sample's GEMM is narrow
+    // (N = 196 or 49 columns).
+    {"r50_l3_1x1_expand_batch8", 8, 256, 14, 1024, 1, 1, 1},
+    {"r50_l3_1x1_reduce_batch8", 8, 1024, 14, 256, 1, 1, 1},
+    {"r50_l4_1x1_expand_batch8", 8, 512, 7, 2048, 1, 1, 1},
+    {"r50_l4_1x1_reduce_batch8", 8, 2048, 7, 512, 1, 1, 1},
     // DenseNet's 3x3 conv (128 -> growth 32) on each dense block's plane.
     {"dn_3x3_128_32_56", 1, 128, 56, 32, 3, 1, 1},
     {"dn_3x3_128_32_28", 1, 128, 28, 32, 3, 1, 1},
     {"dn_3x3_128_32_14", 1, 128, 14, 32, 3, 1, 1},
     {"dn_3x3_128_32_7", 1, 128, 7, 32, 3, 1, 1},
+    {"dn_3x3_128_32_56_batch8", 8, 128, 56, 32, 3, 1, 1},
+    {"dn_3x3_128_32_28_batch8", 8, 128, 28, 32, 3, 1, 1},
+    {"dn_3x3_128_32_14_batch8", 8, 128, 14, 32, 3, 1, 1},
     // Every depthwise shape of mobilenet_v2 and efficientnet_b0 at 224x224 (multiplier 1;
     // efficientnet_b0's 3x3 layers on 112x112 and its 144@56 s1 are mobilenet_v2's).
     {"mv2_dw3x3_32_112", 1, 32, 112, 32, 3, 1, 32},

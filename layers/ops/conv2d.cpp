@@ -108,20 +108,21 @@ CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g, bool constan
   // Depthwise as GEMMs would be one tiny GEMM per channel (BVLC/caffe#5649): never.
   if (g.is_depthwise()) return CpuConvAlgorithm::Depthwise;
   // Winograd pays where its per-call weight transform (36 * C_out * C_in values) is shared by
-  // enough 4x4 output tiles, and there are enough channels for its GEMMs: measured faster
-  // (CPU time, bench_conv) on resnet50's layer1 at batch 1 and layer1-3 at batch 8,
-  // VGG and U-Net planes of 32x32 and more; slower on 7x7 and 14x14 planes at batch 1 and on
-  // 1-3 input channels. Weights transformed once (constant and small enough to keep) also make
-  // it pay from 32 tiles when C_out >= 64: resnet50's layer2 at batch 1 (49 tiles: 0.92 vs
-  // 1.47 ms); not on 16 tiles (layer3 at batch 1: 2.3x im2col's time) nor for DenseNet's 32
-  // output channels on 49 tiles (a tie). Figures: docs/performance.md, "Issue 21, session 5".
-  constexpr int64_t kMinChannels = 16, kMinTilesKept = 32, kMinChannelsKept = 64;
+  // enough 4x4 output tiles, and there are enough channels for its GEMMs and transforms.
+  // Measured with bench_conv on AMD Zen 5 (docs/performance.md, "Issue 21, session 8"): faster on
+  // resnet50's layer1 at batch 1 (196 tiles, 0.99 vs 1.06 ms) and layer1-2 at batch 8, slower on
+  // its layer3 at batch 8 (128 tiles: 7.5 vs 5.8 ms) and on every plane of DenseNet's 32 output
+  // channels (14x14 at batch 8: 1.9 vs 0.50 ms), where the transforms are shared by too few
+  // products. Weights transformed once (constant and small enough to keep) make it pay from 32
+  // tiles: resnet50's layer2 at batch 1 (49 tiles: 0.72 vs 1.15 ms); not on 16 tiles (layer3
+  // at batch 1: 2.3x im2col's time).
+  constexpr int64_t kMinChannels = 16, kMinOutChannels = 64, kMinTilesKept = 32;
   if (!cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g) || g.in_channels < kMinChannels ||
-      g.out_channels < kMinChannels)
+      g.out_channels < kMinOutChannels)
     return CpuConvAlgorithm::Im2colGemm;
   const int64_t tiles = winograd_tiles(g);
   const bool transformed_once = constant_weight && winograd_keeps_weights(g);
-  if (tiles >= kWinogradMinTiles || (transformed_once && tiles >= kMinTilesKept && g.out_channels >= kMinChannelsKept))
+  if (tiles >= kWinogradMinTiles || (transformed_once && tiles >= kMinTilesKept))
     return CpuConvAlgorithm::Winograd;
   return CpuConvAlgorithm::Im2colGemm;
 }

@@ -206,14 +206,17 @@ TEST(ConvWinograd, Float32ErrorOnResnet50Layers) {
 // per call to share the weight transform, and enough channels.
 TEST(ConvWinograd, AutoChoosesItWhereItMeasuredFaster) {
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 64, 64, 56, 56, 1, 1)), CpuConvAlgorithm::Winograd);  // 196 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 128, 128, 28, 28, 1, 1)),
+            CpuConvAlgorithm::Winograd);  // 392 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 256, 256, 14, 14, 1, 1)),
-            CpuConvAlgorithm::Winograd);  // 128 tiles
+            CpuConvAlgorithm::Im2colGemm);  // 128 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 128, 32, 56, 56, 1, 1)),
+            CpuConvAlgorithm::Im2colGemm);  // 1568 tiles but 32 output channels (DenseNet)
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 256, 256, 14, 14, 1, 1)),
             CpuConvAlgorithm::Im2colGemm);  // 16 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 3, 64, 224, 224, 1, 1)),
             CpuConvAlgorithm::Im2colGemm);  // 3 channels
-  // Weights transformed once (declared constant, small enough to keep) pay from 32 tiles with
-  // >= 64 output channels.
+  // Weights transformed once (declared constant, small enough to keep) pay from 32 tiles.
   const bool constant = true;
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 128, 28, 28, 1, 1)), CpuConvAlgorithm::Im2colGemm);
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 128, 28, 28, 1, 1), constant),
