@@ -12,7 +12,8 @@
 // --fuse all declared constant to the GEMM (prepack_constant_a), so bf16 converts them per call.
 // --fuse: all (default) = models::fuse_for_inference (BatchNorm folded, conv + activation in
 // one pass), bn = models::fuse_batchnorm only, none = the model as trained.
-// --profile adds, per inference run, the time by layer type measured with a forward hook
+// --profile adds, per inference run, the time by layer type (convs also by output plane), the
+// mean of kProfileRuns passes, measured with a forward hook
 // (the time since the previous module call ends; composite modules get the functional ops of
 // their forward: residual adds, activations called as functions).
 #include <sys/resource.h>
@@ -86,29 +87,36 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-// Per leaf-module type: a Conv2d is "Conv2d 1x1", "Conv2d 3x3", "Conv2d dw3x3", ...
-std::string layer_kind(nn::Module& m) {
+// Per leaf-module type, convs also by output plane: "Conv2d 1x1 @14x14", "Conv2d dw3x3 @56x56", ...
+std::string layer_kind(nn::Module& m, const Tensor& y) {
   if (auto* conv = dynamic_cast<nn::Conv2d*>(&m)) {
     const std::string k = std::to_string(conv->kernel[0]) + "x" + std::to_string(conv->kernel[1]);
     const bool depthwise = conv->options.groups == conv->in_channels && conv->in_channels > 1;
-    return "Conv2d " + std::string(depthwise ? "dw" : "") + k;
+    return "Conv2d " + std::string(depthwise ? "dw" : "") + k + " @" + std::to_string(y.shape()[2]) + "x" +
+           std::to_string(y.shape()[3]);
   }
   return m.named_children().empty() ? m.type() : "functional ops in " + m.type() + "::forward";
 }
+
+// The profile is the mean of this many forward passes (one pass moved a layer type by 10 %).
+constexpr int kProfileRuns = 3;
 
 std::string profile_json(nn::Module& model, const Tensor& x) {
   std::map<std::string, double> ms;
   auto last = Clock::now();
   {
-    nn::ForwardHookGuard hook([&](nn::Module& m, const Tensor&, const Tensor&) {
-      ms[layer_kind(m)] += ms_since(last);
+    nn::ForwardHookGuard hook([&](nn::Module& m, const Tensor&, const Tensor& y) {
+      ms[layer_kind(m, y)] += ms_since(last);
       last = Clock::now();
     });
-    last = Clock::now();
-    model(x);
+    for (int run = 0; run < kProfileRuns; ++run) {
+      last = Clock::now();
+      model(x);
+    }
   }
   std::string out = "{";
-  for (const auto& [kind, t] : ms) out += (out.size() > 1 ? ", \"" : "\"") + kind + "\": " + std::to_string(t);
+  for (const auto& [kind, t] : ms)
+    out += (out.size() > 1 ? ", \"" : "\"") + kind + "\": " + std::to_string(t / kProfileRuns);
   return out + "}";
 }
 
