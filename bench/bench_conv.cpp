@@ -45,6 +45,8 @@ const std::vector<Layer> kLayers = {
     {"r50_l3_1x1_reduce_batch8", 8, 1024, 14, 256, 1, 1, 1},
     {"r50_l4_1x1_expand_batch8", 8, 512, 7, 2048, 1, 1, 1},
     {"r50_l4_1x1_reduce_batch8", 8, 2048, 7, 512, 1, 1, 1},
+    {"mv2_last_1x1_batch8", 8, 320, 7, 1280, 1, 1, 1},
+    {"effb0_project_1x1_batch8", 8, 1152, 7, 320, 1, 1, 1},
     // DenseNet's 3x3 conv (128 -> growth 32) on each dense block's plane.
     {"dn_3x3_128_32_56", 1, 128, 56, 32, 3, 1, 1},
     {"dn_3x3_128_32_28", 1, 128, 28, 32, 3, 1, 1},

@@ -116,6 +116,10 @@ void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, cons
 template <typename T>
 void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T* grad_y,
                                    T* grad_weight);
+// Whether the im2col engine runs g's forward and input gradient as one GEMM over all samples
+// (a pointwise conv on a small plane with large weights; see conv2d_im2col.cpp) rather than
+// one GEMM per sample. Either way each sample gets the same bits.
+bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g);
 
 // The Winograd F(4x4, 3x3) algorithm (layers/ops/conv2d_winograd.cpp); requires
 // cpu_conv_algorithm_supports(Winograd, g) (Error otherwise). Float and double run the same code.

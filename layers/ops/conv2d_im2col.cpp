@@ -156,20 +156,19 @@ void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
 // Samples side by side: a pointwise conv on a plane of fewer than kSideBySidePlane pixels
 // (resnet50's 14x14 and 7x7) is, per sample, a GEMM too narrow for the kernel's tiles (49
 // columns = a 48-wide tile and a 1-wide one) in which each thread streams all the weights once
-// per sample. There the samples are the items of one gemm_items() on all threads, reading x in
-// place, with the same bits per sample (bench_gemm on Zen 5: 2048 x 8*49 x 512 as items at 87 %
-// of the FMA probe, 2048 x 49 x 512 at 69 %; bench_conv, resnet50's 7x7 1x1 convs at batch 8:
-// 2.4-2.6 ms vs 3.0-3.3). The input gradient, W^T times each sample's gy, likewise. Convs
-// through im2col keep one sample per GEMM: a
-// chunk of samples' columns side by side measured slower (resnet50's 14x14 3x3 at batch 8:
-// 8.6-9.6 ms vs 6.5-6.8), their columns no longer in a thread's cache when packed. Planes of
-// one pixel (squeeze-excite) stay matrix-vector products.
-constexpr int64_t kSideBySidePlane = 1024;
+// per sample. Where the weights are also large (kSideBySideWeights per group and more: 1 MiB,
+// a whole Zen L2), the samples are the items of one gemm_items() on all threads, reading x in
+// place, with the same bits per sample. bench_gemm on Zen 5: 2048 x 8*49 x 512 as items at 87 %
+// of the FMA probe, 2048 x 49 x 512 at 69 %; bench_conv at batch 8: resnet50's 7x7 1x1 convs
+// 2.4-2.9 ms vs 3.2-3.3, mobilenet_v2's last conv 0.97 vs 1.20. The input gradient, W^T times
+// each sample's gy, likewise. Smaller weights stay in each thread's cache across its samples,
+// and side by side measured slower there (efficientnet_b0's 1x1 convs on 28x28 at batch 8,
+// bench_models --profile: 3.3-3.7 ms vs 3.0-3.2). Convs through im2col keep one sample per
+// GEMM: a chunk of samples' columns side by side measured slower (resnet50's 14x14 3x3 at
+// batch 8: 8.6-9.6 ms vs 6.5-6.8), their columns no longer in a thread's cache when packed.
+// Planes of one pixel (squeeze-excite) stay matrix-vector products.
+constexpr int64_t kSideBySidePlane = 1024, kSideBySideWeights = int64_t{1} << 18;
 
-bool side_by_side(const Conv2dGeometry& g) {
-  const int64_t P = g.out_h * g.out_w;
-  return g.is_pointwise() && g.batch > 1 && P > 1 && P < kSideBySidePlane;
-}
 
 template <typename T>
 void forward_side_by_side(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias, T* y,
@@ -196,12 +195,18 @@ void backward_input_side_by_side(const Conv2dGeometry& g, const T* grad_y, const
 
 }  // namespace
 
+bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g) {
+  const int64_t P = g.out_h * g.out_w;
+  return g.is_pointwise() && g.batch > 1 && P > 1 && P < kSideBySidePlane &&
+         g.in_per_group() * g.out_per_group() >= kSideBySideWeights;
+}
+
 // Bias, activation and residual are the GEMM's epilogue (tensor/gemm.h): applied to each
 // tile of y as it is stored, not in passes of their own.
 template <typename T>
 void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                            T* y, const ConvEpilogue<T>& epilogue) {
-  if (side_by_side(g)) return forward_side_by_side(g, x, weight, bias, y, epilogue);
+  if (im2col_runs_samples_side_by_side(g)) return forward_side_by_side(g, x, weight, bias, y, epilogue);
   const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
   const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
   const bool direct = g.is_pointwise();
@@ -234,7 +239,7 @@ void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight,
 template <typename T>
 void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, const T* weight,
                                   T* grad_x) {
-  if (side_by_side(g)) return backward_input_side_by_side(g, grad_y, weight, grad_x);
+  if (im2col_runs_samples_side_by_side(g)) return backward_input_side_by_side(g, grad_y, weight, grad_x);
   const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
   const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
   const int64_t in_plane = g.in_h * g.in_w;

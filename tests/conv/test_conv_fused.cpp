@@ -131,8 +131,11 @@ TEST(ConvFused, ModelShapesThreaded) {
 TEST(ConvFused, PointwiseSamplesSideBySideKeepEachSamplesBits) {
   using P = nn::Padding2d;
   for (int64_t groups : {1, 2}) {
-    const testing_conv::ConvCase c{"pointwise_7x7", {5, 24, 7, 7}, 40, 1, 1, testing_conv::conv_opts({1, 1}, P{}, groups)};
+    // 512 x 512 weights per group: large enough for the side-by-side path.
+    const testing_conv::ConvCase c{
+        "pointwise_3x5", {3, 512 * groups, 3, 5}, 512 * groups, 1, 1, testing_conv::conv_opts({1, 1}, P{}, groups)};
     const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+    ASSERT_TRUE(ops::im2col_runs_samples_side_by_side(g));
     Conv2dGeometry one = g;
     one.batch = 1;
     Generator gen(12);
