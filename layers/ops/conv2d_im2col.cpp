@@ -169,7 +169,6 @@ void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
 // Planes of one pixel (squeeze-excite) stay matrix-vector products.
 constexpr int64_t kSideBySidePlane = 1024, kSideBySideWeights = int64_t{1} << 18;
 
-
 template <typename T>
 void forward_side_by_side(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias, T* y,
                           const ConvEpilogue<T>& epilogue) {
