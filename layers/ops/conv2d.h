@@ -120,6 +120,10 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
 // (a pointwise conv on a small plane with large weights; see conv2d_im2col.cpp) rather than
 // one GEMM per sample. Either way each sample gets the same bits.
 bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g);
+// Whether its forward runs g as one GEMM per kernel tap on the padded input (a stride-1 conv
+// with at most 32 output channels, e.g. DenseNet's 3x3; see conv2d_im2col.cpp) instead of
+// im2col + one GEMM.
+bool im2col_uses_shifted_products(const Conv2dGeometry& g);
 
 // The Winograd F(4x4, 3x3) algorithm (layers/ops/conv2d_winograd.cpp); requires
 // cpu_conv_algorithm_supports(Winograd, g) (Error otherwise). Float and double run the same code.

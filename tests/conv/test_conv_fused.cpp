@@ -167,6 +167,26 @@ TEST(ConvFused, PointwiseSamplesSideBySideKeepEachSamplesBits) {
   }
 }
 
+// Stride-1 convs with few output channels run as one GEMM per tap on the padded input: against
+// the reference with every activation and a residual, on DenseNet's shape, asymmetric and
+// wide padding, a 5x3 kernel and no padding.
+TEST(ConvFused, ShiftedProductsMatchTheReference) {
+  using P = nn::Padding2d;
+  const std::vector<testing_conv::ConvCase> cases{
+      {"densenet_3x3", {3, 24, 9, 8}, 32, 3, 3, testing_conv::conv_opts({1, 1}, P::symmetric(1))},
+      {"asymmetric_pad", {2, 5, 7, 6}, 4, 3, 3, testing_conv::conv_opts({1, 1}, P{1, 2, 0, 1})},
+      {"pad_wider_than_kernel", {1, 3, 4, 5}, 2, 2, 2, testing_conv::conv_opts({1, 1}, P::symmetric(3))},
+      {"rect_5x3_unpadded", {2, 6, 9, 7}, 7, 5, 3, testing_conv::conv_opts({1, 1}, P{})},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+    ASSERT_TRUE(ops::im2col_uses_shifted_products(g));
+    compare_fused(g, DType::F32, true, 6, 1e-5);
+    compare_fused(g, DType::F64, false, 7, 1e-12);
+  }
+}
+
 TEST(ConvFused, FunctionalMatchesUnfusedAndChecksItsInputs) {
   Generator gen(9);
   const nn::Conv2dOptions options = testing_conv::conv_opts({1, 1}, nn::Padding2d::symmetric(1));
