@@ -121,8 +121,8 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
 // one GEMM per sample. Either way each sample gets the same bits.
 bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g);
 // Whether its forward runs g as one GEMM per kernel tap on the padded input (a stride-1 conv
-// with at most 32 output channels, e.g. DenseNet's 3x3; see conv2d_im2col.cpp) instead of
-// im2col + one GEMM.
+// with at most 32 output channels, e.g. DenseNet's 3x3, whose padded input per sample fits
+// im2col's scratch budget; see conv2d_im2col.cpp) instead of im2col + one GEMM.
 bool im2col_uses_shifted_products(const Conv2dGeometry& g);
 
 // The Winograd F(4x4, 3x3) algorithm (layers/ops/conv2d_winograd.cpp); requires

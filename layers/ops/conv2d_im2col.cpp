@@ -246,8 +246,10 @@ void forward_shifted(const Conv2dGeometry& g, const T* x, const T* weight, const
 }  // namespace
 
 bool im2col_uses_shifted_products(const Conv2dGeometry& g) {
+  const int64_t padded_input = g.in_channels * (g.out_h + g.kernel_h - 1) * (g.out_w + g.kernel_w - 1);
   return g.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
-         !g.is_pointwise() && g.out_channels <= kShiftedMaxOutChannels && g.out_h > 0 && g.out_w > 0;
+         !g.is_pointwise() && g.out_channels <= kShiftedMaxOutChannels && g.out_h > 0 && g.out_w > 0 &&
+         padded_input <= kColumnBudget;  // a sample's padded input within im2col's scratch budget
 }
 
 bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g) {

@@ -185,6 +185,10 @@ TEST(ConvFused, ShiftedProductsMatchTheReference) {
     compare_fused(g, DType::F32, true, 6, 1e-5);
     compare_fused(g, DType::F64, false, 7, 1e-12);
   }
+  // A padded input past im2col's scratch budget (2^21 values per sample) keeps im2col's bounded blocks.
+  const testing_conv::ConvCase large{"large_plane", {1, 64, 300, 300}, 32, 3, 3,
+                                     testing_conv::conv_opts({1, 1}, P::symmetric(1))};
+  EXPECT_FALSE(ops::im2col_uses_shifted_products(ops::conv2d_geometry(large.x, large.weight(), large.options, "")));
 }
 
 TEST(ConvFused, FunctionalMatchesUnfusedAndChecksItsInputs) {
