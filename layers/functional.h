@@ -8,6 +8,7 @@
 #include <string>
 
 #include "autograd/functions.h"
+#include "tensor/gemm.h"
 #include "tensor/random.h"
 
 namespace scalpel::nn {
@@ -31,6 +32,14 @@ struct Conv2dOptions {
   bool same = false;  // TF "SAME": padding computed per input size (overrides `padding`)
   std::array<int64_t, 2> dilation{1, 1};
   int64_t groups = 1;
+};
+
+// A per-input-channel transform an inference conv applies to its input first (nn::conv2d_fused,
+// layers/ops/conv2d.h): x[n, c] -> activation(x[n, c] * scale[c] + shift[c]).
+struct ConvInputTransform {
+  Tensor scale, shift;  // [C_in], or undefined (1 and 0)
+  EpilogueActivation activation = EpilogueActivation::none;
+  bool empty() const { return !scale.defined() && !shift.defined() && activation == EpilogueActivation::none; }
 };
 
 // x [N, C_in, H, W], weight [C_out, C_in/groups, kH, kW], bias [C_out] or undefined.

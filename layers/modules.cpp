@@ -73,8 +73,12 @@ static bool runs_fused(const Module& m, const Tensor& x) {
 
 Tensor Conv2d::forward(const Tensor& x) {
   check_channels(*this, x, in_channels, "input channels");
-  if (fused_activation != EpilogueActivation::none && runs_fused(*this, x))
-    return conv2d_fused(x, weight, bias, options, fused_activation, Tensor(), label());
+  if ((fused_activation != EpilogueActivation::none || !fused_input.empty()) && runs_fused(*this, x)) {
+    ConvInputTransform input = fused_input;  // in x's dtype (a fused model moved to float64)
+    for (Tensor* t : {&input.scale, &input.shift})
+      if (t->defined() && t->dtype() != x.dtype()) *t = t->to(x.dtype());
+    return conv2d_fused(x, weight, bias, options, fused_activation, Tensor(), label(), input);
+  }
   return conv2d(x, weight, bias, options, label());
 }
 
@@ -174,6 +178,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
                 "{} (BatchNorm2d {}): expected {} channels in an NCHW or NC input, got input {}", label(), describe(),
                 num_features, shape_str(x.shape()));
   if (folded && !training_) return x;  // already applied by the preceding conv (models/fuse.h)
+  if (applied_by_next_conv && runs_fused(*this, x)) return x;  // the next conv applies it (models/fuse.h)
   if (fused_activation != EpilogueActivation::none && runs_fused(*this, x) && running_mean.defined()) {
     const Tensor invstd = ops::pow_scalar(ops::add_scalar(running_var, eps), -0.5);
     return ops::batch_norm_forward(x, running_mean, invstd, weight, bias, fused_activation);

@@ -59,6 +59,11 @@ class Conv2d : public Module {
   // that follows this conv, applied in the conv's output store (nn::conv2d_fused) when
   // forward runs on the CPU in eval mode recording nothing; that ActivationLayer is `folded`.
   EpilogueActivation fused_activation = EpilogueActivation::none;
+  // Set by models::fuse_for_inference on a 1x1 conv whose input is the output of an unfolded
+  // BatchNorm2d (and its fused activation) and of nothing else: that BN's eval transform,
+  // applied as the conv reads its input (nn::conv2d_fused), under the same conditions; that
+  // BN is `applied_by_next_conv`.
+  ConvInputTransform fused_input;
 };
 
 // x [N, in, H, W] -> [N, out, (H-1)*s - 2p + d*(k-1) + output_padding + 1, ...];
@@ -110,6 +115,10 @@ class BatchNorm2d : public Module {
   // recording nothing it applies the activation in its own pass, and that ActivationLayer
   // is `folded`.
   EpilogueActivation fused_activation = EpilogueActivation::none;
+  // Set by models::fuse_for_inference when the 1x1 conv this BN (and its fused activation)
+  // feeds applies them as it reads its input (Conv2d::fused_input): forward then returns its
+  // input unchanged under the same conditions (DenseNet's norm1 + relu1 before conv1).
+  bool applied_by_next_conv = false;
 };
 
 class MaxPool2d : public Module {

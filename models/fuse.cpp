@@ -151,6 +151,66 @@ std::vector<std::vector<nn::Module*>> chains_of(nn::Module& model) {
   return chains;
 }
 
+// BN(x) = x * scale + shift per channel in eval mode, in float64 then rounded.
+std::pair<Tensor, Tensor> eval_affine(const nn::BatchNorm2d& bn) {
+  const int64_t C = bn.num_features;
+  Tensor scale = Tensor::empty({C}), shift = Tensor::empty({C});
+  const float* gamma = bn.weight.defined() ? bn.weight.data<float>() : nullptr;
+  const float* beta = bn.bias.defined() ? bn.bias.data<float>() : nullptr;
+  const float* mean = bn.running_mean.data<float>();
+  const float* var = bn.running_var.data<float>();
+  for (int64_t c = 0; c < C; ++c) {
+    const double s = (gamma ? gamma[c] : 1.0) / std::sqrt(static_cast<double>(var[c]) + bn.eps);
+    scale.data<float>()[c] = static_cast<float>(s);
+    shift.data<float>()[c] = static_cast<float>((beta ? beta[c] : 0.0) - mean[c] * s);
+  }
+  return {scale, shift};
+}
+
+bool bn_params_foldable(const nn::BatchNorm2d& bn) {
+  return foldable(bn.running_mean) && foldable(bn.running_var) && (!bn.weight.defined() || foldable(bn.weight)) &&
+         (!bn.bias.defined() || foldable(bn.bias));
+}
+
+// An unfolded BatchNorm2d, with the activation it applies (an ActivationLayer folded into it)
+// if any, followed in a chain by a 1x1 conv of one group: the conv applies both as it reads
+// its input (Conv2d::fused_input), and the BN steps aside (applied_by_next_conv). Confirmed
+// with a probe forward: each called once, the conv's input the BN's output. Returns how many.
+int64_t fuse_into_next_conv(nn::Module& model, const Shape& input_shape) {
+  std::vector<std::pair<nn::BatchNorm2d*, nn::Conv2d*>> pairs;
+  for (const std::vector<nn::Module*>& chain : chains_of(model)) {
+    for (size_t i = 0; i < chain.size(); ++i) {
+      auto* bn = dynamic_cast<nn::BatchNorm2d*>(chain[i]);
+      if (!bn || bn->folded || bn->applied_by_next_conv || !bn_params_foldable(*bn)) continue;
+      size_t next = i + 1;
+      if (auto* act = next < chain.size() ? dynamic_cast<nn::ActivationLayer*>(chain[next]) : nullptr;
+          act && act->folded && bn->fused_activation != EpilogueActivation::none)
+        ++next;
+      auto* conv = next < chain.size() ? dynamic_cast<nn::Conv2d*>(chain[next]) : nullptr;
+      if (!conv || !conv->fused_input.empty() || conv->kernel != std::array<int64_t, 2>{1, 1} ||
+          conv->options.stride != std::array<int64_t, 2>{1, 1} || conv->options.padding != nn::Padding2d{} ||
+          conv->options.groups != 1 || conv->in_channels != bn->num_features || !foldable(conv->weight))
+        continue;
+      pairs.emplace_back(bn, conv);
+    }
+  }
+  if (pairs.empty()) return 0;
+  const std::vector<Call> calls = probe_calls(model, input_shape);
+  std::map<nn::Module*, std::vector<const Call*>> calls_of;
+  for (const Call& c : calls) calls_of[c.module].push_back(&c);
+  int64_t fused = 0;
+  for (auto [bn, conv] : pairs) {
+    const auto &bn_calls = calls_of[bn], &conv_calls = calls_of[conv];
+    if (bn_calls.size() != 1 || conv_calls.size() != 1 || !same_tensor(bn_calls[0]->output, conv_calls[0]->input))
+      continue;
+    auto [scale, shift] = eval_affine(*bn);
+    conv->fused_input = {scale, shift, bn->fused_activation};
+    bn->applied_by_next_conv = true;
+    ++fused;
+  }
+  return fused;
+}
+
 }  // namespace
 
 InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_shape) {
@@ -185,8 +245,7 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
     for (size_t i = 0; i + 1 < chain.size(); ++i) {
       if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(chain[i]); bn && !bn->folded) {
         auto* act = dynamic_cast<nn::ActivationLayer*>(chain[i + 1]);
-        const bool params_ok = foldable(bn->running_mean) && foldable(bn->running_var) &&
-                               (!bn->weight.defined() || foldable(bn->weight)) && (!bn->bias.defined() || foldable(bn->bias));
+        const bool params_ok = bn_params_foldable(*bn);
         if (act && !act->folded && params_ok && bn->fused_activation == EpilogueActivation::none &&
             epilogue_for(act->activation) != EpilogueActivation::none)
           bn_candidates[act] = bn;
@@ -201,7 +260,10 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
       if (act && !act->folded && epilogue_for(act->activation) != EpilogueActivation::none) candidates[act] = conv;
     }
   }
-  if (candidates.empty() && bn_candidates.empty()) return report;
+  if (candidates.empty() && bn_candidates.empty()) {
+    report.input_transforms = fuse_into_next_conv(model, input_shape);
+    return report;
+  }
 
   // Confirm with the data flow of a probe forward: each module called once, and the
   // activation's input is the conv's output (a Sequential subclass may reorder its children).
@@ -227,6 +289,7 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
     act->folded = true;
     ++report.batchnorm_activations;
   }
+  report.input_transforms = fuse_into_next_conv(model, input_shape);
   return report;
 }
 

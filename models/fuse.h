@@ -33,6 +33,7 @@ struct InferenceFuseReport {
   int64_t batchnorm_activations = 0;  // ActivationLayers now applied by the BatchNorm2d before them
   int64_t blocks = 0;       // ResNet blocks now running fused (nn::BasicBlock/Bottleneck::fused)
   int64_t prepacked = 0;    // convs whose weights the bf16 GEMM converts once (prepack_constant_a)
+  int64_t input_transforms = 0;  // BatchNorm2d layers (with their activation) now applied by the 1x1 conv they feed
 };
 
 // fuse_batchnorm, then moves each ActivationLayer (relu, relu6, silu/swish, hardswish) that
@@ -41,7 +42,11 @@ struct InferenceFuseReport {
 // conv's output store (nn::Conv2d::fused_activation, nn::conv2d_fused): one pass over each
 // such output less. An activation that follows a BatchNorm2d left unfolded (DenseNet's
 // pre-activation norm1 + relu1) runs in that BN's pass instead (BatchNorm2d::fused_activation).
-// A DenseLayer's children are a chain as a Sequential's are. ResNet basic/bottleneck blocks whose BatchNorms all folded run their
+// A DenseLayer's children are a chain as a Sequential's are. Such an unfolded BN (+ activation)
+// whose output only a 1x1 conv of one group reads is then applied by that conv as it packs its
+// input for the GEMM (Conv2d::fused_input, BatchNorm2d::applied_by_next_conv): DenseNet's
+// norm1 + relu1 before conv1 and each transition's norm + relu before its conv, no pass of
+// their own over the growing concatenation. ResNet basic/bottleneck blocks whose BatchNorms all folded run their
 // ReLUs and the residual add in the convs' stores (nn::Bottleneck::fused). Same contract as
 // fuse_batchnorm (eval mode, CPU float32, idempotent);
 // the fused layers take their shortcut only in eval mode with gradients off, so Grad-CAM and

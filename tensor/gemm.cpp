@@ -63,6 +63,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <vector>
 
 #include <sys/mman.h>
 
@@ -112,6 +113,21 @@ GemmEpilogue<T> item_epilogue(const GemmEpilogue<T>& epilogue, int64_t item, int
   return e;
 }
 
+// B's items with their rows transformed by `prologue`, for the products that do not pack B:
+// item s's K x width matrix at s * K * width, row stride width (transformed_items()).
+template <typename T>
+std::vector<T> transformed_b(int64_t K, const ColumnItems& items, const T* B, int64_t ldb,
+                             const GemmPrologue<T>& prologue) {
+  std::vector<T> out(items.count * K * items.width);
+  for (int64_t s = 0; s < items.count; ++s)
+    for (int64_t k = 0; k < K; ++k)
+      apply_prologue(prologue, k, B + s * items.b_stride + k * ldb, items.width, out.data() + (s * K + k) * items.width);
+  return out;
+}
+ColumnItems transformed_items(int64_t K, const ColumnItems& items) {
+  return {items.count, items.width, K * items.width, items.c_stride};
+}
+
 // gemm_items as one gemm() per item.
 template <typename T>
 void gemm_each_item(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, T alpha, const T* A, int64_t lda,
@@ -151,9 +167,9 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, i
 // Bp <- op(B)[p0 : p0+kc, j0 : j0+nc] as ceil(nc/nr) panels; panel p holds
 // Bp[p*nr*kc + k*nr + j] = op(B)[p0 + k][j0 + p*nr + j], columns past nc are zero. Column j of
 // a non-transposed B is column j % width of item j / width (ColumnItems; one item: width = N).
-void pack_b(bool trans_b, const float* B, int64_t ldb, const ColumnItems& items, int64_t p0, int64_t kc,
-            int64_t j0, int64_t nc, int nr, float* Bp) {
-  if (trans_b) {  // op(B)[k][j] = B[j][k]: walk each column j of the panel along k
+void pack_b(bool trans_b, const float* B, int64_t ldb, const ColumnItems& items, const GemmPrologue<float>& prologue,
+            int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* Bp) {
+  if (trans_b) {  // (gemm_items, the only caller with a prologue, never transposes B)  // op(B)[k][j] = B[j][k]: walk each column j of the panel along k
     for (int64_t jp = 0; jp < nc; jp += nr, Bp += nr * kc) {
       const int64_t cols = std::min<int64_t>(nr, nc - jp);
       for (int64_t j = 0; j < cols; ++j) {
@@ -172,7 +188,10 @@ void pack_b(bool trans_b, const float* B, int64_t ldb, const ColumnItems& items,
       const int64_t col = j0 + j, item = col / items.width, at = col % items.width;
       const int64_t run = std::min({nr - j % nr, items.width - at, nc - j});
       const float* src = B + item * items.b_stride + (p0 + k) * ldb + at;
-      std::copy(src, src + run, dst + j / nr * nr * kc + j % nr);
+      if (prologue.empty())
+        std::copy(src, src + run, dst + j / nr * nr * kc + j % nr);
+      else
+        apply_prologue(prologue, p0 + k, src, run, dst + j / nr * nr * kc + j % nr);
       j += run;
     }
     if (nc % nr) {
@@ -197,6 +216,7 @@ struct Problem {
   int64_t ldc;
   const GemmEpilogue<float>& epilogue;
   ColumnItems items;  // B's and C's columns (one item of N columns for a plain gemm)
+  GemmPrologue<float> prologue{};  // applied to B as it is packed (B is then always packed)
 };
 
 // Stores an R x `cols` tile of C whose columns [j, j + cols) straddle items: the kernel writes
@@ -250,7 +270,8 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
   const int64_t mr = ki.mr, nr = ki.nr(), vec = ki.vec;
   const bool pack_all = packing == Packing::always, pack_none = packing == Packing::never;
   const bool packed_a = pack_all || (!pack_none && n1 - n0 >= kPackAMinCols);
-  const bool packed_b = p.trans_b || p.items.count > 1 || pack_all || (!pack_none && m1 - m0 >= kPackBMinRows);
+  const bool packed_b = p.trans_b || p.items.count > 1 || !p.prologue.empty() || pack_all ||
+                        (!pack_none && m1 - m0 >= kPackBMinRows);
 
   thread_local Buffer a_buffer, b_buffer, b_edge_buffer;
   float* Ap = packed_a ? a_buffer.get(round_up(std::min(ki.mc, m1 - m0), mr) * ki.kc) : nullptr;
@@ -273,9 +294,9 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
         const int64_t last_panel = (nc - 1) / nr * nr;
         const bool pad_b_edge = !packed_b && nc % vec && !ki.masked_b_loads;
         if (packed_b)
-          pack_b(p.trans_b, p.B, p.ldb, p.items, pc, kc, jc, nc, nr, Bp);
+          pack_b(p.trans_b, p.B, p.ldb, p.items, p.prologue, pc, kc, jc, nc, nr, Bp);
         else if (pad_b_edge)
-          pack_b(false, p.B, p.ldb, p.items, pc, kc, jc + last_panel, nc - last_panel, nr, b_edge);
+          pack_b(false, p.B, p.ldb, p.items, {}, pc, kc, jc + last_panel, nc - last_panel, nr, b_edge);
 
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int64_t rows = std::min(mr, mc - ir);
@@ -464,8 +485,23 @@ void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bo
 
 void gemm_items_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, int64_t M, int64_t K,
                             const ColumnItems& items, float alpha, const float* A, int64_t lda, const float* B,
-                            int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue<float>& epilogue) {
+                            int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue<float>& epilogue,
+                            const GemmPrologue<float>& prologue) {
   SCALPEL_CHECK(items.count >= 0 && items.width >= 0, "gemm_items: negative size {} x {}", items.count, items.width);
+  if (!prologue.empty()) {
+    check_args(trans_a, false, M, items.width, K, lda, ldb, ldc);
+    const bool packs_b = M > 0 && items.count * items.width > 0 && K > 0 && alpha != 0.0f &&
+                         !is_gemv(trans_a, false, M, items.width);
+    if (!packs_b) {  // the products below never pack B: they read a transformed copy
+      const std::vector<float> b = transformed_b(K, items, B, ldb, prologue);
+      return gemm_items_with_kernel(kernel, threads, packing, trans_a, M, K, transformed_items(K, items), alpha, A,
+                                    lda, b.data(), items.width, beta, C, ldc, epilogue);
+    }
+    SCALPEL_CHECK(cpu_supports(kernel), "gemm: this CPU cannot run the {} kernel", kernel_info(kernel).name);
+    return run_blocks(kernel_info(kernel), threads, packing,
+                      {trans_a, false, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, items, prologue}, M,
+                      items.count * items.width);
+  }
   if (items.count <= 1)
     return gemm_with_kernel(kernel, threads, packing, trans_a, false, M, items.count * items.width, K, alpha, A, lda,
                             B, ldb, beta, C, ldc, epilogue);
@@ -512,16 +548,27 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 
 void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                const GemmEpilogue<float>& epilogue) {
+                const GemmEpilogue<float>& epilogue, const GemmPrologue<float>& prologue) {
   if (float32_matmul_precision() != MatmulPrecision::bf16)
     return gemm_detail::gemm_items_with_kernel(gemm_detail::best_kernel(), 0, gemm_detail::Packing::automatic,
-                                               trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);
+                                               trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
+                                               prologue);
+  if (!prologue.empty()) {  // bf16: item by item, on a transformed copy of B
+    const std::vector<float> b = transformed_b(K, items, B, ldb, prologue);
+    return gemm_each_item(trans_a, M, K, transformed_items(K, items), alpha, A, lda, b.data(), items.width, beta, C,
+                          ldc, epilogue);
+  }
   gemm_each_item(trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);  // bf16: item by item
 }
 
 void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, double alpha, const double* A,
                 int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
-                const GemmEpilogue<double>& epilogue) {
+                const GemmEpilogue<double>& epilogue, const GemmPrologue<double>& prologue) {
+  if (!prologue.empty()) {
+    const std::vector<double> b = transformed_b(K, items, B, ldb, prologue);
+    return gemm_each_item(trans_a, M, K, transformed_items(K, items), alpha, A, lda, b.data(), items.width, beta, C,
+                          ldc, epilogue);
+  }
   gemm_each_item(trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);
 }
 

@@ -76,6 +76,27 @@ inline void apply_epilogue(const GemmEpilogue<T>& e, int64_t i, int64_t j0, int6
   }
 }
 
+// B's rows as the product reads them: op(B)[k][j] becomes activation(B[k][j] * row_scale[k] +
+// row_shift[k]) (null pointers: 1 and 0). A BatchNorm + ReLU that precedes a 1x1 conv at
+// inference (DenseNet's pre-activation) is such a transform of the conv's input, applied here
+// while B is packed instead of in a pass of its own over the whole input.
+template <typename T>
+struct GemmPrologue {
+  const T* row_scale = nullptr;
+  const T* row_shift = nullptr;
+  EpilogueActivation activation = EpilogueActivation::none;
+  bool empty() const { return !row_scale && !row_shift && activation == EpilogueActivation::none; }
+};
+
+// dst[0, n) = prologue applied to row k's elements src[0, n); dst may be src. Every path that
+// transforms B calls this one function, so it is also the reference.
+template <typename T>
+inline void apply_prologue(const GemmPrologue<T>& p, int64_t k, const T* src, int64_t n, T* dst) {
+  const T scale = p.row_scale ? p.row_scale[k] : T(1), shift = p.row_shift ? p.row_shift[k] : T(0);
+  for (int64_t j = 0; j < n; ++j) dst[j] = src[j] * scale + shift;
+  apply_epilogue(GemmEpilogue<T>{nullptr, p.activation}, 0, 0, n, dst);
+}
+
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc);
@@ -105,13 +126,16 @@ struct ColumnItems {
 // sample. Every element is the same sum, bit for bit, as gemm() on its item alone (items of one
 // column with A not transposed are gemm()'s matrix-vector products, run one by one). B is not
 // transposed (convs store it so).
+// With a prologue, B's rows are transformed (GemmPrologue) as B is packed; the products the
+// packed loop nest does not run (matrix-vector, bf16 precision, double) read a transformed copy
+// of B instead. Either way each element of B is transformed by apply_prologue.
 void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                const GemmEpilogue<float>& epilogue = {});
+                const GemmEpilogue<float>& epilogue = {}, const GemmPrologue<float>& prologue = {});
 // Double (gradient checks): one gemm() per item.
 void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, double alpha, const double* A,
                 int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
-                const GemmEpilogue<double>& epilogue = {});
+                const GemmEpilogue<double>& epilogue = {}, const GemmPrologue<double>& prologue = {});
 
 // Constant left operands packed once (inference weights; tensor/gemm_prepack.cpp).
 // prepack_constant_a declares (tensor/constants.h) that A (M x K, row stride lda) keeps its

@@ -119,10 +119,11 @@ void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bo
                       int64_t ldc, const GemmEpilogue<float>& epilogue = {});
 
 // gemm_items() (tensor/gemm.h) with a chosen kernel, thread count and packing policy; B is
-// always packed (its column panels may straddle items).
+// always packed (its column panels may straddle items; a prologue is applied as it is packed).
 void gemm_items_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, int64_t M, int64_t K,
                             const ColumnItems& items, float alpha, const float* A, int64_t lda, const float* B,
-                            int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue<float>& epilogue = {});
+                            int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue<float>& epilogue = {},
+                            const GemmPrologue<float>& prologue = {});
 
 // ---- bf16 (tensor/gemm_bf16.h) --------------------------------------------------------------
 // Packed operands hold pairs: one uint32 = bf16(X[k]) in the low half, bf16(X[k+1]) in the

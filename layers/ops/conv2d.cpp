@@ -381,8 +381,30 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                 });
 }
 
+namespace {
+
+// Whether each sample of x [N, C, H, W] is one contiguous block (samples may be further apart).
+bool samples_contiguous(const Tensor& x) {
+  const int64_t H = x.size(2), W = x.size(3);
+  return x.strides()[3] == 1 && x.strides()[2] == W && x.strides()[1] == H * W && x.strides()[0] >= x.size(1) * H * W;
+}
+
+void check_input_transform(const ConvInputTransform& input, const Tensor& x, const Conv2dGeometry& g,
+                           const std::string& name) {
+  SCALPEL_CHECK(g.is_pointwise(), "{}: an input transform needs a pointwise conv (1x1, stride 1, unpadded), got a {}x{} "
+                "kernel with stride {}x{}", name, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w);
+  for (const Tensor* t : {&input.scale, &input.shift})
+    SCALPEL_CHECK(!t->defined() || (t->dim() == 1 && t->size(0) == g.in_channels && t->dtype() == x.dtype() &&
+                                    t->device().is_cpu()),
+                  "{}: the input transform's scale and shift must be [{}] {} on the CPU, got {}", name, g.in_channels,
+                  dtype_name(x.dtype()), shape_str(t->shape()));
+}
+
+}  // namespace
+
 Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
-                    EpilogueActivation activation, const Tensor& residual, const std::string& name) {
+                    EpilogueActivation activation, const Tensor& residual, const std::string& name,
+                    const ConvInputTransform& input) {
   const Conv2dGeometry g = ops::conv2d_geometry(x.shape(), weight.shape(), options, name);
   SCALPEL_CHECK(!(grad_enabled() && (x.requires_grad() || weight.requires_grad() ||
                                      (bias.defined() && bias.requires_grad()) ||
@@ -400,15 +422,26 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, c
   const Shape out_shape{g.batch, g.out_channels, g.out_h, g.out_w};
   SCALPEL_CHECK(!residual.defined() || residual.shape() == out_shape, "{}: residual {} must match the output {}", name,
                 residual.defined() ? shape_str(residual.shape()) : "", shape_str(out_shape));
-  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  if (!input.empty()) check_input_transform(input, x, g, name);
+  const bool in_place = !input.empty() && samples_contiguous(x);
+  const Tensor xc = in_place ? x : x.contiguous(), wc = weight.contiguous();
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   const Tensor rc = residual.defined() ? residual.contiguous() : Tensor();
+  const Tensor scale = input.scale.defined() ? input.scale.contiguous() : Tensor();
+  const Tensor shift = input.shift.defined() ? input.shift.contiguous() : Tensor();
   Tensor y = Tensor::empty(out_shape, x.dtype());
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const ops::ConvEpilogue<T> epilogue{activation, rc.defined() ? rc.data<T>() : nullptr};
-    ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g, wc.data<T>()), g, xc.data<T>(), wc.data<T>(),
-                           bc.defined() ? bc.data<T>() : nullptr, y.data<T>(), epilogue);
+    const T* b = bc.defined() ? bc.data<T>() : nullptr;
+    if (input.empty())
+      return ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g, wc.data<T>()), g, xc.data<T>(), wc.data<T>(),
+                                    b, y.data<T>(), epilogue);
+    const GemmPrologue<T> transform{scale.defined() ? scale.data<T>() : nullptr,
+                                    shift.defined() ? shift.data<T>() : nullptr, input.activation};
+    const int64_t sample_stride = g.batch > 1 ? xc.strides()[0] : g.in_channels * g.in_h * g.in_w;
+    ops::conv2d_forward_pointwise<T>(g, xc.data<T>(), sample_stride, wc.data<T>(), b, y.data<T>(), epilogue,
+                                     transform);
   });
   return y;
 }

@@ -110,6 +110,16 @@ void conv2d_backward_weight_reference(const Conv2dGeometry& g, const T* x, const
 template <typename T>
 void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                            T* y, const ConvEpilogue<T>& epilogue = {});
+// Its pointwise path (g.is_pointwise(), Error otherwise), which conv2d_forward_im2col takes for
+// such g, with two inference extras: x's samples x_sample_stride >= C_in * H * W elements apart
+// (a channel slice of DenseNet's concatenation buffer, read in place), and an input transform,
+// x[n, c] -> activation(x[n, c] * row_scale[c] + row_shift[c]) per input channel, applied as the
+// GEMM packs x (GemmPrologue, tensor/gemm.h): the BatchNorm + activation that precede the conv,
+// without a pass of their own over the input (models/fuse.h).
+template <typename T>
+void conv2d_forward_pointwise(const Conv2dGeometry& g, const T* x, int64_t x_sample_stride, const T* weight,
+                              const T* bias, T* y, const ConvEpilogue<T>& epilogue,
+                              const GemmPrologue<T>& input_transform);
 template <typename T>
 void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, const T* weight,
                                   T* grad_x);
@@ -172,7 +182,16 @@ namespace scalpel::nn {
 // not differentiable: Error when gradients would be recorded (grad mode on and an input
 // requiring grad) -- training runs the unfused ops. `residual`: undefined, or shaped like the
 // output (Error naming both shapes otherwise). Same checks and algorithms as nn::conv2d.
+//
+// `input`, when not empty, transforms x first, per input channel: x -> activation(x * scale +
+// shift), scale and shift [C_in] float tensors of x's dtype on the CPU (either may be
+// undefined: 1 and 0) -- an inference BatchNorm + activation that precedes the conv. Only a
+// pointwise conv (1x1, stride 1, unpadded; Error otherwise) takes one: it is applied as the GEMM
+// packs x (ops::conv2d_forward_pointwise), which also reads x in place when each sample is
+// contiguous but samples are further apart (a channel slice of DenseNet's ChannelBuffer).
+// (ConvInputTransform: layers/functional.h.)
 Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options,
-                    EpilogueActivation activation, const Tensor& residual, const std::string& name = "conv2d");
+                    EpilogueActivation activation, const Tensor& residual, const std::string& name = "conv2d",
+                    const ConvInputTransform& input = {});
 
 }  // namespace scalpel::nn

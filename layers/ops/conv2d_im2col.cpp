@@ -169,18 +169,13 @@ void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
 // Planes of one pixel (squeeze-excite) stay matrix-vector products.
 constexpr int64_t kSideBySidePlane = 1024, kSideBySideWeights = int64_t{1} << 18;
 
+// The input transform of group gi's input channels.
 template <typename T>
-void forward_side_by_side(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias, T* y,
-                          const ConvEpilogue<T>& epilogue) {
-  const int64_t ipg = g.in_per_group(), opg = g.out_per_group(), P = g.out_h * g.out_w;
-  const ColumnItems samples{g.batch, P, g.in_channels * P, g.out_channels * P};
-  for (int64_t gi = 0; gi < g.groups; ++gi) {
-    const int64_t first = gi * opg * P;  // y[0, gi * opg]
-    const GemmEpilogue<T> e{bias ? bias + gi * opg : nullptr, epilogue.activation,
-                            epilogue.residual ? epilogue.residual + first : nullptr, P};
-    gemm_items(false, opg, ipg, samples, T(1), weight + gi * opg * ipg, ipg, x + gi * ipg * P, P, T(0), y + first, P,
-               e);
-  }
+GemmPrologue<T> group_transform(const GemmPrologue<T>& input_transform, int64_t first_channel) {
+  GemmPrologue<T> p = input_transform;
+  if (p.row_scale) p.row_scale += first_channel;
+  if (p.row_shift) p.row_shift += first_channel;
+  return p;
 }
 
 template <typename T>
@@ -258,18 +253,53 @@ bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g) {
          g.in_per_group() * g.out_per_group() >= kSideBySideWeights;
 }
 
+// A pointwise conv is a GEMM on x itself: W_gi times each sample's [C_in/g, P] plane, the
+// samples side by side (im2col_runs_samples_side_by_side) or one GEMM each; an input
+// transform is the GEMM's prologue, applied as it packs x.
+template <typename T>
+void conv2d_forward_pointwise(const Conv2dGeometry& g, const T* x, int64_t x_sample_stride, const T* weight,
+                              const T* bias, T* y, const ConvEpilogue<T>& epilogue,
+                              const GemmPrologue<T>& input_transform) {
+  SCALPEL_CHECK(g.is_pointwise(), "conv2d_forward_pointwise: a {}x{} conv with stride {} is not pointwise", g.kernel_h,
+                g.kernel_w, g.stride_h);
+  SCALPEL_CHECK(x_sample_stride >= g.in_channels * g.in_h * g.in_w,
+                "conv2d_forward_pointwise: samples {} apart overlap their {} values", x_sample_stride,
+                g.in_channels * g.in_h * g.in_w);
+  const int64_t ipg = g.in_per_group(), opg = g.out_per_group(), P = g.out_h * g.out_w;
+  auto epilogue_at = [&](int64_t gi, int64_t first) {  // first: y's element y[n, gi * opg]
+    return GemmEpilogue<T>{bias ? bias + gi * opg : nullptr, epilogue.activation,
+                           epilogue.residual ? epilogue.residual + first : nullptr, P};
+  };
+  if (im2col_runs_samples_side_by_side(g)) {
+    const ColumnItems samples{g.batch, P, x_sample_stride, g.out_channels * P};
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      gemm_items(false, opg, ipg, samples, T(1), weight + gi * opg * ipg, ipg, x + gi * ipg * P, P, T(0),
+                 y + gi * opg * P, P, epilogue_at(gi, gi * opg * P), group_transform(input_transform, gi * ipg));
+    return;
+  }
+  for_sample_chunks<T>(g, 0, [&](int64_t begin, int64_t end, T*) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const int64_t first = (n * g.out_channels + gi * opg) * P;
+        gemm_items(false, opg, ipg, ColumnItems{1, P, 0, 0}, T(1), weight + gi * opg * ipg, ipg,
+                   x + n * x_sample_stride + gi * ipg * P, P, T(0), y + first, P, epilogue_at(gi, first),
+                   group_transform(input_transform, gi * ipg));
+      }
+  });
+}
+
 // Bias, activation and residual are the GEMM's epilogue (tensor/gemm.h): applied to each
 // tile of y as it is stored, not in passes of their own.
 template <typename T>
 void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                            T* y, const ConvEpilogue<T>& epilogue) {
-  if (im2col_runs_samples_side_by_side(g)) return forward_side_by_side(g, x, weight, bias, y, epilogue);
+  if (g.is_pointwise())
+    return conv2d_forward_pointwise(g, x, g.in_channels * g.in_h * g.in_w, weight, bias, y, epilogue, {});
   if (im2col_uses_shifted_products(g)) return forward_shifted(g, x, weight, bias, y, epilogue);
   const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
   const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
-  const bool direct = g.is_pointwise();
   const int64_t rows = rows_per_block(g);
-  for_sample_chunks<T>(g, direct ? 0 : K * rows * g.out_w, [&](int64_t begin, int64_t end, T* col) {
+  for_sample_chunks<T>(g, K * rows * g.out_w, [&](int64_t begin, int64_t end, T* col) {
     for (int64_t n = begin; n < end; ++n) {
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const T* xg = x + (n * g.in_channels + gi * ipg) * g.in_h * g.in_w;
@@ -277,11 +307,6 @@ void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight,
         const int64_t first = (n * g.out_channels + gi * opg) * P;  // y[n, gi * opg]
         T* yg = y + first;
         const T* rg = epilogue.residual ? epilogue.residual + first : nullptr;
-        if (direct) {
-          const GemmEpilogue<T> e{bias ? bias + gi * opg : nullptr, epilogue.activation, rg, P};
-          gemm(false, false, opg, P, K, T(1), wg, K, xg, P, T(0), yg, P, e);
-          continue;
-        }
         for_row_blocks(g, rows, [&](int64_t oh0, int64_t oh1) {
           const int64_t cols = (oh1 - oh0) * g.out_w;
           const GemmEpilogue<T> e{bias ? bias + gi * opg : nullptr, epilogue.activation,
@@ -413,6 +438,8 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
 #define SCALPEL_IM2COL_INSTANTIATE(T)                                                        \
   template void conv2d_forward_im2col<T>(const Conv2dGeometry&, const T*, const T*, const T*, \
                                          T*, const ConvEpilogue<T>&);                        \
+  template void conv2d_forward_pointwise<T>(const Conv2dGeometry&, const T*, int64_t, const T*, const T*, T*, \
+                                            const ConvEpilogue<T>&, const GemmPrologue<T>&);                 \
   template void conv2d_backward_input_im2col<T>(const Conv2dGeometry&, const T*, const T*,    \
                                                 T*);                                         \
   template void conv2d_backward_weight_im2col<T>(const Conv2dGeometry&, const T*, const T*,   \

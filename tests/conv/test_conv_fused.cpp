@@ -3,6 +3,7 @@
 // random shapes; nn::conv2d_fused's checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -210,6 +211,64 @@ TEST(ConvFused, FunctionalMatchesUnfusedAndChecksItsInputs) {
     EXPECT_NE(std::string(e.what()).find("block.conv3"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("[2, 4, 6, 6]"), std::string::npos) << e.what();
   }
+}
+
+// A BatchNorm + ReLU folded into a 1x1 conv's input reads (nn::ConvInputTransform): the conv
+// of relu(x * scale + shift), on x read in place from a channel slice of a wider buffer (as
+// DenseNet's concatenation), per sample and with samples side by side (512 x 512 weights on
+// 7x7), one and two groups, float and double, with an output activation on top.
+TEST(ConvFused, InputTransformIsTheConvOfTheTransformedInput) {
+  struct Case {
+    int64_t batch, channels, buffer_channels, out_channels, size, groups;
+  };
+  const Case cases[] = {{3, 24, 40, 16, 9, 1}, {2, 24, 24, 16, 5, 2}, {1, 12, 20, 8, 6, 1}, {2, 512, 544, 512, 7, 1}};
+  Generator gen(12);
+  NoGradGuard no_grad;
+  for (const Case& c : cases)
+    for (DType dtype : {DType::F32, DType::F64}) {
+      const Tensor buffer = uniform_tensor({c.batch, c.buffer_channels, c.size, c.size}, dtype, gen, 1.0);
+      const Tensor x = buffer.slice(1, 0, c.channels);  // samples further apart than their values
+      const Tensor w = uniform_tensor({c.out_channels, c.channels / c.groups, 1, 1}, dtype, gen, 0.2);
+      const Tensor b = uniform_tensor({c.out_channels}, dtype, gen, 1.0);
+      const Tensor scale = uniform_tensor({c.channels}, dtype, gen, 2.0);
+      const Tensor shift = uniform_tensor({c.channels}, dtype, gen, 1.0);
+      nn::Conv2dOptions options;
+      options.groups = c.groups;
+      const Conv2dGeometry g = ops::conv2d_geometry(x.shape(), w.shape(), options, "");
+      // The transformed input, in float64 from the same values.
+      Tensor transformed = x.to(DType::F64).clone();  // never x itself: x is read below
+      const Tensor s64 = scale.to(DType::F64), t64 = shift.to(DType::F64);
+      double* v = transformed.data<double>();
+      const int64_t plane = c.size * c.size;
+      for (int64_t i = 0; i < transformed.numel(); ++i) {
+        const int64_t ch = i / plane % c.channels;
+        v[i] = std::max(0.0, v[i] * s64.data<double>()[ch] + t64.data<double>()[ch]);
+      }
+      const Tensor expected = unfused_activation(
+          EpilogueActivation::relu6, nn::conv2d(transformed, w.to(DType::F64), b.to(DType::F64), options));
+      const Tensor got = nn::conv2d_fused(x, w, b, options, EpilogueActivation::relu6, Tensor(), "dense.conv1",
+                                          {scale, shift, EpilogueActivation::relu});
+      const std::string what = fmt::format("{} {} side_by_side={}", shape_str(x.shape()), dtype_name(dtype),
+                                           ops::im2col_runs_samples_side_by_side(g));
+      expect_close(got, expected, dtype == DType::F32 ? 1e-5 : 1e-12, what);
+    }
+  EXPECT_TRUE(ops::im2col_runs_samples_side_by_side(
+      ops::conv2d_geometry({2, 512, 7, 7}, {512, 512, 1, 1}, nn::Conv2dOptions{}, "")));  // the last case's path
+
+  // Only a pointwise conv takes one; the error names the layer.
+  const Tensor x = uniform_tensor({1, 4, 5, 5}, DType::F32, gen, 1.0);
+  const Tensor w3 = uniform_tensor({2, 4, 3, 3}, DType::F32, gen, 1.0);
+  try {
+    nn::conv2d_fused(x, w3, Tensor(), nn::Conv2dOptions{}, EpilogueActivation::none, Tensor(), "dense.conv2",
+                     {Tensor(), uniform_tensor({4}, DType::F32, gen, 1.0), EpilogueActivation::relu});
+    ADD_FAILURE() << "an input transform on a 3x3 conv was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dense.conv2"), std::string::npos) << e.what();
+  }
+  const Tensor w1 = uniform_tensor({2, 4, 1, 1}, DType::F32, gen, 1.0);
+  EXPECT_THROW(nn::conv2d_fused(x, w1, Tensor(), nn::Conv2dOptions{}, EpilogueActivation::none, Tensor(), "conv",
+                                {uniform_tensor({3}, DType::F32, gen, 1.0), Tensor(), EpilogueActivation::none}),
+               Error);  // scale of 3 channels for 4
 }
 
 TEST(ConvFused, RefusesToRecordGradients) {

@@ -84,6 +84,7 @@ struct FuseCase {
   bool every_activation_layer;  // every ActivationLayer follows a conv (+ BN) or a BN in a chain
   int64_t resnet_blocks;
   int64_t batchnorms_left = 0;  // neither folded nor running an activation (DenseNet's norm5)
+  int64_t input_transforms = 0;  // BN (+ activation) applied by the 1x1 conv that reads it
 };
 void PrintTo(const FuseCase& c, std::ostream* os) { *os << c.model; }
 
@@ -109,11 +110,12 @@ TEST_P(FuseForInference, FusesAndKeepsTheLogits) {
   if (c.every_activation_layer)
     EXPECT_EQ(report.activations + report.batchnorm_activations, count_activation_layers(*model));
   EXPECT_EQ(report.blocks, c.resnet_blocks);
+  EXPECT_EQ(report.input_transforms, c.input_transforms);
   {
     NoGradGuard no_grad;
     EXPECT_LE(relative_diff(expected, (*model)(x)), 1e-4);
     const InferenceFuseReport again = fuse_for_inference(*model, shape);
-    EXPECT_EQ(again.activations + again.batchnorm_activations + again.blocks, 0);  // already fused
+    EXPECT_EQ(again.activations + again.batchnorm_activations + again.blocks + again.input_transforms, 0);
   }
   EXPECT_LE(relative_diff(expected, (*model)(x).detach()), 1e-4);  // grad mode: the plain ops
 }
@@ -121,9 +123,10 @@ TEST_P(FuseForInference, FusesAndKeepsTheLogits) {
 INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
                          ::testing::Values(FuseCase{"mobilenet_v2", true, 0}, FuseCase{"efficientnet_b0", true, 0},
                                            FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16},
-                                           // norm1 + relu1 (and the transitions') in one BN pass,
-                                           // conv1 + folded norm2 + relu2 in the conv's store
-                                           FuseCase{"densenet121", true, 0, 1}),
+                                           // norm1 + relu1 (and the transitions') applied as conv1
+                                           // reads them (58 layers + 3 transitions), conv1 + folded
+                                           // norm2 + relu2 in the conv's store
+                                           FuseCase{"densenet121", true, 0, 1, 61}),
                          [](const ::testing::TestParamInfo<FuseCase>& info) { return std::string(info.param.model); });
 
 // fuse_for_inference declares every non-depthwise conv weight constant to the GEMM, whose bf16
@@ -169,6 +172,42 @@ TEST(Fuse, LeavesActivationWithoutConvProducer) {
   net.add(std::make_shared<nn::ActivationLayer>(nn::Activation{"sigmoid"}));  // no epilogue for it
   net.eval();
   EXPECT_EQ(fuse_for_inference(net, {1, 3, 8, 8}).activations, 0);
+}
+
+// An unfolded BN, with or without the ReLU it then applies, whose only reader is a 1x1 conv of
+// one group is applied by that conv as it reads its input; before a 3x3 conv (whose zero
+// padding the transform would change) it keeps its own pass. Logits kept, eval and grad mode.
+TEST(Fuse, AppliesBatchNormInThePointwiseConvThatReadsIt) {
+  nn::Sequential net;
+  net.add(std::make_shared<nn::BatchNorm2d>(3));
+  net.add(std::make_shared<nn::ActivationLayer>(nn::Activation{"relu"}));
+  net.add(std::make_shared<nn::Conv2d>(3, 6, 1));  // BN + ReLU in its input reads
+  net.add(std::make_shared<nn::MaxPool2d>(nn::Pool2dOptions{.kernel = {2, 2}}));
+  net.add(std::make_shared<nn::BatchNorm2d>(6));
+  net.add(std::make_shared<nn::Conv2d>(6, 5, 1));  // BN alone in its input reads
+  net.add(std::make_shared<nn::BatchNorm2d>(5));  // folded into that conv
+  net.add(std::make_shared<nn::ActivationLayer>(nn::Activation{"relu"}));
+  net.add(std::make_shared<nn::MaxPool2d>(nn::Pool2dOptions{.kernel = {2, 2}}));
+  net.add(std::make_shared<nn::BatchNorm2d>(5));
+  net.add(std::make_shared<nn::ActivationLayer>(nn::Activation{"relu"}));
+  net.add(std::make_shared<nn::Conv2d>(5, 4, 3, nn::Conv2dOptions{.padding = nn::Padding2d::symmetric(1)}));
+  Generator gen(4);
+  randomize_batchnorms(net, gen);
+  net.eval();
+  const Tensor x = randn({2, 3, 16, 16}, gen);
+  Tensor expected;
+  {
+    NoGradGuard no_grad;
+    expected = net(x);
+  }
+  const InferenceFuseReport report = fuse_for_inference(net, {2, 3, 16, 16});
+  EXPECT_EQ(report.input_transforms, 2);
+  EXPECT_EQ(report.batchnorm_activations, 2);  // the first BN's and the last's
+  {
+    NoGradGuard no_grad;
+    EXPECT_LE(relative_diff(expected, net(x)), 1e-5);
+  }
+  EXPECT_LE(relative_diff(expected, net(x).detach()), 1e-5);  // grad mode: the plain ops
 }
 
 TEST(Fuse, RefusesTrainingMode) {
