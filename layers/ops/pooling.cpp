@@ -234,6 +234,23 @@ Tensor avg_pool2d_backward(const Tensor& gy_in, const Pool2dGeometry& g, bool co
 namespace {
 int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
 int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+// The sum of n contiguous values as 16 interleaved partial sums added pairwise at the end: a
+// loop the compiler vectorizes, where one running sum is a chain of dependent adds (3-4
+// cycles each). Global average pooling (squeeze-excite, every classifier head) reads whole
+// planes this way: efficientnet_b0's pools at batch 8 were 6 % of its inference samples in perf.
+template <typename T>
+T contiguous_sum(const T* x, int64_t n) {
+  constexpr int64_t kLanes = 16;
+  T part[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) part[l] += x[i + l];
+  for (int64_t l = 0; i + l < n; ++l) part[l] += x[i + l];
+  for (int64_t width = kLanes / 2; width > 0; width /= 2)
+    for (int64_t l = 0; l < width; ++l) part[l] += part[l + width];
+  return part[0];
+}
 }  // namespace
 
 Tensor adaptive_avg_pool2d_forward(const Tensor& x_in, int64_t out_h, int64_t out_w) {
@@ -253,8 +270,12 @@ Tensor adaptive_avg_pool2d_forward(const Tensor& x_in, int64_t out_h, int64_t ou
         for (int64_t ow = 0; ow < out_w; ++ow) {
           const int64_t w0 = adaptive_start(ow, in_w, out_w), w1 = adaptive_end(ow, in_w, out_w);
           T sum = 0;
-          for (int64_t h = h0; h < h1; ++h)
-            for (int64_t w = w0; w < w1; ++w) sum += in[h * in_w + w];
+          if (w0 == 0 && w1 == in_w) {  // whole rows: one contiguous run
+            sum = contiguous_sum(in + h0 * in_w, (h1 - h0) * in_w);
+          } else {
+            for (int64_t h = h0; h < h1; ++h)
+              for (int64_t w = w0; w < w1; ++w) sum += in[h * in_w + w];
+          }
           py[plane * out_plane + oh * out_w + ow] = sum / T((h1 - h0) * (w1 - w0));
         }
       }

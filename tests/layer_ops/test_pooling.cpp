@@ -3,6 +3,9 @@
 // PyTorch parity, errors.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <vector>
+
 #include "layer_ops/op_cases.h"
 #include "layer_ops/op_fixture.h"
 #include "layers/functional.h"
@@ -121,6 +124,30 @@ TEST(Pooling, AdaptiveAndGlobalHandValues) {
   // Output larger than the input (VGG's 7x7 pool on a 1x1 map): every cell copies the pixel.
   Tensor one = Tensor::full({1, 2, 1, 1}, 3.0, DType::F64);
   EXPECT_EQ(nn::adaptive_avg_pool2d(one, 7, 7).to_vector(), std::vector<double>(98, 3.0));
+}
+
+// Whole-row windows are summed in interleaved partial sums (contiguous_sum in pooling.cpp):
+// planes shorter than, equal to and past its 16 lanes, ragged tails, adaptive bins of whole
+// rows, float and double, against a float64 sum of the same values.
+TEST(Pooling, WholeRowWindowsMatchAFloat64Sum) {
+  Generator gen(21);
+  for (DType dtype : {DType::F32, DType::F64})
+    for (const auto& [h, w, oh] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {3, 5, 1}, {4, 4, 1}, {7, 7, 1},
+                                                                      {14, 14, 1}, {9, 11, 2}, {56, 56, 1}}) {
+      const Tensor x = randn({2, 3, h, w}, gen).to(dtype);
+      const Tensor y = nn::adaptive_avg_pool2d(x, oh, 1).to(DType::F64);
+      const Tensor x64 = x.to(DType::F64).contiguous();
+      const double* px = x64.data<double>();
+      for (int64_t plane = 0; plane < 6; ++plane)
+        for (int64_t o = 0; o < oh; ++o) {
+          const int64_t h0 = o * h / oh, h1 = ((o + 1) * h + oh - 1) / oh;
+          double sum = 0;
+          for (int64_t i = h0 * w; i < h1 * w; ++i) sum += px[plane * h * w + i];
+          const double expected = sum / static_cast<double>((h1 - h0) * w);
+          EXPECT_NEAR(y.data<double>()[plane * oh + o], expected, dtype == DType::F32 ? 1e-6 : 1e-14)
+              << h << "x" << w << " -> " << oh << "x1 " << dtype_name(dtype) << " plane " << plane;
+        }
+    }
 }
 
 struct PoolConfig {
