@@ -109,9 +109,11 @@ SqueezeExcite::SqueezeExcite(int64_t channels, int64_t squeeze_channels, Activat
 Tensor SqueezeExcite::forward(const Tensor& x) {
   SCALPEL_CHECK(x.dim() == 4 && x.size(1) == channels, "{} (SqueezeExcite {}): expected {} channels, got input {}",
                 label(), describe(), channels, shape_str(x.shape()));
-  Tensor scale = adaptive_avg_pool2d(x, 1, 1);
-  scale = scale_activation((*fc2)(activation((*fc1)(scale))));
-  return mul(x, scale);
+  return mul(x, scales(x));
+}
+
+Tensor SqueezeExcite::scales(const Tensor& x) {
+  return scale_activation((*fc2)(activation((*fc1)(adaptive_avg_pool2d(x, 1, 1)))));
 }
 
 std::string SqueezeExcite::describe() const {
@@ -149,7 +151,18 @@ MBConv::MBConv(int64_t in_channels, int64_t out_channels, double expand_ratio, i
   stochastic_depth = register_module("stochastic_depth", std::make_shared<DropPath>(options.stochastic_depth_prob));
 }
 
+static bool runs_fused(const Module& block, bool fused, const Tensor& x);
+
 Tensor MBConv::forward(const Tensor& x) {
+  if (runs_fused(*this, fused, x)) {  // [expand,] depthwise, SE, projection: see MBConv::fused
+    const auto layers = block->named_children();
+    Tensor h = x;
+    for (size_t i = 0; i + 2 < layers.size(); ++i) h = (*layers[i].second)(h);
+    auto& se = dynamic_cast<SqueezeExcite&>(*layers[layers.size() - 2].second);
+    const Conv2d& project = *dynamic_cast<ConvBNAct&>(*layers.back().second).conv;
+    return conv2d_fused(h, project.weight, project.bias, project.options, EpilogueActivation::none,
+                        use_residual ? x : Tensor(), project.label(), {se.scales(h), Tensor()});
+  }
   Tensor y = (*block)(x);
   if (!use_residual) return y;
   return add((*stochastic_depth)(y), x);

@@ -98,7 +98,9 @@ class SqueezeExcite : public Module {
  public:
   SqueezeExcite(int64_t channels, int64_t squeeze_channels, Activation activation = Activation{"relu"},
                 Activation scale_activation = Activation{"sigmoid"});
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override;  // x * scales(x)
+  // The per-channel scales [N, C, 1, 1]: scale_activation(fc2(activation(fc1(avg_pool(x))))).
+  Tensor scales(const Tensor& x);
   std::string describe() const override;
   const int64_t channels, squeeze_channels;
   const Activation activation, scale_activation;
@@ -127,6 +129,11 @@ class MBConv : public Module {
   const bool use_residual;
   std::shared_ptr<Sequential> block;
   std::shared_ptr<DropPath> stochastic_depth;
+  // Set by models::fuse_for_inference when the block ends with a squeeze-excite and a 1x1
+  // projection conv (its BN folded, no activation): in eval mode on the CPU with nothing
+  // recorded, that conv multiplies its input by the SE's scales as its GEMM packs it and adds
+  // the residual in its output store (nn::conv2d_fused), instead of a pass for each.
+  bool fused = false;
 };
 
 // ---------------------------------------------------------------- MobileNet V2

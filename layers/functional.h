@@ -37,7 +37,7 @@ struct Conv2dOptions {
 // A per-input-channel transform an inference conv applies to its input first (nn::conv2d_fused,
 // layers/ops/conv2d.h): x[n, c] -> activation(x[n, c] * scale[c] + shift[c]).
 struct ConvInputTransform {
-  Tensor scale, shift;  // [C_in], or undefined (1 and 0)
+  Tensor scale, shift;  // [C_in] or both per sample [N, C_in, ...], or undefined (1 and 0)
   EpilogueActivation activation = EpilogueActivation::none;
   bool empty() const { return !scale.defined() && !shift.defined() && activation == EpilogueActivation::none; }
 };

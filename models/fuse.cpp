@@ -135,6 +135,25 @@ bool fuse_resnet_block(Block& block, std::initializer_list<nn::Conv2d*> inner, n
   return true;
 }
 
+// Marks an MBConv fused (nn::MBConv::fused) when its block ends with a squeeze-excite and a
+// 1x1 projection conv of one group whose BN is folded and which has no activation.
+bool fuse_mbconv(nn::MBConv& mb) {
+  const auto layers = mb.block->named_children();
+  if (mb.fused || layers.size() < 3 || !dynamic_cast<nn::SqueezeExcite*>(layers[layers.size() - 2].second.get()))
+    return false;
+  auto* project = dynamic_cast<nn::ConvBNAct*>(layers.back().second.get());
+  if (!project || (project->bn && !project->bn->folded) ||
+      project->named_children().size() != (project->bn ? 2u : 1u))  // an activation layer follows
+    return false;
+  const nn::Conv2d& conv = *project->conv;
+  if (conv.kernel != std::array<int64_t, 2>{1, 1} || conv.options.stride != std::array<int64_t, 2>{1, 1} ||
+      conv.options.padding != nn::Padding2d{} || conv.options.same || conv.options.groups != 1 ||
+      !foldable(conv.weight) || conv.fused_activation != EpilogueActivation::none || !conv.fused_input.empty())
+    return false;
+  mb.fused = true;
+  return true;
+}
+
 // Modules whose children run one after the other, each one's output the next one's input and
 // nothing else's: a Sequential's children, and a DenseLayer's (DenseLayer::forward).
 std::vector<std::vector<nn::Module*>> chains_of(nn::Module& model) {
@@ -221,6 +240,8 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
       report.blocks += fuse_resnet_block(*b, {b->conv1.get(), b->conv2.get()}, *b->conv3, {b->bn1.get(), b->bn2.get(), b->bn3.get()});
     else if (auto* b = dynamic_cast<nn::BasicBlock*>(m))
       report.blocks += fuse_resnet_block(*b, {b->conv1.get()}, *b->conv2, {b->bn1.get(), b->bn2.get()});
+    else if (auto* mb = dynamic_cast<nn::MBConv*>(m))
+      report.squeeze_excite_blocks += fuse_mbconv(*mb);
   }
 
   // The conv weights are final now (folded, and a fused model is never trained): the bf16

@@ -34,6 +34,7 @@ struct InferenceFuseReport {
   int64_t blocks = 0;       // ResNet blocks now running fused (nn::BasicBlock/Bottleneck::fused)
   int64_t prepacked = 0;    // convs whose weights the bf16 GEMM converts once (prepack_constant_a)
   int64_t input_transforms = 0;  // BatchNorm2d layers (with their activation) now applied by the 1x1 conv they feed
+  int64_t squeeze_excite_blocks = 0;  // MBConv blocks whose projection applies the SE scales (nn::MBConv::fused)
 };
 
 // fuse_batchnorm, then moves each ActivationLayer (relu, relu6, silu/swish, hardswish) that
@@ -46,7 +47,10 @@ struct InferenceFuseReport {
 // whose output only a 1x1 conv of one group reads is then applied by that conv as it packs its
 // input for the GEMM (Conv2d::fused_input, BatchNorm2d::applied_by_next_conv): DenseNet's
 // norm1 + relu1 before conv1 and each transition's norm + relu before its conv, no pass of
-// their own over the growing concatenation. ResNet basic/bottleneck blocks whose BatchNorms all folded run their
+// their own over the growing concatenation. An MBConv (EfficientNet) whose block ends with a
+// squeeze-excite and a 1x1 projection (BN folded, no activation) runs fused: the projection's
+// GEMM multiplies its input by the SE's per-sample scales as it packs it and adds the residual
+// in its store (nn::MBConv::fused). ResNet basic/bottleneck blocks whose BatchNorms all folded run their
 // ReLUs and the residual add in the convs' stores (nn::Bottleneck::fused). Same contract as
 // fuse_batchnorm (eval mode, CPU float32, idempotent);
 // the fused layers take their shortcut only in eval mode with gradients off, so Grad-CAM and

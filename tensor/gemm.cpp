@@ -121,7 +121,8 @@ std::vector<T> transformed_b(int64_t K, const ColumnItems& items, const T* B, in
   std::vector<T> out(items.count * K * items.width);
   for (int64_t s = 0; s < items.count; ++s)
     for (int64_t k = 0; k < K; ++k)
-      apply_prologue(prologue, k, B + s * items.b_stride + k * ldb, items.width, out.data() + (s * K + k) * items.width);
+      apply_prologue(prologue.for_item(s), k, B + s * items.b_stride + k * ldb, items.width,
+                     out.data() + (s * K + k) * items.width);
   return out;
 }
 ColumnItems transformed_items(int64_t K, const ColumnItems& items) {
@@ -191,7 +192,7 @@ void pack_b(bool trans_b, const float* B, int64_t ldb, const ColumnItems& items,
       if (prologue.empty())
         std::copy(src, src + run, dst + j / nr * nr * kc + j % nr);
       else
-        apply_prologue(prologue, p0 + k, src, run, dst + j / nr * nr * kc + j % nr);
+        apply_prologue(prologue.for_item(item), p0 + k, src, run, dst + j / nr * nr * kc + j % nr);
       j += run;
     }
     if (nc % nr) {

@@ -79,13 +79,23 @@ inline void apply_epilogue(const GemmEpilogue<T>& e, int64_t i, int64_t j0, int6
 // B's rows as the product reads them: op(B)[k][j] becomes activation(B[k][j] * row_scale[k] +
 // row_shift[k]) (null pointers: 1 and 0). A BatchNorm + ReLU that precedes a 1x1 conv at
 // inference (DenseNet's pre-activation) is such a transform of the conv's input, applied here
-// while B is packed instead of in a pass of its own over the whole input.
+// while B is packed instead of in a pass of its own over the whole input. With item_stride,
+// item s of gemm_items reads its own row_scale/row_shift at + s * item_stride (per-sample
+// values: a squeeze-excite's channel scales).
 template <typename T>
 struct GemmPrologue {
   const T* row_scale = nullptr;
   const T* row_shift = nullptr;
   EpilogueActivation activation = EpilogueActivation::none;
+  int64_t item_stride = 0;
   bool empty() const { return !row_scale && !row_shift && activation == EpilogueActivation::none; }
+  // The prologue item s reads.
+  GemmPrologue for_item(int64_t s) const {
+    GemmPrologue p = *this;
+    if (p.row_scale) p.row_scale += s * item_stride;
+    if (p.row_shift) p.row_shift += s * item_stride;
+    return p;
+  }
 };
 
 // dst[0, n) = prologue applied to row k's elements src[0, n); dst may be src. Every path that

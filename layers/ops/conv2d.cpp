@@ -389,15 +389,21 @@ bool samples_contiguous(const Tensor& x) {
   return x.strides()[3] == 1 && x.strides()[2] == W && x.strides()[1] == H * W && x.strides()[0] >= x.size(1) * H * W;
 }
 
-void check_input_transform(const ConvInputTransform& input, const Tensor& x, const Conv2dGeometry& g,
-                           const std::string& name) {
+// Checks `input` and returns its values per sample: 0 (one value per channel for every sample)
+// or C_in (N * C_in values).
+int64_t check_input_transform(const ConvInputTransform& input, const Tensor& x, const Conv2dGeometry& g,
+                              const std::string& name) {
   SCALPEL_CHECK(g.is_pointwise(), "{}: an input transform needs a pointwise conv (1x1, stride 1, unpadded), got a {}x{} "
                 "kernel with stride {}x{}", name, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w);
+  const Tensor& first = input.scale.defined() ? input.scale : input.shift;
+  const bool per_sample = first.defined() && first.numel() == g.batch * g.in_channels && first.dim() >= 2;
+  const int64_t values = per_sample ? g.batch * g.in_channels : g.in_channels;
   for (const Tensor* t : {&input.scale, &input.shift})
-    SCALPEL_CHECK(!t->defined() || (t->dim() == 1 && t->size(0) == g.in_channels && t->dtype() == x.dtype() &&
-                                    t->device().is_cpu()),
-                  "{}: the input transform's scale and shift must be [{}] {} on the CPU, got {}", name, g.in_channels,
-                  dtype_name(x.dtype()), shape_str(t->shape()));
+    SCALPEL_CHECK(!t->defined() || (t->numel() == values && t->size(0) == (per_sample ? g.batch : g.in_channels) &&
+                                    t->dtype() == x.dtype() && t->device().is_cpu()),
+                  "{}: the input transform's scale and shift must both be [{}] or both [{}, {}] {} on the CPU, got {}",
+                  name, g.in_channels, g.batch, g.in_channels, dtype_name(x.dtype()), shape_str(t->shape()));
+  return per_sample ? g.in_channels : 0;
 }
 
 }  // namespace
@@ -422,7 +428,7 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, c
   const Shape out_shape{g.batch, g.out_channels, g.out_h, g.out_w};
   SCALPEL_CHECK(!residual.defined() || residual.shape() == out_shape, "{}: residual {} must match the output {}", name,
                 residual.defined() ? shape_str(residual.shape()) : "", shape_str(out_shape));
-  if (!input.empty()) check_input_transform(input, x, g, name);
+  const int64_t transform_item_stride = input.empty() ? 0 : check_input_transform(input, x, g, name);
   const bool in_place = !input.empty() && samples_contiguous(x);
   const Tensor xc = in_place ? x : x.contiguous(), wc = weight.contiguous();
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
@@ -438,7 +444,8 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, c
       return ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g, wc.data<T>()), g, xc.data<T>(), wc.data<T>(),
                                     b, y.data<T>(), epilogue);
     const GemmPrologue<T> transform{scale.defined() ? scale.data<T>() : nullptr,
-                                    shift.defined() ? shift.data<T>() : nullptr, input.activation};
+                                    shift.defined() ? shift.data<T>() : nullptr, input.activation,
+                                    transform_item_stride};
     const int64_t sample_stride = g.batch > 1 ? xc.strides()[0] : g.in_channels * g.in_h * g.in_w;
     ops::conv2d_forward_pointwise<T>(g, xc.data<T>(), sample_stride, wc.data<T>(), b, y.data<T>(), epilogue,
                                      transform);

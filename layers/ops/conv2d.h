@@ -115,7 +115,8 @@ void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight,
 // (a channel slice of DenseNet's concatenation buffer, read in place), and an input transform,
 // x[n, c] -> activation(x[n, c] * row_scale[c] + row_shift[c]) per input channel, applied as the
 // GEMM packs x (GemmPrologue, tensor/gemm.h): the BatchNorm + activation that precede the conv,
-// without a pass of their own over the input (models/fuse.h).
+// without a pass of their own over the input (models/fuse.h). Its item_stride is per sample
+// (sample n reads row_scale + n * item_stride: a squeeze-excite's scales).
 template <typename T>
 void conv2d_forward_pointwise(const Conv2dGeometry& g, const T* x, int64_t x_sample_stride, const T* weight,
                               const T* bias, T* y, const ConvEpilogue<T>& epilogue,
@@ -185,7 +186,8 @@ namespace scalpel::nn {
 //
 // `input`, when not empty, transforms x first, per input channel: x -> activation(x * scale +
 // shift), scale and shift [C_in] float tensors of x's dtype on the CPU (either may be
-// undefined: 1 and 0) -- an inference BatchNorm + activation that precedes the conv. Only a
+// undefined: 1 and 0) -- an inference BatchNorm + activation that precedes the conv -- or both
+// per sample, N * C_in values ([N, C_in, 1, 1]: a squeeze-excite's scales). Only a
 // pointwise conv (1x1, stride 1, unpadded; Error otherwise) takes one: it is applied as the GEMM
 // packs x (ops::conv2d_forward_pointwise), which also reads x in place when each sample is
 // contiguous but samples are further apart (a channel slice of DenseNet's ChannelBuffer).

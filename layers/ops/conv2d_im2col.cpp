@@ -283,7 +283,7 @@ void conv2d_forward_pointwise(const Conv2dGeometry& g, const T* x, int64_t x_sam
         const int64_t first = (n * g.out_channels + gi * opg) * P;
         gemm_items(false, opg, ipg, ColumnItems{1, P, 0, 0}, T(1), weight + gi * opg * ipg, ipg,
                    x + n * x_sample_stride + gi * ipg * P, P, T(0), y + first, P, epilogue_at(gi, first),
-                   group_transform(input_transform, gi * ipg));
+                   group_transform(input_transform, gi * ipg).for_item(n));
       }
   });
 }

@@ -213,8 +213,8 @@ TEST(ConvFused, FunctionalMatchesUnfusedAndChecksItsInputs) {
   }
 }
 
-// A BatchNorm + ReLU folded into a 1x1 conv's input reads (nn::ConvInputTransform): the conv
-// of relu(x * scale + shift), on x read in place from a channel slice of a wider buffer (as
+// A BatchNorm + ReLU folded into a 1x1 conv's input reads (nn::ConvInputTransform), or a
+// squeeze-excite's per-sample scales: the conv of relu(x * scale + shift) or of x * scale[n], on x read in place from a channel slice of a wider buffer (as
 // DenseNet's concatenation), per sample and with samples side by side (512 x 512 weights on
 // 7x7), one and two groups, float and double, with an output activation on top.
 TEST(ConvFused, InputTransformIsTheConvOfTheTransformedInput) {
@@ -230,27 +230,35 @@ TEST(ConvFused, InputTransformIsTheConvOfTheTransformedInput) {
       const Tensor x = buffer.slice(1, 0, c.channels);  // samples further apart than their values
       const Tensor w = uniform_tensor({c.out_channels, c.channels / c.groups, 1, 1}, dtype, gen, 0.2);
       const Tensor b = uniform_tensor({c.out_channels}, dtype, gen, 1.0);
-      const Tensor scale = uniform_tensor({c.channels}, dtype, gen, 2.0);
-      const Tensor shift = uniform_tensor({c.channels}, dtype, gen, 1.0);
       nn::Conv2dOptions options;
       options.groups = c.groups;
       const Conv2dGeometry g = ops::conv2d_geometry(x.shape(), w.shape(), options, "");
-      // The transformed input, in float64 from the same values.
-      Tensor transformed = x.to(DType::F64).clone();  // never x itself: x is read below
-      const Tensor s64 = scale.to(DType::F64), t64 = shift.to(DType::F64);
-      double* v = transformed.data<double>();
-      const int64_t plane = c.size * c.size;
-      for (int64_t i = 0; i < transformed.numel(); ++i) {
-        const int64_t ch = i / plane % c.channels;
-        v[i] = std::max(0.0, v[i] * s64.data<double>()[ch] + t64.data<double>()[ch]);
+      // A BatchNorm + ReLU per channel, and a squeeze-excite's scales per sample and channel.
+      const nn::ConvInputTransform transforms[] = {
+          {uniform_tensor({c.channels}, dtype, gen, 2.0), uniform_tensor({c.channels}, dtype, gen, 1.0),
+           EpilogueActivation::relu},
+          {uniform_tensor({c.batch, c.channels, 1, 1}, dtype, gen, 1.0), Tensor(), EpilogueActivation::none}};
+      for (const nn::ConvInputTransform& t : transforms) {
+        const bool per_sample = t.scale.dim() == 4;
+        // The transformed input, in float64 from the same values.
+        Tensor transformed = x.to(DType::F64).clone();  // never x itself: x is read below
+        const Tensor s64 = t.scale.to(DType::F64);
+        const Tensor t64 = t.shift.defined() ? t.shift.to(DType::F64) : Tensor::zeros({c.channels}, DType::F64);
+        double* v = transformed.data<double>();
+        const int64_t plane = c.size * c.size;
+        for (int64_t i = 0; i < transformed.numel(); ++i) {
+          const int64_t ch = i / plane % c.channels, n = i / plane / c.channels;
+          v[i] = v[i] * s64.data<double>()[per_sample ? n * c.channels + ch : ch] + t64.data<double>()[ch];
+          if (t.activation == EpilogueActivation::relu) v[i] = std::max(0.0, v[i]);
+        }
+        const Tensor expected = unfused_activation(
+            EpilogueActivation::relu6, nn::conv2d(transformed, w.to(DType::F64), b.to(DType::F64), options));
+        const Tensor got =
+            nn::conv2d_fused(x, w, b, options, EpilogueActivation::relu6, Tensor(), "dense.conv1", t);
+        const std::string what = fmt::format("{} {} side_by_side={} per_sample={}", shape_str(x.shape()),
+                                             dtype_name(dtype), ops::im2col_runs_samples_side_by_side(g), per_sample);
+        expect_close(got, expected, dtype == DType::F32 ? 1e-5 : 1e-12, what);
       }
-      const Tensor expected = unfused_activation(
-          EpilogueActivation::relu6, nn::conv2d(transformed, w.to(DType::F64), b.to(DType::F64), options));
-      const Tensor got = nn::conv2d_fused(x, w, b, options, EpilogueActivation::relu6, Tensor(), "dense.conv1",
-                                          {scale, shift, EpilogueActivation::relu});
-      const std::string what = fmt::format("{} {} side_by_side={}", shape_str(x.shape()), dtype_name(dtype),
-                                           ops::im2col_runs_samples_side_by_side(g));
-      expect_close(got, expected, dtype == DType::F32 ? 1e-5 : 1e-12, what);
     }
   EXPECT_TRUE(ops::im2col_runs_samples_side_by_side(
       ops::conv2d_geometry({2, 512, 7, 7}, {512, 512, 1, 1}, nn::Conv2dOptions{}, "")));  // the last case's path

@@ -85,6 +85,7 @@ struct FuseCase {
   int64_t resnet_blocks;
   int64_t batchnorms_left = 0;  // neither folded nor running an activation (DenseNet's norm5)
   int64_t input_transforms = 0;  // BN (+ activation) applied by the 1x1 conv that reads it
+  int64_t squeeze_excite_blocks = 0;  // MBConvs whose projection applies the SE scales
 };
 void PrintTo(const FuseCase& c, std::ostream* os) { *os << c.model; }
 
@@ -111,17 +112,20 @@ TEST_P(FuseForInference, FusesAndKeepsTheLogits) {
     EXPECT_EQ(report.activations + report.batchnorm_activations, count_activation_layers(*model));
   EXPECT_EQ(report.blocks, c.resnet_blocks);
   EXPECT_EQ(report.input_transforms, c.input_transforms);
+  EXPECT_EQ(report.squeeze_excite_blocks, c.squeeze_excite_blocks);
   {
     NoGradGuard no_grad;
     EXPECT_LE(relative_diff(expected, (*model)(x)), 1e-4);
     const InferenceFuseReport again = fuse_for_inference(*model, shape);
-    EXPECT_EQ(again.activations + again.batchnorm_activations + again.blocks + again.input_transforms, 0);
+    EXPECT_EQ(again.activations + again.batchnorm_activations + again.blocks + again.input_transforms +
+                  again.squeeze_excite_blocks,
+              0);
   }
   EXPECT_LE(relative_diff(expected, (*model)(x).detach()), 1e-4);  // grad mode: the plain ops
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
-                         ::testing::Values(FuseCase{"mobilenet_v2", true, 0}, FuseCase{"efficientnet_b0", true, 0},
+                         ::testing::Values(FuseCase{"mobilenet_v2", true, 0}, FuseCase{"efficientnet_b0", true, 0, 0, 0, 16},
                                            FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16},
                                            // norm1 + relu1 (and the transitions') applied as conv1
                                            // reads them (58 layers + 3 transitions), conv1 + folded

@@ -100,20 +100,24 @@ TEST_P(GemmItems, PrologueGivesTheBitsOfATransformedB) {
     const int64_t ldb = c.width + c.gap, ldc = c.width + c.gap, lda = (c.trans_a ? c.M : c.K) + c.gap;
     const ColumnItems items{c.count, c.width, c.K * ldb + c.gap, c.M * ldc + c.gap};
     std::vector<float> A((c.trans_a ? c.K : c.M) * lda), B(c.count * items.b_stride), bias(c.M), scale(c.K), shift(c.K);
-    std::vector<float> C0(c.count * items.c_stride, kSentinel);
-    for (auto* v : {&A, &B, &bias, &scale, &shift})
+    std::vector<float> C0(c.count * items.c_stride, kSentinel), item_scales(c.count * c.K);
+    for (auto* v : {&A, &B, &bias, &scale, &shift, &item_scales})
       for (float& x : *v) x = u(rng);
     for (int64_t s = 0; s < c.count; ++s)
       for (int64_t i = 0; i < c.M; ++i)
         for (int64_t j = 0; j < c.width; ++j) C0[s * items.c_stride + i * ldc + j] = u(rng);
     const GemmEpilogue<float> epilogue{bias.data(), EpilogueActivation::none, nullptr, 0};
+    // Per channel; shift only; per item (a squeeze-excite's scales, one row of K per item).
     for (const GemmPrologue<float>& prologue : {GemmPrologue<float>{scale.data(), shift.data(), EpilogueActivation::relu},
-                                                GemmPrologue<float>{nullptr, shift.data(), EpilogueActivation::none}}) {
+                                                GemmPrologue<float>{nullptr, shift.data(), EpilogueActivation::none},
+                                                GemmPrologue<float>{item_scales.data(), nullptr, EpilogueActivation::none, c.K}}) {
       std::vector<float> transformed = B;
       for (int64_t s = 0; s < c.count; ++s)
         for (int64_t k = 0; k < c.K; ++k) {
           float* row = transformed.data() + s * items.b_stride + k * ldb;
-          apply_prologue(prologue, k, row, c.width, row);
+          const float item_scale = prologue.item_stride ? item_scales[s * c.K + k] : 1.0f;
+          apply_prologue(prologue.for_item(s), k, row, c.width, row);
+          if (prologue.item_stride) EXPECT_EQ(row[0], B[s * items.b_stride + k * ldb] * item_scale);
         }
       std::vector<float> expected = C0;
       gemm_detail::gemm_items_with_kernel(GetParam(), 1, Packing::always, c.trans_a, c.M, c.K, items, 1.0f, A.data(),
