@@ -324,10 +324,8 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
             }
             float* c = p.C + item * p.items.c_stride + (ic + ir) * p.ldc + at;
             kernel(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols);
-            if (last_k_block && !p.epilogue.empty()) {
-              const GemmEpilogue<float> e = item_epilogue(p.epilogue, item, p.items.c_stride);
-              for (int64_t i = 0; i < rows; ++i) apply_epilogue(e, ic + ir + i, at, cols, c + i * p.ldc);
-            }
+            if (last_k_block && !p.epilogue.empty())
+              ki.epilogue(item_epilogue(p.epilogue, item, p.items.c_stride), ic + ir, rows, at, cols, c, p.ldc);
           }
         }
       }
@@ -400,6 +398,11 @@ void gemv_product(const KernelInfo& ki, int threads, bool trans_a, bool trans_b,
 }
 
 }  // namespace
+
+void epilogue_tile_baseline(const GemmEpilogue<float>& e, int64_t row, int64_t rows, int64_t j0, int64_t cols,
+                            float* c, int64_t ldc) {
+  for (int64_t i = 0; i < rows; ++i) apply_epilogue(e, row + i, j0, cols, c + i * ldc);
+}
 
 ThreadGrid thread_grid(int64_t M, int64_t N, int64_t K, int mr, int vec, int threads) {
   threads = threads_for(M * N * K, threads);

@@ -36,42 +36,56 @@ struct GemmEpilogue {
   bool empty() const { return !row_bias && !residual && activation == EpilogueActivation::none; }
 };
 
-// Applies `e` to the n elements c[0, n) = C[i][j0, j0 + n). Plain loops the compiler
-// vectorizes, and for float SiLU tensor/vector_math.h (the formula below, vectorized exp);
+// One pass over c[0, n): + bias, + residual, then act, as each flag says (no add of a zero
+// that is not there: -0 keeps its sign).
+template <bool kBias, bool kResidual, typename T, typename Act>
+inline void epilogue_pass(T* c, int64_t n, T bias, const T* residual, Act act) {
+  for (int64_t j = 0; j < n; ++j) {
+    T v = c[j];
+    if constexpr (kBias) v += bias;
+    if constexpr (kResidual) v += residual[j];
+    c[j] = act(v);
+  }
+}
+
+// Applies `e` to the n elements c[0, n) = C[i][j0, j0 + n), in one pass over them (SiLU in a
+// second, tensor/vector_math.h's vectorized exp). Plain loops the compiler vectorizes for
+// whatever instruction set the caller is compiled for (tensor/gemm_internal.h: EpilogueTile);
 // every fast path calls this same function, so it is also the reference.
 template <typename T>
 inline void apply_epilogue(const GemmEpilogue<T>& e, int64_t i, int64_t j0, int64_t n, T* c) {
-  if (e.row_bias) {
-    const T b = e.row_bias[i];
-    for (int64_t j = 0; j < n; ++j) c[j] += b;
-  }
-  if (e.residual) {
-    const T* r = e.residual + i * e.ldr + j0;
-    for (int64_t j = 0; j < n; ++j) c[j] += r[j];
-  }
+  const T bias = e.row_bias ? e.row_bias[i] : T(0);
+  const T* r = e.residual ? e.residual + i * e.ldr + j0 : nullptr;
+  auto pass = [&](auto act) {
+    if (e.row_bias && r) epilogue_pass<true, true>(c, n, bias, r, act);
+    else if (e.row_bias) epilogue_pass<true, false>(c, n, bias, r, act);
+    else if (r) epilogue_pass<false, true>(c, n, bias, r, act);
+    else epilogue_pass<false, false>(c, n, bias, r, act);
+  };
   switch (e.activation) {
     case EpilogueActivation::none:
+      if (e.row_bias || r) pass([](T v) { return v; });
       break;
     case EpilogueActivation::relu:
-      for (int64_t j = 0; j < n; ++j) c[j] = c[j] > T(0) ? c[j] : T(0);
+      pass([](T v) { return v > T(0) ? v : T(0); });
       break;
     case EpilogueActivation::relu6:
-      for (int64_t j = 0; j < n; ++j) c[j] = std::min(std::max(c[j], T(0)), T(6));
+      pass([](T v) { return std::min(std::max(v, T(0)), T(6)); });
+      break;
+    case EpilogueActivation::hardswish:
+      pass([](T v) { return v * std::min(std::max(v + T(3), T(0)), T(6)) / T(6); });
       break;
     case EpilogueActivation::silu:  // x * sigmoid(x), the overflow-free form of both signs
+      if (e.row_bias || r) pass([](T v) { return v; });
       if constexpr (std::is_same_v<T, float>) {
         vecmath::silu(c, c, n);  // the same formula with a vectorized exp (libm's is scalar)
       } else {
         for (int64_t j = 0; j < n; ++j) {
           const T x = c[j];
-          const T e = std::exp(-std::abs(x));
-          c[j] = x >= T(0) ? x * (T(1) / (T(1) + e)) : x * (e / (T(1) + e));
+          const T ex = std::exp(-std::abs(x));
+          c[j] = x >= T(0) ? x * (T(1) / (T(1) + ex)) : x * (ex / (T(1) + ex));
         }
       }
-      break;
-    case EpilogueActivation::hardswish:
-      for (int64_t j = 0; j < n; ++j)
-        c[j] = c[j] * std::min(std::max(c[j] + T(3), T(0)), T(6)) / T(6);
       break;
   }
 }

@@ -135,8 +135,13 @@ void fill_kernel_table(MicroKernel (&table)[kMaxRows][kMaxWidths]) {
 
 }  // namespace
 
+[[SCALPEL_TARGET_AVX512]] void epilogue_tile(const GemmEpilogue<float>& e, int64_t row, int64_t rows, int64_t j0,
+                                             int64_t cols, float* c, int64_t ldc) {
+  for (int64_t i = 0; i < rows; ++i) apply_epilogue(e, row + i, j0, cols, c + i * ldc);
+}
+
 KernelInfo avx512_kernel() {
-  KernelInfo ki{"avx512_8x48", 8, 16, 3, 512, 4096, 480, true, {}, {}, &gemv};
+  KernelInfo ki{"avx512_8x48", 8, 16, 3, 512, 4096, 480, true, {}, {}, &gemv, &epilogue_tile};
   fill_kernel_table<false>(ki.k_major);
   fill_kernel_table<true>(ki.row_major);
   return ki;

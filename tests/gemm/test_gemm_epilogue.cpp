@@ -3,6 +3,8 @@
 // 1-2 threads, against activation(gemm_reference + bias + residual) computed here in double.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <limits>
 #include <random>
@@ -101,6 +103,33 @@ TEST_P(GemmEpilogueKernel, MatchesReferenceThenEpilogue) {
           }
       }
   }
+}
+
+// Each kernel's epilogue (compiled for its instruction set) gives the bits of the baseline
+// build of apply_epilogue: the same operations in the same order, on a ragged tile with a
+// residual, every activation, values around ReLU6's and hardswish's corners, NaN and -0.
+TEST_P(GemmEpilogueKernel, KernelEpilogueHasTheBaselineBits) {
+  const gemm_detail::KernelInfo& ki = gemm_detail::kernel_info(GetParam());
+  constexpr int64_t rows = 5, cols = 37, ldc = 41, ldr = 39;
+  std::mt19937 rng(6);
+  std::uniform_real_distribution<float> u(-8.0f, 8.0f);
+  std::vector<float> C0(rows * ldc), bias(rows + 2), residual((rows + 2) * ldr);
+  for (auto* v : {&C0, &bias, &residual})
+    for (float& x : *v) x = u(rng);
+  C0[3] = std::numeric_limits<float>::quiet_NaN();
+  C0[4] = -0.0f;
+  for (EpilogueActivation act : {EpilogueActivation::none, EpilogueActivation::relu, EpilogueActivation::relu6,
+                                 EpilogueActivation::silu, EpilogueActivation::hardswish})
+    for (bool with_bias : {false, true})
+      for (bool with_residual : {false, true}) {
+        const GemmEpilogue<float> e{with_bias ? bias.data() : nullptr, act, with_residual ? residual.data() : nullptr,
+                                    ldr};
+        std::vector<float> got = C0, want = C0;
+        ki.epilogue(e, 2, rows, 1, cols, got.data(), ldc);
+        gemm_detail::epilogue_tile_baseline(e, 2, rows, 1, cols, want.data(), ldc);
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+            << ki.name << " act=" << name(act) << " bias=" << with_bias << " residual=" << with_residual;
+      }
 }
 
 INSTANTIATE_TEST_SUITE_P(, GemmEpilogueKernel, testing::Values(Isa::baseline, Isa::avx2, Isa::avx512),
