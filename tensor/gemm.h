@@ -39,7 +39,7 @@ struct GemmEpilogue {
 // One pass over c[0, n): + bias, + residual, then act, as each flag says (no add of a zero
 // that is not there: -0 keeps its sign).
 template <bool kBias, bool kResidual, typename T, typename Act>
-inline void epilogue_pass(T* c, int64_t n, T bias, const T* residual, Act act) {
+[[gnu::always_inline]] inline void epilogue_pass(T* c, int64_t n, T bias, const T* residual, Act act) {
   for (int64_t j = 0; j < n; ++j) {
     T v = c[j];
     if constexpr (kBias) v += bias;
@@ -51,9 +51,11 @@ inline void epilogue_pass(T* c, int64_t n, T bias, const T* residual, Act act) {
 // Applies `e` to the n elements c[0, n) = C[i][j0, j0 + n), in one pass over them (SiLU in a
 // second, tensor/vector_math.h's vectorized exp). Plain loops the compiler vectorizes for
 // whatever instruction set the caller is compiled for (tensor/gemm_internal.h: EpilogueTile);
-// every fast path calls this same function, so it is also the reference.
+// every fast path calls this same function, so it is also the reference. Always inlined: the
+// depthwise and GEMM kernels compiled for AVX-512 then vectorize it for AVX-512 too (an
+// out-of-line copy would be whichever build the linker kept, SSE2 here).
 template <typename T>
-inline void apply_epilogue(const GemmEpilogue<T>& e, int64_t i, int64_t j0, int64_t n, T* c) {
+[[gnu::always_inline]] inline void apply_epilogue(const GemmEpilogue<T>& e, int64_t i, int64_t j0, int64_t n, T* c) {
   const T bias = e.row_bias ? e.row_bias[i] : T(0);
   const T* r = e.residual ? e.residual + i * e.ldr + j0 : nullptr;
   auto pass = [&](auto act) {
