@@ -151,7 +151,12 @@ MBConv::MBConv(int64_t in_channels, int64_t out_channels, double expand_ratio, i
   stochastic_depth = register_module("stochastic_depth", std::make_shared<DropPath>(options.stochastic_depth_prob));
 }
 
-static bool runs_fused(const Module& block, bool fused, const Tensor& x);
+// Whether a block marked fused by models::fuse_for_inference (MBConv, the ResNet blocks) takes
+// its fused form: only on the CPU when nothing is recorded in eval mode, as the fused Conv2d
+// layers.
+static bool runs_fused(const Module& block, bool fused, const Tensor& x) {
+  return fused && !block.is_training() && !grad_enabled() && x.device().is_cpu();
+}
 
 Tensor MBConv::forward(const Tensor& x) {
   if (runs_fused(*this, fused, x)) {  // [expand,] depthwise, SE, projection: see MBConv::fused
@@ -233,13 +238,9 @@ BasicBlock::BasicBlock(int64_t in_channels, int64_t planes, int64_t stride, cons
     downsample = register_module("downsample", make_downsample(in_channels, planes * expansion, stride, options));
 }
 
-// The fused inference form of the ResNet blocks (models/fuse.h): BN already in the conv
-// weights, relu(conv(x)) in the conv's store, relu(conv(y) + shortcut) in the last conv's
-// store. Only on the CPU when nothing is recorded in eval mode, as the fused Conv2d layers.
-static bool runs_fused(const Module& block, bool fused, const Tensor& x) {
-  return fused && !block.is_training() && !grad_enabled() && x.device().is_cpu();
-}
 
+// The fused inference form of the ResNet blocks (models/fuse.h): BN already in the conv
+// weights, relu(conv(x)) in the conv's store, relu(conv(y) + shortcut) in the last conv's store.
 static Tensor last_conv_fused(const Conv2d& conv, const Tensor& y, const Tensor& shortcut) {
   return conv2d_fused(y, conv.weight, conv.bias, conv.options, EpilogueActivation::relu, shortcut, conv.label());
 }

@@ -52,7 +52,31 @@ std::vector<Call> probe_calls(nn::Module& model, const Shape& input_shape) {
   return calls;
 }
 
+// The module calls of one probe forward, by module.
+class ProbedCalls {
+ public:
+  ProbedCalls(nn::Module& model, const Shape& input_shape) : calls_(probe_calls(model, input_shape)) {
+    for (const Call& c : calls_) by_module_[c.module].push_back(&c);
+  }
+  // Both called once, and the consumer's input is the producer's output.
+  bool feeds(nn::Module* producer, nn::Module* consumer) const {
+    const auto p = by_module_.find(producer), c = by_module_.find(consumer);
+    return p != by_module_.end() && c != by_module_.end() && p->second.size() == 1 && c->second.size() == 1 &&
+           same_tensor(p->second[0]->output, c->second[0]->input);
+  }
+
+ private:
+  std::vector<Call> calls_;
+  std::map<nn::Module*, std::vector<const Call*>> by_module_;
+};
+
 bool foldable(const Tensor& t) { return t.defined() && t.dtype() == DType::F32 && t.device().is_cpu() && t.is_contiguous(); }
+
+// BN's eval-mode scale of channel c, gamma / sqrt(var + eps), in double.
+double bn_eval_scale(const nn::BatchNorm2d& bn, int64_t c) {
+  const double gamma = bn.weight.defined() ? bn.weight.data<float>()[c] : 1.0;  // affine=false: 1, 0
+  return gamma / std::sqrt(static_cast<double>(bn.running_var.data<float>()[c]) + bn.eps);
+}
 
 // W' = s W, b' = s (b - mean) + beta, computed in double.
 void fold(nn::Conv2d& conv, nn::BatchNorm2d& bn) {
@@ -60,13 +84,11 @@ void fold(nn::Conv2d& conv, nn::BatchNorm2d& bn) {
   if (!conv.bias.defined()) conv.bias = conv.register_parameter("bias", Tensor::zeros({out}));
   float* w = conv.weight.data<float>();
   float* b = conv.bias.data<float>();
-  const float* gamma = bn.weight.defined() ? bn.weight.data<float>() : nullptr;  // affine=false: 1, 0
   const float* beta = bn.bias.defined() ? bn.bias.data<float>() : nullptr;
   const float* mean = bn.running_mean.data<float>();
-  const float* var = bn.running_var.data<float>();
   const int64_t per_channel = conv.weight.numel() / out;
   for (int64_t o = 0; o < out; ++o) {
-    const double s = (gamma ? gamma[o] : 1.0) / std::sqrt(static_cast<double>(var[o]) + bn.eps);
+    const double s = bn_eval_scale(bn, o);
     for (int64_t i = 0; i < per_channel; ++i) w[o * per_channel + i] = static_cast<float>(w[o * per_channel + i] * s);
     b[o] = static_cast<float>((b[o] - static_cast<double>(mean[o])) * s + (beta ? beta[o] : 0.0));
   }
@@ -135,6 +157,14 @@ bool fuse_resnet_block(Block& block, std::initializer_list<nn::Conv2d*> inner, n
   return true;
 }
 
+// A 1x1, stride-1, unpadded conv of one group with CPU float32 weights and no input transform
+// yet: one that can apply a per-channel transform as its GEMM packs its input.
+bool plain_pointwise(const nn::Conv2d& conv) {
+  return conv.kernel == std::array<int64_t, 2>{1, 1} && conv.options.stride == std::array<int64_t, 2>{1, 1} &&
+         conv.options.padding == nn::Padding2d{} && conv.options.groups == 1 && foldable(conv.weight) &&
+         conv.fused_input.empty();
+}
+
 // Marks an MBConv fused (nn::MBConv::fused) when its block ends with a squeeze-excite and a
 // 1x1 projection conv of one group whose BN is folded and which has no activation.
 bool fuse_mbconv(nn::MBConv& mb) {
@@ -145,11 +175,7 @@ bool fuse_mbconv(nn::MBConv& mb) {
   if (!project || (project->bn && !project->bn->folded) ||
       project->named_children().size() != (project->bn ? 2u : 1u))  // an activation layer follows
     return false;
-  const nn::Conv2d& conv = *project->conv;
-  if (conv.kernel != std::array<int64_t, 2>{1, 1} || conv.options.stride != std::array<int64_t, 2>{1, 1} ||
-      conv.options.padding != nn::Padding2d{} || conv.options.same || conv.options.groups != 1 ||
-      !foldable(conv.weight) || conv.fused_activation != EpilogueActivation::none || !conv.fused_input.empty())
-    return false;
+  if (!plain_pointwise(*project->conv) || project->conv->fused_activation != EpilogueActivation::none) return false;
   mb.fused = true;
   return true;
 }
@@ -174,12 +200,10 @@ std::vector<std::vector<nn::Module*>> chains_of(nn::Module& model) {
 std::pair<Tensor, Tensor> eval_affine(const nn::BatchNorm2d& bn) {
   const int64_t C = bn.num_features;
   Tensor scale = Tensor::empty({C}), shift = Tensor::empty({C});
-  const float* gamma = bn.weight.defined() ? bn.weight.data<float>() : nullptr;
   const float* beta = bn.bias.defined() ? bn.bias.data<float>() : nullptr;
   const float* mean = bn.running_mean.data<float>();
-  const float* var = bn.running_var.data<float>();
   for (int64_t c = 0; c < C; ++c) {
-    const double s = (gamma ? gamma[c] : 1.0) / std::sqrt(static_cast<double>(var[c]) + bn.eps);
+    const double s = bn_eval_scale(bn, c);
     scale.data<float>()[c] = static_cast<float>(s);
     shift.data<float>()[c] = static_cast<float>((beta ? beta[c] : 0.0) - mean[c] * s);
   }
@@ -206,22 +230,15 @@ int64_t fuse_into_next_conv(nn::Module& model, const Shape& input_shape) {
           act && act->folded && bn->fused_activation != EpilogueActivation::none)
         ++next;
       auto* conv = next < chain.size() ? dynamic_cast<nn::Conv2d*>(chain[next]) : nullptr;
-      if (!conv || !conv->fused_input.empty() || conv->kernel != std::array<int64_t, 2>{1, 1} ||
-          conv->options.stride != std::array<int64_t, 2>{1, 1} || conv->options.padding != nn::Padding2d{} ||
-          conv->options.groups != 1 || conv->in_channels != bn->num_features || !foldable(conv->weight))
-        continue;
+      if (!conv || !plain_pointwise(*conv) || conv->in_channels != bn->num_features) continue;
       pairs.emplace_back(bn, conv);
     }
   }
   if (pairs.empty()) return 0;
-  const std::vector<Call> calls = probe_calls(model, input_shape);
-  std::map<nn::Module*, std::vector<const Call*>> calls_of;
-  for (const Call& c : calls) calls_of[c.module].push_back(&c);
+  const ProbedCalls probe(model, input_shape);
   int64_t fused = 0;
   for (auto [bn, conv] : pairs) {
-    const auto &bn_calls = calls_of[bn], &conv_calls = calls_of[conv];
-    if (bn_calls.size() != 1 || conv_calls.size() != 1 || !same_tensor(bn_calls[0]->output, conv_calls[0]->input))
-      continue;
+    if (!probe.feeds(bn, conv)) continue;
     auto [scale, shift] = eval_affine(*bn);
     conv->fused_input = {scale, shift, bn->fused_activation};
     bn->applied_by_next_conv = true;
@@ -281,34 +298,22 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
       if (act && !act->folded && epilogue_for(act->activation) != EpilogueActivation::none) candidates[act] = conv;
     }
   }
-  if (candidates.empty() && bn_candidates.empty()) {
-    report.input_transforms = fuse_into_next_conv(model, input_shape);
-    return report;
-  }
-
   // Confirm with the data flow of a probe forward: each module called once, and the
   // activation's input is the conv's output (a Sequential subclass may reorder its children).
-  const std::vector<Call> calls = probe_calls(model, input_shape);
-  std::map<nn::Module*, std::vector<const Call*>> calls_of;
-  for (const Call& c : calls) calls_of[c.module].push_back(&c);
-  // Each called once, and the activation's input is the producer's output.
-  const auto feeds = [&](nn::Module* producer, nn::ActivationLayer* act) {
-    const auto& act_calls = calls_of[act];
-    const auto& producer_calls = calls_of[producer];
-    return act_calls.size() == 1 && producer_calls.size() == 1 &&
-           same_tensor(producer_calls[0]->output, act_calls[0]->input);
-  };
-  for (auto [act, conv] : candidates) {
-    if (!feeds(conv, act)) continue;
-    conv->fused_activation = epilogue_for(act->activation);
-    act->folded = true;
-    ++report.activations;
-  }
-  for (auto [act, bn] : bn_candidates) {
-    if (!feeds(bn, act)) continue;
-    bn->fused_activation = epilogue_for(act->activation);
-    act->folded = true;
-    ++report.batchnorm_activations;
+  if (!candidates.empty() || !bn_candidates.empty()) {
+    const ProbedCalls probe(model, input_shape);
+    for (auto [act, conv] : candidates) {
+      if (!probe.feeds(conv, act)) continue;
+      conv->fused_activation = epilogue_for(act->activation);
+      act->folded = true;
+      ++report.activations;
+    }
+    for (auto [act, bn] : bn_candidates) {
+      if (!probe.feeds(bn, act)) continue;
+      bn->fused_activation = epilogue_for(act->activation);
+      act->folded = true;
+      ++report.batchnorm_activations;
+    }
   }
   report.input_transforms = fuse_into_next_conv(model, input_shape);
   return report;

@@ -113,26 +113,36 @@ GemmEpilogue<T> item_epilogue(const GemmEpilogue<T>& epilogue, int64_t item, int
   return e;
 }
 
-// B's items with their rows transformed by `prologue`, for the products that do not pack B:
-// item s's K x width matrix at s * K * width, row stride width (transformed_items()).
+// B's items with their rows transformed by a prologue, what the products that do not pack B
+// read instead of B: item s's K x width matrix at s * K * width, row stride width.
 template <typename T>
-std::vector<T> transformed_b(int64_t K, const ColumnItems& items, const T* B, int64_t ldb,
-                             const GemmPrologue<T>& prologue) {
-  std::vector<T> out(items.count * K * items.width);
+struct TransformedB {
+  std::vector<T> values;
+  ColumnItems items;
+  int64_t ldb;
+};
+
+template <typename T>
+TransformedB<T> transformed_b(int64_t K, const ColumnItems& items, const T* B, int64_t ldb,
+                              const GemmPrologue<T>& prologue) {
+  TransformedB<T> t{std::vector<T>(items.count * K * items.width),
+                    {items.count, items.width, K * items.width, items.c_stride}, items.width};
   for (int64_t s = 0; s < items.count; ++s)
     for (int64_t k = 0; k < K; ++k)
       apply_prologue(prologue.for_item(s), k, B + s * items.b_stride + k * ldb, items.width,
-                     out.data() + (s * K + k) * items.width);
-  return out;
-}
-ColumnItems transformed_items(int64_t K, const ColumnItems& items) {
-  return {items.count, items.width, K * items.width, items.c_stride};
+                     t.values.data() + (s * K + k) * items.width);
+  return t;
 }
 
-// gemm_items as one gemm() per item.
+// gemm_items as one gemm() per item (a prologue: on a transformed copy of B).
 template <typename T>
 void gemm_each_item(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, T alpha, const T* A, int64_t lda,
-                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& epilogue) {
+                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& epilogue,
+                    const GemmPrologue<T>& prologue = {}) {
+  if (!prologue.empty()) {
+    const TransformedB<T> t = transformed_b(K, items, B, ldb, prologue);
+    return gemm_each_item(trans_a, M, K, t.items, alpha, A, lda, t.values.data(), t.ldb, beta, C, ldc, epilogue);
+  }
   for (int64_t s = 0; s < items.count; ++s)
     gemm(trans_a, false, M, items.width, K, alpha, A, lda, B + s * items.b_stride, ldb, beta, C + s * items.c_stride,
          ldc, item_epilogue(epilogue, s, items.c_stride));
@@ -170,7 +180,9 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t i0, int64_t mc, i
 // a non-transposed B is column j % width of item j / width (ColumnItems; one item: width = N).
 void pack_b(bool trans_b, const float* B, int64_t ldb, const ColumnItems& items, const GemmPrologue<float>& prologue,
             int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* Bp) {
-  if (trans_b) {  // (gemm_items, the only caller with a prologue, never transposes B)  // op(B)[k][j] = B[j][k]: walk each column j of the panel along k
+  // op(B)[k][j] = B[j][k]: walk each column j of the panel along k. (A prologue comes only
+  // from gemm_items, whose B is never transposed.)
+  if (trans_b) {
     for (int64_t jp = 0; jp < nc; jp += nr, Bp += nr * kc) {
       const int64_t cols = std::min<int64_t>(nr, nc - jp);
       for (int64_t j = 0; j < cols; ++j) {
@@ -492,24 +504,19 @@ void gemm_items_with_kernel(Isa kernel, int threads, Packing packing, bool trans
                             int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue<float>& epilogue,
                             const GemmPrologue<float>& prologue) {
   SCALPEL_CHECK(items.count >= 0 && items.width >= 0, "gemm_items: negative size {} x {}", items.count, items.width);
-  if (!prologue.empty()) {
-    check_args(trans_a, false, M, items.width, K, lda, ldb, ldc);
+  if (!prologue.empty()) {  // the loop nest below applies it as it packs B
+    check_args(trans_a, false, M, items.width, K, lda, ldb, ldc);  // before B is read
     const bool packs_b = M > 0 && items.count * items.width > 0 && K > 0 && alpha != 0.0f &&
                          !is_gemv(trans_a, false, M, items.width);
-    if (!packs_b) {  // the products below never pack B: they read a transformed copy
-      const std::vector<float> b = transformed_b(K, items, B, ldb, prologue);
-      return gemm_items_with_kernel(kernel, threads, packing, trans_a, M, K, transformed_items(K, items), alpha, A,
-                                    lda, b.data(), items.width, beta, C, ldc, epilogue);
+    if (!packs_b) {  // the other products never pack B: they read a transformed copy
+      const TransformedB<float> t = transformed_b(K, items, B, ldb, prologue);
+      return gemm_items_with_kernel(kernel, threads, packing, trans_a, M, K, t.items, alpha, A, lda, t.values.data(),
+                                    t.ldb, beta, C, ldc, epilogue);
     }
-    SCALPEL_CHECK(cpu_supports(kernel), "gemm: this CPU cannot run the {} kernel", kernel_info(kernel).name);
-    return run_blocks(kernel_info(kernel), threads, packing,
-                      {trans_a, false, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, items, prologue}, M,
-                      items.count * items.width);
-  }
-  if (items.count <= 1)
+  } else if (items.count <= 1) {
     return gemm_with_kernel(kernel, threads, packing, trans_a, false, M, items.count * items.width, K, alpha, A, lda,
                             B, ldb, beta, C, ldc, epilogue);
-  if (is_gemv(trans_a, false, M, items.width)) {  // one column per item: each is the GEMV gemm() runs
+  } else if (is_gemv(trans_a, false, M, items.width)) {  // one column per item: each is the GEMV gemm() runs
     for (int64_t s = 0; s < items.count; ++s)
       gemm_with_kernel(kernel, threads, packing, trans_a, false, M, 1, K, alpha, A, lda, B + s * items.b_stride, ldb,
                        beta, C + s * items.c_stride, ldc, item_epilogue(epilogue, s, items.c_stride));
@@ -528,7 +535,7 @@ void gemm_items_with_kernel(Isa kernel, int threads, Packing packing, bool trans
     return;
   }
   run_blocks(kernel_info(kernel), threads, packing,
-             {trans_a, false, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, items}, M, N);
+             {trans_a, false, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, items, prologue}, M, N);
 }
 
 }  // namespace gemm_detail
@@ -557,23 +564,13 @@ void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, fl
     return gemm_detail::gemm_items_with_kernel(gemm_detail::best_kernel(), 0, gemm_detail::Packing::automatic,
                                                trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue,
                                                prologue);
-  if (!prologue.empty()) {  // bf16: item by item, on a transformed copy of B
-    const std::vector<float> b = transformed_b(K, items, B, ldb, prologue);
-    return gemm_each_item(trans_a, M, K, transformed_items(K, items), alpha, A, lda, b.data(), items.width, beta, C,
-                          ldc, epilogue);
-  }
-  gemm_each_item(trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);  // bf16: item by item
+  gemm_each_item(trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, prologue);  // bf16: item by item
 }
 
 void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, double alpha, const double* A,
                 int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
                 const GemmEpilogue<double>& epilogue, const GemmPrologue<double>& prologue) {
-  if (!prologue.empty()) {
-    const std::vector<double> b = transformed_b(K, items, B, ldb, prologue);
-    return gemm_each_item(trans_a, M, K, transformed_items(K, items), alpha, A, lda, b.data(), items.width, beta, C,
-                          ldc, epilogue);
-  }
-  gemm_each_item(trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue);
+  gemm_each_item(trans_a, M, K, items, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, prologue);
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,

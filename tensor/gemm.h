@@ -105,13 +105,15 @@ struct GemmPrologue {
   EpilogueActivation activation = EpilogueActivation::none;
   int64_t item_stride = 0;
   bool empty() const { return !row_scale && !row_shift && activation == EpilogueActivation::none; }
-  // The prologue item s reads.
-  GemmPrologue for_item(int64_t s) const {
+  // The prologue of B's rows from row `rows` on (a conv group's input channels).
+  GemmPrologue from_row(int64_t rows) const {
     GemmPrologue p = *this;
-    if (p.row_scale) p.row_scale += s * item_stride;
-    if (p.row_shift) p.row_shift += s * item_stride;
+    if (p.row_scale) p.row_scale += rows;
+    if (p.row_shift) p.row_shift += rows;
     return p;
   }
+  // The prologue item s reads.
+  GemmPrologue for_item(int64_t s) const { return from_row(s * item_stride); }
 };
 
 // dst[0, n) = prologue applied to row k's elements src[0, n); dst may be src. Every path that

@@ -169,15 +169,6 @@ void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
 // Planes of one pixel (squeeze-excite) stay matrix-vector products.
 constexpr int64_t kSideBySidePlane = 1024, kSideBySideWeights = int64_t{1} << 18;
 
-// The input transform of group gi's input channels.
-template <typename T>
-GemmPrologue<T> group_transform(const GemmPrologue<T>& input_transform, int64_t first_channel) {
-  GemmPrologue<T> p = input_transform;
-  if (p.row_scale) p.row_scale += first_channel;
-  if (p.row_shift) p.row_shift += first_channel;
-  return p;
-}
-
 template <typename T>
 void backward_input_side_by_side(const Conv2dGeometry& g, const T* grad_y, const T* weight, T* grad_x) {
   const int64_t ipg = g.in_per_group(), opg = g.out_per_group(), P = g.out_h * g.out_w;
@@ -274,7 +265,7 @@ void conv2d_forward_pointwise(const Conv2dGeometry& g, const T* x, int64_t x_sam
     const ColumnItems samples{g.batch, P, x_sample_stride, g.out_channels * P};
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm_items(false, opg, ipg, samples, T(1), weight + gi * opg * ipg, ipg, x + gi * ipg * P, P, T(0),
-                 y + gi * opg * P, P, epilogue_at(gi, gi * opg * P), group_transform(input_transform, gi * ipg));
+                 y + gi * opg * P, P, epilogue_at(gi, gi * opg * P), input_transform.from_row(gi * ipg));
     return;
   }
   for_sample_chunks<T>(g, 0, [&](int64_t begin, int64_t end, T*) {
@@ -283,7 +274,7 @@ void conv2d_forward_pointwise(const Conv2dGeometry& g, const T* x, int64_t x_sam
         const int64_t first = (n * g.out_channels + gi * opg) * P;
         gemm_items(false, opg, ipg, ColumnItems{1, P, 0, 0}, T(1), weight + gi * opg * ipg, ipg,
                    x + n * x_sample_stride + gi * ipg * P, P, T(0), y + first, P, epilogue_at(gi, first),
-                   group_transform(input_transform, gi * ipg).for_item(n));
+                   input_transform.from_row(gi * ipg).for_item(n));
       }
   });
 }
