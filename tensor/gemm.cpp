@@ -237,8 +237,8 @@ struct Problem {
 // item's run of columns is copied out and given the epilogue. With 49-column items about every
 // other tile straddles; the copies stay in L1.
 template <typename Kernel>
-void store_straddling_tile(const Problem& p, Kernel&& kernel, int64_t nr, int64_t row, int64_t rows, int64_t j,
-                           int64_t cols, float beta, bool last_k_block, float* tile) {
+void store_straddling_tile(const KernelInfo& ki, const Problem& p, Kernel&& kernel, int64_t nr, int64_t row,
+                           int64_t rows, int64_t j, int64_t cols, float beta, bool last_k_block, float* tile) {
   const int64_t w = p.items.width;
   // fn(item, column in the item, C's first element of the run in row 0, offset in the tile, length)
   auto for_runs = [&](auto&& fn) {
@@ -256,8 +256,7 @@ void store_straddling_tile(const Problem& p, Kernel&& kernel, int64_t nr, int64_
   for_runs([&](int64_t item, int64_t at, float* c, int64_t t, int64_t run) {
     for (int64_t i = 0; i < rows; ++i) std::copy(tile + i * nr + t, tile + i * nr + t + run, c + i * p.ldc);
     if (!last_k_block || p.epilogue.empty()) return;
-    const GemmEpilogue<float> e = item_epilogue(p.epilogue, item, p.items.c_stride);
-    for (int64_t i = 0; i < rows; ++i) apply_epilogue(e, row + i, at, run, c + i * p.ldc);
+    ki.epilogue(item_epilogue(p.epilogue, item, p.items.c_stride), row, rows, at, run, c, p.ldc);
   });
 }
 
@@ -330,14 +329,21 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
             const int64_t j = jc + jr, item = j / p.items.width, at = j % p.items.width;
             if (at + cols > p.items.width) {
               store_straddling_tile(
-                  p, [&](float* c, int64_t ldc) { kernel(kc, a.p, a.step, b.p, b.step, c, ldc, p.alpha, beta, cols); },
+                  ki, p,
+                  [&](float* c, int64_t ldc) {
+                    kernel(kc, a.p, a.step, b.p, b.step, c, ldc, p.alpha, beta, cols, nullptr);
+                  },
                   nr, ic + ir, rows, j, cols, beta, last_k_block, tile);
               continue;
             }
             float* c = p.C + item * p.items.c_stride + (ic + ir) * p.ldc + at;
-            kernel(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols);
-            if (last_k_block && !p.epilogue.empty())
-              ki.epilogue(item_epilogue(p.epilogue, item, p.items.c_stride), ic + ir, rows, at, cols, c, p.ldc);
+            if (!last_k_block || p.epilogue.empty()) {
+              kernel(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols, nullptr);
+              continue;
+            }
+            const GemmEpilogue<float> e = item_epilogue(p.epilogue, item, p.items.c_stride);
+            const TileEpilogue tile_epilogue{e, ic + ir, at};
+            kernel(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols, &tile_epilogue);
           }
         }
       }

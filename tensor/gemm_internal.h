@@ -20,9 +20,22 @@ namespace scalpel::gemm_detail {
 // is read from a + k*a_step + i by the "k-major" kernels (a packed panel: a_step = MR; a
 // transposed A in place: a_step = lda) and from a + i*a_step + k by the "row-major" kernels
 // (a non-transposed A in place: a_step = lda); rows past R are never read.
+// With a TileEpilogue (the tile's last K block), the kernel then applies it to what it stores:
+// C[i*ldc + j] = the value apply_epilogue(e, row + i, col, cols, c + i*ldc) would leave, bit
+// for bit; null: none.
+struct TileEpilogue {
+  const GemmEpilogue<float>& e;
+  int64_t row, col;  // C's coordinates of the tile's element (0, 0)
+};
 using MicroKernel = void (*)(int64_t kc, const float* a, int64_t a_step, const float* b,
                              int64_t b_step, float* c, int64_t ldc, float alpha, float beta,
-                             int64_t cols);
+                             int64_t cols, const TileEpilogue* epilogue);
+// The fallback of kernels that do not fuse an epilogue into their stores: apply_epilogue on
+// each stored row, compiled for the caller's instruction set.
+template <int MR>
+[[gnu::always_inline]] inline void apply_tile_epilogue(const TileEpilogue& t, float* c, int64_t ldc, int64_t cols) {
+  for (int i = 0; i < MR; ++i) apply_epilogue(t.e, t.row + i, t.col, cols, c + i * ldc);
+}
 
 // A matrix-vector kernel, for the GEMMs with one column (N = 1) or one row (M = 1):
 //   y[i * y_step] = alpha * sum_{k < K} a[i * lda + k] * x[k] + beta * y[i * y_step],  i < m
@@ -32,7 +45,8 @@ using GemvKernel = void (*)(int64_t m, int64_t K, const float* a, int64_t lda, c
 
 // Applies `e` (tensor/gemm.h) to rows [row, row + rows) x columns [j0, j0 + cols) of C, whose
 // element (row, j0) is at c (row stride ldc): apply_epilogue row by row, compiled for the
-// kernel's instruction set. Compiled for SSE2 (gemm.cpp's baseline), the bias + ReLU6 of
+// kernel's instruction set; for the tiles that straddle items (gemm.cpp), which the kernel
+// stores to a scratch tile first. Compiled for SSE2 (gemm.cpp's baseline), the bias + ReLU6 of
 // mobilenet_v2's shallow products (24 multiply-adds per output) cost ~5 ms of its 44 at
 // batch 8. Every set runs the same operations in the same order (none contracts into an FMA).
 using EpilogueTile = void (*)(const GemmEpilogue<float>& e, int64_t row, int64_t rows, int64_t j0, int64_t cols,

@@ -12,12 +12,13 @@ namespace {
 // MR x (NV*8) tile in MR*NV ymm accumulators; 6 x 16 uses 12 of the 16 ymm registers,
 // leaving room for the two B vectors and the broadcast A value. B is read whole (AVX2's
 // masked loads cost extra uops in the k loop, so the driver zero-pads ragged B panels);
-// only the C tile's last vector is loaded and stored under a mask of the `cols` columns.
+// only the C tile's last vector is loaded and stored under a mask of the `cols` columns. The
+// epilogue runs on the stored tile (apply_epilogue vectorized for AVX2).
 template <int MR, int NV, bool kRowMajorA>
 [[SCALPEL_TARGET_AVX2]] void kernel(int64_t kc, const float* a, int64_t a_step,
                                                 const float* b, int64_t b_step, float* c,
                                                 int64_t ldc, float alpha, float beta,
-                                                int64_t cols) {
+                                                int64_t cols, const TileEpilogue* epilogue) {
   __m256 acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -57,6 +58,7 @@ template <int MR, int NV, bool kRowMajorA>
         _mm256_maskstore_ps(p, last, v);
       }
     }
+  if (epilogue) apply_tile_epilogue<MR>(*epilogue, c, ldc, cols);
 }
 
 // Dot products of R rows of a with x, 8 columns at a time, the tail in scalar code.

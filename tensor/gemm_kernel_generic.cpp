@@ -10,7 +10,7 @@ namespace {
 
 template <int MR, int NR, bool kRowMajorA>
 void kernel(int64_t kc, const float* a, int64_t a_step, const float* b, int64_t b_step,
-            float* c, int64_t ldc, float alpha, float beta, int64_t cols) {
+            float* c, int64_t ldc, float alpha, float beta, int64_t cols, const TileEpilogue* epilogue) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k, b += b_step)
     for (int i = 0; i < MR; ++i) {
@@ -20,6 +20,7 @@ void kernel(int64_t kc, const float* a, int64_t a_step, const float* b, int64_t 
   for (int i = 0; i < MR; ++i)
     for (int64_t j = 0; j < cols; ++j)
       c[i * ldc + j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
+  if (epilogue) apply_tile_epilogue<MR>(*epilogue, c, ldc, cols);
 }
 
 void gemv(int64_t m, int64_t K, const float* a, int64_t lda, const float* x, float* y,

@@ -132,6 +132,56 @@ TEST_P(GemmEpilogueKernel, KernelEpilogueHasTheBaselineBits) {
       }
 }
 
+// Each micro-kernel handed its tile's epilogue stores the bits that the same kernel without
+// it, followed by the baseline build of apply_epilogue, leaves: every row count and width, A
+// read either way, ragged and whole widths, beta 0 and 1, every activation with and without
+// bias and residual, NaN (through beta * C) and -0 (alpha = -1 on a zero row of A).
+TEST_P(GemmEpilogueKernel, KernelsApplyTheTileEpilogueBitForBit) {
+  const gemm_detail::KernelInfo& ki = gemm_detail::kernel_info(GetParam());
+  const int64_t nr = ki.nr(), kc = 5, ldc = nr + 3, ldr = nr + 5, row = 2, col = 1;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f), wide(-4.0f, 4.0f);
+  std::vector<float> a(kc * ki.mr), b(kc * nr), C0(ki.mr * ldc), bias(row + ki.mr), residual((row + ki.mr) * ldr);
+  for (float& x : a) x = 1.5f * u(rng);
+  for (float& x : b) x = 1.5f * u(rng);
+  for (auto* v : {&C0, &bias, &residual})
+    for (float& x : *v) x = wide(rng);
+  for (int64_t k = 0; k < kc; ++k) a[k * ki.mr] = 0.0f;  // row 0 of A, k-major: a zero row
+  C0[ldc + 3] = std::numeric_limits<float>::quiet_NaN();
+  int failures = 0;
+  for (bool row_major : {false, true}) {
+    // The same A either way: row-major reads a[i * kc + k].
+    std::vector<float> a_row_major(kc * ki.mr);
+    for (int64_t i = 0; i < ki.mr; ++i)
+      for (int64_t k = 0; k < kc; ++k) a_row_major[i * kc + k] = a[k * ki.mr + i];
+    const float* a_panel = row_major ? a_row_major.data() : a.data();
+    const int64_t a_step = row_major ? kc : ki.mr;
+    for (int rows = 1; rows <= ki.mr; ++rows)
+      for (int v = 1; v <= ki.widths; ++v)
+        for (int64_t cols : {int64_t{v} * ki.vec, int64_t{v - 1} * ki.vec + 1})
+          for (float alpha : {1.0f, -1.0f})
+            for (float beta : {0.0f, 1.0f})
+              for (EpilogueActivation act : {EpilogueActivation::none, EpilogueActivation::relu,
+                                             EpilogueActivation::relu6, EpilogueActivation::silu,
+                                             EpilogueActivation::hardswish})
+                for (bool with_bias : {false, true})
+                  for (bool with_residual : {false, true}) {
+                    const GemmEpilogue<float> e{with_bias ? bias.data() : nullptr, act,
+                                                with_residual ? residual.data() : nullptr, ldr};
+                    const gemm_detail::TileEpilogue tile{e, row, col};
+                    const gemm_detail::MicroKernel kernel = (row_major ? ki.row_major : ki.k_major)[rows - 1][v - 1];
+                    std::vector<float> got = C0, want = C0;
+                    kernel(kc, a_panel, a_step, b.data(), nr, got.data(), ldc, alpha, beta, cols, &tile);
+                    kernel(kc, a_panel, a_step, b.data(), nr, want.data(), ldc, alpha, beta, cols, nullptr);
+                    gemm_detail::epilogue_tile_baseline(e, row, rows, col, cols, want.data(), ldc);
+                    if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0 && ++failures <= 3)
+                      ADD_FAILURE() << ki.name << (row_major ? " row-major" : " k-major") << " rows=" << rows
+                                    << " cols=" << cols << " alpha=" << alpha << " beta=" << beta
+                                    << " act=" << name(act) << " bias=" << with_bias << " residual=" << with_residual;
+                  }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(, GemmEpilogueKernel, testing::Values(Isa::baseline, Isa::avx2, Isa::avx512),
                          [](const testing::TestParamInfo<Isa>& info) {
                            return std::string(gemm_detail::kernel_info(info.param).name);
