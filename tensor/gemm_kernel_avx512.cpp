@@ -5,6 +5,7 @@
 
 #include <utility>
 
+#include "tensor/epilogue_avx512.h"
 #include "tensor/gemm_internal.h"
 
 namespace scalpel::gemm_detail {
@@ -40,11 +41,8 @@ template <int MR, int NV, bool kRowMajorA, bool kMaskedB>
 }
 
 // Stores the tile: alpha * acc (+ beta * C), then with kEpilogue the epilogue's bias, residual
-// and activation in registers, before the store: apply_epilogue's operations in its order, so
-// its bits. max_ps(v, 0) is ReLU's `v > 0 ? v : 0` and max_ps(0, v), min_ps(6, v) are ReLU6's
-// std::max(v, 0), std::min(v, 6) (max_ps / min_ps return the second operand on NaN and equal
-// values: NaN and -0 come out as in C++). Applied to the stored tile instead, the epilogue
-// reloaded values the masked stores had just written: 7.7 % of mobilenet_v2's b8 samples.
+// and activation in registers before the store, in apply_epilogue's order (its bits; see
+// tensor/epilogue_avx512.h).
 template <int MR, int NV, bool kEpilogue, EpilogueActivation kAct>
 [[SCALPEL_TARGET_AVX512, gnu::always_inline]] inline void store_tile(const __m512 (&acc)[MR][NV], float* c,
                                                                     int64_t ldc, float alpha, float beta,
@@ -53,10 +51,9 @@ template <int MR, int NV, bool kEpilogue, EpilogueActivation kAct>
   const float* residual = kEpilogue && t->e.residual ? t->e.residual + t->row * t->e.ldr + t->col : nullptr;
   const int64_t ldr = kEpilogue ? t->e.ldr : 0;
   const __m512 valpha = _mm512_set1_ps(alpha), vbeta = _mm512_set1_ps(beta);
-  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
-    const __m512 vbias = bias ? _mm512_set1_ps(bias[i]) : zero;
+    const __m512 vbias = bias ? _mm512_set1_ps(bias[i]) : _mm512_setzero_ps();
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) {
       float* p = c + i * ldc + j * 16;
@@ -66,8 +63,7 @@ template <int MR, int NV, bool kEpilogue, EpilogueActivation kAct>
       if constexpr (kEpilogue) {
         if (bias) v = _mm512_add_ps(v, vbias);
         if (residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, residual + i * ldr + j * 16));
-        if constexpr (kAct == EpilogueActivation::relu) v = _mm512_max_ps(v, zero);
-        if constexpr (kAct == EpilogueActivation::relu6) v = _mm512_min_ps(six, _mm512_max_ps(zero, v));
+        v = activate16<kAct>(v);
       }
       _mm512_mask_storeu_ps(p, m, v);
     }
@@ -112,7 +108,7 @@ template <int MR, int NV, bool kRowMajorA>
     case none: return store_tile<MR, NV, true, none>(acc, c, ldc, alpha, beta, last, epilogue);
     case relu: return store_tile<MR, NV, true, relu>(acc, c, ldc, alpha, beta, last, epilogue);
     case relu6: return store_tile<MR, NV, true, relu6>(acc, c, ldc, alpha, beta, last, epilogue);
-    case silu:
+    case silu:  // not activates_in_registers
     case hardswish:
       store_tile<MR, NV, false, none>(acc, c, ldc, alpha, beta, last, nullptr);
       apply_tile_epilogue<MR>(*epilogue, c, ldc, cols);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tensor/cpu_isa.h"
+#include "tensor/epilogue_avx512.h"
 
 namespace scalpel::ops::depthwise_avx512 {
 namespace {
@@ -89,6 +90,8 @@ class RowTaps {
 
 // One plane's operands for the row kernels. Output rows [oh0, oh0 + R) read input rows
 // oh0 * S - pad_top + t, t < (R - 1) * S + K.
+// The forward's residual and activation (one activates_in_registers covers) are applied in
+// registers before the store; the other activations run on the stored rows (forward_planes).
 struct PlaneJob {
   const float* x;      // input plane [in_h, in_w]
   const float* zeros;  // >= in_w zeros, standing in for rows outside the input
@@ -96,6 +99,8 @@ struct PlaneJob {
   float bias;
   float* y;            // output plane [out_h, out_w]
   int64_t in_h, in_w, out_w, pad_top, pad_left;
+  const float* residual;  // null, or the plane's residual [out_h, out_w], added before the activation
+  EpilogueActivation activation;
 };
 
 // R output rows starting at oh0 (all of them inside the output), every column.
@@ -126,7 +131,12 @@ template <int K, int S, int R>
       }
     }
     const __mmask16 out_mask = row_mask(ow0, j.out_w);
-    for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(j.y + (oh0 + r) * j.out_w + ow0, out_mask, acc[r]);
+    for (int r = 0; r < R; ++r) {
+      const int64_t at = (oh0 + r) * j.out_w + ow0;
+      __m512 v = acc[r];
+      if (j.residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(out_mask, j.residual + at));
+      _mm512_mask_storeu_ps(j.y + at, out_mask, activate16(j.activation, v));
+    }
   }
 }
 
@@ -229,6 +239,7 @@ const float* zero_row(int64_t n) {
   const int64_t mult = g.out_channels / g.in_channels;
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   const GemmEpilogue<float> epilogue{nullptr, args.epilogue.activation, args.epilogue.residual, 0};
+  const bool in_registers = activates_in_registers(epilogue.activation);
   const float* zeros = zero_row(g.in_w);
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / g.out_channels, oc = plane % g.out_channels;
@@ -241,11 +252,13 @@ const float* zero_row(int64_t n) {
                      g.in_w,
                      g.out_w,
                      g.pad_top,
-                     g.pad_left};
-    // The finished rows are contiguous, as is their residual: one epilogue call over all of
-    // them (short 7-28 column rows would spend most of the call in scalar tails).
+                     g.pad_left,
+                     in_registers && epilogue.residual ? epilogue.residual + plane * out_plane : nullptr,
+                     in_registers ? epilogue.activation : EpilogueActivation::none};
+    // Otherwise the finished rows are contiguous, as is their residual: one epilogue call over
+    // all of them (short 7-28 column rows would spend most of the call in scalar tails).
     run_rows(k, j, g.out_h, [&](int64_t oh, int64_t rows) {
-      if (epilogue.empty()) return;
+      if (in_registers) return;
       apply_epilogue(epilogue, 0, plane * out_plane + oh * g.out_w, rows * g.out_w, j.y + oh * g.out_w);
     });
   }
@@ -272,7 +285,9 @@ const float* zero_row(int64_t n) {
                      g.out_w,
                      g.in_w,
                      k.kernel - 1 - g.pad_top,
-                     k.kernel - 1 - g.pad_left};
+                     k.kernel - 1 - g.pad_left,
+                     nullptr,
+                     EpilogueActivation::none};
     run_rows(k, j, g.in_h, [](int64_t, int64_t) {});
   }
 }

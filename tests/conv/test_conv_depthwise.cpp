@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -42,6 +43,14 @@ bool close(const std::vector<T>& a, const std::vector<T>& ref, double tol) {
     if (!(d <= worst)) worst = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
   }
   return worst <= tol * scale;
+}
+
+// Equal bit for bit, or both NaN (vecmath's levels differ in the sign SiLU gives a NaN).
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0 && !(std::isnan(a[i]) && std::isnan(b[i]))) return false;
+  return a.size() == b.size();
 }
 
 std::string describe(const Conv2dGeometry& g) {
@@ -114,6 +123,13 @@ void compare_with_reference(const Conv2dGeometry& g, uint64_t seed, double tol) 
   // The fused epilogue: each activation, with and without the residual, against
   // apply_epilogue on the reference output (tensor/gemm.h, the epilogue's own reference).
   const int64_t plane = g.out_h * g.out_w;
+  // And bit for bit against this engine's own output followed by apply_epilogue (the AVX-512
+  // rows apply the residual, ReLU and ReLU6 in registers), with a NaN in the input: ReLU
+  // makes it 0, ReLU6 keeps it.
+  auto x_nan = x;
+  x_nan[nx / 2] = std::numeric_limits<T>::quiet_NaN();
+  auto plain_nan = sentinel<T>(ny);
+  ops::conv2d_forward(CpuConvAlgorithm::Depthwise, g, x_nan.data(), w.data(), bias, plain_nan.data());
   for (EpilogueActivation act : {EpilogueActivation::none, EpilogueActivation::relu, EpilogueActivation::relu6,
                                  EpilogueActivation::silu, EpilogueActivation::hardswish})
     for (bool with_residual : {false, true}) {
@@ -126,6 +142,15 @@ void compare_with_reference(const Conv2dGeometry& g, uint64_t seed, double tol) 
       ops::conv2d_forward(CpuConvAlgorithm::Depthwise, g, x.data(), w.data(), bias, fused.data(),
                           ops::ConvEpilogue<T>{act, with_residual ? residual.data() : nullptr});
       EXPECT_TRUE(close(fused, expected, tol)) << "epilogue " << static_cast<int>(act) << " residual " << with_residual;
+
+      std::vector<T> expected_bits = plain_nan;
+      for (int64_t p = 0; p < g.batch * g.out_channels; ++p)
+        apply_epilogue(reference_epilogue, p, 0, plane, expected_bits.data() + p * plane);
+      auto fused_nan = sentinel<T>(ny);
+      ops::conv2d_forward(CpuConvAlgorithm::Depthwise, g, x_nan.data(), w.data(), bias, fused_nan.data(),
+                          ops::ConvEpilogue<T>{act, with_residual ? residual.data() : nullptr});
+      EXPECT_TRUE(same_bits(fused_nan, expected_bits))
+          << "epilogue bits " << static_cast<int>(act) << " residual " << with_residual;
     }
 }
 
