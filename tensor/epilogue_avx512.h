@@ -7,18 +7,21 @@
 // The same operations in the same order as apply_epilogue, so the same bits:
 //   ReLU   `v > 0 ? v : 0`                      = max_ps(v, 0)
 //   ReLU6  std::min(std::max(v, 0), 6)          = min_ps(6, max_ps(0, v))
+//   SiLU   vecmath::silu, whose level on a CPU with AVX-512 is silu16 (tensor/vector_math_avx512.h)
 // (max_ps / min_ps return their second operand on NaN and on equal values, as std::max /
-// std::min return their first: NaN and -0 come out as in C++). SiLU and hardswish stay with
-// apply_epilogue on the stored values.
+// std::min return their first: NaN and -0 come out as in C++; a NaN's sign through SiLU
+// depends on operand order and is not kept). Hardswish stays with apply_epilogue on the
+// stored values.
 #include <immintrin.h>
 
 #include "tensor/cpu_isa.h"
 #include "tensor/gemm.h"
+#include "tensor/vector_math_avx512.h"
 
 namespace scalpel {
 
 constexpr bool activates_in_registers(EpilogueActivation a) {
-  return a == EpilogueActivation::none || a == EpilogueActivation::relu || a == EpilogueActivation::relu6;
+  return a != EpilogueActivation::hardswish;
 }
 
 template <EpilogueActivation kAct>
@@ -27,6 +30,7 @@ template <EpilogueActivation kAct>
   const __m512 zero = _mm512_setzero_ps();
   if constexpr (kAct == EpilogueActivation::relu) return _mm512_max_ps(v, zero);
   if constexpr (kAct == EpilogueActivation::relu6) return _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, v));
+  if constexpr (kAct == EpilogueActivation::silu) return vecmath::detail::silu16(v);
   return v;
 }
 
@@ -35,6 +39,7 @@ template <EpilogueActivation kAct>
   switch (a) {
     case EpilogueActivation::relu: return activate16<EpilogueActivation::relu>(v);
     case EpilogueActivation::relu6: return activate16<EpilogueActivation::relu6>(v);
+    case EpilogueActivation::silu: return activate16<EpilogueActivation::silu>(v);
     default: return v;
   }
 }

@@ -77,7 +77,7 @@ template <int MR, int NV, bool kEpilogue, EpilogueActivation kAct>
 // right edge is computed in place: the last vector of B and C is loaded and stored under a
 // mask of the `cols` columns. Whole-width tiles keep plain loads of B in the k loop (the
 // masked load there cost 2-5 % on the large conv GEMMs in bench_gemm). Bias, residual and
-// ReLU / ReLU6 are applied in registers (store_tile); SiLU and hardswish to the stored tile.
+// ReLU / ReLU6 / SiLU are applied in registers (store_tile); hardswish to the stored tile.
 template <int MR, int NV, bool kRowMajorA>
 [[SCALPEL_TARGET_AVX512]] void kernel(int64_t kc, const float* a, int64_t a_step,
                                                const float* b, int64_t b_step, float* c,
@@ -108,8 +108,8 @@ template <int MR, int NV, bool kRowMajorA>
     case none: return store_tile<MR, NV, true, none>(acc, c, ldc, alpha, beta, last, epilogue);
     case relu: return store_tile<MR, NV, true, relu>(acc, c, ldc, alpha, beta, last, epilogue);
     case relu6: return store_tile<MR, NV, true, relu6>(acc, c, ldc, alpha, beta, last, epilogue);
-    case silu:  // not activates_in_registers
-    case hardswish:
+    case silu: return store_tile<MR, NV, true, silu>(acc, c, ldc, alpha, beta, last, epilogue);
+    case hardswish:  // not activates_in_registers
       store_tile<MR, NV, false, none>(acc, c, ldc, alpha, beta, last, nullptr);
       apply_tile_epilogue<MR>(*epilogue, c, ldc, cols);
   }

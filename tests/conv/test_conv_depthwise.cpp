@@ -45,7 +45,8 @@ bool close(const std::vector<T>& a, const std::vector<T>& ref, double tol) {
   return worst <= tol * scale;
 }
 
-// Equal bit for bit, or both NaN (vecmath's levels differ in the sign SiLU gives a NaN).
+// Equal bit for bit, or both NaN: a NaN's sign is not kept (SiLU's x * sigmoid(x) of a NaN
+// takes the sign of whichever operand the compiler put first).
 template <typename T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   for (size_t i = 0; i < a.size(); ++i)
