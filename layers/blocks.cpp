@@ -203,6 +203,14 @@ InvertedResidual::InvertedResidual(int64_t in_channels, int64_t out_channels, in
 }
 
 Tensor InvertedResidual::forward(const Tensor& x) {
+  if (runs_fused(*this, fused, x)) {  // [expand,] depthwise, projection + residual: see fused
+    const auto layers = conv->named_children();
+    Tensor h = x;
+    for (size_t i = 0; i + 2 < layers.size(); ++i) h = (*layers[i].second)(h);
+    const Conv2d& project = dynamic_cast<const Conv2d&>(*layers[layers.size() - 2].second);
+    return conv2d_fused(h, project.weight, project.bias, project.options, EpilogueActivation::none, x,
+                        project.label());
+  }
   Tensor y = (*conv)(x);
   return use_residual ? add(x, y) : y;
 }

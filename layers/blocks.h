@@ -155,6 +155,10 @@ class InvertedResidual : public Module {
   const int64_t in_channels, out_channels, hidden_channels, stride;
   const bool use_residual;
   std::shared_ptr<Sequential> conv;
+  // Set by models::fuse_for_inference on a residual block whose projection's BN is folded: in
+  // eval mode on the CPU with nothing recorded, the projection conv adds the residual in its
+  // output store (nn::conv2d_fused) instead of a pass of its own.
+  bool fused = false;
 };
 
 // ---------------------------------------------------------------- ResNet

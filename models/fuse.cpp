@@ -180,6 +180,20 @@ bool fuse_mbconv(nn::MBConv& mb) {
   return true;
 }
 
+// Marks a residual InvertedResidual fused (nn::InvertedResidual::fused) when its projection
+// conv's BN is folded and the conv has no activation of its own.
+bool fuse_inverted_residual(nn::InvertedResidual& block) {
+  const auto layers = block.conv->named_children();
+  if (block.fused || !block.use_residual || layers.size() < 3) return false;
+  auto* project = dynamic_cast<nn::Conv2d*>(layers[layers.size() - 2].second.get());
+  auto* bn = dynamic_cast<nn::BatchNorm2d*>(layers.back().second.get());
+  if (!project || !bn || !bn->folded || !foldable(project->weight) || !project->fused_input.empty() ||
+      project->fused_activation != EpilogueActivation::none)
+    return false;
+  block.fused = true;
+  return true;
+}
+
 // Modules whose children run one after the other, each one's output the next one's input and
 // nothing else's: a Sequential's children, and a DenseLayer's (DenseLayer::forward).
 std::vector<std::vector<nn::Module*>> chains_of(nn::Module& model) {
@@ -259,6 +273,8 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
       report.blocks += fuse_resnet_block(*b, {b->conv1.get()}, *b->conv2, {b->bn1.get(), b->bn2.get()});
     else if (auto* mb = dynamic_cast<nn::MBConv*>(m))
       report.squeeze_excite_blocks += fuse_mbconv(*mb);
+    else if (auto* ir = dynamic_cast<nn::InvertedResidual*>(m))
+      report.blocks += fuse_inverted_residual(*ir);
   }
 
   // The conv weights are final now (folded, and a fused model is never trained): the bf16

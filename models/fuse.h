@@ -31,7 +31,7 @@ struct InferenceFuseReport {
   FuseReport batchnorm;
   int64_t activations = 0;  // ActivationLayers now applied in their conv's output store
   int64_t batchnorm_activations = 0;  // ActivationLayers now applied by the BatchNorm2d before them
-  int64_t blocks = 0;       // ResNet blocks now running fused (nn::BasicBlock/Bottleneck::fused)
+  int64_t blocks = 0;       // residual blocks now running fused (nn::BasicBlock/Bottleneck/InvertedResidual::fused)
   int64_t prepacked = 0;    // convs whose weights the bf16 GEMM converts once (prepack_constant_a)
   int64_t input_transforms = 0;  // BatchNorm2d layers (with their activation) now applied by the 1x1 conv they feed
   int64_t squeeze_excite_blocks = 0;  // MBConv blocks whose projection applies the SE scales (nn::MBConv::fused)
@@ -51,7 +51,9 @@ struct InferenceFuseReport {
 // squeeze-excite and a 1x1 projection (BN folded, no activation) runs fused: the projection's
 // GEMM multiplies its input by the SE's per-sample scales as it packs it and adds the residual
 // in its store (nn::MBConv::fused). ResNet basic/bottleneck blocks whose BatchNorms all folded run their
-// ReLUs and the residual add in the convs' stores (nn::Bottleneck::fused). Same contract as
+// ReLUs and the residual add in the convs' stores (nn::Bottleneck::fused); a MobileNet V2
+// InvertedResidual with a residual adds it in its projection's store
+// (nn::InvertedResidual::fused). Same contract as
 // fuse_batchnorm (eval mode, CPU float32, idempotent);
 // the fused layers take their shortcut only in eval mode with gradients off, so Grad-CAM and
 // training still see every layer. Last, every non-depthwise conv weight is declared constant
