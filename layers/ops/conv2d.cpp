@@ -109,14 +109,14 @@ CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g, bool constan
   if (g.is_depthwise()) return CpuConvAlgorithm::Depthwise;
   // Winograd pays where its per-call weight transform (36 * C_out * C_in values) is shared by
   // enough 4x4 output tiles, and there are enough channels for its GEMMs and transforms.
-  // Measured with bench_conv on AMD Zen 5 (docs/performance.md, "Issue 21, session 8"): faster on
-  // resnet50's layer1 at batch 1 (196 tiles, 0.99 vs 1.06 ms) and layer1-2 at batch 8, slower on
-  // its layer3 at batch 8 (128 tiles: 7.5 vs 5.8 ms) and on every plane of DenseNet's 32 output
-  // channels (14x14 at batch 8: 1.9 vs 0.50 ms), where the transforms are shared by too few
-  // products. Weights transformed once (constant and small enough to keep) make it pay from 32
-  // tiles: resnet50's layer2 at batch 1 (49 tiles: 0.72 vs 1.15 ms); not on 16 tiles (layer3
-  // at batch 1: 2.3x im2col's time).
-  constexpr int64_t kMinChannels = 16, kMinOutChannels = 64, kMinTilesKept = 32;
+  // Measured with bench_conv on AMD Zen 4 (docs/performance.md, "Issue 21, session 10"), with
+  // the transforms on vector types: faster than im2col on resnet50's layer3 at batch 8 (128
+  // tiles: 5.8-7.6 vs 9.7-9.95 ms), even at batch 1 (16 tiles, weights not kept: 1.5-1.7 vs
+  // 1.8), slower on layer4 (4 tiles: 6.5 vs 1.5 ms; 32 at batch 8: 10.7-13.5 vs 12.0).
+  // Weights transformed once (constant and small enough to keep) make it pay from 4 tiles:
+  // DenseNet's 3x3 -> 32 output channels on 56/28/14/7 at batch 1: 1.03 / 0.27 / 0.18 / 0.12
+  // vs 2.37 / 0.77 / 0.43 / 0.15 ms (the shifted products).
+  constexpr int64_t kMinChannels = 16, kMinOutChannels = 32, kMinTilesKept = 4;
   if (!cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g) || g.in_channels < kMinChannels ||
       g.out_channels < kMinOutChannels)
     return CpuConvAlgorithm::Im2colGemm;

@@ -145,20 +145,22 @@ bool im2col_uses_shifted_products(const Conv2dGeometry& g);
 // whole batch (tensor/gemm.h) and transforms back (Y = A^T M A) with bias and epilogue,
 // cropping the ragged edge tiles. Interpolation points 0, -1, 1, 1/2, -2 and infinity.
 // The per-call weight transform is paid whatever the input size, which is why
-// choose_cpu_conv_algorithm wants >= 192 tiles per call (32 for kept weights); float32 is about twice as far from the
+// choose_cpu_conv_algorithm wants >= 64 tiles per call (4 for kept weights); float32 is about twice as far from the
 // float64 reference as im2col + GEMM. Measured cost and accuracy: docs/performance.md
-// ("Winograd: weight-transform cost and accuracy").
+// ("Winograd: weight-transform cost and accuracy", "Issue 21, session 10").
 // 4x4 output tiles per call, and from how many the per-call weight transform pays.
 inline int64_t winograd_tiles(const Conv2dGeometry& g) { return g.batch * ((g.out_h + 3) / 4) * ((g.out_w + 3) / 4); }
-inline constexpr int64_t kWinogradMinTiles = 192;
-// Whether constant weights are transformed once and kept: only where the per-call transform
-// would not pay (fewer tiles), and at most kWinogradMaxKeptWeights values per layer. Kept
+inline constexpr int64_t kWinogradMinTiles = 64;
+// Whether constant weights are transformed once and kept: only below kWinogradKeepBelowTiles
+// tiles per call (above, the per-call transform is a small share), and at most
+// kWinogradMaxKeptWeights values per layer. Kept
 // transforms are 4x the weights and live as long as the model: resnet50 at batch 8 would
 // keep 130 MB (past ONNX Runtime's whole peak RSS) to save ~3 % of its time, and even its
 // layer1-2's 9 MB, interleaved with the activations' heap chunks, raised its peak RSS by 30-50 MB.
+inline constexpr int64_t kWinogradKeepBelowTiles = 192;
 inline constexpr int64_t kWinogradMaxKeptWeights = int64_t{1} << 20;
 inline bool winograd_keeps_weights(const Conv2dGeometry& g) {
-  return winograd_tiles(g) < kWinogradMinTiles && 36 * g.in_channels * g.out_channels <= kWinogradMaxKeptWeights;
+  return winograd_tiles(g) < kWinogradKeepBelowTiles && 36 * g.in_channels * g.out_channels <= kWinogradMaxKeptWeights;
 }
 template <typename T>
 void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <vector>
 
 #include <fmt/format.h>
@@ -93,45 +94,57 @@ constexpr WinogradMatrices kMatrices = winograd_matrices({0.0, -1.0, 1.0, 0.5, -
 
 constexpr int kLanes = 16;  // tiles per vector step (one AVX-512 float register)
 
-// out[t] = sum_k coeffs[k] * in(k)[t] for every lane, skipping zero coefficients and
-// multiplications by one (the loops are unrolled, so the tests fold at compile time).
+// kLanes values of T in one GCC vector: a register or a few of whichever instruction set a
+// variant is compiled for. (Arrays of T with loops over the lanes, left to the vectorizer,
+// compiled mostly to scalar code: half of the input transform's samples were xmm
+// instructions.)
+template <typename T>
+struct LanesOf {
+  typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
+};
+template <typename T>
+using Lanes = typename LanesOf<T>::type;
+
+// (Vectors pass by reference: the baseline build has no register for them to return in.)
+template <typename T>
+[[gnu::always_inline]] inline void load_lanes(const T* src, Lanes<T>& v) {
+  std::memcpy(&v, src, sizeof v);
+}
+
+// out = sum_k coeffs[k] * in(k), skipping zero coefficients and multiplications by one (the
+// loops are unrolled, so the tests fold at compile time).
 template <int K, typename T, typename Row, typename Input>
-[[gnu::always_inline]] inline void combine(const Row& coeffs, Input in, T (&out)[kLanes]) {
-  T acc[kLanes] = {};
+[[gnu::always_inline]] inline void combine(const Row& coeffs, Input in, Lanes<T>& out) {
+  Lanes<T> acc = {};
 #pragma GCC unroll 8
   for (int k = 0; k < K; ++k) {
-    const T m = static_cast<T>(coeffs[k]);
-    const T* x = in(k);
     if (coeffs[k] == 0) continue;
-    if (coeffs[k] == 1) {
-      for (int t = 0; t < kLanes; ++t) acc[t] += x[t];
-    } else if (coeffs[k] == -1) {
-      for (int t = 0; t < kLanes; ++t) acc[t] -= x[t];
-    } else {
-      for (int t = 0; t < kLanes; ++t) acc[t] += m * x[t];
-    }
+    const Lanes<T>& x = in(k);
+    if (coeffs[k] == 1) acc += x;
+    else if (coeffs[k] == -1) acc -= x;
+    else acc += static_cast<T>(coeffs[k]) * x;
   }
-  for (int t = 0; t < kLanes; ++t) out[t] = acc[t];
+  out = acc;
 }
 
 // out[r][c] = sum_k M[r][k] * in[k][c]: the left multiplication by M.
 template <int R, int K, int C, typename T, typename Matrix>
-[[gnu::always_inline]] inline void left_multiply(const Matrix& matrix, const T (&in)[K][C][kLanes],
-                                                 T (&out)[R][C][kLanes]) {
+[[gnu::always_inline]] inline void left_multiply(const Matrix& matrix, const Lanes<T> (&in)[K][C],
+                                                 Lanes<T> (&out)[R][C]) {
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) combine<K>(matrix[r], [&](int k) { return in[k][c]; }, out[r][c]);
+    for (int c = 0; c < C; ++c) combine<K, T>(matrix[r], [&](int k) -> const Lanes<T>& { return in[k][c]; }, out[r][c]);
 }
 
 // out[r][c] = sum_k in[r][k] * M[c][k]: the right multiplication by M^T.
 template <int R, int K, int C, typename T, typename Matrix>
-[[gnu::always_inline]] inline void right_multiply_transposed(const Matrix& matrix, const T (&in)[R][K][kLanes],
-                                                             T (&out)[R][C][kLanes]) {
+[[gnu::always_inline]] inline void right_multiply_transposed(const Matrix& matrix, const Lanes<T> (&in)[R][K],
+                                                             Lanes<T> (&out)[R][C]) {
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) combine<K>(matrix[c], [&](int k) { return in[r][k]; }, out[r][c]);
+    for (int c = 0; c < C; ++c) combine<K, T>(matrix[c], [&](int k) -> const Lanes<T>& { return in[r][k]; }, out[r][c]);
 }
 
 // The shapes of one call, derived once.
@@ -159,9 +172,9 @@ struct WinogradPlan {
 
 // dst[0, lanes) = src[0, lanes); a whole vector as one fixed-length loop, which vectorizes.
 template <typename T>
-[[gnu::always_inline]] inline void store_lanes(const T (&src)[kLanes], int64_t lanes, T* dst) {
+[[gnu::always_inline]] inline void store_lanes(const Lanes<T>& src, int64_t lanes, T* dst) {
   if (lanes == kLanes) {
-    for (int t = 0; t < kLanes; ++t) dst[t] = src[t];
+    std::memcpy(dst, &src, sizeof src);
   } else {
     for (int64_t t = 0; t < lanes; ++t) dst[t] = src[t];
   }
@@ -174,20 +187,34 @@ T* scratch(int64_t size) {
   return buffer.get<T>(size);
 }
 
+// The 36 planes U[e], V[e] and M[e] lie this many elements apart: their size plus one cache
+// line. Unpadded they were multiples of 4 KiB apart (U of 256 x 256 channels: 256 KiB), so a
+// transform's 36 stores of one step all mapped to the same L1 and L2 sets and evicted each
+// other.
+template <typename T>
+constexpr int64_t padded_plane(int64_t elements) {
+  return elements + 64 / static_cast<int64_t>(sizeof(T));
+}
+
 // U[e][oc][ic] = (G g G^T)[e] for output channels [oc0, oc1); vectorized over ic.
 template <typename T>
 [[gnu::always_inline]] inline void transform_weights(const Conv2dGeometry& g, const T* weight, int64_t oc0,
                                                      int64_t oc1, T* U) {
-  const int64_t cin = g.in_channels, stride_e = g.out_channels * cin;
+  const int64_t cin = g.in_channels, stride_e = padded_plane<T>(g.out_channels * cin);
   for (int64_t oc = oc0; oc < oc1; ++oc)
     for (int64_t ic0 = 0; ic0 < cin; ic0 += kLanes) {
       const int64_t lanes = std::min<int64_t>(kLanes, cin - ic0);
-      T w[kTaps][kTaps][kLanes] = {}, gw[kIn][kTaps][kLanes], u[kIn][kIn][kLanes];
+      // Gathered into plain arrays first: inserting lanes into vectors one by one was 20 % of
+      // a call on resnet50's layer3.
+      T taps[kTaps][kTaps][kLanes] = {};
       for (int64_t t = 0; t < lanes; ++t)
         for (int a = 0; a < kTaps; ++a)
-          for (int b = 0; b < kTaps; ++b) w[a][b][t] = weight[((oc * cin + ic0 + t) * kTaps + a) * kTaps + b];
-      left_multiply(kMatrices.G, w, gw);
-      right_multiply_transposed(kMatrices.G, gw, u);
+          for (int b = 0; b < kTaps; ++b) taps[a][b][t] = weight[((oc * cin + ic0 + t) * kTaps + a) * kTaps + b];
+      Lanes<T> w[kTaps][kTaps], gw[kIn][kTaps], u[kIn][kIn];
+      for (int a = 0; a < kTaps; ++a)
+        for (int b = 0; b < kTaps; ++b) load_lanes(taps[a][b], w[a][b]);
+      left_multiply<kIn, kTaps, kTaps, T>(kMatrices.G, w, gw);
+      right_multiply_transposed<kIn, kTaps, kIn, T>(kMatrices.G, gw, u);
       for (int e = 0; e < kIn * kIn; ++e) store_lanes(u[e / kIn][e % kIn], lanes, U + e * stride_e + oc * cin + ic0);
     }
 }
@@ -209,7 +236,7 @@ template <typename T>
 [[gnu::always_inline]] inline void transform_input(const Conv2dGeometry& g, const WinogradPlan& plan,
                                                    const T* x, const Chunk& chunk, int64_t ic0, int64_t ic1,
                                                    T* V, T* phase) {
-  const int64_t pw = plan.phase_width, v_stride = chunk.v_stride(), stride_e = g.in_channels * v_stride;
+  const int64_t pw = plan.phase_width, v_stride = chunk.v_stride(), stride_e = padded_plane<T>(g.in_channels * v_stride);
   for (int64_t ic = ic0; ic < ic1; ++ic) {
     int64_t tile0 = 0;  // first tile of the current tile row within the chunk
     for (int64_t row = chunk.row0; row < chunk.row1;) {
@@ -237,14 +264,12 @@ template <typename T>
       for (int64_t th = th0; th < th1; ++th, tile0 += plan.tiles_w) {
         const int64_t r0 = kOut * (th - th0);
         for (int64_t tw0 = 0; tw0 < plan.tiles_w; tw0 += kLanes) {
-          T d[kIn][kIn][kLanes], bd[kIn][kIn][kLanes], v[kIn][kIn][kLanes];
+          Lanes<T> d[kIn][kIn], bd[kIn][kIn], v[kIn][kIn];
           for (int i = 0; i < kIn; ++i)
-            for (int j = 0; j < kIn; ++j) {
-              const T* src = phase + (j % kOut) * phase_stride + (r0 + i) * pw + tw0 + j / kOut;
-              for (int t = 0; t < kLanes; ++t) d[i][j][t] = src[t];
-            }
-          left_multiply(kMatrices.BT, d, bd);
-          right_multiply_transposed(kMatrices.BT, bd, v);
+            for (int j = 0; j < kIn; ++j)
+              load_lanes(phase + (j % kOut) * phase_stride + (r0 + i) * pw + tw0 + j / kOut, d[i][j]);
+          left_multiply<kIn, kIn, kIn, T>(kMatrices.BT, d, bd);
+          right_multiply_transposed<kIn, kIn, kIn, T>(kMatrices.BT, bd, v);
           for (int e = 0; e < kIn * kIn; ++e)
             store_lanes(v[e / kIn][e % kIn], kLanes, V + e * stride_e + ic * v_stride + tile0 + tw0);
         }
@@ -260,7 +285,7 @@ template <typename T>
 [[gnu::always_inline]] inline void transform_output(const Conv2dGeometry& g, const WinogradPlan& plan,
                                                     const T* M, const Chunk& chunk, int64_t oc0, int64_t oc1,
                                                     const T* bias, const ConvEpilogue<T>& epilogue, T* y) {
-  const int64_t stride_e = g.out_channels * chunk.tiles, out_plane = g.out_h * g.out_w;
+  const int64_t stride_e = padded_plane<T>(g.out_channels * chunk.tiles), out_plane = g.out_h * g.out_w;
   for (int64_t oc = oc0; oc < oc1; ++oc) {
     const T b = bias ? bias[oc] : T(0);
     for (int64_t row = chunk.row0, tile0 = 0; row < chunk.row1; ++row, tile0 += plan.tiles_w) {
@@ -270,13 +295,10 @@ template <typename T>
       const int64_t oh0 = kOut * th, oh1 = std::min(g.out_h, oh0 + kOut);
       for (int64_t tw0 = 0; tw0 < plan.tiles_w; tw0 += kLanes) {
         // M is allocated with kLanes elements of slack, so full-width loads stay inside it.
-        T m[kIn][kIn][kLanes], am[kOut][kIn][kLanes], yt[kOut][kOut][kLanes];
-        for (int e = 0; e < kIn * kIn; ++e) {
-          const T* src = M + e * stride_e + oc * chunk.tiles + tile0 + tw0;
-          for (int t = 0; t < kLanes; ++t) m[e / kIn][e % kIn][t] = src[t];
-        }
-        left_multiply(kMatrices.AT, m, am);
-        right_multiply_transposed(kMatrices.AT, am, yt);
+        Lanes<T> m[kIn][kIn], am[kOut][kIn], yt[kOut][kOut];
+        for (int e = 0; e < kIn * kIn; ++e) load_lanes(M + e * stride_e + oc * chunk.tiles + tile0 + tw0, m[e / kIn][e % kIn]);
+        left_multiply<kOut, kIn, kIn, T>(kMatrices.AT, m, am);
+        right_multiply_transposed<kOut, kIn, kOut, T>(kMatrices.AT, am, yt);
         const int64_t tw1 = std::min<int64_t>(plan.tiles_w, tw0 + kLanes);
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           T* dst = out + oh * g.out_w;
@@ -352,7 +374,7 @@ const T* constant_transformed_weights(const Conv2dGeometry& g, const T* weight, 
   const std::string key = fmt::format("winograd F(4x4, 3x3) U {} {}x{} {}", sizeof(T) * 8, g.out_channels,
                                       g.in_channels, isa_name(g_isa.load()));
   return static_cast<const T*>(derived_from_constant(weight, key, [&] {
-    auto U = std::make_shared<std::vector<T>>(kIn * kIn * g.out_channels * g.in_channels);
+    auto U = std::make_shared<std::vector<T>>(kIn * kIn * padded_plane<T>(g.out_channels * g.in_channels));
     parallel_for(g.out_channels, channel_grain(g.in_channels),
                  [&](int64_t begin, int64_t end) { fn.weights(g, weight, begin, end, U->data()); });
     return std::shared_ptr<void>(U, U->data());
@@ -381,7 +403,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
 
   const T* U = constant_transformed_weights(g, weight, fn);
   if (!U) {
-    T* per_call = scratch<T, 3>(kIn * kIn * cout * cin);
+    T* per_call = scratch<T, 3>(kIn * kIn * padded_plane<T>(cout * cin));
     parallel_for(cout, channel_grain(cin),
                  [&](int64_t begin, int64_t end) { fn.weights(g, weight, begin, end, per_call); });
     U = per_call;
@@ -390,8 +412,8 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
   // Runs tile rows [begin, end) chunk by chunk with this thread's buffers.
   auto run_rows = [&](int64_t begin, int64_t end) {
     const int64_t max_tiles = plan.chunk_rows * plan.tiles_w;
-    T* V = scratch<T, 0>(kIn * kIn * cin * (max_tiles + kLanes));
-    T* M = scratch<T, 1>(kIn * kIn * cout * max_tiles + kLanes);
+    T* V = scratch<T, 0>(kIn * kIn * padded_plane<T>(cin * (max_tiles + kLanes)));
+    T* M = scratch<T, 1>(kIn * kIn * padded_plane<T>(cout * max_tiles) + kLanes);
     for (int64_t row0 = begin; row0 < end; row0 += plan.chunk_rows) {
       const int64_t row1 = std::min(end, row0 + plan.chunk_rows);
       const Chunk chunk{row0, row1, (row1 - row0) * plan.tiles_w};
@@ -403,8 +425,9 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
       });
       const int64_t v_stride = chunk.v_stride();
       for (int e = 0; e < kIn * kIn; ++e)
-        gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * cout * cin, cin, V + e * cin * v_stride, v_stride,
-             T(0), M + e * cout * chunk.tiles, chunk.tiles);
+        gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * padded_plane<T>(cout * cin), cin,
+             V + e * padded_plane<T>(cin * v_stride), v_stride, T(0), M + e * padded_plane<T>(cout * chunk.tiles),
+             chunk.tiles);
       parallel_for(cout, channel_grain(chunk.tiles), [&](int64_t oc0, int64_t oc1) {
         fn.output(g, plan, M, chunk, oc0, oc1, bias, epilogue, y);
       });

@@ -209,26 +209,32 @@ TEST(ConvWinograd, AutoChoosesItWhereItMeasuredFaster) {
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 128, 128, 28, 28, 1, 1)),
             CpuConvAlgorithm::Winograd);  // 392 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 256, 256, 14, 14, 1, 1)),
-            CpuConvAlgorithm::Im2colGemm);  // 128 tiles
+            CpuConvAlgorithm::Winograd);  // 128 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 128, 32, 56, 56, 1, 1)),
-            CpuConvAlgorithm::Im2colGemm);  // 1568 tiles but 32 output channels (DenseNet)
+            CpuConvAlgorithm::Winograd);  // 1568 tiles, 32 output channels (DenseNet)
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 512, 512, 7, 7, 1, 1)),
+            CpuConvAlgorithm::Im2colGemm);  // 32 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 256, 256, 14, 14, 1, 1)),
             CpuConvAlgorithm::Im2colGemm);  // 16 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 128, 16, 56, 56, 1, 1)),
+            CpuConvAlgorithm::Im2colGemm);  // 16 output channels
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 3, 64, 224, 224, 1, 1)),
             CpuConvAlgorithm::Im2colGemm);  // 3 channels
-  // Weights transformed once (declared constant, small enough to keep) pay from 32 tiles.
+  // Weights transformed once (declared constant, small enough to keep) pay from 4 tiles.
   const bool constant = true;
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 128, 28, 28, 1, 1)), CpuConvAlgorithm::Im2colGemm);
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 128, 28, 28, 1, 1), constant),
             CpuConvAlgorithm::Winograd);  // 49 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 96, 96, 7, 7, 1, 1), constant),
             CpuConvAlgorithm::Winograd);  // 32 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 32, 7, 7, 1, 1), constant),
+            CpuConvAlgorithm::Winograd);  // 4 tiles (DenseNet's last block at batch 1)
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 32, 3, 3, 1, 1), constant),
+            CpuConvAlgorithm::Im2colGemm);  // 1 tile
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 512, 512, 7, 7, 1, 1), constant),
             CpuConvAlgorithm::Im2colGemm);  // transformed weights too large to keep
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 256, 256, 14, 14, 1, 1), constant),
             CpuConvAlgorithm::Im2colGemm);  // 16 tiles
-  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 32, 28, 28, 1, 1), constant),
-            CpuConvAlgorithm::Im2colGemm);  // 32 output channels
 }
 
 // Weights declared constant (tensor/constants.h) are transformed on the first call and reused:
