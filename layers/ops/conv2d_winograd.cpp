@@ -224,21 +224,29 @@ template <typename T>
 struct Chunk {
   int64_t row0, row1, tiles;
   // Row stride of V[e][ic]: kLanes entries of slack, so the input transform stores whole
-  // vectors; a ragged store spills into the next tile row, which is written after it, or into
+  // vectors; a ragged store spills into the next run of tiles, which is written after it, or into
   // the slack. (Masked or rep-movs stores of the ragged lanes were a quarter of the transform.)
   int64_t v_stride() const { return tiles + kLanes; }
+  // Row stride of the input transform's patch planes: a run of the chunk's tiles (at most all
+  // of them) and a vector of slack for the last step's loads.
+  int64_t patch_stride() const { return tiles + kLanes; }
 };
 
 // V for input channels [ic0, ic1) of the chunk. For each sample's run of tile rows, the input
 // rows they read are split into phases: phase[p][r][tw] = x[r - pad_top][4 tw + p - pad_left]
 // (zero outside the image), so the patch column j of tile tw is phase[j % 4][r][tw + j / 4].
+// The runs of those columns are copied into 36 planes patch[i * 6 + j][t], t numbering the
+// run's tiles across its tile rows, so that each vector step transforms kLanes tiles
+// whatever the width of a tile row (a 14x14 plane has 4 tiles per row: a step over one row
+// left 12 of 16 lanes idle). `patch` holds 36 planes of patch_stride() values.
 template <typename T>
 [[gnu::always_inline]] inline void transform_input(const Conv2dGeometry& g, const WinogradPlan& plan,
                                                    const T* x, const Chunk& chunk, int64_t ic0, int64_t ic1,
-                                                   T* V, T* phase) {
+                                                   T* V, T* phase, T* patch) {
   const int64_t pw = plan.phase_width, v_stride = chunk.v_stride(), stride_e = padded_plane<T>(g.in_channels * v_stride);
+  const int64_t patch_stride = chunk.patch_stride();
   for (int64_t ic = ic0; ic < ic1; ++ic) {
-    int64_t tile0 = 0;  // first tile of the current tile row within the chunk
+    int64_t tile0 = 0;  // first tile of the current run within the chunk
     for (int64_t row = chunk.row0; row < chunk.row1;) {
       const int64_t n = row / plan.tiles_h, th0 = row % plan.tiles_h;
       const int64_t th1 = std::min(plan.tiles_h, th0 + (chunk.row1 - row));
@@ -261,19 +269,27 @@ template <typename T>
           std::fill(dst + hi, dst + pw, T(0));
         }
       }
-      for (int64_t th = th0; th < th1; ++th, tile0 += plan.tiles_w) {
-        const int64_t r0 = kOut * (th - th0);
-        for (int64_t tw0 = 0; tw0 < plan.tiles_w; tw0 += kLanes) {
-          Lanes<T> d[kIn][kIn], bd[kIn][kIn], v[kIn][kIn];
-          for (int i = 0; i < kIn; ++i)
-            for (int j = 0; j < kIn; ++j)
-              load_lanes(phase + (j % kOut) * phase_stride + (r0 + i) * pw + tw0 + j / kOut, d[i][j]);
-          left_multiply<kIn, kIn, kIn, T>(kMatrices.BT, d, bd);
-          right_multiply_transposed<kIn, kIn, kIn, T>(kMatrices.BT, bd, v);
-          for (int e = 0; e < kIn * kIn; ++e)
-            store_lanes(v[e / kIn][e % kIn], kLanes, V + e * stride_e + ic * v_stride + tile0 + tw0);
-        }
+      // Whole vectors, in increasing th: a row's lanes past tiles_w are overwritten by the next.
+      const int64_t tiles_w = plan.tiles_w, run_tiles = (th1 - th0) * tiles_w;
+      for (int i = 0; i < kIn; ++i)
+        for (int j = 0; j < kIn; ++j)
+          for (int64_t th = 0; th < th1 - th0; ++th) {
+            const T* src = phase + (j % kOut) * phase_stride + (kOut * th + i) * pw + j / kOut;
+            T* dst = patch + (i * kIn + j) * patch_stride + th * tiles_w;
+            for (int64_t k = 0; k < tiles_w; k += kLanes) std::memcpy(dst + k, src + k, kLanes * sizeof(T));
+          }
+      // The last step's lanes past run_tiles hold stale values; their stores land on the next
+      // run's tiles, written after them, or in V's slack.
+      for (int64_t t0 = 0; t0 < run_tiles; t0 += kLanes) {
+        Lanes<T> d[kIn][kIn], bd[kIn][kIn], v[kIn][kIn];
+        for (int i = 0; i < kIn; ++i)
+          for (int j = 0; j < kIn; ++j) load_lanes(patch + (i * kIn + j) * patch_stride + t0, d[i][j]);
+        left_multiply<kIn, kIn, kIn, T>(kMatrices.BT, d, bd);
+        right_multiply_transposed<kIn, kIn, kIn, T>(kMatrices.BT, bd, v);
+        for (int e = 0; e < kIn * kIn; ++e)
+          store_lanes(v[e / kIn][e % kIn], kLanes, V + e * stride_e + ic * v_stride + tile0 + t0);
       }
+      tile0 += run_tiles;
       row += th1 - th0;
     }
   }
@@ -326,7 +342,7 @@ std::atomic<Isa> g_isa{best_isa()};
 template <typename T>
 struct Transforms {
   void (*weights)(const Conv2dGeometry&, const T*, int64_t, int64_t, T*);
-  void (*input)(const Conv2dGeometry&, const WinogradPlan&, const T*, const Chunk&, int64_t, int64_t, T*, T*);
+  void (*input)(const Conv2dGeometry&, const WinogradPlan&, const T*, const Chunk&, int64_t, int64_t, T*, T*, T*);
   void (*output)(const Conv2dGeometry&, const WinogradPlan&, const T*, const Chunk&, int64_t, int64_t, const T*,
                  const ConvEpilogue<T>&, T*);
 };
@@ -339,8 +355,9 @@ struct Transforms {
   }                                                                                                              \
   template <typename T>                                                                                          \
   attribute void transform_input_##suffix(const Conv2dGeometry& g, const WinogradPlan& plan, const T* x,         \
-                                          const Chunk& chunk, int64_t ic0, int64_t ic1, T* V, T* phase) {        \
-    transform_input(g, plan, x, chunk, ic0, ic1, V, phase);                                                      \
+                                          const Chunk& chunk, int64_t ic0, int64_t ic1, T* V, T* phase,          \
+                                          T* patch) {                                                            \
+    transform_input(g, plan, x, chunk, ic0, ic1, V, phase, patch);                                               \
   }                                                                                                              \
   template <typename T>                                                                                          \
   attribute void transform_output_##suffix(const Conv2dGeometry& g, const WinogradPlan& plan, const T* M,        \
@@ -421,7 +438,8 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
       const int64_t phase_rows = kOut * std::min(row1 - row0, plan.tiles_h) + kIn - kOut;
       parallel_for(cin, channel_grain(chunk.tiles), [&](int64_t ic0, int64_t ic1) {
         T* phase = scratch<T, 2>(kOut * phase_rows * plan.phase_width);
-        fn.input(g, plan, x, chunk, ic0, ic1, V, phase);
+        T* patch = scratch<T, 5>(kIn * kIn * chunk.patch_stride());
+        fn.input(g, plan, x, chunk, ic0, ic1, V, phase, patch);
       });
       const int64_t v_stride = chunk.v_stride();
       for (int e = 0; e < kIn * kIn; ++e)
