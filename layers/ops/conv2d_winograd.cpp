@@ -134,7 +134,10 @@ template <int R, int K, int C, typename T, typename Matrix>
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) combine<K, T>(matrix[r], [&](int k) -> const Lanes<T>& { return in[k][c]; }, out[r][c]);
+    for (int c = 0; c < C; ++c) {
+      auto column = [&](int k) -> const Lanes<T>& { return in[k][c]; };
+      combine<K, T>(matrix[r], column, out[r][c]);
+    }
 }
 
 // out[r][c] = sum_k in[r][k] * M[c][k]: the right multiplication by M^T.
@@ -144,7 +147,10 @@ template <int R, int K, int C, typename T, typename Matrix>
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) combine<K, T>(matrix[c], [&](int k) -> const Lanes<T>& { return in[r][k]; }, out[r][c]);
+    for (int c = 0; c < C; ++c) {
+      auto row = [&](int k) -> const Lanes<T>& { return in[r][k]; };
+      combine<K, T>(matrix[c], row, out[r][c]);
+    }
 }
 
 // The shapes of one call, derived once.
@@ -243,8 +249,8 @@ template <typename T>
 [[gnu::always_inline]] inline void transform_input(const Conv2dGeometry& g, const WinogradPlan& plan,
                                                    const T* x, const Chunk& chunk, int64_t ic0, int64_t ic1,
                                                    T* V, T* phase, T* patch) {
-  const int64_t pw = plan.phase_width, v_stride = chunk.v_stride(), stride_e = padded_plane<T>(g.in_channels * v_stride);
-  const int64_t patch_stride = chunk.patch_stride();
+  const int64_t pw = plan.phase_width, v_stride = chunk.v_stride(), patch_stride = chunk.patch_stride();
+  const int64_t stride_e = padded_plane<T>(g.in_channels * v_stride);
   for (int64_t ic = ic0; ic < ic1; ++ic) {
     int64_t tile0 = 0;  // first tile of the current run within the chunk
     for (int64_t row = chunk.row0; row < chunk.row1;) {
@@ -312,7 +318,8 @@ template <typename T>
       for (int64_t tw0 = 0; tw0 < plan.tiles_w; tw0 += kLanes) {
         // M is allocated with kLanes elements of slack, so full-width loads stay inside it.
         Lanes<T> m[kIn][kIn], am[kOut][kIn], yt[kOut][kOut];
-        for (int e = 0; e < kIn * kIn; ++e) load_lanes(M + e * stride_e + oc * chunk.tiles + tile0 + tw0, m[e / kIn][e % kIn]);
+        for (int e = 0; e < kIn * kIn; ++e)
+          load_lanes(M + e * stride_e + oc * chunk.tiles + tile0 + tw0, m[e / kIn][e % kIn]);
         left_multiply<kOut, kIn, kIn, T>(kMatrices.AT, m, am);
         right_multiply_transposed<kOut, kIn, kOut, T>(kMatrices.AT, am, yt);
         const int64_t tw1 = std::min<int64_t>(plan.tiles_w, tw0 + kLanes);

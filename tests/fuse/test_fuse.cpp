@@ -125,7 +125,8 @@ TEST_P(FuseForInference, FusesAndKeepsTheLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
-                         ::testing::Values(FuseCase{"mobilenet_v2", true, 10}, FuseCase{"efficientnet_b0", true, 0, 0, 0, 16},
+                         ::testing::Values(FuseCase{"mobilenet_v2", true, 10},
+                                           FuseCase{"efficientnet_b0", true, 0, 0, 0, 16},
                                            FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16},
                                            // norm1 + relu1 (and the transitions') applied as conv1
                                            // reads them (58 layers + 3 transitions), conv1 + folded
