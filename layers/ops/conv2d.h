@@ -131,6 +131,11 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
 // (a pointwise conv on a small plane with large weights; see conv2d_im2col.cpp) rather than
 // one GEMM per sample. Either way each sample gets the same bits.
 bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g);
+// How many samples its forward puts side by side in one GEMM for a conv through im2col: more
+// than 1 on planes under 64 pixels that are not whole vectors (resnet50's 7x7: 49 columns are a
+// 48-wide tile and a 16-wide one holding 1) with large weights, so that the tiles fill across
+// samples and the weights are read once per call; 1 otherwise. Each sample gets the same bits.
+int64_t im2col_samples_per_gemm(const Conv2dGeometry& g);
 // Whether its forward runs g as one GEMM per kernel tap on the padded input (a stride-1 conv
 // with at most 32 output channels, e.g. DenseNet's 3x3, whose padded input per sample fits
 // im2col's scratch budget; see conv2d_im2col.cpp) instead of im2col + one GEMM.

@@ -164,8 +164,10 @@ void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
 // each sample's gy, likewise. Smaller weights stay in each thread's cache across its samples,
 // and side by side measured slower there (efficientnet_b0's 1x1 convs on 28x28 at batch 8,
 // bench_models --profile: 3.3-3.7 ms vs 3.0-3.2). Convs through im2col keep one sample per
-// GEMM: a chunk of samples' columns side by side measured slower (resnet50's 14x14 3x3 at
-// batch 8: 8.6-9.6 ms vs 6.5-6.8), their columns no longer in a thread's cache when packed.
+// GEMM on larger planes: a chunk of samples' columns side by side measured slower there
+// (resnet50's 14x14 3x3 at batch 8: 8.6-9.6 ms vs 6.5-6.8), their columns no longer in a
+// thread's cache when packed; under 64 pixels, where a sample's last tile is mostly empty,
+// they go side by side (im2col_samples_per_gemm; its 7x7 3x3 at batch 8: 10.9-13.1 vs 12.8-13.5).
 // Planes of one pixel (squeeze-excite) stay matrix-vector products.
 constexpr int64_t kSideBySidePlane = 1024, kSideBySideWeights = int64_t{1} << 18;
 
@@ -238,6 +240,14 @@ bool im2col_uses_shifted_products(const Conv2dGeometry& g) {
          padded_input <= kColumnBudget;  // a sample's padded input within im2col's scratch budget
 }
 
+int64_t im2col_samples_per_gemm(const Conv2dGeometry& g) {
+  const int64_t P = g.out_h * g.out_w, K = g.in_per_group() * g.kernel_h * g.kernel_w;
+  if (g.groups != 1 || g.is_pointwise() || g.batch < 2 || P % 16 == 0 || P >= 64 ||
+      g.out_channels * K < kSideBySideWeights)
+    return 1;
+  return std::clamp<int64_t>(kColumnBudget / (K * P), 1, g.batch);
+}
+
 bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g) {
   const int64_t P = g.out_h * g.out_w;
   return g.is_pointwise() && g.batch > 1 && P > 1 && P < kSideBySidePlane &&
@@ -289,6 +299,20 @@ void conv2d_forward_im2col(const Conv2dGeometry& g, const T* x, const T* weight,
   if (im2col_uses_shifted_products(g)) return forward_shifted(g, x, weight, bias, y, epilogue);
   const int64_t ipg = g.in_per_group(), opg = g.out_per_group();
   const int64_t K = ipg * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
+  const int64_t samples_per_gemm = im2col_samples_per_gemm(g);
+  if (samples_per_gemm > 1) {
+    T* col = column_buffer<T>(samples_per_gemm * K * P);
+    for (int64_t n0 = 0; n0 < g.batch; n0 += samples_per_gemm) {
+      const int64_t count = std::min(samples_per_gemm, g.batch - n0);
+      for (int64_t s = 0; s < count; ++s)
+        im2col(g, x + (n0 + s) * g.in_channels * g.in_h * g.in_w, 0, g.out_h, col + s * K * P);
+      const int64_t first = n0 * g.out_channels * P;
+      const GemmEpilogue<T> e{bias, epilogue.activation, epilogue.residual ? epilogue.residual + first : nullptr, P};
+      gemm_items(false, g.out_channels, K, ColumnItems{count, P, K * P, g.out_channels * P}, T(1), weight, K, col, P,
+                 T(0), y + first, P, e);
+    }
+    return;
+  }
   const int64_t rows = rows_per_block(g);
   for_sample_chunks<T>(g, K * rows * g.out_w, [&](int64_t begin, int64_t end, T* col) {
     for (int64_t n = begin; n < end; ++n) {

@@ -168,6 +168,41 @@ TEST(ConvFused, PointwiseSamplesSideBySideKeepEachSamplesBits) {
   }
 }
 
+// A 3x3 conv through im2col on a 7x7 plane with large weights puts its samples side by side in
+// one GEMM (im2col_samples_per_gemm): each sample gets the bits it gets alone, epilogue included.
+TEST(ConvFused, Im2colSamplesSideBySideKeepEachSamplesBits) {
+  const testing_conv::ConvCase c{"conv3x3_7x7", {3, 64, 7, 7}, 512, 3, 3,
+                                 testing_conv::conv_opts({1, 1}, nn::Padding2d::symmetric(1))};
+  const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+  ASSERT_GT(ops::im2col_samples_per_gemm(g), 1);
+  Conv2dGeometry one = g;
+  one.batch = 1;
+  ASSERT_EQ(ops::im2col_samples_per_gemm(one), 1);
+  Generator gen(13);
+  const Tensor x = uniform_tensor(c.x, DType::F32, gen, 2.0);
+  const Tensor w = uniform_tensor(c.weight(), DType::F32, gen, 1.0);
+  const Tensor b = uniform_tensor({g.out_channels}, DType::F32, gen, 1.0);
+  const Shape ys{g.batch, g.out_channels, g.out_h, g.out_w};
+  const Tensor residual = uniform_tensor(ys, DType::F32, gen, 1.0);
+  const int64_t x_size = g.in_channels * g.in_h * g.in_w, y_size = g.out_channels * g.out_h * g.out_w;
+  Tensor batched = Tensor::empty(ys), alone = Tensor::empty(ys);
+  ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, g, x.data<float>(), w.data<float>(), b.data<float>(),
+                             batched.data<float>(), {EpilogueActivation::relu, residual.data<float>()});
+  for (int64_t n = 0; n < g.batch; ++n)
+    ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, one, x.data<float>() + n * x_size, w.data<float>(),
+                               b.data<float>(), alone.data<float>() + n * y_size,
+                               {EpilogueActivation::relu, residual.data<float>() + n * y_size});
+  EXPECT_EQ(std::memcmp(batched.data<float>(), alone.data<float>(), batched.numel() * sizeof(float)), 0);
+  Tensor reference = Tensor::empty(ys);
+  ops::conv2d_forward_reference<float>(g, x.data<float>(), w.data<float>(), b.data<float>(), reference.data<float>());
+  float worst = 0;
+  for (int64_t i = 0; i < reference.numel(); ++i) {
+    const float want = std::max(reference.data<float>()[i] + residual.data<float>()[i], 0.0f);
+    worst = std::max(worst, std::abs(batched.data<float>()[i] - want));
+  }
+  EXPECT_LE(worst, 1e-3f);
+}
+
 // Stride-1 convs with few output channels run as one GEMM per tap on the padded input: against
 // the reference with every activation and a residual, on DenseNet's shape, asymmetric and
 // wide padding, a 5x3 kernel and no padding.
