@@ -389,6 +389,8 @@ Transforms<T> transforms() {
 
 // Channels per task of the threaded transforms: enough work that starting threads pays.
 int64_t channel_grain(int64_t tiles) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, tiles)); }
+// Values a task of the input transform should write at least (phase rows, then V).
+constexpr int64_t kTaskValues = int64_t{1} << 14;
 
 // U for weights declared constant (tensor/constants.h: a fused model's), transformed on the
 // first call and kept with the weights; null for other weights and for U too large to keep.
@@ -443,16 +445,24 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
       const Chunk chunk{row0, row1, (row1 - row0) * plan.tiles_w};
       // The phase buffer covers the chunk's input rows of one sample at a time.
       const int64_t phase_rows = kOut * std::min(row1 - row0, plan.tiles_h) + kIn - kOut;
-      parallel_for(cin, channel_grain(chunk.tiles), [&](int64_t ic0, int64_t ic1) {
+      // Per input channel the transform first fills kOut phase rows of phase_width values each
+      // (padded to whole vectors): on small planes that, not the tile count, is its work.
+      const int64_t phase_values = kOut * phase_rows * plan.phase_width;
+      parallel_for(cin, std::max<int64_t>(1, kTaskValues / std::max(phase_values, chunk.tiles * kIn * kIn)),
+                   [&](int64_t ic0, int64_t ic1) {
         T* phase = scratch<T, 2>(kOut * phase_rows * plan.phase_width);
         T* patch = scratch<T, 5>(kIn * kIn * chunk.patch_stride());
         fn.input(g, plan, x, chunk, ic0, ic1, V, phase, patch);
       });
       const int64_t v_stride = chunk.v_stride();
-      for (int e = 0; e < kIn * kIn; ++e)
-        gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * padded_plane<T>(cout * cin), cin,
-             V + e * padded_plane<T>(cin * v_stride), v_stride, T(0), M + e * padded_plane<T>(cout * chunk.tiles),
-             chunk.tiles);
+      // The 36 GEMMs split across the threads, each on one: on few tiles (DenseNet's 7x7 at
+      // batch 1: 32 x 4 x 128) each is far too small to thread, and the other thread waited.
+      parallel_for(kIn * kIn, 1, [&](int64_t e0, int64_t e1) {
+        for (int64_t e = e0; e < e1; ++e)
+          gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * padded_plane<T>(cout * cin), cin,
+               V + e * padded_plane<T>(cin * v_stride), v_stride, T(0), M + e * padded_plane<T>(cout * chunk.tiles),
+               chunk.tiles);
+      });
       parallel_for(cout, channel_grain(chunk.tiles), [&](int64_t oc0, int64_t oc1) {
         fn.output(g, plan, M, chunk, oc0, oc1, bias, epilogue, y);
       });
