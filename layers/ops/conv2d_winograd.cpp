@@ -470,7 +470,8 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
   };
   // Threads split the tile rows when each gets enough tiles of its own; inside that parallel
   // region the transforms and GEMMs run single-threaded (parallel_for and gemm stay serial).
-  // Fewer tiles (small planes at batch 1) run one chunk after another, each GEMM threaded.
+  // Fewer tiles (small planes at batch 1) run one chunk after another, its transforms and its
+  // 36 GEMMs split across the threads.
   constexpr int64_t kMinTilesPerThread = 16;
   const int64_t threads = num_threads();
   if (threads > 1 && plan.tile_rows >= threads &&
