@@ -62,11 +62,10 @@ void gemm_bf16_block(const gemm_detail::Bf16KernelInfo& ki, const Bf16Problem& p
           for (int64_t jr = 0; jr < nc; jr += nr) {
             const int64_t cols = std::min(nr, nc - jr);
             float* c = p.C + (ic + ir) * p.ldc + jc + jr;
+            const gemm_detail::TileEpilogue tile_epilogue{p.epilogue, ic + ir, jc + jr};
             ki.kernels[rows - 1][(cols + 15) / 16 - 1](kp, a_block + ir * kp, mr, Bp + jr * kp, nr, c, p.ldc, p.alpha,
-                                                       beta, cols);
-            if (last_k_block && !p.epilogue.empty())
-              for (int64_t i = 0; i < rows; ++i)
-                apply_epilogue(p.epilogue, ic + ir + i, jc + jr, cols, c + i * p.ldc);
+                                                       beta, cols,
+                                                       last_k_block && !p.epilogue.empty() ? &tile_epilogue : nullptr);
           }
         }
       }

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "tensor/gemm_internal.h"
+#include "tensor/gemm_store_avx512.h"
 
 namespace scalpel::gemm_detail {
 namespace {
@@ -95,11 +96,12 @@ constexpr int kMR = 8, kWidths = 3, kNR = kWidths * 16;
 }
 
 // R x (NV*16) tile in R*NV zmm accumulators; per pair of k: NV loads of B, R broadcasts of
-// A pairs, R*NV vdpbf16ps. The last vector of C is stored under the mask of `cols`.
+// A pairs, R*NV vdpbf16ps. The last vector of C is stored under the mask of `cols`, with the
+// epilogue in registers as the float kernel's (tensor/gemm_store_avx512.h).
 template <int R, int NV>
 [[SCALPEL_TARGET_AVX512_BF16]] void kernel(int64_t kp, const uint32_t* a, int64_t a_step, const uint32_t* b,
                                            int64_t b_step, float* c, int64_t ldc, float alpha, float beta,
-                                           int64_t cols) {
+                                           int64_t cols, const TileEpilogue* epilogue) {
   __m512 acc[R][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i)
@@ -125,18 +127,7 @@ template <int R, int NV>
     b += b_step;
   }
 
-  const __mmask16 last = first_lanes(cols - (NV - 1) * 16);
-  const __m512 valpha = _mm512_set1_ps(alpha), vbeta = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) {
-      float* dst = c + i * ldc + j * 16;
-      const __mmask16 m = j == NV - 1 ? last : __mmask16(0xFFFF);
-      __m512 v = _mm512_mul_ps(valpha, acc[i][j]);
-      if (beta != 0.0f) v = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m, dst), v);
-      _mm512_mask_storeu_ps(dst, m, v);
-    }
+  store_tile(acc, c, ldc, alpha, beta, first_lanes(cols - (NV - 1) * 16), cols, epilogue);
 }
 
 }  // namespace

@@ -158,10 +158,11 @@ void gemm_items_with_kernel(Isa kernel, int threads, Packing packing, bool trans
 // past the matrix zero.
 //   tile[i][j] = sum_p dot(Ap[p * a_step + i], Bp[p * b_step + j])   (pairs < kp)
 //   C[i*ldc + j] = alpha * tile[i][j] + beta * C[i*ldc + j]   (beta == 0: C is write-only)
-// for i < rows, j < cols (W - 16 < cols <= W, W = the kernel's width in vectors of 16).
+// for i < rows, j < cols (W - 16 < cols <= W, W = the kernel's width in vectors of 16), then
+// the tile's epilogue as MicroKernel applies it (null: none).
 using Bf16MicroKernel = void (*)(int64_t kp, const uint32_t* a, int64_t a_step,
                                  const uint32_t* b, int64_t b_step, float* c, int64_t ldc,
-                                 float alpha, float beta, int64_t cols);
+                                 float alpha, float beta, int64_t cols, const TileEpilogue* epilogue);
 
 struct Bf16KernelInfo {
   const char* name;

@@ -205,7 +205,7 @@ TEST_F(GemmBf16, StaysWithinBf16RoundingOfTheExactProduct) {
 }
 
 TEST_F(GemmBf16, AppliesTheEpilogueAfterTheLastKBlock) {
-  const int64_t M = 19, N = 70, K = 1030, ldr = N + 3;
+  const int64_t M = 19, N = 230, K = 1030, ldr = N + 3;  // several column panels per thread
   std::mt19937 rng(9);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<float> A(M * K), B(K * N), bias(M), residual(M * ldr);
@@ -213,14 +213,22 @@ TEST_F(GemmBf16, AppliesTheEpilogueAfterTheLastKBlock) {
   for (float& x : B) x = u(rng);
   for (float& x : bias) x = u(rng);
   for (float& x : residual) x = u(rng);
-  for (EpilogueActivation act : {EpilogueActivation::relu, EpilogueActivation::relu6, EpilogueActivation::silu}) {
-    const GemmEpilogue<float> e{bias.data(), act, residual.data(), ldr};
-    std::vector<float> C(M * N), want(M * N);
-    gemm_bf16(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N, e, 2);
-    gemm_bf16(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, want.data(), N, {}, 2);
-    for (int64_t i = 0; i < M; ++i) apply_epilogue(e, i, 0, N, want.data() + i * N);
-    for (int64_t i = 0; i < M * N; ++i) ASSERT_EQ(C[i], want[i]) << "activation " << int(act) << " at " << i;
-  }
+  // The kernels apply it in registers before their store (tensor/gemm_store_avx512.h): the
+  // bits of the product followed by apply_epilogue, for every activation, with and without
+  // bias and residual.
+  for (EpilogueActivation act : {EpilogueActivation::none, EpilogueActivation::relu, EpilogueActivation::relu6,
+                                 EpilogueActivation::silu, EpilogueActivation::hardswish})
+    for (bool with_bias : {false, true})
+      for (bool with_residual : {false, true}) {
+        const GemmEpilogue<float> e{with_bias ? bias.data() : nullptr, act,
+                                    with_residual ? residual.data() : nullptr, ldr};
+        std::vector<float> C(M * N), want(M * N);
+        gemm_bf16(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N, e, 2);
+        gemm_bf16(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, want.data(), N, {}, 2);
+        for (int64_t i = 0; i < M; ++i) apply_epilogue(e, i, 0, N, want.data() + i * N);
+        EXPECT_EQ(std::memcmp(C.data(), want.data(), C.size() * sizeof(float)), 0)
+            << "activation " << int(act) << " bias " << with_bias << " residual " << with_residual;
+      }
 }
 
 // Puts the process-wide precision back whatever the test does.
