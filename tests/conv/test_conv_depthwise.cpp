@@ -136,21 +136,20 @@ void compare_with_reference(const Conv2dGeometry& g, uint64_t seed, double tol) 
     for (bool with_residual : {false, true}) {
       if (act == EpilogueActivation::none && !with_residual) continue;
       const GemmEpilogue<T> reference_epilogue{nullptr, act, with_residual ? residual.data() : nullptr, plane};
-      std::vector<T> expected = ref_y;
-      for (int64_t p = 0; p < g.batch * g.out_channels; ++p)
-        apply_epilogue(reference_epilogue, p, 0, plane, expected.data() + p * plane);
-      auto fused = sentinel<T>(ny);
-      ops::conv2d_forward(CpuConvAlgorithm::Depthwise, g, x.data(), w.data(), bias, fused.data(),
-                          ops::ConvEpilogue<T>{act, with_residual ? residual.data() : nullptr});
-      EXPECT_TRUE(close(fused, expected, tol)) << "epilogue " << static_cast<int>(act) << " residual " << with_residual;
-
-      std::vector<T> expected_bits = plain_nan;
-      for (int64_t p = 0; p < g.batch * g.out_channels; ++p)
-        apply_epilogue(reference_epilogue, p, 0, plane, expected_bits.data() + p * plane);
-      auto fused_nan = sentinel<T>(ny);
-      ops::conv2d_forward(CpuConvAlgorithm::Depthwise, g, x_nan.data(), w.data(), bias, fused_nan.data(),
-                          ops::ConvEpilogue<T>{act, with_residual ? residual.data() : nullptr});
-      EXPECT_TRUE(same_bits(fused_nan, expected_bits))
+      auto epilogue_applied = [&](std::vector<T> y) {  // apply_epilogue plane by plane
+        for (int64_t p = 0; p < g.batch * g.out_channels; ++p)
+          apply_epilogue(reference_epilogue, p, 0, plane, y.data() + p * plane);
+        return y;
+      };
+      auto fused_forward = [&](const std::vector<T>& input) {
+        auto y = sentinel<T>(ny);
+        ops::conv2d_forward(CpuConvAlgorithm::Depthwise, g, input.data(), w.data(), bias, y.data(),
+                            ops::ConvEpilogue<T>{act, with_residual ? residual.data() : nullptr});
+        return y;
+      };
+      EXPECT_TRUE(close(fused_forward(x), epilogue_applied(ref_y), tol))
+          << "epilogue " << static_cast<int>(act) << " residual " << with_residual;
+      EXPECT_TRUE(same_bits(fused_forward(x_nan), epilogue_applied(plain_nan)))
           << "epilogue bits " << static_cast<int>(act) << " residual " << with_residual;
     }
 }

@@ -126,6 +126,25 @@ TEST(ConvFused, ModelShapesThreaded) {
   }
 }
 
+// g's forward with bias, ReLU and a residual, run on the whole batch and sample by sample
+// (`one`: g at batch 1): the samples-side-by-side paths must give each sample its own bits.
+struct BatchedAndAlone {
+  Tensor batched, alone;
+};
+BatchedAndAlone forward_batched_and_alone(const Conv2dGeometry& g, const Conv2dGeometry& one, const Tensor& x,
+                                          const Tensor& w, const Tensor& b, const Tensor& residual) {
+  const Shape ys{g.batch, g.out_channels, g.out_h, g.out_w};
+  const int64_t x_size = g.in_channels * g.in_h * g.in_w, y_size = g.out_channels * g.out_h * g.out_w;
+  BatchedAndAlone r{Tensor::empty(ys), Tensor::empty(ys)};
+  ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, g, x.data<float>(), w.data<float>(), b.data<float>(),
+                             r.batched.data<float>(), {EpilogueActivation::relu, residual.data<float>()});
+  for (int64_t n = 0; n < g.batch; ++n)
+    ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, one, x.data<float>() + n * x_size, w.data<float>(),
+                               b.data<float>(), r.alone.data<float>() + n * y_size,
+                               {EpilogueActivation::relu, residual.data<float>() + n * y_size});
+  return r;
+}
+
 // A pointwise conv on a small plane runs its samples side by side in one GEMM, forward and
 // input gradient (layers/ops/conv2d_im2col.cpp): each sample must still get the bits it gets
 // alone, epilogue included, grouped or not.
@@ -146,13 +165,7 @@ TEST(ConvFused, PointwiseSamplesSideBySideKeepEachSamplesBits) {
     const Shape ys{g.batch, g.out_channels, g.out_h, g.out_w};
     const Tensor residual = uniform_tensor(ys, DType::F32, gen, 1.0);
     const int64_t x_size = g.in_channels * g.in_h * g.in_w, y_size = g.out_channels * g.out_h * g.out_w;
-    Tensor batched = Tensor::empty(ys), alone = Tensor::empty(ys);
-    ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, g, x.data<float>(), w.data<float>(), b.data<float>(),
-                               batched.data<float>(), {EpilogueActivation::relu, residual.data<float>()});
-    for (int64_t n = 0; n < g.batch; ++n)
-      ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, one, x.data<float>() + n * x_size, w.data<float>(),
-                                 b.data<float>(), alone.data<float>() + n * y_size,
-                                 {EpilogueActivation::relu, residual.data<float>() + n * y_size});
+    const auto [batched, alone] = forward_batched_and_alone(g, one, x, w, b, residual);
     EXPECT_EQ(std::memcmp(batched.data<float>(), alone.data<float>(), batched.numel() * sizeof(float)), 0)
         << "forward, groups " << groups;
 
@@ -184,14 +197,7 @@ TEST(ConvFused, Im2colSamplesSideBySideKeepEachSamplesBits) {
   const Tensor b = uniform_tensor({g.out_channels}, DType::F32, gen, 1.0);
   const Shape ys{g.batch, g.out_channels, g.out_h, g.out_w};
   const Tensor residual = uniform_tensor(ys, DType::F32, gen, 1.0);
-  const int64_t x_size = g.in_channels * g.in_h * g.in_w, y_size = g.out_channels * g.out_h * g.out_w;
-  Tensor batched = Tensor::empty(ys), alone = Tensor::empty(ys);
-  ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, g, x.data<float>(), w.data<float>(), b.data<float>(),
-                             batched.data<float>(), {EpilogueActivation::relu, residual.data<float>()});
-  for (int64_t n = 0; n < g.batch; ++n)
-    ops::conv2d_forward<float>(CpuConvAlgorithm::Im2colGemm, one, x.data<float>() + n * x_size, w.data<float>(),
-                               b.data<float>(), alone.data<float>() + n * y_size,
-                               {EpilogueActivation::relu, residual.data<float>() + n * y_size});
+  const auto [batched, alone] = forward_batched_and_alone(g, one, x, w, b, residual);
   EXPECT_EQ(std::memcmp(batched.data<float>(), alone.data<float>(), batched.numel() * sizeof(float)), 0);
   Tensor reference = Tensor::empty(ys);
   ops::conv2d_forward_reference<float>(g, x.data<float>(), w.data<float>(), b.data<float>(), reference.data<float>());
