@@ -9,6 +9,8 @@
 // batch-norm statistics and their gradients.
 #include <array>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "tensor/parallel.h"
 
@@ -90,6 +92,61 @@ void batch_tree_sum_rows(int64_t begin, int64_t end, int64_t width, T* rows) {
   batch_tree_sum_rows(begin, mid, width, rows);
   batch_tree_sum_rows(mid, end, width, rows);
   batch_tree_add(rows + begin * width, rows + mid * width, width);
+}
+
+// out[0, width) = the sum over samples [0, batch) of the vectors leaf(i, dst) writes, added as
+// the tree (batch_tree_sum_into), with the same bits however it runs. When `parallel` (the
+// caller's judgement that the samples are worth spreading over threads), the tree's nodes
+// batch_tree_levels(num_threads()) levels down are summed one per task on the threads (each
+// leaf then runs inside a parallel region), the first into out and the others into partial
+// buffers, then added up the tree; unless those buffers would pass `budget` entries, in which
+// case the samples run one after another (each leaf free to use every thread).
+// The budget of the conv weight gradients' partial buffers.
+constexpr int64_t kBatchTreePartialBudget = int64_t{1} << 22;
+
+template <typename T, typename Leaf>
+void batch_tree_sum_threaded(int64_t batch, int64_t width, T* out, bool parallel, int64_t budget, const Leaf& leaf) {
+  auto grown = [](std::vector<T>& buffer, int64_t size) {
+    if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
+    return buffer.data();
+  };
+  thread_local std::vector<T> levels_buffer;
+  const int64_t depth = batch_tree_levels(num_threads());
+  std::vector<std::pair<int64_t, int64_t>> nodes = {{0, batch}};
+  for (int64_t d = 0; d < depth; ++d) {
+    std::vector<std::pair<int64_t, int64_t>> next;
+    for (const auto& [begin, end] : nodes) {
+      const int64_t mid = batch_tree_split(begin, end);
+      if (mid > begin) next.push_back({begin, mid});  // a single sample stays whole
+      next.push_back({mid, end});
+    }
+    nodes = std::move(next);
+  }
+  const auto tasks = static_cast<int64_t>(nodes.size());
+  const int64_t task_levels = batch_tree_levels((batch + tasks - 1) / tasks);  // the largest node
+  if (!parallel || (tasks - 1 + num_threads() * task_levels) * width > budget) {
+    batch_tree_sum_into(int64_t{0}, batch, width, out, grown(levels_buffer, batch_tree_levels(batch) * width), leaf);
+    return;
+  }
+  thread_local std::vector<T> tops_buffer;
+  T* const tops = grown(tops_buffer, (tasks - 1) * width);
+  auto result_of = [&](int64_t node) { return node == 0 ? out : tops + (node - 1) * width; };
+  parallel_for(tasks, 1, [&](int64_t first, int64_t last) {
+    T* levels = grown(levels_buffer, task_levels * width);
+    for (int64_t i = first; i < last; ++i)
+      batch_tree_sum_into(nodes[i].first, nodes[i].second, width, result_of(i), levels, leaf);
+  });
+  // Up the tree: the node [begin, end) adds its right half's result into its left half's.
+  auto combine = [&](auto& self, int64_t begin, int64_t end) -> T* {
+    for (int64_t i = 0; i < tasks; ++i) {
+      if (nodes[i] == std::pair{begin, end}) return result_of(i);
+    }
+    const int64_t mid = batch_tree_split(begin, end);
+    T* left = self(self, begin, mid);
+    batch_tree_add(left, self(self, mid, end), width);
+    return left;
+  };
+  combine(combine, int64_t{0}, batch);
 }
 
 }  // namespace scalpel::ops

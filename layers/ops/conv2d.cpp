@@ -127,15 +127,51 @@ CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g, bool constan
   return CpuConvAlgorithm::Im2colGemm;
 }
 
+CpuConvAlgorithm choose_cpu_conv_weight_gradient_algorithm(const Conv2dGeometry& g) {
+  if (g.is_depthwise()) return CpuConvAlgorithm::Depthwise;
+  // Each sample's 36 GEMMs reduce over its own tiles only (the batch is added as a tree) and
+  // write its transformed gradient dU (36 * C_out * C_in values) back per chunk, so Winograd
+  // pays from enough tiles per sample, or from fewer while dU stays within L2. Measured with
+  // bench_conv on AMD Zen 4 (docs/performance.md, "Issue 21, session 11"), batch 8, vs im2col:
+  // resnet50's layer1 (196 tiles) 5.3 vs 13.2 ms, layer2 (49) 4.5 vs 11.1, layer3 (16, dU 9 MiB)
+  // 11.0 vs 10.0, layer4 (4) 41.6 vs 11.8; DenseNet's 3x3 128 -> 32 on 14x14 (16, dU 0.6 MiB)
+  // 0.78 vs 1.03.
+  constexpr int64_t kMinChannels = 16, kMinOutChannels = 16, kMinSampleTiles = 16, kManySampleTiles = 32;
+  constexpr int64_t kMaxL2Gradient = int64_t{1} << 18;  // values of dU (1 MiB of floats)
+  if (!cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g) || g.in_channels < kMinChannels ||
+      g.out_channels < kMinOutChannels)
+    return CpuConvAlgorithm::Im2colGemm;
+  Conv2dGeometry sample = g;
+  sample.batch = 1;
+  const int64_t tiles = winograd_tiles(sample);
+  if (tiles >= kManySampleTiles || (tiles >= kMinSampleTiles && 36 * g.in_channels * g.out_channels <= kMaxL2Gradient))
+    return CpuConvAlgorithm::Winograd;
+  return CpuConvAlgorithm::Im2colGemm;
+}
+
 void set_cpu_conv_algorithm(CpuConvAlgorithm algorithm) { g_algorithm = algorithm; }
 CpuConvAlgorithm cpu_conv_algorithm() { return g_algorithm; }
 int64_t cpu_conv_algorithm_fallbacks() { return g_fallbacks; }
 
-CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g, const void* weight) {
+namespace {
+// The override when it supports g, else `choice` (counting the fallback).
+CpuConvAlgorithm overridden_or(const Conv2dGeometry& g, CpuConvAlgorithm (*choice)(const Conv2dGeometry&, bool),
+                               bool constant_weight) {
   const CpuConvAlgorithm forced = g_algorithm;
   if (forced != CpuConvAlgorithm::Auto && cpu_conv_algorithm_supports(forced, g)) return forced;
   if (forced != CpuConvAlgorithm::Auto) ++g_fallbacks;
-  return choose_cpu_conv_algorithm(g, weight && is_declared_constant(weight));
+  return choice(g, constant_weight);
+}
+}  // namespace
+
+CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g, const void* weight) {
+  return overridden_or(g, choose_cpu_conv_algorithm, weight && is_declared_constant(weight));
+}
+
+CpuConvAlgorithm resolve_cpu_conv_weight_gradient_algorithm(const Conv2dGeometry& g) {
+  return overridden_or(
+      g, [](const Conv2dGeometry& geometry, bool) { return choose_cpu_conv_weight_gradient_algorithm(geometry); },
+      false);
 }
 
 // ---------------------------------------------------------------- reference loops
@@ -283,9 +319,11 @@ void conv2d_backward_input(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, 
 template <typename T>
 void conv2d_backward_weight(CpuConvAlgorithm algorithm, const Conv2dGeometry& g, const T* x, const T* grad_y,
                             T* grad_weight) {
-  switch (check_algorithm(algorithm, g)) {
+  switch (algorithm == CpuConvAlgorithm::Auto ? choose_cpu_conv_weight_gradient_algorithm(g)
+                                              : check_algorithm(algorithm, g)) {
     case CpuConvAlgorithm::Reference: return conv2d_backward_weight_reference(g, x, grad_y, grad_weight);
     case CpuConvAlgorithm::Depthwise: return conv2d_backward_weight_depthwise(g, x, grad_y, grad_weight);
+    case CpuConvAlgorithm::Winograd: return conv2d_backward_weight_winograd(g, x, grad_y, grad_weight);
     default: return conv2d_backward_weight_im2col(g, x, grad_y, grad_weight);
   }
 }
@@ -362,14 +400,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                   Tensor gx, gw, gb;
                   dispatch_floating(gy.dtype(), [&](auto tag) {
                     using T = decltype(tag);
-                    const ops::CpuConvAlgorithm algorithm = ops::resolve_cpu_conv_algorithm(g);
                     if (need_x) {
                       gx = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w}, gy.dtype());
-                      ops::conv2d_backward_input<T>(algorithm, g, gy.data<T>(), ws.data<T>(), gx.data<T>());
+                      ops::conv2d_backward_input<T>(ops::resolve_cpu_conv_algorithm(g), g, gy.data<T>(),
+                                                    ws.data<T>(), gx.data<T>());
                     }
                     if (need_w) {
                       gw = Tensor::empty({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, gy.dtype());
-                      ops::conv2d_backward_weight<T>(algorithm, g, xs.data<T>(), gy.data<T>(), gw.data<T>());
+                      ops::conv2d_backward_weight<T>(ops::resolve_cpu_conv_weight_gradient_algorithm(g), g,
+                                                     xs.data<T>(), gy.data<T>(), gw.data<T>());
                     }
                     if (need_b) {
                       gb = Tensor::empty({g.out_channels}, gy.dtype());

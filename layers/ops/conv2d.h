@@ -13,11 +13,11 @@
 //               col2im. Any shape.
 //   Depthwise   groups == C_in (channel multiplier C_out/C_in >= 1): direct loops per
 //               channel, see layers/ops/conv2d_depthwise.h.
-//   Winograd    3x3, stride 1, dilation 1, groups 1, any padding: F(4x4, 3x3) forward
-//               and input gradient (layers/ops/conv2d_winograd.cpp, declarations below); the
-//               weight gradient runs the Im2colGemm algorithm.
-// `Auto` picks Depthwise when it applies, Winograd where choose_cpu_conv_algorithm says it measured
-// faster, Im2colGemm otherwise.
+//   Winograd    3x3, stride 1, dilation 1, groups 1, any padding: F(4x4, 3x3) forward, input
+//               and weight gradients (layers/ops/conv2d_winograd.cpp, declarations below).
+// `Auto` picks Depthwise when it applies, Winograd where choose_cpu_conv_algorithm (forward and
+// input gradient) or choose_cpu_conv_weight_gradient_algorithm says it measured faster,
+// Im2colGemm otherwise.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -27,6 +27,7 @@
 #include "tensor/conv2d_geometry.h"
 #include "tensor/cpu_isa.h"
 #include "tensor/gemm.h"
+#include "tensor/parallel.h"
 
 namespace scalpel::ops {
 
@@ -55,6 +56,10 @@ bool cpu_conv_algorithm_supports(CpuConvAlgorithm algorithm, const Conv2dGeometr
 // The algorithm `Auto` resolves to for this shape (never Auto); constant_weight: the weights
 // are declared constant (tensor/constants.h), so Winograd transforms them once, not per call.
 CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g, bool constant_weight = false);
+// The same for the weight gradient (what conv2d_backward_weight runs for `Auto`). It depends on
+// one sample's shape only, never on the batch size: a batch's gradient is its samples' added as
+// a tree, and data-parallel ranks with shards of it must run the same engine to get its bits.
+CpuConvAlgorithm choose_cpu_conv_weight_gradient_algorithm(const Conv2dGeometry& g);
 
 // Process-wide algorithm override for nn::conv2d / nn::conv_transpose2d (default Auto), used by
 // tests and benchmarks. When the forced algorithm cannot run a shape, the automatic choice runs
@@ -65,6 +70,8 @@ int64_t cpu_conv_algorithm_fallbacks();
 // The algorithm that will run `g`: the override when it supports g, else the automatic choice
 // (for the forward pass, given its `weight`: whether it is declared constant counts).
 CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g, const void* weight = nullptr);
+// The same for the weight gradient.
+CpuConvAlgorithm resolve_cpu_conv_weight_gradient_algorithm(const Conv2dGeometry& g);
 
 // What an inference conv may fuse into its output store (models/fuse.h): after the bias,
 //   y = activation(y + residual)
@@ -94,6 +101,15 @@ void conv2d_backward_weight(CpuConvAlgorithm algorithm, const Conv2dGeometry& g,
 template <typename T>
 void conv2d_backward_bias(int64_t batch, int64_t channels, int64_t plane, const T* grad_y,
                           T* grad_bias);
+
+// Whether the fast algorithms spread g's samples over threads: there are at least as many as
+// threads and enough work that starting threads pays (tiny convs, as in gradient checks, stay
+// serial). Each GEMM then runs single-threaded, as gemm() does inside a parallel region;
+// otherwise samples run one after another and each GEMM may use all threads.
+inline bool parallel_over_samples(const Conv2dGeometry& g) {
+  constexpr int64_t kMinMacsPerThread = 1 << 18;
+  return num_threads() > 1 && g.batch >= num_threads() && g.macs() >= kMinMacsPerThread * num_threads();
+}
 
 // The reference algorithm, callable directly.
 template <typename T>
@@ -171,10 +187,17 @@ template <typename T>
 void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias,
                              T* y, const ConvEpilogue<T>& epilogue = {});
 // The input gradient, which is itself a stride-1 3x3 conv (of grad_y with the flipped,
-// transposed weights), through the same forward; the weight gradient runs Im2colGemm.
+// transposed weights), through the same forward.
 template <typename T>
 void conv2d_backward_input_winograd(const Conv2dGeometry& g, const T* grad_y, const T* weight,
                                     T* grad_x);
+// The weight gradient, the forward's adjoint in the transformed domain: per sample, dM = A dY A^T
+// per tile and output channel, 36 GEMMs dU[e] = dM[e] V[e]^T over the sample's tiles (C_out x
+// C_in each), grad = G^T dU G; the samples added as layers/ops/batch_tree.h's tree, as
+// im2col's. Per sample the GEMMs reduce over its tiles only, so it pays on large planes
+// (choose_cpu_conv_weight_gradient_algorithm).
+template <typename T>
+void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const T* x, const T* grad_y, T* grad_weight);
 
 // Which compiled variant of the Winograd transforms runs (process-wide, tensor/cpu_isa.h; the
 // GEMMs choose their own kernel). Tests run each one the CPU has.

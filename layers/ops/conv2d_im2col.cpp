@@ -124,15 +124,6 @@ void for_row_blocks(const Conv2dGeometry& g, int64_t rows, Fn&& fn) {
   for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += rows) fn(oh0, std::min(g.out_h, oh0 + rows));
 }
 
-// True when samples are spread over threads: there are at least as many as threads and
-// enough work that starting threads pays (tiny convs, as in gradient checks, stay serial).
-// Each GEMM then runs single-threaded, as gemm() does inside a parallel region; otherwise
-// samples run one after another and each GEMM may use all threads.
-bool parallel_over_samples(const Conv2dGeometry& g) {
-  constexpr int64_t kMinMacsPerThread = 1 << 18;
-  return num_threads() > 1 && g.batch >= num_threads() && g.macs() >= kMinMacsPerThread * num_threads();
-}
-
 // A per-thread column buffer that only grows: steady-state calls reuse it instead of
 // allocating (and page-faulting) up to kColumnBudget fresh entries per conv (tensor/mapped_scratch.h).
 template <typename T>
@@ -367,10 +358,6 @@ void conv2d_backward_input_im2col(const Conv2dGeometry& g, const T* grad_y, cons
 // zero), added as layers/ops/batch_tree.h's tree: the same bits whatever the thread count, and
 // 2^k data-parallel ranks get one process's bits. Adding a partial of grad_weight's size per
 // sample costs 1 / P of that sample's GEMM.
-// The parallel path gives each thread subtrees; its partial buffers stay within this many
-// entries (else the samples run one after another, each GEMM on every thread).
-constexpr int64_t kPartialBudget = int64_t{1} << 22;
-
 template <typename T>
 void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T* grad_y,
                                    T* grad_weight) {
@@ -402,52 +389,8 @@ void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T*
       });
     }
   };
-  auto grown = [](std::vector<T>& buffer, int64_t size) {
-    if (static_cast<int64_t>(buffer.size()) < size) buffer.resize(size);
-    return buffer.data();
-  };
-  thread_local std::vector<T> levels_buffer;
-
-  // In parallel: the tree's nodes `depth` levels down (as many as threads at least) are summed
-  // one per task, the first into grad_weight and the others into `tops`, then added up the tree.
-  const int64_t depth = batch_tree_levels(num_threads());
-  std::vector<std::pair<int64_t, int64_t>> nodes = {{0, g.batch}};
-  for (int64_t d = 0; d < depth; ++d) {
-    std::vector<std::pair<int64_t, int64_t>> next;
-    for (const auto& [begin, end] : nodes) {
-      const int64_t mid = batch_tree_split(begin, end);
-      if (mid > begin) next.push_back({begin, mid});  // a single sample stays whole
-      next.push_back({mid, end});
-    }
-    nodes = std::move(next);
-  }
-  const auto tasks = static_cast<int64_t>(nodes.size());
-  const int64_t task_levels = batch_tree_levels((g.batch + tasks - 1) / tasks);  // the largest node
-  if (!parallel_over_samples(g) || (tasks - 1 + num_threads() * task_levels) * wsize > kPartialBudget) {
-    batch_tree_sum_into(int64_t{0}, g.batch, wsize, grad_weight,
-                        grown(levels_buffer, batch_tree_levels(g.batch) * wsize), sample_gradient);
-    return;
-  }
-  thread_local std::vector<T> tops_buffer;
-  T* const tops = grown(tops_buffer, (tasks - 1) * wsize);
-  auto result_of = [&](int64_t node) { return node == 0 ? grad_weight : tops + (node - 1) * wsize; };
-  parallel_for(tasks, 1, [&](int64_t first, int64_t last) {
-    T* levels = grown(levels_buffer, task_levels * wsize);
-    for (int64_t i = first; i < last; ++i) {
-      batch_tree_sum_into(nodes[i].first, nodes[i].second, wsize, result_of(i), levels, sample_gradient);
-    }
-  });
-  // Up the tree: the node [begin, end) adds its right half's result into its left half's.
-  auto combine = [&](auto& self, int64_t begin, int64_t end) -> T* {
-    for (int64_t i = 0; i < tasks; ++i) {
-      if (nodes[i] == std::pair{begin, end}) return result_of(i);
-    }
-    const int64_t mid = batch_tree_split(begin, end);
-    T* left = self(self, begin, mid);
-    batch_tree_add(left, self(self, mid, end), wsize);
-    return left;
-  };
-  combine(combine, int64_t{0}, g.batch);
+  batch_tree_sum_threaded(g.batch, wsize, grad_weight, parallel_over_samples(g), kBatchTreePartialBudget,
+                          sample_gradient);
 }
 
 #define SCALPEL_IM2COL_INSTANTIATE(T)                                                        \

@@ -26,6 +26,7 @@
 
 #include <fmt/format.h>
 
+#include "layers/ops/batch_tree.h"
 #include "layers/ops/conv2d.h"
 #include "tensor/constants.h"
 #include "tensor/error.h"
@@ -53,6 +54,8 @@ struct WinogradMatrices {
   double AT[kOut][kIn];
   double G[kIn][kTaps];
   double BT[kIn][kIn];
+  double A[kIn][kOut];    // AT's transpose, for the weight gradient
+  double GT[kTaps][kIn];  // G's transpose, likewise
 };
 
 constexpr WinogradMatrices winograd_matrices(const std::array<double, kIn - 1>& p) {
@@ -81,6 +84,10 @@ constexpr WinogradMatrices winograd_matrices(const std::array<double, kIn - 1>& 
   }
   m.G[kIn - 1][kTaps - 1] = 1;
   product_except(-1, m.BT[kIn - 1]);
+  for (int i = 0; i < kIn; ++i) {
+    for (int j = 0; j < kOut; ++j) m.A[i][j] = m.AT[j][i];
+    for (int k = 0; k < kTaps; ++k) m.GT[k][i] = m.G[i][k];
+  }
   return m;
 }
 
@@ -109,6 +116,15 @@ using Lanes = typename LanesOf<T>::type;
 template <typename T>
 [[gnu::always_inline]] inline void load_lanes(const T* src, Lanes<T>& v) {
   std::memcpy(&v, src, sizeof v);
+}
+
+// The first `lanes` values of src, the rest zero.
+template <typename T>
+[[gnu::always_inline]] inline void load_lanes(const T* src, int64_t lanes, Lanes<T>& v) {
+  if (lanes == kLanes) return load_lanes(src, v);
+  T part[kLanes] = {};
+  std::copy(src, src + lanes, part);
+  load_lanes(part, v);
 }
 
 // out = sum_k coeffs[k] * in(k), skipping zero coefficients and multiplications by one (the
@@ -236,6 +252,9 @@ struct Chunk {
   // Row stride of the input transform's patch planes: a run of the chunk's tiles (at most all
   // of them) and a vector of slack for the last step's loads.
   int64_t patch_stride() const { return tiles + kLanes; }
+  // Row stride of the weight gradient's dM[e][oc]: slack as V's, so that a thread's whole-vector
+  // stores stay within its own channels.
+  int64_t grad_stride() const { return tiles + kLanes; }
 };
 
 // V for input channels [ic0, ic1) of the chunk. For each sample's run of tile rows, the input
@@ -339,6 +358,66 @@ template <typename T>
   }
 }
 
+// ---------------------------------------------------------------- the weight gradient
+//
+// Per tile the forward is linear in U = G g G^T: Y = A^T M A with M[e] = sum over ic of
+// U[e][oc][ic] V[e][ic]. Its adjoint: dM = A dY A^T per tile and output channel (dY zero
+// past the image's edge, where the forward crops), dU[e] = sum over the tiles of
+// dM[e][oc][tile] V[e][ic][tile] (36 GEMMs, C_out x C_in, over the tiles), then
+// grad_weight = G^T dU G.
+
+// dM[e][oc][tile] = (A dY A^T)[e] for output channels [oc0, oc1) of the chunk (row stride
+// grad_stride()), vectorized over kLanes tiles of the chunk, across tile rows.
+template <typename T>
+[[gnu::always_inline]] inline void transform_grad_output(const Conv2dGeometry& g, const WinogradPlan& plan,
+                                                         const T* grad_y, const Chunk& chunk, int64_t oc0,
+                                                         int64_t oc1, T* dM) {
+  const int64_t m_stride = chunk.grad_stride(), stride_e = padded_plane<T>(g.out_channels * m_stride);
+  const int64_t out_plane = g.out_h * g.out_w;
+  for (int64_t oc = oc0; oc < oc1; ++oc)
+    for (int64_t t0 = 0; t0 < chunk.tiles; t0 += kLanes) {
+      // The tiles' 4x4 blocks of dY, gathered into plain arrays (zero past the image).
+      T block[kOut][kOut][kLanes] = {};
+      const int64_t lanes = std::min<int64_t>(kLanes, chunk.tiles - t0);
+      for (int64_t t = 0; t < lanes; ++t) {
+        const int64_t row = chunk.row0 + (t0 + t) / plan.tiles_w, tw = (t0 + t) % plan.tiles_w;
+        const int64_t n = row / plan.tiles_h, oh0 = kOut * (row % plan.tiles_h), ow0 = kOut * tw;
+        const T* src = grad_y + (n * g.out_channels + oc) * out_plane + oh0 * g.out_w + ow0;
+        const int64_t rows = std::min<int64_t>(kOut, g.out_h - oh0), cols = std::min<int64_t>(kOut, g.out_w - ow0);
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < cols; ++j) block[i][j][t] = src[i * g.out_w + j];
+      }
+      Lanes<T> d[kOut][kOut], ad[kIn][kOut], m[kIn][kIn];
+      for (int i = 0; i < kOut; ++i)
+        for (int j = 0; j < kOut; ++j) load_lanes(block[i][j], d[i][j]);
+      left_multiply<kIn, kOut, kOut, T>(kMatrices.A, d, ad);
+      right_multiply_transposed<kIn, kOut, kIn, T>(kMatrices.A, ad, m);
+      for (int e = 0; e < kIn * kIn; ++e)
+        store_lanes(m[e / kIn][e % kIn], kLanes, dM + e * stride_e + oc * m_stride + t0);
+    }
+}
+
+// grad_weight[oc][ic] = G^T dU[.][oc][ic] G for output channels [oc0, oc1); vectorized over ic.
+template <typename T>
+[[gnu::always_inline]] inline void transform_weight_gradient(const Conv2dGeometry& g, const T* dU, int64_t oc0,
+                                                             int64_t oc1, T* grad_weight) {
+  const int64_t cin = g.in_channels, stride_e = padded_plane<T>(g.out_channels * cin);
+  for (int64_t oc = oc0; oc < oc1; ++oc)
+    for (int64_t ic0 = 0; ic0 < cin; ic0 += kLanes) {
+      const int64_t lanes = std::min<int64_t>(kLanes, cin - ic0);
+      Lanes<T> u[kIn][kIn], gu[kTaps][kIn], w[kTaps][kTaps];
+      for (int e = 0; e < kIn * kIn; ++e) load_lanes(dU + e * stride_e + oc * cin + ic0, lanes, u[e / kIn][e % kIn]);
+      left_multiply<kTaps, kIn, kIn, T>(kMatrices.GT, u, gu);
+      right_multiply_transposed<kTaps, kIn, kTaps, T>(kMatrices.GT, gu, w);
+      // Scattered to [oc][ic][kh][kw] from plain arrays, as transform_weights gathers.
+      T taps[kTaps][kTaps][kLanes];
+      std::memcpy(taps, w, sizeof taps);
+      for (int64_t t = 0; t < lanes; ++t)
+        for (int a = 0; a < kTaps; ++a)
+          for (int b = 0; b < kTaps; ++b) grad_weight[((oc * cin + ic0 + t) * kTaps + a) * kTaps + b] = taps[a][b][t];
+    }
+}
+
 // ---------------------------------------------------------------- SIMD variants
 
 // The transforms compiled for AVX-512 and AVX2 besides the baseline build; the widest the CPU
@@ -352,6 +431,8 @@ struct Transforms {
   void (*input)(const Conv2dGeometry&, const WinogradPlan&, const T*, const Chunk&, int64_t, int64_t, T*, T*, T*);
   void (*output)(const Conv2dGeometry&, const WinogradPlan&, const T*, const Chunk&, int64_t, int64_t, const T*,
                  const ConvEpilogue<T>&, T*);
+  void (*grad_output)(const Conv2dGeometry&, const WinogradPlan&, const T*, const Chunk&, int64_t, int64_t, T*);
+  void (*weight_gradient)(const Conv2dGeometry&, const T*, int64_t, int64_t, T*);
 };
 
 #define SCALPEL_WINOGRAD_VARIANT(suffix, attribute)                                                              \
@@ -371,6 +452,17 @@ struct Transforms {
                                            const Chunk& chunk, int64_t oc0, int64_t oc1, const T* bias,          \
                                            const ConvEpilogue<T>& epilogue, T* y) {                              \
     transform_output(g, plan, M, chunk, oc0, oc1, bias, epilogue, y);                                            \
+  }                                                                                                              \
+  template <typename T>                                                                                          \
+  attribute void transform_grad_output_##suffix(const Conv2dGeometry& g, const WinogradPlan& plan,               \
+                                                const T* grad_y, const Chunk& chunk, int64_t oc0, int64_t oc1,   \
+                                                T* dM) {                                                         \
+    transform_grad_output(g, plan, grad_y, chunk, oc0, oc1, dM);                                                 \
+  }                                                                                                              \
+  template <typename T>                                                                                          \
+  attribute void transform_weight_gradient_##suffix(const Conv2dGeometry& g, const T* dU, int64_t oc0,           \
+                                                    int64_t oc1, T* grad_weight) {                               \
+    transform_weight_gradient(g, dU, oc0, oc1, grad_weight);                                                     \
   }
 SCALPEL_WINOGRAD_VARIANT(avx512, [[SCALPEL_TARGET_AVX512]])
 SCALPEL_WINOGRAD_VARIANT(avx2, [[SCALPEL_TARGET_AVX2_NO_FMA]])
@@ -380,10 +472,15 @@ SCALPEL_WINOGRAD_VARIANT(baseline, )
 template <typename T>
 Transforms<T> transforms() {
   switch (g_isa.load()) {
-    case Isa::avx512:
-      return {transform_weights_avx512<T>, transform_input_avx512<T>, transform_output_avx512<T>};
-    case Isa::avx2: return {transform_weights_avx2<T>, transform_input_avx2<T>, transform_output_avx2<T>};
-    default: return {transform_weights_baseline<T>, transform_input_baseline<T>, transform_output_baseline<T>};
+#define SCALPEL_WINOGRAD_TRANSFORMS(suffix)                                                              \
+  Transforms<T> {                                                                                        \
+    transform_weights_##suffix<T>, transform_input_##suffix<T>, transform_output_##suffix<T>,            \
+        transform_grad_output_##suffix<T>, transform_weight_gradient_##suffix<T>                         \
+  }
+    case Isa::avx512: return SCALPEL_WINOGRAD_TRANSFORMS(avx512);
+    case Isa::avx2: return SCALPEL_WINOGRAD_TRANSFORMS(avx2);
+    default: return SCALPEL_WINOGRAD_TRANSFORMS(baseline);
+#undef SCALPEL_WINOGRAD_TRANSFORMS
   }
 }
 
@@ -407,6 +504,40 @@ const T* constant_transformed_weights(const Conv2dGeometry& g, const T* weight, 
   }));
 }
 
+// V for every input channel of the chunk, the channels split across the threads.
+template <typename T>
+void transform_chunk_input(const Transforms<T>& fn, const Conv2dGeometry& g, const WinogradPlan& plan, const T* x,
+                           const Chunk& chunk, T* V) {
+  // The phase buffer covers the chunk's input rows of one sample at a time.
+  const int64_t phase_rows = kOut * std::min(chunk.row1 - chunk.row0, plan.tiles_h) + kIn - kOut;
+  // Per input channel the transform first fills kOut phase rows of phase_width values each
+  // (padded to whole vectors): on small planes that, not the tile count, is its work.
+  const int64_t phase_values = kOut * phase_rows * plan.phase_width;
+  parallel_for(g.in_channels, std::max<int64_t>(1, kTaskValues / std::max(phase_values, chunk.tiles * kIn * kIn)),
+               [&](int64_t ic0, int64_t ic1) {
+                 T* phase = scratch<T, 2>(kOut * phase_rows * plan.phase_width);
+                 T* patch = scratch<T, 5>(kIn * kIn * chunk.patch_stride());
+                 fn.input(g, plan, x, chunk, ic0, ic1, V, phase, patch);
+               });
+}
+
+// gemm_of(e) for the 36 elements, split across the threads, each GEMM on one: on few tiles
+// (DenseNet's 7x7 at batch 1: 32 x 4 x 128) each is far too small to thread, and the other
+// thread waited.
+template <typename GemmOf>
+void for_each_element(const GemmOf& gemm_of) {
+  parallel_for(kIn * kIn, 1, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) gemm_of(e);
+  });
+}
+
+void check_supported(const Conv2dGeometry& g) {
+  SCALPEL_CHECK(cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g),
+                "winograd conv: needs a 3x3 kernel, stride 1, dilation 1 and groups 1 (got {}x{}, stride [{}, {}], "
+                "dilation [{}, {}], groups {})",
+                g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, g.groups);
+}
+
 }  // namespace
 
 void set_winograd_isa(Isa level) {
@@ -419,10 +550,7 @@ void reset_winograd_isa() { g_isa = best_isa(); }
 template <typename T>
 void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weight, const T* bias, T* y,
                              const ConvEpilogue<T>& epilogue) {
-  SCALPEL_CHECK(cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g),
-                "winograd conv: needs a 3x3 kernel, stride 1, dilation 1 and groups 1 (got {}x{}, stride [{}, {}], "
-                "dilation [{}, {}], groups {})",
-                g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, g.groups);
+  check_supported(g);
   const Transforms<T> fn = transforms<T>();
   const WinogradPlan plan(g, sizeof(T));
   const int64_t cin = g.in_channels, cout = g.out_channels;
@@ -443,25 +571,12 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
     for (int64_t row0 = begin; row0 < end; row0 += plan.chunk_rows) {
       const int64_t row1 = std::min(end, row0 + plan.chunk_rows);
       const Chunk chunk{row0, row1, (row1 - row0) * plan.tiles_w};
-      // The phase buffer covers the chunk's input rows of one sample at a time.
-      const int64_t phase_rows = kOut * std::min(row1 - row0, plan.tiles_h) + kIn - kOut;
-      // Per input channel the transform first fills kOut phase rows of phase_width values each
-      // (padded to whole vectors): on small planes that, not the tile count, is its work.
-      const int64_t phase_values = kOut * phase_rows * plan.phase_width;
-      parallel_for(cin, std::max<int64_t>(1, kTaskValues / std::max(phase_values, chunk.tiles * kIn * kIn)),
-                   [&](int64_t ic0, int64_t ic1) {
-        T* phase = scratch<T, 2>(kOut * phase_rows * plan.phase_width);
-        T* patch = scratch<T, 5>(kIn * kIn * chunk.patch_stride());
-        fn.input(g, plan, x, chunk, ic0, ic1, V, phase, patch);
-      });
+      transform_chunk_input(fn, g, plan, x, chunk, V);
       const int64_t v_stride = chunk.v_stride();
-      // The 36 GEMMs split across the threads, each on one: on few tiles (DenseNet's 7x7 at
-      // batch 1: 32 x 4 x 128) each is far too small to thread, and the other thread waited.
-      parallel_for(kIn * kIn, 1, [&](int64_t e0, int64_t e1) {
-        for (int64_t e = e0; e < e1; ++e)
-          gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * padded_plane<T>(cout * cin), cin,
-               V + e * padded_plane<T>(cin * v_stride), v_stride, T(0), M + e * padded_plane<T>(cout * chunk.tiles),
-               chunk.tiles);
+      for_each_element([&](int64_t e) {
+        gemm(false, false, cout, chunk.tiles, cin, T(1), U + e * padded_plane<T>(cout * cin), cin,
+             V + e * padded_plane<T>(cin * v_stride), v_stride, T(0), M + e * padded_plane<T>(cout * chunk.tiles),
+             chunk.tiles);
       });
       parallel_for(cout, channel_grain(chunk.tiles), [&](int64_t oc0, int64_t oc1) {
         fn.output(g, plan, M, chunk, oc0, oc1, bias, epilogue, y);
@@ -487,10 +602,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const T* x, const T* weigh
 // ih + pad_top - 2 + kh', kh' = 2 - kh), so the forward engine runs it.
 template <typename T>
 void conv2d_backward_input_winograd(const Conv2dGeometry& g, const T* grad_y, const T* weight, T* grad_x) {
-  SCALPEL_CHECK(cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g),
-                "winograd conv: needs a 3x3 kernel, stride 1, dilation 1 and groups 1 (got {}x{}, stride [{}, {}], "
-                "dilation [{}, {}], groups {})",
-                g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w, g.groups);
+  check_supported(g);
   Conv2dGeometry adjoint = g;
   adjoint.in_channels = g.out_channels;
   adjoint.out_channels = g.in_channels;
@@ -510,11 +622,51 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const T* grad_y, co
   conv2d_forward_winograd(adjoint, grad_y, flipped, static_cast<const T*>(nullptr), grad_x);
 }
 
+// Each sample's gradient alone (its tiles' GEMMs accumulate over its chunks), the samples
+// added as layers/ops/batch_tree.h's tree, as im2col's: the same bits whatever the thread count
+// and however a batch is split across data-parallel ranks.
+template <typename T>
+void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const T* x, const T* grad_y, T* grad_weight) {
+  check_supported(g);
+  const int64_t cin = g.in_channels, cout = g.out_channels, wsize = cout * cin * kTaps * kTaps;
+  if (g.batch == 0) {
+    std::fill(grad_weight, grad_weight + wsize, T(0));
+    return;
+  }
+  const Transforms<T> fn = transforms<T>();
+  const WinogradPlan plan(g, sizeof(T));
+  const int64_t chunk_rows = std::min(plan.chunk_rows, plan.tiles_h), max_tiles = chunk_rows * plan.tiles_w;
+  auto sample_gradient = [&](int64_t n, T* gw) {
+    T* V = scratch<T, 0>(kIn * kIn * padded_plane<T>(cin * (max_tiles + kLanes)));
+    T* dM = scratch<T, 1>(kIn * kIn * padded_plane<T>(cout * (max_tiles + kLanes)));
+    T* dU = scratch<T, 6>(kIn * kIn * padded_plane<T>(cout * cin));
+    const int64_t first_row = n * plan.tiles_h, end_row = first_row + plan.tiles_h;
+    for (int64_t row0 = first_row; row0 < end_row; row0 += chunk_rows) {
+      const int64_t row1 = std::min(end_row, row0 + chunk_rows);
+      const Chunk chunk{row0, row1, (row1 - row0) * plan.tiles_w};
+      transform_chunk_input(fn, g, plan, x, chunk, V);
+      parallel_for(cout, channel_grain(chunk.tiles),
+                   [&](int64_t oc0, int64_t oc1) { fn.grad_output(g, plan, grad_y, chunk, oc0, oc1, dM); });
+      const int64_t v_stride = chunk.v_stride(), m_stride = chunk.grad_stride();
+      for_each_element([&](int64_t e) {
+        gemm(false, true, cout, cin, chunk.tiles, T(1), dM + e * padded_plane<T>(cout * m_stride), m_stride,
+             V + e * padded_plane<T>(cin * v_stride), v_stride, T(row0 == first_row ? 0 : 1),
+             dU + e * padded_plane<T>(cout * cin), cin);
+      });
+    }
+    parallel_for(cout, channel_grain(cin), [&](int64_t oc0, int64_t oc1) { fn.weight_gradient(g, dU, oc0, oc1, gw); });
+  };
+  batch_tree_sum_threaded(g.batch, wsize, grad_weight, parallel_over_samples(g), kBatchTreePartialBudget,
+                          sample_gradient);
+}
+
 template void conv2d_forward_winograd<float>(const Conv2dGeometry&, const float*, const float*, const float*, float*,
                                              const ConvEpilogue<float>&);
 template void conv2d_forward_winograd<double>(const Conv2dGeometry&, const double*, const double*, const double*,
                                               double*, const ConvEpilogue<double>&);
 template void conv2d_backward_input_winograd<float>(const Conv2dGeometry&, const float*, const float*, float*);
 template void conv2d_backward_input_winograd<double>(const Conv2dGeometry&, const double*, const double*, double*);
+template void conv2d_backward_weight_winograd<float>(const Conv2dGeometry&, const float*, const float*, float*);
+template void conv2d_backward_weight_winograd<double>(const Conv2dGeometry&, const double*, const double*, double*);
 
 }  // namespace scalpel::ops

@@ -135,14 +135,15 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
                   Tensor gx, gw, gb;
                   dispatch_floating(gy.dtype(), [&](auto tag) {
                     using T = decltype(tag);
-                    const ops::CpuConvAlgorithm algorithm = ops::resolve_cpu_conv_algorithm(g);
                     if (need_x) {
                       gx = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, gy.dtype());
-                      ops::conv2d_forward<T>(algorithm, g, gy.data<T>(), ws.data<T>(), nullptr, gx.data<T>());
+                      ops::conv2d_forward<T>(ops::resolve_cpu_conv_algorithm(g), g, gy.data<T>(), ws.data<T>(),
+                                             nullptr, gx.data<T>());
                     }
                     if (need_w) {
                       gw = Tensor::empty({g.out_channels, g.in_per_group(), g.kernel_h, g.kernel_w}, gy.dtype());
-                      ops::conv2d_backward_weight<T>(algorithm, g, gy.data<T>(), xs.data<T>(), gw.data<T>());
+                      ops::conv2d_backward_weight<T>(ops::resolve_cpu_conv_weight_gradient_algorithm(g), g,
+                                                     gy.data<T>(), xs.data<T>(), gw.data<T>());
                     }
                     if (need_b) {
                       gb = Tensor::empty({g.in_channels}, gy.dtype());

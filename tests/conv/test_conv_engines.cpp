@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
 
 #include "conv/conv_cases.h"
 #include "layers/ops/conv2d.h"
@@ -245,13 +246,15 @@ TEST(ConvEngines, SameBitsForAnyThreadCount) {
 // the sum of its halves' (the ranks' shards, added by the allreduce), bit for bit: the batch is
 // added as a tree (layers/ops/batch_tree.h). Batches of 8 (2 and 4 ranks) and 7 (halves of 3
 // and 4, as the data loader's shards), on 1 and 3 threads (the parallel-over-samples path),
-// for im2col, the pointwise GEMM, a weight over the partial budget, and depthwise.
+// for im2col, the pointwise GEMM, a weight over the partial budget, depthwise and Winograd.
 TEST(ConvEngines, WeightGradientOfABatchIsItsShardsAdded) {
   struct Shape {
     int64_t batch, channels, size, kernel, groups;
   };
-  for (const Shape& sh : {Shape{8, 16, 20, 3, 1}, Shape{7, 16, 20, 3, 1}, Shape{8, 24, 13, 1, 1},
-                          Shape{8, 256, 5, 3, 1}, Shape{8, 32, 17, 3, 32}, Shape{7, 32, 17, 3, 32}}) {
+  std::set<CpuConvAlgorithm> engines_run;
+  for (const Shape& sh : {Shape{8, 8, 20, 3, 1}, Shape{7, 8, 20, 3, 1}, Shape{8, 24, 13, 1, 1},
+                          Shape{8, 256, 5, 3, 1}, Shape{8, 32, 17, 3, 32}, Shape{7, 32, 17, 3, 32},
+                          Shape{8, 32, 20, 3, 1}, Shape{7, 32, 20, 3, 1}}) {
     Conv2dGeometry g;
     g.batch = sh.batch;
     g.in_channels = g.out_channels = sh.channels;
@@ -277,6 +280,7 @@ TEST(ConvEngines, WeightGradientOfABatchIsItsShardsAdded) {
       for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
       return a;
     };
+    engines_run.insert(ops::choose_cpu_conv_weight_gradient_algorithm(g));
     for (int threads : {1, 3}) {
       set_num_threads(threads);
       SCOPED_TRACE(fmt::format("{} threads, {}", threads, geometry_str(g)));
@@ -288,6 +292,8 @@ TEST(ConvEngines, WeightGradientOfABatchIsItsShardsAdded) {
     }
   }
   set_num_threads(0);
+  EXPECT_EQ(engines_run, (std::set<CpuConvAlgorithm>{CpuConvAlgorithm::Im2colGemm, CpuConvAlgorithm::Depthwise,
+                                                     CpuConvAlgorithm::Winograd}));
 }
 
 // Large images are unfolded a block of output rows at a time (a bounded column buffer of

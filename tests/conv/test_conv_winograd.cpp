@@ -101,6 +101,19 @@ double input_gradient_error(const Conv2dGeometry& g, uint64_t seed) {
   return relative_error(gx, expected);
 }
 
+// The Winograd weight gradient vs the reference's, with uniform inputs in [-1, 1).
+template <typename T>
+double weight_gradient_error(const Conv2dGeometry& g, uint64_t seed) {
+  Generator gen(seed);
+  const auto x = uniform_values<T>(g.batch * g.in_channels * g.in_h * g.in_w, -1, 1, gen);
+  const auto gy = uniform_values<T>(g.batch * g.out_channels * g.out_h * g.out_w, -1, 1, gen);
+  const int64_t nw = g.out_channels * g.in_channels * 9;
+  std::vector<T> expected(nw), gw(nw, std::numeric_limits<T>::quiet_NaN());
+  ops::conv2d_backward_weight_reference(g, x.data(), gy.data(), expected.data());
+  ops::conv2d_backward_weight<T>(CpuConvAlgorithm::Winograd, g, x.data(), gy.data(), gw.data());
+  return relative_error(gw, expected);
+}
+
 TEST(ConvWinograd, EveryPlaneSizeAndPadding) {
   for (const auto& [pad_before, pad_after] : std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {1, 1}, {2, 1}})
     for (int64_t h = 1; h <= 13; ++h)
@@ -128,12 +141,29 @@ TEST(ConvWinograd, InputGradientEveryPlaneSizeAndPadding) {
       }
 }
 
+// dY is zero past the image where the ragged edge tiles are cropped; the input patches are
+// zero in the padding and past it.
+TEST(ConvWinograd, WeightGradientEveryPlaneSizeAndPadding) {
+  for (const auto& [pad_before, pad_after] :
+       std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {1, 1}, {2, 0}, {0, 2}})
+    for (int64_t h = 1; h <= 13; ++h)
+      for (int64_t w = 1; w <= 13; w += 2) {
+        const Conv2dGeometry g = conv3x3(2, 3, 4, h, w, pad_before, pad_after);
+        if (g.out_h <= 0 || g.out_w <= 0) continue;
+        SCOPED_TRACE(describe(g));
+        EXPECT_LE(weight_gradient_error<double>(g, 10 * h + w), 1e-13);
+        EXPECT_LE(weight_gradient_error<float>(g, 10 * h + w), 1e-5);
+      }
+}
+
 TEST(ConvWinograd, OddChannelsAndBatches) {
   for (const Conv2dGeometry& g : {conv3x3(3, 37, 19, 11, 13, 1, 1), conv3x3(1, 1, 1, 9, 9, 1, 1),
                                   conv3x3(4, 17, 33, 5, 7, 0, 0), conv3x3(2, 21, 3, 13, 4, 1, 1)}) {
     SCOPED_TRACE(describe(g));
     EXPECT_LE(winograd_error<double>(g, 1, false), 1e-13);
     EXPECT_LE(winograd_error<float>(g, 2), 1e-5);
+    EXPECT_LE(weight_gradient_error<double>(g, 3), 1e-13);
+    EXPECT_LE(weight_gradient_error<float>(g, 4), 1e-5);
   }
 }
 
@@ -150,13 +180,19 @@ TEST(ConvWinograd, FusedEpilogue) {
 }
 
 // Large enough for several chunks of tile rows: with 2 or 3 threads the rows are split between
-// threads (each with its own chunks), with 1 they run one after another.
+// threads (each with its own chunks), with 1 they run one after another. The weight gradient
+// chunks each sample's tile rows (its GEMMs accumulate over them) and spreads the samples or,
+// for one, the transforms and GEMMs over the threads.
 TEST(ConvWinograd, ChunksAndThreads) {
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     for (const Conv2dGeometry& g : {conv3x3(3, 64, 40, 30, 29, 1, 1), conv3x3(1, 96, 64, 45, 43, 1, 1)}) {
       SCOPED_TRACE(fmt::format("threads {}, {}", threads, describe(g)));
       EXPECT_LE(winograd_error<float>(g, 5, true, EpilogueActivation::relu, true), 1e-5);
+    }
+    for (const Conv2dGeometry& g : {conv3x3(3, 20, 24, 61, 63, 1, 1), conv3x3(1, 40, 16, 70, 66, 1, 1)}) {
+      SCOPED_TRACE(fmt::format("threads {}, weight gradient, {}", threads, describe(g)));
+      EXPECT_LE(weight_gradient_error<float>(g, 6), 1e-5);
     }
   }
   set_num_threads(0);
@@ -175,6 +211,8 @@ TEST(ConvWinograd, EverySimdVariant) {
       SCOPED_TRACE(describe(g));
       EXPECT_LE(winograd_error<double>(g, 6, true, EpilogueActivation::silu, true), 1e-13);
       EXPECT_LE(winograd_error<float>(g, 7), 1e-5);
+      EXPECT_LE(weight_gradient_error<double>(g, 8), 1e-13);
+      EXPECT_LE(weight_gradient_error<float>(g, 9), 1e-5);
     }
   }
   ops::reset_winograd_isa();
@@ -198,6 +236,29 @@ TEST(ConvWinograd, Float32ErrorOnResnet50Layers) {
     const double winograd_rel = relative_error(winograd, expected, 0), im2col_rel = relative_error(im2col, expected, 0);
     std::printf("%s: float32 error / max |y|: winograd %.2e, im2col %.2e\n", describe(g).c_str(), winograd_rel,
                 im2col_rel);
+    EXPECT_LE(winograd_rel, 5e-6) << describe(g);
+  }
+}
+
+// The weight gradient's float32 error, likewise, on the layers where Auto runs it (resnet50's
+// layer1-2, DenseNet's 3x3 on 56x56), with He-scaled output gradients (a sum over the plane of
+// mixed-sign products): relative to max |grad_weight|, next to im2col + GEMM's.
+TEST(ConvWinograd, WeightGradientFloat32ErrorOnLayersItRuns) {
+  for (const Conv2dGeometry& g : {conv3x3(1, 64, 64, 56, 56, 1, 1), conv3x3(1, 128, 128, 28, 28, 1, 1),
+                                  conv3x3(2, 128, 32, 56, 56, 1, 1)}) {
+    Generator gen(12);
+    const auto x = uniform_values<double>(g.batch * g.in_channels * g.in_h * g.in_w, 0, 1, gen);
+    const auto gy = uniform_values<double>(g.batch * g.out_channels * g.out_h * g.out_w, -1, 1, gen);
+    const std::vector<float> xf(x.begin(), x.end()), gyf(gy.begin(), gy.end());
+    const int64_t nw = g.out_channels * g.in_channels * 9;
+    std::vector<double> expected(nw);
+    ops::conv2d_backward_weight_reference(g, x.data(), gy.data(), expected.data());
+    std::vector<float> winograd(nw), im2col(nw);
+    ops::conv2d_backward_weight_winograd<float>(g, xf.data(), gyf.data(), winograd.data());
+    ops::conv2d_backward_weight_im2col<float>(g, xf.data(), gyf.data(), im2col.data());
+    const double winograd_rel = relative_error(winograd, expected, 0), im2col_rel = relative_error(im2col, expected, 0);
+    std::printf("%s: float32 weight gradient error / max |grad|: winograd %.2e, im2col %.2e\n", describe(g).c_str(),
+                winograd_rel, im2col_rel);
     EXPECT_LE(winograd_rel, 5e-6) << describe(g);
   }
 }
@@ -235,6 +296,23 @@ TEST(ConvWinograd, AutoChoosesItWhereItMeasuredFaster) {
             CpuConvAlgorithm::Im2colGemm);  // transformed weights too large to keep
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 256, 256, 14, 14, 1, 1), constant),
             CpuConvAlgorithm::Im2colGemm);  // 16 tiles
+}
+
+// The weight gradient's choice: by the tiles of one sample (its GEMMs reduce over those), with
+// fewer tiles only while the transformed gradient fits in L2; the same at every batch size, so
+// that data-parallel shards of a batch run the engine the whole batch runs.
+TEST(ConvWinograd, WeightGradientAutoChoosesItPerSample) {
+  for (int64_t batch : {1, 3, 8}) {
+    SCOPED_TRACE(fmt::format("batch {}", batch));
+    auto choice = [](const Conv2dGeometry& g) { return ops::choose_cpu_conv_weight_gradient_algorithm(g); };
+    EXPECT_EQ(choice(conv3x3(batch, 64, 64, 56, 56, 1, 1)), CpuConvAlgorithm::Winograd);     // 196 tiles
+    EXPECT_EQ(choice(conv3x3(batch, 128, 128, 28, 28, 1, 1)), CpuConvAlgorithm::Winograd);   // 49 tiles
+    EXPECT_EQ(choice(conv3x3(batch, 128, 32, 14, 14, 1, 1)), CpuConvAlgorithm::Winograd);    // 16, dU 147k
+    EXPECT_EQ(choice(conv3x3(batch, 256, 256, 14, 14, 1, 1)), CpuConvAlgorithm::Im2colGemm);  // 16, dU 2.4M
+    EXPECT_EQ(choice(conv3x3(batch, 128, 32, 7, 7, 1, 1)), CpuConvAlgorithm::Im2colGemm);    // 4 tiles
+    EXPECT_EQ(choice(conv3x3(batch, 512, 512, 7, 7, 1, 1)), CpuConvAlgorithm::Im2colGemm);
+    EXPECT_EQ(choice(conv3x3(batch, 3, 64, 224, 224, 1, 1)), CpuConvAlgorithm::Im2colGemm);  // 3 channels
+  }
 }
 
 // Weights declared constant (tensor/constants.h) are transformed on the first call and reused:
