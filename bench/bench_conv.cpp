@@ -3,6 +3,7 @@
 // for the memory-bound depthwise layers, B/s (input + output + weight bytes touched once).
 //   build-*/bin/bench_conv --benchmark_filter='r50_l1_3x3'
 // The reference engine is timed too (one short run per case): the yardstick for speed-ups.
+// Also resnet50's max pool (r50_maxpool_*), whose training forward sits between its convs.
 #include <benchmark/benchmark.h>
 
 #include <iterator>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "layers/ops/conv2d.h"
+#include "layers/ops/pooling.h"
 #include "tensor/constants.h"
 #include "tensor/random.h"
 
@@ -161,6 +163,26 @@ const int kRegistered = [] {
   }
   return 0;
 }();
+
+// The max pool after resnet50's stem, at batch 8 (the training forward's argmax path, its
+// reference scan, and inference's values-only path): a layer that sits between the convs.
+void max_pool(benchmark::State& state, int variant) {
+  scalpel::Generator gen(1);
+  const auto x = scalpel::randn({8, 64, 112, 112}, gen);
+  scalpel::nn::Pool2dOptions options;
+  options.kernel = {3, 3};
+  options.stride = {2, 2};
+  options.padding = scalpel::nn::Padding2d::symmetric(1);
+  const scalpel::ops::Pool2dGeometry g = scalpel::ops::pool2d_geometry(x, options, "maxpool");
+  for (auto _ : state) {
+    if (variant == 0) benchmark::DoNotOptimize(scalpel::ops::max_pool2d_forward(x, g));
+    if (variant == 1) benchmark::DoNotOptimize(scalpel::ops::max_pool2d_forward_reference(x, g));
+    if (variant == 2) benchmark::DoNotOptimize(scalpel::ops::max_pool2d_values(x, g));
+  }
+}
+BENCHMARK_CAPTURE(max_pool, r50_maxpool_3x3s2_batch8/argmax, 0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(max_pool, r50_maxpool_3x3s2_batch8/argmax_reference, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(max_pool, r50_maxpool_3x3s2_batch8/values, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

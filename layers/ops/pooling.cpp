@@ -93,6 +93,78 @@ MaxPoolResult max_pool2d_forward(const Tensor& x_in, const Pool2dGeometry& g) {
   const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   return dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    // Rows as integers of T's width, so that the column pass's selects vectorize with its compares.
+    using Row = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+    MaxPoolResult r{Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype()),
+                    Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), DType::I64)};
+    const T* px = x.data<T>();
+    T* py = r.y.data<T>();
+    int64_t* pi = r.argmax.data<int64_t>();
+    parallel_for(planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(in_plane, 1)), [&](int64_t p0, int64_t p1) {
+      // Per input column, the pick over the window's rows: its value and row.
+      std::vector<T> value_buffer(static_cast<size_t>(g.in_w));
+      std::vector<Row> row_buffer(static_cast<size_t>(g.in_w));
+      T* __restrict column_value = value_buffer.data();
+      Row* __restrict column_row = row_buffer.data();
+      for (int64_t plane = p0; plane < p1; ++plane) {
+        const T* in = px + plane * in_plane;
+        T* out = py + plane * out_plane;
+        int64_t* index = pi + plane * out_plane;
+        for (int64_t oh = 0; oh < g.out_h; ++oh, out += g.out_w, index += g.out_w) {
+          const int64_t h0 = std::max<int64_t>(oh * g.stride_h - g.pad.top, 0);
+          const int64_t h1 = std::min(oh * g.stride_h - g.pad.top + g.kernel_h, g.in_h);
+          if (h0 < h1) {
+            std::copy_n(in + h0 * g.in_w, g.in_w, column_value);
+            std::fill_n(column_row, g.in_w, static_cast<Row>(h0));
+          }
+          for (int64_t h = h0 + 1; h < h1; ++h) {
+            const T* __restrict row = in + h * g.in_w;
+            const Row row_index = static_cast<Row>(h);
+            for (int64_t w = 0; w < g.in_w; ++w) {
+              const T v = row[w];
+              const bool take = v > column_value[w] || v != v;  // the first maximum, the last NaN
+              column_value[w] = take ? v : column_value[w];
+              column_row[w] = take ? row_index : column_row[w];
+            }
+          }
+          for (int64_t ow = 0; ow < g.out_w; ++ow) {
+            const int64_t w0 = std::max<int64_t>(ow * g.stride_w - g.pad.left, 0);
+            const int64_t w1 = std::min(ow * g.stride_w - g.pad.left + g.kernel_w, g.in_w);
+            if (h0 >= h1 || w0 >= w1) {  // a window of padding only: as the reference loop leaves it
+              out[ow] = -std::numeric_limits<T>::infinity();
+              index[ow] = h0 * g.in_w + w0;
+              continue;
+            }
+            // The columns' picks combined in the row-major scan's order: a NaN wins over numbers
+            // and a later NaN (lower row, then further right) over an earlier one; an equal
+            // number wins only from a higher row.
+            T best = column_value[w0];
+            int64_t best_row = column_row[w0], best_col = w0;
+            for (int64_t w = w0 + 1; w < w1; ++w) {
+              const T v = column_value[w];
+              const int64_t h = column_row[w];
+              const bool take = best != best ? (v != v && h >= best_row)
+                                             : (v != v || v > best || (v == best && h < best_row));
+              best = take ? v : best;
+              best_row = take ? h : best_row;
+              best_col = take ? w : best_col;
+            }
+            out[ow] = best;
+            index[ow] = best_row * g.in_w + best_col;
+          }
+        }
+      }
+    });
+    return r;
+  });
+}
+
+MaxPoolResult max_pool2d_forward_reference(const Tensor& x_in, const Pool2dGeometry& g) {
+  require_cpu("max_pool2d_forward_reference", x_in);
+  const Tensor x = x_in.contiguous();
+  const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  return dispatch_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
     MaxPoolResult r{Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype()),
                     Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), DType::I64)};
     const T* px = x.data<T>();

@@ -25,8 +25,11 @@ struct MaxPoolResult {
   Tensor y;       // [N, C, out_h, out_w]
   Tensor argmax;  // int64, same shape: index h * W + w of the max in its input plane
 };
-// Padding counts as -inf; the first maximum in row-major window order wins ties (NaN wins).
+// Padding counts as -inf; the first maximum in row-major window order wins ties (NaN wins,
+// the last NaN of several). Computed as max_pool2d_values is, with each pick's row and column
+// carried along; the same result as the reference, which scans each window element by element.
 MaxPoolResult max_pool2d_forward(const Tensor& x, const Pool2dGeometry& g);
+MaxPoolResult max_pool2d_forward_reference(const Tensor& x, const Pool2dGeometry& g);
 // The same values without the argmax, for inference: the max over the window's rows for
 // each column, then over its columns, so the loops run along contiguous rows. NaN propagates
 // as above; of equal values of opposite sign (+0, -0) either may be returned.

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "layer_ops/op_cases.h"
@@ -11,6 +13,7 @@
 #include "layers/functional.h"
 #include "layers/ops/pooling.h"
 #include "support/errors.h"
+#include "tensor/random.h"
 
 namespace scalpel {
 namespace {
@@ -79,7 +82,7 @@ TEST(Pooling, InferencePathGivesTheSameValuesAsTheArgmaxPath) {
       values[100] = std::nan("");
       x = Tensor::from_vector(values, x.shape(), dtype);
       const ops::Pool2dGeometry g = ops::pool2d_geometry(x, o, "pool");
-      const Tensor reference = ops::max_pool2d_forward(x, g).y;
+      const Tensor reference = ops::max_pool2d_forward_reference(x, g).y;
       const Tensor fast = nn::max_pool2d(x, o);
       ASSERT_EQ(fast.shape(), reference.shape());
       const std::vector<double> a = fast.to_vector(), b = reference.to_vector();
@@ -93,6 +96,44 @@ TEST(Pooling, InferencePathGivesTheSameValuesAsTheArgmaxPath) {
         }
       }
       EXPECT_GT(nans, 0);
+    }
+  }
+}
+
+// The argmax forward picks by columns, then across them; it must pick what the reference's
+// element-by-element scan picks: the first maximum in row-major order (ties between rows and
+// between columns, +0 and -0), the last NaN of several, -inf windows.
+TEST(Pooling, ArgmaxForwardPicksWhatTheReferenceScanPicks) {
+  nn::Pool2dOptions rect;
+  rect.kernel = {3, 2};
+  rect.stride = {1, 2};
+  rect.padding = {1, 1, 1, 0};
+  rect.ceil_mode = true;
+  nn::Pool2dOptions tall;
+  tall.kernel = {2, 4};
+  tall.stride = {3, 1};
+  tall.padding = {1, 0, 0, 2};
+  const double special[] = {std::nan(""), -std::numeric_limits<double>::infinity(), -0.0, 0.0};
+  for (const nn::Pool2dOptions& o : {pool(2, 2), pool(3, 2, 1), pool(3, 2, 0, true), pool(2, 2, 1, true),
+                                     pool(3, 1, 1), rect, tall}) {
+    for (DType dtype : {DType::F32, DType::F64}) {
+      Generator gen(3);
+      std::vector<double> values(2 * 3 * 11 * 10);
+      for (double& v : values) {
+        const double u = gen.uniform(0, 1);
+        // Few distinct values, so windows hold ties; some NaN, -inf and signed zeros.
+        v = u < 0.3 ? special[static_cast<int>(u / 0.3 * 4)] : std::floor(gen.uniform(-3, 3));
+      }
+      const Tensor x = Tensor::from_vector(values, {2, 3, 11, 10}, dtype);
+      const ops::Pool2dGeometry g = ops::pool2d_geometry(x, o, "pool");
+      const ops::MaxPoolResult fast = ops::max_pool2d_forward(x, g), reference = ops::max_pool2d_forward_reference(x, g);
+      ASSERT_EQ(fast.y.shape(), reference.y.shape());
+      EXPECT_EQ(fast.argmax.to_vector(), reference.argmax.to_vector());
+      const std::vector<double> a = fast.y.to_vector(), b = reference.y.to_vector();
+      for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_TRUE(std::isnan(a[i]) ? std::isnan(b[i]) : a[i] == b[i] && std::signbit(a[i]) == std::signbit(b[i]))
+            << i << ": " << a[i] << " vs " << b[i];
+      }
     }
   }
 }
