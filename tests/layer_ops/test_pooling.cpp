@@ -126,7 +126,8 @@ TEST(Pooling, ArgmaxForwardPicksWhatTheReferenceScanPicks) {
       }
       const Tensor x = Tensor::from_vector(values, {2, 3, 11, 10}, dtype);
       const ops::Pool2dGeometry g = ops::pool2d_geometry(x, o, "pool");
-      const ops::MaxPoolResult fast = ops::max_pool2d_forward(x, g), reference = ops::max_pool2d_forward_reference(x, g);
+      const ops::MaxPoolResult fast = ops::max_pool2d_forward(x, g);
+      const ops::MaxPoolResult reference = ops::max_pool2d_forward_reference(x, g);
       ASSERT_EQ(fast.y.shape(), reference.y.shape());
       EXPECT_EQ(fast.argmax.to_vector(), reference.argmax.to_vector());
       const std::vector<double> a = fast.y.to_vector(), b = reference.y.to_vector();
