@@ -69,8 +69,10 @@ int run_bench(const std::vector<std::string>& argv) {
                                     nn::SGDOptions{.momentum = 0.9});
   }
   s.model->train(train);
-  // Inference benchmarks time the deployed form: BatchNorm folded, conv + activation fused.
+  // Inference benchmarks time the deployed form: BatchNorm folded, conv + activation fused;
+  // training ones the form `scalpel train` runs (BatchNorm + ReLU pairs fused).
   if (!train && s.device.is_cpu()) models::fuse_for_inference(*s.model, {1, s.model->in_channels(), h, w});
+  if (train) models::fuse_for_training(*s.model, {1, s.model->in_channels(), h, w});
 
   // One timed unit. Copying a result back to the CPU waits for a device to finish.
   auto step = [&] {

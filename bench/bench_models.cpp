@@ -200,6 +200,7 @@ int main(int argc, char** argv) {
       if (train) {
         auto trainee = models::create_model(name);  // unfused: training needs the real BN layers
         trainee->train();
+        models::fuse_for_training(*trainee, {1, 3, size, size});  // as `scalpel train` runs it
         nn::SGD sgd({nn::ParamGroup{trainee->parameters(), 0.01}}, nn::SGDOptions{.momentum = 0.9});
         const Tensor x = randn({8, 3, size, size});
         std::vector<double> labels;

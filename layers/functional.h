@@ -68,8 +68,19 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const s
 Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps,
                   const std::string& name = "batch_norm");
+// relu(batch_norm(...)), the same values and gradients bit for bit. On the CPU the ReLU runs in
+// the normalizing pass and backward keeps only the output (not batch norm's output as well):
+// one pass over the activation and one tensor of it less; backward runs the ReLU's mask, then
+// batch norm's. (Applying the mask as batch norm's backward reads the gradient measured no
+// faster: those loops are compute-bound in double.) The output's grad_fn is named
+// "batch_norm_relu". Elsewhere (a device, synchronized batch norm) the two ops run one after
+// the other.
+Tensor batch_norm_relu(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum, double eps,
+                       const std::string& name = "batch_norm");
 
 // ---- activations (elementwise) ----
+// relu of a batch_norm_relu output (its grad_fn says so) is that tensor itself.
 Tensor relu(const Tensor& x);
 Tensor relu6(const Tensor& x);
 Tensor leaky_relu(const Tensor& x, double slope);

@@ -189,6 +189,8 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     count.data<int64_t>()[0] += 1;
     if (!num_batches_tracked.device().is_cpu()) num_batches_tracked.copy_(count.to(num_batches_tracked.device()));
   }
+  if (training_ && relu_in_training)
+    return batch_norm_relu(x, running_mean, running_var, weight, bias, training_, momentum, eps, label());
   return batch_norm(x, running_mean, running_var, weight, bias, training_, momentum, eps, label());
 }
 

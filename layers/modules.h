@@ -119,6 +119,11 @@ class BatchNorm2d : public Module {
   // feeds applies them as it reads its input (Conv2d::fused_input): forward then returns its
   // input unchanged under the same conditions (DenseNet's norm1 + relu1 before conv1).
   bool applied_by_next_conv = false;
+  // Set by models::fuse_for_training on a BN whose output only a ReLU reads: in training mode
+  // forward returns relu(BN(x)) (nn::batch_norm_relu: one pass instead of two, one tensor kept
+  // for backward instead of two), and the ReLU then passes it on (nn::relu of an already
+  // rectified tensor).
+  bool relu_in_training = false;
 };
 
 class MaxPool2d : public Module {

@@ -335,4 +335,42 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
   return report;
 }
 
+int64_t fuse_for_training(nn::Module& model, const Shape& input_shape) {
+  int64_t marked = 0;
+  auto mark = [&](nn::BatchNorm2d* bn) {
+    if (!bn || bn->relu_in_training) return;
+    bn->relu_in_training = true;
+    ++marked;
+  };
+  // The blocks' own forwards apply relu to these BNs' outputs and use them nowhere else.
+  for (auto& [name, m] : model.named_modules()) {
+    if (auto* b = dynamic_cast<nn::Bottleneck*>(m)) {
+      mark(b->bn1.get());
+      mark(b->bn2.get());
+    } else if (auto* b = dynamic_cast<nn::BasicBlock*>(m)) {
+      mark(b->bn1.get());
+    } else if (auto* b = dynamic_cast<nn::PreActBottleneck*>(m)) {
+      mark(b->preact_bn.get());
+      mark(b->bn1.get());
+      mark(b->bn2.get());
+    }
+  }
+  std::vector<std::pair<nn::BatchNorm2d*, nn::ActivationLayer*>> pairs;
+  for (const std::vector<nn::Module*>& chain : chains_of(model)) {
+    for (size_t i = 0; i + 1 < chain.size(); ++i) {
+      auto* bn = dynamic_cast<nn::BatchNorm2d*>(chain[i]);
+      auto* act = dynamic_cast<nn::ActivationLayer*>(chain[i + 1]);
+      if (bn && !bn->relu_in_training && act && act->activation.kind == "relu") pairs.emplace_back(bn, act);
+    }
+  }
+  if (pairs.empty()) return marked;
+  const bool was_training = model.is_training();
+  model.eval();  // a training-mode probe would update the running statistics
+  const ProbedCalls probe(model, input_shape);
+  model.train(was_training);
+  for (auto [bn, act] : pairs)
+    if (probe.feeds(bn, act)) mark(bn);
+  return marked;
+}
+
 }  // namespace scalpel::models

@@ -62,4 +62,17 @@ struct InferenceFuseReport {
 // tensor is fine: the old packing lapses with the old storage).
 InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_shape);
 
+// Training fusion: marks each BatchNorm2d whose output nothing but a ReLU reads to apply that
+// ReLU itself in training mode (BatchNorm2d::relu_in_training, nn::batch_norm_relu), and the
+// ReLU then passes the rectified tensor on: one pass over those activations less in the
+// forward, and one activation tensor less kept for backward. Pairs: a BN followed by a ReLU
+// ActivationLayer in a chain (as fuse_for_inference finds them, confirmed with a probe
+// forward in eval mode, which leaves the running statistics alone), and the BN + ReLU pairs
+// that ResNet blocks' forwards write out (Bottleneck's bn1 and bn2, BasicBlock's bn1,
+// PreActBottleneck's preact_bn, bn1 and bn2). Training then gives the same bits as
+// without; the model's parameters, buffers and state dict are unchanged. For an unfused
+// model (not after fuse_for_inference), in any mode; running it twice marks nothing more.
+// Returns how many BNs it marked.
+int64_t fuse_for_training(nn::Module& model, const Shape& input_shape);
+
 }  // namespace scalpel::models

@@ -219,7 +219,12 @@ Tensor activate(const char* name, ops::ActivationKind kind, const Tensor& x, dou
 
 using ops::ActivationKind;
 
-Tensor relu(const Tensor& x) { return activate("relu", ActivationKind::ReLU, x); }
+Tensor relu(const Tensor& x) {
+  // Already rectified, by a batch norm that applied the ReLU itself (batch_norm_relu): a
+  // second ReLU would be an identity pass over the whole tensor.
+  if (x.defined() && x.grad_fn() && x.grad_fn()->name == "batch_norm_relu") return x;
+  return activate("relu", ActivationKind::ReLU, x);
+}
 Tensor relu6(const Tensor& x) { return activate("relu6", ActivationKind::ReLU6, x); }
 Tensor leaky_relu(const Tensor& x, double slope) { return activate("leaky_relu", ActivationKind::LeakyReLU, x, slope); }
 Tensor silu(const Tensor& x) { return activate("silu", ActivationKind::SiLU, x); }

@@ -7,6 +7,7 @@
 #include "tensor/backend.h"
 #include "layers/communicator.h"
 #include "layers/functional.h"
+#include "layers/ops/activations.h"
 #include "layers/ops/batch_tree.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
@@ -134,6 +135,13 @@ Tensor batch_norm_forward(const Tensor& x_in, const Tensor& mean_in, const Tenso
         const T m = mean[c];  // a local: ys might alias mean as far as the compiler knows
         const T* xs = px + L.at(p / L.c, c);
         T* ys = py + p * L.s;
+        if (activation == EpilogueActivation::relu) {  // in the same loop: apply_epilogue's relu, a blend
+          for (int64_t i = 0; i < L.s; ++i) {
+            const T v = (xs[i] - m) * scale + shift;
+            ys[i] = v > T(0) ? v : T(0);
+          }
+          continue;
+        }
         for (int64_t i = 0; i < L.s; ++i) ys[i] = (xs[i] - m) * scale + shift;
         if (activation != EpilogueActivation::none) apply_epilogue(epilogue, 0, 0, L.s, ys);
       }
@@ -235,8 +243,11 @@ static Tensor device_batch_norm(const Tensor& x, Tensor running_mean, Tensor run
                 });
 }
 
-Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight, const Tensor& bias,
-                  bool training, double momentum, double eps, const std::string& name) {
+namespace {
+
+// batch_norm, and with `relu` batch_norm_relu.
+Tensor batch_norm_and(bool relu, const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
+                      const Tensor& bias, bool training, double momentum, double eps, const std::string& name) {
   SCALPEL_CHECK(x.defined() && x.dim() >= 2, "{}: expected an input [N, C, ...], got {}", name,
                 x.defined() ? shape_str(x.shape()) : "an undefined tensor");
   SCALPEL_CHECK(is_floating(x.dtype()), "{}: input must be float32 or float64, got {}", name, dtype_name(x.dtype()));
@@ -252,10 +263,15 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
   SCALPEL_CHECK(!training || per_channel > 1,
                 "{}: expected more than 1 value per channel when training, got input {}", name, shape_str(x.shape()));
   SCALPEL_CHECK(training || running_mean.defined(), "{}: evaluation mode needs running statistics", name);
-  if (!x.device().is_cpu())  // the device kernels read contiguous inputs only (the CPU ones take channel slices)
-    return device_batch_norm(contiguous(x), running_mean, running_var, weight, bias, training, momentum, eps);
+  // The device kernels read contiguous inputs only (the CPU ones take channel slices).
+  if (!x.device().is_cpu()) {
+    const Tensor y = device_batch_norm(contiguous(x), running_mean, running_var, weight, bias, training, momentum, eps);
+    return relu ? nn::relu(y) : y;
+  }
   if (Communicator* comm = sync_batch_norm_communicator(); comm && training) {
-    return sync_batch_norm_train(contiguous(x), running_mean, running_var, weight, bias, momentum, eps, *comm);
+    const Tensor y =
+        sync_batch_norm_train(contiguous(x), running_mean, running_var, weight, bias, momentum, eps, *comm);
+    return relu ? nn::relu(y) : y;
   }
   Tensor mean, invstd;
   if (training) {
@@ -273,14 +289,33 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
     mean = running_mean.clone();  // a copy: the buffers may be updated before backward runs
     invstd = ops::pow_scalar(ops::add_scalar(running_var, eps), -0.5);
   }
-  Tensor y = ops::batch_norm_forward(x, mean, invstd, weight, bias);
-  return record("batch_norm", y, {x, weight, bias},
+  Tensor y = ops::batch_norm_forward(x, mean, invstd, weight, bias,
+                                     relu ? EpilogueActivation::relu : EpilogueActivation::none);
+  // With the ReLU, its output y (detached: no cycle through the closure) masks the gradient.
+  return record(relu ? "batch_norm_relu" : "batch_norm", y, {x, weight, bias},
                 [x = x.detach(), mean, invstd, weight = weight.defined() ? weight.detach() : Tensor(),
-                 has_bias = bias.defined(), training](const Tensor& gy) {
-                  ops::BatchNormGrads g = ops::batch_norm_backward(gy, x, mean, invstd, weight, training);
+                 has_bias = bias.defined(), training, y_relu = relu ? y.detach() : Tensor()](const Tensor& gy) {
+                  // The ReLU's backward first (its output > 0 is its input > 0), then batch norm's.
+                  const Tensor g_bn = y_relu.defined() ? ops::activation_backward(ops::ActivationKind::ReLU, gy, y_relu)
+                                                       : gy;
+                  ops::BatchNormGrads g = ops::batch_norm_backward(g_bn, x, mean, invstd, weight, training);
                   return std::vector<Tensor>{g.x, weight.defined() ? g.weight : Tensor(),
                                              has_bias ? g.bias : Tensor()};
                 });
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight, const Tensor& bias,
+                  bool training, double momentum, double eps, const std::string& name) {
+  return batch_norm_and(false, x, std::move(running_mean), std::move(running_var), weight, bias, training, momentum,
+                        eps, name);
+}
+
+Tensor batch_norm_relu(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum, double eps, const std::string& name) {
+  return batch_norm_and(true, x, std::move(running_mean), std::move(running_var), weight, bias, training, momentum,
+                        eps, name);
 }
 
 }  // namespace scalpel::nn

@@ -6,12 +6,16 @@
 #include <cmath>
 
 #include "autograd/autograd.h"
+#include "layers/functional.h"
+#include "layers/loss.h"
 #include "layers/modules.h"
+#include "layers/optim.h"
 #include "models/fuse.h"
 #include "models/registry.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
 #include "tensor/gemm_bf16.h"
+#include "tensor/ops.h"
 #include "tensor/random.h"
 
 namespace scalpel::models {
@@ -237,6 +241,82 @@ TEST(Fuse, LeavesBatchNormWithoutConvProducer) {
   EXPECT_EQ(report.batchnorms, 2);
   EXPECT_EQ(report.folded, 0);
   EXPECT_EQ(relative_diff(expected, net(x)), 0.0);
+}
+
+// ---------------------------------------------------------------- training fusion
+
+// relu(batch_norm(x)) as one op: the same output, running statistics and gradients, bit for
+// bit, in training and eval mode, on a contiguous input and on a channel slice of a wider one
+// (DenseNet's feature buffer); float64 passes the gradient checker through it elsewhere
+// (tests/autograd), so here the bits.
+TEST(FuseForTraining, BatchNormReluIsReluOfBatchNormBitForBit) {
+  Generator gen(3);
+  const Tensor wide = randn({4, 10, 7, 6}, gen);
+  for (const Tensor& x_in : {randn({4, 6, 7, 6}, gen), wide.slice(1, 2, 8)}) {
+    for (bool training : {true, false}) {
+      SCOPED_TRACE(fmt::format("training {}, contiguous {}", training, x_in.is_contiguous()));
+      const Tensor w0 = randn({6}, gen), b0 = randn({6}, gen), gy = randn({4, 6, 7, 6}, gen);
+      const Tensor mean0 = randn({6}, gen), var0 = ops::add_scalar(ops::mul(randn({6}, gen), randn({6}, gen)), 2.0);
+      struct Result {
+        Tensor y, gx, gw, gb, mean, var;
+      };
+      auto run = [&](bool fused) {
+        Tensor x = x_in.detach(), w = w0.clone(), b = b0.clone();
+        for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+        Result r{Tensor(), Tensor(), Tensor(), Tensor(), mean0.clone(), var0.clone()};
+        r.y = fused ? nn::batch_norm_relu(x, r.mean, r.var, w, b, training, 0.1, 1e-5)
+                    : nn::relu(nn::batch_norm(x, r.mean, r.var, w, b, training, 0.1, 1e-5));
+        const std::vector<Tensor> g = grad(r.y, {x, w, b}, gy);
+        r.gx = g[0], r.gw = g[1], r.gb = g[2];
+        return r;
+      };
+      const Result fused = run(true), plain = run(false);
+      EXPECT_EQ(fused.y.to_vector(), plain.y.to_vector());
+      EXPECT_EQ(fused.gx.to_vector(), plain.gx.to_vector());
+      EXPECT_EQ(fused.gw.to_vector(), plain.gw.to_vector());
+      EXPECT_EQ(fused.gb.to_vector(), plain.gb.to_vector());
+      EXPECT_EQ(fused.mean.to_vector(), plain.mean.to_vector());
+      EXPECT_EQ(fused.var.to_vector(), plain.var.to_vector());
+      const std::vector<double> y = fused.y.to_vector();
+      EXPECT_GT(std::count(y.begin(), y.end(), 0.0), 0);  // the mask bites
+    }
+  }
+}
+
+// The pass marks the BN + ReLU pairs of DenseNet's chains and of ResNet's blocks; training
+// steps of the marked model then give the unmarked model's bits (weights, running statistics).
+TEST(FuseForTraining, MarksBatchNormReluPairsAndTrainsToTheSameBits) {
+  struct Case {
+    const char* model;
+    int64_t pairs;  // DenseNet-121: stem, 58 layers x 2, 3 transitions; ResNet-18: 8 blocks' bn1
+  };
+  for (const Case& c : {Case{"densenet121", 1 + 58 * 2 + 3}, Case{"resnet18", 8}}) {
+    SCOPED_TRACE(c.model);
+    Generator gen(5);
+    auto plain = create_model(c.model), fused = create_model(c.model);
+    fused->load_state_dict(plain->state_dict());
+    plain->train();
+    fused->train();
+    const Shape shape{2, 3, 32, 32};
+    EXPECT_EQ(fuse_for_training(*fused, shape), c.pairs);
+    EXPECT_EQ(fuse_for_training(*fused, shape), 0) << "idempotent";
+    const Tensor x = randn(shape, gen);
+    const Tensor labels = Tensor::from_vector({1, 7}, {2}, DType::I64);
+    for (nn::Module* m : {plain.get(), fused.get()}) {
+      nn::SGD sgd({nn::ParamGroup{m->parameters(), 0.1}}, nn::SGDOptions{.momentum = 0.9});
+      for (int step = 0; step < 2; ++step) {
+        sgd.zero_grad();
+        backward(nn::cross_entropy((*m)(x), labels));
+        sgd.step();
+      }
+    }
+    const std::vector<nn::NamedTensor> a = plain->state_dict(), b = fused->state_dict();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i].tensor.dtype() != DType::F32) continue;
+      ASSERT_EQ(a[i].tensor.to_vector(), b[i].tensor.to_vector()) << a[i].name;
+    }
+  }
 }
 
 }  // namespace
