@@ -336,6 +336,9 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
 }
 
 int64_t fuse_for_training(nn::Module& model, const Shape& input_shape) {
+  // The fused op runs on the CPU (elsewhere it is the two ops), and the probe feeds CPU zeros.
+  for (const Tensor& p : model.parameters())
+    if (!p.device().is_cpu()) return 0;
   int64_t marked = 0;
   auto mark = [&](nn::BatchNorm2d* bn) {
     if (!bn || bn->relu_in_training) return;

@@ -70,9 +70,9 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
 // forward in eval mode, which leaves the running statistics alone), and the BN + ReLU pairs
 // that ResNet blocks' forwards write out (Bottleneck's bn1 and bn2, BasicBlock's bn1,
 // PreActBottleneck's preact_bn, bn1 and bn2). Training then gives the same bits as
-// without; the model's parameters, buffers and state dict are unchanged. For an unfused
-// model (not after fuse_for_inference), in any mode; running it twice marks nothing more.
-// Returns how many BNs it marked.
+// without; the model's parameters, buffers and state dict are unchanged. For an unfused CPU
+// model (not after fuse_for_inference; a model on a device is left alone), in any mode;
+// running it twice marks nothing more. Returns how many BNs it marked.
 int64_t fuse_for_training(nn::Module& model, const Shape& input_shape);
 
 }  // namespace scalpel::models

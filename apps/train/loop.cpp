@@ -311,7 +311,7 @@ TrainResult run_training(models::Model& model, const data::Dataset& dataset, con
   SCALPEL_CHECK(!train_set.samples.empty(), "{}: no training samples", dataset.root);
   data::LoaderConfig train_cfg = train_loader_config(config);
   task.configure_loader(train_cfg);
-  // BatchNorm + ReLU pairs in one pass each way, the same bits (models/fuse.h).
+  // BatchNorm + ReLU pairs fused on the CPU, the same bits (models/fuse.h).
   models::fuse_for_training(model, {1, model.in_channels(), train_cfg.preprocess.height, train_cfg.preprocess.width});
   if (distributed) {
     train_cfg.shard_rank = comm->rank();

@@ -15,6 +15,7 @@
 #include "layers/functional.h"
 #include "layers/loss.h"
 #include "layers/optim.h"
+#include "models/fuse.h"
 #include "models/registry.h"
 #include "support/errors.h"
 #include "tensor/ops.h"
@@ -167,6 +168,17 @@ TEST(CudaEmuUnet, ForwardMatchesCpu) {
 }
 
 using scalpel::test::error_of;
+
+// The training fusion leaves a model on a device alone (it would probe it with CPU zeros; the
+// fused op there is the two ops anyway), and marks the same model's pairs on the CPU.
+TEST(CudaEmuWiring, TrainingFusionLeavesADeviceModelAlone) {
+  cuda::init();
+  auto model = models::create_model("densenet121");
+  model->to(kEmu);
+  EXPECT_EQ(models::fuse_for_training(*model, {1, 3, 32, 32}), 0);
+  auto on_cpu = models::create_model("densenet121");
+  EXPECT_GT(models::fuse_for_training(*on_cpu, {1, 3, 32, 32}), 0);
+}
 
 TEST(CudaEmuWiring, UnwiredOpsSayWhichAndWhere) {
   cuda::init();
