@@ -94,16 +94,17 @@ void batch_tree_sum_rows(int64_t begin, int64_t end, int64_t width, T* rows) {
   batch_tree_add(rows + begin * width, rows + mid * width, width);
 }
 
+// Entries of partial buffers the conv weight gradients' threaded trees may use.
+constexpr int64_t kBatchTreePartialBudget = int64_t{1} << 22;
+
 // out[0, width) = the sum over samples [0, batch) of the vectors leaf(i, dst) writes, added as
 // the tree (batch_tree_sum_into), with the same bits however it runs. When `parallel` (the
 // caller's judgement that the samples are worth spreading over threads), the tree's nodes
 // batch_tree_levels(num_threads()) levels down are summed one per task on the threads (each
 // leaf then runs inside a parallel region), the first into out and the others into partial
 // buffers, then added up the tree; unless those buffers would pass `budget` entries, in which
-// case the samples run one after another (each leaf free to use every thread).
-// The budget of the conv weight gradients' partial buffers.
-constexpr int64_t kBatchTreePartialBudget = int64_t{1} << 22;
-
+// case the samples run one after another (each leaf free to use every thread). The conv
+// weight gradients pass kBatchTreePartialBudget.
 template <typename T, typename Leaf>
 void batch_tree_sum_threaded(int64_t batch, int64_t width, T* out, bool parallel, int64_t budget, const Leaf& leaf) {
   auto grown = [](std::vector<T>& buffer, int64_t size) {

@@ -1,8 +1,10 @@
 // conv2d: the reference loops, the algorithm dispatch and the autograd wrapper nn::conv2d.
-// The fast algorithms live beside this file: conv2d_im2col.cpp and conv2d_depthwise.cpp.
+// The fast algorithms live beside this file: conv2d_im2col.cpp, conv2d_depthwise.cpp and
+// conv2d_winograd.cpp.
 #include "layers/ops/conv2d.h"
 
 #include <atomic>
+#include <optional>
 
 #include "autograd/autograd.h"
 #include "tensor/backend.h"
@@ -154,24 +156,23 @@ CpuConvAlgorithm cpu_conv_algorithm() { return g_algorithm; }
 int64_t cpu_conv_algorithm_fallbacks() { return g_fallbacks; }
 
 namespace {
-// The override when it supports g, else `choice` (counting the fallback).
-CpuConvAlgorithm overridden_or(const Conv2dGeometry& g, CpuConvAlgorithm (*choice)(const Conv2dGeometry&, bool),
-                               bool constant_weight) {
+// The override when it supports g; none when there is none or it cannot run g (a fallback,
+// counted): the automatic choice then runs.
+std::optional<CpuConvAlgorithm> supported_override(const Conv2dGeometry& g) {
   const CpuConvAlgorithm forced = g_algorithm;
-  if (forced != CpuConvAlgorithm::Auto && cpu_conv_algorithm_supports(forced, g)) return forced;
-  if (forced != CpuConvAlgorithm::Auto) ++g_fallbacks;
-  return choice(g, constant_weight);
+  if (forced == CpuConvAlgorithm::Auto) return std::nullopt;
+  if (cpu_conv_algorithm_supports(forced, g)) return forced;
+  ++g_fallbacks;
+  return std::nullopt;
 }
 }  // namespace
 
 CpuConvAlgorithm resolve_cpu_conv_algorithm(const Conv2dGeometry& g, const void* weight) {
-  return overridden_or(g, choose_cpu_conv_algorithm, weight && is_declared_constant(weight));
+  return supported_override(g).value_or(choose_cpu_conv_algorithm(g, weight && is_declared_constant(weight)));
 }
 
 CpuConvAlgorithm resolve_cpu_conv_weight_gradient_algorithm(const Conv2dGeometry& g) {
-  return overridden_or(
-      g, [](const Conv2dGeometry& geometry, bool) { return choose_cpu_conv_weight_gradient_algorithm(geometry); },
-      false);
+  return supported_override(g).value_or(choose_cpu_conv_weight_gradient_algorithm(g));
 }
 
 // ---------------------------------------------------------------- reference loops
