@@ -131,6 +131,20 @@ TEST(ConvFused, ModelShapesThreaded) {
 struct BatchedAndAlone {
   Tensor batched, alone;
 };
+// Random input, weight, bias and residual for a side-by-side check of case c (geometry g).
+struct SideBySideInputs {
+  Tensor x, w, b, residual;
+};
+SideBySideInputs side_by_side_inputs(const testing_conv::ConvCase& c, const Conv2dGeometry& g, uint64_t seed) {
+  Generator gen(seed);
+  SideBySideInputs in;
+  in.x = uniform_tensor(c.x, DType::F32, gen, 2.0);
+  in.w = uniform_tensor(c.weight(), DType::F32, gen, 1.0);
+  in.b = uniform_tensor({g.out_channels}, DType::F32, gen, 1.0);
+  in.residual = uniform_tensor({g.batch, g.out_channels, g.out_h, g.out_w}, DType::F32, gen, 1.0);
+  return in;
+}
+
 BatchedAndAlone forward_batched_and_alone(const Conv2dGeometry& g, const Conv2dGeometry& one, const Tensor& x,
                                           const Tensor& w, const Tensor& b, const Tensor& residual) {
   const Shape ys{g.batch, g.out_channels, g.out_h, g.out_w};
@@ -158,12 +172,7 @@ TEST(ConvFused, PointwiseSamplesSideBySideKeepEachSamplesBits) {
     ASSERT_TRUE(ops::im2col_runs_samples_side_by_side(g));
     Conv2dGeometry one = g;
     one.batch = 1;
-    Generator gen(12);
-    const Tensor x = uniform_tensor(c.x, DType::F32, gen, 2.0);
-    const Tensor w = uniform_tensor(c.weight(), DType::F32, gen, 1.0);
-    const Tensor b = uniform_tensor({g.out_channels}, DType::F32, gen, 1.0);
-    const Shape ys{g.batch, g.out_channels, g.out_h, g.out_w};
-    const Tensor residual = uniform_tensor(ys, DType::F32, gen, 1.0);
+    const auto [x, w, b, residual] = side_by_side_inputs(c, g, 12);
     const int64_t x_size = g.in_channels * g.in_h * g.in_w, y_size = g.out_channels * g.out_h * g.out_w;
     const auto [batched, alone] = forward_batched_and_alone(g, one, x, w, b, residual);
     EXPECT_EQ(std::memcmp(batched.data<float>(), alone.data<float>(), batched.numel() * sizeof(float)), 0)
@@ -191,12 +200,8 @@ TEST(ConvFused, Im2colSamplesSideBySideKeepEachSamplesBits) {
   Conv2dGeometry one = g;
   one.batch = 1;
   ASSERT_EQ(ops::im2col_samples_per_gemm(one), 1);
-  Generator gen(13);
-  const Tensor x = uniform_tensor(c.x, DType::F32, gen, 2.0);
-  const Tensor w = uniform_tensor(c.weight(), DType::F32, gen, 1.0);
-  const Tensor b = uniform_tensor({g.out_channels}, DType::F32, gen, 1.0);
+  const auto [x, w, b, residual] = side_by_side_inputs(c, g, 13);
   const Shape ys{g.batch, g.out_channels, g.out_h, g.out_w};
-  const Tensor residual = uniform_tensor(ys, DType::F32, gen, 1.0);
   const auto [batched, alone] = forward_batched_and_alone(g, one, x, w, b, residual);
   EXPECT_EQ(std::memcmp(batched.data<float>(), alone.data<float>(), batched.numel() * sizeof(float)), 0);
   Tensor reference = Tensor::empty(ys);

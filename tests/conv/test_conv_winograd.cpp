@@ -114,46 +114,44 @@ double weight_gradient_error(const Conv2dGeometry& g, uint64_t seed) {
   return relative_error(gw, expected);
 }
 
-TEST(ConvWinograd, EveryPlaneSizeAndPadding) {
-  for (const auto& [pad_before, pad_after] : std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {1, 1}, {2, 1}})
+// check(g, seed) for conv3x3(2, cin, cout, h, w, pad) over planes h in 1..13, w in 1..13 (every
+// w_step-th), and each (before, after) padding, skipping those the kernel does not fit.
+template <typename Check>
+void for_each_small_plane(const std::vector<std::pair<int64_t, int64_t>>& paddings, int64_t w_step, int64_t cin,
+                          int64_t cout, const Check& check) {
+  for (const auto& [pad_before, pad_after] : paddings)
     for (int64_t h = 1; h <= 13; ++h)
-      for (int64_t w = 1; w <= 13; ++w) {
-        const Conv2dGeometry g = conv3x3(2, 3, 5, h, w, pad_before, pad_after);
+      for (int64_t w = 1; w <= 13; w += w_step) {
+        const Conv2dGeometry g = conv3x3(2, cin, cout, h, w, pad_before, pad_after);
         if (g.out_h <= 0 || g.out_w <= 0) continue;  // the kernel does not fit
         SCOPED_TRACE(describe(g));
-        EXPECT_LE(winograd_error<double>(g, 10 * h + w), 1e-13);
-        EXPECT_LE(winograd_error<float>(g, 10 * h + w), 1e-5);
+        check(g, static_cast<uint64_t>(10 * h + w));
       }
+}
+
+TEST(ConvWinograd, EveryPlaneSizeAndPadding) {
+  for_each_small_plane({{0, 0}, {1, 1}, {2, 1}}, 1, 3, 5, [](const Conv2dGeometry& g, uint64_t seed) {
+    EXPECT_LE(winograd_error<double>(g, seed), 1e-13);
+    EXPECT_LE(winograd_error<float>(g, seed), 1e-5);
+  });
 }
 
 // The input gradient runs the forward on grad_y with the flipped, transposed weights and
 // padding 2 - pad, negative for pad 3.
 TEST(ConvWinograd, InputGradientEveryPlaneSizeAndPadding) {
-  for (const auto& [pad_before, pad_after] :
-       std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {1, 1}, {2, 0}, {3, 2}})
-    for (int64_t h = 1; h <= 13; ++h)
-      for (int64_t w = 1; w <= 13; w += 3) {
-        const Conv2dGeometry g = conv3x3(2, 4, 3, h, w, pad_before, pad_after);
-        if (g.out_h <= 0 || g.out_w <= 0) continue;
-        SCOPED_TRACE(describe(g));
-        EXPECT_LE(input_gradient_error<double>(g, 10 * h + w), 1e-13);
-        EXPECT_LE(input_gradient_error<float>(g, 10 * h + w), 1e-5);
-      }
+  for_each_small_plane({{0, 0}, {1, 1}, {2, 0}, {3, 2}}, 3, 4, 3, [](const Conv2dGeometry& g, uint64_t seed) {
+    EXPECT_LE(input_gradient_error<double>(g, seed), 1e-13);
+    EXPECT_LE(input_gradient_error<float>(g, seed), 1e-5);
+  });
 }
 
 // dY is zero past the image where the ragged edge tiles are cropped; the input patches are
 // zero in the padding and past it.
 TEST(ConvWinograd, WeightGradientEveryPlaneSizeAndPadding) {
-  for (const auto& [pad_before, pad_after] :
-       std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {1, 1}, {2, 0}, {0, 2}})
-    for (int64_t h = 1; h <= 13; ++h)
-      for (int64_t w = 1; w <= 13; w += 2) {
-        const Conv2dGeometry g = conv3x3(2, 3, 4, h, w, pad_before, pad_after);
-        if (g.out_h <= 0 || g.out_w <= 0) continue;
-        SCOPED_TRACE(describe(g));
-        EXPECT_LE(weight_gradient_error<double>(g, 10 * h + w), 1e-13);
-        EXPECT_LE(weight_gradient_error<float>(g, 10 * h + w), 1e-5);
-      }
+  for_each_small_plane({{0, 0}, {1, 1}, {2, 0}, {0, 2}}, 2, 3, 4, [](const Conv2dGeometry& g, uint64_t seed) {
+    EXPECT_LE(weight_gradient_error<double>(g, seed), 1e-13);
+    EXPECT_LE(weight_gradient_error<float>(g, seed), 1e-5);
+  });
 }
 
 TEST(ConvWinograd, OddChannelsAndBatches) {

@@ -32,6 +32,17 @@ nn::Pool2dOptions pool(int64_t k, int64_t s, int64_t p = 0, bool ceil_mode = fal
   return o;
 }
 
+// Windows for the max pool comparisons: square with strides, padding and ceil_mode's extra
+// window, and a rectangular kernel with unequal strides and asymmetric padding.
+std::vector<nn::Pool2dOptions> max_pool_windows() {
+  nn::Pool2dOptions rect;
+  rect.kernel = {3, 2};
+  rect.stride = {1, 2};
+  rect.padding = {1, 1, 1, 0};
+  rect.ceil_mode = true;
+  return {pool(2, 2), pool(3, 2, 1), pool(3, 2, 0, true), pool(2, 2, 1, true), pool(3, 1, 1), rect};
+}
+
 Shape pooled_shape(const Shape& in, const nn::Pool2dOptions& o) {
   return nn::max_pool2d(Tensor::zeros(in, DType::F64), o).shape();
 }
@@ -68,13 +79,7 @@ TEST(Pooling, MaxGradientGoesToTheFirstMaximumOnTies) {
 TEST(Pooling, InferencePathGivesTheSameValuesAsTheArgmaxPath) {
   // max_pool2d without grad takes max_pool2d_values (no index tensor): same values for
   // odd sizes, strides, padding, ceil_mode's extra window and rectangular kernels, with NaN.
-  nn::Pool2dOptions rect;
-  rect.kernel = {3, 2};
-  rect.stride = {1, 2};
-  rect.padding = {1, 1, 1, 0};
-  rect.ceil_mode = true;
-  for (const nn::Pool2dOptions& o : {pool(2, 2), pool(3, 2, 1), pool(3, 2, 0, true), pool(2, 2, 1, true),
-                                     pool(3, 1, 1), rect}) {
+  for (const nn::Pool2dOptions& o : max_pool_windows()) {
     for (DType dtype : {DType::F32, DType::F64}) {
       Tensor x = random_leaf({2, 3, 9, 8}, 7).to(dtype).detach();
       std::vector<double> values = x.to_vector();
@@ -104,18 +109,14 @@ TEST(Pooling, InferencePathGivesTheSameValuesAsTheArgmaxPath) {
 // element-by-element scan picks: the first maximum in row-major order (ties between rows and
 // between columns, +0 and -0), the last NaN of several, -inf windows.
 TEST(Pooling, ArgmaxForwardPicksWhatTheReferenceScanPicks) {
-  nn::Pool2dOptions rect;
-  rect.kernel = {3, 2};
-  rect.stride = {1, 2};
-  rect.padding = {1, 1, 1, 0};
-  rect.ceil_mode = true;
+  std::vector<nn::Pool2dOptions> windows = max_pool_windows();
   nn::Pool2dOptions tall;
   tall.kernel = {2, 4};
   tall.stride = {3, 1};
   tall.padding = {1, 0, 0, 2};
+  windows.push_back(tall);
   const double special[] = {std::nan(""), -std::numeric_limits<double>::infinity(), -0.0, 0.0};
-  for (const nn::Pool2dOptions& o : {pool(2, 2), pool(3, 2, 1), pool(3, 2, 0, true), pool(2, 2, 1, true),
-                                     pool(3, 1, 1), rect, tall}) {
+  for (const nn::Pool2dOptions& o : windows) {
     for (DType dtype : {DType::F32, DType::F64}) {
       Generator gen(3);
       std::vector<double> values(2 * 3 * 11 * 10);
