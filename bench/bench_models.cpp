@@ -87,15 +87,16 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-// Per leaf-module type, convs also by output plane: "Conv2d 1x1 @14x14", "Conv2d dw3x3 @56x56", ...
+// Per leaf-module type and output plane: "Conv2d 1x1 @14x14", "Conv2d dw3x3 @56x56", "BatchNorm2d @7x7",
+// and a block's own ops: "functional ops in InvertedResidual::forward @14x14" (its fused projection), ...
 std::string layer_kind(nn::Module& m, const Tensor& y) {
+  const std::string plane = y.dim() == 4 ? " @" + std::to_string(y.shape()[2]) + "x" + std::to_string(y.shape()[3]) : "";
   if (auto* conv = dynamic_cast<nn::Conv2d*>(&m)) {
     const std::string k = std::to_string(conv->kernel[0]) + "x" + std::to_string(conv->kernel[1]);
     const bool depthwise = conv->options.groups == conv->in_channels && conv->in_channels > 1;
-    return "Conv2d " + std::string(depthwise ? "dw" : "") + k + " @" + std::to_string(y.shape()[2]) + "x" +
-           std::to_string(y.shape()[3]);
+    return "Conv2d " + std::string(depthwise ? "dw" : "") + k + plane;
   }
-  return m.named_children().empty() ? m.type() : "functional ops in " + m.type() + "::forward";
+  return (m.named_children().empty() ? m.type() : "functional ops in " + m.type() + "::forward") + plane;
 }
 
 // The profile is the mean of this many forward passes (one pass moved a layer type by 10 %).
