@@ -4,6 +4,7 @@
 #include "layers/functional.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "layers/ops/batch_tree.h"
@@ -40,6 +41,34 @@ void linear_weight_grad(int64_t M, int64_t in, int64_t out, const T* g, const T*
       }
     });
   });
+}
+
+// Below this many rows, y is computed transposed (linear_forward). mobilenet_v2's head (1000 x
+// 1280) on Zen 4: 0.21 vs 0.48 ms at 8 rows, 3.3 vs 3.4 at 256, 7.3 vs 6.3 at 512.
+constexpr int64_t kTransposedBelowRows = 256;
+
+// y [M, out] = bias + x W^T (bias may be null). A few rows (a classifier head at a small batch)
+// run as y^T = W x^T: W is then the GEMM's A, read in place, where as B^T it would be packed
+// (transposed) on every call, 5 MB for mobilenet_v2's head to multiply 8 rows. Either way each
+// element is the same sum in the same order (tensor/gemm.h: the K blocks are fixed; a
+// multiply-add does not care which factor is broadcast), so a row's float bits do not depend
+// on M (from 2 rows on).
+template <typename T>
+void linear_forward(int64_t M, int64_t in, int64_t out, const T* x, const T* w, const T* bias, T* y) {
+  // One row is a matrix-vector product either way; double goes through Eigen, whose order
+  // depends on the orientation (and only gradient checks use it).
+  if (!std::is_same_v<T, float> || M < 2 || M >= kTransposedBelowRows) {
+    if (bias)  // y starts as the bias rows, then GEMM accumulates (beta = 1)
+      for (int64_t i = 0; i < M; ++i) std::copy(bias, bias + out, y + i * out);
+    gemm(false, true, M, out, in, T(1), x, in, w, in, bias ? T(1) : T(0), y, out);
+    return;
+  }
+  std::vector<T> yt(out * M);  // y^T [out, M]
+  if (bias)
+    for (int64_t o = 0; o < out; ++o) std::fill(yt.begin() + o * M, yt.begin() + (o + 1) * M, bias[o]);
+  gemm(false, true, out, M, in, T(1), w, in, x, in, bias ? T(1) : T(0), yt.data(), M);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t o = 0; o < out; ++o) y[i * out + o] = yt[o * M + i];
 }
 
 }  // namespace
@@ -80,14 +109,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const s
   Tensor y = Tensor::empty(out_shape, x.dtype());
   dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    T* yp = y.data<T>();
-    if (bias.defined()) {  // y starts as the bias rows, then GEMM accumulates (beta = 1)
-      const Tensor bc = bias.contiguous();
-      for (int64_t i = 0; i < M; ++i) std::copy(bc.data<T>(), bc.data<T>() + out, yp + i * out);
-    }
+    const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
     if (M > 0 && out > 0)
-      gemm(false, true, M, out, in, T(1), xc.data<T>(), in, wc.data<T>(), in,
-           bias.defined() ? T(1) : T(0), yp, out);
+      linear_forward(M, in, out, xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, y.data<T>());
   });
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();

@@ -5,6 +5,8 @@
 // each input, so there are no kinks to skip.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "autograd/gradcheck.h"
 #include "conv/conv_cases.h"
 #include "layers/ops/conv2d.h"
@@ -169,6 +171,22 @@ TEST(ConvGrad, LinearGradientsOfABatchAreItsShardsAdded) {
   const auto [gw1, gb1] = grads(4, 8);
   EXPECT_TRUE(gw == added(gw0, gw1));
   EXPECT_TRUE(gb == added(gb0, gb1));
+}
+
+// A row's float32 outputs are the same bits in a batch of any size from 2 on (a few rows run as
+// y^T = W x^T, many as x W^T; a single row is a matrix-vector product with its own order), with
+// and without bias. (Double goes through Eigen, whose order depends on the batch size.)
+TEST(ConvGrad, LinearRowsGiveTheSameBitsAtEveryBatchSize) {
+  Generator gen(8);
+  const Tensor x = randn({300, 700}, gen), w = randn({90, 700}, gen), b = randn({90}, gen);
+  for (const Tensor& bias : {b, Tensor()}) {
+    const std::vector<double> all = nn::linear(x, w, bias).to_vector();
+    for (int64_t rows : {2, 7, 255, 256}) {
+      const std::vector<double> some = nn::linear(x.slice(0, 0, rows).contiguous(), w, bias).to_vector();
+      EXPECT_TRUE(std::equal(some.begin(), some.end(), all.begin()))
+          << rows << " rows" << (bias.defined() ? " with" : " without") << " bias";
+    }
+  }
 }
 
 }  // namespace
