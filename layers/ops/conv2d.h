@@ -144,8 +144,9 @@ template <typename T>
 void conv2d_backward_weight_im2col(const Conv2dGeometry& g, const T* x, const T* grad_y,
                                    T* grad_weight);
 // Whether the im2col engine runs g's forward and input gradient as one GEMM over all samples
-// (a pointwise conv on a small plane with large weights; see conv2d_im2col.cpp) rather than
-// one GEMM per sample. Either way each sample gets the same bits.
+// (a pointwise conv on a small plane with large weights, or on a plane under 64 pixels that is
+// not whole vectors; see conv2d_im2col.cpp) rather than one GEMM per sample. Either way each
+// sample gets the same bits.
 bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g);
 // How many samples its forward puts side by side in one GEMM for a conv through im2col: more
 // than 1 on planes under 64 pixels that are not whole vectors (resnet50's 7x7: 49 columns are a

@@ -154,13 +154,20 @@ void for_sample_chunks(const Conv2dGeometry& g, int64_t scratch, Fn&& fn) {
 // 2.4-2.9 ms vs 3.2-3.3, mobilenet_v2's last conv 0.97 vs 1.20. The input gradient, W^T times
 // each sample's gy, likewise. Smaller weights stay in each thread's cache across its samples,
 // and side by side measured slower there (efficientnet_b0's 1x1 convs on 28x28 at batch 8,
-// bench_models --profile: 3.3-3.7 ms vs 3.0-3.2). Convs through im2col keep one sample per
+// bench_models --profile: 3.3-3.7 ms vs 3.0-3.2), except on planes that waste a tile's lanes
+// (plane_wastes_lanes). Convs through im2col keep one sample per
 // GEMM on larger planes: a chunk of samples' columns side by side measured slower there
 // (resnet50's 14x14 3x3 at batch 8: 8.6-9.6 ms vs 6.5-6.8), their columns no longer in a
 // thread's cache when packed; under 64 pixels, where a sample's last tile is mostly empty,
 // they go side by side (im2col_samples_per_gemm; its 7x7 3x3 at batch 8: 10.9-13.1 vs 12.8-13.5).
 // Planes of one pixel (squeeze-excite) stay matrix-vector products.
 constexpr int64_t kSideBySidePlane = 1024, kSideBySideWeights = int64_t{1} << 18;
+
+// A plane under 64 pixels that is not whole vectors leaves most of a sample's last 16-wide tile
+// empty (49 columns computed as 64). Pointwise convs on such planes go side by side whatever
+// their weights: mobilenet_v2's 160 -> 960 and 960 -> 160 on 7x7 at batch 8, bench of
+// conv2d_fused on Zen 4, 0.65 / 0.67 ms vs 0.76 / 0.80 one sample per GEMM.
+bool plane_wastes_lanes(int64_t P) { return P % 16 != 0 && P < 64; }
 
 template <typename T>
 void backward_input_side_by_side(const Conv2dGeometry& g, const T* grad_y, const T* weight, T* grad_x) {
@@ -233,7 +240,7 @@ bool im2col_uses_shifted_products(const Conv2dGeometry& g) {
 
 int64_t im2col_samples_per_gemm(const Conv2dGeometry& g) {
   const int64_t P = g.out_h * g.out_w, K = g.in_per_group() * g.kernel_h * g.kernel_w;
-  if (g.groups != 1 || g.is_pointwise() || g.batch < 2 || P % 16 == 0 || P >= 64 ||
+  if (g.groups != 1 || g.is_pointwise() || g.batch < 2 || !plane_wastes_lanes(P) ||
       g.out_channels * K < kSideBySideWeights)
     return 1;
   return std::clamp<int64_t>(kColumnBudget / (K * P), 1, g.batch);
@@ -242,7 +249,7 @@ int64_t im2col_samples_per_gemm(const Conv2dGeometry& g) {
 bool im2col_runs_samples_side_by_side(const Conv2dGeometry& g) {
   const int64_t P = g.out_h * g.out_w;
   return g.is_pointwise() && g.batch > 1 && P > 1 && P < kSideBySidePlane &&
-         g.in_per_group() * g.out_per_group() >= kSideBySideWeights;
+         (g.in_per_group() * g.out_per_group() >= kSideBySideWeights || plane_wastes_lanes(P));
 }
 
 // A pointwise conv is a GEMM on x itself: W_gi times each sample's [C_in/g, P] plane, the

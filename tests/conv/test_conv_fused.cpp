@@ -165,28 +165,33 @@ BatchedAndAlone forward_batched_and_alone(const Conv2dGeometry& g, const Conv2dG
 TEST(ConvFused, PointwiseSamplesSideBySideKeepEachSamplesBits) {
   using P = nn::Padding2d;
   for (int64_t groups : {1, 2}) {
-    // 512 x 512 weights per group: large enough for the side-by-side path.
-    const testing_conv::ConvCase c{
-        "pointwise_3x5", {3, 512 * groups, 3, 5}, 512 * groups, 1, 1, testing_conv::conv_opts({1, 1}, P{}, groups)};
-    const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
-    ASSERT_TRUE(ops::im2col_runs_samples_side_by_side(g));
-    Conv2dGeometry one = g;
-    one.batch = 1;
-    const auto [x, w, b, residual] = side_by_side_inputs(c, g, 12);
-    const int64_t x_size = g.in_channels * g.in_h * g.in_w, y_size = g.out_channels * g.out_h * g.out_w;
-    const auto [batched, alone] = forward_batched_and_alone(g, one, x, w, b, residual);
-    EXPECT_EQ(std::memcmp(batched.data<float>(), alone.data<float>(), batched.numel() * sizeof(float)), 0)
-        << "forward, groups " << groups;
+    // 512 x 512 weights per group on 3x5: large enough for the side-by-side path; small ones
+    // on 7x7, a plane that fills a sample's last tile with 1 column of 16.
+    for (const testing_conv::ConvCase& c :
+         {testing_conv::ConvCase{"pointwise_3x5", {3, 512 * groups, 3, 5}, 512 * groups, 1, 1,
+                                 testing_conv::conv_opts({1, 1}, P{}, groups)},
+          testing_conv::ConvCase{"pointwise_7x7", {3, 24 * groups, 7, 7}, 40 * groups, 1, 1,
+                                 testing_conv::conv_opts({1, 1}, P{}, groups)}}) {
+      const Conv2dGeometry g = ops::conv2d_geometry(c.x, c.weight(), c.options, c.name);
+      ASSERT_TRUE(ops::im2col_runs_samples_side_by_side(g)) << c.name;
+      Conv2dGeometry one = g;
+      one.batch = 1;
+      const auto [x, w, b, residual] = side_by_side_inputs(c, g, 12);
+      const int64_t x_size = g.in_channels * g.in_h * g.in_w, y_size = g.out_channels * g.out_h * g.out_w;
+      const auto [batched, alone] = forward_batched_and_alone(g, one, x, w, b, residual);
+      EXPECT_EQ(std::memcmp(batched.data<float>(), alone.data<float>(), batched.numel() * sizeof(float)), 0)
+          << "forward, " << c.name << ", groups " << groups;
 
-    // The input gradient, W^T times each sample's gy, runs side by side too.
-    Tensor gx_batched = Tensor::empty(c.x), gx_alone = Tensor::empty(c.x);
-    ops::conv2d_backward_input<float>(CpuConvAlgorithm::Im2colGemm, g, residual.data<float>(), w.data<float>(),
-                                      gx_batched.data<float>());
-    for (int64_t n = 0; n < g.batch; ++n)
-      ops::conv2d_backward_input<float>(CpuConvAlgorithm::Im2colGemm, one, residual.data<float>() + n * y_size,
-                                        w.data<float>(), gx_alone.data<float>() + n * x_size);
-    EXPECT_EQ(std::memcmp(gx_batched.data<float>(), gx_alone.data<float>(), gx_batched.numel() * sizeof(float)), 0)
-        << "input gradient, groups " << groups;
+      // The input gradient, W^T times each sample's gy, runs side by side too.
+      Tensor gx_batched = Tensor::empty(c.x), gx_alone = Tensor::empty(c.x);
+      ops::conv2d_backward_input<float>(CpuConvAlgorithm::Im2colGemm, g, residual.data<float>(), w.data<float>(),
+                                        gx_batched.data<float>());
+      for (int64_t n = 0; n < g.batch; ++n)
+        ops::conv2d_backward_input<float>(CpuConvAlgorithm::Im2colGemm, one, residual.data<float>() + n * y_size,
+                                          w.data<float>(), gx_alone.data<float>() + n * x_size);
+      EXPECT_EQ(std::memcmp(gx_batched.data<float>(), gx_alone.data<float>(), gx_batched.numel() * sizeof(float)), 0)
+          << "input gradient, " << c.name << ", groups " << groups;
+    }
   }
 }
 
