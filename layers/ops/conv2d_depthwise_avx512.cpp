@@ -6,7 +6,8 @@
 // Vectorized along output columns, 16 per register: a load's lanes outside [0, W) are masked
 // off and read as zero, which is the conv's zero padding, so the loops have no bounds checks
 // and no scalar tails; input rows outside [0, H) point at a row of zeros. Each input row
-// loaded feeds every output row of the pass that uses it, from registers.
+// loaded feeds every output row of the pass that uses it, from registers. Planes of a few
+// short rows (7x7) run as one flat run of pixels instead (FlatPlan).
 #include "layers/ops/conv2d_depthwise_avx512.h"
 
 #include <immintrin.h>
@@ -140,6 +141,62 @@ template <int K, int S, int R>
   }
 }
 
+// Small planes at stride 1 whose input rows are as long as the output rows (same padding
+// across): output pixel p = oh * W + ow reads tap (kh, kw) at input pixel p + (kh - pad_top) *
+// W + kw - pad_left, one offset per tap whatever the row. So 16 consecutive output pixels,
+// across row ends, are one masked load per tap; the mask drops the lanes whose tap falls
+// outside the input's rows or columns (the zero padding) and the lanes past the plane. A 7x7
+// plane is then 4 vectors per tap where the row kernels take 7 rows of 7 lanes, and the taps
+// are broadcast once per plane. Rows of 16 or more fill the row kernels' vectors, and on
+// larger planes those reuse each loaded row for several output rows: they keep those.
+constexpr int64_t kFlatMaxVectors = 4, kFlatMaxTaps = 7 * 7;
+
+struct FlatPlan {
+  int64_t vectors = 0, offset[kFlatMaxTaps] = {};  // output vectors; input offset per tap
+  __mmask16 tap_mask[kFlatMaxVectors][kFlatMaxTaps] = {}, out_mask[kFlatMaxVectors] = {};
+};
+
+// The plan for a K x K stride-S plane job; nullopt where the row kernels run it: stride 2,
+// in_w != out_w, rows of 16 or more, more than kFlatMaxVectors vectors of output.
+std::optional<FlatPlan> flat_plan(int64_t K, int64_t S, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
+                                  int64_t pad_top, int64_t pad_left) {
+  const int64_t pixels = out_h * out_w;
+  if (S != 1 || in_w != out_w || out_w >= kLanes || pixels > kFlatMaxVectors * kLanes) return std::nullopt;
+  FlatPlan plan;
+  plan.vectors = (pixels + kLanes - 1) / kLanes;
+  for (int64_t kh = 0; kh < K; ++kh)
+    for (int64_t kw = 0; kw < K; ++kw) {
+      const int64_t t = kh * K + kw;
+      plan.offset[t] = (kh - pad_top) * in_w + kw - pad_left;
+      for (int64_t v = 0; v < plan.vectors; ++v) {
+        unsigned mask = 0;
+        for (int64_t lane = 0; lane < kLanes; ++lane) {
+          const int64_t p = v * kLanes + lane, ih = p / out_w + kh - pad_top, iw = p % out_w + kw - pad_left;
+          if (p < pixels && ih >= 0 && ih < in_h && iw >= 0 && iw < in_w) mask |= 1u << lane;
+        }
+        plan.tap_mask[v][t] = static_cast<__mmask16>(mask);
+      }
+    }
+  for (int64_t v = 0; v < plan.vectors; ++v) plan.out_mask[v] = row_mask(v * kLanes, pixels);
+  return plan;
+}
+
+// The whole output plane of j, as `plan` lays it out.
+template <int K>
+[[SCALPEL_TARGET_AVX512]] void forward_flat(const FlatPlan& plan, const PlaneJob& j) {
+  __m512 w[K * K];
+  for (int t = 0; t < K * K; ++t) w[t] = _mm512_set1_ps(j.w[t]);
+  for (int64_t v = 0; v < plan.vectors; ++v) {
+    const float* x = j.x + v * kLanes;
+    __m512 acc = _mm512_set1_ps(j.bias);
+#pragma GCC unroll 49
+    for (int t = 0; t < K * K; ++t)
+      acc = _mm512_fmadd_ps(w[t], _mm512_maskz_loadu_ps(plan.tap_mask[v][t], x + plan.offset[t]), acc);
+    if (j.residual) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(plan.out_mask[v], j.residual + v * kLanes));
+    _mm512_mask_storeu_ps(j.y + v * kLanes, plan.out_mask[v], activate16(j.activation, acc));
+  }
+}
+
 // grad_weight[oc] = sum over the batch and the output plane of grad_y * the tap's input, in
 // K*K vector accumulators (a lane per output column) added up at the end. Lanes past the
 // output row's end are left out of the sums (masked FMA).
@@ -181,17 +238,19 @@ template <int K, int S>
 constexpr int kRowsPerPass = 4;
 
 using RowsFn = void (*)(const PlaneJob&, int64_t);
+using FlatFn = void (*)(const FlatPlan&, const PlaneJob&);
 using WeightGradFn = void (*)(const Conv2dGeometry&, const float*, const float*, int64_t, float*);
 struct RowKernels {
   int64_t kernel;
   RowsFn pass;  // kRowsPerPass rows
   RowsFn one;   // one row: the last out_h % kRowsPerPass
+  FlatFn flat;  // a whole small plane (stride 1 only)
   WeightGradFn weight_grad;
 };
 
 template <int K, int S>
 constexpr RowKernels row_kernels() {
-  return {K, forward_rows<K, S, kRowsPerPass>, forward_rows<K, S, 1>, weight_grad_channel<K, S>};
+  return {K, forward_rows<K, S, kRowsPerPass>, forward_rows<K, S, 1>, forward_flat<K>, weight_grad_channel<K, S>};
 }
 
 // The row kernels for g's shape: square 3x3, 5x5 or 7x7, stride 1 or 2, dilation 1;
@@ -210,11 +269,17 @@ std::optional<RowKernels> find_row_kernels(const Conv2dGeometry& g) {
   }
 }
 
-// Runs the row kernels over a plane of out_h rows; `after_rows(oh, n)` sees each finished
-// group of rows while it is in cache (the forward epilogue).
+// Runs the plane of out_h rows, flat where `flat` is a plan, else by the row kernels;
+// `after_rows(oh, n)` sees each finished group of rows while it is in cache (the forward
+// epilogue).
 template <typename AfterRows>
-[[SCALPEL_TARGET_AVX512, gnu::always_inline]] inline void run_rows(const RowKernels& k, const PlaneJob& j,
-                                                                    int64_t out_h, AfterRows&& after_rows) {
+[[SCALPEL_TARGET_AVX512, gnu::always_inline]] inline void run_plane(const RowKernels& k, const PlaneJob& j,
+                                                                     int64_t out_h, const std::optional<FlatPlan>& flat,
+                                                                     AfterRows&& after_rows) {
+  if (flat) {
+    k.flat(*flat, j);
+    return after_rows(0, out_h);
+  }
   int64_t oh = 0;
   for (; oh + kRowsPerPass <= out_h; oh += kRowsPerPass) {
     k.pass(j, oh);
@@ -241,6 +306,8 @@ const float* zero_row(int64_t n) {
   const GemmEpilogue<float> epilogue{nullptr, args.epilogue.activation, args.epilogue.residual, 0};
   const bool in_registers = activates_in_registers(epilogue.activation);
   const float* zeros = zero_row(g.in_w);
+  const std::optional<FlatPlan> flat =
+      flat_plan(k.kernel, g.stride_h, g.in_h, g.in_w, g.out_h, g.out_w, g.pad_top, g.pad_left);
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / g.out_channels, oc = plane % g.out_channels;
     const PlaneJob j{args.a + (n * g.in_channels + oc / mult) * in_plane,
@@ -257,7 +324,7 @@ const float* zero_row(int64_t n) {
                      in_registers ? epilogue.activation : EpilogueActivation::none};
     // Otherwise the finished rows are contiguous, as is their residual: one epilogue call over
     // all of them (short 7-28 column rows would spend most of the call in scalar tails).
-    run_rows(k, j, g.out_h, [&](int64_t oh, int64_t rows) {
+    run_plane(k, j, g.out_h, flat, [&](int64_t oh, int64_t rows) {
       if (in_registers) return;
       apply_epilogue(epilogue, 0, plane * out_plane + oh * g.out_w, rows * g.out_w, j.y + oh * g.out_w);
     });
@@ -272,6 +339,8 @@ const float* zero_row(int64_t n) {
   const Conv2dGeometry& g = args.g;
   const int64_t taps = k.kernel * k.kernel;
   const float* zeros = zero_row(g.out_w);
+  const std::optional<FlatPlan> flat =
+      flat_plan(k.kernel, 1, g.out_h, g.out_w, g.in_h, g.in_w, k.kernel - 1 - g.pad_top, k.kernel - 1 - g.pad_left);
   float rotated[7 * 7];
   for (int64_t plane = begin; plane < end; ++plane) {
     const float* w = args.b + (plane % g.in_channels) * taps;
@@ -288,7 +357,7 @@ const float* zero_row(int64_t n) {
                      k.kernel - 1 - g.pad_left,
                      nullptr,
                      EpilogueActivation::none};
-    run_rows(k, j, g.in_h, [](int64_t, int64_t) {});
+    run_plane(k, j, g.in_h, flat, [](int64_t, int64_t) {});
   }
 }
 

@@ -1,7 +1,8 @@
 // The depthwise engine against the reference loops on a sweep that reaches every path of its
 // fast kernels (layers/ops/conv2d_depthwise.cpp), at every SIMD level this CPU has: kernels
 // 3/5/7 with stride 1/2 (the vector row kernels) and other shapes (the generic loops), widths
-// 1..40 so that a plane is narrower than a vector, one vector plus a tail, or several;
+// 1..40 so that a plane is narrower than a vector, one vector plus a tail, or several; small
+// planes with rows as long as the input's (the flat kernel) at every split of the padding;
 // padding 0..K/2+1, multiplier 1 and 2, dilation 2, batch 2; forward, input and weight
 // gradients, and the forward with each fused activation and a residual. Outputs start as NaN
 // sentinels, so an element a kernel leaves unwritten fails.
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "layers/ops/conv2d.h"
@@ -91,6 +93,12 @@ std::vector<Conv2dGeometry> sweep() {
         const Conv2dGeometry g = depthwise_geometry(2, 3, mult, h, w, k, stride, pad, pad_after, 1);
         if (g.out_h > 0 && g.out_w > 0) out.push_back(g);
       }
+  // Small planes at stride 1 with rows as long as the input's (the flat kernel): up to 64
+  // pixels, rows under 16, padding split evenly or not.
+  for (int64_t k : {3, 5, 7})
+    for (const auto& [h, w] : {std::pair{7, 7}, {8, 8}, {1, 1}, {3, 5}, {5, 12}, {2, 15}, {9, 7}, {4, 16}})
+      for (int64_t pad : {k / 2, int64_t{0}, k - 1})
+        out.push_back(depthwise_geometry(2, 3, h % 2 ? 1 : 2, h, w, k, 1, pad, k - 1 - pad, 1));
   for (int64_t w : {5, 17, 33}) {
     out.push_back(depthwise_geometry(2, 3, 1, 9, w, 3, 1, 2, 2, 2));
     out.push_back(depthwise_geometry(1, 2, 2, 8, w, 3, 2, 2, 1, 2));
