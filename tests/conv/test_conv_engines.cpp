@@ -142,6 +142,37 @@ TEST(ConvEngines, RandomShapesMatchReference) {
   EXPECT_GE(depthwise, 5) << "the random draw should cover the depthwise engine";
 }
 
+// im2col's stride-2 rows (the networks' stems; a vector kernel on AVX-512) at every row length
+// from 1 to 40 and some longer: no full vector, one plus a tail, several; padding and kernel
+// width move where each row starts.
+TEST(ConvEngines, Stride2RowsOfEveryLength) {
+  std::vector<int64_t> widths;
+  for (int64_t w = 1; w <= 40; ++w) widths.push_back(w);
+  for (int64_t w : {63, 64, 65, 66, 97, 130}) widths.push_back(w);
+  uint64_t seed = 400;
+  for (int64_t w : widths)
+    for (int64_t k : {1, 3, 7}) {
+      Conv2dGeometry g;
+      g.batch = 1;
+      g.groups = 1;
+      g.in_channels = 2;
+      g.out_channels = 3;
+      g.in_h = 5;
+      g.in_w = w;
+      g.kernel_h = 3;
+      g.kernel_w = k;
+      g.stride_h = g.stride_w = 2;
+      g.dilation_h = g.dilation_w = 1;
+      g.pad_top = g.pad_bottom = 1;
+      g.pad_left = g.pad_right = w % (k / 2 + 1);
+      g.set_output_size();
+      if (g.out_h <= 0 || g.out_w <= 0) continue;
+      SCOPED_TRACE(geometry_str(g));
+      compare_engines<float>(g, true, ++seed, 1e-5);
+      compare_engines<double>(g, false, ++seed, 1e-12);
+    }
+}
+
 // The depthwise loops are compiled per SIMD level; the default run only covers the widest
 // this CPU has, so run the others too.
 TEST(ConvEngines, DepthwiseEverySimdVariantMatchesReference) {
