@@ -27,7 +27,7 @@ uint64_t xcr0() {
   return (uint64_t(hi) << 32) | lo;
 }
 
-// Sizes of the level-1 data and level-2 caches. The deterministic cache leaf lists one cache
+// Sizes of the level-1 data, level-2 and level-3 caches. The deterministic cache leaf lists one cache
 // per subleaf (type 0 ends the list): size = ways * partitions * line size * sets.
 void detect_caches(CpuFeatures& f) {
   const bool amd = f.vendor == "AuthenticAMD" || f.vendor == "HygonGenuine";
@@ -43,9 +43,11 @@ void detect_caches(CpuFeatures& f) {
     const int64_t bytes = int64_t((r.b >> 22) + 1) * (((r.b >> 12) & 0x3ff) + 1) * ((r.b & 0xfff) + 1) * (int64_t(r.c) + 1);
     if (level == 1 && type == 1) f.l1d_bytes = bytes;           // data
     if (level == 2 && (type == 3 || type == 1)) f.l2_bytes = bytes;  // unified (or data)
+    if (level == 3 && type == 3) f.l3_bytes = bytes;
   }
   if (amd && f.l1d_bytes == 0 && max_ext >= 0x80000005) f.l1d_bytes = int64_t(cpuid(0x80000005).c >> 24) << 10;
   if (amd && f.l2_bytes == 0 && max_ext >= 0x80000006) f.l2_bytes = int64_t(cpuid(0x80000006).c >> 16) << 10;
+  if (amd && f.l3_bytes == 0 && max_ext >= 0x80000006) f.l3_bytes = int64_t(cpuid(0x80000006).d >> 18) << 19;
 }
 
 CpuFeatures detect() {

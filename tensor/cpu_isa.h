@@ -37,10 +37,12 @@ struct CpuFeatures {
   std::string vendor;                             // "GenuineIntel", "AuthenticAMD", ...
   std::string model_name;                         // the brand string, e.g. "AMD EPYC"
   int family = 0, model = 0;                      // display family and model
-  // Per-core data cache sizes in bytes (CPUID's deterministic cache leaves: 4 on Intel,
-  // 0x8000001D on AMD, else AMD's legacy 0x80000005/6); 0 where the CPU does not say.
-  // The GEMM sizes its B block from the L2 (tensor/gemm.cpp).
-  int64_t l1d_bytes = 0, l2_bytes = 0;
+  // Data cache sizes in bytes (CPUID's deterministic cache leaves: 4 on Intel, 0x8000001D on
+  // AMD, else AMD's legacy 0x80000005/6); 0 where the CPU does not say. L1d and L2 per core,
+  // L3 as one core sees it (shared with others). The GEMM sizes its B block from the L2
+  // (tensor/gemm.cpp); inverted residual blocks decide from the L3 whether a batch's expanded
+  // activations stay in cache (layers/blocks.cpp).
+  int64_t l1d_bytes = 0, l2_bytes = 0, l3_bytes = 0;
 };
 
 const CpuFeatures& cpu_features();  // detected on first use

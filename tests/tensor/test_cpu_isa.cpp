@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <fstream>
 #include <string>
 
 #include <unistd.h>
@@ -31,11 +32,17 @@ TEST(CpuIsa, AgreesWithTheCompilersDetection) {
 }
 
 // The cache sizes from CPUID against glibc's (its own reading of the same leaves, or of
-// sysfs); a CPU that does not report them leaves both 0 and the GEMM keeps its tuned blocks.
+// sysfs) and the L3 against sysfs; a CPU that does not report them leaves them 0 and the GEMM
+// keeps its tuned blocks.
 TEST(CpuIsa, CacheSizesAgreeWithTheCLibrary) {
   const CpuFeatures& f = cpu_features();
-  std::printf("caches: L1d %lld KiB, L2 %lld KiB\n", static_cast<long long>(f.l1d_bytes >> 10),
-              static_cast<long long>(f.l2_bytes >> 10));
+  std::printf("caches: L1d %lld KiB, L2 %lld KiB, L3 %lld KiB\n", static_cast<long long>(f.l1d_bytes >> 10),
+              static_cast<long long>(f.l2_bytes >> 10), static_cast<long long>(f.l3_bytes >> 10));
+  // The L3 one core sees, as Linux describes it (glibc's figure on AMD EPYC is the whole
+  // package's: ten times the 32 MiB a core shares on a Genoa).
+  std::ifstream l3_file("/sys/devices/system/cpu/cpu0/cache/index3/size");
+  int64_t l3_kib = 0;
+  if (l3_file >> l3_kib) EXPECT_EQ(f.l3_bytes, l3_kib << 10);
   const long l1d = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
   if (l1d <= 0 || l2 <= 0) GTEST_SKIP() << "the C library does not report cache sizes here";
   EXPECT_EQ(f.l1d_bytes, l1d);
