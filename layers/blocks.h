@@ -134,6 +134,10 @@ class MBConv : public Module {
   // recorded, that conv multiplies its input by the SE's scales as its GEMM packs it and adds
   // the residual in its output store (nn::conv2d_fused), instead of a pass for each.
   bool fused = false;
+  // Whether forward(x) runs x's samples one by one: at inference on the CPU, when the batch's
+  // expanded activations and their depthwise output would not fit in 3/4 of the L3 (and no
+  // forward hook is installed). Each sample gets the same bits either way.
+  bool splits_batch(const Tensor& x) const;
 };
 
 // ---------------------------------------------------------------- MobileNet V2
@@ -159,6 +163,8 @@ class InvertedResidual : public Module {
   // eval mode on the CPU with nothing recorded, the projection conv adds the residual in its
   // output store (nn::conv2d_fused) instead of a pass of its own.
   bool fused = false;
+  // As MBConv::splits_batch.
+  bool splits_batch(const Tensor& x) const;
 };
 
 // ---------------------------------------------------------------- ResNet

@@ -292,6 +292,8 @@ ForwardHookGuard::ForwardHookGuard(ForwardHook hook) : hook_(std::move(hook)), p
 
 ForwardHookGuard::~ForwardHookGuard() { current_hook = previous_; }
 
+bool ForwardHookGuard::installed() { return current_hook != nullptr; }
+
 Tensor Module::operator()(const Tensor& x) {
   Tensor y = forward(x);
   report_forward(x, y);

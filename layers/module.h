@@ -139,6 +139,9 @@ class Module {
 using ForwardHook = std::function<void(Module& module, const Tensor& input, const Tensor& output)>;
 class ForwardHookGuard {
  public:
+  // Whether the calling thread has a hook installed (blocks that would split their batch into
+  // separate calls keep it whole then, so that a hook sees the calls the batch makes).
+  static bool installed();
   explicit ForwardHookGuard(ForwardHook hook);
   ~ForwardHookGuard();
   ForwardHookGuard(const ForwardHookGuard&) = delete;

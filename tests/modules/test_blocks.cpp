@@ -8,6 +8,8 @@
 //  - modes (drop-path, BatchNorm statistics) and errors naming the layer.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -20,6 +22,7 @@
 #include "layers/blocks.h"
 #include "support/errors.h"
 #include "support/files.h"
+#include "tensor/cpu_isa.h"
 #include "tensor/error.h"
 #include "tensor/json.h"
 #include "tensor/npy.h"
@@ -353,6 +356,44 @@ TEST(BlockModes, BatchNormStatisticsMoveOnlyInTraining) {
   block(x);
   EXPECT_GT(ops::max_abs_diff(stats(), before), 0);
   EXPECT_EQ(block.bn2->num_batches_tracked.item(), 1);
+}
+
+// At inference, an inverted residual block whose batch's expanded activations outgrow the L3
+// runs the batch sample by sample; each sample gets the bits the whole batch gives it (under a
+// forward hook, which keeps the batch whole). Not in training, not for a batch that fits.
+TEST(BlockModes, InferenceSplitsABatchTooLargeForTheL3WithTheSameBits) {
+  const int64_t l3 = cpu_features().l3_bytes;
+  if (l3 <= 0) GTEST_SKIP() << "this CPU does not report its L3: blocks never split their batch";
+  if (l3 > (int64_t{256} << 20))
+    GTEST_SKIP() << "an input that outgrows a " << (l3 >> 20) << " MiB L3 is too large for a unit test";
+  // 2 samples x 96 expanded channels x (input + depthwise output planes) x 4 bytes > 3/4 L3.
+  const int64_t side = static_cast<int64_t>(std::sqrt(double(l3) / 1536)) + 8;
+  manual_seed(3);
+  const Tensor x = randn({2, 16, side, side});
+  InvertedResidual inverted(16, 16, 1, 6);
+  MBConv mb(16, 16, 6, 3, 1);
+  for (Module* block : std::initializer_list<Module*>{&inverted, &mb}) {
+    const auto splits = [&](const Tensor& t) {
+      auto* ir = dynamic_cast<InvertedResidual*>(block);
+      return ir ? ir->splits_batch(t) : dynamic_cast<MBConv*>(block)->splits_batch(t);
+    };
+    block->train();
+    EXPECT_FALSE(splits(x)) << block->type() << ": training keeps the batch (BatchNorm statistics)";
+    block->eval();
+    NoGradGuard no_grad;
+    ASSERT_TRUE(splits(x)) << block->type();
+    EXPECT_FALSE(splits(x.slice(0, 0, 1))) << block->type() << ": one sample";
+    EXPECT_FALSE(splits(randn({2, 16, 8, 8}))) << block->type() << ": a batch that fits";
+    const Tensor split = (*block)(x);
+    Tensor whole;
+    {
+      ForwardHookGuard hook([](Module&, const Tensor&, const Tensor&) {});
+      EXPECT_FALSE(splits(x)) << block->type() << ": under a forward hook";
+      whole = (*block)(x);
+    }
+    ASSERT_EQ(split.shape(), whole.shape());
+    EXPECT_EQ(std::memcmp(split.data<float>(), whole.data<float>(), split.nbytes()), 0) << block->type();
+  }
 }
 
 // ---------------------------------------------------------------- errors
