@@ -9,8 +9,8 @@
 // ModelProto metadata_props field appended to the file: protobuf fields may come in any
 // order), and this script re-runs itself with the variable set, in a scratch folder: ORT writes
 // the profile (Chrome trace JSON, onnxruntime_profile_*.json) into the working folder when the
-// session is released (the config's profile_file_prefix is not honoured). Profiling adds a little per node: compare kinds,
-// not the total, with our figures.
+// session is released (the config's profile_file_prefix is not honoured). Profiling adds a
+// little per node: compare kinds, not the total, with our figures.
 'use strict';
 const fs = require('fs');
 const os = require('os');
