@@ -36,10 +36,10 @@ int64_t channel_grain(const Conv2dGeometry& g) {
 [[SCALPEL_TARGET_AVX512]] void copy_even_avx512(const float* src, int64_t n, float* dst) {
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
+  // Whole loads read src[2 i + 31], one past the 16th value: only while more values follow.
+  for (; i + 16 < n; i += 16)
     _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * i), even,
                                                      _mm512_loadu_ps(src + 2 * i + 16)));
-  if (i == n) return;
   const auto first = [](int64_t k) {  // a mask of the first k lanes (k may be <= 0 or > 16)
     return static_cast<__mmask16>(k >= 16 ? 0xffff : (1u << std::max<int64_t>(k, 0)) - 1);
   };

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <set>
 
 #include "conv/conv_cases.h"
+#include "support/guarded_memory.h"
 #include "layers/ops/conv2d.h"
 #include "layers/ops/conv2d_depthwise.h"
 #include "tensor/parallel.h"
@@ -144,7 +146,8 @@ TEST(ConvEngines, RandomShapesMatchReference) {
 
 // im2col's stride-2 rows (the networks' stems; a vector kernel on AVX-512) at every row length
 // from 1 to 40 and some longer: no full vector, one plus a tail, several; padding and kernel
-// width move where each row starts.
+// width move where each row starts. The forward also runs on an input that ends where an
+// unreadable page begins: the same bits, and no read past the input's last value.
 TEST(ConvEngines, Stride2RowsOfEveryLength) {
   std::vector<int64_t> widths;
   for (int64_t w = 1; w <= 40; ++w) widths.push_back(w);
@@ -170,6 +173,17 @@ TEST(ConvEngines, Stride2RowsOfEveryLength) {
       SCOPED_TRACE(geometry_str(g));
       compare_engines<float>(g, true, ++seed, 1e-5);
       compare_engines<double>(g, false, ++seed, 1e-12);
+      Generator gen(++seed);
+      const auto x = random_values<float>(g.batch * g.in_channels * g.in_h * g.in_w, gen);
+      const auto w = random_values<float>(g.out_channels * g.in_channels * g.kernel_h * g.kernel_w, gen);
+      const int64_t ny = g.batch * g.out_channels * g.out_h * g.out_w;
+      auto y = sentinel<float>(ny), y_guarded = sentinel<float>(ny);
+      ops::conv2d_forward(CpuConvAlgorithm::Im2colGemm, g, x.data(), w.data(), static_cast<const float*>(nullptr),
+                          y.data());
+      const test::GuardedCopy<float> guarded(x);
+      ops::conv2d_forward(CpuConvAlgorithm::Im2colGemm, g, guarded.data(), w.data(), static_cast<const float*>(nullptr),
+                          y_guarded.data());
+      EXPECT_EQ(std::memcmp(y.data(), y_guarded.data(), ny * sizeof(float)), 0);
     }
 }
 

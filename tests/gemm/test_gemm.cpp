@@ -1,17 +1,15 @@
 // The packed float GEMM (every micro-kernel this CPU runs, several thread counts) and the
 // double GEMM against gemm_reference, over edge-heavy shapes, transposes, strides, alpha/beta.
 #include <gtest/gtest.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "support/guarded_memory.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
 #include "tensor/gemm_internal.h"
@@ -237,33 +235,17 @@ TEST_P(GemmKernel, SameBitsForAnyThreadCount) {
 // panel after A's last (a prefetch, which never faults) and load B's ragged edge under a mask,
 // but must not read past either matrix. A plain load there would crash this test.
 TEST_P(GemmKernel, ReadsNothingPastTheEndOfAOrB) {
-  const long page = sysconf(_SC_PAGESIZE);
-  struct GuardedCopy {  // v's values at the end of readable pages, an unreadable page after them
-    size_t bytes = 0;
-    char* base = nullptr;
-    float* data = nullptr;
-    GuardedCopy(const std::vector<float>& v, long page) {
-      const size_t payload = v.size() * sizeof(float), readable = (payload + page - 1) / page * page;
-      bytes = readable + page;
-      base = static_cast<char*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-      if (base == MAP_FAILED) throw std::runtime_error("mmap failed");
-      mprotect(base + readable, page, PROT_NONE);
-      data = reinterpret_cast<float*>(base + readable - payload);
-      std::memcpy(data, v.data(), payload);
-    }
-    ~GuardedCopy() { munmap(base, bytes); }
-  };
   std::mt19937 rng(11);
   for (const Case& c : std::vector<Case>{{19, 49, 300, false, false, 1.0f, 0.0f}, {8, 21, 40, false, false, 1.0f, 0.0f}}) {
     Operands o = make_operands(c, rng);
     o.A.pop_back();  // make_operands leaves one spare element after each matrix
     o.B.pop_back();
     const Expected e = expected(c, o);
-    const GuardedCopy A(o.A, page), B(o.B, page);
+    const test::GuardedCopy<float> A(o.A), B(o.B);
     for (int threads : {1, 2}) {
       std::vector<float> C = o.C;
-      gemm_detail::gemm_with_kernel(GetParam(), threads, Packing::never, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data,
-                                    o.lda, B.data, o.ldb, c.beta, C.data(), o.ldc);
+      gemm_detail::gemm_with_kernel(GetParam(), threads, Packing::never, c.ta, c.tb, c.M, c.N, c.K, c.alpha,
+                                    A.data(), o.lda, B.data(), o.ldb, c.beta, C.data(), o.ldc);
       expect_matches(c, o, C, e, fmt::format("{} threads={} {}", gemm_detail::kernel_info(GetParam()).name,
                                              threads, describe(c)));
     }
