@@ -38,8 +38,11 @@ Tensor max_pool2d_values(const Tensor& x, const Pool2dGeometry& g);
 Tensor max_pool2d_backward(const Tensor& gy, const Tensor& argmax, const Pool2dGeometry& g);
 
 // Mean over each window clipped to the input. The divisor is the window clipped to the
-// padded input (count_include_pad) or to the input itself (not counting padding).
+// padded input (count_include_pad) or to the input itself (not counting padding). Whole 2x2
+// windows at stride 2 (DenseNet's transitions) skip the per-window bounds; the reference
+// computes every window alike, in the same order, so both give the same bits.
 Tensor avg_pool2d_forward(const Tensor& x, const Pool2dGeometry& g, bool count_include_pad);
+Tensor avg_pool2d_forward_reference(const Tensor& x, const Pool2dGeometry& g, bool count_include_pad);
 Tensor avg_pool2d_backward(const Tensor& gy, const Pool2dGeometry& g, bool count_include_pad);
 
 // Output cell (i, j) averages rows [floor(i*H/oh), ceil((i+1)*H/oh)) and the same for columns.

@@ -155,6 +155,34 @@ TEST(Pooling, AvgCountIncludePadAndCeilWindows) {
   EXPECT_EQ(nn::avg_pool2d(x, o).to_vector(), (std::vector<double>{1.5, 3, 4}));
 }
 
+// Whole 2x2 windows at stride 2 skip the reference's per-window bounds; every value must be
+// the reference's, bit for bit: odd sizes (the last row and column left out), signed zeros (0 +
+// -0 is +0 in both), NaN, infinities, float32 and float64, count_include_pad either way.
+TEST(Pooling, AvgHalvingGivesTheReferenceBits) {
+  const double special[] = {std::nan(""), std::numeric_limits<double>::infinity(), -0.0, 0.0, 1e30};
+  nn::Pool2dOptions o;
+  o.kernel = {2, 2};
+  for (const Shape& shape : {Shape{2, 3, 11, 10}, Shape{1, 2, 8, 8}, Shape{1, 1, 2, 3}})
+    for (DType dtype : {DType::F32, DType::F64})
+      for (bool include : {true, false}) {
+        Generator gen(5);
+        std::vector<double> values(shape_numel(shape));
+        for (double& v : values) {
+          const double u = gen.uniform(0, 1);
+          v = u < 0.2 ? special[static_cast<int>(u / 0.2 * 5)] : gen.uniform(-3, 3);
+        }
+        const Tensor x = Tensor::from_vector(values, shape, dtype);
+        const ops::Pool2dGeometry g = ops::pool2d_geometry(x, o, "pool");
+        const std::vector<double> fast = ops::avg_pool2d_forward(x, g, include).to_vector();
+        const std::vector<double> reference = ops::avg_pool2d_forward_reference(x, g, include).to_vector();
+        ASSERT_EQ(fast.size(), reference.size());
+        for (size_t i = 0; i < fast.size(); ++i)
+          EXPECT_TRUE(std::isnan(fast[i]) ? std::isnan(reference[i])
+                                          : fast[i] == reference[i] && std::signbit(fast[i]) == std::signbit(reference[i]))
+              << shape_str(shape) << " element " << i << ": " << fast[i] << " vs " << reference[i];
+      }
+}
+
 TEST(Pooling, AdaptiveAndGlobalHandValues) {
   Tensor x = Tensor::arange(0, 10, 1, DType::F64).reshape({1, 1, 2, 5});
   // Rows [0, 5) and [5, 10); columns of 5 into 3 bins: [0, 2), [1, 4), [3, 5).
