@@ -115,10 +115,11 @@ CpuConvAlgorithm choose_cpu_conv_algorithm(const Conv2dGeometry& g, bool constan
   // the transforms on vector types: faster than im2col on resnet50's layer3 at batch 8 (128
   // tiles: 5.8-7.6 vs 9.7-9.95 ms), even at batch 1 (16 tiles, weights not kept: 1.5-1.7 vs
   // 1.8), slower on layer4 (4 tiles: 6.5 vs 1.5 ms; 32 at batch 8: 10.7-13.5 vs 12.0).
-  // Weights transformed once (constant and small enough to keep) make it pay from 4 tiles:
-  // DenseNet's 3x3 -> 32 output channels on 56/28/14/7 at batch 1: 1.03 / 0.27 / 0.18 / 0.12
-  // vs 2.37 / 0.77 / 0.43 / 0.15 ms (the shifted products).
-  constexpr int64_t kMinChannels = 16, kMinOutChannels = 32, kMinTilesKept = 4;
+  // Weights transformed once (constant and small enough to keep) make it pay from 8 tiles:
+  // DenseNet's 3x3 -> 32 output channels on 56/28/14 at batch 1: 1.03 / 0.27 / 0.18 vs 2.37 /
+  // 0.77 / 0.43 ms (the shifted products); on 7x7 (4 tiles) im2col's flat columns are faster,
+  // 0.052 vs 0.068-0.082 ms (session 12).
+  constexpr int64_t kMinChannels = 16, kMinOutChannels = 32, kMinTilesKept = 8;
   if (!cpu_conv_algorithm_supports(CpuConvAlgorithm::Winograd, g) || g.in_channels < kMinChannels ||
       g.out_channels < kMinOutChannels)
     return CpuConvAlgorithm::Im2colGemm;

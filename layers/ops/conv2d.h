@@ -167,7 +167,7 @@ bool im2col_uses_shifted_products(const Conv2dGeometry& g);
 // whole batch (tensor/gemm.h) and transforms back (Y = A^T M A) with bias and epilogue,
 // cropping the ragged edge tiles. Interpolation points 0, -1, 1, 1/2, -2 and infinity.
 // The per-call weight transform is paid whatever the input size, which is why
-// choose_cpu_conv_algorithm wants >= 64 tiles per call (4 for kept weights); float32 is about twice as far from the
+// choose_cpu_conv_algorithm wants >= 64 tiles per call (8 for kept weights); float32 is about twice as far from the
 // float64 reference as im2col + GEMM. Measured cost and accuracy: docs/performance.md
 // ("Winograd: weight-transform cost and accuracy", "Issue 21, session 10").
 // 4x4 output tiles per call, and from how many the per-call weight transform pays.

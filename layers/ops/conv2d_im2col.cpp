@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -84,17 +85,76 @@ void shifted_rows(const Conv2dGeometry& g, const T* x_plane, int64_t ih_shift, i
   }
 }
 
+// Small planes at stride 1 with rows as long as the input's (7x7, 14x14): col's row for tap
+// (kh, kw) is the input plane read at a constant offset, with the padding's lanes masked off,
+// as layers/ops/conv2d_depthwise_avx512.cpp's FlatPlan reads its taps: a few masked vector
+// copies per row of col instead of a library call per plane row. `masks` holds the mask of
+// each of the plane's 16-pixel vectors for each tap.
+constexpr int64_t kFlatColumnsMaxPixels = 256;
+
+struct FlatColumns {
+  int64_t pixels = 0, vectors = 0;  // of the block of output rows
+  std::vector<__mmask16> masks;  // [tap][vector]
+};
+
+bool flat_columns_cover(const Conv2dGeometry& g, int64_t pixels) {
+  return g.stride_h == 1 && g.stride_w == 1 && g.out_w == g.in_w && pixels <= kFlatColumnsMaxPixels &&
+         cpu_supports(Isa::avx512);
+}
+
+std::optional<FlatColumns> flat_columns(const Conv2dGeometry& g, int64_t oh0, int64_t oh1) {
+  const int64_t W = g.out_w, pixels = (oh1 - oh0) * W;
+  if (!flat_columns_cover(g, pixels)) return std::nullopt;
+  FlatColumns f;
+  f.pixels = pixels;
+  f.vectors = (pixels + 15) / 16;
+  f.masks.resize(g.kernel_h * g.kernel_w * f.vectors);
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw)
+      for (int64_t v = 0; v < f.vectors; ++v) {
+        unsigned mask = 0;
+        for (int64_t lane = 0; lane < 16; ++lane) {
+          const int64_t p = v * 16 + lane, ih = oh0 + p / W + kh * g.dilation_h - g.pad_top;
+          const int64_t iw = p % W + kw * g.dilation_w - g.pad_left;
+          if (p < pixels && ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w) mask |= 1u << lane;
+        }
+        f.masks[(kh * g.kernel_w + kw) * f.vectors + v] = static_cast<__mmask16>(mask);
+      }
+  return f;
+}
+
+// col's row for tap (kh, kw) of one input plane, as FlatColumns describes.
+[[SCALPEL_TARGET_AVX512]] void flat_column_row(const Conv2dGeometry& g, const FlatColumns& f, const float* x_plane,
+                                               int64_t oh0, int64_t kh, int64_t kw, float* dst) {
+  const int64_t pixels = f.pixels;
+  const float* src = x_plane + (oh0 + kh * g.dilation_h - g.pad_top) * g.in_w + kw * g.dilation_w - g.pad_left;
+  const __mmask16* masks = f.masks.data() + (kh * g.kernel_w + kw) * f.vectors;
+  int64_t v = 0;
+  for (; (v + 1) * 16 <= pixels; ++v) _mm512_storeu_ps(dst + v * 16, _mm512_maskz_loadu_ps(masks[v], src + v * 16));
+  if (v < f.vectors)
+    _mm512_mask_storeu_ps(dst + v * 16, static_cast<__mmask16>((1u << (pixels - v * 16)) - 1),
+                          _mm512_maskz_loadu_ps(masks[v], src + v * 16));
+}
+
 // Tasks own rows of col (a channel, kh and kw each), about 64K entries per task: by input
 // channel, a stem's 3 split 2 : 1 over two threads.
 template <typename T>
 void im2col(const Conv2dGeometry& g, const T* xg, int64_t oh0, int64_t oh1, T* col) {
   const int64_t plane = (oh1 - oh0) * g.out_w, taps = g.kernel_h * g.kernel_w;
   const bool same_width = g.stride_h == 1 && g.stride_w == 1 && g.out_w == g.in_w;
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / plane);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / plane);
+  std::optional<FlatColumns> flat;
+  if constexpr (std::is_same_v<T, float>) flat = flat_columns(g, oh0, oh1);
   parallel_for(g.in_per_group() * taps, grain, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t icg = row / taps, kh = row % taps / g.kernel_w, kw = row % g.kernel_w;
       T* dst = col + row * plane;
+      if constexpr (std::is_same_v<T, float>) {
+        if (flat) {
+          flat_column_row(g, *flat, xg + icg * g.in_h * g.in_w, oh0, kh, kw, dst);
+          continue;
+        }
+      }
       const int64_t off = kw * g.dilation_w - g.pad_left;
       const auto [lo, hi] = conv_valid_range(g.out_w, g.in_w, g.stride_w, off);
       if (same_width) {
@@ -219,7 +279,9 @@ void backward_input_side_by_side(const Conv2dGeometry& g, const T* grad_y, const
 // matrix: y = sum over taps of W_tap [C_out, C_in] * shifted plane [C_in, OH * Wp], then the
 // kW - 1 extra columns per row are dropped as y is written with the epilogue. bench_conv on
 // Zen 5, DenseNet's 3x3 (128 -> 32) at batch 8 on 56/28/14: 6.5 / 1.73-1.77 / 0.49-0.58 ms vs
-// im2col's 8.0-8.2 / 2.0-2.1 / 0.66; densenet121 b8 inference 208-221 vs 236-241 ms.
+// im2col's 8.0-8.2 / 2.0-2.1 / 0.66; densenet121 b8 inference 208-221 vs 236-241 ms. Planes
+// the flat columns cover go through im2col instead: at batch 1 on Zen 4, 7x7 0.050 vs 0.155 ms
+// and 14x14 0.142-0.147 vs 0.251-0.255 (session 12).
 constexpr int64_t kShiftedMaxOutChannels = 32;
 
 template <typename T>
@@ -269,6 +331,7 @@ bool im2col_uses_shifted_products(const Conv2dGeometry& g) {
   const int64_t padded_input = g.in_channels * (g.out_h + g.kernel_h - 1) * (g.out_w + g.kernel_w - 1);
   return g.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
          !g.is_pointwise() && g.out_channels <= kShiftedMaxOutChannels && g.out_h > 0 && g.out_w > 0 &&
+         !flat_columns_cover(g, g.out_h * g.out_w) &&
          padded_input <= kColumnBudget;  // a sample's padded input within im2col's scratch budget
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <set>
+#include <tuple>
 
 #include "conv/conv_cases.h"
 #include "support/guarded_memory.h"
@@ -176,6 +177,47 @@ TEST(ConvEngines, Stride2RowsOfEveryLength) {
       Generator gen(++seed);
       const auto x = random_values<float>(g.batch * g.in_channels * g.in_h * g.in_w, gen);
       const auto w = random_values<float>(g.out_channels * g.in_channels * g.kernel_h * g.kernel_w, gen);
+      const int64_t ny = g.batch * g.out_channels * g.out_h * g.out_w;
+      auto y = sentinel<float>(ny), y_guarded = sentinel<float>(ny);
+      ops::conv2d_forward(CpuConvAlgorithm::Im2colGemm, g, x.data(), w.data(), static_cast<const float*>(nullptr),
+                          y.data());
+      const test::GuardedCopy<float> guarded(x);
+      ops::conv2d_forward(CpuConvAlgorithm::Im2colGemm, g, guarded.data(), w.data(), static_cast<const float*>(nullptr),
+                          y_guarded.data());
+      EXPECT_EQ(std::memcmp(y.data(), y_guarded.data(), ny * sizeof(float)), 0);
+    }
+}
+
+// im2col's flat columns (stride 1, rows as long as the input's, at most 256 output pixels: a
+// few masked vector copies per row of col): every plane size from 1x1 to 16x16 and some
+// wider rows, kernels 1-5, padding split evenly or not, dilation 1 and 2, input ending at an
+// unreadable page.
+TEST(ConvEngines, FlatColumnsOnSmallPlanes) {
+  uint64_t seed = 600;
+  for (int64_t h = 1; h <= 16; ++h)
+    for (const auto& [k, dilation, pad_top, pad_left] :
+         {std::tuple{3, 1, 1, 1}, {3, 1, 2, 0}, {5, 1, 2, 1}, {1, 1, 0, 0}, {3, 2, 2, 2}, {3, 2, 1, 3}}) {
+      Conv2dGeometry g;
+      g.batch = 1 + h % 2;
+      g.groups = 1;
+      g.in_channels = 3;
+      g.out_channels = 4;
+      g.in_h = h;
+      g.in_w = h + (h % 3 == 0 ? 5 : 0);  // some rows wider than the plane is tall
+      g.kernel_h = g.kernel_w = k;
+      g.stride_h = g.stride_w = 1;
+      g.dilation_h = g.dilation_w = dilation;
+      g.pad_top = pad_top;
+      g.pad_bottom = dilation * (k - 1) - pad_top;
+      g.pad_left = pad_left;
+      g.pad_right = dilation * (k - 1) - pad_left;
+      if (g.pad_bottom < 0 || g.pad_right < 0) continue;
+      g.set_output_size();
+      SCOPED_TRACE(geometry_str(g));
+      compare_engines<float>(g, true, ++seed, 1e-5);
+      Generator gen(++seed);
+      const auto x = random_values<float>(g.batch * g.in_channels * g.in_h * g.in_w, gen);
+      const auto w = random_values<float>(g.out_channels * g.in_channels * k * k, gen);
       const int64_t ny = g.batch * g.out_channels * g.out_h * g.out_w;
       auto y = sentinel<float>(ny), y_guarded = sentinel<float>(ny);
       ops::conv2d_forward(CpuConvAlgorithm::Im2colGemm, g, x.data(), w.data(), static_cast<const float*>(nullptr),

@@ -279,15 +279,19 @@ TEST(ConvWinograd, AutoChoosesItWhereItMeasuredFaster) {
             CpuConvAlgorithm::Im2colGemm);  // 16 output channels
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 3, 64, 224, 224, 1, 1)),
             CpuConvAlgorithm::Im2colGemm);  // 3 channels
-  // Weights transformed once (declared constant, small enough to keep) pay from 4 tiles.
+  // Weights transformed once (declared constant, small enough to keep) pay from 8 tiles.
   const bool constant = true;
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 128, 28, 28, 1, 1)), CpuConvAlgorithm::Im2colGemm);
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 128, 28, 28, 1, 1), constant),
             CpuConvAlgorithm::Winograd);  // 49 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 96, 96, 7, 7, 1, 1), constant),
             CpuConvAlgorithm::Winograd);  // 32 tiles
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 32, 14, 14, 1, 1), constant),
+            CpuConvAlgorithm::Winograd);  // 16 tiles (DenseNet's third block at batch 1)
+  EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(2, 128, 32, 7, 7, 1, 1), constant),
+            CpuConvAlgorithm::Winograd);  // 8 tiles
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 32, 7, 7, 1, 1), constant),
-            CpuConvAlgorithm::Winograd);  // 4 tiles (DenseNet's last block at batch 1)
+            CpuConvAlgorithm::Im2colGemm);  // 4 tiles (DenseNet's last block at batch 1: flat im2col)
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(1, 128, 32, 3, 3, 1, 1), constant),
             CpuConvAlgorithm::Im2colGemm);  // 1 tile
   EXPECT_EQ(ops::choose_cpu_conv_algorithm(conv3x3(8, 512, 512, 7, 7, 1, 1), constant),
