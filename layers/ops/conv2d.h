@@ -47,6 +47,21 @@ inline ConvRange conv_valid_range(int64_t out, int64_t in, int64_t stride, int64
   return {std::min(lo, hi), hi};
 }
 
+// A stride-1 plane read flat (the depthwise kernels' FlatPlan, im2col's flat columns): output
+// pixel p of a block of `pixels` starting at output row oh0 reads input pixel (oh0 + p / out_w
+// + row_offset, p % out_w + column_offset). The lanes of the 16 pixels from `first` on whose
+// input pixel lies inside the in_h x in_w input (the others are the zero padding, or past the
+// block).
+inline uint16_t flat_lanes_inside(int64_t first, int64_t pixels, int64_t out_w, int64_t oh0, int64_t row_offset,
+                                  int64_t column_offset, int64_t in_h, int64_t in_w) {
+  unsigned lanes = 0;
+  for (int64_t lane = 0; lane < 16; ++lane) {
+    const int64_t p = first + lane, ih = oh0 + p / out_w + row_offset, iw = p % out_w + column_offset;
+    if (p < pixels && ih >= 0 && ih < in_h && iw >= 0 && iw < in_w) lanes |= 1u << lane;
+  }
+  return static_cast<uint16_t>(lanes);
+}
+
 enum class CpuConvAlgorithm { Auto, Reference, Im2colGemm, Depthwise, Winograd };
 // The fast algorithms, for tests and benchmarks that run each one on the shapes it supports.
 inline constexpr CpuConvAlgorithm kFastCpuConvAlgorithms[] = {CpuConvAlgorithm::Im2colGemm, CpuConvAlgorithm::Depthwise,

@@ -168,14 +168,8 @@ std::optional<FlatPlan> flat_plan(int64_t K, int64_t S, int64_t in_h, int64_t in
     for (int64_t kw = 0; kw < K; ++kw) {
       const int64_t t = kh * K + kw;
       plan.offset[t] = (kh - pad_top) * in_w + kw - pad_left;
-      for (int64_t v = 0; v < plan.vectors; ++v) {
-        unsigned mask = 0;
-        for (int64_t lane = 0; lane < kLanes; ++lane) {
-          const int64_t p = v * kLanes + lane, ih = p / out_w + kh - pad_top, iw = p % out_w + kw - pad_left;
-          if (p < pixels && ih >= 0 && ih < in_h && iw >= 0 && iw < in_w) mask |= 1u << lane;
-        }
-        plan.tap_mask[v][t] = static_cast<__mmask16>(mask);
-      }
+      for (int64_t v = 0; v < plan.vectors; ++v)
+        plan.tap_mask[v][t] = flat_lanes_inside(v * kLanes, pixels, out_w, 0, kh - pad_top, kw - pad_left, in_h, in_w);
     }
   for (int64_t v = 0; v < plan.vectors; ++v) plan.out_mask[v] = row_mask(v * kLanes, pixels);
   return plan;

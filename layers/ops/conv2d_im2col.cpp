@@ -111,15 +111,10 @@ std::optional<FlatColumns> flat_columns(const Conv2dGeometry& g, int64_t oh0, in
   f.masks.resize(g.kernel_h * g.kernel_w * f.vectors);
   for (int64_t kh = 0; kh < g.kernel_h; ++kh)
     for (int64_t kw = 0; kw < g.kernel_w; ++kw)
-      for (int64_t v = 0; v < f.vectors; ++v) {
-        unsigned mask = 0;
-        for (int64_t lane = 0; lane < 16; ++lane) {
-          const int64_t p = v * 16 + lane, ih = oh0 + p / W + kh * g.dilation_h - g.pad_top;
-          const int64_t iw = p % W + kw * g.dilation_w - g.pad_left;
-          if (p < pixels && ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w) mask |= 1u << lane;
-        }
-        f.masks[(kh * g.kernel_w + kw) * f.vectors + v] = static_cast<__mmask16>(mask);
-      }
+      for (int64_t v = 0; v < f.vectors; ++v)
+        f.masks[(kh * g.kernel_w + kw) * f.vectors + v] =
+            flat_lanes_inside(v * 16, pixels, W, oh0, kh * g.dilation_h - g.pad_top, kw * g.dilation_w - g.pad_left,
+                              g.in_h, g.in_w);
   return f;
 }
 
