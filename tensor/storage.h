@@ -22,12 +22,13 @@ class Allocator {
 Allocator* cpu_allocator();
 
 // The CPU allocator maps blocks of kCachedBlockMin bytes or more itself and keeps them when
-// freed, for reuse (tensor/storage.cpp says why). Bound: live + cached <= 5/4 of the most
-// bytes live at once so far (high_water), and cached <= kMaxCachedBytes. Stats count blocks of that
+// freed, for reuse (tensor/storage.cpp says why). Bound: live + cached <= the most bytes live
+// at once so far (high_water) plus an eighth (kCacheSlackDivisor), and cached <= kMaxCachedBytes. Stats count blocks of that
 // class only: cached, live (handed out, not yet freed), the high-water mark, and how many
 // requests were served from the cache (hits) or with new memory (misses).
 inline constexpr size_t kCachedBlockMin = size_t(8) << 20;
 inline constexpr size_t kMaxCachedBytes = size_t(1) << 30;
+inline constexpr size_t kCacheSlackDivisor = 8;
 struct CpuCacheStats {
   size_t cached_bytes = 0, live_bytes = 0, high_water = 0;
   int64_t hits = 0, misses = 0;
