@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "tensor/backend.h"
@@ -254,7 +255,10 @@ Tensor max_pool2d_backward(const Tensor& gy_in, const Tensor& argmax_in, const P
 
 // ---------------------------------------------------------------- average pool
 
-Tensor avg_pool2d_forward_reference(const Tensor& x_in, const Pool2dGeometry& g, bool count_include_pad) {
+// y [N, C, out_h, out_w] from body(in, out) on each (n, c) plane of x, in parallel; body is
+// generic over the element type (float, double).
+template <typename Body>
+Tensor avg_pool_planes(const Tensor& x_in, const Pool2dGeometry& g, int64_t work_per_plane, Body&& body) {
   require_cpu("avg_pool2d_forward", x_in);  // the device branch is in the nn:: wrappers below
   const Tensor x = x_in.contiguous();
   const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
@@ -263,45 +267,39 @@ Tensor avg_pool2d_forward_reference(const Tensor& x_in, const Pool2dGeometry& g,
     Tensor y = Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype());
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    for_each_plane(planes, out_plane * g.kernel_h * g.kernel_w, [&](int64_t plane) {
-      const T* in = px + plane * in_plane;
-      for (int64_t oh = 0; oh < g.out_h; ++oh)
-        for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const AvgWindow win(g, oh, ow);
-          T sum = 0;
-          for (int64_t h = win.h0; h < win.h1; ++h)
-            for (int64_t w = win.w0; w < win.w1; ++w) sum += in[h * g.in_w + w];
-          py[plane * out_plane + oh * g.out_w + ow] = win.empty() ? T(0) : sum / T(win.divisor(count_include_pad));
-        }
-    });
+    for_each_plane(planes, work_per_plane, [&](int64_t plane) { body(px + plane * in_plane, py + plane * out_plane); });
     return y;
+  });
+}
+
+Tensor avg_pool2d_forward_reference(const Tensor& x, const Pool2dGeometry& g, bool count_include_pad) {
+  return avg_pool_planes(x, g, g.out_h * g.out_w * g.kernel_h * g.kernel_w, [&](const auto* in, auto* out) {
+    using T = std::remove_pointer_t<decltype(out)>;
+    for (int64_t oh = 0; oh < g.out_h; ++oh)
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const AvgWindow win(g, oh, ow);
+        T sum = 0;
+        for (int64_t h = win.h0; h < win.h1; ++h)
+          for (int64_t w = win.w0; w < win.w1; ++w) sum += in[h * g.in_w + w];
+        out[oh * g.out_w + ow] = win.empty() ? T(0) : sum / T(win.divisor(count_include_pad));
+      }
   });
 }
 
 // Whole 2x2 windows at stride 2: the reference's sums in its order, without its per-window
 // bounds. [1, 128, 56, 56] on Zen 4: 0.018 vs 0.254 ms.
-Tensor avg_pool2d_forward(const Tensor& x_in, const Pool2dGeometry& g, bool count_include_pad) {
+Tensor avg_pool2d_forward(const Tensor& x, const Pool2dGeometry& g, bool count_include_pad) {
   const bool halving = g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad.top == 0 &&
                        g.pad.left == 0 && 2 * g.out_h <= g.in_h && 2 * g.out_w <= g.in_w;
-  if (!halving) return avg_pool2d_forward_reference(x_in, g, count_include_pad);
-  require_cpu("avg_pool2d_forward", x_in);
-  const Tensor x = x_in.contiguous();
-  const int64_t planes = x.size(0) * x.size(1), in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
-  return dispatch_floating(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    Tensor y = Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype());
-    const T* px = x.data<T>();
-    T* py = y.data<T>();
-    for_each_plane(planes, out_plane * 4, [&](int64_t plane) {
-      for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        const T* r0 = px + plane * in_plane + 2 * oh * g.in_w;
-        const T* r1 = r0 + g.in_w;
-        T* out = py + plane * out_plane + oh * g.out_w;
-        for (int64_t ow = 0; ow < g.out_w; ++ow)
-          out[ow] = (T(0) + r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) / T(4);
-      }
-    });
-    return y;
+  if (!halving) return avg_pool2d_forward_reference(x, g, count_include_pad);
+  return avg_pool_planes(x, g, g.out_h * g.out_w * 4, [&](const auto* in, auto* out) {
+    using T = std::remove_pointer_t<decltype(out)>;
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      const T* r0 = in + 2 * oh * g.in_w;
+      const T* r1 = r0 + g.in_w;
+      for (int64_t ow = 0; ow < g.out_w; ++ow)
+        out[oh * g.out_w + ow] = (T(0) + r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) / T(4);
+    }
   });
 }
 
