@@ -230,6 +230,10 @@ struct Problem {
   const GemmEpilogue<float>& epilogue;
   ColumnItems items;  // B's and C's columns (one item of N columns for a plain gemm)
   GemmPrologue<float> prologue{};  // applied to B as it is packed (B is then always packed)
+  // B packed once in nr-wide column panels of all K rows (prepacked_b_panels): column j, row k
+  // at b_panels[(j / nr * K + k) * nr + j % nr]. Null: B as above.
+  const float* b_panels = nullptr;
+  bool transposed_c = false;  // C's element (i, j) of the loop nest is stored at C[j * ldc + i]
 };
 
 // Stores an R x `cols` tile of C whose columns [j, j + cols) straddle items: the kernel writes
@@ -287,13 +291,13 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
   const int64_t mr = ki.mr, nr = ki.nr(), vec = ki.vec;
   const bool pack_all = packing == Packing::always, pack_none = packing == Packing::never;
   const bool packed_a = pack_all || (!pack_none && n1 - n0 >= kPackAMinCols);
-  const bool packed_b = p.trans_b || p.items.count > 1 || !p.prologue.empty() || pack_all ||
-                        (!pack_none && m1 - m0 >= kPackBMinRows && p.ldb >= kPackBMinLdb);
+  const bool packed_b = !p.b_panels && (p.trans_b || p.items.count > 1 || !p.prologue.empty() || pack_all ||
+                                        (!pack_none && m1 - m0 >= kPackBMinRows && p.ldb >= kPackBMinLdb));
 
   thread_local Buffer a_buffer, b_buffer, b_edge_buffer;
   float* Ap = packed_a ? a_buffer.get(round_up(std::min(ki.mc, m1 - m0), mr) * ki.kc) : nullptr;
   float* Bp = packed_b ? b_buffer.get(round_up(std::min(ki.nc, n1 - n0), nr) * ki.kc) : nullptr;
-  float* b_edge = packed_b ? nullptr : b_edge_buffer.get(nr * ki.kc);  // a ragged B panel
+  float* b_edge = packed_b || p.b_panels ? nullptr : b_edge_buffer.get(nr * ki.kc);  // a ragged B panel
   alignas(64) float tile[kMaxRows * kMaxWidths * 16];                   // a tile straddling items
 
   for (int64_t ic = m0; ic < m1; ic += ki.mc) {
@@ -309,7 +313,7 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
         // Read in place, B's last column panel is packed (zero-padded) when it does not fill
         // whole vectors and the kernel would read past the end of B's rows.
         const int64_t last_panel = (nc - 1) / nr * nr;
-        const bool pad_b_edge = !packed_b && nc % vec && !ki.masked_b_loads;
+        const bool pad_b_edge = b_edge && nc % vec && !ki.masked_b_loads;
         if (packed_b)
           pack_b(p.trans_b, p.B, p.ldb, p.items, p.prologue, pc, kc, jc, nc, nr, Bp);
         else if (pad_b_edge)
@@ -321,17 +325,21 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
           if (packed_a) a = {Ap + ir * kc, mr, false};
           else if (p.trans_a) a = {p.A + pc * p.lda + ic + ir, p.lda, false};
           else a = {p.A + (ic + ir) * p.lda + pc, p.lda, true};
-          const MicroKernel* kernels = (a.row_major ? ki.row_major : ki.k_major)[rows - 1];
+          const MicroKernel* kernels =
+              (p.transposed_c ? ki.k_major_transposed : a.row_major ? ki.row_major : ki.k_major)[rows - 1];
 
-          for (int64_t jr = 0; jr < nc; jr += nr) {
-            const int64_t cols = std::min(nr, nc - jr);
+          for (int64_t jr = 0, cols; jr < nc; jr += cols) {
+            const int64_t j = jc + jr;
+            // A tile ends where its panel does (prepacked panels begin at multiples of nr).
+            cols = std::min(p.b_panels ? nr - j % nr : nr, nc - jr);
             const int64_t width = round_up(cols, vec);  // a whole number of vectors
             PanelB b;
-            if (packed_b) b = {Bp + jr * kc, nr};
+            if (p.b_panels) b = {p.b_panels + (j / nr * p.K + pc) * nr + j % nr, nr};
+            else if (packed_b) b = {Bp + jr * kc, nr};
             else if (pad_b_edge && jr == last_panel) b = {b_edge, nr};
             else b = {p.B + pc * p.ldb + jc + jr, p.ldb};
             const MicroKernel kernel = kernels[width / vec - 1];
-            const int64_t j = jc + jr, item = j / p.items.width, at = j % p.items.width;
+            const int64_t item = j / p.items.width, at = j % p.items.width;
             if (at + cols > p.items.width) {
               store_straddling_tile(
                   ki, p,
@@ -341,13 +349,14 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
                   nr, ic + ir, rows, j, cols, beta, last_k_block, tile);
               continue;
             }
-            float* c = p.C + item * p.items.c_stride + (ic + ir) * p.ldc + at;
+            float* c = p.transposed_c ? p.C + j * p.ldc + ic + ir
+                                      : p.C + item * p.items.c_stride + (ic + ir) * p.ldc + at;
             if (!last_k_block || p.epilogue.empty()) {
               kernel(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols, nullptr);
               continue;
             }
             const GemmEpilogue<float> e = item_epilogue(p.epilogue, item, p.items.c_stride);
-            const TileEpilogue tile_epilogue{e, ic + ir, at};
+            const TileEpilogue tile_epilogue = p.transposed_c ? TileEpilogue{e, j, ic + ir} : TileEpilogue{e, ic + ir, at};
             kernel(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols, &tile_epilogue);
           }
         }
@@ -382,6 +391,38 @@ void run_blocks(const KernelInfo& ki, int threads, Packing packing, const Proble
   if (threads == 1) return run(0);
 #pragma omp parallel num_threads(threads)
   run(omp_get_thread_num());
+}
+
+// ---- the transposed product ----------------------------------------------------------------
+// A conv's GEMM has the pixels as columns (N = H*W), and when N is not a whole number of
+// vectors the kernels fill few of their lanes: a 7x7 plane's 49 columns take a 48-wide tile and
+// a 16-wide one holding 1 column, 49 of 64 lanes. Where A is a declared constant (a fused
+// model's conv weights), C^T = B^T A^T runs instead: the pixels become the kernel's rows (B
+// read k-major) and the output channels its vectors, from A^T packed once into column panels
+// (prepacked_b_panels); the kernels store their tiles transposed, straight into C. Each
+// element is the same sum in the same order (the same K blocks; fma(a, b, acc) = fma(b, a,
+// acc)) and is stored by the same operations, so the bits do not change.
+
+// Transposed only when that fills clearly more lanes (the transposed store costs shuffles).
+constexpr double kMinLaneUse = 0.9;
+double lane_use(int64_t n, int64_t vec) { return static_cast<double>(n) / static_cast<double>(round_up(n, vec)); }
+
+// A^T's panels when gemm() should run C = A B transposed, else null.
+const float* transposed_panels(const KernelInfo& ki, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                               const float* A, int64_t lda) {
+  if (!ki.k_major_transposed[0][0] || trans_a || trans_b || M < ki.nr() || N < 2 ||
+      lane_use(N, ki.vec) >= kMinLaneUse || lane_use(M, ki.vec) < kMinLaneUse)
+    return nullptr;
+  return prepacked_b_panels(A, M, K, lda, ki);  // null unless A is a declared constant
+}
+
+void transposed_product(const KernelInfo& ki, int threads, Packing packing, int64_t M, int64_t N, int64_t K,
+                        float alpha, const float* a_panels, const float* B, int64_t ldb, float beta, float* C,
+                        int64_t ldc, const GemmEpilogue<float>& epilogue) {
+  Problem p{true, false, K, alpha, B, ldb, nullptr, 0, beta, C, ldc, epilogue, {1, M, 0, 0}};
+  p.b_panels = a_panels;
+  p.transposed_c = true;
+  run_blocks(ki, threads, packing, p, N, M);
 }
 
 // C = alpha * op(A) op(B) + beta * C, then the epilogue, for the shapes is_gemv() accepts:
@@ -506,6 +547,8 @@ void gemm_with_kernel(Isa kernel, int threads, Packing packing, bool trans_a, bo
   if (is_gemv(trans_a, trans_b, M, N))
     return gemv_product(ki, threads, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                         ldc, epilogue);
+  if (const float* a_panels = transposed_panels(ki, trans_a, trans_b, M, N, K, A, lda))
+    return transposed_product(ki, threads, packing, M, N, K, alpha, a_panels, B, ldb, beta, C, ldc, epilogue);
   run_blocks(ki, threads, packing, {trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, epilogue, {1, N, 0, 0}},
              M, N);
 }

@@ -169,8 +169,10 @@ void gemm_items(bool trans_a, int64_t M, int64_t K, const ColumnItems& items, do
 // prepack_constant_a declares (tensor/constants.h) that A (M x K, row stride lda) keeps its
 // values while `owner` lives: bf16 GEMMs (tensor/gemm_bf16.h) with trans_a = false on this A
 // then read it from bf16 panels converted once per shape, on first use, instead of on every
-// call. (The float GEMM does not use them: its A packing is a plain copy that measured no
-// faster packed once, and a packed copy would add the weights' size to the resident memory.)
+// call. The float GEMM reads A in place, except on few columns that fill whole vectors
+// poorly (N = 49, a 7x7 plane's pixels): there it runs C^T = B^T A^T from A^T packed once
+// into panels (gemm.cpp: the transposed product; same bits), which adds those weights' size to
+// the resident memory (resnet50 at batch 1: +76 MB, its 7x7 stage).
 // The entry lapses when owner's last reference goes; writing to A while owner lives is the
 // caller's bug (models::fuse_for_inference declares conv weights, which a fused model never
 // changes). Declaring the same A again is a no-op.

@@ -20,6 +20,9 @@ namespace scalpel::gemm_detail {
 // is read from a + k*a_step + i by the "k-major" kernels (a packed panel: a_step = MR; a
 // transposed A in place: a_step = lda) and from a + i*a_step + k by the "row-major" kernels
 // (a non-transposed A in place: a_step = lda); rows past R are never read.
+// The transposed kernels (k_major_transposed) store the tile's row i as C's column i instead:
+// C[j*ldc + i] = alpha * tile[i][j] + beta * C[j*ldc + i], C's rows being the tile's `cols`
+// columns (the transposed product in gemm.cpp).
 // With a TileEpilogue (the tile's last K block), the kernel then applies it to what it stores:
 // C[i*ldc + j] = the value apply_epilogue(e, row + i, col, cols, c + i*ldc) would leave, bit
 // for bit; null: none.
@@ -70,6 +73,8 @@ struct KernelInfo {
   MicroKernel row_major[kMaxRows][kMaxWidths];
   GemvKernel gemv;
   EpilogueTile epilogue = &epilogue_tile_baseline;
+  // A read k-major, C stored transposed; null where the family has none (no transposed product).
+  MicroKernel k_major_transposed[kMaxRows][kMaxWidths] = {};
   int nr() const { return widths * vec; }
 };
 
@@ -149,6 +154,12 @@ void gemm_items_with_kernel(Isa kernel, int threads, Packing packing, bool trans
                             const ColumnItems& items, float alpha, const float* A, int64_t lda, const float* B,
                             int64_t ldb, float beta, float* C, int64_t ldc, const GemmEpilogue<float>& epilogue = {},
                             const GemmPrologue<float>& prologue = {});
+
+// A^T in the column panels the float kernel `ki` reads B from, packed once per shape from a
+// declared constant A (prepack_constant_a; null when A was not declared or has lapsed):
+// A(i, k) at panels[(i / nr * K + k) * nr + i % nr], nr = ki.nr(), rows past M zero. What
+// gemm() reads as B when it runs C = A B as C^T = B^T A^T (gemm.cpp: the transposed product).
+const float* prepacked_b_panels(const float* A, int64_t M, int64_t K, int64_t lda, const KernelInfo& ki);
 
 // ---- bf16 (tensor/gemm_bf16.h) --------------------------------------------------------------
 // Packed operands hold pairs: one uint32 = bf16(X[k]) in the low half, bf16(X[k+1]) in the

@@ -56,7 +56,8 @@ template <int MR, int NV, bool kRowMajorA, bool kMaskedB>
 // mask of the `cols` columns. Whole-width tiles keep plain loads of B in the k loop (the
 // masked load there cost 2-5 % on the large conv GEMMs in bench_gemm). Bias, residual and
 // ReLU / ReLU6 / SiLU are applied in registers (store_tile); hardswish to the stored tile.
-template <int MR, int NV, bool kRowMajorA>
+// kTransposedC: the tile is stored transposed (store_tile_transposed), C's rows being its columns.
+template <int MR, int NV, bool kRowMajorA, bool kTransposedC = false>
 [[SCALPEL_TARGET_AVX512]] void kernel(int64_t kc, const float* a, int64_t a_step,
                                                const float* b, int64_t b_step, float* c,
                                                int64_t ldc, float alpha, float beta,
@@ -69,18 +70,23 @@ template <int MR, int NV, bool kRowMajorA>
     for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
 
   // Bring the C tile (one 64-byte line per vector) towards L1 while the k loop runs.
+  if constexpr (!kTransposedC) {
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j)
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + j * 16), _MM_HINT_T0);
+      for (int j = 0; j < NV; ++j)
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + j * 16), _MM_HINT_T0);
+  }
 
   if (cols == NV * 16)
     accumulate<MR, NV, kRowMajorA, false>(kc, a, a_step, b, b_step, last, acc);
   else
     accumulate<MR, NV, kRowMajorA, true>(kc, a, a_step, b, b_step, last, acc);
 
-  store_tile(acc, c, ldc, alpha, beta, last, cols, epilogue);
+  if constexpr (kTransposedC)
+    store_tile_transposed(acc, c, ldc, alpha, beta, cols, epilogue);
+  else
+    store_tile(acc, c, ldc, alpha, beta, last, cols, epilogue);
 }
 
 // Dot products of R rows of a with x, 16 columns at a time (the tail under a mask); R
@@ -123,11 +129,12 @@ template <int R>
 }
 
 // table[r][v] = the kernel for r + 1 rows and v + 1 vectors.
-template <bool kRowMajorA>
+template <bool kRowMajorA, bool kTransposedC = false>
 void fill_kernel_table(MicroKernel (&table)[kMaxRows][kMaxWidths]) {
   [&]<int... R>(std::integer_sequence<int, R...>) {
-    ((table[R][0] = &kernel<R + 1, 1, kRowMajorA>, table[R][1] = &kernel<R + 1, 2, kRowMajorA>,
-      table[R][2] = &kernel<R + 1, 3, kRowMajorA>),
+    ((table[R][0] = &kernel<R + 1, 1, kRowMajorA, kTransposedC>,
+      table[R][1] = &kernel<R + 1, 2, kRowMajorA, kTransposedC>,
+      table[R][2] = &kernel<R + 1, 3, kRowMajorA, kTransposedC>),
      ...);
   }(std::make_integer_sequence<int, 8>{});
 }
@@ -143,6 +150,7 @@ KernelInfo avx512_kernel() {
   KernelInfo ki{"avx512_8x48", 8, 16, 3, 512, 4096, 480, true, {}, {}, &gemv, &epilogue_tile};
   fill_kernel_table<false>(ki.k_major);
   fill_kernel_table<true>(ki.row_major);
+  fill_kernel_table<false, true>(ki.k_major_transposed);
   return ki;
 }
 

@@ -24,6 +24,19 @@ const uint32_t* prepacked_a_bf16(const float* A, int64_t M, int64_t K, int64_t l
   }));
 }
 
+const float* prepacked_b_panels(const float* A, int64_t M, int64_t K, int64_t lda, const KernelInfo& ki) {
+  const std::string key = fmt::format("gemm {} A^T panels {}x{} lda {}", ki.name, M, K, lda);
+  return static_cast<const float*>(derived_from_constant(A, key, [&] {
+    auto buffer = std::make_shared<Buffer>();
+    const int64_t nr = ki.nr();
+    float* out = buffer->get(round_up(M, nr) * K);
+    for (int64_t i0 = 0; i0 < M; i0 += nr)
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t i = 0; i < nr; ++i) out[(i0 / nr * K + k) * nr + i] = i0 + i < M ? A[(i0 + i) * lda + k] : 0.0f;
+    return std::shared_ptr<void>(buffer, out);
+  }));
+}
+
 }  // namespace gemm_detail
 
 void prepack_constant_a(const float* A, int64_t M, int64_t K, int64_t lda, std::weak_ptr<const void> owner) {

@@ -1,7 +1,8 @@
-// Constant left operands packed once for the bf16 GEMM (prepack_constant_a, tensor/gemm.h):
-// the same bits as converting per call, over several K blocks, ragged rows and 1-2 threads;
-// the packing is really used (a write to A after declaring it, the contract's violation,
-// stays invisible); the float GEMM ignores it; entries lapse with their owner.
+// Constant left operands packed once (prepack_constant_a, tensor/gemm.h). bf16: the same bits
+// as converting per call, over several K blocks, ragged rows and 1-2 threads; the packing is
+// really used (a write to A after declaring it, the contract's violation, stays invisible);
+// entries lapse with their owner. Float: the transposed product on few, ragged columns gives
+// the same bits as the direct one, every epilogue, beta, packing policy and thread count.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -101,6 +102,66 @@ TEST_F(GemmPrepack, EntryLapsesWithItsOwner) {
   gemm(false, false, 8, 16, 8, 1.0f, m.A->data(), 8, m.B.data(), 16, 0.0f, C.data(), 16);
   gemm_reference<float>(false, false, 8, 16, 8, 1.0f, m.A->data(), 8, m.B.data(), 16, 0.0f, want.data(), 16);
   for (int64_t i = 0; i < 8 * 16; ++i) EXPECT_NEAR(C[i], want[i], 1e-5f) << i;
+}
+
+// The float GEMM on a declared A and N not a whole number of vectors (a 7x7 plane's 49 pixels)
+// runs C^T = B^T A^T from A^T's panels with the tiles stored transposed: every element the same
+// bits as the direct product on the same A undeclared. Shapes with several K blocks (kc = 512),
+// C's rows (the transposed tiles' columns) off whole vectors and panels, 1-8 tile rows.
+TEST(GemmTransposed, SameBitsAsTheDirectProduct) {
+  using gemm_detail::Packing;
+  if (!cpu_supports(Isa::avx512)) GTEST_SKIP() << "the transposed kernels are AVX-512's";
+  const std::vector<float> bias = [] {
+    std::vector<float> b(2048);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = 0.01f * static_cast<float>(i % 97) - 0.5f;
+    return b;
+  }();
+  for (const auto& [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{512, 49, 1100}, {200, 25, 70}, {96, 9, 33},
+                                {64, 100, 7}, {2048, 49, 512}, {120, 2, 16}}) {
+    Matrices m = make(M, N, K);
+    std::vector<float> residual(M * N), start(M * N);
+    for (int64_t i = 0; i < M * N; ++i) residual[i] = m.B[i % m.B.size()], start[i] = 0.5f - m.B[(i * 7) % m.B.size()];
+    using enum EpilogueActivation;
+    for (const auto& [epilogue, alpha, beta] :
+         {std::tuple<GemmEpilogue<float>, float, float>{{}, 1.0f, 0.0f},
+          {{bias.data(), relu}, 1.0f, 0.0f},
+          {{bias.data(), relu, residual.data(), N}, 1.0f, 0.0f},
+          {{nullptr, relu6}, 1.5f, 0.5f},
+          {{bias.data(), silu, residual.data(), N}, 1.0f, 1.0f},
+          {{bias.data(), hardswish}, 0.5f, 0.0f}}) {
+      for (int threads : {1, 2})
+        for (Packing packing : {Packing::automatic, Packing::always, Packing::never}) {
+          auto product = [&] {
+            std::vector<float> C = start;
+            gemm_detail::gemm_with_kernel(Isa::avx512, threads, packing, false, false, M, N, K, alpha, m.A->data(), K,
+                                          m.B.data(), N, beta, C.data(), N, epilogue);
+            return C;
+          };
+          const std::vector<float> direct = product();
+          prepack_constant_a(m.A->data(), M, K, K, m.A);
+          const std::vector<float> transposed = product();
+          forget_prepacked_constants();
+          ASSERT_EQ(transposed, direct) << "M=" << M << " N=" << N << " K=" << K << " threads=" << threads
+                                        << " packing=" << static_cast<int>(packing) << " activation="
+                                        << static_cast<int>(epilogue.activation) << " beta=" << beta;
+        }
+    }
+  }
+}
+
+// The transposed product reads A^T's panels packed on first use: a write to A after declaring
+// it (the contract's violation) stays invisible to it, and shows that it ran.
+TEST(GemmTransposed, ReadsThePanelsPackedOnFirstUse) {
+  if (!cpu_supports(Isa::avx512)) GTEST_SKIP() << "the transposed kernels are AVX-512's";
+  const int64_t M = 64, N = 49, K = 40;
+  Matrices m = make(M, N, K);
+  prepack_constant_a(m.A->data(), M, K, K, m.A);
+  std::vector<float> before(M * N), after(M * N);
+  gemm(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, before.data(), N);
+  for (float& x : *m.A) x *= 2.0f;
+  gemm(false, false, M, N, K, 1.0f, m.A->data(), K, m.B.data(), N, 0.0f, after.data(), N);
+  forget_prepacked_constants();
+  EXPECT_EQ(after, before);
 }
 
 }  // namespace
