@@ -356,7 +356,8 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
               continue;
             }
             const GemmEpilogue<float> e = item_epilogue(p.epilogue, item, p.items.c_stride);
-            const TileEpilogue tile_epilogue = p.transposed_c ? TileEpilogue{e, j, ic + ir} : TileEpilogue{e, ic + ir, at};
+            const TileEpilogue tile_epilogue =
+                p.transposed_c ? TileEpilogue{e, j, ic + ir} : TileEpilogue{e, ic + ir, at};
             kernel(kc, a.p, a.step, b.p, b.step, c, p.ldc, p.alpha, beta, cols, &tile_epilogue);
           }
         }
