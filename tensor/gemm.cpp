@@ -24,13 +24,13 @@
 // Packing is a copy, and it only pays when the copy is reused: B's block is reused by every
 // row panel of A, A's panel by every column panel of B. Convolution GEMMs are often skinny
 // (64 x 3136 x 576, 2048 x 49 x 512), so each thread packs B only when it owns at least
-// kPackBMinRows rows of C and B's rows are far apart (kPackBMinLdb), and A only when it owns
-// at least kPackAMinCols columns; otherwise the kernels read the operand in place through a
-// stride (see MicroKernel). Ragged edges are computed in place: there is a kernel for every
-// row count 1..MR and width of 1..3 vectors, and the last vector of a tile is stored under a
-// mask, so the bottom edge of M = 20 costs a 4-row tile and the right edge of N = 49 a 16-wide
-// tile with 1 column stored. The AVX-512 kernels also load B's last vector under a mask; the
-// others need a ragged B panel packed (zero-padded) when they read B in place.
+// kPackBMinRows rows of C and A only when it owns at least kPackAMinCols columns; otherwise
+// the kernels read the operand in place through a stride (see MicroKernel). Ragged edges are
+// computed in place: there is a kernel for every row count 1..MR and width of 1..3 vectors,
+// and the last vector of a tile is stored under a mask, so the bottom edge of M = 20 costs a
+// 4-row tile and the right edge of N = 49 a 16-wide tile with 1 column stored. The AVX-512
+// kernels also load B's last vector under a mask; the others need a ragged B panel packed
+// (zero-padded) when they read B in place.
 //
 // gemm_items (several products sharing A, e.g. a 1x1 conv's samples) runs the same loop nest
 // over the items' columns side by side: B's packing gathers each column from its item, and a
@@ -275,14 +275,13 @@ struct PanelB {
   int64_t step;
 };
 
-// Packing B pays when its block is reused by many row panels and B's rows are far apart:
-// below this many rows of C, or with rows closer than kPackBMinLdb floats, a thread reads B in
-// place. Each thread packs its whole share of B: on Zen 4 (1 MiB L2), with the weights (A)
-// cold as at inference, B read in place was 3-17 % faster on conv shapes with rows up to 3136
-// floats, and even to 6 % slower with 6272-float rows (a K block's rows each on its own page);
-// whole models 1-5 % faster at batch 1 and 8 (docs/performance.md, session 13).
-constexpr int64_t kPackBMinRows = 64;
-constexpr int64_t kPackBMinLdb = 4096;
+// Packing B pays when its block is reused by many row panels: below this many rows of C a
+// thread reads B in place. Each thread packs its whole share of B, and with the weights (A)
+// cold, as at inference, the copy was the dearer on Zen 4 (1 MiB L2) for the conv shapes, which
+// own 16-256 rows per thread: B in place 3-17 % faster on conv GEMMs, resnet50's 7x7 stem 10 %;
+// square_2048 (1024 rows per thread) keeps its packed B (87 % of the FMA probe against 85).
+// docs/performance.md, session 13.
+constexpr int64_t kPackBMinRows = 512;
 // Packing A pays when its panels are reused by several column blocks.
 constexpr int64_t kPackAMinCols = 1024;
 
@@ -292,7 +291,7 @@ void gemm_block(const KernelInfo& ki, Packing packing, const Problem& p, int64_t
   const bool pack_all = packing == Packing::always, pack_none = packing == Packing::never;
   const bool packed_a = pack_all || (!pack_none && n1 - n0 >= kPackAMinCols);
   const bool packed_b = !p.b_panels && (p.trans_b || p.items.count > 1 || !p.prologue.empty() || pack_all ||
-                                        (!pack_none && m1 - m0 >= kPackBMinRows && p.ldb >= kPackBMinLdb));
+                                        (!pack_none && m1 - m0 >= kPackBMinRows));
 
   thread_local Buffer a_buffer, b_buffer, b_edge_buffer;
   float* Ap = packed_a ? a_buffer.get(round_up(std::min(ki.mc, m1 - m0), mr) * ki.kc) : nullptr;
