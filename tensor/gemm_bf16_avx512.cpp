@@ -14,26 +14,24 @@
 
 #include "tensor/gemm_internal.h"
 #include "tensor/gemm_store_avx512.h"
+#include "tensor/lanes_avx512.h"
 
 namespace scalpel::gemm_detail {
 namespace {
 
 constexpr int kMR = 8, kWidths = 3, kNR = kWidths * 16;
 
-[[SCALPEL_TARGET_AVX512_BF16]] inline __mmask16 first_lanes(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
-}
 
 // 16 pairs (x[2p], x[2p+1]) from the first n of 32 floats of x (the rest read as zero).
 [[SCALPEL_TARGET_AVX512_BF16]] inline __m512i convert_pairs(const float* x, int64_t n) {
-  const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(n), x);
-  const __m512 hi = n > 16 ? _mm512_maskz_loadu_ps(first_lanes(n - 16), x + 16) : _mm512_setzero_ps();
+  const __m512 lo = _mm512_maskz_loadu_ps(lanes::first(n), x);
+  const __m512 hi = n > 16 ? _mm512_maskz_loadu_ps(lanes::first(n - 16), x + 16) : _mm512_setzero_ps();
   return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));  // bf16 x[0..31] in order
 }
 
 // 16 pairs (r0[j], r1[j]) for the first n <= 16 columns j (the rest zero); r1 null: zero.
 [[SCALPEL_TARGET_AVX512_BF16]] inline __m512i interleave_rows(const float* r0, const float* r1, int64_t n) {
-  const __mmask16 m = first_lanes(n);
+  const __mmask16 m = lanes::first(n);
   const __m512 x0 = _mm512_maskz_loadu_ps(m, r0);
   const __m512 x1 = r1 ? _mm512_maskz_loadu_ps(m, r1) : _mm512_setzero_ps();
   // words 0..15: bf16(x0), 16..31: bf16(x1); pick 0, 16, 1, 17, ... so dword j = (x0[j], x1[j])
@@ -50,7 +48,7 @@ constexpr int kMR = 8, kWidths = 3, kNR = kWidths * 16;
                                            _mm512_set1_epi32(static_cast<int>(stride)));
   for (int64_t p = 0; p < kp; p += 16) {
     const __m512i pairs = convert_pairs(src + 2 * p, kc - 2 * p);
-    _mm512_mask_i32scatter_epi32(dst + p * stride, first_lanes(kp - p), index, pairs, 4);
+    _mm512_mask_i32scatter_epi32(dst + p * stride, lanes::first(kp - p), index, pairs, 4);
   }
 }
 
@@ -127,7 +125,7 @@ template <int R, int NV>
     b += b_step;
   }
 
-  store_tile(acc, c, ldc, alpha, beta, first_lanes(cols - (NV - 1) * 16), cols, epilogue);
+  store_tile(acc, c, ldc, alpha, beta, lanes::first(cols - (NV - 1) * 16), cols, epilogue);
 }
 
 }  // namespace

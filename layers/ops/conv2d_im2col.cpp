@@ -17,6 +17,7 @@
 #include "layers/ops/conv2d.h"
 #include "tensor/cpu_isa.h"
 #include "tensor/gemm.h"
+#include "tensor/lanes_avx512.h"
 #include "tensor/mapped_scratch.h"
 #include "tensor/parallel.h"
 
@@ -35,15 +36,13 @@ int64_t channel_grain(const Conv2dGeometry& g) {
 // With rows spread over threads as well (im2col), conv2d_fused on Zen 4: resnet50's 7x7 stem
 // at batch 8 11.5-12.0 vs 13.3 ms, mobilenet_v2's 3x3 1.20-1.23 vs 1.50-1.53.
 [[SCALPEL_TARGET_AVX512]] void copy_even_avx512(const float* src, int64_t n, float* dst) {
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  using lanes::first;
+  const __m512i even = lanes::even();
   int64_t i = 0;
   // Whole loads read src[2 i + 31], one past the 16th value: only while more values follow.
   for (; i + 16 < n; i += 16)
     _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * i), even,
                                                      _mm512_loadu_ps(src + 2 * i + 16)));
-  const auto first = [](int64_t k) {  // a mask of the first k lanes (k may be <= 0 or > 16)
-    return static_cast<__mmask16>(k >= 16 ? 0xffff : (1u << std::max<int64_t>(k, 0)) - 1);
-  };
   const int64_t read = 2 * (n - i) - 1;  // the values read from src + 2 i on
   const __m512 a = _mm512_maskz_loadu_ps(first(read), src + 2 * i);
   const __m512 b = _mm512_maskz_loadu_ps(first(read - 16), src + 2 * i + 16);

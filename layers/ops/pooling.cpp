@@ -2,6 +2,8 @@
 // autograd wrappers of layers/functional.h.
 #include "layers/ops/pooling.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -9,6 +11,8 @@
 #include <vector>
 
 #include "tensor/backend.h"
+#include "tensor/cpu_isa.h"
+#include "tensor/lanes_avx512.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
 
@@ -197,6 +201,36 @@ MaxPoolResult max_pool2d_forward_reference(const Tensor& x_in, const Pool2dGeome
   });
 }
 
+namespace {
+
+// max_pool2d_values' pick, max_pick(best, v) = v > best || v is NaN ? v : best, on 16 lanes.
+[[SCALPEL_TARGET_AVX512, gnu::always_inline]] inline __m512 max_pick16(__m512 best, __m512 v) {
+  const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  return _mm512_mask_blend_ps(take, best, v);
+}
+
+// out[o] = max_pick(max_pick(row[2 o], row[2 o + 1]), row[2 o + 2]) for o < n, in
+// max_pool2d_values' order (so its bits): the 3-wide, stride-2 windows of resnet50's and
+// densenet121's stem pools, 16 outputs per step from even and odd lanes (vpermt2ps) instead of
+// three strided scalar passes. row holds 2 n + 1 values.
+[[SCALPEL_TARGET_AVX512]] void max3_stride2_avx512(const float* row, int64_t n, float* out) {
+  using lanes::first;
+  const __m512i even = lanes::even(), odd = lanes::odd();
+  for (int64_t o = 0; o < n; o += 16) {
+    const int64_t valid = 2 * (n - o) + 1;  // the values row + 2 o on holds
+    const float* r = row + 2 * o;
+    const __m512 a = _mm512_maskz_loadu_ps(first(valid), r), b = _mm512_maskz_loadu_ps(first(valid - 16), r + 16);
+    const __m512 c = _mm512_maskz_loadu_ps(first(valid - 2), r + 2);
+    const __m512 d = _mm512_maskz_loadu_ps(first(valid - 18), r + 18);
+    __m512 best = _mm512_permutex2var_ps(a, even, b);
+    best = max_pick16(best, _mm512_permutex2var_ps(a, odd, b));
+    best = max_pick16(best, _mm512_permutex2var_ps(c, even, d));
+    _mm512_mask_storeu_ps(out + o, first(n - o), best);
+  }
+}
+
+}  // namespace
+
 Tensor max_pool2d_values(const Tensor& x_in, const Pool2dGeometry& g) {
   require_cpu("max_pool2d_values", x_in);
   const Tensor x = x_in.contiguous();
@@ -207,6 +241,8 @@ Tensor max_pool2d_values(const Tensor& x_in, const Pool2dGeometry& g) {
   return dispatch_floating(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const auto pick = [](T best, T v) { return v > best || v != v ? v : best; };
+    static const bool avx512 = cpu_supports(Isa::avx512);
+    const bool stem_windows = avx512 && g.kernel_w == 3 && g.stride_w == 2;
     Tensor y = Tensor::empty(out_shape(x.shape(), g.out_h, g.out_w), x.dtype());
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -223,6 +259,12 @@ Tensor max_pool2d_values(const Tensor& x_in, const Pool2dGeometry& g) {
           for (int64_t h = h0 + 1; h < h1; ++h) {
             const T* r = in + h * g.in_w;
             for (int64_t w = 0; w < g.in_w; ++w) columns[w] = pick(columns[w], r[w]);
+          }
+          if constexpr (std::is_same_v<T, float>) {
+            if (stem_windows) {
+              max3_stride2_avx512(row.data(), g.out_w, out);
+              continue;
+            }
           }
           for (int64_t ow = 0; ow < g.out_w; ++ow) out[ow] = row[ow * g.stride_w];
           for (int64_t kw = 1; kw < g.kernel_w; ++kw)

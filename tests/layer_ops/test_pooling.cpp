@@ -183,6 +183,38 @@ TEST(Pooling, AvgHalvingGivesTheReferenceBits) {
       }
 }
 
+// The stems' 3x3 stride-2 max pool (pad 1, as resnet50 and densenet121 have it; pad 0 and
+// ceil_mode's extra window too) on rows of 1-113 values, whose windows the inference path takes
+// 16 outputs at a time on AVX-512: the reference's values, NaN and infinities included (all
+// values distinct, so the order of the picks cannot matter).
+TEST(Pooling, StemWindowsGiveTheReferenceValues) {
+  for (int64_t width : {1, 2, 3, 8, 31, 32, 33, 34, 63, 64, 65, 112, 113})
+    for (int64_t pad : {0, 1})
+      for (bool ceil : {false, true}) {
+        if (pad == 0 && width < 3) continue;
+        nn::Pool2dOptions o;
+        o.kernel = {3, 3};
+        o.stride = {2, 2};
+        o.padding = nn::Padding2d::symmetric(pad);
+        o.ceil_mode = ceil;
+        const Shape shape{1, 2, 5, width};
+        std::vector<double> values(shape_numel(shape));
+        for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<double>((i * 7919) % 1009) - 500.5;
+        values[values.size() / 2] = std::nan("");
+        values[values.size() / 3] = std::numeric_limits<double>::infinity();
+        values[values.size() - 1] = -std::numeric_limits<double>::infinity();
+        const Tensor x = Tensor::from_vector(values, shape, DType::F32);
+        const ops::Pool2dGeometry g = ops::pool2d_geometry(x, o, "pool");
+        const std::vector<double> fast = nn::max_pool2d(x, o).to_vector();
+        const std::vector<double> reference = ops::max_pool2d_forward_reference(x, g).y.to_vector();
+        ASSERT_EQ(fast.size(), reference.size());
+        for (size_t i = 0; i < fast.size(); ++i)
+          EXPECT_TRUE(std::isnan(fast[i]) ? std::isnan(reference[i]) : fast[i] == reference[i])
+              << "width " << width << " pad " << pad << " ceil " << ceil << " element " << i << ": " << fast[i]
+              << " vs " << reference[i];
+      }
+}
+
 TEST(Pooling, AdaptiveAndGlobalHandValues) {
   Tensor x = Tensor::arange(0, 10, 1, DType::F64).reshape({1, 1, 2, 5});
   // Rows [0, 5) and [5, 10); columns of 5 into 3 bins: [0, 2), [1, 4), [3, 5).
