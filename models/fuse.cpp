@@ -9,6 +9,7 @@
 #include "layers/blocks.h"
 #include "layers/modules.h"
 #include "models/densenet.h"
+#include "models/resnet.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
 
@@ -195,7 +196,8 @@ bool fuse_inverted_residual(nn::InvertedResidual& block) {
 }
 
 // Modules whose children run one after the other, each one's output the next one's input and
-// nothing else's: a Sequential's children, and a DenseLayer's (DenseLayer::forward).
+// nothing else's: a Sequential's children, a DenseLayer's (DenseLayer::forward) and a ResNet's
+// stem (ResNet::features).
 std::vector<std::vector<nn::Module*>> chains_of(nn::Module& model) {
   std::vector<std::vector<nn::Module*>> chains;
   for (auto& [name, m] : model.named_modules()) {
@@ -205,6 +207,8 @@ std::vector<std::vector<nn::Module*>> chains_of(nn::Module& model) {
       chains.push_back(chain);
     } else if (auto* d = dynamic_cast<DenseLayer*>(m)) {
       chains.push_back({d->norm1.get(), d->relu1.get(), d->conv1.get(), d->norm2.get(), d->relu2.get(), d->conv2.get()});
+    } else if (auto* r = dynamic_cast<ResNet*>(m)) {
+      chains.push_back({r->conv1.get(), r->bn1.get(), r->relu.get()});
     }
   }
   return chains;

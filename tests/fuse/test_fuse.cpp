@@ -131,7 +131,8 @@ TEST_P(FuseForInference, FusesAndKeepsTheLogits) {
 INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
                          ::testing::Values(FuseCase{"mobilenet_v2", true, 10},
                                            FuseCase{"efficientnet_b0", true, 0, 0, 0, 16},
-                                           FuseCase{"resnet18", false, 8}, FuseCase{"resnet50", false, 16},
+                                           // ResNet's stem: conv1 + folded bn1 + relu
+                                           FuseCase{"resnet18", true, 8}, FuseCase{"resnet50", true, 16},
                                            // norm1 + relu1 (and the transitions') applied as conv1
                                            // reads them (58 layers + 3 transitions), conv1 + folded
                                            // norm2 + relu2 in the conv's store
@@ -288,9 +289,9 @@ TEST(FuseForTraining, BatchNormReluIsReluOfBatchNormBitForBit) {
 TEST(FuseForTraining, MarksBatchNormReluPairsAndTrainsToTheSameBits) {
   struct Case {
     const char* model;
-    int64_t pairs;  // DenseNet-121: stem, 58 layers x 2, 3 transitions; ResNet-18: 8 blocks' bn1
+    int64_t pairs;  // DenseNet-121: stem, 58 layers x 2, 3 transitions; ResNet-18: stem, 8 blocks' bn1
   };
-  for (const Case& c : {Case{"densenet121", 1 + 58 * 2 + 3}, Case{"resnet18", 8}}) {
+  for (const Case& c : {Case{"densenet121", 1 + 58 * 2 + 3}, Case{"resnet18", 1 + 8}}) {
     SCOPED_TRACE(c.model);
     Generator gen(5);
     auto plain = create_model(c.model), fused = create_model(c.model);
