@@ -20,9 +20,6 @@ namespace scalpel::gemm_detail {
 // is read from a + k*a_step + i by the "k-major" kernels (a packed panel: a_step = MR; a
 // transposed A in place: a_step = lda) and from a + i*a_step + k by the "row-major" kernels
 // (a non-transposed A in place: a_step = lda); rows past R are never read.
-// The transposed kernels (k_major_transposed) store the tile's row i as C's column i instead:
-// C[j*ldc + i] = alpha * tile[i][j] + beta * C[j*ldc + i], C's rows being the tile's `cols`
-// columns (the transposed product in gemm.cpp).
 // With a TileEpilogue (the tile's last K block), the kernel then applies it to what it stores:
 // C[i*ldc + j] = the value apply_epilogue(e, row + i, col, cols, c + i*ldc) would leave, bit
 // for bit; null: none.
@@ -33,6 +30,19 @@ struct TileEpilogue {
 using MicroKernel = void (*)(int64_t kc, const float* a, int64_t a_step, const float* b,
                              int64_t b_step, float* c, int64_t ldc, float alpha, float beta,
                              int64_t cols, const TileEpilogue* epilogue);
+// A transposed kernel (the transposed product in gemm.cpp) reads A k-major and B as MicroKernel
+// does, and stores the tile's row i as C's column i instead:
+//   C[j*ldc + i] = alpha * tile[i][j] + beta * C[j*ldc + i]   for i < R, j < cols
+// with the epilogue's row j and column i (TileEpilogue: row, col of C's element (0, 0)). Along
+// its k steps it asks for rows [share * kc / shares, (share + 1) * kc / shares) of `panel`
+// (the next B panel at the same K block, b_step apart; null: none) to be brought into L2.
+struct PanelShare {
+  const float* panel = nullptr;
+  int64_t share = 0, shares = 1;
+};
+using TransposedKernel = void (*)(int64_t kc, const float* a, int64_t a_step, const float* b, int64_t b_step,
+                                  const PanelShare& prefetch, float* c, int64_t ldc, float alpha, float beta,
+                                  int64_t cols, const TileEpilogue* epilogue);
 // The fallback of kernels that do not fuse an epilogue into their stores: apply_epilogue on
 // each stored row, compiled for the caller's instruction set.
 template <int MR>
@@ -73,8 +83,8 @@ struct KernelInfo {
   MicroKernel row_major[kMaxRows][kMaxWidths];
   GemvKernel gemv;
   EpilogueTile epilogue = &epilogue_tile_baseline;
-  // A read k-major, C stored transposed; null where the family has none (no transposed product).
-  MicroKernel k_major_transposed[kMaxRows][kMaxWidths] = {};
+  // [r][v] as above; null where the family has none (no transposed product).
+  TransposedKernel transposed[kMaxRows][kMaxWidths] = {};
   int nr() const { return widths * vec; }
 };
 
