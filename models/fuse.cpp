@@ -281,20 +281,6 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
       report.blocks += fuse_inverted_residual(*ir);
   }
 
-  // The conv weights are final now (folded, and a fused model is never trained): the bf16
-  // GEMM converts them once, on first use, instead of per call (tensor/gemm.h). Depthwise
-  // convs do not run as GEMMs.
-  for (auto& [name, m] : model.named_modules()) {
-    auto* conv = dynamic_cast<nn::Conv2d*>(m);
-    if (!conv || !foldable(conv->weight)) continue;
-    const int64_t groups = conv->options.groups, per_group = conv->out_channels / groups;
-    const int64_t K = conv->weight.numel() / conv->out_channels;  // in_channels / groups * kh * kw
-    if (per_group == 1 && conv->in_channels == groups) continue;
-    const float* w = conv->weight.data<float>();
-    for (int64_t g = 0; g < groups; ++g) prepack_constant_a(w + g * per_group * K, per_group, K, K, conv->weight.storage());
-    ++report.prepacked;
-  }
-
   // Candidates from the structure: conv, [folded BN,] activation, adjacent in a chain, so
   // that the conv's output reaches nothing but the activation; or an unfolded BN, activation.
   std::map<nn::ActivationLayer*, nn::Conv2d*> candidates;
@@ -336,6 +322,23 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
     }
   }
   report.input_transforms = fuse_into_next_conv(model, input_shape);
+
+  // The conv weights are final now (folded, and a fused model is never trained): the bf16
+  // GEMM converts them once, on first use, instead of per call, and the float GEMM packs
+  // those it runs transposed (tensor/gemm.h). Depthwise convs do not run as GEMMs. Declared
+  // after the probes above, whose forward at input_shape would otherwise derive that data for
+  // a shape the caller may never run (resnet50: layer4's panels at batch 1, +60 MB of peak
+  // RSS for a batch-8 benchmark).
+  for (auto& [name, m] : model.named_modules()) {
+    auto* conv = dynamic_cast<nn::Conv2d*>(m);
+    if (!conv || !foldable(conv->weight)) continue;
+    const int64_t groups = conv->options.groups, per_group = conv->out_channels / groups;
+    const int64_t K = conv->weight.numel() / conv->out_channels;  // in_channels / groups * kh * kw
+    if (per_group == 1 && conv->in_channels == groups) continue;
+    const float* w = conv->weight.data<float>();
+    for (int64_t g = 0; g < groups; ++g) prepack_constant_a(w + g * per_group * K, per_group, K, K, conv->weight.storage());
+    ++report.prepacked;
+  }
   return report;
 }
 

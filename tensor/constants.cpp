@@ -61,6 +61,14 @@ int64_t declared_constant_count() {
   return live;
 }
 
+int64_t derived_value_count() {
+  std::lock_guard lock(g_mutex);
+  int64_t made = 0;
+  for (const auto& [data, c] : g_constants)
+    if (!c.owner.expired()) made += static_cast<int64_t>(c.derived.size());
+  return made;
+}
+
 void forget_declared_constants() {
   std::lock_guard lock(g_mutex);
   g_constants.clear();

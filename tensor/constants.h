@@ -25,6 +25,7 @@ const void* derived_from_constant(const void* data, const std::string& key,
                                   const std::function<std::shared_ptr<void>()>& make);
 
 int64_t declared_constant_count();  // live entries (tests, reports)
+int64_t derived_value_count();      // what live entries hold derived (tests, reports)
 void forget_declared_constants();   // drops every entry and what was derived (tests)
 
 }  // namespace scalpel

@@ -12,6 +12,8 @@
 #include "layers/optim.h"
 #include "models/fuse.h"
 #include "models/registry.h"
+#include "tensor/constants.h"
+#include "tensor/cpu_isa.h"
 #include "tensor/error.h"
 #include "tensor/gemm.h"
 #include "tensor/gemm_bf16.h"
@@ -138,6 +140,23 @@ INSTANTIATE_TEST_SUITE_P(Zoo, FuseForInference,
                                            // norm2 + relu2 in the conv's store
                                            FuseCase{"densenet121", true, 0, 1, 61}),
                          [](const ::testing::TestParamInfo<FuseCase>& info) { return std::string(info.param.model); });
+
+// fuse_for_inference's probes (a forward at its input shape) run before it declares the
+// weights constant: nothing is derived from them for a shape the caller may never run (the
+// float GEMM's transposed panels of resnet18's 2x2 layer4, here), only on a real call.
+TEST(Fuse, DerivesNothingFromTheWeightsWhileFusing) {
+  forget_prepacked_constants();
+  auto model = create_model("resnet18");
+  model->eval();
+  const InferenceFuseReport report = fuse_for_inference(*model, {1, 3, 64, 64});
+  EXPECT_GT(report.activations, 0);  // the stem's chain was probed
+  EXPECT_GT(prepacked_constant_count(), 0);
+  EXPECT_EQ(derived_value_count(), 0);
+  NoGradGuard no_grad;
+  (*model)(Tensor::zeros({1, 3, 64, 64}));
+  if (cpu_supports(Isa::avx512)) EXPECT_GT(derived_value_count(), 0);  // layer4's transposed panels
+  forget_prepacked_constants();
+}
 
 // fuse_for_inference declares every non-depthwise conv weight constant to the GEMM, whose bf16
 // path then converts it once: the logits keep their bits (the same pairs feed the same
