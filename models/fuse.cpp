@@ -336,7 +336,8 @@ InferenceFuseReport fuse_for_inference(nn::Module& model, const Shape& input_sha
     const int64_t K = conv->weight.numel() / conv->out_channels;  // in_channels / groups * kh * kw
     if (per_group == 1 && conv->in_channels == groups) continue;
     const float* w = conv->weight.data<float>();
-    for (int64_t g = 0; g < groups; ++g) prepack_constant_a(w + g * per_group * K, per_group, K, K, conv->weight.storage());
+    for (int64_t g = 0; g < groups; ++g)
+      prepack_constant_a(w + g * per_group * K, per_group, K, K, conv->weight.storage());
     ++report.prepacked;
   }
   return report;
