@@ -158,20 +158,12 @@ template <int R>
   for (; i < m; ++i) gemv_rows<1>(K, a + i * lda, lda, x, y + i * y_step, y_step, alpha, beta);
 }
 
-// table[r][v] = the kernel for r + 1 rows and v + 1 vectors.
-template <bool kRowMajorA>
-void fill_kernel_table(MicroKernel (&table)[kMaxRows][kMaxWidths]) {
+// table[r][v] = make.operator()<r + 1, v + 1>(): the kernel for r + 1 rows and v + 1 vectors.
+template <typename Kernel, typename Make>
+void fill_table(Kernel (&table)[kMaxRows][kMaxWidths], Make make) {
   [&]<int... R>(std::integer_sequence<int, R...>) {
-    ((table[R][0] = &kernel<R + 1, 1, kRowMajorA>, table[R][1] = &kernel<R + 1, 2, kRowMajorA>,
-      table[R][2] = &kernel<R + 1, 3, kRowMajorA>),
-     ...);
-  }(std::make_integer_sequence<int, 8>{});
-}
-
-void fill_transposed_table(TransposedKernel (&table)[kMaxRows][kMaxWidths]) {
-  [&]<int... R>(std::integer_sequence<int, R...>) {
-    ((table[R][0] = &transposed_kernel<R + 1, 1>, table[R][1] = &transposed_kernel<R + 1, 2>,
-      table[R][2] = &transposed_kernel<R + 1, 3>),
+    ((table[R][0] = make.template operator()<R + 1, 1>(), table[R][1] = make.template operator()<R + 1, 2>(),
+      table[R][2] = make.template operator()<R + 1, 3>()),
      ...);
   }(std::make_integer_sequence<int, 8>{});
 }
@@ -185,9 +177,9 @@ void fill_transposed_table(TransposedKernel (&table)[kMaxRows][kMaxWidths]) {
 
 KernelInfo avx512_kernel() {
   KernelInfo ki{"avx512_8x48", 8, 16, 3, 512, 4096, 480, true, {}, {}, &gemv, &epilogue_tile};
-  fill_kernel_table<false>(ki.k_major);
-  fill_kernel_table<true>(ki.row_major);
-  fill_transposed_table(ki.transposed);
+  fill_table(ki.k_major, []<int R, int V>() { return &kernel<R, V, false>; });
+  fill_table(ki.row_major, []<int R, int V>() { return &kernel<R, V, true>; });
+  fill_table(ki.transposed, []<int R, int V>() { return &transposed_kernel<R, V>; });
   return ki;
 }
 
