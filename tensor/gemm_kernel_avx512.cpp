@@ -49,6 +49,25 @@ template <int MR, int NV, bool kRowMajorA, bool kMaskedB>
   }
 }
 
+// A zeroed tile, then acc += A(:, 0:kc) * B(0:kc, :) with B's last vector under a mask only on
+// a ragged tile (cols < NV * 16).
+template <int MR, int NV>
+[[SCALPEL_TARGET_AVX512, gnu::always_inline]] inline void zero_tile(__m512 (&acc)[MR][NV]) {
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
+}
+template <int MR, int NV, bool kRowMajorA>
+[[SCALPEL_TARGET_AVX512, gnu::always_inline]] inline void accumulate_tile(int64_t kc, const float* a, int64_t a_step,
+                                                                         const float* b, int64_t b_step, int64_t cols,
+                                                                         __m512 (&acc)[MR][NV]) {
+  if (cols == NV * 16)
+    accumulate<MR, NV, kRowMajorA, false>(kc, a, a_step, b, b_step, __mmask16(0xFFFF), acc);
+  else
+    accumulate<MR, NV, kRowMajorA, true>(kc, a, a_step, b, b_step, last_vector_mask<NV>(cols), acc);
+}
+
 // MR x (NV*16) tile held in MR*NV zmm accumulators. Each k step loads NV vectors of B and
 // broadcasts MR values of A: MR*NV FMAs for MR + NV loads. With 8 x 48 that is 24 FMAs
 // (12 cycles on two FMA ports) against 11 loads, and 24 independent accumulators hide the
@@ -62,12 +81,8 @@ template <int MR, int NV, bool kRowMajorA>
                                                const float* b, int64_t b_step, float* c,
                                                int64_t ldc, float alpha, float beta,
                                                int64_t cols, const TileEpilogue* epilogue) {
-  const __mmask16 last = last_vector_mask<NV>(cols);
   __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
+  zero_tile(acc);
 
   // Bring the C tile (one 64-byte line per vector) towards L1 while the k loop runs.
 #pragma GCC unroll 16
@@ -76,12 +91,8 @@ template <int MR, int NV, bool kRowMajorA>
     for (int j = 0; j < NV; ++j)
       _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + j * 16), _MM_HINT_T0);
 
-  if (cols == NV * 16)
-    accumulate<MR, NV, kRowMajorA, false>(kc, a, a_step, b, b_step, last, acc);
-  else
-    accumulate<MR, NV, kRowMajorA, true>(kc, a, a_step, b, b_step, last, acc);
-
-  store_tile(acc, c, ldc, alpha, beta, last, cols, epilogue);
+  accumulate_tile<MR, NV, kRowMajorA>(kc, a, a_step, b, b_step, cols, acc);
+  store_tile(acc, c, ldc, alpha, beta, last_vector_mask<NV>(cols), cols, epilogue);
 }
 
 // The transposed kernel (TransposedKernel): the k loop in steps of kPrefetchStep, each followed
@@ -94,12 +105,8 @@ template <int MR, int NV>
                                                  int64_t b_step, const PanelShare& prefetch, float* c, int64_t ldc,
                                                  float alpha, float beta, int64_t cols, const TileEpilogue* epilogue) {
   constexpr int64_t kPrefetchStep = 16;
-  const __mmask16 last = last_vector_mask<NV>(cols);
   __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
+  zero_tile(acc);
   // This tile's share of the next panel: rows [first_row, end_row), b_step floats (b_step / 16
   // lines) each.
   const int64_t first_row = prefetch.share * kc / prefetch.shares;
@@ -109,10 +116,7 @@ template <int MR, int NV>
   int64_t line = 0;
   for (int64_t k = 0; k < kc; k += kPrefetchStep) {
     const int64_t steps = std::min(kPrefetchStep, kc - k);
-    if (cols == NV * 16)
-      accumulate<MR, NV, false, false>(steps, a + k * a_step, a_step, b + k * b_step, b_step, last, acc);
-    else
-      accumulate<MR, NV, false, true>(steps, a + k * a_step, a_step, b + k * b_step, b_step, last, acc);
+    accumulate_tile<MR, NV, false>(steps, a + k * a_step, a_step, b + k * b_step, b_step, cols, acc);
     for (const int64_t until = lines * (k + steps) / kc; line < until; ++line)
       _mm_prefetch(next + line * 64, _MM_HINT_T1);
   }
